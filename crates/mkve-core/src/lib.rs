@@ -1,0 +1,15 @@
+//! mkve-core: the template and bundle formats and the machinery the mkve
+//! tools share. The binaries parse arguments and call into this crate; one
+//! picture: template → root → bundle → VM.
+
+pub mod bundle;
+pub mod config;
+pub mod error;
+pub mod exec;
+pub mod hooks;
+pub mod pack;
+pub mod paths;
+pub mod sign;
+pub mod template;
+
+pub use error::{Error, Result};

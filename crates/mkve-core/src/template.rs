@@ -1,0 +1,516 @@
+//! The template tree (mkve-template(5)) → a validated `Template`.
+//!
+//! Loading checks everything a build needs for the hypervisors asked for and
+//! reports every problem at once, one line each, naming the file and line.
+//! It reads only; running hooks is `hooks.rs`, packing is `pack.rs`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Problem, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hypervisor {
+    Openvz,
+    Qemu,
+    Kvm,
+    Lxc,
+    Xen,
+}
+
+impl Hypervisor {
+    pub const ALL: [Hypervisor; 5] =
+        [Hypervisor::Openvz, Hypervisor::Qemu, Hypervisor::Kvm, Hypervisor::Lxc, Hypervisor::Xen];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hypervisor::Openvz => "openvz",
+            Hypervisor::Qemu => "qemu",
+            Hypervisor::Kvm => "kvm",
+            Hypervisor::Lxc => "lxc",
+            Hypervisor::Xen => "xen",
+        }
+    }
+
+    fn known() -> String {
+        Self::ALL.map(|h| h.as_str()).join(", ")
+    }
+}
+
+impl fmt::Display for Hypervisor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Hypervisor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|h| h.as_str() == s)
+            .ok_or_else(|| format!("unknown hypervisor \"{s}\" (known: {})", Self::known()))
+    }
+}
+
+/// A hook found for a template: its name as listed and the file that runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// What a template says for one hypervisor.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub hypervisor: Hypervisor,
+    pub version: String,
+    pub packages: Vec<String>,
+    pub hooks: Vec<Hook>,
+    /// `conf/<hv>/`, when the template has it.
+    pub conf: Option<PathBuf>,
+    /// `conf/openvz/config` (vps.conf(5)), parsed.
+    pub vps_config: Option<Vec<(String, String)>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub name: String,
+    pub dir: PathBuf,
+    /// In the order of the `hypervisors` file.
+    pub hypervisors: Vec<Hypervisor>,
+    pub profiles: BTreeMap<Hypervisor, Profile>,
+}
+
+impl Template {
+    /// Find a template given on the command line: a path (anything with a
+    /// `/`, or an existing directory), else a name under
+    /// `$MKVE_DATADIR/templates`.
+    pub fn locate(arg: &str) -> Result<PathBuf> {
+        let as_path = Path::new(arg);
+        if arg.contains('/') || as_path.is_dir() {
+            return Ok(as_path.to_path_buf());
+        }
+        let shipped = crate::paths::templates_dir().join(arg);
+        if shipped.is_dir() {
+            return Ok(shipped);
+        }
+        Err(Error::template(
+            as_path,
+            None,
+            format!("no such template (no directory {arg}, and none in {})", crate::paths::templates_dir().display()),
+        ))
+    }
+
+    /// Load and validate the template in `dir` for `only` one hypervisor,
+    /// or for every hypervisor it lists.
+    pub fn load(dir: &Path, hooks_dir: &Path, only: Option<Hypervisor>) -> Result<Template> {
+        let mut problems = Vec::new();
+        if !dir.is_dir() {
+            let why = if dir.exists() { "not a directory" } else { "no such template directory" };
+            return Err(Error::template(dir, None, why));
+        }
+        let name = template_name(dir);
+        let hv_file = dir.join("hypervisors");
+        let mut listed: Vec<(Hypervisor, usize)> = Vec::new();
+        match read_list(&hv_file) {
+            Err(p) => problems.push(p),
+            Ok(None) => problems.push(Problem::new(&hv_file, None, "missing (it lists the hypervisors the template supports)")),
+            Ok(Some(lines)) => {
+                for (n, word) in lines {
+                    match word.parse::<Hypervisor>() {
+                        Err(e) => problems.push(Problem::new(&hv_file, Some(n), e)),
+                        Ok(h) => match listed.iter().find(|(l, _)| *l == h) {
+                            Some((_, first)) => problems.push(Problem::new(
+                                &hv_file,
+                                Some(n),
+                                format!("\"{h}\" is listed twice (first on line {first})"),
+                            )),
+                            None => listed.push((h, n)),
+                        },
+                    }
+                }
+                if listed.is_empty() && problems.is_empty() {
+                    problems.push(Problem::new(&hv_file, None, "lists no hypervisor"));
+                }
+            }
+        }
+        let selected: Vec<(Hypervisor, usize)> = match only {
+            None => listed.clone(),
+            Some(h) => match listed.iter().find(|(l, _)| *l == h) {
+                Some(&found) => vec![found],
+                None => {
+                    if problems.is_empty() {
+                        let names: Vec<&str> = listed.iter().map(|(l, _)| l.as_str()).collect();
+                        problems.push(Problem::new(
+                            &hv_file,
+                            None,
+                            format!("does not list {h} (it lists: {})", names.join(", ")),
+                        ));
+                    }
+                    vec![]
+                }
+            },
+        };
+        let mut profiles = BTreeMap::new();
+        for (h, line) in selected {
+            let why = format!("{h} is listed in {}:{line}", hv_file.display());
+            if let Some(p) = load_profile(dir, hooks_dir, h, &why, &mut problems) {
+                profiles.insert(h, p);
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::InvalidTemplate(problems));
+        }
+        Ok(Template { name, dir: dir.to_path_buf(), hypervisors: listed.into_iter().map(|(h, _)| h).collect(), profiles })
+    }
+
+    pub fn profile(&self, h: Hypervisor) -> Result<&Profile> {
+        self.profiles
+            .get(&h)
+            .ok_or_else(|| Error::template(self.dir.join("hypervisors"), None, format!("does not list {h}")))
+    }
+}
+
+fn template_name(dir: &Path) -> String {
+    let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    canonical.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "template".into())
+}
+
+fn load_profile(
+    dir: &Path,
+    hooks_dir: &Path,
+    h: Hypervisor,
+    why: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<Profile> {
+    let before = problems.len();
+    let version = load_version(&dir.join("version").join(h.as_str()), why, problems);
+
+    let pkg_file = dir.join("packages-lists").join(h.as_str());
+    let mut packages = Vec::new();
+    match read_list(&pkg_file) {
+        Err(p) => problems.push(p),
+        Ok(None) => {
+            let old = dir.join("packages").join(h.as_str());
+            let hint = if old.is_file() {
+                format!("; the old layout's {} is now packages-lists/{h}", old.display())
+            } else {
+                String::new()
+            };
+            problems.push(Problem::new(&pkg_file, None, format!("missing ({why}{hint})")));
+        }
+        Ok(Some(lines)) => {
+            for (n, line) in lines {
+                if line.split_whitespace().count() > 1 {
+                    problems.push(Problem::new(&pkg_file, Some(n), format!("one package per line, found \"{line}\"")));
+                } else if !is_package_name(&line) {
+                    problems.push(Problem::new(&pkg_file, Some(n), format!("\"{line}\" is not a package name")));
+                } else {
+                    packages.push(line);
+                }
+            }
+        }
+    }
+
+    let hooks = load_hooks(dir, hooks_dir, h, problems);
+
+    let conf_dir = dir.join("conf").join(h.as_str());
+    let mut conf = None;
+    let mut vps_config = None;
+    if let Ok(meta) = std::fs::symlink_metadata(&conf_dir) {
+        if !meta.is_dir() {
+            problems.push(Problem::new(&conf_dir, None, "not a directory"));
+        } else {
+            check_conf_tree(&conf_dir, problems);
+            conf = Some(conf_dir.clone());
+            let config = conf_dir.join("config");
+            if h == Hypervisor::Openvz && config.is_file() {
+                vps_config = parse_vps_conf(&config, problems);
+            }
+        }
+    }
+
+    if problems.len() > before {
+        return None;
+    }
+    Some(Profile { hypervisor: h, version: version?, packages, hooks, conf, vps_config })
+}
+
+fn load_version(path: &Path, why: &str, problems: &mut Vec<Problem>) -> Option<String> {
+    let lines = match read_list(path) {
+        Err(p) => {
+            problems.push(p);
+            return None;
+        }
+        Ok(None) => {
+            problems.push(Problem::new(path, None, format!("missing ({why})")));
+            return None;
+        }
+        Ok(Some(lines)) => lines,
+    };
+    let mut version: Option<(String, usize)> = None;
+    for (n, line) in lines {
+        let Some((key, value)) = line.split_once('=') else {
+            problems.push(Problem::new(path, Some(n), format!("expected template_version=VERSION, found \"{line}\"")));
+            continue;
+        };
+        if key.trim() != "template_version" {
+            problems.push(Problem::new(
+                path,
+                Some(n),
+                format!("unknown key \"{}\" (expected template_version=VERSION)", key.trim()),
+            ));
+            continue;
+        }
+        let value = unquote(value.trim());
+        if value.is_empty() {
+            problems.push(Problem::new(path, Some(n), "template_version is empty"));
+        } else if !value.chars().all(|c| c.is_ascii_alphanumeric() || ".+~:_-".contains(c)) {
+            problems.push(Problem::new(
+                path,
+                Some(n),
+                format!("template_version \"{value}\" has characters other than letters, digits and . + ~ : _ -"),
+            ));
+        } else if let Some((_, first)) = &version {
+            problems.push(Problem::new(path, Some(n), format!("template_version is set twice (first on line {first})")));
+        } else {
+            version = Some((value.to_string(), n));
+        }
+    }
+    if version.is_none() && !problems.iter().any(|p| p.path == path) {
+        problems.push(Problem::new(path, None, "no template_version=VERSION line"));
+    }
+    version.map(|(v, _)| v)
+}
+
+fn load_hooks(dir: &Path, hooks_dir: &Path, h: Hypervisor, problems: &mut Vec<Problem>) -> Vec<Hook> {
+    let list = dir.join("hooks-lists").join(h.as_str());
+    let lines = match read_list(&list) {
+        Err(p) => {
+            problems.push(p);
+            return vec![];
+        }
+        Ok(None) => return vec![],
+        Ok(Some(lines)) => lines,
+    };
+    let own = dir.join("hooks");
+    let mut hooks = Vec::new();
+    for (n, name) in lines {
+        if name.contains('/') || name == "." || name == ".." || name.split_whitespace().count() > 1 {
+            problems.push(Problem::new(&list, Some(n), format!("hook name \"{name}\" must be a plain file name")));
+            continue;
+        }
+        let found = [own.join(&name), hooks_dir.join(&name)].into_iter().find(|p| p.exists());
+        let Some(path) = found else {
+            problems.push(Problem::new(
+                &list,
+                Some(n),
+                format!("hook \"{name}\" not found in {} or {}", own.display(), hooks_dir.display()),
+            ));
+            continue;
+        };
+        match std::fs::metadata(&path) {
+            Ok(m) if !m.is_file() => {
+                problems.push(Problem::new(&list, Some(n), format!("hook \"{name}\" ({}) is not a file", path.display())))
+            }
+            Ok(m) if m.permissions().mode() & 0o111 == 0 => problems.push(Problem::new(
+                &list,
+                Some(n),
+                format!("hook \"{name}\" ({}) is not executable (chmod +x it)", path.display()),
+            )),
+            Ok(_) => hooks.push(Hook { name, path }),
+            Err(e) => problems.push(Problem::new(&list, Some(n), format!("hook \"{name}\" ({}): {e}", path.display()))),
+        }
+    }
+    hooks
+}
+
+/// conf/<hv>/ is packed as it is: regular files and directories only.
+fn check_conf_tree(conf_dir: &Path, problems: &mut Vec<Problem>) {
+    for entry in walkdir::WalkDir::new(conf_dir).min_depth(1).sort_by_file_name() {
+        match entry {
+            Err(e) => problems.push(Problem::new(conf_dir, None, e.to_string())),
+            Ok(e) if e.file_type().is_file() || e.file_type().is_dir() => {}
+            Ok(e) => problems.push(Problem::new(
+                e.path(),
+                None,
+                "not a regular file or directory (conf/ holds files and directories only)",
+            )),
+        }
+    }
+}
+
+/// vps.conf(5): `NAME="value"` lines, blank lines and `#` comments.
+pub fn parse_vps_conf(path: &Path, problems: &mut Vec<Problem>) -> Option<Vec<(String, String)>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(Problem::new(path, None, e.to_string()));
+            return None;
+        }
+    };
+    let before = problems.len();
+    let mut vars = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parsed = line.split_once('=').and_then(|(k, v)| {
+            let name_ok = !k.is_empty()
+                && k.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                && !k.starts_with(|c: char| c.is_ascii_digit());
+            let value = if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') {
+                Some(&v[1..v.len() - 1]).filter(|inner| !inner.contains('"'))
+            } else {
+                Some(v).filter(|v| !v.contains(|c: char| c.is_whitespace() || c == '"'))
+            };
+            (name_ok).then_some(()).and(value).map(|v| (k.to_string(), v.to_string()))
+        });
+        match parsed {
+            Some(kv) => vars.push(kv),
+            None => problems.push(Problem::new(path, Some(i + 1), format!("expected NAME=\"value\", found \"{line}\""))),
+        }
+    }
+    (problems.len() == before).then_some(vars)
+}
+
+/// Debian and ALT package names, with apt's `:arch` and `=version` suffixes.
+fn is_package_name(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-._:=~".contains(c))
+}
+
+fn unquote(v: &str) -> &str {
+    for q in ['"', '\''] {
+        if v.len() >= 2 && v.starts_with(q) && v.ends_with(q) {
+            return &v[1..v.len() - 1];
+        }
+    }
+    v
+}
+
+/// The meaningful lines of a list file, numbered from 1: blank lines and
+/// `#` comments (whole-line, or after white space) are dropped.
+/// `Ok(None)` when the file does not exist.
+pub fn read_list(path: &Path) -> Result<Option<Vec<(usize, String)>>, Problem> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
+            return Err(Problem::new(path, None, "is a directory, expected a file"))
+        }
+        Err(e) => return Err(Problem::new(path, None, e.to_string())),
+    };
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()].iter().filter(|&&b| b == b'\n').count();
+        Problem::new(path, Some(line), "not valid UTF-8 text")
+    })?;
+    Ok(Some(
+        text.lines()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                let l = match l.find('#') {
+                    Some(0) => "",
+                    Some(at) if l[..at].ends_with(char::is_whitespace) => &l[..at],
+                    _ => l,
+                };
+                let l = l.trim();
+                (!l.is_empty()).then(|| (i + 1, l.to_string()))
+            })
+            .collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn lists_drop_comments_and_blank_lines_and_keep_numbers() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("l");
+        write(&f, "# head\n\nvsftpd  # the server\n  chrony\nc#sharp\n");
+        let got = read_list(&f).unwrap().unwrap();
+        assert_eq!(got, vec![(3, "vsftpd".into()), (4, "chrony".into()), (5, "c#sharp".into())]);
+        assert_eq!(read_list(&d.path().join("none")).unwrap(), None);
+    }
+
+    #[test]
+    fn invalid_utf8_names_its_line() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("l");
+        std::fs::write(&f, b"a\nb\n\xff\n").unwrap();
+        assert_eq!(read_list(&f).unwrap_err().line, Some(3));
+    }
+
+    #[test]
+    fn hypervisor_names_round_trip() {
+        for h in Hypervisor::ALL {
+            assert_eq!(h.as_str().parse::<Hypervisor>().unwrap(), h);
+        }
+        assert!("QEMU".parse::<Hypervisor>().unwrap_err().contains("unknown hypervisor \"QEMU\""));
+    }
+
+    #[test]
+    fn package_names() {
+        for ok in ["vsftpd", "libc6:amd64", "g++", "python3.11", "apt=2.6.1", "LibreOffice"] {
+            assert!(is_package_name(ok), "{ok}");
+        }
+        for bad in ["-x", "a;b", "a/b", "$x", "é"] {
+            assert!(!is_package_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn vps_conf_accepts_quoted_and_bare_values() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("config");
+        write(&f, "# c\nOSTEMPLATE=\"pptp-server\"\nDEVNODES=\"/dev/ppp:rw \"\nONBOOT=yes\nbad line\n");
+        let mut problems = vec![];
+        assert_eq!(parse_vps_conf(&f, &mut problems), None);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].line, Some(5));
+        write(&f, "OSTEMPLATE=\"pptp-server\"\nDEVNODES=\"/dev/ppp:rw \"\nONBOOT=yes\n");
+        let mut problems = vec![];
+        let vars = parse_vps_conf(&f, &mut problems).unwrap();
+        assert_eq!(vars[1], ("DEVNODES".into(), "/dev/ppp:rw ".into()));
+        assert_eq!(vars[2], ("ONBOOT".into(), "yes".into()));
+    }
+
+    #[test]
+    fn a_good_template_loads_with_hooks_found_in_order() {
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("ntp");
+        let shared = d.path().join("shared-hooks");
+        write(&t.join("hypervisors"), "lxc\nqemu\n");
+        for h in ["lxc", "qemu"] {
+            write(&t.join("version").join(h), "template_version=1.0\n");
+            write(&t.join("packages-lists").join(h), "chrony\n");
+        }
+        write(&t.join("hooks-lists/lxc"), "01-own\n02-shared\n");
+        for p in [t.join("hooks/01-own"), shared.join("02-shared"), shared.join("01-own")] {
+            write(&p, "#!/bin/sh\n");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let tpl = Template::load(&t, &shared, None).unwrap();
+        assert_eq!(tpl.name, "ntp");
+        assert_eq!(tpl.hypervisors, vec![Hypervisor::Lxc, Hypervisor::Qemu]);
+        let lxc = tpl.profile(Hypervisor::Lxc).unwrap();
+        assert_eq!(lxc.hooks[0].path, t.join("hooks/01-own"), "the template's own hook wins");
+        assert_eq!(lxc.hooks[1].path, shared.join("02-shared"));
+        assert!(tpl.profile(Hypervisor::Qemu).unwrap().hooks.is_empty());
+    }
+}
