@@ -6,6 +6,7 @@ pub mod bundle;
 pub mod config;
 pub mod error;
 pub mod exec;
+pub mod files;
 pub mod hooks;
 pub mod pack;
 pub mod paths;

@@ -1,1 +1,626 @@
-//! TODO
+//! Root file systems as tar streams: deterministic packing of a directory,
+//! compression, and an unpacker that never writes outside its destination.
+//!
+//! Packing walks the tree sorted by name without following links, keeps
+//! numeric owners, modes, hard links, device nodes, FIFOs and xattrs (as
+//! PAX `SCHILY.xattr.*` records, which GNU tar reads), clamps mtimes to
+//! `SOURCE_DATE_EPOCH` when set, and skips sockets. The format of the root
+//! inside a bundle is described in mkve-bundle(5).
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
+
+use nix::sys::stat::{major, makedev, minor, mknod, Mode, SFlag};
+use tar::{EntryType, Header};
+
+use crate::error::{Error, IoContext, Result};
+use crate::exec::note;
+
+/// zstd level for roots: fast, and within a few per cent of level 9 on OS trees.
+pub const ZSTD_LEVEL: i32 = 3;
+
+/// zstd workers. Multi-threaded zstd output does not depend on the worker
+/// count (proven in a test), so this only trades CPU for speed.
+pub fn zstd_workers() -> u32 {
+    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1).clamp(1, 8)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// A compressing writer that must be `finish`ed: dropping it loses the end.
+pub enum Encoder<W: Write> {
+    Plain(W),
+    Gzip(flate2::write::GzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Encoder<W> {
+    pub fn new(w: W, c: Compression) -> std::io::Result<Self> {
+        Ok(match c {
+            Compression::None => Encoder::Plain(w),
+            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(w, flate2::Compression::default())),
+            Compression::Zstd => {
+                let mut e = zstd::stream::write::Encoder::new(w, ZSTD_LEVEL)?;
+                e.multithread(zstd_workers())?;
+                Encoder::Zstd(e)
+            }
+        })
+    }
+
+    pub fn finish(self) -> std::io::Result<W> {
+        match self {
+            Encoder::Plain(w) => Ok(w),
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Encoder::Plain(w) => w.write(buf),
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Encoder::Plain(w) => w.flush(),
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::Zstd(e) => e.flush(),
+        }
+    }
+}
+
+/// Wrap `r` in the decompressor its first bytes call for (gzip, zstd, or
+/// none for a plain tar).
+pub fn decompressor<'a, R: Read + 'a>(r: R) -> std::io::Result<Box<dyn Read + 'a>> {
+    let mut r = BufReader::with_capacity(1 << 20, r);
+    let head = r.fill_buf()?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(r)))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Ok(Box::new(zstd::stream::read::Decoder::with_buffer(r)?))
+    } else {
+        Ok(Box::new(r))
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct PackOptions {
+    /// Newer mtimes are set to this (`SOURCE_DATE_EPOCH`).
+    pub clamp_mtime: Option<u64>,
+}
+
+impl PackOptions {
+    pub fn from_env() -> Self {
+        PackOptions { clamp_mtime: source_date_epoch() }
+    }
+}
+
+/// `SOURCE_DATE_EPOCH`, when set to a number.
+pub fn source_date_epoch() -> Option<u64> {
+    std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok())
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PackStats {
+    pub entries: u64,
+    pub bytes: u64,
+    pub skipped: Vec<PathBuf>,
+}
+
+/// Write the tree under `root` as a tar stream to `out`; return `out`.
+pub fn pack_dir<W: Write>(root: &Path, out: W, opts: &PackOptions) -> Result<(W, PackStats)> {
+    let mut b = tar::Builder::new(out);
+    let mut stats = PackStats::default();
+    let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    let walk = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name().min_depth(1);
+    for entry in walk {
+        let entry = entry.map_err(|e| {
+            let path = e.path().unwrap_or(root).to_path_buf();
+            Error::io(path, e.into_io_error().unwrap_or_else(|| std::io::Error::other("walk failed")))
+        })?;
+        let path = entry.path();
+        let rel = path.strip_prefix(root).expect("walkdir yields paths under its root");
+        let meta = entry.metadata().map_err(|e| Error::io(path, e.into()))?;
+        let ft = meta.file_type();
+        if ft.is_socket() {
+            note(format!("{}: socket skipped", path.display()));
+            stats.skipped.push(rel.to_path_buf());
+            continue;
+        }
+        let mut h = Header::new_gnu();
+        h.set_mode(meta.mode() & 0o7777);
+        h.set_uid(meta.uid() as u64);
+        h.set_gid(meta.gid() as u64);
+        let mtime = meta.mtime().max(0) as u64;
+        h.set_mtime(opts.clamp_mtime.map_or(mtime, |c| mtime.min(c)));
+        h.set_size(0);
+
+        let xattrs = read_xattrs(path)?;
+        if !xattrs.is_empty() {
+            b.append_pax_extensions(xattrs.iter().map(|(k, v)| (k.as_str(), v.as_slice()))).at(path)?;
+        }
+        let w = |r: std::io::Result<()>| r.at(path);
+        if ft.is_dir() {
+            h.set_entry_type(EntryType::Directory);
+            let mut name = rel.as_os_str().as_bytes().to_vec();
+            name.push(b'/');
+            w(b.append_data(&mut h, std::ffi::OsStr::from_bytes(&name), std::io::empty()))?;
+        } else if ft.is_symlink() {
+            h.set_entry_type(EntryType::Symlink);
+            let target = std::fs::read_link(path).at(path)?;
+            w(b.append_link(&mut h, rel, target))?;
+        } else if ft.is_file() && meta.nlink() > 1 && links.contains_key(&(meta.dev(), meta.ino())) {
+            h.set_entry_type(EntryType::Link);
+            w(b.append_link(&mut h, rel, &links[&(meta.dev(), meta.ino())]))?;
+        } else if ft.is_file() {
+            if meta.nlink() > 1 {
+                links.insert((meta.dev(), meta.ino()), rel.to_path_buf());
+            }
+            h.set_entry_type(EntryType::Regular);
+            h.set_size(meta.len());
+            let f = open_nofollow(path)?;
+            let mut counted = Counted { inner: f.take(meta.len()), n: 0 };
+            w(b.append_data(&mut h, rel, &mut counted))?;
+            if counted.n != meta.len() {
+                return Err(Error::io(path, std::io::Error::other("file shrank while it was packed")));
+            }
+            stats.bytes += meta.len();
+        } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
+            h.set_entry_type(if ft.is_char_device() {
+                EntryType::Char
+            } else if ft.is_block_device() {
+                EntryType::Block
+            } else {
+                EntryType::Fifo
+            });
+            if !ft.is_fifo() {
+                w(h.set_device_major(major(meta.rdev()) as u32))?;
+                w(h.set_device_minor(minor(meta.rdev()) as u32))?;
+            }
+            w(b.append_data(&mut h, rel, std::io::empty()))?;
+        }
+        stats.entries += 1;
+    }
+    let out = b.into_inner().at(root)?;
+    Ok((out, stats))
+}
+
+struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+fn open_nofollow(path: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path).at(path)
+}
+
+/// xattrs of `path` (not followed), sorted, as PAX records.
+fn read_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let names = match xattr::list(path) {
+        Ok(n) => n,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(vec![]),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let Some(text) = name.to_str() else { continue };
+        if let Some(value) = xattr::get(path, &name).at(path)? {
+            out.push((format!("SCHILY.xattr.{text}"), value));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Device nodes a root may carry: the ones mmdebstrap and debootstrap make.
+/// Anything else (a disk, say) is refused, as is any node outside `dev/`.
+const ALLOWED_DEVICES: &[(&str, EntryType, u64, u64)] = &[
+    ("dev/console", EntryType::Char, 5, 1),
+    ("dev/full", EntryType::Char, 1, 7),
+    ("dev/null", EntryType::Char, 1, 3),
+    ("dev/ptmx", EntryType::Char, 5, 2),
+    ("dev/random", EntryType::Char, 1, 8),
+    ("dev/tty", EntryType::Char, 5, 0),
+    ("dev/urandom", EntryType::Char, 1, 9),
+    ("dev/zero", EntryType::Char, 1, 5),
+    ("dev/net/tun", EntryType::Char, 10, 200),
+    ("dev/fuse", EntryType::Char, 10, 229),
+];
+
+#[derive(Debug, Clone, Copy)]
+pub struct UnpackOptions {
+    /// Root file systems have absolute symlinks (`/etc/alternatives/…`)
+    /// that mean the same place inside the root; other archives may not.
+    pub absolute_symlinks: bool,
+    /// Device nodes from the allow-list under `dev/`.
+    pub devices: bool,
+}
+
+impl UnpackOptions {
+    pub const ROOTFS: UnpackOptions = UnpackOptions { absolute_symlinks: true, devices: true };
+}
+
+/// Unpack the tar stream `r` into the existing directory `dest`.
+///
+/// Every member is checked before anything is created: a relative path with
+/// no `..`, parents that are real directories (never a symlink that could
+/// lead outside), link targets that stay inside, and only the device nodes
+/// of the allow-list. `label` names the archive in messages.
+pub fn unpack<R: Read>(r: R, dest: &Path, label: &Path, opts: UnpackOptions) -> Result<u64> {
+    let bad = |member: &Path, why: &str| Error::bundle(label, format!("member \"{}\": {why}", member.display()));
+    let root = nix::unistd::geteuid().is_root();
+    let mut ar = tar::Archive::new(r);
+    ar.set_preserve_permissions(true);
+    ar.set_preserve_ownerships(root);
+    ar.set_unpack_xattrs(root);
+    ar.set_preserve_mtime(true);
+    ar.set_overwrite(true);
+    let mut dirs: HashSet<PathBuf> = HashSet::new();
+    let mut count = 0u64;
+    for entry in ar.entries().map_err(|e| Error::bundle(label, format!("not a tar archive: {e}")))? {
+        let mut entry = entry.map_err(|e| Error::bundle(label, format!("broken tar archive: {e}")))?;
+        let raw = PathBuf::from(std::ffi::OsStr::from_bytes(&entry.path_bytes()));
+        let kind = entry.header().entry_type();
+        if kind == EntryType::XGlobalHeader {
+            continue;
+        }
+        let Some(rel) = clean_relative(&raw) else {
+            return Err(bad(&raw, "absolute path or \"..\" refused"));
+        };
+        if rel.as_os_str().is_empty() {
+            continue; // "./" itself: dest already exists
+        }
+        ensure_parents(dest, &rel, &mut dirs).map_err(|why| bad(&rel, &why))?;
+        let target = dest.join(&rel);
+        match kind {
+            EntryType::Regular | EntryType::Continuous | EntryType::Directory => {
+                entry.unpack(&target).map_err(|e| bad(&rel, &e.to_string()))?;
+                if kind == EntryType::Directory {
+                    dirs.insert(rel.clone());
+                }
+            }
+            EntryType::Symlink => {
+                let link = entry.link_name().ok().flatten().map(|l| l.into_owned()).unwrap_or_default();
+                if link.as_os_str().is_empty() {
+                    return Err(bad(&rel, "symbolic link with no target"));
+                }
+                if link.is_absolute() && !opts.absolute_symlinks {
+                    return Err(bad(&rel, &format!("symbolic link to absolute path {} refused", link.display())));
+                }
+                if link.is_relative() && !stays_inside(rel.parent().unwrap_or(Path::new("")), &link) {
+                    return Err(bad(&rel, &format!("symbolic link to {} points outside", link.display())));
+                }
+                remove_non_dir(&target).map_err(|e| bad(&rel, &e.to_string()))?;
+                entry.unpack(&target).map_err(|e| bad(&rel, &e.to_string()))?;
+            }
+            EntryType::Link => {
+                let link = entry.link_name().ok().flatten().map(|l| l.into_owned()).unwrap_or_default();
+                let Some(link_rel) = clean_relative(&link).filter(|l| !l.as_os_str().is_empty()) else {
+                    return Err(bad(&rel, &format!("hard link to {} points outside", link.display())));
+                };
+                ensure_parents(dest, &link_rel, &mut dirs).map_err(|why| bad(&rel, &why))?;
+                let src = dest.join(&link_rel);
+                match std::fs::symlink_metadata(&src) {
+                    Ok(m) if m.is_file() => {}
+                    _ => return Err(bad(&rel, &format!("hard link to {}, which is not a file unpacked before it", link_rel.display()))),
+                }
+                remove_non_dir(&target).map_err(|e| bad(&rel, &e.to_string()))?;
+                std::fs::hard_link(&src, &target).map_err(|e| bad(&rel, &e.to_string()))?;
+            }
+            EntryType::Char | EntryType::Block => {
+                let h = entry.header();
+                let (maj, min) = (
+                    h.device_major().ok().flatten().unwrap_or(0) as u64,
+                    h.device_minor().ok().flatten().unwrap_or(0) as u64,
+                );
+                let allowed = opts.devices
+                    && ALLOWED_DEVICES.iter().any(|(p, k, a, i)| Path::new(p) == rel && *k == kind && *a == maj && *i == min);
+                if !allowed {
+                    let t = if kind == EntryType::Char { 'c' } else { 'b' };
+                    return Err(bad(&rel, &format!("device node ({t} {maj}:{min}) refused: only the standard nodes under dev/ are accepted")));
+                }
+                make_node(&target, entry.header(), SFlag::S_IFCHR, makedev(maj, min), root).map_err(|e| bad(&rel, &e))?;
+            }
+            EntryType::Fifo => {
+                make_node(&target, entry.header(), SFlag::S_IFIFO, 0, root).map_err(|e| bad(&rel, &e))?;
+            }
+            other => return Err(bad(&rel, &format!("unsupported member type {:?}", other.as_byte() as char))),
+        }
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// `p` without `./` prefixes; `None` when absolute or with a `..`.
+fn clean_relative(p: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Whether `link`, read from directory `from` (relative to the root), stays
+/// inside the root.
+fn stays_inside(from: &Path, link: &Path) -> bool {
+    let mut depth = from.components().count() as i64;
+    for c in link.components() {
+        match c {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            _ => return false,
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    true
+}
+
+/// Make every parent of `rel` under `dest` a real directory: create missing
+/// ones, refuse any that is a symlink or not a directory.
+fn ensure_parents(dest: &Path, rel: &Path, dirs: &mut HashSet<PathBuf>) -> Result<(), String> {
+    let mut prefix = PathBuf::new();
+    let parents: Vec<_> = rel.parent().map(|p| p.components().collect()).unwrap_or_default();
+    for c in parents {
+        prefix.push(c);
+        if dirs.contains(&prefix) {
+            continue;
+        }
+        let full = dest.join(&prefix);
+        match std::fs::symlink_metadata(&full) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(format!("its parent {} is a symbolic link", prefix.display()))
+            }
+            Ok(_) => return Err(format!("its parent {} is not a directory", prefix.display())),
+            Err(_) => std::fs::create_dir(&full).map_err(|e| format!("cannot create {}: {e}", prefix.display()))?,
+        }
+        dirs.insert(prefix.clone());
+    }
+    Ok(())
+}
+
+fn remove_non_dir(p: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if !m.is_dir() => std::fs::remove_file(p),
+        _ => Ok(()),
+    }
+}
+
+fn make_node(target: &Path, h: &Header, kind: SFlag, dev: u64, root: bool) -> Result<(), String> {
+    remove_non_dir(target).map_err(|e| e.to_string())?;
+    let mode = h.mode().unwrap_or(0o644) & 0o7777;
+    mknod(target, kind, Mode::from_bits_truncate(0o600), dev).map_err(|e| format!("mknod: {e}"))?;
+    if root {
+        let uid = h.uid().unwrap_or(0) as u32;
+        let gid = h.gid().unwrap_or(0) as u32;
+        std::os::unix::fs::lchown(target, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
+    }
+    std::fs::set_permissions(target, std::os::unix::fs::PermissionsExt::from_mode(mode)).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Pack `root` (a directory) into `out` compressed with `c`.
+pub fn pack_dir_compressed<W: Write>(root: &Path, out: W, c: Compression, opts: &PackOptions) -> Result<(W, PackStats)> {
+    let enc = Encoder::new(out, c).at(root)?;
+    let (enc, stats) = pack_dir(root, enc, opts)?;
+    let out = enc.finish().at(root)?;
+    Ok((out, stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    fn sample_root() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("usr/bin")).unwrap();
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        std::fs::write(r.join("usr/bin/tool"), b"#!/bin/sh\necho hi\n").unwrap();
+        std::fs::set_permissions(r.join("usr/bin/tool"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+        std::fs::hard_link(r.join("usr/bin/tool"), r.join("usr/bin/tool2")).unwrap();
+        std::fs::write(r.join("etc/hostname"), b"vm\n").unwrap();
+        symlink("usr/bin", r.join("bin")).unwrap();
+        symlink("/etc/hostname", r.join("etc/abs-link")).unwrap();
+        nix::unistd::mkfifo(&r.join("etc/fifo"), Mode::from_bits_truncate(0o600)).unwrap();
+        let _ = std::os::unix::net::UnixListener::bind(r.join("etc/sock")).unwrap();
+        d
+    }
+
+    fn pack_bytes(root: &Path, c: Compression) -> Vec<u8> {
+        pack_dir_compressed(root, Vec::new(), c, &PackOptions { clamp_mtime: Some(1_700_000_000) }).unwrap().0
+    }
+
+    #[test]
+    fn round_trip_keeps_links_modes_and_skips_sockets() {
+        let src = sample_root();
+        let (bytes, stats) = pack_dir(src.path(), Vec::new(), &PackOptions::default()).unwrap();
+        assert_eq!(stats.skipped, vec![PathBuf::from("etc/sock")]);
+        let dst = tempfile::tempdir().unwrap();
+        unpack(&bytes[..], dst.path(), Path::new("t"), UnpackOptions::ROOTFS).unwrap();
+        let d = dst.path();
+        let tool = std::fs::metadata(d.join("usr/bin/tool")).unwrap();
+        assert_eq!(tool.mode() & 0o7777, 0o4755);
+        assert_eq!(tool.ino(), std::fs::metadata(d.join("usr/bin/tool2")).unwrap().ino(), "hard link kept");
+        assert_eq!(std::fs::read_link(d.join("bin")).unwrap(), PathBuf::from("usr/bin"));
+        assert!(std::fs::symlink_metadata(d.join("etc/fifo")).unwrap().file_type().is_fifo());
+        assert!(!d.join("etc/sock").exists());
+    }
+
+    #[test]
+    fn packing_is_deterministic_and_clamps_mtimes() {
+        let a = sample_root();
+        let b = sample_root();
+        assert_eq!(pack_bytes(a.path(), Compression::None), pack_bytes(b.path(), Compression::None));
+        let bytes = pack_bytes(a.path(), Compression::None);
+        let mut ar = tar::Archive::new(&bytes[..]);
+        for e in ar.entries().unwrap() {
+            assert_eq!(e.unwrap().header().mtime().unwrap(), 1_700_000_000);
+        }
+    }
+
+    #[test]
+    fn zstd_output_does_not_depend_on_the_worker_count() {
+        let root = sample_root();
+        let big: Vec<u8> = (0..3_000_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        std::fs::write(root.path().join("big"), big).unwrap();
+        let (tar, _) = pack_dir(root.path(), Vec::new(), &PackOptions { clamp_mtime: Some(1) }).unwrap();
+        let compress = |workers: u32| {
+            let mut e = zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL).unwrap();
+            e.multithread(workers).unwrap();
+            e.write_all(&tar).unwrap();
+            e.finish().unwrap()
+        };
+        assert_eq!(compress(1), compress(4));
+        assert_eq!(compress(1), compress(zstd_workers()));
+    }
+
+    #[test]
+    fn decompressor_detects_all_three() {
+        let root = sample_root();
+        let plain = pack_bytes(root.path(), Compression::None);
+        for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let packed = pack_bytes(root.path(), c);
+            let mut out = Vec::new();
+            decompressor(&packed[..]).unwrap().read_to_end(&mut out).unwrap();
+            assert_eq!(out, plain, "{c:?}");
+        }
+    }
+
+    fn archive(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        build(&mut b);
+        b.into_inner().unwrap()
+    }
+
+    fn entry(kind: EntryType, size: u64) -> Header {
+        let mut h = Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1);
+        h
+    }
+
+    fn raw_name(h: &mut Header, name: &str) {
+        let n = &mut h.as_old_mut().name;
+        n[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+    }
+
+    fn refused(bytes: Vec<u8>, opts: UnpackOptions) -> String {
+        let outer = tempfile::tempdir().unwrap();
+        let dst = outer.path().join("root");
+        std::fs::create_dir(&dst).unwrap();
+        let err = unpack(&bytes[..], &dst, Path::new("x.tar"), opts).unwrap_err();
+        assert_eq!(err.exit_code(), 65);
+        let escaped: Vec<_> = std::fs::read_dir(outer.path()).unwrap().collect();
+        assert_eq!(escaped.len(), 1, "nothing written beside the destination");
+        err.to_string()
+    }
+
+    #[test]
+    fn unsafe_members_are_refused() {
+        let dotdot = archive(|b| {
+            let mut h = entry(EntryType::Regular, 1);
+            raw_name(&mut h, "../evil");
+            b.append(&h, &b"x"[..]).unwrap();
+        });
+        assert!(refused(dotdot, UnpackOptions::ROOTFS).contains("\"../evil\": absolute path or \"..\" refused"));
+
+        let absolute = archive(|b| {
+            let mut h = entry(EntryType::Regular, 1);
+            raw_name(&mut h, "/tmp/evil");
+            b.append(&h, &b"x"[..]).unwrap();
+        });
+        assert!(refused(absolute, UnpackOptions::ROOTFS).contains("absolute path"));
+
+        let through_symlink = archive(|b| {
+            let mut h = entry(EntryType::Symlink, 0);
+            b.append_link(&mut h, "etc", "/etc").unwrap();
+            let mut h = entry(EntryType::Regular, 1);
+            b.append_data(&mut h, "etc/evil", &b"x"[..]).unwrap();
+        });
+        let msg = refused(through_symlink, UnpackOptions::ROOTFS);
+        assert!(msg.contains("its parent etc is a symbolic link"), "{msg}");
+
+        let climbing_link = archive(|b| {
+            let mut h = entry(EntryType::Symlink, 0);
+            b.append_link(&mut h, "a/up", "../../etc/passwd").unwrap();
+        });
+        assert!(refused(climbing_link, UnpackOptions::ROOTFS).contains("points outside"));
+
+        let absolute_link = archive(|b| {
+            let mut h = entry(EntryType::Symlink, 0);
+            b.append_link(&mut h, "conf", "/etc/passwd").unwrap();
+        });
+        let strict = UnpackOptions { absolute_symlinks: false, devices: false };
+        assert!(refused(absolute_link, strict).contains("absolute path /etc/passwd refused"));
+
+        let hard_outside = archive(|b| {
+            let mut h = entry(EntryType::Link, 0);
+            b.append_link(&mut h, "pw", "../../etc/passwd").unwrap();
+        });
+        assert!(refused(hard_outside, UnpackOptions::ROOTFS).contains("hard link to ../../etc/passwd points outside"));
+
+        let disk = archive(|b| {
+            let mut h = entry(EntryType::Block, 0);
+            h.set_device_major(8).unwrap();
+            h.set_device_minor(0).unwrap();
+            b.append_data(&mut h, "dev/null", std::io::empty()).unwrap();
+        });
+        assert!(refused(disk, UnpackOptions::ROOTFS).contains("device node (b 8:0) refused"));
+    }
+
+    #[test]
+    fn standard_device_nodes_are_made_when_root() {
+        if !nix::unistd::geteuid().is_root() {
+            return; // mknod needs CAP_MKNOD; CI runs as root
+        }
+        let bytes = archive(|b| {
+            let mut h = entry(EntryType::Char, 0);
+            h.set_device_major(1).unwrap();
+            h.set_device_minor(3).unwrap();
+            h.set_mode(0o666);
+            b.append_data(&mut h, "dev/null", std::io::empty()).unwrap();
+        });
+        let d = tempfile::tempdir().unwrap();
+        unpack(&bytes[..], d.path(), Path::new("t"), UnpackOptions::ROOTFS).unwrap();
+        let m = std::fs::metadata(d.path().join("dev/null")).unwrap();
+        assert!(m.file_type().is_char_device());
+        assert_eq!((major(m.rdev()), minor(m.rdev())), (1, 3));
+        assert_eq!(m.mode() & 0o777, 0o666);
+    }
+}

@@ -1,0 +1,141 @@
+//! Inputs and outputs named on the command line: `-` is stdin or stdout,
+//! and a file output is written under a temporary name in its directory,
+//! fsynced and renamed into place by `commit`, so a failed run leaves
+//! nothing that looks finished.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+
+/// Open `path` for reading; `-` is stdin.
+pub fn open_input(path: &Path) -> Result<Box<dyn Read + Send>> {
+    if path == Path::new("-") {
+        return Ok(Box::new(std::io::stdin()));
+    }
+    let f = File::open(path).at(path)?;
+    Ok(Box::new(f))
+}
+
+/// Name used in messages for an input: `-` reads as "(stdin)".
+pub fn display_name(path: &Path) -> PathBuf {
+    if path == Path::new("-") {
+        PathBuf::from("(stdin)")
+    } else {
+        path.to_path_buf()
+    }
+}
+
+pub enum Output {
+    Stdout(BufWriter<std::io::Stdout>),
+    /// A device or FIFO: written in place, there is nothing to rename.
+    Special(File, PathBuf),
+    File { tmp: BufWriter<tempfile::NamedTempFile>, dest: PathBuf },
+}
+
+impl Output {
+    pub fn create(path: &Path) -> Result<Output> {
+        if path == Path::new("-") {
+            return Ok(Output::Stdout(BufWriter::with_capacity(1 << 20, std::io::stdout())));
+        }
+        if let Ok(m) = std::fs::metadata(path) {
+            if m.is_dir() {
+                return Err(Error::create(path, std::io::Error::other("is a directory")));
+            }
+            if !m.is_file() {
+                let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::create(path, e))?;
+                return Ok(Output::Special(f, path.to_path_buf()));
+            }
+        }
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let base = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{base}."))
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(|e| Error::create(path, e))?;
+        Ok(Output::File { tmp: BufWriter::with_capacity(1 << 20, tmp), dest: path.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            Output::Stdout(_) => Path::new("-"),
+            Output::Special(_, p) => p,
+            Output::File { dest, .. } => dest,
+        }
+    }
+
+    /// Flush, sync and rename into place.
+    pub fn commit(self) -> Result<()> {
+        match self {
+            Output::Stdout(mut w) => w.flush().map_err(|e| Error::create("(stdout)", e)),
+            Output::Special(mut f, p) => f.flush().map_err(|e| Error::create(p, e)),
+            Output::File { tmp, dest } => {
+                let tmp = tmp.into_inner().map_err(|e| Error::create(&dest, e.into_error()))?;
+                tmp.as_file().sync_all().map_err(|e| Error::create(&dest, e))?;
+                tmp.persist(&dest).map_err(|e| Error::create(&dest, e.error))?;
+                if let Some(dir) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    // The rename is durable only once the directory is synced.
+                    let _ = File::open(dir).and_then(|d| d.sync_all());
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Output::Stdout(w) => w.write(buf),
+            Output::Special(f, _) => f.write(buf),
+            Output::File { tmp, .. } => tmp.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Output::Stdout(w) => w.flush(),
+            Output::Special(f, _) => f.flush(),
+            Output::File { tmp, .. } => tmp.flush(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_appears_only_on_commit_and_nothing_is_left_on_drop() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("out.bun");
+        let mut o = Output::create(&dest).unwrap();
+        o.write_all(b"half").unwrap();
+        drop(o);
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0, "a dropped output leaves no file");
+        let mut o = Output::create(&dest).unwrap();
+        o.write_all(b"whole").unwrap();
+        assert!(!dest.exists());
+        o.commit().unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"whole");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_device_is_written_in_place() {
+        let mut o = Output::create(Path::new("/dev/null")).unwrap();
+        o.write_all(b"x").unwrap();
+        o.commit().unwrap();
+        assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_file() == false);
+    }
+
+    #[test]
+    fn a_directory_cannot_be_an_output() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(Output::create(d.path()).err().unwrap().exit_code(), 73);
+    }
+}
