@@ -168,6 +168,13 @@ impl Cmd {
         Ok(out)
     }
 
+    /// Run and capture stdout and stderr whatever the status; only a
+    /// program that cannot start is an error.
+    pub fn capture_all(&self) -> Result<Output> {
+        note(format!("+ {}", self.display()));
+        self.command().output().map_err(|e| self.spawn_error(e))
+    }
+
     fn check(&self, status: std::process::ExitStatus, output: &[u8]) -> Result<()> {
         if status.success() {
             return Ok(());

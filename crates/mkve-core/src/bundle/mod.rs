@@ -1,1 +1,23 @@
-//! TODO
+//! Bundle format v1 (mkve-bundle(5)): an outer tar whose members are, in
+//! order, `meta.json`, `meta.json.asc` (absent when unsigned),
+//! `rootfs.tar.zst` and `conf/…`. meta.json lists the sha256 of every
+//! payload member, so the one signature covers everything and a reader
+//! checks it before it reads any payload.
+
+mod make;
+mod meta;
+mod read;
+
+pub use make::{make, MakeOptions, RootSource, Signing};
+pub use meta::{Installed, Meta, Packages, TemplateRef, FORMAT};
+pub use read::{read, Check, ReadOptions, Report};
+
+pub const META: &str = "meta.json";
+pub const SIGNATURE: &str = "meta.json.asc";
+pub const ROOTFS: &str = "rootfs.tar.zst";
+pub const CONF: &str = "conf";
+
+/// Limits on the metadata members, so a hostile bundle cannot make a
+/// reader hold a large file in memory before anything is checked.
+const META_MAX: u64 = 4 << 20;
+const SIGNATURE_MAX: u64 = 64 << 10;

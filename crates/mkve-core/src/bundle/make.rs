@@ -1,0 +1,207 @@
+//! Making a bundle: prepare the root (copy or unpack), run the template's
+//! hooks in it, pack it, hash every payload, sign meta.json, and write the
+//! outer tar. The caller supplies the output (see `files::Output`), so a
+//! failure leaves nothing behind.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+use super::meta::{dpkg_installed, rfc3339, Meta, Packages, TemplateRef, FORMAT};
+use super::{CONF, META, ROOTFS, SIGNATURE};
+use crate::error::{Error, IoContext, Result};
+use crate::exec::{note, Cmd};
+use crate::files;
+use crate::hooks::Chroot;
+use crate::pack::{self, Compression, PackOptions, UnpackOptions};
+use crate::template::{Hypervisor, Template};
+
+#[derive(Debug, Clone)]
+pub enum RootSource {
+    /// A directory holding the root.
+    Dir(PathBuf),
+    /// A tar, tar.gz or tar.zst file, or `-` for stdin.
+    Archive(PathBuf),
+}
+
+impl RootSource {
+    /// A directory is a directory; anything else is read as an archive.
+    pub fn from_arg(p: &Path) -> RootSource {
+        if p.is_dir() {
+            RootSource::Dir(p.to_path_buf())
+        } else {
+            RootSource::Archive(p.to_path_buf())
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signing {
+    Unsigned,
+    /// GnuPG's default key, or the key named.
+    Key(Option<String>),
+}
+
+pub struct MakeOptions<'a> {
+    pub template: &'a Template,
+    pub hypervisor: Hypervisor,
+    pub root: RootSource,
+    pub signing: Signing,
+    /// GnuPG home for signing; `None` is GnuPG's default (`GNUPGHOME`).
+    pub gnupg_home: Option<PathBuf>,
+}
+
+/// Write the bundle to `out`; return its metadata.
+pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
+    let profile = opts.template.profile(opts.hypervisor)?;
+    let work = tempfile::Builder::new()
+        .prefix("mkve-bundle.")
+        .tempdir()
+        .map_err(|e| Error::create(std::env::temp_dir(), e))?;
+
+    let root: PathBuf = match (&opts.root, profile.hooks.is_empty()) {
+        (RootSource::Dir(d), true) => d.clone(),
+        (RootSource::Dir(d), false) => {
+            let copy = work.path().join("root");
+            note(format!("copying {} for the hooks", d.display()));
+            Cmd::new("cp").args(["-a", "--reflink=auto", "--"]).arg(d).arg(&copy).run()?;
+            copy
+        }
+        (RootSource::Archive(a), _) => {
+            let dest = work.path().join("root");
+            std::fs::create_dir(&dest).at(&dest)?;
+            let label = files::display_name(a);
+            note(format!("unpacking {}", label.display()));
+            let input = files::open_input(a)?;
+            let r = pack::decompressor(input).at(&label)?;
+            pack::unpack(r, &dest, &label, UnpackOptions::ROOTFS)?;
+            dest
+        }
+    };
+
+    let hook_names: Vec<String> = profile.hooks.iter().map(|h| h.name.clone()).collect();
+    if !profile.hooks.is_empty() {
+        let env = [
+            ("MKVE_HYPERVISOR", opts.hypervisor.as_str()),
+            ("MKVE_TEMPLATE", opts.template.name.as_str()),
+            ("MKVE_TEMPLATE_VERSION", profile.version.as_str()),
+        ];
+        let chroot = Chroot::new(&root, &env, profile.conf.as_deref())?;
+        chroot.run_hooks(&profile.hooks)?;
+    }
+
+    note("packing the root");
+    let rootfs_path = work.path().join(ROOTFS);
+    let file = std::fs::File::create(&rootfs_path).map_err(|e| Error::create(&rootfs_path, e))?;
+    let hashing = HashWriter { inner: std::io::BufWriter::with_capacity(1 << 20, file), hash: Sha256::new() };
+    let (hashing, stats) = pack::pack_dir_compressed(&root, hashing, Compression::Zstd, &PackOptions::from_env())?;
+    let file = hashing.inner.into_inner().map_err(|e| Error::io(&rootfs_path, e.into_error()))?;
+    drop(file);
+    note(format!("packed {} entries, {} bytes", stats.entries, stats.bytes));
+
+    let mut members = std::collections::BTreeMap::new();
+    members.insert(ROOTFS.to_string(), hex(&hashing.hash.finalize()));
+    let conf_files = conf_members(profile.conf.as_deref())?;
+    for (name, path) in &conf_files {
+        members.insert(name.clone(), sha256_file(path)?);
+    }
+
+    let created_secs = pack::source_date_epoch()
+        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
+    let meta = Meta {
+        format: FORMAT,
+        template: TemplateRef { name: opts.template.name.clone(), version: profile.version.clone() },
+        hypervisor: opts.hypervisor,
+        packages: Packages { requested: profile.packages.clone(), installed: dpkg_installed(&root) },
+        hooks: hook_names,
+        created: rfc3339(created_secs),
+        members,
+    };
+    let meta_json = meta.to_json();
+    let signature = match &opts.signing {
+        Signing::Unsigned => None,
+        Signing::Key(k) => {
+            let (sig, fpr) = crate::sign::sign_detached(&meta_json, k.as_deref(), opts.gnupg_home.as_deref())?;
+            note(format!("signed by {fpr}"));
+            Some(sig)
+        }
+    };
+
+    let mut b = tar::Builder::new(out);
+    let label = Path::new("(output)");
+    append_bytes(&mut b, META, &meta_json, created_secs).at(label)?;
+    if let Some(sig) = &signature {
+        append_bytes(&mut b, SIGNATURE, sig, created_secs).at(label)?;
+    }
+    append_file(&mut b, ROOTFS, &rootfs_path, created_secs)?;
+    for (name, path) in &conf_files {
+        append_file(&mut b, name, path, created_secs)?;
+    }
+    b.into_inner().and_then(|w| w.flush()).at(label)?;
+    Ok(meta)
+}
+
+/// `conf/<rel>` → file, for every regular file under `conf`, sorted.
+fn conf_members(conf: Option<&Path>) -> Result<Vec<(String, PathBuf)>> {
+    let Some(conf) = conf else { return Ok(vec![]) };
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(conf).sort_by_file_name().min_depth(1) {
+        let e = e.map_err(|e| Error::io(conf, e.into()))?;
+        if e.file_type().is_file() {
+            let rel = e.path().strip_prefix(conf).expect("under conf");
+            let rel = rel.to_str().ok_or_else(|| Error::template(e.path(), None, "file name is not UTF-8"))?;
+            out.push((format!("{CONF}/{rel}"), e.path().to_path_buf()));
+        }
+    }
+    Ok(out)
+}
+
+fn header(size: u64, mtime: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(mtime);
+    h
+}
+
+fn append_bytes<W: Write>(b: &mut tar::Builder<W>, name: &str, data: &[u8], mtime: u64) -> std::io::Result<()> {
+    b.append_data(&mut header(data.len() as u64, mtime), name, data)
+}
+
+fn append_file<W: Write>(b: &mut tar::Builder<W>, name: &str, path: &Path, mtime: u64) -> Result<()> {
+    let f = std::fs::File::open(path).at(path)?;
+    let len = f.metadata().at(path)?.len();
+    b.append_data(&mut header(len, mtime), name, f.take(len)).at(path)
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).at(path)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).at(path)?;
+    Ok(hex(&h.finalize()))
+}
+
+struct HashWriter<W> {
+    inner: W,
+    hash: Sha256,
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}

@@ -1,0 +1,153 @@
+//! meta.json: what a bundle is and the digest of every payload member.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::template::Hypervisor;
+
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    pub format: u32,
+    pub template: TemplateRef,
+    pub hypervisor: Hypervisor,
+    pub packages: Packages,
+    /// Hook names, in the order they ran.
+    pub hooks: Vec<String>,
+    /// RFC 3339, UTC; from `SOURCE_DATE_EPOCH` when set.
+    pub created: String,
+    /// Member path → lower-case hex sha256.
+    pub members: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateRef {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Packages {
+    /// As the template (and the hypervisor's set) asked.
+    pub requested: Vec<String>,
+    /// What the root holds, where known (dpkg's database), sorted by name.
+    #[serde(default)]
+    pub installed: Vec<Installed>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Installed {
+    pub name: String,
+    pub version: String,
+}
+
+impl Meta {
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).expect("Meta serialises");
+        v.push(b'\n');
+        v
+    }
+
+    pub fn from_json(bytes: &[u8], label: &Path) -> Result<Meta> {
+        let bad = |why: String| Error::bundle(label, format!("{}: {why}", super::META));
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+        match value.get("format").and_then(|f| f.as_u64()) {
+            Some(f) if f == FORMAT as u64 => {}
+            Some(f) => return Err(bad(format!("format {f} is not supported (this mkve reads format {FORMAT})"))),
+            None => return Err(bad("no \"format\" number".into())),
+        }
+        let meta: Meta = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        for (path, digest) in &meta.members {
+            if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+                return Err(bad(format!("member \"{path}\": \"{digest}\" is not a sha256 digest")));
+            }
+        }
+        if !meta.members.contains_key(super::ROOTFS) {
+            return Err(bad(format!("lists no {} member", super::ROOTFS)));
+        }
+        Ok(meta)
+    }
+}
+
+/// The packages dpkg says are installed in `root`, sorted; empty when the
+/// root has no dpkg database.
+pub fn dpkg_installed(root: &Path) -> Vec<Installed> {
+    let Ok(text) = std::fs::read_to_string(root.join("var/lib/dpkg/status")) else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for stanza in text.split("\n\n") {
+        let field = |name: &str| {
+            stanza.lines().find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')).map(|v| v.trim()))
+        };
+        let installed = field("Status").is_some_and(|s| s.ends_with(" installed"));
+        if let (true, Some(name), Some(version)) = (installed, field("Package"), field("Version")) {
+            out.push(Installed { name: name.to_string(), version: version.to_string() });
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Seconds since the epoch as RFC 3339 in UTC (`2026-11-23T00:37:52Z`).
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_394_272), "2026-11-23T00:37:52Z");
+    }
+
+    #[test]
+    fn dpkg_status_gives_installed_packages_only() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("var/lib/dpkg")).unwrap();
+        std::fs::write(
+            d.path().join("var/lib/dpkg/status"),
+            "Package: zlib1g\nStatus: install ok installed\nVersion: 1:1.2.13\n\n\
+             Package: gone\nStatus: deinstall ok config-files\nVersion: 1\n\n\
+             Package: chrony\nStatus: install ok installed\nArchitecture: amd64\nVersion: 4.3-2\n",
+        )
+        .unwrap();
+        let got = dpkg_installed(d.path());
+        assert_eq!(
+            got,
+            vec![
+                Installed { name: "chrony".into(), version: "4.3-2".into() },
+                Installed { name: "zlib1g".into(), version: "1:1.2.13".into() }
+            ]
+        );
+    }
+
+    #[test]
+    fn other_formats_and_bad_digests_are_refused() {
+        let l = Path::new("b.bun");
+        let e = Meta::from_json(br#"{"format": 2}"#, l).unwrap_err();
+        assert_eq!(e.to_string(), "b.bun: meta.json: format 2 is not supported (this mkve reads format 1)");
+        let e = Meta::from_json(b"[", l).unwrap_err();
+        assert!(e.to_string().starts_with("b.bun: meta.json: EOF"), "{e}");
+    }
+}

@@ -1,0 +1,262 @@
+//! Reading a bundle in one pass, from a file or a pipe: meta.json and its
+//! signature first, checked before any payload is read; then each payload
+//! hashed while it streams (in a thread beside the decompressor) and, when
+//! asked, unpacked into a temporary directory that is renamed into place
+//! only once every digest matched. The bytes checked are the bytes used:
+//! the bundle is never opened twice.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::thread::JoinHandle;
+
+use sha2::{Digest, Sha256};
+
+use super::make::hex;
+use super::meta::Meta;
+use super::{CONF, META, META_MAX, ROOTFS, SIGNATURE, SIGNATURE_MAX};
+use crate::error::{Error, IoContext, Result};
+use crate::pack::{self, UnpackOptions};
+use crate::sign::{self, SigStatus};
+
+/// How much of the bundle to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// meta.json and the signature only.
+    Meta,
+    /// Also every payload digest.
+    Digests,
+}
+
+pub struct ReadOptions<'a> {
+    /// Keys the signature is checked against; `None`: report who signed
+    /// but trust nobody.
+    pub keyring: Option<&'a Path>,
+    /// Fail unless the signature is valid (before any payload is read).
+    pub require_signature: bool,
+    /// Accept a bundle with no signature at all, even when one is required.
+    pub allow_unsigned: bool,
+    pub check: Check,
+    /// Unpack into this directory, which must not exist yet: `meta.json`,
+    /// `meta.json.asc`, `rootfs/` and `conf/` appear there.
+    pub unpack_to: Option<&'a Path>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub meta: Meta,
+    pub signature: SigStatus,
+}
+
+pub fn read<R: Read>(r: R, label: &Path, opts: &ReadOptions) -> Result<Report> {
+    let bad = |why: String| Error::bundle(label, why);
+    let mut ar = tar::Archive::new(r);
+    let mut entries = ar.entries().map_err(|e| bad(format!("not a bundle: {e}")))?;
+    let mut next = || -> Result<Option<tar::Entry<'_, R>>> {
+        match entries.next() {
+            None => Ok(None),
+            Some(Ok(e)) => Ok(Some(e)),
+            Some(Err(e)) => Err(bad(format!("broken tar archive: {e}"))),
+        }
+    };
+    let name_of = |e: &tar::Entry<'_, R>| String::from_utf8_lossy(&e.path_bytes()).into_owned();
+
+    let Some(mut first) = next()? else { return Err(bad("empty: not a bundle".into())) };
+    if name_of(&first) != META {
+        return Err(bad(format!("first member is \"{}\", not {META}: not an mkve bundle", name_of(&first))));
+    }
+    let meta_bytes = read_small(&mut first, META_MAX).map_err(|e| bad(format!("{META}: {e}")))?;
+    drop(first);
+    let meta = Meta::from_json(&meta_bytes, label)?;
+
+    let mut pending = next()?;
+    let mut sig_bytes = None;
+    if let Some(e) = pending.as_mut().filter(|e| name_of(e) == SIGNATURE) {
+        sig_bytes = Some(read_small(e, SIGNATURE_MAX).map_err(|e| bad(format!("{SIGNATURE}: {e}")))?);
+        pending = next()?;
+    }
+    let signature = match &sig_bytes {
+        None => SigStatus::None,
+        Some(s) => sign::verify_detached(&meta_bytes, s, opts.keyring)?,
+    };
+    if opts.require_signature && !signature.is_valid() && !(opts.allow_unsigned && signature == SigStatus::None) {
+        let hint = if signature == SigStatus::None { " (--allow-unsigned accepts it)" } else { "" };
+        return Err(Error::signature(label, format!("{}{hint}", signature.describe())));
+    }
+    let report = Report { meta, signature };
+    if opts.check == Check::Meta && opts.unpack_to.is_none() {
+        return Ok(report);
+    }
+
+    let staging = match opts.unpack_to {
+        None => None,
+        Some(dest) => Some(Staging::new(dest, &meta_bytes, sig_bytes.as_deref())?),
+    };
+    let mut seen = BTreeSet::new();
+    while let Some(mut entry) = pending.take() {
+        let name = name_of(&entry);
+        let Some(expected) = report.meta.members.get(&name) else {
+            return Err(bad(format!("member \"{name}\" is not listed in {META}")));
+        };
+        if !seen.insert(name.clone()) {
+            return Err(bad(format!("member \"{name}\" appears twice")));
+        }
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            return Err(bad(format!("member \"{name}\" is not a regular file")));
+        }
+        let digest = match (&staging, name.as_str()) {
+            (Some(s), ROOTFS) => unpack_rootfs(&mut entry, &s.tmp.join("rootfs"), label)?,
+            (Some(s), _) if name.starts_with(&format!("{CONF}/")) => s.write_conf(&name, &mut entry, label)?,
+            _ => {
+                let mut h = Sha256::new();
+                std::io::copy(&mut entry, &mut h).map_err(|e| bad(format!("member \"{name}\": {e}")))?;
+                hex(&h.finalize())
+            }
+        };
+        if &digest != expected {
+            return Err(bad(format!("member \"{name}\": sha256 {digest} does not match {META} ({expected})")));
+        }
+        drop(entry);
+        pending = next()?;
+    }
+    let missing: Vec<&String> = report.meta.members.keys().filter(|m| !seen.contains(*m)).collect();
+    if let Some(m) = missing.first() {
+        return Err(bad(format!("member \"{m}\" listed in {META} is missing")));
+    }
+    if let Some(s) = staging {
+        s.commit()?;
+    }
+    Ok(report)
+}
+
+fn read_small(r: &mut impl Read, max: u64) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    r.take(max + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > max {
+        return Err(std::io::Error::other(format!("larger than {max} bytes")));
+    }
+    Ok(buf)
+}
+
+/// Decompress and unpack the root while a second thread hashes the
+/// compressed bytes; return their digest.
+fn unpack_rootfs(entry: &mut impl Read, dest: &Path, label: &Path) -> Result<String> {
+    let bad = |why: String| Error::bundle(label, format!("member \"{ROOTFS}\": {why}"));
+    std::fs::create_dir(dest).at(dest)?;
+    let mut tee = HashTee::new(entry);
+    let result = (|| {
+        let mut zst = zstd::stream::read::Decoder::new(&mut tee).map_err(|e| bad(e.to_string()))?;
+        let inner_label = label.join(ROOTFS);
+        pack::unpack(&mut zst, dest, &inner_label, UnpackOptions::ROOTFS)?;
+        // Whatever follows the tar's end must be read too: the digest is of
+        // the whole member.
+        std::io::copy(&mut zst, &mut std::io::sink()).map_err(|e| bad(e.to_string()))?;
+        Ok(())
+    })();
+    std::io::copy(&mut tee, &mut std::io::sink()).map_err(|e| bad(e.to_string()))?;
+    let digest = tee.finish();
+    result.map(|()| digest)
+}
+
+/// A reader that hands a copy of every chunk to a hashing thread.
+struct HashTee<R> {
+    inner: R,
+    tx: Option<SyncSender<Vec<u8>>>,
+    worker: Option<JoinHandle<String>>,
+}
+
+impl<R: Read> HashTee<R> {
+    fn new(inner: R) -> Self {
+        let (tx, rx) = sync_channel::<Vec<u8>>(16);
+        let worker = std::thread::spawn(move || {
+            let mut h = Sha256::new();
+            for chunk in rx {
+                h.update(&chunk);
+            }
+            hex(&h.finalize())
+        });
+        HashTee { inner, tx: Some(tx), worker: Some(worker) }
+    }
+
+    fn finish(mut self) -> String {
+        drop(self.tx.take());
+        self.worker.take().map(|w| w.join().expect("hash thread does not panic")).unwrap_or_default()
+    }
+}
+
+impl<R: Read> Read for HashTee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            if let Some(tx) = &self.tx {
+                tx.send(buf[..n].to_vec()).map_err(|_| std::io::Error::other("hash thread ended"))?;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// A temporary directory beside the destination, renamed into place only
+/// when the whole bundle checked out; removed otherwise.
+struct Staging {
+    tmp: PathBuf,
+    dest: PathBuf,
+    _guard: tempfile::TempDir,
+}
+
+impl Staging {
+    fn new(dest: &Path, meta: &[u8], sig: Option<&[u8]>) -> Result<Staging> {
+        if std::fs::symlink_metadata(dest).is_ok() {
+            return Err(Error::create(dest, std::io::Error::other("already exists")));
+        }
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let base = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let guard = tempfile::Builder::new()
+            .prefix(&format!(".{base}."))
+            .tempdir_in(parent)
+            .map_err(|e| Error::create(dest, e))?;
+        let tmp = guard.path().to_path_buf();
+        std::fs::write(tmp.join(META), meta).map_err(|e| Error::create(dest, e))?;
+        if let Some(s) = sig {
+            std::fs::write(tmp.join(SIGNATURE), s).map_err(|e| Error::create(dest, e))?;
+        }
+        Ok(Staging { tmp, dest: dest.to_path_buf(), _guard: guard })
+    }
+
+    fn write_conf(&self, name: &str, r: &mut impl Read, label: &Path) -> Result<String> {
+        let bad = |why: &str| Error::bundle(label, format!("member \"{name}\": {why}"));
+        let rel: PathBuf = Path::new(name).components().map(|c| c.as_os_str()).collect();
+        let clean = Path::new(name)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !clean {
+            return Err(bad("path with \"..\", \".\" or a leading \"/\" refused"));
+        }
+        let path = self.tmp.join(&rel);
+        if let Some(p) = path.parent() {
+            std::fs::create_dir_all(p).at(p)?;
+        }
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&path).at(&path)?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = r.read(&mut buf).map_err(|e| bad(&e.to_string()))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            std::io::Write::write_all(&mut f, &buf[..n]).at(&path)?;
+        }
+        Ok(hex(&h.finalize()))
+    }
+
+    fn commit(self) -> Result<()> {
+        std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::create(&self.dest, e))?;
+        // The guard's directory is gone (renamed); its drop finds nothing.
+        Ok(())
+    }
+}
