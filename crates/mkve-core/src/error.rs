@@ -120,6 +120,21 @@ impl Error {
     }
 }
 
+/// Print `err` as `prog: message` (every line that is not an indented
+/// continuation gets the prefix) and return its exit status.
+pub fn report(prog: &str, err: &Error) -> std::process::ExitCode {
+    let mut text = String::new();
+    for line in err.to_string().lines() {
+        if line.starts_with(char::is_whitespace) {
+            text.push_str(&format!("{line}\n"));
+        } else {
+            text.push_str(&format!("{prog}: {line}\n"));
+        }
+    }
+    eprint!("{text}");
+    std::process::ExitCode::from(err.exit_code() as u8)
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Attach a path to an `io::Error`.

@@ -1,0 +1,177 @@
+//! Helpers shared by mkve-bundle's integration tests: fixture paths, a
+//! clean environment for each run, a tiny busybox root, a throw-away GnuPG
+//! key, and bundle rewriting for the tamper tests.
+#![allow(dead_code)]
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").canonicalize().unwrap()
+}
+
+pub fn hooks_dir() -> PathBuf {
+    fixtures().join("hooks")
+}
+
+pub fn good(name: &str) -> PathBuf {
+    fixtures().join("templates/good").join(name)
+}
+
+/// A directory that lives as long as the test process: outputs shared
+/// between tests of one run.
+pub fn shared_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::Builder::new().prefix("mkve-bundle-tests.").tempdir().unwrap().keep())
+}
+
+/// A run of mkve-bundle with its own HOME (no user config), data and
+/// config directories, and GnuPG home.
+pub struct Env {
+    pub home: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env { home: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_mkve-bundle"));
+        let h = self.home.path();
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("HOME", h)
+            .env("MKVE_DATADIR", h.join("share"))
+            .env("MKVE_CONFDIR", h.join("etc"))
+            .env("GNUPGHOME", h.join("no-gnupg"))
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .env("TMPDIR", std::env::temp_dir())
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn write_config(&self, text: &str) -> PathBuf {
+        let p = self.home.path().join(".mkve/bundle-config");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub raw_stdout: Vec<u8>,
+}
+
+pub fn run(c: &mut Command) -> Run {
+    let Output { status, stdout, stderr } = c.output().unwrap();
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        raw_stdout: stdout,
+    }
+}
+
+/// A root with busybox as /bin/sh and a few applets, a dpkg database and
+/// a device node, made once per test run.
+pub fn busybox_root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let r = shared_dir().join("busybox-root");
+        for d in ["bin", "etc", "tmp", "root", "var/lib/dpkg", "dev"] {
+            std::fs::create_dir_all(r.join(d)).unwrap();
+        }
+        let busybox = ["/usr/bin/busybox", "/bin/busybox"].into_iter().find(|p| Path::new(p).exists());
+        std::fs::copy(busybox.expect("busybox-static is installed"), r.join("bin/busybox")).unwrap();
+        for applet in ["sh", "cat", "echo", "ls"] {
+            symlink("busybox", r.join("bin").join(applet)).unwrap();
+        }
+        std::fs::write(r.join("etc/hostname"), "template\n").unwrap();
+        std::fs::write(
+            r.join("var/lib/dpkg/status"),
+            "Package: chrony\nStatus: install ok installed\nVersion: 4.3-2+deb12u1\n\n\
+             Package: busybox-static\nStatus: install ok installed\nVersion: 1:1.35.0-4\n",
+        )
+        .unwrap();
+        let null = r.join("dev/null");
+        let st = Command::new("mknod").arg(&null).args(["c", "1", "3"]).status().unwrap();
+        assert!(st.success(), "mknod needs root: these tests run as root, as CI does");
+        r
+    })
+}
+
+/// A throw-away GnuPG home with an unprotected signing key, and that key
+/// exported as a keyring file; made once per run.
+pub struct Key {
+    pub home: PathBuf,
+    pub keyring: PathBuf,
+    pub fingerprint: String,
+}
+
+pub fn key(name: &str) -> Key {
+    let home = shared_dir().join(format!("gnupg-{name}"));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let gpg = |args: &[&str]| {
+        let out = Command::new("gpg").arg("--homedir").arg(&home).args(["--batch", "--quiet"]).args(args).output().unwrap();
+        assert!(out.status.success(), "gpg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    gpg(&["--passphrase", "", "--quick-gen-key", &format!("{name} <{name}@example.invalid>"), "ed25519", "sign", "never"]);
+    let listing = String::from_utf8(gpg(&["--with-colons", "--list-secret-keys"])).unwrap();
+    let fingerprint = listing.lines().find(|l| l.starts_with("fpr:")).unwrap().split(':').nth(9).unwrap().to_string();
+    let keyring = shared_dir().join(format!("{name}.gpg"));
+    std::fs::write(&keyring, gpg(&["--export"])).unwrap();
+    Key { home, keyring, fingerprint }
+}
+
+pub fn signer() -> &'static Key {
+    static K: OnceLock<Key> = OnceLock::new();
+    K.get_or_init(|| key("signer"))
+}
+
+pub fn stranger() -> &'static Key {
+    static K: OnceLock<Key> = OnceLock::new();
+    K.get_or_init(|| key("stranger"))
+}
+
+/// The members of a bundle (outer tar) in order.
+pub fn members(bundle: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut ar = tar::Archive::new(bundle);
+    ar.entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            (name, data)
+        })
+        .collect()
+}
+
+/// An outer tar with these members, in this order.
+pub fn assemble(members: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in members {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1);
+        h.set_uid(0);
+        h.set_gid(0);
+        b.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+pub fn sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
