@@ -80,12 +80,21 @@ fn main() -> ExitCode {
 }
 
 fn run(mut cli: Cli) -> Result<()> {
-    let config_path = if cli.no_config { None } else { cli.config.clone().or_else(paths::bundle_config) };
+    let config_path = if cli.no_config {
+        None
+    } else {
+        cli.config.clone().or_else(paths::bundle_config)
+    };
     let explicit = cli.config.is_some();
     let cfg = match config_path {
         Some(p) => match Config::load(&p, BUNDLE_VARIABLES)? {
             Some(c) => c,
-            None if explicit => return Err(Error::Usage(format!("{}: no such config file", p.display()))),
+            None if explicit => {
+                return Err(Error::Usage(format!(
+                    "{}: no such config file",
+                    p.display()
+                )))
+            }
             None => Config::default(),
         },
         None => Config::default(),
@@ -96,25 +105,38 @@ fn run(mut cli: Cli) -> Result<()> {
     if let Some(b) = &cli.info {
         let report = read_bundle(&cli, b, Check::Meta, false, None)?;
         let mut v = serde_json::to_value(&report.meta).map_err(|e| Error::Other(e.to_string()))?;
-        v["signature"] = serde_json::to_value(&report.signature).map_err(|e| Error::Other(e.to_string()))?;
-        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| Error::Other(e.to_string()))?);
+        v["signature"] =
+            serde_json::to_value(&report.signature).map_err(|e| Error::Other(e.to_string()))?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| Error::Other(e.to_string()))?
+        );
         return Ok(());
     }
     if let Some(b) = cli.verify.clone().or(cli.extract.clone()) {
         let report = read_bundle(&cli, &b, Check::Digests, true, cli.directory.as_deref())?;
         let n = report.meta.members.len();
-        println!("{}: {}, {n} members verified", files::display_name(&b).display(), report.signature.describe());
+        println!(
+            "{}: {}, {n} members verified",
+            files::display_name(&b).display(),
+            report.signature.describe()
+        );
         return Ok(());
     }
 
     let template_arg = cli.template.clone().ok_or_else(|| {
-        Error::Usage("no template given: name one, or set template= in ~/.mkve/bundle-config".into())
+        Error::Usage(
+            "no template given: name one, or set template= in ~/.mkve/bundle-config".into(),
+        )
     })?;
     let dir = Template::locate(&template_arg)?;
     let hooks_dir = cli.hooks.clone().unwrap_or_else(paths::default_hooks_dir);
     let template = Template::load(&dir, &hooks_dir, cli.hypervisor)?;
     if cli.check {
-        let checked = template.hypervisors.iter().filter(|h| template.profiles.contains_key(h));
+        let checked = template
+            .hypervisors
+            .iter()
+            .filter(|h| template.profiles.contains_key(h));
         let hvs: Vec<&str> = checked.map(|h| h.as_str()).collect();
         println!("{}: ok for {}", dir.display(), hvs.join(", "));
         return Ok(());
@@ -124,19 +146,39 @@ fn run(mut cli: Cli) -> Result<()> {
         (None, [only]) => *only,
         (None, many) => {
             let names: Vec<&str> = many.iter().map(|h| h.as_str()).collect();
-            return Err(Error::Usage(format!("{} lists {}: choose one with --hypervisor", dir.display(), names.join(", "))));
+            return Err(Error::Usage(format!(
+                "{} lists {}: choose one with --hypervisor",
+                dir.display(),
+                names.join(", ")
+            )));
         }
     };
-    let output = cli.output.clone().ok_or_else(|| Error::Usage("no output given: --output FILE, or - for stdout".into()))?;
+    let output = cli
+        .output
+        .clone()
+        .ok_or_else(|| Error::Usage("no output given: --output FILE, or - for stdout".into()))?;
     if output.as_os_str() == "-" && std::io::stdout().is_terminal() {
-        return Err(Error::Usage("refusing to write a bundle to a terminal: redirect stdout or give --output FILE".into()));
+        return Err(Error::Usage(
+            "refusing to write a bundle to a terminal: redirect stdout or give --output FILE"
+                .into(),
+        ));
     }
     let root = cli.rootfs.as_deref().map(RootSource::from_arg).ok_or_else(|| Error::Unavailable {
         what: format!("packages-lists/{hypervisor}"),
         why: "building a root from packages needs mkve-cache, which this version does not have yet: give --rootfs".into(),
     })?;
-    let signing = if cli.force_no_sign { Signing::Unsigned } else { Signing::Key(cli.sign_key.clone()) };
-    let opts = MakeOptions { template: &template, hypervisor, root, signing, gnupg_home: None };
+    let signing = if cli.force_no_sign {
+        Signing::Unsigned
+    } else {
+        Signing::Key(cli.sign_key.clone())
+    };
+    let opts = MakeOptions {
+        template: &template,
+        hypervisor,
+        root,
+        signing,
+        gnupg_home: None,
+    };
     let mut out = Output::create(&output)?;
     bundle::make(&opts, &mut out)?;
     out.commit()?;
@@ -149,10 +191,15 @@ fn run(mut cli: Cli) -> Result<()> {
 /// Options not on the command line come from the config file.
 fn merge(cli: &mut Cli, cfg: &Config) -> Result<()> {
     let path = |k: &str| cfg.get(k).map(PathBuf::from);
-    cli.template = cli.template.take().or_else(|| cfg.get("template").map(str::to_string));
+    cli.template = cli
+        .template
+        .take()
+        .or_else(|| cfg.get("template").map(str::to_string));
     if cli.hypervisor.is_none() {
         if let Some(h) = cfg.get("hypervisor") {
-            let parsed = h.parse().map_err(|e: String| config_error(cfg, &format!("hypervisor: {e}")))?;
+            let parsed = h
+                .parse()
+                .map_err(|e: String| config_error(cfg, &format!("hypervisor: {e}")))?;
             cli.hypervisor = Some(parsed);
         }
     }
@@ -160,7 +207,10 @@ fn merge(cli: &mut Cli, cfg: &Config) -> Result<()> {
     cli.hooks = cli.hooks.take().or_else(|| path("hooks"));
     cli.rootfs = cli.rootfs.take().or_else(|| path("rootfs"));
     cli.keyring = cli.keyring.take().or_else(|| path("keyring"));
-    cli.sign_key = cli.sign_key.take().or_else(|| cfg.get("sign_key").map(str::to_string));
+    cli.sign_key = cli
+        .sign_key
+        .take()
+        .or_else(|| cfg.get("sign_key").map(str::to_string));
     cli.force_no_sign |= cfg.flag("force_no_sign")?;
     cli.verbose |= cfg.flag("verbose")?;
     Ok(())
@@ -183,6 +233,12 @@ fn read_bundle(
         None if require || default.exists() => Some(default.as_path()),
         None => None,
     };
-    let opts = ReadOptions { keyring, require_signature: require, allow_unsigned: cli.allow_unsigned, check, unpack_to };
+    let opts = ReadOptions {
+        keyring,
+        require_signature: require,
+        allow_unsigned: cli.allow_unsigned,
+        check,
+        unpack_to,
+    };
     bundle::read(files::open_input(path)?, &files::display_name(path), &opts)
 }

@@ -10,9 +10,17 @@ use common::*;
 fn the_good_template_checks_for_every_hypervisor_it_lists() {
     let env = Env::new();
     let t = good("ntp-server");
-    let r = run(env.cmd().arg("--check").arg("--hooks").arg(hooks_dir()).arg(&t));
+    let r = run(env
+        .cmd()
+        .arg("--check")
+        .arg("--hooks")
+        .arg(hooks_dir())
+        .arg(&t));
     assert_eq!((r.code, r.stderr.as_str()), (0, ""));
-    assert_eq!(r.stdout, format!("{}: ok for lxc, qemu, openvz\n", t.display()));
+    assert_eq!(
+        r.stdout,
+        format!("{}: ok for lxc, qemu, openvz\n", t.display())
+    );
     let r = run(env.cmd().args(["--check", "--hypervisor", "qemu"]).arg(&t));
     assert_eq!(r.stdout, format!("{}: ok for qemu\n", t.display()));
 }
@@ -21,21 +29,36 @@ fn the_good_template_checks_for_every_hypervisor_it_lists() {
 fn every_malformed_template_is_refused_with_its_message_and_exit_65() {
     let env = Env::new();
     let bad = fixtures().join("templates/bad");
-    let mut dirs: Vec<_> = std::fs::read_dir(&bad).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut dirs: Vec<_> = std::fs::read_dir(&bad)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     dirs.sort();
-    assert!(dirs.len() >= 15, "at least 15 malformed fixtures, found {}", dirs.len());
+    assert!(
+        dirs.len() >= 15,
+        "at least 15 malformed fixtures, found {}",
+        dirs.len()
+    );
     let mut failures = Vec::new();
     for t in dirs {
         let expected: String = std::fs::read_to_string(t.join("expected"))
             .unwrap_or_else(|_| panic!("{}: no expected file", t.display()))
             .lines()
             .map(|l| {
-                let l = l.replace("{T}", &t.display().to_string()).replace("{H}", &hooks_dir().display().to_string());
+                let l = l
+                    .replace("{T}", &t.display().to_string())
+                    .replace("{H}", &hooks_dir().display().to_string());
                 format!("mkve-bundle: {l}\n")
             })
             .collect();
         let extra = std::fs::read_to_string(t.join("args")).unwrap_or_default();
-        let r = run(env.cmd().arg("--check").arg("--hooks").arg(hooks_dir()).args(extra.split_whitespace()).arg(&t));
+        let r = run(env
+            .cmd()
+            .arg("--check")
+            .arg("--hooks")
+            .arg(hooks_dir())
+            .args(extra.split_whitespace())
+            .arg(&t));
         if r.code != 65 || r.stderr != expected || !r.stdout.is_empty() {
             failures.push(format!(
                 "{}: exit {} (want 65)\n  got:  {:?}\n  want: {:?}",
@@ -55,11 +78,20 @@ fn a_template_is_found_by_name_under_the_data_directory() {
     let templates = env.home.path().join("share/templates");
     std::fs::create_dir_all(&templates).unwrap();
     std::os::unix::fs::symlink(good("ntp-server"), templates.join("ntp")).unwrap();
-    let r = run(env.cmd().args(["--check", "-H", "qemu", "ntp"]).current_dir(env.home.path()));
+    let r = run(env
+        .cmd()
+        .args(["--check", "-H", "qemu", "ntp"])
+        .current_dir(env.home.path()));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(r.stdout, format!("{}: ok for qemu\n", templates.join("ntp").display()));
+    assert_eq!(
+        r.stdout,
+        format!("{}: ok for qemu\n", templates.join("ntp").display())
+    );
 
-    let r = run(env.cmd().args(["--check", "no-such-template"]).current_dir(env.home.path()));
+    let r = run(env
+        .cmd()
+        .args(["--check", "no-such-template"])
+        .current_dir(env.home.path()));
     assert_eq!(r.code, 65);
     assert_eq!(
         r.stderr,
@@ -75,14 +107,31 @@ fn usage_errors_exit_2() {
     let env = Env::new();
     let r = run(env.cmd().arg("--check"));
     assert_eq!(r.code, 2);
-    assert_eq!(r.stderr, "mkve-bundle: no template given: name one, or set template= in ~/.mkve/bundle-config\n");
-    let r = run(env.cmd().args(["--hypervisor", "vmware"]).arg(good("ntp-server")));
+    assert_eq!(
+        r.stderr,
+        "mkve-bundle: no template given: name one, or set template= in ~/.mkve/bundle-config\n"
+    );
+    let r = run(env
+        .cmd()
+        .args(["--hypervisor", "vmware"])
+        .arg(good("ntp-server")));
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("unknown hypervisor \"vmware\""), "{}", r.stderr);
-    let r = run(env.cmd().args(["--rootfs", "/nonexistent", "-o", "x.bun", "--hooks"]).arg(hooks_dir()).arg(good("ntp-server")));
+    assert!(
+        r.stderr.contains("unknown hypervisor \"vmware\""),
+        "{}",
+        r.stderr
+    );
+    let r = run(env
+        .cmd()
+        .args(["--rootfs", "/nonexistent", "-o", "x.bun", "--hooks"])
+        .arg(hooks_dir())
+        .arg(good("ntp-server")));
     assert_eq!(r.code, 2);
     assert_eq!(
         r.stderr,
-        format!("mkve-bundle: {} lists lxc, qemu, openvz: choose one with --hypervisor\n", good("ntp-server").display())
+        format!(
+            "mkve-bundle: {} lists lxc, qemu, openvz: choose one with --hypervisor\n",
+            good("ntp-server").display()
+        )
     );
 }

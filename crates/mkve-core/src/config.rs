@@ -50,7 +50,11 @@ impl Config {
             .capture_all()?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() {
-            return Err(Error::InvalidConfig(bash_problem(path, &stderr, out.status.code())));
+            return Err(Error::InvalidConfig(bash_problem(
+                path,
+                &stderr,
+                out.status.code(),
+            )));
         }
         eprint!("{stderr}");
         let mut values = BTreeMap::new();
@@ -60,21 +64,36 @@ impl Config {
                 break;
             }
             let v = String::from_utf8(v.to_vec()).map_err(|_| {
-                Error::InvalidConfig(Problem::new(path, None, format!("{} is not UTF-8", String::from_utf8_lossy(k))))
+                Error::InvalidConfig(Problem::new(
+                    path,
+                    None,
+                    format!("{} is not UTF-8", String::from_utf8_lossy(k)),
+                ))
             })?;
             values.insert(String::from_utf8_lossy(k).into_owned(), v);
         }
-        Ok(Some(Config { path: path.to_path_buf(), values }))
+        Ok(Some(Config {
+            path: path.to_path_buf(),
+            values,
+        }))
     }
 
     /// A non-empty value (an empty variable counts as unset).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.values.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.values
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     /// A yes/no variable: yes, true, on, 1 / no, false, off, 0 or empty.
     pub fn flag(&self, name: &str) -> Result<bool> {
-        match self.values.get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+        match self
+            .values
+            .get(name)
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
             None | Some("") | Some("no") | Some("false") | Some("off") | Some("0") => Ok(false),
             Some("yes") | Some("true") | Some("on") | Some("1") => Ok(true),
             Some(other) => Err(Error::InvalidConfig(Problem::new(
@@ -117,18 +136,26 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("bundle-config");
         std::fs::write(&p, text).unwrap();
-        Config::load(&p, BUNDLE_VARIABLES).map(|c| c.map(|mut c| {
-            c.path = PathBuf::from("cfg");
-            c
-        }))
+        Config::load(&p, BUNDLE_VARIABLES).map(|c| {
+            c.map(|mut c| {
+                c.path = PathBuf::from("cfg");
+                c
+            })
+        })
     }
 
     #[test]
     fn plain_assignments_and_flags() {
-        let c = load("hypervisor=openvz\nverbose=yes\nforce_no_sign=yes\nunrelated=1\n").unwrap().unwrap();
+        let c = load("hypervisor=openvz\nverbose=yes\nforce_no_sign=yes\nunrelated=1\n")
+            .unwrap()
+            .unwrap();
         assert_eq!(c.get("hypervisor"), Some("openvz"));
         assert!(c.flag("verbose").unwrap() && c.flag("force_no_sign").unwrap());
-        assert_eq!(c.get("unrelated"), None, "only the variables asked for are read");
+        assert_eq!(
+            c.get("unrelated"),
+            None,
+            "only the variables asked for are read"
+        );
         assert_eq!(c.get("output"), None);
     }
 
@@ -149,19 +176,33 @@ mod tests {
         let e = Config::load(&p, BUNDLE_VARIABLES).unwrap_err();
         assert_eq!(e.exit_code(), 65);
         let msg = e.to_string();
-        assert!(msg.starts_with(&format!("{}:2: syntax error", p.display())), "{msg}");
+        assert!(
+            msg.starts_with(&format!("{}:2: syntax error", p.display())),
+            "{msg}"
+        );
     }
 
     #[test]
     fn a_failing_program_and_a_bad_flag_are_errors() {
         let e = load("hypervisor=qemu\nfalse\n").unwrap_err();
-        assert!(e.to_string().ends_with("bundle-config: failed with status 1"), "{e}");
+        assert!(
+            e.to_string()
+                .ends_with("bundle-config: failed with status 1"),
+            "{e}"
+        );
         let c = load("verbose=maybe\n").unwrap().unwrap();
-        assert_eq!(c.flag("verbose").unwrap_err().to_string(), "cfg: verbose=\"maybe\": expected yes or no");
+        assert_eq!(
+            c.flag("verbose").unwrap_err().to_string(),
+            "cfg: verbose=\"maybe\": expected yes or no"
+        );
     }
 
     #[test]
     fn a_missing_file_is_no_config() {
-        assert!(Config::load(Path::new("/nonexistent/bundle-config"), BUNDLE_VARIABLES).unwrap().is_none());
+        assert!(
+            Config::load(Path::new("/nonexistent/bundle-config"), BUNDLE_VARIABLES)
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -25,7 +25,11 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(path: impl Into<PathBuf>, line: Option<usize>, message: impl Into<String>) -> Self {
-        Problem { path: path.into(), line, message: message.into() }
+        Problem {
+            path: path.into(),
+            line,
+            message: message.into(),
+        }
     }
 }
 
@@ -66,7 +70,10 @@ pub enum Error {
 
     /// An output could not be created.
     #[error("{}: cannot create: {source}", .path.display())]
-    CannotCreate { path: PathBuf, source: std::io::Error },
+    CannotCreate {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     /// An external program (a hook, a command) failed.
     #[error("{0}")]
@@ -74,14 +81,21 @@ pub enum Error {
 
     /// Reading or writing failed for a reason outside the other kinds.
     #[error("{}: {source}", .path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("{0}")]
     Other(String),
 }
 
 fn join_lines(problems: &[Problem]) -> String {
-    problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
+    problems
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Error {
@@ -100,11 +114,17 @@ impl Error {
     }
 
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().to_path_buf(), source }
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
     }
 
     pub fn create(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::CannotCreate { path: path.as_ref().to_path_buf(), source }
+        Error::CannotCreate {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
     }
 
     pub fn bundle(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
@@ -115,7 +135,11 @@ impl Error {
         Error::Signature(Problem::new(path.as_ref(), None, message))
     }
 
-    pub fn template(path: impl AsRef<Path>, line: Option<usize>, message: impl Into<String>) -> Self {
+    pub fn template(
+        path: impl AsRef<Path>,
+        line: Option<usize>,
+        message: impl Into<String>,
+    ) -> Self {
         Error::InvalidTemplate(vec![Problem::new(path.as_ref(), line, message)])
     }
 }
@@ -168,9 +192,15 @@ mod tests {
     #[test]
     fn each_kind_has_its_exit_code() {
         assert_eq!(Error::Usage("x".into()).exit_code(), 2);
-        let unavailable = Error::Unavailable { what: "gpg".into(), why: "x".into() };
+        let unavailable = Error::Unavailable {
+            what: "gpg".into(),
+            why: "x".into(),
+        };
         assert_eq!(unavailable.exit_code(), 69);
-        let e = Error::create("/x", std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        let e = Error::create(
+            "/x",
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        );
         assert_eq!(e.exit_code(), 73);
         assert_eq!(Error::Command("hook".into()).exit_code(), 1);
     }

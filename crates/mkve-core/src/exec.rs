@@ -68,12 +68,14 @@ impl Cmd {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
 
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
-        self.env.push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self.env
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
         self
     }
 
@@ -102,7 +104,9 @@ impl Cmd {
     }
 
     fn label(&self) -> String {
-        self.what.clone().unwrap_or_else(|| Path::new(&self.program).display().to_string())
+        self.what
+            .clone()
+            .unwrap_or_else(|| Path::new(&self.program).display().to_string())
     }
 
     fn command(&self) -> Command {
@@ -123,10 +127,17 @@ impl Cmd {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::Unavailable {
                 what: self.label(),
-                why: format!("{} is not installed or not in PATH", self.program.to_string_lossy()),
+                why: format!(
+                    "{} is not installed or not in PATH",
+                    self.program.to_string_lossy()
+                ),
             }
         } else {
-            Error::Command(format!("{}: cannot run {}: {e}", self.label(), self.program.to_string_lossy()))
+            Error::Command(format!(
+                "{}: cannot run {}: {e}",
+                self.label(),
+                self.program.to_string_lossy()
+            ))
         }
     }
 
@@ -179,12 +190,19 @@ impl Cmd {
         if status.success() {
             return Ok(());
         }
-        let how = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+        let how = match (
+            status.code(),
+            std::os::unix::process::ExitStatusExt::signal(&status),
+        ) {
             (Some(code), _) => format!("exit status {code}"),
             (None, Some(sig)) => format!("signal {sig}"),
             _ => "unknown status".to_string(),
         };
-        Err(Error::Command(format!("{} failed with {how}{}", self.label(), tail(output))))
+        Err(Error::Command(format!(
+            "{} failed with {how}{}",
+            self.label(),
+            tail(output)
+        )))
     }
 }
 
@@ -207,7 +225,10 @@ mod tests {
             .what("hook \"x\"")
             .run()
             .unwrap_err();
-        assert_eq!(err.to_string(), "hook \"x\" failed with exit status 3\n  first\n  second");
+        assert_eq!(
+            err.to_string(),
+            "hook \"x\" failed with exit status 3\n  first\n  second"
+        );
         assert_eq!(err.exit_code(), 1);
     }
 

@@ -31,20 +31,29 @@ pub enum Output {
     Stdout(BufWriter<std::io::Stdout>),
     /// A device or FIFO: written in place, there is nothing to rename.
     Special(File, PathBuf),
-    File { tmp: BufWriter<tempfile::NamedTempFile>, dest: PathBuf },
+    File {
+        tmp: BufWriter<tempfile::NamedTempFile>,
+        dest: PathBuf,
+    },
 }
 
 impl Output {
     pub fn create(path: &Path) -> Result<Output> {
         if path == Path::new("-") {
-            return Ok(Output::Stdout(BufWriter::with_capacity(1 << 20, std::io::stdout())));
+            return Ok(Output::Stdout(BufWriter::with_capacity(
+                1 << 20,
+                std::io::stdout(),
+            )));
         }
         if let Ok(m) = std::fs::metadata(path) {
             if m.is_dir() {
                 return Err(Error::create(path, std::io::Error::other("is a directory")));
             }
             if !m.is_file() {
-                let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::create(path, e))?;
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| Error::create(path, e))?;
                 return Ok(Output::Special(f, path.to_path_buf()));
             }
         }
@@ -52,13 +61,19 @@ impl Output {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let base = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let base = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{base}."))
             .suffix(".tmp")
             .tempfile_in(dir)
             .map_err(|e| Error::create(path, e))?;
-        Ok(Output::File { tmp: BufWriter::with_capacity(1 << 20, tmp), dest: path.to_path_buf() })
+        Ok(Output::File {
+            tmp: BufWriter::with_capacity(1 << 20, tmp),
+            dest: path.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -75,9 +90,14 @@ impl Output {
             Output::Stdout(mut w) => w.flush().map_err(|e| Error::create("(stdout)", e)),
             Output::Special(mut f, p) => f.flush().map_err(|e| Error::create(p, e)),
             Output::File { tmp, dest } => {
-                let tmp = tmp.into_inner().map_err(|e| Error::create(&dest, e.into_error()))?;
-                tmp.as_file().sync_all().map_err(|e| Error::create(&dest, e))?;
-                tmp.persist(&dest).map_err(|e| Error::create(&dest, e.error))?;
+                let tmp = tmp
+                    .into_inner()
+                    .map_err(|e| Error::create(&dest, e.into_error()))?;
+                tmp.as_file()
+                    .sync_all()
+                    .map_err(|e| Error::create(&dest, e))?;
+                tmp.persist(&dest)
+                    .map_err(|e| Error::create(&dest, e.error))?;
                 if let Some(dir) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
                     // The rename is durable only once the directory is synced.
                     let _ = File::open(dir).and_then(|d| d.sync_all());
@@ -116,7 +136,11 @@ mod tests {
         let mut o = Output::create(&dest).unwrap();
         o.write_all(b"half").unwrap();
         drop(o);
-        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0, "a dropped output leaves no file");
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().count(),
+            0,
+            "a dropped output leaves no file"
+        );
         let mut o = Output::create(&dest).unwrap();
         o.write_all(b"whole").unwrap();
         assert!(!dest.exists());
@@ -130,7 +154,13 @@ mod tests {
         let mut o = Output::create(Path::new("/dev/null")).unwrap();
         o.write_all(b"x").unwrap();
         o.commit().unwrap();
-        assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_file() == false);
+        assert!(
+            std::fs::metadata("/dev/null")
+                .unwrap()
+                .file_type()
+                .is_file()
+                == false
+        );
     }
 
     #[test]

@@ -40,13 +40,23 @@ impl Chroot {
         let stage = root.join(STAGE);
         std::fs::create_dir(&stage).map_err(|e| {
             let why = if e.kind() == std::io::ErrorKind::AlreadyExists {
-                format!("{} already exists in the root (left by an earlier run?): remove it", STAGE)
+                format!(
+                    "{} already exists in the root (left by an earlier run?): remove it",
+                    STAGE
+                )
             } else {
                 e.to_string()
             };
-            Error::Io { path: root.to_path_buf(), source: std::io::Error::other(why) }
+            Error::Io {
+                path: root.to_path_buf(),
+                source: std::io::Error::other(why),
+            }
         })?;
-        let mut c = Chroot { root: root.to_path_buf(), stage, env: Vec::new() };
+        let mut c = Chroot {
+            root: root.to_path_buf(),
+            stage,
+            env: Vec::new(),
+        };
         std::fs::create_dir(c.stage.join("hooks")).at(&c.stage)?;
         c.env = [
             ("PATH", PATH),
@@ -60,7 +70,11 @@ impl Chroot {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         if let Some(conf) = conf {
-            Cmd::new("cp").args(["-R", "--preserve=mode"]).arg(conf).arg(c.stage.join("conf")).run()?;
+            Cmd::new("cp")
+                .args(["-R", "--preserve=mode"])
+                .arg(conf)
+                .arg(c.stage.join("conf"))
+                .run()?;
             c.env.push(("MKVE_CONF".into(), format!("/{STAGE}/conf")));
         }
         Ok(c)
@@ -80,7 +94,8 @@ impl Chroot {
             note(format!("running hook {}", hook.name));
             let staged = self.stage.join("hooks").join(&hook.name);
             std::fs::copy(&hook.path, &staged).at(&hook.path)?;
-            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755)).at(&staged)?;
+            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755))
+                .at(&staged)?;
             self.chroot()
                 .arg(format!("/{STAGE}/hooks/{}", hook.name))
                 .what(format!("hook \"{}\" ({})", hook.name, hook.path.display()))
@@ -92,7 +107,10 @@ impl Chroot {
     /// Run a shell command given by the user with `sh -c` inside the root.
     pub fn run_command(&self, command: &str) -> Result<()> {
         note(format!("running command {command}"));
-        self.chroot().args(["/bin/sh", "-c", command]).what(format!("command \"{command}\"")).run()
+        self.chroot()
+            .args(["/bin/sh", "-c", command])
+            .what(format!("command \"{command}\""))
+            .run()
     }
 }
 

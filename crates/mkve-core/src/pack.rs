@@ -7,7 +7,7 @@
 //! `SOURCE_DATE_EPOCH` when set, and skips sockets. The format of the root
 //! inside a bundle is described in mkve-bundle(5).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -26,7 +26,10 @@ pub const ZSTD_LEVEL: i32 = 3;
 /// zstd workers. Multi-threaded zstd output does not depend on the worker
 /// count (proven in a test), so this only trades CPU for speed.
 pub fn zstd_workers() -> u32 {
-    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1).clamp(1, 8)
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
+        .clamp(1, 8)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +50,10 @@ impl<W: Write> Encoder<W> {
     pub fn new(w: W, c: Compression) -> std::io::Result<Self> {
         Ok(match c {
             Compression::None => Encoder::Plain(w),
-            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(w, flate2::Compression::default())),
+            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+                w,
+                flate2::Compression::default(),
+            )),
             Compression::Zstd => {
                 let mut e = zstd::stream::write::Encoder::new(w, ZSTD_LEVEL)?;
                 e.multithread(zstd_workers())?;
@@ -104,13 +110,17 @@ pub struct PackOptions {
 
 impl PackOptions {
     pub fn from_env() -> Self {
-        PackOptions { clamp_mtime: source_date_epoch() }
+        PackOptions {
+            clamp_mtime: source_date_epoch(),
+        }
     }
 }
 
 /// `SOURCE_DATE_EPOCH`, when set to a number.
 pub fn source_date_epoch() -> Option<u64> {
-    std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok())
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -125,14 +135,23 @@ pub fn pack_dir<W: Write>(root: &Path, out: W, opts: &PackOptions) -> Result<(W,
     let mut b = tar::Builder::new(out);
     let mut stats = PackStats::default();
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    let walk = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name().min_depth(1);
+    let walk = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+        .min_depth(1);
     for entry in walk {
         let entry = entry.map_err(|e| {
             let path = e.path().unwrap_or(root).to_path_buf();
-            Error::io(path, e.into_io_error().unwrap_or_else(|| std::io::Error::other("walk failed")))
+            Error::io(
+                path,
+                e.into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("walk failed")),
+            )
         })?;
         let path = entry.path();
-        let rel = path.strip_prefix(root).expect("walkdir yields paths under its root");
+        let rel = path
+            .strip_prefix(root)
+            .expect("walkdir yields paths under its root");
         let meta = entry.metadata().map_err(|e| Error::io(path, e.into()))?;
         let ft = meta.file_type();
         if ft.is_socket() {
@@ -150,7 +169,8 @@ pub fn pack_dir<W: Write>(root: &Path, out: W, opts: &PackOptions) -> Result<(W,
 
         let xattrs = read_xattrs(path)?;
         if !xattrs.is_empty() {
-            b.append_pax_extensions(xattrs.iter().map(|(k, v)| (k.as_str(), v.as_slice()))).at(path)?;
+            b.append_pax_extensions(xattrs.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+                .at(path)?;
         }
         let w = |r: std::io::Result<()>| r.at(path);
         if ft.is_dir() {
@@ -162,7 +182,8 @@ pub fn pack_dir<W: Write>(root: &Path, out: W, opts: &PackOptions) -> Result<(W,
             h.set_entry_type(EntryType::Symlink);
             let target = std::fs::read_link(path).at(path)?;
             w(b.append_link(&mut h, rel, target))?;
-        } else if ft.is_file() && meta.nlink() > 1 && links.contains_key(&(meta.dev(), meta.ino())) {
+        } else if ft.is_file() && meta.nlink() > 1 && links.contains_key(&(meta.dev(), meta.ino()))
+        {
             h.set_entry_type(EntryType::Link);
             w(b.append_link(&mut h, rel, &links[&(meta.dev(), meta.ino())]))?;
         } else if ft.is_file() {
@@ -172,10 +193,16 @@ pub fn pack_dir<W: Write>(root: &Path, out: W, opts: &PackOptions) -> Result<(W,
             h.set_entry_type(EntryType::Regular);
             h.set_size(meta.len());
             let f = open_nofollow(path)?;
-            let mut counted = Counted { inner: f.take(meta.len()), n: 0 };
+            let mut counted = Counted {
+                inner: f.take(meta.len()),
+                n: 0,
+            };
             w(b.append_data(&mut h, rel, &mut counted))?;
             if counted.n != meta.len() {
-                return Err(Error::io(path, std::io::Error::other("file shrank while it was packed")));
+                return Err(Error::io(
+                    path,
+                    std::io::Error::other("file shrank while it was packed"),
+                ));
             }
             stats.bytes += meta.len();
         } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
@@ -213,7 +240,11 @@ impl<R: Read> Read for Counted<R> {
 
 fn open_nofollow(path: &Path) -> Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path).at(path)
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .at(path)
 }
 
 /// xattrs of `path` (not followed), sorted, as PAX records.
@@ -259,17 +290,38 @@ pub struct UnpackOptions {
 }
 
 impl UnpackOptions {
-    pub const ROOTFS: UnpackOptions = UnpackOptions { absolute_symlinks: true, devices: true };
+    pub const ROOTFS: UnpackOptions = UnpackOptions {
+        absolute_symlinks: true,
+        devices: true,
+    };
 }
 
-/// Unpack the tar stream `r` into the existing directory `dest`.
+/// Unpack the tar stream `r` into `dest`, an empty directory; with no
+/// `dest`, only check that it could be unpacked (what `--verify` does).
 ///
 /// Every member is checked before anything is created: a relative path with
 /// no `..`, parents that are real directories (never a symlink that could
 /// lead outside), link targets that stay inside, and only the device nodes
-/// of the allow-list. `label` names the archive in messages.
-pub fn unpack<R: Read>(r: R, dest: &Path, label: &Path, opts: UnpackOptions) -> Result<u64> {
-    let bad = |member: &Path, why: &str| Error::bundle(label, format!("member \"{}\": {why}", member.display()));
+/// of the allow-list. What the archive made so far is tracked in memory, so
+/// the check needs no look at the file system and works the same in both
+/// modes. `label` names the archive in messages.
+pub fn unpack<R: Read>(
+    r: R,
+    dest: Option<&Path>,
+    label: &Path,
+    opts: UnpackOptions,
+) -> Result<u64> {
+    let bad = |member: &Path, why: &str| {
+        Error::bundle(label, format!("member \"{}\": {why}", member.display()))
+    };
+    if let Some(d) = dest {
+        if std::fs::read_dir(d).at(d)?.next().is_some() {
+            return Err(Error::create(
+                d,
+                std::io::Error::other("not empty: unpacking needs an empty directory"),
+            ));
+        }
+    }
     let root = nix::unistd::geteuid().is_root();
     let mut ar = tar::Archive::new(r);
     ar.set_preserve_permissions(true);
@@ -277,10 +329,14 @@ pub fn unpack<R: Read>(r: R, dest: &Path, label: &Path, opts: UnpackOptions) -> 
     ar.set_unpack_xattrs(root);
     ar.set_preserve_mtime(true);
     ar.set_overwrite(true);
-    let mut dirs: HashSet<PathBuf> = HashSet::new();
+    let mut made: HashMap<PathBuf, Made> = HashMap::new();
     let mut count = 0u64;
-    for entry in ar.entries().map_err(|e| Error::bundle(label, format!("not a tar archive: {e}")))? {
-        let mut entry = entry.map_err(|e| Error::bundle(label, format!("broken tar archive: {e}")))?;
+    for entry in ar
+        .entries()
+        .map_err(|e| Error::bundle(label, format!("not a tar archive: {e}")))?
+    {
+        let mut entry =
+            entry.map_err(|e| Error::bundle(label, format!("broken tar archive: {e}")))?;
         let raw = PathBuf::from(std::ffi::OsStr::from_bytes(&entry.path_bytes()));
         let kind = entry.header().entry_type();
         if kind == EntryType::XGlobalHeader {
@@ -292,65 +348,162 @@ pub fn unpack<R: Read>(r: R, dest: &Path, label: &Path, opts: UnpackOptions) -> 
         if rel.as_os_str().is_empty() {
             continue; // "./" itself: dest already exists
         }
-        ensure_parents(dest, &rel, &mut dirs).map_err(|why| bad(&rel, &why))?;
-        let target = dest.join(&rel);
-        match kind {
-            EntryType::Regular | EntryType::Continuous | EntryType::Directory => {
-                entry.unpack(&target).map_err(|e| bad(&rel, &e.to_string()))?;
-                if kind == EntryType::Directory {
-                    dirs.insert(rel.clone());
-                }
-            }
+        let new_dirs = parents_to_make(&rel, &made).map_err(|why| bad(&rel, &why))?;
+        if made.get(&rel) == Some(&Made::Dir) && kind != EntryType::Directory {
+            return Err(bad(&rel, "replaces a directory"));
+        }
+        let link = entry
+            .link_name()
+            .ok()
+            .flatten()
+            .map(|l| l.into_owned())
+            .unwrap_or_default();
+        let this = match kind {
+            EntryType::Regular | EntryType::Continuous => Made::File,
+            EntryType::Directory => Made::Dir,
             EntryType::Symlink => {
-                let link = entry.link_name().ok().flatten().map(|l| l.into_owned()).unwrap_or_default();
                 if link.as_os_str().is_empty() {
                     return Err(bad(&rel, "symbolic link with no target"));
                 }
                 if link.is_absolute() && !opts.absolute_symlinks {
-                    return Err(bad(&rel, &format!("symbolic link to absolute path {} refused", link.display())));
+                    return Err(bad(
+                        &rel,
+                        &format!("symbolic link to absolute path {} refused", link.display()),
+                    ));
                 }
-                if link.is_relative() && !stays_inside(rel.parent().unwrap_or(Path::new("")), &link) {
-                    return Err(bad(&rel, &format!("symbolic link to {} points outside", link.display())));
+                if link.is_relative() && !stays_inside(rel.parent().unwrap_or(Path::new("")), &link)
+                {
+                    return Err(bad(
+                        &rel,
+                        &format!("symbolic link to {} points outside", link.display()),
+                    ));
                 }
-                remove_non_dir(&target).map_err(|e| bad(&rel, &e.to_string()))?;
-                entry.unpack(&target).map_err(|e| bad(&rel, &e.to_string()))?;
+                Made::Other
             }
             EntryType::Link => {
-                let link = entry.link_name().ok().flatten().map(|l| l.into_owned()).unwrap_or_default();
-                let Some(link_rel) = clean_relative(&link).filter(|l| !l.as_os_str().is_empty()) else {
-                    return Err(bad(&rel, &format!("hard link to {} points outside", link.display())));
+                let target = clean_relative(&link).filter(|l| !l.as_os_str().is_empty());
+                let Some(target) = target else {
+                    return Err(bad(
+                        &rel,
+                        &format!("hard link to {} points outside", link.display()),
+                    ));
                 };
-                ensure_parents(dest, &link_rel, &mut dirs).map_err(|why| bad(&rel, &why))?;
-                let src = dest.join(&link_rel);
-                match std::fs::symlink_metadata(&src) {
-                    Ok(m) if m.is_file() => {}
-                    _ => return Err(bad(&rel, &format!("hard link to {}, which is not a file unpacked before it", link_rel.display()))),
+                if made.get(&target) != Some(&Made::File) {
+                    let why = format!(
+                        "hard link to {}, which is not a file unpacked before it",
+                        target.display()
+                    );
+                    return Err(bad(&rel, &why));
                 }
-                remove_non_dir(&target).map_err(|e| bad(&rel, &e.to_string()))?;
-                std::fs::hard_link(&src, &target).map_err(|e| bad(&rel, &e.to_string()))?;
+                Made::File
             }
             EntryType::Char | EntryType::Block => {
                 let h = entry.header();
-                let (maj, min) = (
+                let maj = h.device_major().ok().flatten().unwrap_or(0) as u64;
+                let min = h.device_minor().ok().flatten().unwrap_or(0) as u64;
+                let allowed = opts.devices
+                    && ALLOWED_DEVICES.iter().any(|(p, k, a, i)| {
+                        Path::new(p) == rel && *k == kind && (*a, *i) == (maj, min)
+                    });
+                if !allowed {
+                    let t = if kind == EntryType::Char { 'c' } else { 'b' };
+                    let why = format!("device node ({t} {maj}:{min}) refused: only the standard nodes under dev/ are accepted");
+                    return Err(bad(&rel, &why));
+                }
+                Made::Other
+            }
+            EntryType::Fifo => Made::Other,
+            other => {
+                return Err(bad(
+                    &rel,
+                    &format!("unsupported member type {:?}", other.as_byte() as char),
+                ))
+            }
+        };
+        for d in new_dirs {
+            if let Some(dest) = dest {
+                std::fs::create_dir(dest.join(&d))
+                    .map_err(|e| bad(&rel, &format!("cannot create {}: {e}", d.display())))?;
+            }
+            made.insert(d, Made::Dir);
+        }
+        made.insert(rel.clone(), this);
+        count += 1;
+        let Some(dest) = dest else { continue };
+        let target = dest.join(&rel);
+        let io = |e: std::io::Error| bad(&rel, &e.to_string());
+        match kind {
+            EntryType::Directory => entry.unpack(&target).map(drop).map_err(io)?,
+            EntryType::Regular | EntryType::Continuous | EntryType::Symlink => {
+                remove_non_dir(&target).map_err(io)?;
+                entry.unpack(&target).map(drop).map_err(io)?
+            }
+            EntryType::Link => {
+                remove_non_dir(&target).map_err(io)?;
+                std::fs::hard_link(
+                    dest.join(clean_relative(&link).unwrap_or_default()),
+                    &target,
+                )
+                .map_err(io)?
+            }
+            EntryType::Char | EntryType::Block => {
+                let h = entry.header();
+                let dev = makedev(
                     h.device_major().ok().flatten().unwrap_or(0) as u64,
                     h.device_minor().ok().flatten().unwrap_or(0) as u64,
                 );
-                let allowed = opts.devices
-                    && ALLOWED_DEVICES.iter().any(|(p, k, a, i)| Path::new(p) == rel && *k == kind && *a == maj && *i == min);
-                if !allowed {
-                    let t = if kind == EntryType::Char { 'c' } else { 'b' };
-                    return Err(bad(&rel, &format!("device node ({t} {maj}:{min}) refused: only the standard nodes under dev/ are accepted")));
-                }
-                make_node(&target, entry.header(), SFlag::S_IFCHR, makedev(maj, min), root).map_err(|e| bad(&rel, &e))?;
+                let sflag = if kind == EntryType::Char {
+                    SFlag::S_IFCHR
+                } else {
+                    SFlag::S_IFBLK
+                };
+                make_node(&target, h, sflag, dev, root).map_err(|e| bad(&rel, &e))?
             }
-            EntryType::Fifo => {
-                make_node(&target, entry.header(), SFlag::S_IFIFO, 0, root).map_err(|e| bad(&rel, &e))?;
-            }
-            other => return Err(bad(&rel, &format!("unsupported member type {:?}", other.as_byte() as char))),
+            _ => make_node(&target, entry.header(), SFlag::S_IFIFO, 0, root)
+                .map_err(|e| bad(&rel, &e))?,
         }
-        count += 1;
     }
     Ok(count)
+}
+
+/// What an archive member made, as far as later members care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Made {
+    Dir,
+    File,
+    /// A symlink, device node or FIFO: nothing may be put below it.
+    Other,
+}
+
+/// The parents of `rel` that do not exist yet. A parent that the archive
+/// made as anything but a directory (a symlink above all) is refused.
+fn parents_to_make(rel: &Path, made: &HashMap<PathBuf, Made>) -> Result<Vec<PathBuf>, String> {
+    let mut missing = Vec::new();
+    let mut prefix = PathBuf::new();
+    for c in rel
+        .parent()
+        .map(|p| p.components().collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        prefix.push(c);
+        match made.get(&prefix) {
+            Some(Made::Dir) => {}
+            Some(Made::File) => {
+                return Err(format!(
+                    "its parent {} is not a directory",
+                    prefix.display()
+                ))
+            }
+            Some(Made::Other) => {
+                return Err(format!(
+                    "its parent {} is a symbolic link or special file",
+                    prefix.display()
+                ))
+            }
+            None => missing.push(prefix.clone()),
+        }
+    }
+    Ok(missing)
 }
 
 /// `p` without `./` prefixes; `None` when absolute or with a `..`.
@@ -384,30 +537,6 @@ fn stays_inside(from: &Path, link: &Path) -> bool {
     true
 }
 
-/// Make every parent of `rel` under `dest` a real directory: create missing
-/// ones, refuse any that is a symlink or not a directory.
-fn ensure_parents(dest: &Path, rel: &Path, dirs: &mut HashSet<PathBuf>) -> Result<(), String> {
-    let mut prefix = PathBuf::new();
-    let parents: Vec<_> = rel.parent().map(|p| p.components().collect()).unwrap_or_default();
-    for c in parents {
-        prefix.push(c);
-        if dirs.contains(&prefix) {
-            continue;
-        }
-        let full = dest.join(&prefix);
-        match std::fs::symlink_metadata(&full) {
-            Ok(m) if m.is_dir() => {}
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(format!("its parent {} is a symbolic link", prefix.display()))
-            }
-            Ok(_) => return Err(format!("its parent {} is not a directory", prefix.display())),
-            Err(_) => std::fs::create_dir(&full).map_err(|e| format!("cannot create {}: {e}", prefix.display()))?,
-        }
-        dirs.insert(prefix.clone());
-    }
-    Ok(())
-}
-
 fn remove_non_dir(p: &Path) -> std::io::Result<()> {
     match std::fs::symlink_metadata(p) {
         Ok(m) if !m.is_dir() => std::fs::remove_file(p),
@@ -424,12 +553,18 @@ fn make_node(target: &Path, h: &Header, kind: SFlag, dev: u64, root: bool) -> Re
         let gid = h.gid().unwrap_or(0) as u32;
         std::os::unix::fs::lchown(target, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
     }
-    std::fs::set_permissions(target, std::os::unix::fs::PermissionsExt::from_mode(mode)).map_err(|e| e.to_string())?;
+    std::fs::set_permissions(target, std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 
 /// Pack `root` (a directory) into `out` compressed with `c`.
-pub fn pack_dir_compressed<W: Write>(root: &Path, out: W, c: Compression, opts: &PackOptions) -> Result<(W, PackStats)> {
+pub fn pack_dir_compressed<W: Write>(
+    root: &Path,
+    out: W,
+    c: Compression,
+    opts: &PackOptions,
+) -> Result<(W, PackStats)> {
     let enc = Encoder::new(out, c).at(root)?;
     let (enc, stats) = pack_dir(root, enc, opts)?;
     let out = enc.finish().at(root)?;
@@ -447,7 +582,11 @@ mod tests {
         std::fs::create_dir_all(r.join("usr/bin")).unwrap();
         std::fs::create_dir_all(r.join("etc")).unwrap();
         std::fs::write(r.join("usr/bin/tool"), b"#!/bin/sh\necho hi\n").unwrap();
-        std::fs::set_permissions(r.join("usr/bin/tool"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+        std::fs::set_permissions(
+            r.join("usr/bin/tool"),
+            std::fs::Permissions::from_mode(0o4755),
+        )
+        .unwrap();
         std::fs::hard_link(r.join("usr/bin/tool"), r.join("usr/bin/tool2")).unwrap();
         std::fs::write(r.join("etc/hostname"), b"vm\n").unwrap();
         symlink("usr/bin", r.join("bin")).unwrap();
@@ -458,7 +597,16 @@ mod tests {
     }
 
     fn pack_bytes(root: &Path, c: Compression) -> Vec<u8> {
-        pack_dir_compressed(root, Vec::new(), c, &PackOptions { clamp_mtime: Some(1_700_000_000) }).unwrap().0
+        pack_dir_compressed(
+            root,
+            Vec::new(),
+            c,
+            &PackOptions {
+                clamp_mtime: Some(1_700_000_000),
+            },
+        )
+        .unwrap()
+        .0
     }
 
     #[test]
@@ -467,13 +615,29 @@ mod tests {
         let (bytes, stats) = pack_dir(src.path(), Vec::new(), &PackOptions::default()).unwrap();
         assert_eq!(stats.skipped, vec![PathBuf::from("etc/sock")]);
         let dst = tempfile::tempdir().unwrap();
-        unpack(&bytes[..], dst.path(), Path::new("t"), UnpackOptions::ROOTFS).unwrap();
+        unpack(
+            &bytes[..],
+            Some(dst.path()),
+            Path::new("t"),
+            UnpackOptions::ROOTFS,
+        )
+        .unwrap();
         let d = dst.path();
         let tool = std::fs::metadata(d.join("usr/bin/tool")).unwrap();
         assert_eq!(tool.mode() & 0o7777, 0o4755);
-        assert_eq!(tool.ino(), std::fs::metadata(d.join("usr/bin/tool2")).unwrap().ino(), "hard link kept");
-        assert_eq!(std::fs::read_link(d.join("bin")).unwrap(), PathBuf::from("usr/bin"));
-        assert!(std::fs::symlink_metadata(d.join("etc/fifo")).unwrap().file_type().is_fifo());
+        assert_eq!(
+            tool.ino(),
+            std::fs::metadata(d.join("usr/bin/tool2")).unwrap().ino(),
+            "hard link kept"
+        );
+        assert_eq!(
+            std::fs::read_link(d.join("bin")).unwrap(),
+            PathBuf::from("usr/bin")
+        );
+        assert!(std::fs::symlink_metadata(d.join("etc/fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo());
         assert!(!d.join("etc/sock").exists());
     }
 
@@ -481,7 +645,10 @@ mod tests {
     fn packing_is_deterministic_and_clamps_mtimes() {
         let a = sample_root();
         let b = sample_root();
-        assert_eq!(pack_bytes(a.path(), Compression::None), pack_bytes(b.path(), Compression::None));
+        assert_eq!(
+            pack_bytes(a.path(), Compression::None),
+            pack_bytes(b.path(), Compression::None)
+        );
         let bytes = pack_bytes(a.path(), Compression::None);
         let mut ar = tar::Archive::new(&bytes[..]);
         for e in ar.entries().unwrap() {
@@ -492,9 +659,18 @@ mod tests {
     #[test]
     fn zstd_output_does_not_depend_on_the_worker_count() {
         let root = sample_root();
-        let big: Vec<u8> = (0..3_000_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let big: Vec<u8> = (0..3_000_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         std::fs::write(root.path().join("big"), big).unwrap();
-        let (tar, _) = pack_dir(root.path(), Vec::new(), &PackOptions { clamp_mtime: Some(1) }).unwrap();
+        let (tar, _) = pack_dir(
+            root.path(),
+            Vec::new(),
+            &PackOptions {
+                clamp_mtime: Some(1),
+            },
+        )
+        .unwrap();
         let compress = |workers: u32| {
             let mut e = zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL).unwrap();
             e.multithread(workers).unwrap();
@@ -512,7 +688,10 @@ mod tests {
         for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
             let packed = pack_bytes(root.path(), c);
             let mut out = Vec::new();
-            decompressor(&packed[..]).unwrap().read_to_end(&mut out).unwrap();
+            decompressor(&packed[..])
+                .unwrap()
+                .read_to_end(&mut out)
+                .unwrap();
             assert_eq!(out, plain, "{c:?}");
         }
     }
@@ -544,7 +723,7 @@ mod tests {
         let outer = tempfile::tempdir().unwrap();
         let dst = outer.path().join("root");
         std::fs::create_dir(&dst).unwrap();
-        let err = unpack(&bytes[..], &dst, Path::new("x.tar"), opts).unwrap_err();
+        let err = unpack(&bytes[..], Some(&dst), Path::new("x.tar"), opts).unwrap_err();
         assert_eq!(err.exit_code(), 65);
         let escaped: Vec<_> = std::fs::read_dir(outer.path()).unwrap().collect();
         assert_eq!(escaped.len(), 1, "nothing written beside the destination");
@@ -558,7 +737,8 @@ mod tests {
             raw_name(&mut h, "../evil");
             b.append(&h, &b"x"[..]).unwrap();
         });
-        assert!(refused(dotdot, UnpackOptions::ROOTFS).contains("\"../evil\": absolute path or \"..\" refused"));
+        assert!(refused(dotdot, UnpackOptions::ROOTFS)
+            .contains("\"../evil\": absolute path or \"..\" refused"));
 
         let absolute = archive(|b| {
             let mut h = entry(EntryType::Regular, 1);
@@ -574,7 +754,10 @@ mod tests {
             b.append_data(&mut h, "etc/evil", &b"x"[..]).unwrap();
         });
         let msg = refused(through_symlink, UnpackOptions::ROOTFS);
-        assert!(msg.contains("its parent etc is a symbolic link"), "{msg}");
+        assert!(
+            msg.contains("its parent etc is a symbolic link or special file"),
+            "{msg}"
+        );
 
         let climbing_link = archive(|b| {
             let mut h = entry(EntryType::Symlink, 0);
@@ -586,14 +769,18 @@ mod tests {
             let mut h = entry(EntryType::Symlink, 0);
             b.append_link(&mut h, "conf", "/etc/passwd").unwrap();
         });
-        let strict = UnpackOptions { absolute_symlinks: false, devices: false };
+        let strict = UnpackOptions {
+            absolute_symlinks: false,
+            devices: false,
+        };
         assert!(refused(absolute_link, strict).contains("absolute path /etc/passwd refused"));
 
         let hard_outside = archive(|b| {
             let mut h = entry(EntryType::Link, 0);
             b.append_link(&mut h, "pw", "../../etc/passwd").unwrap();
         });
-        assert!(refused(hard_outside, UnpackOptions::ROOTFS).contains("hard link to ../../etc/passwd points outside"));
+        assert!(refused(hard_outside, UnpackOptions::ROOTFS)
+            .contains("hard link to ../../etc/passwd points outside"));
 
         let disk = archive(|b| {
             let mut h = entry(EntryType::Block, 0);
@@ -617,7 +804,13 @@ mod tests {
             b.append_data(&mut h, "dev/null", std::io::empty()).unwrap();
         });
         let d = tempfile::tempdir().unwrap();
-        unpack(&bytes[..], d.path(), Path::new("t"), UnpackOptions::ROOTFS).unwrap();
+        unpack(
+            &bytes[..],
+            Some(d.path()),
+            Path::new("t"),
+            UnpackOptions::ROOTFS,
+        )
+        .unwrap();
         let m = std::fs::metadata(d.path().join("dev/null")).unwrap();
         assert!(m.file_type().is_char_device());
         assert_eq!((major(m.rdev()), minor(m.rdev())), (1, 3));

@@ -50,5 +50,7 @@ pub fn default_keyring() -> PathBuf {
 
 /// `~/.mkve/bundle-config`, or `None` without a home directory.
 pub fn bundle_config() -> Option<PathBuf> {
-    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".mkve/bundle-config"))
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| PathBuf::from(h).join(".mkve/bundle-config"))
 }

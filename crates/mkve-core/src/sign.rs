@@ -23,7 +23,10 @@ pub enum SigStatus {
     /// Made by a key that is not in the keyring (key ID or fingerprint).
     UnknownKey { fingerprint: String },
     /// Does not match the data, or the key is expired or revoked.
-    Bad { fingerprint: Option<String>, reason: String },
+    Bad {
+        fingerprint: Option<String>,
+        reason: String,
+    },
     /// The bundle has no signature.
     None,
 }
@@ -36,7 +39,9 @@ impl SigStatus {
     pub fn describe(&self) -> String {
         match self {
             SigStatus::Valid { fingerprint } => format!("good signature by {fingerprint}"),
-            SigStatus::UnknownKey { fingerprint } => format!("signed by {fingerprint}, a key not in the keyring"),
+            SigStatus::UnknownKey { fingerprint } => {
+                format!("signed by {fingerprint}, a key not in the keyring")
+            }
             SigStatus::Bad { reason, .. } => format!("bad signature: {reason}"),
             SigStatus::None => "not signed".into(),
         }
@@ -44,18 +49,29 @@ impl SigStatus {
 }
 
 fn gpg_context() -> Result<Context> {
-    Context::from_protocol(Protocol::OpenPgp)
-        .map_err(|e| Error::Unavailable { what: "gpg".into(), why: format!("GnuPG cannot be used through gpgme: {e}") })
+    Context::from_protocol(Protocol::OpenPgp).map_err(|e| Error::Unavailable {
+        what: "gpg".into(),
+        why: format!("GnuPG cannot be used through gpgme: {e}"),
+    })
 }
 
 /// Sign `data`; return the ASCII-armoured detached signature and the
 /// signing key's fingerprint. `home` overrides `GNUPGHOME`.
-pub fn sign_detached(data: &[u8], key: Option<&str>, home: Option<&Path>) -> Result<(Vec<u8>, String)> {
+pub fn sign_detached(
+    data: &[u8],
+    key: Option<&str>,
+    home: Option<&Path>,
+) -> Result<(Vec<u8>, String)> {
     let mut ctx = gpg_context()?;
     ctx.set_armor(true);
     if let Some(h) = home {
-        let h = h.to_str().ok_or_else(|| Error::Usage(format!("{}: GnuPG home is not UTF-8", h.display())))?;
-        ctx.set_engine_home_dir(h).map_err(|e| Error::Unavailable { what: "gpg".into(), why: e.to_string() })?;
+        let h = h
+            .to_str()
+            .ok_or_else(|| Error::Usage(format!("{}: GnuPG home is not UTF-8", h.display())))?;
+        ctx.set_engine_home_dir(h).map_err(|e| Error::Unavailable {
+            what: "gpg".into(),
+            why: e.to_string(),
+        })?;
     }
     let what = Path::new("(signing)");
     if let Some(k) = key {
@@ -65,13 +81,21 @@ pub fn sign_detached(data: &[u8], key: Option<&str>, home: Option<&Path>) -> Res
             .filter_map(|r| r.ok())
             .find(|key| key.can_sign());
         let Some(found) = found else {
-            return Err(Error::signature(what, format!("no secret key \"{k}\" that can sign in GnuPG's keyring")));
+            return Err(Error::signature(
+                what,
+                format!("no secret key \"{k}\" that can sign in GnuPG's keyring"),
+            ));
         };
-        ctx.add_signer(&found).map_err(|e| Error::signature(what, format!("cannot sign with \"{k}\": {e}")))?;
+        ctx.add_signer(&found)
+            .map_err(|e| Error::signature(what, format!("cannot sign with \"{k}\": {e}")))?;
     }
     let mut sig = Vec::new();
     let result = ctx.sign_detached(data, &mut sig).map_err(|e| {
-        let hint = if key.is_none() { " (give --sign-key, or --force-no-sign for an unsigned bundle)" } else { "" };
+        let hint = if key.is_none() {
+            " (give --sign-key, or --force-no-sign for an unsigned bundle)"
+        } else {
+            ""
+        };
         Error::signature(what, format!("GnuPG could not sign: {e}{hint}"))
     })?;
     let fpr = result
@@ -101,7 +125,11 @@ impl Drop for ThrowawayHome {
     fn drop(&mut self) {
         // An agent may have been started for this home; it must not outlive it.
         if self.dir.path().join("S.gpg-agent").exists() {
-            let _ = Cmd::new("gpgconf").arg("--homedir").arg(self.dir.path()).args(["--kill", "all"]).run();
+            let _ = Cmd::new("gpgconf")
+                .arg("--homedir")
+                .arg(self.dir.path())
+                .args(["--kill", "all"])
+                .run();
         }
     }
 }
@@ -115,19 +143,31 @@ pub fn verify_detached(data: &[u8], sig: &[u8], keyring: Option<&Path>) -> Resul
         Some(k) => Some((
             k,
             std::fs::read(k).map_err(|e| {
-                let hint = if e.kind() == std::io::ErrorKind::NotFound { " (give --keyring FILE)" } else { "" };
+                let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                    " (give --keyring FILE)"
+                } else {
+                    ""
+                };
                 Error::signature(k, format!("cannot read keyring: {e}{hint}"))
             })?,
         )),
     };
     let home = ThrowawayHome::new()?;
     let mut ctx = gpg_context()?;
-    let home_str = home.dir.path().to_str().ok_or_else(|| Error::Other("temporary directory is not UTF-8".into()))?;
+    let home_str = home
+        .dir
+        .path()
+        .to_str()
+        .ok_or_else(|| Error::Other("temporary directory is not UTF-8".into()))?;
     ctx.set_engine_home_dir(home_str)
-        .map_err(|e| Error::Unavailable { what: "gpg".into(), why: e.to_string() })?;
+        .map_err(|e| Error::Unavailable {
+            what: "gpg".into(),
+            why: e.to_string(),
+        })?;
     if let Some((keyring, keys)) = &keys {
-        let imported =
-            ctx.import(keys).map_err(|e| Error::signature(keyring, format!("cannot import keyring: {e}")))?;
+        let imported = ctx
+            .import(keys)
+            .map_err(|e| Error::signature(keyring, format!("cannot import keyring: {e}")))?;
         if imported.considered() == 0 || imported.imported() + imported.unchanged() == 0 {
             return Err(Error::signature(keyring, "holds no OpenPGP public key"));
         }
@@ -135,9 +175,13 @@ pub fn verify_detached(data: &[u8], sig: &[u8], keyring: Option<&Path>) -> Resul
     let keyring = keyring.unwrap_or(Path::new("(no keyring)"));
     // Every fingerprint of the keyring (subkeys too) → its primary key's.
     let mut trusted: HashMap<String, String> = HashMap::new();
-    let listed = ctx.keys().map_err(|e| Error::signature(keyring, e.to_string()))?;
+    let listed = ctx
+        .keys()
+        .map_err(|e| Error::signature(keyring, e.to_string()))?;
     for key in listed.filter_map(|k| k.ok()) {
-        let Ok(primary) = key.fingerprint() else { continue };
+        let Ok(primary) = key.fingerprint() else {
+            continue;
+        };
         let primary = primary.to_string();
         for sub in key.subkeys() {
             if let Ok(f) = sub.fingerprint() {
@@ -147,20 +191,35 @@ pub fn verify_detached(data: &[u8], sig: &[u8], keyring: Option<&Path>) -> Resul
     }
     let result = match ctx.verify_detached(sig, data) {
         Ok(r) => r,
-        Err(e) => return Ok(SigStatus::Bad { fingerprint: None, reason: format!("unreadable signature: {e}") }),
+        Err(e) => {
+            return Ok(SigStatus::Bad {
+                fingerprint: None,
+                reason: format!("unreadable signature: {e}"),
+            })
+        }
     };
-    let mut status = SigStatus::Bad { fingerprint: None, reason: "no signature found".into() };
+    let mut status = SigStatus::Bad {
+        fingerprint: None,
+        reason: "no signature found".into(),
+    };
     for (i, s) in result.signatures().enumerate() {
         let fpr = s.fingerprint().ok().map(str::to_string);
         let this = match s.status() {
             Ok(()) => match fpr.as_deref().and_then(|f| trusted.get(f)) {
-                Some(primary) => SigStatus::Valid { fingerprint: primary.clone() },
-                None => SigStatus::UnknownKey { fingerprint: fpr.unwrap_or_default() },
+                Some(primary) => SigStatus::Valid {
+                    fingerprint: primary.clone(),
+                },
+                None => SigStatus::UnknownKey {
+                    fingerprint: fpr.unwrap_or_default(),
+                },
             },
-            Err(e) if e.code() == gpgme::Error::NO_PUBKEY.code() => {
-                SigStatus::UnknownKey { fingerprint: fpr.unwrap_or_default() }
-            }
-            Err(e) => SigStatus::Bad { fingerprint: fpr, reason: e.to_string() },
+            Err(e) if e.code() == gpgme::Error::NO_PUBKEY.code() => SigStatus::UnknownKey {
+                fingerprint: fpr.unwrap_or_default(),
+            },
+            Err(e) => SigStatus::Bad {
+                fingerprint: fpr,
+                reason: e.to_string(),
+            },
         };
         // Every signature must be valid: the first that is not decides.
         if i == 0 || status.is_valid() {
@@ -177,19 +236,48 @@ pub(crate) mod tests {
     /// A throw-away GnuPG home with one unprotected signing key; returns
     /// the home and the key's fingerprint.
     pub(crate) fn make_key(name: &str) -> (tempfile::TempDir, String) {
-        let home = tempfile::Builder::new().prefix("mkve-test-gpg.").tempdir().unwrap();
+        let home = tempfile::Builder::new()
+            .prefix("mkve-test-gpg.")
+            .tempdir()
+            .unwrap();
         let gpg = |args: &[&str]| {
-            Cmd::new("gpg").arg("--homedir").arg(home.path()).args(["--batch", "--quiet"]).args(args).output().unwrap()
+            Cmd::new("gpg")
+                .arg("--homedir")
+                .arg(home.path())
+                .args(["--batch", "--quiet"])
+                .args(args)
+                .output()
+                .unwrap()
         };
-        gpg(&["--passphrase", "", "--quick-gen-key", name, "ed25519", "sign", "never"]);
+        gpg(&[
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            name,
+            "ed25519",
+            "sign",
+            "never",
+        ]);
         let out = gpg(&["--with-colons", "--list-secret-keys"]);
         let text = String::from_utf8(out.stdout).unwrap();
-        let fpr = text.lines().find(|l| l.starts_with("fpr:")).unwrap().split(':').nth(9).unwrap().to_string();
+        let fpr = text
+            .lines()
+            .find(|l| l.starts_with("fpr:"))
+            .unwrap()
+            .split(':')
+            .nth(9)
+            .unwrap()
+            .to_string();
         (home, fpr)
     }
 
     fn export(home: &Path, to: &Path) {
-        let out = Cmd::new("gpg").arg("--homedir").arg(home).args(["--batch", "--export"]).output().unwrap();
+        let out = Cmd::new("gpg")
+            .arg("--homedir")
+            .arg(home)
+            .args(["--batch", "--export"])
+            .output()
+            .unwrap();
         std::fs::write(to, out.stdout).unwrap();
     }
 
@@ -205,15 +293,38 @@ pub(crate) mod tests {
         let (sig, signer) = sign_detached(b"meta", None, Some(home.path())).unwrap();
         assert_eq!(signer, fpr);
         assert!(sig.starts_with(b"-----BEGIN PGP SIGNATURE-----"));
-        assert_eq!(verify_detached(b"meta", &sig, Some(&good)).unwrap(), SigStatus::Valid { fingerprint: fpr.clone() });
-        assert!(matches!(verify_detached(b"meta", &sig, Some(&wrong)).unwrap(), SigStatus::UnknownKey { .. }));
-        assert!(matches!(verify_detached(b"meta", &sig, None).unwrap(), SigStatus::UnknownKey { .. }));
-        assert!(matches!(verify_detached(b"metA", &sig, Some(&good)).unwrap(), SigStatus::Bad { .. }));
-        assert!(matches!(verify_detached(b"meta", b"garbage", Some(&good)).unwrap(), SigStatus::Bad { .. }));
+        assert_eq!(
+            verify_detached(b"meta", &sig, Some(&good)).unwrap(),
+            SigStatus::Valid {
+                fingerprint: fpr.clone()
+            }
+        );
+        assert!(matches!(
+            verify_detached(b"meta", &sig, Some(&wrong)).unwrap(),
+            SigStatus::UnknownKey { .. }
+        ));
+        assert!(matches!(
+            verify_detached(b"meta", &sig, None).unwrap(),
+            SigStatus::UnknownKey { .. }
+        ));
+        assert!(matches!(
+            verify_detached(b"metA", &sig, Some(&good)).unwrap(),
+            SigStatus::Bad { .. }
+        ));
+        assert!(matches!(
+            verify_detached(b"meta", b"garbage", Some(&good)).unwrap(),
+            SigStatus::Bad { .. }
+        ));
 
-        let (_, by_name) = sign_detached(b"meta", Some("test@example.invalid"), Some(home.path())).unwrap();
+        let (_, by_name) =
+            sign_detached(b"meta", Some("test@example.invalid"), Some(home.path())).unwrap();
         assert_eq!(by_name, fpr);
-        let err = sign_detached(b"meta", Some("nobody@example.invalid"), Some(home.path())).unwrap_err();
-        assert!(err.to_string().contains("no secret key \"nobody@example.invalid\""), "{err}");
+        let err =
+            sign_detached(b"meta", Some("nobody@example.invalid"), Some(home.path())).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no secret key \"nobody@example.invalid\""),
+            "{err}"
+        );
     }
 }

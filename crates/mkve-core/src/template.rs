@@ -25,8 +25,13 @@ pub enum Hypervisor {
 }
 
 impl Hypervisor {
-    pub const ALL: [Hypervisor; 5] =
-        [Hypervisor::Openvz, Hypervisor::Qemu, Hypervisor::Kvm, Hypervisor::Lxc, Hypervisor::Xen];
+    pub const ALL: [Hypervisor; 5] = [
+        Hypervisor::Openvz,
+        Hypervisor::Qemu,
+        Hypervisor::Kvm,
+        Hypervisor::Lxc,
+        Hypervisor::Xen,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -104,7 +109,10 @@ impl Template {
         Err(Error::template(
             as_path,
             None,
-            format!("no such template (no directory {arg}, and none in {})", crate::paths::templates_dir().display()),
+            format!(
+                "no such template (no directory {arg}, and none in {})",
+                crate::paths::templates_dir().display()
+            ),
         ))
     }
 
@@ -113,7 +121,11 @@ impl Template {
     pub fn load(dir: &Path, hooks_dir: &Path, only: Option<Hypervisor>) -> Result<Template> {
         let mut problems = Vec::new();
         if !dir.is_dir() {
-            let why = if dir.exists() { "not a directory" } else { "no such template directory" };
+            let why = if dir.exists() {
+                "not a directory"
+            } else {
+                "no such template directory"
+            };
             return Err(Error::template(dir, None, why));
         }
         let name = template_name(dir);
@@ -121,7 +133,11 @@ impl Template {
         let mut listed: Vec<(Hypervisor, usize)> = Vec::new();
         match read_list(&hv_file) {
             Err(p) => problems.push(p),
-            Ok(None) => problems.push(Problem::new(&hv_file, None, "missing (it lists the hypervisors the template supports)")),
+            Ok(None) => problems.push(Problem::new(
+                &hv_file,
+                None,
+                "missing (it lists the hypervisors the template supports)",
+            )),
             Ok(Some(lines)) => {
                 for (n, word) in lines {
                     match word.parse::<Hypervisor>() {
@@ -168,19 +184,31 @@ impl Template {
         if !problems.is_empty() {
             return Err(Error::InvalidTemplate(problems));
         }
-        Ok(Template { name, dir: dir.to_path_buf(), hypervisors: listed.into_iter().map(|(h, _)| h).collect(), profiles })
+        Ok(Template {
+            name,
+            dir: dir.to_path_buf(),
+            hypervisors: listed.into_iter().map(|(h, _)| h).collect(),
+            profiles,
+        })
     }
 
     pub fn profile(&self, h: Hypervisor) -> Result<&Profile> {
-        self.profiles
-            .get(&h)
-            .ok_or_else(|| Error::template(self.dir.join("hypervisors"), None, format!("does not list {h}")))
+        self.profiles.get(&h).ok_or_else(|| {
+            Error::template(
+                self.dir.join("hypervisors"),
+                None,
+                format!("does not list {h}"),
+            )
+        })
     }
 }
 
 fn template_name(dir: &Path) -> String {
     let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    canonical.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "template".into())
+    canonical
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "template".into())
 }
 
 fn load_profile(
@@ -200,18 +228,33 @@ fn load_profile(
         Ok(None) => {
             let old = dir.join("packages").join(h.as_str());
             let hint = if old.is_file() {
-                format!("; the old layout's {} is now packages-lists/{h}", old.display())
+                format!(
+                    "; the old layout's {} is now packages-lists/{h}",
+                    old.display()
+                )
             } else {
                 String::new()
             };
-            problems.push(Problem::new(&pkg_file, None, format!("missing ({why}{hint})")));
+            problems.push(Problem::new(
+                &pkg_file,
+                None,
+                format!("missing ({why}{hint})"),
+            ));
         }
         Ok(Some(lines)) => {
             for (n, line) in lines {
                 if line.split_whitespace().count() > 1 {
-                    problems.push(Problem::new(&pkg_file, Some(n), format!("one package per line, found \"{line}\"")));
+                    problems.push(Problem::new(
+                        &pkg_file,
+                        Some(n),
+                        format!("one package per line, found \"{line}\""),
+                    ));
                 } else if !is_package_name(&line) {
-                    problems.push(Problem::new(&pkg_file, Some(n), format!("\"{line}\" is not a package name")));
+                    problems.push(Problem::new(
+                        &pkg_file,
+                        Some(n),
+                        format!("\"{line}\" is not a package name"),
+                    ));
                 } else {
                     packages.push(line);
                 }
@@ -240,7 +283,14 @@ fn load_profile(
     if problems.len() > before {
         return None;
     }
-    Some(Profile { hypervisor: h, version: version?, packages, hooks, conf, vps_config })
+    Some(Profile {
+        hypervisor: h,
+        version: version?,
+        packages,
+        hooks,
+        conf,
+        vps_config,
+    })
 }
 
 fn load_version(path: &Path, why: &str, problems: &mut Vec<Problem>) -> Option<String> {
@@ -258,28 +308,42 @@ fn load_version(path: &Path, why: &str, problems: &mut Vec<Problem>) -> Option<S
     let mut version: Option<(String, usize)> = None;
     for (n, line) in lines {
         let Some((key, value)) = line.split_once('=') else {
-            problems.push(Problem::new(path, Some(n), format!("expected template_version=VERSION, found \"{line}\"")));
+            problems.push(Problem::new(
+                path,
+                Some(n),
+                format!("expected template_version=VERSION, found \"{line}\""),
+            ));
             continue;
         };
         if key.trim() != "template_version" {
             problems.push(Problem::new(
                 path,
                 Some(n),
-                format!("unknown key \"{}\" (expected template_version=VERSION)", key.trim()),
+                format!(
+                    "unknown key \"{}\" (expected template_version=VERSION)",
+                    key.trim()
+                ),
             ));
             continue;
         }
         let value = unquote(value.trim());
         if value.is_empty() {
             problems.push(Problem::new(path, Some(n), "template_version is empty"));
-        } else if !value.chars().all(|c| c.is_ascii_alphanumeric() || ".+~:_-".contains(c)) {
+        } else if !value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".+~:_-".contains(c))
+        {
             problems.push(Problem::new(
                 path,
                 Some(n),
                 format!("template_version \"{value}\" has characters other than letters, digits and . + ~ : _ -"),
             ));
         } else if let Some((_, first)) = &version {
-            problems.push(Problem::new(path, Some(n), format!("template_version is set twice (first on line {first})")));
+            problems.push(Problem::new(
+                path,
+                Some(n),
+                format!("template_version is set twice (first on line {first})"),
+            ));
         } else {
             version = Some((value.to_string(), n));
         }
@@ -290,7 +354,12 @@ fn load_version(path: &Path, why: &str, problems: &mut Vec<Problem>) -> Option<S
     version.map(|(v, _)| v)
 }
 
-fn load_hooks(dir: &Path, hooks_dir: &Path, h: Hypervisor, problems: &mut Vec<Problem>) -> Vec<Hook> {
+fn load_hooks(
+    dir: &Path,
+    hooks_dir: &Path,
+    h: Hypervisor,
+    problems: &mut Vec<Problem>,
+) -> Vec<Hook> {
     let list = dir.join("hooks-lists").join(h.as_str());
     let lines = match read_list(&list) {
         Err(p) => {
@@ -303,30 +372,50 @@ fn load_hooks(dir: &Path, hooks_dir: &Path, h: Hypervisor, problems: &mut Vec<Pr
     let own = dir.join("hooks");
     let mut hooks = Vec::new();
     for (n, name) in lines {
-        if name.contains('/') || name == "." || name == ".." || name.split_whitespace().count() > 1 {
-            problems.push(Problem::new(&list, Some(n), format!("hook name \"{name}\" must be a plain file name")));
+        if name.contains('/') || name == "." || name == ".." || name.split_whitespace().count() > 1
+        {
+            problems.push(Problem::new(
+                &list,
+                Some(n),
+                format!("hook name \"{name}\" must be a plain file name"),
+            ));
             continue;
         }
-        let found = [own.join(&name), hooks_dir.join(&name)].into_iter().find(|p| p.exists());
+        let found = [own.join(&name), hooks_dir.join(&name)]
+            .into_iter()
+            .find(|p| p.exists());
         let Some(path) = found else {
             problems.push(Problem::new(
                 &list,
                 Some(n),
-                format!("hook \"{name}\" not found in {} or {}", own.display(), hooks_dir.display()),
+                format!(
+                    "hook \"{name}\" not found in {} or {}",
+                    own.display(),
+                    hooks_dir.display()
+                ),
             ));
             continue;
         };
         match std::fs::metadata(&path) {
-            Ok(m) if !m.is_file() => {
-                problems.push(Problem::new(&list, Some(n), format!("hook \"{name}\" ({}) is not a file", path.display())))
-            }
+            Ok(m) if !m.is_file() => problems.push(Problem::new(
+                &list,
+                Some(n),
+                format!("hook \"{name}\" ({}) is not a file", path.display()),
+            )),
             Ok(m) if m.permissions().mode() & 0o111 == 0 => problems.push(Problem::new(
                 &list,
                 Some(n),
-                format!("hook \"{name}\" ({}) is not executable (chmod +x it)", path.display()),
+                format!(
+                    "hook \"{name}\" ({}) is not executable (chmod +x it)",
+                    path.display()
+                ),
             )),
             Ok(_) => hooks.push(Hook { name, path }),
-            Err(e) => problems.push(Problem::new(&list, Some(n), format!("hook \"{name}\" ({}): {e}", path.display()))),
+            Err(e) => problems.push(Problem::new(
+                &list,
+                Some(n),
+                format!("hook \"{name}\" ({}): {e}", path.display()),
+            )),
         }
     }
     hooks
@@ -334,7 +423,10 @@ fn load_hooks(dir: &Path, hooks_dir: &Path, h: Hypervisor, problems: &mut Vec<Pr
 
 /// conf/<hv>/ is packed as it is: regular files and directories only.
 fn check_conf_tree(conf_dir: &Path, problems: &mut Vec<Problem>) {
-    for entry in walkdir::WalkDir::new(conf_dir).min_depth(1).sort_by_file_name() {
+    for entry in walkdir::WalkDir::new(conf_dir)
+        .min_depth(1)
+        .sort_by_file_name()
+    {
         match entry {
             Err(e) => problems.push(Problem::new(conf_dir, None, e.to_string())),
             Ok(e) if e.file_type().is_file() || e.file_type().is_dir() => {}
@@ -365,18 +457,26 @@ pub fn parse_vps_conf(path: &Path, problems: &mut Vec<Problem>) -> Option<Vec<(S
         }
         let parsed = line.split_once('=').and_then(|(k, v)| {
             let name_ok = !k.is_empty()
-                && k.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                && k.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
                 && !k.starts_with(|c: char| c.is_ascii_digit());
             let value = if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') {
                 Some(&v[1..v.len() - 1]).filter(|inner| !inner.contains('"'))
             } else {
                 Some(v).filter(|v| !v.contains(|c: char| c.is_whitespace() || c == '"'))
             };
-            (name_ok).then_some(()).and(value).map(|v| (k.to_string(), v.to_string()))
+            (name_ok)
+                .then_some(())
+                .and(value)
+                .map(|v| (k.to_string(), v.to_string()))
         });
         match parsed {
             Some(kv) => vars.push(kv),
-            None => problems.push(Problem::new(path, Some(i + 1), format!("expected NAME=\"value\", found \"{line}\""))),
+            None => problems.push(Problem::new(
+                path,
+                Some(i + 1),
+                format!("expected NAME=\"value\", found \"{line}\""),
+            )),
         }
     }
     (problems.len() == before).then_some(vars)
@@ -385,7 +485,8 @@ pub fn parse_vps_conf(path: &Path, problems: &mut Vec<Problem>) -> Option<Vec<(S
 /// Debian and ALT package names, with apt's `:arch` and `=version` suffixes.
 fn is_package_name(s: &str) -> bool {
     s.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-._:=~".contains(c))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-._:=~".contains(c))
 }
 
 fn unquote(v: &str) -> &str {
@@ -410,7 +511,10 @@ pub fn read_list(path: &Path) -> Result<Option<Vec<(usize, String)>>, Problem> {
         Err(e) => return Err(Problem::new(path, None, e.to_string())),
     };
     let text = String::from_utf8(bytes).map_err(|e| {
-        let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()].iter().filter(|&&b| b == b'\n').count();
+        let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
         Problem::new(path, Some(line), "not valid UTF-8 text")
     })?;
     Ok(Some(
@@ -444,7 +548,14 @@ mod tests {
         let f = d.path().join("l");
         write(&f, "# head\n\nvsftpd  # the server\n  chrony\nc#sharp\n");
         let got = read_list(&f).unwrap().unwrap();
-        assert_eq!(got, vec![(3, "vsftpd".into()), (4, "chrony".into()), (5, "c#sharp".into())]);
+        assert_eq!(
+            got,
+            vec![
+                (3, "vsftpd".into()),
+                (4, "chrony".into()),
+                (5, "c#sharp".into())
+            ]
+        );
         assert_eq!(read_list(&d.path().join("none")).unwrap(), None);
     }
 
@@ -461,12 +572,22 @@ mod tests {
         for h in Hypervisor::ALL {
             assert_eq!(h.as_str().parse::<Hypervisor>().unwrap(), h);
         }
-        assert!("QEMU".parse::<Hypervisor>().unwrap_err().contains("unknown hypervisor \"QEMU\""));
+        assert!("QEMU"
+            .parse::<Hypervisor>()
+            .unwrap_err()
+            .contains("unknown hypervisor \"QEMU\""));
     }
 
     #[test]
     fn package_names() {
-        for ok in ["vsftpd", "libc6:amd64", "g++", "python3.11", "apt=2.6.1", "LibreOffice"] {
+        for ok in [
+            "vsftpd",
+            "libc6:amd64",
+            "g++",
+            "python3.11",
+            "apt=2.6.1",
+            "LibreOffice",
+        ] {
             assert!(is_package_name(ok), "{ok}");
         }
         for bad in ["-x", "a;b", "a/b", "$x", "é"] {
@@ -478,12 +599,18 @@ mod tests {
     fn vps_conf_accepts_quoted_and_bare_values() {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("config");
-        write(&f, "# c\nOSTEMPLATE=\"pptp-server\"\nDEVNODES=\"/dev/ppp:rw \"\nONBOOT=yes\nbad line\n");
+        write(
+            &f,
+            "# c\nOSTEMPLATE=\"pptp-server\"\nDEVNODES=\"/dev/ppp:rw \"\nONBOOT=yes\nbad line\n",
+        );
         let mut problems = vec![];
         assert_eq!(parse_vps_conf(&f, &mut problems), None);
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].line, Some(5));
-        write(&f, "OSTEMPLATE=\"pptp-server\"\nDEVNODES=\"/dev/ppp:rw \"\nONBOOT=yes\n");
+        write(
+            &f,
+            "OSTEMPLATE=\"pptp-server\"\nDEVNODES=\"/dev/ppp:rw \"\nONBOOT=yes\n",
+        );
         let mut problems = vec![];
         let vars = parse_vps_conf(&f, &mut problems).unwrap();
         assert_eq!(vars[1], ("DEVNODES".into(), "/dev/ppp:rw ".into()));
@@ -501,7 +628,11 @@ mod tests {
             write(&t.join("packages-lists").join(h), "chrony\n");
         }
         write(&t.join("hooks-lists/lxc"), "01-own\n02-shared\n");
-        for p in [t.join("hooks/01-own"), shared.join("02-shared"), shared.join("01-own")] {
+        for p in [
+            t.join("hooks/01-own"),
+            shared.join("02-shared"),
+            shared.join("01-own"),
+        ] {
             write(&p, "#!/bin/sh\n");
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
@@ -509,7 +640,11 @@ mod tests {
         assert_eq!(tpl.name, "ntp");
         assert_eq!(tpl.hypervisors, vec![Hypervisor::Lxc, Hypervisor::Qemu]);
         let lxc = tpl.profile(Hypervisor::Lxc).unwrap();
-        assert_eq!(lxc.hooks[0].path, t.join("hooks/01-own"), "the template's own hook wins");
+        assert_eq!(
+            lxc.hooks[0].path,
+            t.join("hooks/01-own"),
+            "the template's own hook wins"
+        );
         assert_eq!(lxc.hooks[1].path, shared.join("02-shared"));
         assert!(tpl.profile(Hypervisor::Qemu).unwrap().hooks.is_empty());
     }

@@ -9,7 +9,10 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .canonicalize()
+        .unwrap()
 }
 
 pub fn hooks_dir() -> PathBuf {
@@ -24,7 +27,13 @@ pub fn good(name: &str) -> PathBuf {
 /// between tests of one run.
 pub fn shared_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::Builder::new().prefix("mkve-bundle-tests.").tempdir().unwrap().keep())
+    DIR.get_or_init(|| {
+        tempfile::Builder::new()
+            .prefix("mkve-bundle-tests.")
+            .tempdir()
+            .unwrap()
+            .keep()
+    })
 }
 
 /// A run of mkve-bundle with its own HOME (no user config), data and
@@ -35,7 +44,9 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
-        Env { home: tempfile::tempdir().unwrap() }
+        Env {
+            home: tempfile::tempdir().unwrap(),
+        }
     }
 
     pub fn cmd(&self) -> Command {
@@ -69,7 +80,11 @@ pub struct Run {
 }
 
 pub fn run(c: &mut Command) -> Run {
-    let Output { status, stdout, stderr } = c.output().unwrap();
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = c.output().unwrap();
     Run {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -87,8 +102,14 @@ pub fn busybox_root() -> &'static Path {
         for d in ["bin", "etc", "tmp", "root", "var/lib/dpkg", "dev"] {
             std::fs::create_dir_all(r.join(d)).unwrap();
         }
-        let busybox = ["/usr/bin/busybox", "/bin/busybox"].into_iter().find(|p| Path::new(p).exists());
-        std::fs::copy(busybox.expect("busybox-static is installed"), r.join("bin/busybox")).unwrap();
+        let busybox = ["/usr/bin/busybox", "/bin/busybox"]
+            .into_iter()
+            .find(|p| Path::new(p).exists());
+        std::fs::copy(
+            busybox.expect("busybox-static is installed"),
+            r.join("bin/busybox"),
+        )
+        .unwrap();
         for applet in ["sh", "cat", "echo", "ls"] {
             symlink("busybox", r.join("bin").join(applet)).unwrap();
         }
@@ -100,8 +121,15 @@ pub fn busybox_root() -> &'static Path {
         )
         .unwrap();
         let null = r.join("dev/null");
-        let st = Command::new("mknod").arg(&null).args(["c", "1", "3"]).status().unwrap();
-        assert!(st.success(), "mknod needs root: these tests run as root, as CI does");
+        let st = Command::new("mknod")
+            .arg(&null)
+            .args(["c", "1", "3"])
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "mknod needs root: these tests run as root, as CI does"
+        );
         r
     })
 }
@@ -119,16 +147,45 @@ pub fn key(name: &str) -> Key {
     std::fs::create_dir_all(&home).unwrap();
     std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let gpg = |args: &[&str]| {
-        let out = Command::new("gpg").arg("--homedir").arg(&home).args(["--batch", "--quiet"]).args(args).output().unwrap();
-        assert!(out.status.success(), "gpg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("gpg")
+            .arg("--homedir")
+            .arg(&home)
+            .args(["--batch", "--quiet"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
     };
-    gpg(&["--passphrase", "", "--quick-gen-key", &format!("{name} <{name}@example.invalid>"), "ed25519", "sign", "never"]);
+    gpg(&[
+        "--passphrase",
+        "",
+        "--quick-gen-key",
+        &format!("{name} <{name}@example.invalid>"),
+        "ed25519",
+        "sign",
+        "never",
+    ]);
     let listing = String::from_utf8(gpg(&["--with-colons", "--list-secret-keys"])).unwrap();
-    let fingerprint = listing.lines().find(|l| l.starts_with("fpr:")).unwrap().split(':').nth(9).unwrap().to_string();
+    let fingerprint = listing
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .unwrap()
+        .split(':')
+        .nth(9)
+        .unwrap()
+        .to_string();
     let keyring = shared_dir().join(format!("{name}.gpg"));
     std::fs::write(&keyring, gpg(&["--export"])).unwrap();
-    Key { home, keyring, fingerprint }
+    Key {
+        home,
+        keyring,
+        fingerprint,
+    }
 }
 
 pub fn signer() -> &'static Key {
@@ -166,12 +223,18 @@ pub fn assemble(members: &[(String, Vec<u8>)]) -> Vec<u8> {
         h.set_mtime(1);
         h.set_uid(0);
         h.set_gid(0);
-        b.append_data(&mut h, name, &data[..]).unwrap();
+        // Raw names, so tests can write what tar's own checks would refuse.
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+        b.append(&h, &data[..]).unwrap();
     }
     b.into_inner().unwrap()
 }
 
 pub fn sha256(data: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -66,7 +66,11 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
         (RootSource::Dir(d), false) => {
             let copy = work.path().join("root");
             note(format!("copying {} for the hooks", d.display()));
-            Cmd::new("cp").args(["-a", "--reflink=auto", "--"]).arg(d).arg(&copy).run()?;
+            Cmd::new("cp")
+                .args(["-a", "--reflink=auto", "--"])
+                .arg(d)
+                .arg(&copy)
+                .run()?;
             copy
         }
         (RootSource::Archive(a), _) => {
@@ -76,7 +80,7 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
             note(format!("unpacking {}", label.display()));
             let input = files::open_input(a)?;
             let r = pack::decompressor(input).at(&label)?;
-            pack::unpack(r, &dest, &label, UnpackOptions::ROOTFS)?;
+            pack::unpack(r, Some(&dest), &label, UnpackOptions::ROOTFS)?;
             dest
         }
     };
@@ -95,11 +99,21 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
     note("packing the root");
     let rootfs_path = work.path().join(ROOTFS);
     let file = std::fs::File::create(&rootfs_path).map_err(|e| Error::create(&rootfs_path, e))?;
-    let hashing = HashWriter { inner: std::io::BufWriter::with_capacity(1 << 20, file), hash: Sha256::new() };
-    let (hashing, stats) = pack::pack_dir_compressed(&root, hashing, Compression::Zstd, &PackOptions::from_env())?;
-    let file = hashing.inner.into_inner().map_err(|e| Error::io(&rootfs_path, e.into_error()))?;
+    let hashing = HashWriter {
+        inner: std::io::BufWriter::with_capacity(1 << 20, file),
+        hash: Sha256::new(),
+    };
+    let (hashing, stats) =
+        pack::pack_dir_compressed(&root, hashing, Compression::Zstd, &PackOptions::from_env())?;
+    let file = hashing
+        .inner
+        .into_inner()
+        .map_err(|e| Error::io(&rootfs_path, e.into_error()))?;
     drop(file);
-    note(format!("packed {} entries, {} bytes", stats.entries, stats.bytes));
+    note(format!(
+        "packed {} entries, {} bytes",
+        stats.entries, stats.bytes
+    ));
 
     let mut members = std::collections::BTreeMap::new();
     members.insert(ROOTFS.to_string(), hex(&hashing.hash.finalize()));
@@ -108,13 +122,23 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
         members.insert(name.clone(), sha256_file(path)?);
     }
 
-    let created_secs = pack::source_date_epoch()
-        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
+    let created_secs = pack::source_date_epoch().unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    });
     let meta = Meta {
         format: FORMAT,
-        template: TemplateRef { name: opts.template.name.clone(), version: profile.version.clone() },
+        template: TemplateRef {
+            name: opts.template.name.clone(),
+            version: profile.version.clone(),
+        },
         hypervisor: opts.hypervisor,
-        packages: Packages { requested: profile.packages.clone(), installed: dpkg_installed(&root) },
+        packages: Packages {
+            requested: profile.packages.clone(),
+            installed: dpkg_installed(&root),
+        },
         hooks: hook_names,
         created: rfc3339(created_secs),
         members,
@@ -123,7 +147,8 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
     let signature = match &opts.signing {
         Signing::Unsigned => None,
         Signing::Key(k) => {
-            let (sig, fpr) = crate::sign::sign_detached(&meta_json, k.as_deref(), opts.gnupg_home.as_deref())?;
+            let (sig, fpr) =
+                crate::sign::sign_detached(&meta_json, k.as_deref(), opts.gnupg_home.as_deref())?;
             note(format!("signed by {fpr}"));
             Some(sig)
         }
@@ -151,7 +176,9 @@ fn conf_members(conf: Option<&Path>) -> Result<Vec<(String, PathBuf)>> {
         let e = e.map_err(|e| Error::io(conf, e.into()))?;
         if e.file_type().is_file() {
             let rel = e.path().strip_prefix(conf).expect("under conf");
-            let rel = rel.to_str().ok_or_else(|| Error::template(e.path(), None, "file name is not UTF-8"))?;
+            let rel = rel
+                .to_str()
+                .ok_or_else(|| Error::template(e.path(), None, "file name is not UTF-8"))?;
             out.push((format!("{CONF}/{rel}"), e.path().to_path_buf()));
         }
     }
@@ -169,14 +196,25 @@ fn header(size: u64, mtime: u64) -> tar::Header {
     h
 }
 
-fn append_bytes<W: Write>(b: &mut tar::Builder<W>, name: &str, data: &[u8], mtime: u64) -> std::io::Result<()> {
+fn append_bytes<W: Write>(
+    b: &mut tar::Builder<W>,
+    name: &str,
+    data: &[u8],
+    mtime: u64,
+) -> std::io::Result<()> {
     b.append_data(&mut header(data.len() as u64, mtime), name, data)
 }
 
-fn append_file<W: Write>(b: &mut tar::Builder<W>, name: &str, path: &Path, mtime: u64) -> Result<()> {
+fn append_file<W: Write>(
+    b: &mut tar::Builder<W>,
+    name: &str,
+    path: &Path,
+    mtime: u64,
+) -> Result<()> {
     let f = std::fs::File::open(path).at(path)?;
     let len = f.metadata().at(path)?.len();
-    b.append_data(&mut header(len, mtime), name, f.take(len)).at(path)
+    b.append_data(&mut header(len, mtime), name, f.take(len))
+        .at(path)
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

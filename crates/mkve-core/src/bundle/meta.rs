@@ -54,22 +54,57 @@ impl Meta {
 
     pub fn from_json(bytes: &[u8], label: &Path) -> Result<Meta> {
         let bad = |why: String| Error::bundle(label, format!("{}: {why}", super::META));
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
         match value.get("format").and_then(|f| f.as_u64()) {
             Some(f) if f == FORMAT as u64 => {}
-            Some(f) => return Err(bad(format!("format {f} is not supported (this mkve reads format {FORMAT})"))),
+            Some(f) => {
+                return Err(bad(format!(
+                    "format {f} is not supported (this mkve reads format {FORMAT})"
+                )))
+            }
             None => return Err(bad("no \"format\" number".into())),
         }
         let meta: Meta = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
         for (path, digest) in &meta.members {
-            if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
-                return Err(bad(format!("member \"{path}\": \"{digest}\" is not a sha256 digest")));
+            if !is_payload_name(path) {
+                return Err(bad(format!(
+                    "member \"{path}\": payload members are {} and {}/… with plain relative paths",
+                    super::ROOTFS,
+                    super::CONF
+                )));
+            }
+            if digest.len() != 64
+                || !digest
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            {
+                return Err(bad(format!(
+                    "member \"{path}\": \"{digest}\" is not a sha256 digest"
+                )));
             }
         }
         if !meta.members.contains_key(super::ROOTFS) {
             return Err(bad(format!("lists no {} member", super::ROOTFS)));
         }
         Ok(meta)
+    }
+}
+
+/// `rootfs.tar.zst`, or `conf/` and a relative path with no `.`, `..` or
+/// empty parts.
+fn is_payload_name(name: &str) -> bool {
+    match name
+        .strip_prefix(super::CONF)
+        .and_then(|r| r.strip_prefix('/'))
+    {
+        Some(rel) => {
+            !rel.is_empty()
+                && rel
+                    .split('/')
+                    .all(|p| !p.is_empty() && p != "." && p != "..")
+        }
+        None => name == super::ROOTFS,
     }
 }
 
@@ -82,11 +117,18 @@ pub fn dpkg_installed(root: &Path) -> Vec<Installed> {
     let mut out = Vec::new();
     for stanza in text.split("\n\n") {
         let field = |name: &str| {
-            stanza.lines().find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')).map(|v| v.trim()))
+            stanza.lines().find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|r| r.strip_prefix(':'))
+                    .map(|v| v.trim())
+            })
         };
         let installed = field("Status").is_some_and(|s| s.ends_with(" installed"));
         if let (true, Some(name), Some(version)) = (installed, field("Package"), field("Version")) {
-            out.push(Installed { name: name.to_string(), version: version.to_string() });
+            out.push(Installed {
+                name: name.to_string(),
+                version: version.to_string(),
+            });
         }
     }
     out.sort();
@@ -107,7 +149,12 @@ pub fn rfc3339(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
@@ -136,17 +183,45 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                Installed { name: "chrony".into(), version: "4.3-2".into() },
-                Installed { name: "zlib1g".into(), version: "1:1.2.13".into() }
+                Installed {
+                    name: "chrony".into(),
+                    version: "4.3-2".into()
+                },
+                Installed {
+                    name: "zlib1g".into(),
+                    version: "1:1.2.13".into()
+                }
             ]
         );
+    }
+
+    #[test]
+    fn payload_names() {
+        for ok in ["rootfs.tar.zst", "conf/config", "conf/a/b"] {
+            assert!(is_payload_name(ok), "{ok}");
+        }
+        for bad in [
+            "../x",
+            "conf/",
+            "conf/../x",
+            "conf//x",
+            "conf/./x",
+            "meta.json",
+            "rootfs.tar",
+            "/conf/x",
+        ] {
+            assert!(!is_payload_name(bad), "{bad}");
+        }
     }
 
     #[test]
     fn other_formats_and_bad_digests_are_refused() {
         let l = Path::new("b.bun");
         let e = Meta::from_json(br#"{"format": 2}"#, l).unwrap_err();
-        assert_eq!(e.to_string(), "b.bun: meta.json: format 2 is not supported (this mkve reads format 1)");
+        assert_eq!(
+            e.to_string(),
+            "b.bun: meta.json: format 2 is not supported (this mkve reads format 1)"
+        );
         let e = Meta::from_json(b"[", l).unwrap_err();
         assert!(e.to_string().starts_with("b.bun: meta.json: EOF"), "{e}");
     }

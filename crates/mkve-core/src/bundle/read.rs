@@ -52,7 +52,9 @@ pub struct Report {
 pub fn read<R: Read>(r: R, label: &Path, opts: &ReadOptions) -> Result<Report> {
     let bad = |why: String| Error::bundle(label, why);
     let mut ar = tar::Archive::new(r);
-    let mut entries = ar.entries().map_err(|e| bad(format!("not a bundle: {e}")))?;
+    let mut entries = ar
+        .entries()
+        .map_err(|e| bad(format!("not a bundle: {e}")))?;
     let mut next = || -> Result<Option<tar::Entry<'_, R>>> {
         match entries.next() {
             None => Ok(None),
@@ -62,9 +64,14 @@ pub fn read<R: Read>(r: R, label: &Path, opts: &ReadOptions) -> Result<Report> {
     };
     let name_of = |e: &tar::Entry<'_, R>| String::from_utf8_lossy(&e.path_bytes()).into_owned();
 
-    let Some(mut first) = next()? else { return Err(bad("empty: not a bundle".into())) };
+    let Some(mut first) = next()? else {
+        return Err(bad("empty: not a bundle".into()));
+    };
     if name_of(&first) != META {
-        return Err(bad(format!("first member is \"{}\", not {META}: not an mkve bundle", name_of(&first))));
+        return Err(bad(format!(
+            "first member is \"{}\", not {META}: not an mkve bundle",
+            name_of(&first)
+        )));
     }
     let meta_bytes = read_small(&mut first, META_MAX).map_err(|e| bad(format!("{META}: {e}")))?;
     drop(first);
@@ -73,16 +80,27 @@ pub fn read<R: Read>(r: R, label: &Path, opts: &ReadOptions) -> Result<Report> {
     let mut pending = next()?;
     let mut sig_bytes = None;
     if let Some(e) = pending.as_mut().filter(|e| name_of(e) == SIGNATURE) {
-        sig_bytes = Some(read_small(e, SIGNATURE_MAX).map_err(|e| bad(format!("{SIGNATURE}: {e}")))?);
+        sig_bytes =
+            Some(read_small(e, SIGNATURE_MAX).map_err(|e| bad(format!("{SIGNATURE}: {e}")))?);
         pending = next()?;
     }
     let signature = match &sig_bytes {
         None => SigStatus::None,
         Some(s) => sign::verify_detached(&meta_bytes, s, opts.keyring)?,
     };
-    if opts.require_signature && !signature.is_valid() && !(opts.allow_unsigned && signature == SigStatus::None) {
-        let hint = if signature == SigStatus::None { " (--allow-unsigned accepts it)" } else { "" };
-        return Err(Error::signature(label, format!("{}{hint}", signature.describe())));
+    if opts.require_signature
+        && !signature.is_valid()
+        && !(opts.allow_unsigned && signature == SigStatus::None)
+    {
+        let hint = if signature == SigStatus::None {
+            " (--allow-unsigned accepts it)"
+        } else {
+            ""
+        };
+        return Err(Error::signature(
+            label,
+            format!("{}{hint}", signature.describe()),
+        ));
     }
     let report = Report { meta, signature };
     if opts.check == Check::Meta && opts.unpack_to.is_none() {
@@ -106,21 +124,32 @@ pub fn read<R: Read>(r: R, label: &Path, opts: &ReadOptions) -> Result<Report> {
             return Err(bad(format!("member \"{name}\" is not a regular file")));
         }
         let digest = match (&staging, name.as_str()) {
-            (Some(s), ROOTFS) => unpack_rootfs(&mut entry, &s.tmp.join("rootfs"), label)?,
-            (Some(s), _) if name.starts_with(&format!("{CONF}/")) => s.write_conf(&name, &mut entry, label)?,
+            (Some(s), ROOTFS) => unpack_rootfs(&mut entry, Some(&s.tmp.join("rootfs")), label)?,
+            (None, ROOTFS) => unpack_rootfs(&mut entry, None, label)?,
+            (Some(s), _) if name.starts_with(&format!("{CONF}/")) => {
+                s.write_conf(&name, &mut entry, label)?
+            }
             _ => {
                 let mut h = Sha256::new();
-                std::io::copy(&mut entry, &mut h).map_err(|e| bad(format!("member \"{name}\": {e}")))?;
+                std::io::copy(&mut entry, &mut h)
+                    .map_err(|e| bad(format!("member \"{name}\": {e}")))?;
                 hex(&h.finalize())
             }
         };
         if &digest != expected {
-            return Err(bad(format!("member \"{name}\": sha256 {digest} does not match {META} ({expected})")));
+            return Err(bad(format!(
+                "member \"{name}\": sha256 {digest} does not match {META} ({expected})"
+            )));
         }
         drop(entry);
         pending = next()?;
     }
-    let missing: Vec<&String> = report.meta.members.keys().filter(|m| !seen.contains(*m)).collect();
+    let missing: Vec<&String> = report
+        .meta
+        .members
+        .keys()
+        .filter(|m| !seen.contains(*m))
+        .collect();
     if let Some(m) = missing.first() {
         return Err(bad(format!("member \"{m}\" listed in {META} is missing")));
     }
@@ -139,11 +168,13 @@ fn read_small(r: &mut impl Read, max: u64) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Decompress and unpack the root while a second thread hashes the
-/// compressed bytes; return their digest.
-fn unpack_rootfs(entry: &mut impl Read, dest: &Path, label: &Path) -> Result<String> {
+/// Decompress and unpack (or, with no `dest`, only check) the root while a
+/// second thread hashes the compressed bytes; return their digest.
+fn unpack_rootfs(entry: &mut impl Read, dest: Option<&Path>, label: &Path) -> Result<String> {
     let bad = |why: String| Error::bundle(label, format!("member \"{ROOTFS}\": {why}"));
-    std::fs::create_dir(dest).at(dest)?;
+    if let Some(d) = dest {
+        std::fs::create_dir(d).at(d)?;
+    }
     let mut tee = HashTee::new(entry);
     let result = (|| {
         let mut zst = zstd::stream::read::Decoder::new(&mut tee).map_err(|e| bad(e.to_string()))?;
@@ -176,12 +207,19 @@ impl<R: Read> HashTee<R> {
             }
             hex(&h.finalize())
         });
-        HashTee { inner, tx: Some(tx), worker: Some(worker) }
+        HashTee {
+            inner,
+            tx: Some(tx),
+            worker: Some(worker),
+        }
     }
 
     fn finish(mut self) -> String {
         drop(self.tx.take());
-        self.worker.take().map(|w| w.join().expect("hash thread does not panic")).unwrap_or_default()
+        self.worker
+            .take()
+            .map(|w| w.join().expect("hash thread does not panic"))
+            .unwrap_or_default()
     }
 }
 
@@ -190,7 +228,8 @@ impl<R: Read> Read for HashTee<R> {
         let n = self.inner.read(buf)?;
         if n > 0 {
             if let Some(tx) = &self.tx {
-                tx.send(buf[..n].to_vec()).map_err(|_| std::io::Error::other("hash thread ended"))?;
+                tx.send(buf[..n].to_vec())
+                    .map_err(|_| std::io::Error::other("hash thread ended"))?;
             }
         }
         Ok(n)
@@ -214,7 +253,10 @@ impl Staging {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let base = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let base = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let guard = tempfile::Builder::new()
             .prefix(&format!(".{base}."))
             .tempdir_in(parent)
@@ -224,12 +266,19 @@ impl Staging {
         if let Some(s) = sig {
             std::fs::write(tmp.join(SIGNATURE), s).map_err(|e| Error::create(dest, e))?;
         }
-        Ok(Staging { tmp, dest: dest.to_path_buf(), _guard: guard })
+        Ok(Staging {
+            tmp,
+            dest: dest.to_path_buf(),
+            _guard: guard,
+        })
     }
 
     fn write_conf(&self, name: &str, r: &mut impl Read, label: &Path) -> Result<String> {
         let bad = |why: &str| Error::bundle(label, format!("member \"{name}\": {why}"));
-        let rel: PathBuf = Path::new(name).components().map(|c| c.as_os_str()).collect();
+        let rel: PathBuf = Path::new(name)
+            .components()
+            .map(|c| c.as_os_str())
+            .collect();
         let clean = Path::new(name)
             .components()
             .all(|c| matches!(c, std::path::Component::Normal(_)));
@@ -240,7 +289,11 @@ impl Staging {
         if let Some(p) = path.parent() {
             std::fs::create_dir_all(p).at(p)?;
         }
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&path).at(&path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .at(&path)?;
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 64 << 10];
         loop {

@@ -1,0 +1,499 @@
+//! Making, inspecting, verifying and unpacking bundles with the real
+//! binary: hooks run in a copy of a busybox root (chroot, as root), GnuPG
+//! keys are made in throw-away homes, and every tamper case is refused.
+
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Build the ntp-server template for lxc from the busybox root; `extra`
+/// adds arguments. Returns the run and the output path.
+fn build(env: &Env, name: &str, extra: &[&str]) -> (Run, PathBuf) {
+    let out = env.home.path().join(name);
+    let r = run(env
+        .cmd()
+        .args(["-H", "lxc", "--hooks"])
+        .arg(hooks_dir())
+        .arg("--rootfs")
+        .arg(busybox_root())
+        .arg("-o")
+        .arg(&out)
+        .args(extra)
+        .arg(good("ntp-server")));
+    (r, out)
+}
+
+/// One unsigned lxc bundle shared by the tests that only read it.
+fn unsigned_bundle() -> &'static [u8] {
+    static B: OnceLock<Vec<u8>> = OnceLock::new();
+    B.get_or_init(|| {
+        let env = Env::new();
+        let (r, out) = build(&env, "lxc.bun", &["--force-no-sign"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        std::fs::read(out).unwrap()
+    })
+}
+
+/// One bundle signed by the test key.
+fn signed_bundle() -> &'static [u8] {
+    static B: OnceLock<Vec<u8>> = OnceLock::new();
+    B.get_or_init(|| {
+        let env = Env::new();
+        let out = env.home.path().join("signed.bun");
+        let r = run(env
+            .cmd()
+            .env("GNUPGHOME", &signer().home)
+            .args(["-H", "qemu", "--rootfs"])
+            .arg(busybox_root())
+            .arg("-o")
+            .arg(&out)
+            .arg(good("ntp-server")));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        std::fs::read(out).unwrap()
+    })
+}
+
+fn write_bundle(bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("b.bun");
+    std::fs::write(&p, bytes).unwrap();
+    (d, p)
+}
+
+fn info(bundle: &Path, extra: &[&str]) -> serde_json::Value {
+    let r = run(Env::new().cmd().arg("--info").arg(bundle).args(extra));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    serde_json::from_str(&r.stdout).unwrap()
+}
+
+#[test]
+fn hooks_run_in_order_in_a_copy_with_conf_and_the_bundle_unpacks() {
+    let (_d, b) = write_bundle(unsigned_bundle());
+    let names: Vec<String> = members(unsigned_bundle())
+        .into_iter()
+        .map(|m| m.0)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "meta.json",
+            "rootfs.tar.zst",
+            "conf/limits",
+            "conf/sub/file"
+        ]
+    );
+
+    let v = info(&b, &[]);
+    assert_eq!(v["format"], 1);
+    assert_eq!(
+        v["template"],
+        serde_json::json!({"name": "ntp-server", "version": "1.2"})
+    );
+    assert_eq!(v["hypervisor"], "lxc");
+    assert_eq!(v["hooks"], serde_json::json!(["01-own", "02-record"]));
+    assert_eq!(
+        v["created"], "2023-11-14T22:13:20Z",
+        "from SOURCE_DATE_EPOCH"
+    );
+    assert_eq!(v["packages"]["requested"], serde_json::json!(["chrony"]));
+    assert_eq!(
+        v["packages"]["installed"][1],
+        serde_json::json!({"name": "chrony", "version": "4.3-2+deb12u1"})
+    );
+    assert_eq!(v["signature"], serde_json::json!({"status": "none"}));
+    assert_eq!(v["members"]["conf/limits"], sha256(b"memory=256M\n"));
+
+    let dest = b.with_file_name("unpacked");
+    let r = run(Env::new()
+        .cmd()
+        .arg("--extract")
+        .arg(&b)
+        .arg("-C")
+        .arg(&dest)
+        .arg("--allow-unsigned"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let root = dest.join("rootfs");
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/hook-log")).unwrap(),
+        "01-own\n02-record lxc ntp-server 1.2\n",
+        "the template's own 01-own ran, not the shared one, then 02-record"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/limits-from-conf")).unwrap(),
+        "memory=256M\n"
+    );
+    assert!(
+        !root.join(".mkve-hooks").exists(),
+        "the staging directory is gone"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("conf/sub/file")).unwrap(),
+        "nested\n"
+    );
+    assert!(dest.join("meta.json").is_file());
+    assert!(std::fs::symlink_metadata(root.join("bin/sh"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(
+        !busybox_root().join("etc/hook-log").exists(),
+        "the given root is left as it was"
+    );
+}
+
+#[test]
+fn writing_is_deterministic_whatever_the_root_source() {
+    let env = Env::new();
+    let first = unsigned_bundle();
+    let (r, again) = build(&env, "again.bun", &["--force-no-sign"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(std::fs::read(&again).unwrap() == first, "two builds differ");
+
+    // The same root as a tar.zst on stdin gives the same bundle.
+    let tarball = env.home.path().join("root.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(busybox_root())
+        .args(["--zstd", "-cf"])
+        .arg(&tarball)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let r = run(env
+        .cmd()
+        .args([
+            "-H",
+            "lxc",
+            "--force-no-sign",
+            "--rootfs",
+            "-",
+            "-o",
+            "-",
+            "--hooks",
+        ])
+        .arg(hooks_dir())
+        .arg(good("ntp-server"))
+        .stdin(std::fs::File::open(&tarball).unwrap()));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.raw_stdout == first,
+        "a tar.zst root on stdin, written to stdout, differs from a directory root"
+    );
+}
+
+#[test]
+fn signed_bundles_verify_against_the_right_keyring_only() {
+    let (_d, b) = write_bundle(signed_bundle());
+    let key = signer();
+    let r = run(Env::new()
+        .cmd()
+        .arg("--verify")
+        .arg(&b)
+        .arg("--keyring")
+        .arg(&key.keyring));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        format!(
+            "{}: good signature by {}, 1 members verified\n",
+            b.display(),
+            key.fingerprint
+        )
+    );
+
+    let v = info(&b, &["--keyring", key.keyring.to_str().unwrap()]);
+    assert_eq!(
+        v["signature"],
+        serde_json::json!({"status": "valid", "fingerprint": key.fingerprint})
+    );
+
+    let r = run(Env::new()
+        .cmd()
+        .arg("--verify")
+        .arg(&b)
+        .arg("--keyring")
+        .arg(&stranger().keyring));
+    assert_eq!(r.code, 65);
+    assert!(
+        r.stderr.contains("a key not in the keyring"),
+        "{}",
+        r.stderr
+    );
+    let v = info(&b, &["--keyring", stranger().keyring.to_str().unwrap()]);
+    assert_eq!(v["signature"]["status"], "unknown-key");
+
+    // The default keyring is $MKVE_CONFDIR/trusted.gpg.
+    let env = Env::new();
+    std::fs::create_dir_all(env.home.path().join("etc")).unwrap();
+    std::fs::copy(&key.keyring, env.home.path().join("etc/trusted.gpg")).unwrap();
+    let r = run(env.cmd().arg("--verify").arg(&b));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run(Env::new().cmd().arg("--verify").arg(&b));
+    assert_eq!(r.code, 65);
+    assert!(
+        r.stderr.contains("trusted.gpg: cannot read keyring"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn unsigned_bundles_need_allow_unsigned() {
+    let (_d, b) = write_bundle(unsigned_bundle());
+    let r = run(Env::new()
+        .cmd()
+        .arg("--verify")
+        .arg(&b)
+        .arg("--keyring")
+        .arg(&signer().keyring));
+    assert_eq!(r.code, 65);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "mkve-bundle: {}: not signed (--allow-unsigned accepts it)\n",
+            b.display()
+        )
+    );
+    let r = run(Env::new()
+        .cmd()
+        .arg("--verify")
+        .arg("-")
+        .arg("--allow-unsigned")
+        .stdin(std::fs::File::open(&b).unwrap()));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "(stdin): not signed, 3 members verified\n");
+}
+
+#[test]
+fn signing_without_a_key_fails_and_leaves_no_output() {
+    let env = Env::new();
+    let (r, out) = build(&env, "nokey.bun", &[]);
+    assert_eq!(r.code, 65, "{}", r.stderr);
+    assert!(r.stderr.contains("--force-no-sign"), "{}", r.stderr);
+    assert!(!out.exists());
+    let left: Vec<_> = std::fs::read_dir(env.home.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        left.iter().all(|n| !n.to_string_lossy().contains("nokey")),
+        "{left:?}"
+    );
+}
+
+#[test]
+fn a_failing_hook_stops_the_build_and_leaves_no_output() {
+    let env = Env::new();
+    let out = env.home.path().join("fail.bun");
+    let r = run(env
+        .cmd()
+        .args(["--force-no-sign", "--hooks"])
+        .arg(hooks_dir())
+        .arg("--rootfs")
+        .arg(busybox_root())
+        .arg("-o")
+        .arg(&out)
+        .arg(good("failing-hook")));
+    assert_eq!(r.code, 1);
+    let hook = good("failing-hook").join("hooks/03-fail");
+    assert_eq!(
+        r.stderr,
+        format!(
+            "mkve-bundle: hook \"03-fail\" ({}) failed with exit status 3\n  about to fail\n",
+            hook.display()
+        )
+    );
+    let left: Vec<_> = std::fs::read_dir(env.home.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn building_from_packages_is_not_there_yet() {
+    let r = run(Env::new()
+        .cmd()
+        .args(["-H", "qemu", "-o", "x.bun"])
+        .arg(good("ntp-server")));
+    assert_eq!(r.code, 69);
+    assert!(r.stderr.contains("give --rootfs"), "{}", r.stderr);
+}
+
+// ---- tampering --------------------------------------------------------------
+
+fn refused(bytes: &[u8], extra: &[&str]) -> String {
+    let (d, b) = write_bundle(bytes);
+    let dest = d.path().join("out");
+    let r = run(Env::new()
+        .cmd()
+        .arg("--extract")
+        .arg(&b)
+        .arg("-C")
+        .arg(&dest)
+        .arg("--keyring")
+        .arg(&signer().keyring)
+        .args(extra));
+    assert_eq!(r.code, 65, "{}", r.stderr);
+    let left: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["b.bun"], "a refused bundle leaves nothing beside it");
+    let r2 = run(Env::new()
+        .cmd()
+        .arg("--verify")
+        .arg(&b)
+        .arg("--keyring")
+        .arg(&signer().keyring)
+        .args(extra));
+    assert_eq!(r2.code, 65, "--verify too: {}", r2.stderr);
+    r.stderr
+}
+
+fn edit_meta(bundle: &[u8], f: impl FnOnce(&mut serde_json::Value)) -> Vec<(String, Vec<u8>)> {
+    let mut m = members(bundle);
+    let mut meta: serde_json::Value = serde_json::from_slice(&m[0].1).unwrap();
+    f(&mut meta);
+    m[0].1 = serde_json::to_vec(&meta).unwrap();
+    m
+}
+
+#[test]
+fn a_changed_payload_byte_is_refused() {
+    let mut m = members(unsigned_bundle());
+    let rootfs = m.iter_mut().find(|(n, _)| n == "rootfs.tar.zst").unwrap();
+    let mid = rootfs.1.len() / 2;
+    rootfs.1[mid] ^= 0x40;
+    let err = refused(&assemble(&m), &["--allow-unsigned"]);
+    assert!(err.contains("rootfs.tar.zst"), "{err}");
+
+    let mut m = members(unsigned_bundle());
+    m[2].1.push(b'!'); // conf/limits
+    let err = refused(&assemble(&m), &["--allow-unsigned"]);
+    assert!(
+        err.contains("member \"conf/limits\": sha256 ") && err.contains("does not match meta.json"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_changed_signed_meta_is_refused() {
+    let m = edit_meta(signed_bundle(), |v| v["hypervisor"] = "lxc".into());
+    let err = refused(&assemble(&m), &[]);
+    assert!(err.contains("bad signature"), "{err}");
+    // Dropping the signature does not help either.
+    let mut m = members(signed_bundle());
+    m.remove(1);
+    let err = refused(&assemble(&m), &[]);
+    assert!(err.contains("not signed"), "{err}");
+}
+
+#[test]
+fn members_must_be_exactly_those_listed() {
+    let mut m = members(unsigned_bundle());
+    m.push(("conf/extra".into(), b"x".to_vec()));
+    assert!(refused(&assemble(&m), &["--allow-unsigned"])
+        .contains("member \"conf/extra\" is not listed in meta.json"));
+
+    let mut m = members(unsigned_bundle());
+    m.pop();
+    assert!(refused(&assemble(&m), &["--allow-unsigned"])
+        .contains("member \"conf/sub/file\" listed in meta.json is missing"));
+
+    let mut m = members(unsigned_bundle());
+    let dup = m[2].clone();
+    m.push(dup);
+    assert!(refused(&assemble(&m), &["--allow-unsigned"])
+        .contains("member \"conf/limits\" appears twice"));
+
+    let mut m = members(unsigned_bundle());
+    m.swap(0, 1);
+    assert!(refused(&assemble(&m), &["--allow-unsigned"])
+        .contains("first member is \"rootfs.tar.zst\", not meta.json"));
+
+    let m = edit_meta(unsigned_bundle(), |v| {
+        v["members"]["../escape"] = sha256(b"x").into();
+    });
+    let mut m = m;
+    m.push(("../escape".into(), b"x".to_vec()));
+    assert!(refused(&assemble(&m), &["--allow-unsigned"]).contains("member \"../escape\""));
+}
+
+/// A bundle whose rootfs is `inner` (a tar), with digests that match: only
+/// the unpacker's own checks stand between it and the file system.
+fn with_rootfs(inner: Vec<u8>) -> Vec<u8> {
+    let zst = zstd::encode_all(&inner[..], 3).unwrap();
+    let mut m = edit_meta(unsigned_bundle(), |v| {
+        v["members"] = serde_json::json!({"rootfs.tar.zst": sha256(&zst)});
+    });
+    m.truncate(1);
+    m.push(("rootfs.tar.zst".into(), zst));
+    assemble(&m)
+}
+
+fn inner_tar(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    build(&mut b);
+    b.into_inner().unwrap()
+}
+
+fn header(kind: tar::EntryType) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1);
+    h.set_size(0);
+    h
+}
+
+#[test]
+fn a_rootfs_that_reaches_outside_is_refused() {
+    let dotdot = inner_tar(|b| {
+        let mut h = header(tar::EntryType::Regular);
+        h.set_size(1);
+        h.as_old_mut().name[..9].copy_from_slice(b"../escape");
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).unwrap();
+    });
+    assert!(refused(&with_rootfs(dotdot), &["--allow-unsigned"])
+        .contains("\"../escape\": absolute path or \"..\" refused"));
+
+    let via_symlink = inner_tar(|b| {
+        b.append_link(&mut header(tar::EntryType::Symlink), "etc", "/tmp")
+            .unwrap();
+        let mut h = header(tar::EntryType::Regular);
+        h.set_size(1);
+        b.append_data(&mut h, "etc/escape", &b"x"[..]).unwrap();
+    });
+    assert!(refused(&with_rootfs(via_symlink), &["--allow-unsigned"])
+        .contains("its parent etc is a symbolic link or special file"));
+
+    let hard = inner_tar(|b| {
+        b.append_link(&mut header(tar::EntryType::Link), "shadow", "/etc/shadow")
+            .unwrap();
+    });
+    assert!(refused(&with_rootfs(hard), &["--allow-unsigned"])
+        .contains("hard link to /etc/shadow points outside"));
+
+    let climbing = inner_tar(|b| {
+        b.append_link(&mut header(tar::EntryType::Symlink), "a/b", "../../../etc")
+            .unwrap();
+    });
+    assert!(refused(&with_rootfs(climbing), &["--allow-unsigned"]).contains("points outside"));
+
+    let disk = inner_tar(|b| {
+        let mut h = header(tar::EntryType::Block);
+        h.set_device_major(8).unwrap();
+        h.set_device_minor(0).unwrap();
+        b.append_data(&mut h, "root/sda", std::io::empty()).unwrap();
+    });
+    assert!(
+        refused(&with_rootfs(disk), &["--allow-unsigned"]).contains("device node (b 8:0) refused")
+    );
+}
