@@ -128,6 +128,7 @@ impl Write for Output {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileTypeExt;
 
     #[test]
     fn output_appears_only_on_commit_and_nothing_is_left_on_drop() {
@@ -154,13 +155,7 @@ mod tests {
         let mut o = Output::create(Path::new("/dev/null")).unwrap();
         o.write_all(b"x").unwrap();
         o.commit().unwrap();
-        assert!(
-            std::fs::metadata("/dev/null")
-                .unwrap()
-                .file_type()
-                .is_file()
-                == false
-        );
+        assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device());
     }
 
     #[test]

@@ -1,0 +1,104 @@
+//! ~/.mkve/bundle-config: plain assignments, bash logic, the command line
+//! winning over it, and a broken file.
+
+mod common;
+use common::*;
+
+fn build_args(_: &Env) -> Vec<String> {
+    vec!["--hooks".into(), hooks_dir().display().to_string(), "--rootfs".into(), busybox_root().display().to_string()]
+}
+
+fn hypervisor_of(bundle: &std::path::Path) -> String {
+    let r = run(Env::new().cmd().arg("--info").arg(bundle));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    v["hypervisor"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn plain_assignments_stand_for_options() {
+    let env = Env::new();
+    let out = env.home.path().join("from-config.bun");
+    env.write_config(&format!(
+        "template={}\nhypervisor=openvz\noutput={}\nforce_no_sign=yes\nverbose=no\n",
+        good("ntp-server").display(),
+        out.display()
+    ));
+    let r = run(env.cmd().args(build_args(&env)));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, format!("{}\n", out.display()), "the bundle's path is the result");
+    assert_eq!(hypervisor_of(&out), "openvz");
+}
+
+#[test]
+fn the_config_is_a_bash_program() {
+    let env = Env::new();
+    env.write_config(&format!(
+        "template={}\nhypervisor=lxc\nmkdir -p ~/bundles\noutput=~/bundles/ntp-$(date +%Y)-$((40 + 2)).bun\n\
+         [ -n \"$HOME\" ] && force_no_sign=yes\necho 'config says hello'\n",
+        good("ntp-server").display()
+    ));
+    let r = run(env.cmd().args(build_args(&env)));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let year = String::from_utf8(std::process::Command::new("date").arg("+%Y").output().unwrap().stdout).unwrap();
+    let out = env.home.path().join(format!("bundles/ntp-{}-42.bun", year.trim()));
+    assert_eq!(r.stdout, format!("{}\n", out.display()));
+    assert!(out.is_file());
+    assert_eq!(r.stderr, "config says hello\n", "what the config prints goes to stderr, never into results");
+}
+
+#[test]
+fn the_command_line_wins_over_the_config() {
+    let env = Env::new();
+    let from_config = env.home.path().join("config.bun");
+    let from_cli = env.home.path().join("cli.bun");
+    env.write_config(&format!(
+        "template={}\nhypervisor=openvz\noutput={}\nforce_no_sign=yes\n",
+        good("failing-hook").display(),
+        from_config.display()
+    ));
+    let r = run(env.cmd().args(build_args(&env)).args(["-H", "lxc", "-o"]).arg(&from_cli).arg(good("ntp-server")));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(hypervisor_of(&from_cli), "lxc");
+    assert!(!from_config.exists());
+
+    // --no-config ignores it, --config names another file.
+    let r = run(env.cmd().args(["--no-config", "--check"]));
+    assert_eq!(r.code, 2, "without the config there is no template: {}", r.stderr);
+    let other = env.home.path().join("other-config");
+    std::fs::write(&other, format!("template={}\n", good("ntp-server").display())).unwrap();
+    let r = run(env.cmd().arg("--config").arg(&other).args(["--check", "-H", "qemu"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run(env.cmd().args(["--config", "/nonexistent/config", "--check"]));
+    assert_eq!((r.code, r.stderr.as_str()), (2, "mkve-bundle: /nonexistent/config: no such config file\n"));
+}
+
+#[test]
+fn a_broken_config_names_the_file_and_line() {
+    let env = Env::new();
+    let path = env.write_config("hypervisor=lxc\nif [ -d / ]; then\n  output=x.bun\n");
+    let r = run(env.cmd().args(["--check"]).arg(good("ntp-server")));
+    assert_eq!(r.code, 65);
+    assert_eq!(r.stderr, format!("mkve-bundle: {}:4: syntax error: unexpected end of file\n", path.display()));
+
+    env.write_config("hypervisor=vmware\n");
+    let r = run(env.cmd().args(["--check"]).arg(good("ntp-server")));
+    assert_eq!(r.code, 65);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "mkve-bundle: {}: hypervisor: unknown hypervisor \"vmware\" (known: openvz, qemu, kvm, lxc, xen)\n",
+            path.display()
+        )
+    );
+
+    env.write_config("set -u\noutput=$UNSET_VARIABLE\n");
+    let r = run(env.cmd().args(["--check"]).arg(good("ntp-server")));
+    assert_eq!(r.code, 65);
+    assert_eq!(r.stderr, format!("mkve-bundle: {}:2: UNSET_VARIABLE: unbound variable\n", path.display()));
+
+    env.write_config("force_no_sign=perhaps\n");
+    let r = run(env.cmd().args(["--check"]).arg(good("ntp-server")));
+    assert_eq!(r.code, 65);
+    assert_eq!(r.stderr, format!("mkve-bundle: {}: force_no_sign=\"perhaps\": expected yes or no\n", path.display()));
+}
