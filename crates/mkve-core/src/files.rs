@@ -68,6 +68,8 @@ impl Output {
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{base}."))
             .suffix(".tmp")
+            // What File::create would give: 0666 less the umask.
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(dir)
             .map_err(|e| Error::create(path, e))?;
         Ok(Output::File {
@@ -147,6 +149,10 @@ mod tests {
         assert!(!dest.exists());
         o.commit().unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"whole");
+        let umask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+        nix::sys::stat::umask(umask);
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dest).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o666 & !umask.bits(), "an output is made like any new file");
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
     }
 

@@ -330,6 +330,8 @@ pub fn unpack<R: Read>(
     ar.set_preserve_mtime(true);
     ar.set_overwrite(true);
     let mut made: HashMap<PathBuf, Made> = HashMap::new();
+    // Directory mtimes are set last: making their contents changes them.
+    let mut dir_times: Vec<(PathBuf, i64)> = Vec::new();
     let mut count = 0u64;
     for entry in ar
         .entries()
@@ -432,8 +434,13 @@ pub fn unpack<R: Read>(
         let Some(dest) = dest else { continue };
         let target = dest.join(&rel);
         let io = |e: std::io::Error| bad(&rel, &e.to_string());
+        let mtime = entry.header().mtime().unwrap_or(0) as i64;
         match kind {
-            EntryType::Directory => entry.unpack(&target).map(drop).map_err(io)?,
+            EntryType::Directory => {
+                entry.unpack(&target).map(drop).map_err(io)?;
+                dir_times.push((target, mtime));
+                continue;
+            }
             EntryType::Regular | EntryType::Continuous | EntryType::Symlink => {
                 remove_non_dir(&target).map_err(io)?;
                 entry.unpack(&target).map(drop).map_err(io)?
@@ -639,6 +646,10 @@ mod tests {
             .file_type()
             .is_fifo());
         assert!(!d.join("etc/sock").exists());
+        for p in ["usr", "usr/bin", "etc/fifo"] {
+            let (a, b) = (std::fs::symlink_metadata(src.path().join(p)), std::fs::symlink_metadata(d.join(p)));
+            assert_eq!(a.unwrap().mtime(), b.unwrap().mtime(), "{p}: mtime kept");
+        }
     }
 
     #[test]
