@@ -143,7 +143,12 @@ fn every_shipped_template_checks_with_the_shipped_hooks() {
     let mut n = 0;
     for t in std::fs::read_dir(top.join("templates")).unwrap() {
         let t = t.unwrap().path();
-        let r = run(env.cmd().arg("--check").arg("--hooks").arg(top.join("hooks")).arg(&t));
+        let r = run(env
+            .cmd()
+            .arg("--check")
+            .arg("--hooks")
+            .arg(top.join("hooks"))
+            .arg(&t));
         assert_eq!(r.code, 0, "{}: {}", t.display(), r.stderr);
         n += 1;
     }

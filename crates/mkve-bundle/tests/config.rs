@@ -5,7 +5,12 @@ mod common;
 use common::*;
 
 fn build_args(_: &Env) -> Vec<String> {
-    vec!["--hooks".into(), hooks_dir().display().to_string(), "--rootfs".into(), busybox_root().display().to_string()]
+    vec![
+        "--hooks".into(),
+        hooks_dir().display().to_string(),
+        "--rootfs".into(),
+        busybox_root().display().to_string(),
+    ]
 }
 
 fn hypervisor_of(bundle: &std::path::Path) -> String {
@@ -26,7 +31,11 @@ fn plain_assignments_stand_for_options() {
     ));
     let r = run(env.cmd().args(build_args(&env)));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(r.stdout, format!("{}\n", out.display()), "the bundle's path is the result");
+    assert_eq!(
+        r.stdout,
+        format!("{}\n", out.display()),
+        "the bundle's path is the result"
+    );
     assert_eq!(hypervisor_of(&out), "openvz");
 }
 
@@ -40,11 +49,24 @@ fn the_config_is_a_bash_program() {
     ));
     let r = run(env.cmd().args(build_args(&env)));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let year = String::from_utf8(std::process::Command::new("date").arg("+%Y").output().unwrap().stdout).unwrap();
-    let out = env.home.path().join(format!("bundles/ntp-{}-42.bun", year.trim()));
+    let year = String::from_utf8(
+        std::process::Command::new("date")
+            .arg("+%Y")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let out = env
+        .home
+        .path()
+        .join(format!("bundles/ntp-{}-42.bun", year.trim()));
     assert_eq!(r.stdout, format!("{}\n", out.display()));
     assert!(out.is_file());
-    assert_eq!(r.stderr, "config says hello\n", "what the config prints goes to stderr, never into results");
+    assert_eq!(
+        r.stderr, "config says hello\n",
+        "what the config prints goes to stderr, never into results"
+    );
 }
 
 #[test]
@@ -57,20 +79,42 @@ fn the_command_line_wins_over_the_config() {
         good("failing-hook").display(),
         from_config.display()
     ));
-    let r = run(env.cmd().args(build_args(&env)).args(["-H", "lxc", "-o"]).arg(&from_cli).arg(good("ntp-server")));
+    let r = run(env
+        .cmd()
+        .args(build_args(&env))
+        .args(["-H", "lxc", "-o"])
+        .arg(&from_cli)
+        .arg(good("ntp-server")));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(hypervisor_of(&from_cli), "lxc");
     assert!(!from_config.exists());
 
     // --no-config ignores it, --config names another file.
     let r = run(env.cmd().args(["--no-config", "--check"]));
-    assert_eq!(r.code, 2, "without the config there is no template: {}", r.stderr);
+    assert_eq!(
+        r.code, 2,
+        "without the config there is no template: {}",
+        r.stderr
+    );
     let other = env.home.path().join("other-config");
-    std::fs::write(&other, format!("template={}\n", good("ntp-server").display())).unwrap();
-    let r = run(env.cmd().arg("--config").arg(&other).args(["--check", "-H", "qemu"]));
+    std::fs::write(
+        &other,
+        format!("template={}\n", good("ntp-server").display()),
+    )
+    .unwrap();
+    let r = run(env
+        .cmd()
+        .arg("--config")
+        .arg(&other)
+        .args(["--check", "-H", "qemu"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let r = run(env.cmd().args(["--config", "/nonexistent/config", "--check"]));
-    assert_eq!((r.code, r.stderr.as_str()), (2, "mkve-bundle: /nonexistent/config: no such config file\n"));
+    let r = run(env
+        .cmd()
+        .args(["--config", "/nonexistent/config", "--check"]));
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (2, "mkve-bundle: /nonexistent/config: no such config file\n")
+    );
 }
 
 #[test]
@@ -79,7 +123,13 @@ fn a_broken_config_names_the_file_and_line() {
     let path = env.write_config("hypervisor=lxc\nif [ -d / ]; then\n  output=x.bun\n");
     let r = run(env.cmd().args(["--check"]).arg(good("ntp-server")));
     assert_eq!(r.code, 65);
-    assert_eq!(r.stderr, format!("mkve-bundle: {}:4: syntax error: unexpected end of file\n", path.display()));
+    assert_eq!(
+        r.stderr,
+        format!(
+            "mkve-bundle: {}:4: syntax error: unexpected end of file\n",
+            path.display()
+        )
+    );
 
     env.write_config("hypervisor=vmware\n");
     let r = run(env.cmd().args(["--check"]).arg(good("ntp-server")));
@@ -95,10 +145,22 @@ fn a_broken_config_names_the_file_and_line() {
     env.write_config("set -u\noutput=$UNSET_VARIABLE\n");
     let r = run(env.cmd().args(["--check"]).arg(good("ntp-server")));
     assert_eq!(r.code, 65);
-    assert_eq!(r.stderr, format!("mkve-bundle: {}:2: UNSET_VARIABLE: unbound variable\n", path.display()));
+    assert_eq!(
+        r.stderr,
+        format!(
+            "mkve-bundle: {}:2: UNSET_VARIABLE: unbound variable\n",
+            path.display()
+        )
+    );
 
     env.write_config("force_no_sign=perhaps\n");
     let r = run(env.cmd().args(["--check"]).arg(good("ntp-server")));
     assert_eq!(r.code, 65);
-    assert_eq!(r.stderr, format!("mkve-bundle: {}: force_no_sign=\"perhaps\": expected yes or no\n", path.display()));
+    assert_eq!(
+        r.stderr,
+        format!(
+            "mkve-bundle: {}: force_no_sign=\"perhaps\": expected yes or no\n",
+            path.display()
+        )
+    );
 }

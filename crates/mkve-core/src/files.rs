@@ -151,8 +151,14 @@ mod tests {
         assert_eq!(std::fs::read(&dest).unwrap(), b"whole");
         let umask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
         nix::sys::stat::umask(umask);
-        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dest).unwrap().permissions());
-        assert_eq!(mode & 0o777, 0o666 & !umask.bits(), "an output is made like any new file");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&dest).unwrap().permissions(),
+        );
+        assert_eq!(
+            mode & 0o777,
+            0o666 & !umask.bits(),
+            "an output is made like any new file"
+        );
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
     }
 
@@ -161,7 +167,10 @@ mod tests {
         let mut o = Output::create(Path::new("/dev/null")).unwrap();
         o.write_all(b"x").unwrap();
         o.commit().unwrap();
-        assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device());
+        assert!(std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device());
     }
 
     #[test]

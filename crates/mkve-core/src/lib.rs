@@ -8,6 +8,7 @@ pub mod error;
 pub mod exec;
 pub mod files;
 pub mod hooks;
+pub mod lock;
 pub mod pack;
 pub mod paths;
 pub mod sign;

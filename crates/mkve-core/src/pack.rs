@@ -647,7 +647,10 @@ mod tests {
             .is_fifo());
         assert!(!d.join("etc/sock").exists());
         for p in ["usr", "usr/bin", "etc/fifo"] {
-            let (a, b) = (std::fs::symlink_metadata(src.path().join(p)), std::fs::symlink_metadata(d.join(p)));
+            let (a, b) = (
+                std::fs::symlink_metadata(src.path().join(p)),
+                std::fs::symlink_metadata(d.join(p)),
+            );
             assert_eq!(a.unwrap().mtime(), b.unwrap().mtime(), "{p}: mtime kept");
         }
     }

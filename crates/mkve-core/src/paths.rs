@@ -13,12 +13,18 @@ fn dir(var: &str, default: &str) -> PathBuf {
 /// `$MKVE_DATADIR`: templates/, hooks/, hypervisors/. The default is set
 /// at build time (`make install PREFIX=…`).
 pub fn datadir() -> PathBuf {
-    dir("MKVE_DATADIR", option_env!("MKVE_BUILD_DATADIR").unwrap_or("/usr/share/mkve"))
+    dir(
+        "MKVE_DATADIR",
+        option_env!("MKVE_BUILD_DATADIR").unwrap_or("/usr/share/mkve"),
+    )
 }
 
 /// `$MKVE_CONFDIR`: trusted.gpg, mkve.conf.
 pub fn confdir() -> PathBuf {
-    dir("MKVE_CONFDIR", option_env!("MKVE_BUILD_CONFDIR").unwrap_or("/etc/mkve"))
+    dir(
+        "MKVE_CONFDIR",
+        option_env!("MKVE_BUILD_CONFDIR").unwrap_or("/etc/mkve"),
+    )
 }
 
 /// `$MKVE_STATEDIR`: VM disks and roots.
