@@ -64,6 +64,10 @@ pub enum Error {
     #[error("{0}")]
     Signature(Problem),
 
+    /// Packages the distribution does not have.
+    #[error("{} {} not available in {suite}", if names.len() == 1 { "package" } else { "packages" }, quoted(names))]
+    UnknownPackages { suite: String, names: Vec<String> },
+
     /// A tool or service that is needed is not there.
     #[error("{what}: {why}")]
     Unavailable { what: String, why: String },
@@ -90,6 +94,10 @@ pub enum Error {
     Other(String),
 }
 
+fn quoted(names: &[String]) -> String {
+    names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+}
+
 fn join_lines(problems: &[Problem]) -> String {
     problems
         .iter()
@@ -106,7 +114,8 @@ impl Error {
             Error::InvalidTemplate(_)
             | Error::InvalidConfig(_)
             | Error::InvalidBundle(_)
-            | Error::Signature(_) => exit::DATAERR,
+            | Error::Signature(_)
+            | Error::UnknownPackages { .. } => exit::DATAERR,
             Error::Unavailable { .. } => exit::UNAVAILABLE,
             Error::CannotCreate { .. } => exit::CANTCREAT,
             Error::Command(_) | Error::Io { .. } | Error::Other(_) => exit::FAILURE,

@@ -8,9 +8,8 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
@@ -26,10 +25,28 @@ pub fn verbose() -> bool {
     VERBOSE.load(Ordering::Relaxed)
 }
 
-/// Print a progress or diagnostic line on stderr when verbose.
+/// Print a diagnostic line on stderr when verbose.
 pub fn note(msg: impl AsRef<str>) {
     if verbose() {
         let _ = writeln!(std::io::stderr(), "{}", msg.as_ref());
+    }
+}
+
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Switch off progress lines.
+pub fn set_quiet(on: bool) {
+    QUIET.store(on, Ordering::Relaxed);
+}
+
+/// Print a progress line (a phase of a long job) on stderr: when verbose,
+/// or when stderr is a terminal and not quiet. Piped, a tool is silent.
+pub fn progress(msg: impl AsRef<str>) {
+    use std::io::IsTerminal;
+    if verbose() || (!QUIET.load(Ordering::Relaxed) && std::io::stderr().is_terminal()) {
+        let prog = std::env::args().next().unwrap_or_default();
+        let prog = Path::new(&prog).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let _ = writeln!(std::io::stderr(), "{prog}: {}", msg.as_ref());
     }
 }
 
@@ -144,27 +161,46 @@ impl Cmd {
     /// Run to completion. Its output goes to our stderr in verbose mode and
     /// is kept for the error message otherwise.
     pub fn run(&self) -> Result<()> {
+        let (status, out) = self.run_lines(|_| {})?;
+        self.check(status, &out)
+    }
+
+    /// Run to completion with stdout and stderr merged into one pipe (so
+    /// their order is kept), handing each line to `on_line` as it comes and
+    /// echoing it to our stderr in verbose mode. Returns the status and all
+    /// the output; only a program that cannot start is an error.
+    pub fn run_lines(&self, mut on_line: impl FnMut(&str)) -> Result<(ExitStatus, Vec<u8>)> {
         note(format!("+ {}", self.display()));
         let mut c = self.command();
-        if verbose() {
-            let err = std::io::stderr().as_fd().try_clone_to_owned();
-            if let Ok(fd) = err {
-                c.stdout(Stdio::from(fd));
-            }
-            let status = c.status().map_err(|e| self.spawn_error(e))?;
-            return self.check(status, &[]);
-        }
-        // Merge stdout and stderr through one pipe so the tail keeps their order.
         let (reader, writer) = std::io::pipe().map_err(|e| self.spawn_error(e))?;
         let writer2 = writer.try_clone().map_err(|e| self.spawn_error(e))?;
         c.stdout(writer).stderr(writer2);
         let mut child = c.spawn().map_err(|e| self.spawn_error(e))?;
         drop(c);
         let mut out = Vec::new();
-        std::io::Read::read_to_end(&mut { reader }, &mut out)
-            .map_err(|e| Error::Command(format!("{}: {e}", self.label())))?;
+        let mut reader = std::io::BufReader::new(reader);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = std::io::BufRead::read_until(&mut reader, b'\n', &mut line)
+                .map_err(|e| Error::Command(format!("{}: {e}", self.label())))?;
+            if n == 0 {
+                break;
+            }
+            if verbose() {
+                let _ = std::io::stderr().write_all(&line);
+            }
+            on_line(String::from_utf8_lossy(&line).trim_end());
+            out.extend_from_slice(&line);
+        }
         let status = child.wait().map_err(|e| self.spawn_error(e))?;
-        self.check(status, &out)
+        Ok((status, out))
+    }
+
+    /// Fail with the program's name, status and last lines unless `status`
+    /// is success.
+    pub fn check_status(&self, status: ExitStatus, output: &[u8]) -> Result<()> {
+        self.check(status, output)
     }
 
     /// Run and capture stdout; stderr is kept for the error message (and
@@ -186,7 +222,7 @@ impl Cmd {
         self.command().output().map_err(|e| self.spawn_error(e))
     }
 
-    fn check(&self, status: std::process::ExitStatus, output: &[u8]) -> Result<()> {
+    fn check(&self, status: ExitStatus, output: &[u8]) -> Result<()> {
         if status.success() {
             return Ok(());
         }

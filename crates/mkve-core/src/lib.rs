@@ -11,6 +11,7 @@ pub mod hooks;
 pub mod lock;
 pub mod pack;
 pub mod paths;
+pub mod root;
 pub mod sign;
 pub mod template;
 
