@@ -45,7 +45,10 @@ pub fn progress(msg: impl AsRef<str>) {
     use std::io::IsTerminal;
     if verbose() || (!QUIET.load(Ordering::Relaxed) && std::io::stderr().is_terminal()) {
         let prog = std::env::args().next().unwrap_or_default();
-        let prog = Path::new(&prog).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let prog = Path::new(&prog)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let _ = writeln!(std::io::stderr(), "{prog}: {}", msg.as_ref());
     }
 }

@@ -121,3 +121,176 @@ impl Drop for Chroot {
         }
     }
 }
+
+/// What mkve-cache does to a root, in the order given on its command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Copy a host file or directory to a path inside the root.
+    Copy { src: PathBuf, dest: PathBuf },
+    /// Run a host executable inside the root.
+    Hook(PathBuf),
+    /// Run a shell command inside the root.
+    Command(String),
+}
+
+/// Run `steps` in `root`, in order; `env` is added to hooks' environment.
+pub fn run_steps(root: &Path, steps: &[Step], env: &[(&str, &str)]) -> Result<()> {
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let chroot = Chroot::new(root, env, None)?;
+    for step in steps {
+        match step {
+            Step::Copy { src, dest } => copy_in(root, src, dest)?,
+            Step::Command(c) => chroot.run_command(c)?,
+            Step::Hook(path) => {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                chroot.run_hooks(&[Hook {
+                    name,
+                    path: path.clone(),
+                }])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copy `src` from the host to `dest` inside `root`, as `cp -a SRC DEST`
+/// would inside a chroot: into `dest` when it is a directory. Symbolic
+/// links in the root are followed as the root sees them, never to the host.
+pub fn copy_in(root: &Path, src: &Path, dest: &Path) -> Result<()> {
+    if !dest.is_absolute() {
+        return Err(Error::Usage(format!(
+            "--copy {}:{}: the destination must be an absolute path",
+            src.display(),
+            dest.display()
+        )));
+    }
+    std::fs::symlink_metadata(src).at(src)?;
+    let mut target = resolve_in_root(root, dest)?;
+    if target.is_dir() {
+        let base = src
+            .file_name()
+            .ok_or_else(|| Error::Usage(format!("{}: no file name to copy", src.display())))?;
+        let inside = dest.join(base);
+        target = resolve_in_root(root, &inside)?;
+    }
+    note(format!("copying {} to {}", src.display(), dest.display()));
+    Cmd::new("cp")
+        .args(["-a", "--no-target-directory", "--remove-destination", "--"])
+        .arg(src)
+        .arg(&target)
+        .what(format!("copy of {}", src.display()))
+        .run()
+}
+
+/// The host path of `path` (absolute, as seen inside `root`), following
+/// the root's symbolic links the way the kernel would after chroot: an
+/// absolute target starts again at the root, and `..` stops at the root.
+/// Components that do not exist yet are kept as they are.
+pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf> {
+    use std::path::Component;
+    let mut todo: Vec<std::ffi::OsString> = path
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_owned()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut done: Vec<std::ffi::OsString> = Vec::new();
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            done.pop();
+            continue;
+        }
+        let here: PathBuf = root.join(done.iter().collect::<PathBuf>()).join(&c);
+        match std::fs::symlink_metadata(&here) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > 40 {
+                    return Err(Error::Io {
+                        path: here,
+                        source: std::io::Error::other("too many levels of symbolic links"),
+                    });
+                }
+                let target = std::fs::read_link(&here).at(&here)?;
+                if target.is_absolute() {
+                    done.clear();
+                }
+                for t in target.components().rev() {
+                    match t {
+                        Component::Normal(n) => todo.push(n.to_owned()),
+                        Component::ParentDir => todo.push("..".into()),
+                        _ => {}
+                    }
+                }
+            }
+            _ => done.push(c),
+        }
+    }
+    Ok(root.join(done.iter().collect::<PathBuf>()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn paths_resolve_inside_the_root_only() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("usr/lib")).unwrap();
+        symlink("usr/lib", r.join("lib")).unwrap();
+        symlink("/etc", r.join("usr/lib/host-etc")).unwrap();
+        symlink("../../../../..", r.join("usr/lib/up")).unwrap();
+        assert_eq!(
+            resolve_in_root(r, Path::new("/lib/x")).unwrap(),
+            r.join("usr/lib/x")
+        );
+        assert_eq!(
+            resolve_in_root(r, Path::new("/lib/host-etc/passwd")).unwrap(),
+            r.join("etc/passwd")
+        );
+        assert_eq!(
+            resolve_in_root(r, Path::new("/lib/up/tmp")).unwrap(),
+            r.join("tmp")
+        );
+        assert_eq!(
+            resolve_in_root(r, Path::new("/../../x")).unwrap(),
+            r.join("x")
+        );
+        symlink("loop", r.join("loop")).unwrap();
+        assert!(resolve_in_root(r, Path::new("/loop/x")).is_err());
+    }
+
+    #[test]
+    fn copy_in_lands_inside_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path().join("root");
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        symlink("/etc", r.join("conf")).unwrap();
+        let src = d.path().join("motd");
+        std::fs::write(&src, "hello\n").unwrap();
+        copy_in(&r, &src, Path::new("/conf")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(r.join("etc/motd")).unwrap(),
+            "hello\n"
+        );
+        copy_in(&r, &src, Path::new("/etc/issue")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(r.join("etc/issue")).unwrap(),
+            "hello\n"
+        );
+        assert!(
+            copy_in(&r, &src, Path::new("etc/x")).is_err(),
+            "a relative destination is refused"
+        );
+    }
+}

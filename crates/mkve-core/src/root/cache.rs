@@ -43,18 +43,32 @@ pub fn layer(backend: &dyn Backend, spec: &RootSpec, policy: CachePolicy) -> Res
     let resolved = backend.resolve(spec)?;
     let unknown = backend.unknown_packages(&resolved);
     if !unknown.is_empty() {
-        return Err(Error::UnknownPackages { suite: resolved.suite.clone(), names: unknown });
+        return Err(Error::UnknownPackages {
+            suite: resolved.suite.clone(),
+            names: unknown,
+        });
     }
     let cache = paths::cachedir();
-    let debs = cache.join("debs").join(format!("{}-{}-{}", resolved.backend, resolved.suite, resolved.arch));
+    let debs = cache.join("debs").join(format!(
+        "{}-{}-{}",
+        resolved.backend, resolved.suite, resolved.arch
+    ));
     let layers = cache.join("layers");
     std::fs::create_dir_all(&layers).map_err(|e| Error::create(&layers, e))?;
 
     if policy == CachePolicy::Skip {
-        let tmp = tempfile::Builder::new().prefix(".build.").tempdir_in(&layers).map_err(|e| Error::create(&layers, e))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".build.")
+            .tempdir_in(&layers)
+            .map_err(|e| Error::create(&layers, e))?;
         let root = tmp.path().join("root");
         backend.build(&resolved, &root, &debs)?;
-        return Ok(Layer { root, resolved, hit: false, _hold: Hold::Temp(tmp) });
+        return Ok(Layer {
+            root,
+            resolved,
+            hit: false,
+            _hold: Hold::Temp(tmp),
+        });
     }
 
     let key = resolved.key();
@@ -64,7 +78,12 @@ pub fn layer(backend: &dyn Backend, spec: &RootSpec, policy: CachePolicy) -> Res
         let shared = Lock::acquire(&lock_name, Mode::Shared)?;
         if dir.join("root").is_dir() {
             progress(format!("using the cached package layer {}", &key[..12]));
-            return Ok(Layer { root: dir.join("root"), resolved, hit: true, _hold: Hold::Shared(shared) });
+            return Ok(Layer {
+                root: dir.join("root"),
+                resolved,
+                hit: true,
+                _hold: Hold::Shared(shared),
+            });
         }
     }
     let exclusive = Lock::acquire(&lock_name, Mode::Exclusive)?;
@@ -72,22 +91,44 @@ pub fn layer(backend: &dyn Backend, spec: &RootSpec, policy: CachePolicy) -> Res
         // Built by another process while this one waited.
         drop(exclusive);
         let shared = Lock::acquire(&lock_name, Mode::Shared)?;
-        return Ok(Layer { root: dir.join("root"), resolved, hit: true, _hold: Hold::Shared(shared) });
+        return Ok(Layer {
+            root: dir.join("root"),
+            resolved,
+            hit: true,
+            _hold: Hold::Shared(shared),
+        });
     }
     build_into(backend, &resolved, &layers, &dir, &debs)?;
     drop(exclusive);
     let shared = Lock::acquire(&lock_name, Mode::Shared)?;
-    Ok(Layer { root: dir.join("root"), resolved, hit: false, _hold: Hold::Shared(shared) })
+    Ok(Layer {
+        root: dir.join("root"),
+        resolved,
+        hit: false,
+        _hold: Hold::Shared(shared),
+    })
 }
 
 /// Build beside `dir` and rename into place; the caller holds the lock.
-fn build_into(backend: &dyn Backend, r: &Resolved, layers: &Path, dir: &Path, debs: &Path) -> Result<()> {
-    let tmp = tempfile::Builder::new().prefix(".build.").tempdir_in(layers).map_err(|e| Error::create(layers, e))?;
+fn build_into(
+    backend: &dyn Backend,
+    r: &Resolved,
+    layers: &Path,
+    dir: &Path,
+    debs: &Path,
+) -> Result<()> {
+    let tmp = tempfile::Builder::new()
+        .prefix(".build.")
+        .tempdir_in(layers)
+        .map_err(|e| Error::create(layers, e))?;
     backend.build(r, &tmp.path().join("root"), debs)?;
     let spec = serde_json::to_vec_pretty(r).expect("Resolved serialises");
     std::fs::write(tmp.path().join("spec.json"), spec).map_err(|e| Error::create(tmp.path(), e))?;
     if dir.exists() {
-        let old = tempfile::Builder::new().prefix(".old.").tempdir_in(layers).map_err(|e| Error::create(layers, e))?;
+        let old = tempfile::Builder::new()
+            .prefix(".old.")
+            .tempdir_in(layers)
+            .map_err(|e| Error::create(layers, e))?;
         std::fs::rename(dir, old.path().join("layer")).at(dir)?;
         // `old` is removed when dropped, below.
         std::fs::rename(tmp.keep(), dir).at(dir)?;
@@ -123,7 +164,11 @@ mod tests {
             })
         }
         fn unknown_packages(&self, r: &Resolved) -> Vec<String> {
-            r.packages.iter().filter(|p| p.starts_with("no-")).cloned().collect()
+            r.packages
+                .iter()
+                .filter(|p| p.starts_with("no-"))
+                .cloned()
+                .collect()
         }
         fn build(&self, r: &Resolved, target: &Path, _debs: &Path) -> Result<()> {
             self.builds.set(self.builds.get() + 1);
@@ -140,19 +185,31 @@ mod tests {
         // test is the only one in the crate that sets them.
         std::env::set_var("MKVE_CACHEDIR", d.path().join("cache"));
         std::env::set_var("MKVE_LOCKDIR", d.path().join("lock"));
-        let fake = Fake { builds: Cell::new(0) };
-        let spec = |p: &[&str]| RootSpec { packages: p.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+        let fake = Fake {
+            builds: Cell::new(0),
+        };
+        let spec = |p: &[&str]| RootSpec {
+            packages: p.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
 
         let a = layer(&fake, &spec(&["b", "a"]), CachePolicy::Use).unwrap();
         assert!(!a.hit);
-        assert_eq!(std::fs::read_to_string(a.root.join("packages")).unwrap(), "a\nb");
+        assert_eq!(
+            std::fs::read_to_string(a.root.join("packages")).unwrap(),
+            "a\nb"
+        );
         drop(a);
         let again = layer(&fake, &spec(&["a", "b", "a"]), CachePolicy::Use).unwrap();
         assert!(again.hit, "the same set in another order is the same layer");
         assert_eq!(fake.builds.get(), 1);
         drop(again);
         assert!(!layer(&fake, &spec(&["a"]), CachePolicy::Use).unwrap().hit);
-        assert!(!layer(&fake, &spec(&["a", "b"]), CachePolicy::Refresh).unwrap().hit);
+        assert!(
+            !layer(&fake, &spec(&["a", "b"]), CachePolicy::Refresh)
+                .unwrap()
+                .hit
+        );
         assert_eq!(fake.builds.get(), 3);
         let tmp = layer(&fake, &spec(&["a", "b"]), CachePolicy::Skip).unwrap();
         let tmp_root = tmp.root.clone();
@@ -164,7 +221,9 @@ mod tests {
             .filter(|n| n.starts_with('.'))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
-        let err = layer(&fake, &spec(&["a", "no-such"]), CachePolicy::Use).err().unwrap();
+        let err = layer(&fake, &spec(&["a", "no-such"]), CachePolicy::Use)
+            .err()
+            .unwrap();
         assert_eq!(err.to_string(), "package \"no-such\" not available in s");
         assert_eq!(err.exit_code(), 65);
     }

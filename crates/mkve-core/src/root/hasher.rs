@@ -19,7 +19,9 @@ pub struct Hasher {
 
 impl Hasher {
     fn workdir(&self) -> PathBuf {
-        self.workdir.clone().unwrap_or_else(|| crate::paths::cachedir().join("hasher"))
+        self.workdir
+            .clone()
+            .unwrap_or_else(|| crate::paths::cachedir().join("hasher"))
     }
 
     /// The programs run to make the root, in order.
@@ -69,7 +71,10 @@ impl Backend for Hasher {
     /// persists between builds, so `_debs` is not used.
     fn build(&self, r: &Resolved, target: &Path, _debs: &Path) -> Result<()> {
         if nix::unistd::geteuid().is_root() {
-            return Err(Error::Unavailable { what: "hasher".into(), why: "hasher refuses to run as root".into() });
+            return Err(Error::Unavailable {
+                what: "hasher".into(),
+                why: "hasher refuses to run as root".into(),
+            });
         }
         let workdir = self.workdir();
         std::fs::create_dir_all(&workdir).map_err(|e| Error::create(&workdir, e))?;
@@ -77,10 +82,14 @@ impl Backend for Hasher {
             None
         } else {
             let sources = workdir.join("sources.list");
-            std::fs::write(&sources, r.mirrors.join("\n") + "\n").map_err(|e| Error::create(&sources, e))?;
+            std::fs::write(&sources, r.mirrors.join("\n") + "\n")
+                .map_err(|e| Error::create(&sources, e))?;
             let conf = workdir.join("apt.conf");
             // SourceParts: only these sources, none of the host's sources.list.d.
-            let text = format!("Dir::Etc::SourceList \"{}\";\nDir::Etc::SourceParts \"/var/empty\";\n", sources.display());
+            let text = format!(
+                "Dir::Etc::SourceList \"{}\";\nDir::Etc::SourceParts \"/var/empty\";\n",
+                sources.display()
+            );
             std::fs::write(&conf, text).map_err(|e| Error::create(&conf, e))?;
             Some(conf)
         };
@@ -110,7 +119,13 @@ mod tests {
         let c = Hasher::commands(&r, Path::new("/w"), Some(Path::new("/w/apt.conf")));
         assert_eq!(
             c[0],
-            ["hsh", "--initroot-only", "--target=x86_64", "--apt-config=/w/apt.conf", "/w"]
+            [
+                "hsh",
+                "--initroot-only",
+                "--target=x86_64",
+                "--apt-config=/w/apt.conf",
+                "/w"
+            ]
         );
         assert_eq!(c[1], ["hsh-install", "/w", "chrony", "vsftpd"]);
     }

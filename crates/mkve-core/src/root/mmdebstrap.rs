@@ -23,10 +23,17 @@ impl Backend for Mmdebstrap {
         let suite = match &spec.suite {
             Some(s) => s.clone(),
             None => host_codename().ok_or_else(|| {
-                Error::Usage("cannot tell this host's Debian release from /etc/os-release: give --suite".into())
+                Error::Usage(
+                    "cannot tell this host's Debian release from /etc/os-release: give --suite"
+                        .into(),
+                )
             })?,
         };
-        let mirrors = if spec.mirrors.is_empty() { host_sources(&suite) } else { spec.mirrors.clone() };
+        let mirrors = if spec.mirrors.is_empty() {
+            host_sources(&suite)
+        } else {
+            spec.mirrors.clone()
+        };
         let arch = match &spec.arch {
             Some(a) => a.clone(),
             None => {
@@ -39,7 +46,10 @@ impl Backend for Mmdebstrap {
             suite,
             mirrors,
             arch,
-            variant: spec.variant.clone().unwrap_or_else(|| DEFAULT_VARIANT.into()),
+            variant: spec
+                .variant
+                .clone()
+                .unwrap_or_else(|| DEFAULT_VARIANT.into()),
             packages: super::package_set(spec.packages.iter().cloned()),
         })
     }
@@ -48,7 +58,8 @@ impl Backend for Mmdebstrap {
         // The host's apt lists answer at once, but only for the host's own
         // release and sources, and only when they have been fetched.
         let host_arch = Cmd::new("dpkg").arg("--print-architecture").output().ok();
-        let same_arch = host_arch.is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() == r.arch);
+        let same_arch =
+            host_arch.is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() == r.arch);
         if r.packages.is_empty()
             || !same_arch
             || host_codename().as_deref() != Some(r.suite.as_str())
@@ -57,10 +68,16 @@ impl Backend for Mmdebstrap {
             return vec![];
         }
         let names: Vec<&str> = r.packages.iter().map(|p| bare_name(p)).collect();
-        let Ok(out) = Cmd::new("apt-cache").arg("policy").arg("base-files").args(&names).capture_all() else {
+        let Ok(out) = Cmd::new("apt-cache")
+            .arg("policy")
+            .arg("base-files")
+            .args(&names)
+            .capture_all()
+        else {
             return vec![];
         };
-        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
         let missing = unknown_in_policy(&text, &names);
         if missing.iter().any(|m| m == "base-files") {
             return vec![]; // no lists fetched: nothing can be told
@@ -70,10 +87,18 @@ impl Backend for Mmdebstrap {
 
     fn build(&self, r: &Resolved, target: &Path, debs: &Path) -> Result<()> {
         std::fs::create_dir_all(debs).map_err(|e| Error::create(debs, e))?;
-        let files = tempfile::Builder::new().prefix("mkve-sources.").tempdir().map_err(|e| Error::create("/tmp", e))?;
+        let files = tempfile::Builder::new()
+            .prefix("mkve-sources.")
+            .tempdir()
+            .map_err(|e| Error::create("/tmp", e))?;
         let args = build_args(r, target, debs, files.path())?;
         let cmd = Cmd::new("mmdebstrap").args(&args).what("mmdebstrap");
-        progress(format!("building a {} root for {} with {} packages", r.suite, r.arch, r.packages.len()));
+        progress(format!(
+            "building a {} root for {} with {} packages",
+            r.suite,
+            r.arch,
+            r.packages.len()
+        ));
         let (status, out) = cmd.run_lines(|line| {
             if let Some(phase) = phase_of(line) {
                 progress(phase);
@@ -83,7 +108,10 @@ impl Backend for Mmdebstrap {
             let text = String::from_utf8_lossy(&out);
             let missing = unknown_in_apt_errors(&text);
             if !missing.is_empty() {
-                return Err(Error::UnknownPackages { suite: r.suite.clone(), names: missing });
+                return Err(Error::UnknownPackages {
+                    suite: r.suite.clone(),
+                    names: missing,
+                });
             }
             cmd.check_status(status, &out)?;
         }
@@ -93,7 +121,9 @@ impl Backend for Mmdebstrap {
 
 /// The command line; apt source texts become files in `files`.
 fn build_args(r: &Resolved, target: &Path, debs: &Path, files: &Path) -> Result<Vec<String>> {
-    let debs = debs.to_str().ok_or_else(|| Error::Usage(format!("{}: path is not UTF-8", debs.display())))?;
+    let debs = debs
+        .to_str()
+        .ok_or_else(|| Error::Usage(format!("{}: path is not UTF-8", debs.display())))?;
     let quoted = shell_words::quote(debs);
     let mut a = vec![
         format!("--variant={}", r.variant),
@@ -111,7 +141,11 @@ fn build_args(r: &Resolved, target: &Path, debs: &Path, files: &Path) -> Result<
     for (i, m) in r.mirrors.iter().enumerate() {
         if m.contains('\n') {
             // The text of an apt sources file (one-line or deb822 style).
-            let ext = if m.contains("URIs:") { "sources" } else { "list" };
+            let ext = if m.contains("URIs:") {
+                "sources"
+            } else {
+                "list"
+            };
             let f = files.join(format!("{i}.{ext}"));
             std::fs::write(&f, m).map_err(|e| Error::create(&f, e))?;
             a.push(f.to_string_lossy().into_owned());
@@ -127,25 +161,27 @@ fn bare_name(p: &str) -> &str {
     p.split(['=', ':', '/']).next().unwrap_or(p)
 }
 
-/// Names that `apt-cache policy` cannot locate or has no candidate for.
+/// Names that `apt-cache policy` knows nothing of (it prints no stanza
+/// for them) or has no candidate for.
 fn unknown_in_policy(text: &str, asked: &[&str]) -> Vec<String> {
-    let mut missing: Vec<String> = Vec::new();
-    for line in text.lines() {
-        if let Some(rest) = line.split("Unable to locate package ").nth(1) {
-            missing.push(rest.trim().to_string());
-        }
-    }
+    let mut candidate: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
     let mut current: Option<&str> = None;
     for line in text.lines() {
         if !line.starts_with(' ') && line.ends_with(':') {
-            current = Some(line.trim_end_matches(':'));
+            let name = line.trim_end_matches(':');
+            candidate.insert(name, true);
+            current = Some(name);
         } else if line.trim() == "Candidate: (none)" {
             if let Some(c) = current {
-                missing.push(c.to_string());
+                candidate.insert(c, false);
             }
         }
     }
-    let mut out: Vec<String> = asked.iter().filter(|a| missing.iter().any(|m| m == *a)).map(|a| a.to_string()).collect();
+    let mut out: Vec<String> = asked
+        .iter()
+        .filter(|a| candidate.get(*a) != Some(&true))
+        .map(|a| a.to_string())
+        .collect();
     out.dedup();
     out
 }
@@ -156,7 +192,11 @@ fn unknown_in_apt_errors(text: &str) -> Vec<String> {
     for line in text.lines() {
         let name = if let Some(r) = line.split("Unable to locate package ").nth(1) {
             Some(r.trim())
-        } else if let Some(r) = line.split("Package '").nth(1).filter(|r| r.contains("' has no installation candidate")) {
+        } else if let Some(r) = line
+            .split("Package '")
+            .nth(1)
+            .filter(|r| r.contains("' has no installation candidate"))
+        {
             r.split('\'').next()
         } else {
             None
@@ -177,16 +217,24 @@ fn phase_of(line: &str) -> Option<String> {
         ("running apt-get update", "resolving (apt-get update)"),
         ("downloading packages", "downloading"),
         ("extracting archives", "extracting"),
-        ("installing essential packages", "installing the essential set"),
+        (
+            "installing essential packages",
+            "installing the essential set",
+        ),
         ("installing remaining packages", "installing"),
         ("cleaning package lists", "cleaning up"),
     ];
-    phases.iter().find(|(k, _)| msg.starts_with(k)).map(|(_, p)| p.to_string())
+    phases
+        .iter()
+        .find(|(k, _)| msg.starts_with(k))
+        .map(|(_, p)| p.to_string())
 }
 
 fn host_codename() -> Option<String> {
     let text = std::fs::read_to_string("/etc/os-release").ok()?;
-    text.lines().find_map(|l| l.strip_prefix("VERSION_CODENAME=")).map(|v| v.trim_matches('"').to_string())
+    text.lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+        .map(|v| v.trim_matches('"').to_string())
 }
 
 /// The texts of the host's apt source files that name `suite`, in a fixed
@@ -207,7 +255,10 @@ fn host_sources(suite: &str) -> Vec<String> {
         .filter(|t| {
             t.lines()
                 .filter(|l| !l.trim_start().starts_with('#'))
-                .any(|l| l.split_whitespace().any(|w| w == suite || w.starts_with(&format!("{suite}-"))))
+                .any(|l| {
+                    l.split_whitespace()
+                        .any(|w| w == suite || w.starts_with(&format!("{suite}-")))
+                })
         })
         .collect()
 }
@@ -221,19 +272,37 @@ mod tests {
         let r = Resolved {
             backend: "mmdebstrap".into(),
             suite: "bookworm".into(),
-            mirrors: vec!["http://deb.debian.org/debian".into(), "Types: deb\nURIs: http://x/\nSuites: bookworm\n".into()],
+            mirrors: vec![
+                "http://deb.debian.org/debian".into(),
+                "Types: deb\nURIs: http://x/\nSuites: bookworm\n".into(),
+            ],
             arch: "amd64".into(),
             variant: "minbase".into(),
             packages: vec!["chrony".into(), "linux-image-amd64".into()],
         };
         let files = tempfile::tempdir().unwrap();
-        let a = build_args(&r, Path::new("/c/root"), Path::new("/c/debs dir"), files.path()).unwrap();
+        let a = build_args(
+            &r,
+            Path::new("/c/root"),
+            Path::new("/c/debs dir"),
+            files.path(),
+        )
+        .unwrap();
         assert_eq!(a[0], "--variant=minbase");
         assert_eq!(a[1], "--architectures=amd64");
-        assert_eq!(a[4], "--setup-hook=sync-in '/c/debs dir' /var/cache/apt/archives/");
-        assert_eq!(a[5], "--customize-hook=sync-out /var/cache/apt/archives '/c/debs dir'");
+        assert_eq!(
+            a[4],
+            "--setup-hook=sync-in '/c/debs dir' /var/cache/apt/archives/"
+        );
+        assert_eq!(
+            a[5],
+            "--customize-hook=sync-out /var/cache/apt/archives '/c/debs dir'"
+        );
         assert_eq!(a[6], "--include=chrony,linux-image-amd64");
-        assert_eq!(&a[7..10], ["bookworm", "/c/root", "http://deb.debian.org/debian"]);
+        assert_eq!(
+            &a[7..10],
+            ["bookworm", "/c/root", "http://deb.debian.org/debian"]
+        );
         assert!(a[10].ends_with("1.sources"));
         assert_eq!(std::fs::read_to_string(&a[10]).unwrap(), r.mirrors[1]);
     }
@@ -243,17 +312,25 @@ mod tests {
         let text = "I: running apt-get update...\nE: Unable to locate package asterisk\n\
                     E: Package 'libfoo' has no installation candidate\nE: Unable to locate package asterisk\n";
         assert_eq!(unknown_in_apt_errors(text), ["asterisk", "libfoo"]);
-        let policy = "base-files:\n  Installed: 12.4\n  Candidate: 12.4\nvirtual-pkg:\n  Installed: (none)\n  Candidate: (none)\n\
-                      N: Unable to locate package asterisk\n";
-        assert_eq!(unknown_in_policy(policy, &["base-files", "virtual-pkg", "asterisk"]), ["virtual-pkg", "asterisk"]);
+        let policy = "base-files:\n  Installed: 12.4\n  Candidate: 12.4\nvirtual-pkg:\n  Installed: (none)\n  Candidate: (none)\n";
+        assert_eq!(
+            unknown_in_policy(policy, &["base-files", "virtual-pkg", "asterisk"]),
+            ["virtual-pkg", "asterisk"]
+        );
         assert_eq!(bare_name("libc6:amd64"), "libc6");
         assert_eq!(bare_name("apt=2.6.1"), "apt");
     }
 
     #[test]
     fn phases_come_from_mmdebstrap_lines() {
-        assert_eq!(phase_of("I: downloading packages with apt...").as_deref(), Some("downloading"));
-        assert_eq!(phase_of("I: installing remaining packages inside the chroot...").as_deref(), Some("installing"));
+        assert_eq!(
+            phase_of("I: downloading packages with apt...").as_deref(),
+            Some("downloading")
+        );
+        assert_eq!(
+            phase_of("I: installing remaining packages inside the chroot...").as_deref(),
+            Some("installing")
+        );
         assert_eq!(phase_of("Get:1 http://x"), None);
     }
 }

@@ -8,6 +8,7 @@
 
 mod cache;
 mod hasher;
+pub mod job;
 mod mmdebstrap;
 
 use std::path::Path;
@@ -51,7 +52,10 @@ impl Resolved {
     pub fn key(&self) -> String {
         use sha2::Digest;
         let json = serde_json::to_vec(self).expect("Resolved serialises");
-        sha2::Sha256::digest(json).iter().map(|b| format!("{b:02x}")).collect()
+        sha2::Sha256::digest(json)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 
@@ -73,12 +77,15 @@ pub fn backend(name: Option<&str>) -> Result<Box<dyn Backend>> {
     match name {
         Some("mmdebstrap") => Ok(Box::new(Mmdebstrap)),
         Some("hasher") => Ok(Box::new(Hasher::default())),
-        Some(other) => Err(Error::Usage(format!("unknown backend \"{other}\" (known: mmdebstrap, hasher)"))),
+        Some(other) => Err(Error::Usage(format!(
+            "unknown backend \"{other}\" (known: mmdebstrap, hasher)"
+        ))),
         None if Path::new("/etc/debian_version").exists() => Ok(Box::new(Mmdebstrap)),
         None if Path::new("/etc/altlinux-release").exists() => Ok(Box::new(Hasher::default())),
         None => Err(Error::Unavailable {
             what: "build root".into(),
-            why: "neither Debian (mmdebstrap) nor ALT (hasher) here: choose one with --backend".into(),
+            why: "neither Debian (mmdebstrap) nor ALT (hasher) here: choose one with --backend"
+                .into(),
         }),
     }
 }

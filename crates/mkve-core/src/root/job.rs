@@ -1,0 +1,140 @@
+//! What mkve-cache(1) does, end to end: get an installed root (from the
+//! layer cache or freshly built), apply the user's steps to a copy of it,
+//! and leave it as a directory or pack it. Nothing half-made is left: a
+//! directory appears by rename, an archive through `files::Output`.
+
+use std::path::{Path, PathBuf};
+
+use super::{backend, layer, CachePolicy, RootSpec};
+use crate::error::{Error, IoContext, Result};
+use crate::exec::{progress, Cmd};
+use crate::files::Output;
+use crate::hooks::{run_steps, Step};
+use crate::pack::{self, Compression, PackOptions};
+
+pub enum Target {
+    /// An archive (`-` is stdout).
+    Archive {
+        path: PathBuf,
+        compression: Compression,
+    },
+    /// A new directory.
+    Dir(PathBuf),
+}
+
+pub struct Job {
+    pub backend: Option<String>,
+    pub spec: RootSpec,
+    pub policy: CachePolicy,
+    pub steps: Vec<Step>,
+    pub target: Target,
+}
+
+/// Build the root, apply the steps, write the target.
+pub fn run(job: &Job) -> Result<()> {
+    let backend = backend(job.backend.as_deref())?;
+    let layer = layer(backend.as_ref(), &job.spec, job.policy)?;
+    match &job.target {
+        Target::Dir(dest) => {
+            let tmp = sibling_tmp(dest)?;
+            let root = tmp.path().join("root");
+            copy_root(&layer.root, &root)?;
+            run_steps(&root, &job.steps, &[])?;
+            std::fs::rename(&root, dest).map_err(|e| Error::create(dest, e))?;
+            Ok(())
+        }
+        Target::Archive { path, compression } if job.steps.is_empty() => {
+            pack_to(&layer.root, path, *compression)
+        }
+        Target::Archive { path, compression } => {
+            let work = work_dir()?;
+            let root = work.path().join("root");
+            copy_root(&layer.root, &root)?;
+            run_steps(&root, &job.steps, &[])?;
+            pack_to(&root, path, *compression)
+        }
+    }
+}
+
+/// Pack an existing root (`--tarify-only`). A hasher work directory (one
+/// with `chroot/` in it) means its chroot.
+pub fn tarify(root: &Path, out: &Path, compression: Compression) -> Result<()> {
+    let meta = std::fs::metadata(root).at(root)?;
+    if !meta.is_dir() {
+        return Err(Error::Usage(format!("{}: not a directory", root.display())));
+    }
+    let hasher_chroot = root.join("chroot");
+    let root = if hasher_chroot.is_dir() && !root.join("etc").exists() {
+        hasher_chroot
+    } else {
+        root.to_path_buf()
+    };
+    pack_to(&root, out, compression)
+}
+
+/// Where an archive goes by default: `$TMPDIR/output.tar[.gz|.zst]`.
+pub fn default_output(compression: Compression) -> PathBuf {
+    let name = match compression {
+        Compression::None => "output.tar",
+        Compression::Gzip => "output.tar.gz",
+        Compression::Zstd => "output.tar.zst",
+    };
+    std::env::temp_dir().join(name)
+}
+
+fn pack_to(root: &Path, out: &Path, compression: Compression) -> Result<()> {
+    progress(format!("packing {}", root.display()));
+    let start = std::time::Instant::now();
+    let mut output = Output::create(out)?;
+    let (_, stats) =
+        pack::pack_dir_compressed(root, &mut output, compression, &PackOptions::from_env())?;
+    output.commit()?;
+    let secs = start.elapsed().as_secs_f64().max(0.001);
+    progress(format!(
+        "packed {} MB in {secs:.1} s ({:.0} MB/s)",
+        stats.bytes >> 20,
+        stats.bytes as f64 / 1e6 / secs
+    ));
+    Ok(())
+}
+
+/// Copy a root with everything kept (owners, modes, links, xattrs, device
+/// nodes); a reflink copy where the file system can.
+pub fn copy_root(src: &Path, dest: &Path) -> Result<()> {
+    progress("copying the package layer");
+    Cmd::new("cp")
+        .args(["-a", "--reflink=auto", "--no-target-directory", "--"])
+        .arg(src)
+        .arg(dest)
+        .run()
+}
+
+/// A scratch directory for a root on the cache's file system (roots are
+/// large; `/tmp` is often a small tmpfs).
+pub fn work_dir() -> Result<tempfile::TempDir> {
+    let base = crate::paths::cachedir().join("work");
+    std::fs::create_dir_all(&base).map_err(|e| Error::create(&base, e))?;
+    tempfile::Builder::new()
+        .prefix("root.")
+        .tempdir_in(&base)
+        .map_err(|e| Error::create(&base, e))
+}
+
+/// A temporary directory beside `dest`, which must not exist.
+fn sibling_tmp(dest: &Path) -> Result<tempfile::TempDir> {
+    if std::fs::symlink_metadata(dest).is_ok() {
+        return Err(Error::create(dest, std::io::Error::other("already exists")));
+    }
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let base = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    tempfile::Builder::new()
+        .prefix(&format!(".{base}."))
+        .tempdir_in(parent)
+        .map_err(|e| Error::create(dest, e))
+}
