@@ -2,13 +2,14 @@
 //! inspect, verify and unpack a bundle.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
 use mkve_core::bundle::{self, Check, MakeOptions, ReadOptions, RootSource, Signing};
 use mkve_core::config::{Config, BUNDLE_VARIABLES};
 use mkve_core::files::{self, Output};
+use mkve_core::root::{CachePolicy, RootSpec};
 use mkve_core::template::{Hypervisor, Template};
 use mkve_core::{exec, paths, Error, Result};
 
@@ -31,8 +32,36 @@ struct Cli {
     #[arg(long, value_name = "DIR")]
     hooks: Option<PathBuf>,
     /// Use this root (directory, tar, tar.gz, tar.zst, or - for a tar on stdin)
+    /// instead of building one from the template's packages
     #[arg(long, value_name = "PATH")]
     rootfs: Option<PathBuf>,
+    /// Build a bundle for every hypervisor the template lists, as DIR/NAME-HV.bun
+    #[arg(long, requires = "output_dir", conflicts_with_all = ["hypervisor", "output"])]
+    all_hypervisors: bool,
+    /// Directory for --all-hypervisors
+    #[arg(long, value_name = "DIR")]
+    output_dir: Option<PathBuf>,
+    /// Release to install [default: the host's]
+    #[arg(long, help_heading = "Building roots")]
+    suite: Option<String>,
+    /// Mirror URI, apt sources line or file (repeatable) [default: the host's apt sources]
+    #[arg(long, value_name = "MIRROR", help_heading = "Building roots")]
+    mirror: Vec<String>,
+    /// Architecture [default: the host's]
+    #[arg(long, help_heading = "Building roots")]
+    arch: Option<String>,
+    /// mmdebstrap variant [default: minbase]
+    #[arg(long, help_heading = "Building roots")]
+    variant: Option<String>,
+    /// Backend: mmdebstrap or hasher [default: by the host's distribution]
+    #[arg(long, help_heading = "Building roots")]
+    backend: Option<String>,
+    /// Do not use or fill the package-layer cache
+    #[arg(long, conflicts_with = "refresh", help_heading = "Building roots")]
+    no_cache: bool,
+    /// Build the package layer again and replace the cached one
+    #[arg(long, help_heading = "Building roots")]
+    refresh: bool,
     /// Do not sign meta.json
     #[arg(long)]
     force_no_sign: bool,
@@ -69,6 +98,9 @@ struct Cli {
     /// Show the commands run and their output
     #[arg(short, long)]
     verbose: bool,
+    /// No progress lines
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 fn main() -> ExitCode {
@@ -101,6 +133,7 @@ fn run(mut cli: Cli) -> Result<()> {
     };
     merge(&mut cli, &cfg)?;
     exec::set_verbose(cli.verbose);
+    exec::set_quiet(cli.quiet);
 
     if let Some(b) = &cli.info {
         let report = read_bundle(&cli, b, Check::Meta, false, None)?;
@@ -141,6 +174,14 @@ fn run(mut cli: Cli) -> Result<()> {
         println!("{}: ok for {}", dir.display(), hvs.join(", "));
         return Ok(());
     }
+    if cli.all_hypervisors {
+        let dir = cli.output_dir.clone().expect("clap requires --output-dir");
+        for &h in &template.hypervisors {
+            let out = dir.join(format!("{}-{h}.bun", template.name));
+            build(&cli, &template, h, &out)?;
+        }
+        return Ok(());
+    }
     let hypervisor = match (cli.hypervisor, template.hypervisors.as_slice()) {
         (Some(h), _) => h,
         (None, [only]) => *only,
@@ -163,23 +204,42 @@ fn run(mut cli: Cli) -> Result<()> {
                 .into(),
         ));
     }
-    let root = cli.rootfs.as_deref().map(RootSource::from_arg).ok_or_else(|| Error::Unavailable {
-        what: format!("packages-lists/{hypervisor}"),
-        why: "building a root from packages needs mkve-cache, which this version does not have yet: give --rootfs".into(),
-    })?;
+    build(&cli, &template, hypervisor, &output)
+}
+
+/// Make one bundle; print its path unless it went to stdout.
+fn build(cli: &Cli, template: &Template, hypervisor: Hypervisor, output: &Path) -> Result<()> {
+    let root = match &cli.rootfs {
+        Some(r) => RootSource::from_arg(r),
+        None => RootSource::Packages {
+            backend: cli.backend.clone(),
+            spec: RootSpec {
+                suite: cli.suite.clone(),
+                mirrors: cli.mirror.clone(),
+                arch: cli.arch.clone(),
+                variant: cli.variant.clone(),
+                packages: vec![],
+            },
+            policy: match (cli.no_cache, cli.refresh) {
+                (true, _) => CachePolicy::Skip,
+                (_, true) => CachePolicy::Refresh,
+                _ => CachePolicy::Use,
+            },
+        },
+    };
     let signing = if cli.force_no_sign {
         Signing::Unsigned
     } else {
         Signing::Key(cli.sign_key.clone())
     };
     let opts = MakeOptions {
-        template: &template,
+        template,
         hypervisor,
         root,
         signing,
         gnupg_home: None,
     };
-    let mut out = Output::create(&output)?;
+    let mut out = Output::create(output)?;
     bundle::make(&opts, &mut out)?;
     out.commit()?;
     if output.as_os_str() != "-" {

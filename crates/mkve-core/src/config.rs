@@ -21,6 +21,13 @@ pub const BUNDLE_VARIABLES: &[&str] = &[
     "verbose",
     "sign_key",
     "keyring",
+    "all_hypervisors",
+    "output_dir",
+    "suite",
+    "arch",
+    "variant",
+    "backend",
+    "no_cache",
 ];
 
 const READER: &str = r#"source -- "$1" >&2 || exit

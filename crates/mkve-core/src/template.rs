@@ -77,6 +77,8 @@ pub struct Profile {
     pub hypervisor: Hypervisor,
     pub version: String,
     pub packages: Vec<String>,
+    /// The line of `packages-lists/<hv>` each package is on.
+    pub package_lines: Vec<usize>,
     pub hooks: Vec<Hook>,
     /// `conf/<hv>/`, when the template has it.
     pub conf: Option<PathBuf>,
@@ -223,6 +225,7 @@ fn load_profile(
 
     let pkg_file = dir.join("packages-lists").join(h.as_str());
     let mut packages = Vec::new();
+    let mut package_lines = Vec::new();
     match read_list(&pkg_file) {
         Err(p) => problems.push(p),
         Ok(None) => {
@@ -257,6 +260,7 @@ fn load_profile(
                     ));
                 } else {
                     packages.push(line);
+                    package_lines.push(n);
                 }
             }
         }
@@ -287,6 +291,7 @@ fn load_profile(
         hypervisor: h,
         version: version?,
         packages,
+        package_lines,
         hooks,
         conf,
         vps_config,
@@ -436,6 +441,67 @@ fn check_conf_tree(conf_dir: &Path, problems: &mut Vec<Problem>) {
                 "not a regular file or directory (conf/ holds files and directories only)",
             )),
         }
+    }
+}
+
+/// A package and the list file and line that asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    pub name: String,
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+impl Profile {
+    /// What a root for this profile installs: the template's packages, then
+    /// the hypervisor's own set (`$MKVE_DATADIR/hypervisors/<hv>/packages`).
+    pub fn wanted_packages(&self, template_dir: &Path) -> Result<Vec<Wanted>> {
+        let own = template_dir
+            .join("packages-lists")
+            .join(self.hypervisor.as_str());
+        let mut out: Vec<Wanted> = self
+            .packages
+            .iter()
+            .zip(&self.package_lines)
+            .map(|(p, l)| Wanted {
+                name: p.clone(),
+                file: own.clone(),
+                line: *l,
+            })
+            .collect();
+        let set = crate::paths::datadir()
+            .join("hypervisors")
+            .join(self.hypervisor.as_str())
+            .join("packages");
+        match read_list(&set) {
+            Err(p) => return Err(Error::InvalidTemplate(vec![p])),
+            Ok(None) => {
+                return Err(Error::Unavailable {
+                    what: set.display().to_string(),
+                    why: format!(
+                        "missing: the {} package set is not installed",
+                        self.hypervisor
+                    ),
+                })
+            }
+            Ok(Some(lines)) => {
+                for (n, name) in lines {
+                    if !is_package_name(&name) {
+                        return Err(Error::template(
+                            &set,
+                            Some(n),
+                            format!("\"{name}\" is not a package name"),
+                        ));
+                    }
+                    out.push(Wanted {
+                        name,
+                        file: set.clone(),
+                        line: n,
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

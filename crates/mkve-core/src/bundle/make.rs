@@ -11,11 +11,13 @@ use sha2::{Digest, Sha256};
 
 use super::meta::{dpkg_installed, rfc3339, Meta, Packages, TemplateRef, FORMAT};
 use super::{CONF, META, ROOTFS, SIGNATURE};
-use crate::error::{Error, IoContext, Result};
-use crate::exec::{note, Cmd};
+use crate::error::{Error, IoContext, Problem, Result};
+use crate::exec::{note, progress, Cmd};
 use crate::files;
 use crate::hooks::Chroot;
 use crate::pack::{self, Compression, PackOptions, UnpackOptions};
+use crate::root::job::{copy_root, work_dir};
+use crate::root::{self as roots, CachePolicy, RootSpec};
 use crate::template::{Hypervisor, Template};
 
 #[derive(Debug, Clone)]
@@ -24,6 +26,13 @@ pub enum RootSource {
     Dir(PathBuf),
     /// A tar, tar.gz or tar.zst file, or `-` for stdin.
     Archive(PathBuf),
+    /// Built from the template's packages and the hypervisor's set, through
+    /// the layer cache; `spec.packages` is filled in from the template.
+    Packages {
+        backend: Option<String>,
+        spec: RootSpec,
+        policy: CachePolicy,
+    },
 }
 
 impl RootSource {
@@ -56,12 +65,43 @@ pub struct MakeOptions<'a> {
 /// Write the bundle to `out`; return its metadata.
 pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
     let profile = opts.template.profile(opts.hypervisor)?;
-    let work = tempfile::Builder::new()
+    let mut work = tempfile::Builder::new()
         .prefix("mkve-bundle.")
         .tempdir()
         .map_err(|e| Error::create(std::env::temp_dir(), e))?;
+    let mut requested = profile.packages.clone();
+    let mut _layer = None;
 
     let root: PathBuf = match (&opts.root, profile.hooks.is_empty()) {
+        (
+            RootSource::Packages {
+                backend,
+                spec,
+                policy,
+            },
+            no_hooks,
+        ) => {
+            let wanted = profile.wanted_packages(&opts.template.dir)?;
+            requested = wanted.iter().map(|w| w.name.clone()).collect();
+            let spec = RootSpec {
+                packages: requested.clone(),
+                ..spec.clone()
+            };
+            let b = roots::backend(backend.as_deref())?;
+            let layer =
+                roots::layer(b.as_ref(), &spec, *policy).map_err(|e| locate_unknown(e, &wanted))?;
+            let root = if no_hooks {
+                layer.root.clone()
+            } else {
+                // Big roots are copied on the cache's file system, not in /tmp.
+                work = work_dir()?;
+                let copy = work.path().join("root");
+                copy_root(&layer.root, &copy)?;
+                copy
+            };
+            _layer = Some(layer);
+            root
+        }
         (RootSource::Dir(d), true) => d.clone(),
         (RootSource::Dir(d), false) => {
             let copy = work.path().join("root");
@@ -87,6 +127,7 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
 
     let hook_names: Vec<String> = profile.hooks.iter().map(|h| h.name.clone()).collect();
     if !profile.hooks.is_empty() {
+        progress(format!("running {} hooks", profile.hooks.len()));
         let env = [
             ("MKVE_HYPERVISOR", opts.hypervisor.as_str()),
             ("MKVE_TEMPLATE", opts.template.name.as_str()),
@@ -96,7 +137,7 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
         chroot.run_hooks(&profile.hooks)?;
     }
 
-    note("packing the root");
+    progress("packing the root");
     let rootfs_path = work.path().join(ROOTFS);
     let file = std::fs::File::create(&rootfs_path).map_err(|e| Error::create(&rootfs_path, e))?;
     let hashing = HashWriter {
@@ -136,7 +177,7 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
         },
         hypervisor: opts.hypervisor,
         packages: Packages {
-            requested: profile.packages.clone(),
+            requested,
             installed: dpkg_installed(&root),
         },
         hooks: hook_names,
@@ -166,6 +207,34 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
     }
     b.into_inner().and_then(|w| w.flush()).at(label)?;
     Ok(meta)
+}
+
+/// Name the list file and line of each package the distribution lacks.
+fn locate_unknown(e: Error, wanted: &[crate::template::Wanted]) -> Error {
+    let Error::UnknownPackages { suite, names } = &e else {
+        return e;
+    };
+    let problems: Vec<Problem> = names
+        .iter()
+        .map(|n| {
+            match wanted
+                .iter()
+                .find(|w| w.name.split(['=', ':', '/']).next() == Some(n.as_str()))
+            {
+                Some(w) => Problem::new(
+                    &w.file,
+                    Some(w.line),
+                    format!("package \"{n}\" is not available in {suite}"),
+                ),
+                None => Problem::new(
+                    "(packages)",
+                    None,
+                    format!("package \"{n}\" is not available in {suite}"),
+                ),
+            }
+        })
+        .collect();
+    Error::InvalidTemplate(problems)
 }
 
 /// `conf/<rel>` → file, for every regular file under `conf`, sorted.
