@@ -1,17 +1,11 @@
 //! mkve-bundle(1): make a bundle from a template, check a template, or
 //! inspect, verify and unpack a bundle.
 
-use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use mkve_core::bundle::{self, Check, MakeOptions, ReadOptions, RootSource, Signing};
-use mkve_core::config::{Config, BUNDLE_VARIABLES};
-use mkve_core::files::{self, Output};
-use mkve_core::root::{CachePolicy, RootSpec};
-use mkve_core::template::{Hypervisor, Template};
-use mkve_core::{exec, paths, Error, Result};
+use mkve_core::template::Hypervisor;
 
 /// Make a bundle from an mkve template, or check, inspect, verify and unpack bundles.
 ///
@@ -19,286 +13,96 @@ use mkve_core::{exec, paths, Error, Result};
 /// a bash program whose variables are named like the options (force_no_sign=yes).
 #[derive(Parser, Debug)]
 #[command(name = "mkve-bundle", version, max_term_width = 100)]
-struct Cli {
+pub struct Cli {
     /// Template: a directory, or a name under $MKVE_DATADIR/templates
-    template: Option<String>,
+    pub template: Option<String>,
     /// Hypervisor to build for (openvz, qemu, kvm, lxc, xen)
     #[arg(short = 'H', long, value_name = "HV")]
-    hypervisor: Option<Hypervisor>,
+    pub hypervisor: Option<Hypervisor>,
     /// Write the bundle to FILE; - is stdout
     #[arg(short, long, value_name = "FILE", alias = "out")]
-    output: Option<PathBuf>,
+    pub output: Option<PathBuf>,
     /// Look for hooks here after the template's hooks/ [default: $MKVE_DATADIR/hooks]
     #[arg(long, value_name = "DIR")]
-    hooks: Option<PathBuf>,
+    pub hooks: Option<PathBuf>,
     /// Use this root (directory, tar, tar.gz, tar.zst, or - for a tar on stdin)
     /// instead of building one from the template's packages
     #[arg(long, value_name = "PATH")]
-    rootfs: Option<PathBuf>,
+    pub rootfs: Option<PathBuf>,
     /// Build a bundle for every hypervisor the template lists, as DIR/NAME-HV.bun
     #[arg(long, requires = "output_dir", conflicts_with_all = ["hypervisor", "output"])]
-    all_hypervisors: bool,
+    pub all_hypervisors: bool,
     /// Directory for --all-hypervisors
     #[arg(long, value_name = "DIR")]
-    output_dir: Option<PathBuf>,
+    pub output_dir: Option<PathBuf>,
     /// Release to install [default: the host's]
     #[arg(long, help_heading = "Building roots")]
-    suite: Option<String>,
+    pub suite: Option<String>,
     /// Mirror URI, apt sources line or file (repeatable) [default: the host's apt sources]
     #[arg(long, value_name = "MIRROR", help_heading = "Building roots")]
-    mirror: Vec<String>,
+    pub mirror: Vec<String>,
     /// Architecture [default: the host's]
     #[arg(long, help_heading = "Building roots")]
-    arch: Option<String>,
+    pub arch: Option<String>,
     /// mmdebstrap variant [default: minbase]
     #[arg(long, help_heading = "Building roots")]
-    variant: Option<String>,
+    pub variant: Option<String>,
     /// Backend: mmdebstrap or hasher [default: by the host's distribution]
     #[arg(long, help_heading = "Building roots")]
-    backend: Option<String>,
+    pub backend: Option<String>,
     /// Do not use or fill the package-layer cache
     #[arg(long, conflicts_with = "refresh", help_heading = "Building roots")]
-    no_cache: bool,
+    pub no_cache: bool,
     /// Build the package layer again and replace the cached one
     #[arg(long, help_heading = "Building roots")]
-    refresh: bool,
+    pub refresh: bool,
     /// Do not sign meta.json
     #[arg(long)]
-    force_no_sign: bool,
+    pub force_no_sign: bool,
     /// Sign with this key [default: GnuPG's default key]
     #[arg(long, value_name = "KEYID")]
-    sign_key: Option<String>,
+    pub sign_key: Option<String>,
     /// Check the template and build nothing
     #[arg(long, group = "mode")]
-    check: bool,
+    pub check: bool,
     /// Print a bundle's meta.json and signature status as JSON
     #[arg(long, value_name = "BUNDLE", group = "mode")]
-    info: Option<PathBuf>,
+    pub info: Option<PathBuf>,
     /// Check a bundle's signature and every digest
     #[arg(long, value_name = "BUNDLE", group = "mode")]
-    verify: Option<PathBuf>,
+    pub verify: Option<PathBuf>,
     /// Verify a bundle and unpack it into the new directory given by -C
     #[arg(long, value_name = "BUNDLE", group = "mode", requires = "directory")]
-    extract: Option<PathBuf>,
+    pub extract: Option<PathBuf>,
     /// Directory to create for --extract
     #[arg(short = 'C', long, value_name = "DIR")]
-    directory: Option<PathBuf>,
+    pub directory: Option<PathBuf>,
     /// Keyring to verify against [default: $MKVE_CONFDIR/trusted.gpg]
     #[arg(long, value_name = "FILE")]
-    keyring: Option<PathBuf>,
+    pub keyring: Option<PathBuf>,
     /// Accept a bundle that has no signature (a bad one is still refused)
     #[arg(long)]
-    allow_unsigned: bool,
+    pub allow_unsigned: bool,
     /// Read defaults from FILE [default: ~/.mkve/bundle-config]
     #[arg(long, value_name = "FILE", conflicts_with = "no_config")]
-    config: Option<PathBuf>,
+    pub config: Option<PathBuf>,
     /// Read no config file
     #[arg(long)]
-    no_config: bool,
+    pub no_config: bool,
     /// Show the commands run and their output
     #[arg(short, long)]
-    verbose: bool,
+    pub verbose: bool,
     /// No progress lines
     #[arg(short, long)]
-    quiet: bool,
+    pub quiet: bool,
 }
+
+mod run;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    match run::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => mkve_core::error::report("mkve-bundle", &e),
     }
-}
-
-fn run(mut cli: Cli) -> Result<()> {
-    let config_path = if cli.no_config {
-        None
-    } else {
-        cli.config.clone().or_else(paths::bundle_config)
-    };
-    let explicit = cli.config.is_some();
-    let cfg = match config_path {
-        Some(p) => match Config::load(&p, BUNDLE_VARIABLES)? {
-            Some(c) => c,
-            None if explicit => {
-                return Err(Error::Usage(format!(
-                    "{}: no such config file",
-                    p.display()
-                )))
-            }
-            None => Config::default(),
-        },
-        None => Config::default(),
-    };
-    merge(&mut cli, &cfg)?;
-    exec::set_verbose(cli.verbose);
-    exec::set_quiet(cli.quiet);
-
-    if let Some(b) = &cli.info {
-        let report = read_bundle(&cli, b, Check::Meta, false, None)?;
-        let mut v = serde_json::to_value(&report.meta).map_err(|e| Error::Other(e.to_string()))?;
-        v["signature"] =
-            serde_json::to_value(&report.signature).map_err(|e| Error::Other(e.to_string()))?;
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&v).map_err(|e| Error::Other(e.to_string()))?
-        );
-        return Ok(());
-    }
-    if let Some(b) = cli.verify.clone().or(cli.extract.clone()) {
-        let report = read_bundle(&cli, &b, Check::Digests, true, cli.directory.as_deref())?;
-        let n = report.meta.members.len();
-        println!(
-            "{}: {}, {n} members verified",
-            files::display_name(&b).display(),
-            report.signature.describe()
-        );
-        return Ok(());
-    }
-
-    let template_arg = cli.template.clone().ok_or_else(|| {
-        Error::Usage(
-            "no template given: name one, or set template= in ~/.mkve/bundle-config".into(),
-        )
-    })?;
-    let dir = Template::locate(&template_arg)?;
-    let hooks_dir = cli.hooks.clone().unwrap_or_else(paths::default_hooks_dir);
-    let template = Template::load(&dir, &hooks_dir, cli.hypervisor)?;
-    if cli.check {
-        let checked = template
-            .hypervisors
-            .iter()
-            .filter(|h| template.profiles.contains_key(h));
-        let hvs: Vec<&str> = checked.map(|h| h.as_str()).collect();
-        println!("{}: ok for {}", dir.display(), hvs.join(", "));
-        return Ok(());
-    }
-    if cli.all_hypervisors {
-        let dir = cli.output_dir.clone().expect("clap requires --output-dir");
-        for &h in &template.hypervisors {
-            let out = dir.join(format!("{}-{h}.bun", template.name));
-            build(&cli, &template, h, &out)?;
-        }
-        return Ok(());
-    }
-    let hypervisor = match (cli.hypervisor, template.hypervisors.as_slice()) {
-        (Some(h), _) => h,
-        (None, [only]) => *only,
-        (None, many) => {
-            let names: Vec<&str> = many.iter().map(|h| h.as_str()).collect();
-            return Err(Error::Usage(format!(
-                "{} lists {}: choose one with --hypervisor",
-                dir.display(),
-                names.join(", ")
-            )));
-        }
-    };
-    let output = cli
-        .output
-        .clone()
-        .ok_or_else(|| Error::Usage("no output given: --output FILE, or - for stdout".into()))?;
-    if output.as_os_str() == "-" && std::io::stdout().is_terminal() {
-        return Err(Error::Usage(
-            "refusing to write a bundle to a terminal: redirect stdout or give --output FILE"
-                .into(),
-        ));
-    }
-    build(&cli, &template, hypervisor, &output)
-}
-
-/// Make one bundle; print its path unless it went to stdout.
-fn build(cli: &Cli, template: &Template, hypervisor: Hypervisor, output: &Path) -> Result<()> {
-    let root = match &cli.rootfs {
-        Some(r) => RootSource::from_arg(r),
-        None => RootSource::Packages {
-            backend: cli.backend.clone(),
-            spec: RootSpec {
-                suite: cli.suite.clone(),
-                mirrors: cli.mirror.clone(),
-                arch: cli.arch.clone(),
-                variant: cli.variant.clone(),
-                packages: vec![],
-            },
-            policy: match (cli.no_cache, cli.refresh) {
-                (true, _) => CachePolicy::Skip,
-                (_, true) => CachePolicy::Refresh,
-                _ => CachePolicy::Use,
-            },
-        },
-    };
-    let signing = if cli.force_no_sign {
-        Signing::Unsigned
-    } else {
-        Signing::Key(cli.sign_key.clone())
-    };
-    let opts = MakeOptions {
-        template,
-        hypervisor,
-        root,
-        signing,
-        gnupg_home: None,
-    };
-    let mut out = Output::create(output)?;
-    bundle::make(&opts, &mut out)?;
-    out.commit()?;
-    if output.as_os_str() != "-" {
-        println!("{}", output.display());
-    }
-    Ok(())
-}
-
-/// Options not on the command line come from the config file.
-fn merge(cli: &mut Cli, cfg: &Config) -> Result<()> {
-    let path = |k: &str| cfg.get(k).map(PathBuf::from);
-    cli.template = cli
-        .template
-        .take()
-        .or_else(|| cfg.get("template").map(str::to_string));
-    if cli.hypervisor.is_none() {
-        if let Some(h) = cfg.get("hypervisor") {
-            let parsed = h
-                .parse()
-                .map_err(|e: String| config_error(cfg, &format!("hypervisor: {e}")))?;
-            cli.hypervisor = Some(parsed);
-        }
-    }
-    cli.output = cli.output.take().or_else(|| path("output"));
-    cli.hooks = cli.hooks.take().or_else(|| path("hooks"));
-    cli.rootfs = cli.rootfs.take().or_else(|| path("rootfs"));
-    cli.keyring = cli.keyring.take().or_else(|| path("keyring"));
-    cli.sign_key = cli
-        .sign_key
-        .take()
-        .or_else(|| cfg.get("sign_key").map(str::to_string));
-    cli.force_no_sign |= cfg.flag("force_no_sign")?;
-    cli.verbose |= cfg.flag("verbose")?;
-    Ok(())
-}
-
-fn config_error(cfg: &Config, msg: &str) -> Error {
-    Error::InvalidConfig(mkve_core::error::Problem::new(&cfg.path, None, msg))
-}
-
-fn read_bundle(
-    cli: &Cli,
-    path: &std::path::Path,
-    check: Check,
-    require: bool,
-    unpack_to: Option<&std::path::Path>,
-) -> Result<bundle::Report> {
-    let default = paths::default_keyring();
-    let keyring = match &cli.keyring {
-        Some(k) => Some(k.as_path()),
-        None if require || default.exists() => Some(default.as_path()),
-        None => None,
-    };
-    let opts = ReadOptions {
-        keyring,
-        require_signature: require,
-        allow_unsigned: cli.allow_unsigned,
-        check,
-        unpack_to,
-    };
-    bundle::read(files::open_input(path)?, &files::display_name(path), &opts)
 }
