@@ -3,12 +3,15 @@
 //! the exact lines expected on stderr ({T} is the template, {H} the hooks
 //! directory) and, optionally, extra arguments.
 
-mod common;
-use common::*;
+use mkve_testkit::*;
+
+fn new_env() -> Env {
+    Env::new(env!("CARGO_BIN_EXE_mkve-bundle"))
+}
 
 #[test]
 fn the_good_template_checks_for_every_hypervisor_it_lists() {
-    let env = Env::new();
+    let env = new_env();
     let t = good("ntp-server");
     let r = run(env
         .cmd()
@@ -27,7 +30,7 @@ fn the_good_template_checks_for_every_hypervisor_it_lists() {
 
 #[test]
 fn every_malformed_template_is_refused_with_its_message_and_exit_65() {
-    let env = Env::new();
+    let env = new_env();
     let bad = fixtures().join("templates/bad");
     let mut dirs: Vec<_> = std::fs::read_dir(&bad)
         .unwrap()
@@ -74,7 +77,7 @@ fn every_malformed_template_is_refused_with_its_message_and_exit_65() {
 
 #[test]
 fn a_template_is_found_by_name_under_the_data_directory() {
-    let env = Env::new();
+    let env = new_env();
     let templates = env.home.path().join("share/templates");
     std::fs::create_dir_all(&templates).unwrap();
     std::os::unix::fs::symlink(good("ntp-server"), templates.join("ntp")).unwrap();
@@ -104,7 +107,7 @@ fn a_template_is_found_by_name_under_the_data_directory() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let env = Env::new();
+    let env = new_env();
     let r = run(env.cmd().arg("--check"));
     assert_eq!(r.code, 2);
     assert_eq!(
@@ -138,7 +141,7 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn every_shipped_template_checks_with_the_shipped_hooks() {
-    let env = Env::new();
+    let env = new_env();
     let top = fixtures().join("../..").canonicalize().unwrap();
     let mut n = 0;
     for t in std::fs::read_dir(top.join("templates")).unwrap() {

@@ -1,8 +1,11 @@
 //! ~/.mkve/bundle-config: plain assignments, bash logic, the command line
 //! winning over it, and a broken file.
 
-mod common;
-use common::*;
+use mkve_testkit::*;
+
+fn new_env() -> Env {
+    Env::new(env!("CARGO_BIN_EXE_mkve-bundle"))
+}
 
 fn build_args(_: &Env) -> Vec<String> {
     vec![
@@ -14,7 +17,7 @@ fn build_args(_: &Env) -> Vec<String> {
 }
 
 fn hypervisor_of(bundle: &std::path::Path) -> String {
-    let r = run(Env::new().cmd().arg("--info").arg(bundle));
+    let r = run(new_env().cmd().arg("--info").arg(bundle));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     v["hypervisor"].as_str().unwrap().to_string()
@@ -22,7 +25,7 @@ fn hypervisor_of(bundle: &std::path::Path) -> String {
 
 #[test]
 fn plain_assignments_stand_for_options() {
-    let env = Env::new();
+    let env = new_env();
     let out = env.home.path().join("from-config.bun");
     env.write_config(&format!(
         "template={}\nhypervisor=openvz\noutput={}\nforce_no_sign=yes\nverbose=no\n",
@@ -41,7 +44,7 @@ fn plain_assignments_stand_for_options() {
 
 #[test]
 fn the_config_is_a_bash_program() {
-    let env = Env::new();
+    let env = new_env();
     env.write_config(&format!(
         "template={}\nhypervisor=lxc\nmkdir -p ~/bundles\noutput=~/bundles/ntp-$(date +%Y)-$((40 + 2)).bun\n\
          [ -n \"$HOME\" ] && force_no_sign=yes\necho 'config says hello'\n",
@@ -71,7 +74,7 @@ fn the_config_is_a_bash_program() {
 
 #[test]
 fn the_command_line_wins_over_the_config() {
-    let env = Env::new();
+    let env = new_env();
     let from_config = env.home.path().join("config.bun");
     let from_cli = env.home.path().join("cli.bun");
     env.write_config(&format!(
@@ -119,7 +122,7 @@ fn the_command_line_wins_over_the_config() {
 
 #[test]
 fn a_broken_config_names_the_file_and_line() {
-    let env = Env::new();
+    let env = new_env();
     let path = env.write_config("hypervisor=lxc\nif [ -d / ]; then\n  output=x.bun\n");
     let r = run(env.cmd().args(["--check"]).arg(good("ntp-server")));
     assert_eq!(r.code, 65);

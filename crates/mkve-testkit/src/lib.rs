@@ -1,18 +1,24 @@
-//! Helpers shared by mkve-bundle's integration tests: fixture paths, a
-//! clean environment for each run, a tiny busybox root, a throw-away GnuPG
-//! key, and bundle rewriting for the tamper tests.
-#![allow(dead_code)]
+//! Helpers shared by the tools' integration tests: fixture paths, a clean
+//! environment for each run of a binary, a tiny busybox root, a throw-away
+//! GnuPG key, a package-layer cache shared by every test binary of a run
+//! (with a way to see whether mmdebstrap ran), and bundle rewriting for the
+//! tamper tests.
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-pub fn fixtures() -> PathBuf {
+/// The repository's top directory.
+pub fn top() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
+        .join("../..")
         .canonicalize()
         .unwrap()
+}
+
+pub fn fixtures() -> PathBuf {
+    top().join("tests/fixtures")
 }
 
 pub fn hooks_dir() -> PathBuf {
@@ -29,38 +35,68 @@ pub fn shared_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         tempfile::Builder::new()
-            .prefix("mkve-bundle-tests.")
+            .prefix("mkve-tests.")
             .tempdir()
             .unwrap()
             .keep()
     })
 }
 
-/// A run of mkve-bundle with its own HOME (no user config), data and
-/// config directories, and GnuPG home.
+/// Runs of one binary with their own HOME (no user config), data and
+/// config directories, and GnuPG home. The data directory has the
+/// repository's hypervisor package sets; the package-layer cache is the one
+/// shared by the whole test run (see `layer_cache`).
 pub struct Env {
     pub home: tempfile::TempDir,
+    bin: PathBuf,
 }
 
 impl Env {
-    pub fn new() -> Env {
+    pub fn new(bin: &str) -> Env {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(home.path().join("share")).unwrap();
+        symlink(
+            top().join("hypervisors"),
+            home.path().join("share/hypervisors"),
+        )
+        .unwrap();
         Env {
-            home: tempfile::tempdir().unwrap(),
+            home,
+            bin: PathBuf::from(bin),
         }
     }
 
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_mkve-bundle"));
+        let mut c = Command::new(&self.bin);
         let h = self.home.path();
+        let cache = layer_cache();
         c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    cache.wrappers.display(),
+                    std::env::var("PATH").unwrap()
+                ),
+            )
             .env("HOME", h)
             .env("MKVE_DATADIR", h.join("share"))
             .env("MKVE_CONFDIR", h.join("etc"))
+            .env("MKVE_CACHEDIR", &cache.dir)
+            .env("MKVE_LOCKDIR", cache.dir.join("locks"))
+            .env("MKVE_TEST_MMDEBSTRAP_LOG", &cache.log)
             .env("GNUPGHOME", h.join("no-gnupg"))
             .env("SOURCE_DATE_EPOCH", "1700000000")
             .env("TMPDIR", std::env::temp_dir())
             .stdin(Stdio::null());
+        c
+    }
+
+    /// The same, with the repository's shipped templates, hooks and
+    /// hypervisor sets as the data directory.
+    pub fn shipped(&self) -> Command {
+        let mut c = self.cmd();
+        c.env("MKVE_DATADIR", top());
         c
     }
 
@@ -237,4 +273,49 @@ pub fn sha256(data: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The package-layer cache of a test run: kept under cargo's target
+/// directory, so every test binary (and a later run on the same machine)
+/// reuses the roots mmdebstrap made. `mmdebstrap` is found first in
+/// `wrappers`, a script that appends its arguments to `log` and runs the
+/// real one, so a test can see whether a build ran it.
+pub struct LayerCache {
+    pub dir: PathBuf,
+    pub wrappers: PathBuf,
+    pub log: PathBuf,
+}
+
+pub fn layer_cache() -> &'static LayerCache {
+    static C: OnceLock<LayerCache> = OnceLock::new();
+    C.get_or_init(|| {
+        // target/<profile>/deps/<test binary> → target/tmp/mkve-layer-cache
+        let exe = std::env::current_exe().unwrap();
+        let target = exe.ancestors().nth(3).unwrap().to_path_buf();
+        let dir = target.join("tmp/mkve-layer-cache");
+        let wrappers = shared_dir().join("wrappers");
+        std::fs::create_dir_all(&wrappers).unwrap();
+        let real = ["/usr/bin/mmdebstrap", "/bin/mmdebstrap"]
+            .into_iter()
+            .find(|p| Path::new(p).exists());
+        let real = real.expect("mmdebstrap is installed (scripts/deps)");
+        let script = format!(
+            "#!/bin/sh\necho \"$*\" >> \"$MKVE_TEST_MMDEBSTRAP_LOG\"\nexec {real} \"$@\"\n"
+        );
+        let w = wrappers.join("mmdebstrap");
+        std::fs::write(&w, script).unwrap();
+        std::fs::set_permissions(&w, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        LayerCache {
+            dir,
+            wrappers,
+            log: shared_dir().join("mmdebstrap.log"),
+        }
+    })
+}
+
+/// How many times mmdebstrap has run in this test process so far.
+pub fn mmdebstrap_runs() -> usize {
+    std::fs::read_to_string(&layer_cache().log)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
 }
