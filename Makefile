@@ -4,6 +4,7 @@
 #   make demo            build a bundle from the shipped ntp-server template and show it
 #   make install         PREFIX=/usr/local DESTDIR= ; install-<tool> for one tool
 #   make man             lint the man pages
+#   make check-templates build every shipped template for every hypervisor (slow)
 
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
@@ -20,12 +21,12 @@ export MKVE_BUILD_DATADIR := $(DATADIR)
 export MKVE_BUILD_CONFDIR := $(SYSCONFDIR)/mkve
 
 RELEASE    := target/release
-TOOLS      := mkve-bundle
-MAN1       := man/mkve-bundle.1
+TOOLS      := mkve-bundle mkve-cache
+MAN1       := man/mkve-bundle.1 man/mkve-cache.1
 MAN5       := man/mkve-template.5 man/mkve-bundle.5 man/mkve-bundle-config.5
 DEMO       ?= target/demo
 
-.PHONY: all deps test man demo install $(addprefix install-,$(TOOLS)) install-data install-man uninstall clean
+.PHONY: all deps test man demo check-templates install $(addprefix install-,$(TOOLS)) install-data install-man uninstall clean
 
 all:
 	$(CARGO) build --release --locked
@@ -39,36 +40,45 @@ test: deps man
 man:
 	mandoc -Tlint -Wwarning $(MAN1) $(MAN5)
 
-# The main job, end to end: a Debian 12 root with the template's packages
-# (mmdebstrap), the template's hooks run in it, a bundle, and its metadata.
+# The main job, end to end: the ntp-server template's packages and the lxc
+# package set installed by mmdebstrap (cached), its hooks run, a bundle
+# written, verified, and its metadata shown.
 demo: deps all
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
-	mmdebstrap --quiet --variant=minbase \
-	  --include="$$(grep -v '^#' templates/ntp-server/packages-lists/lxc | paste -sd,)" \
-	  bookworm $(DEMO)/root.tar.zst
 	$(RELEASE)/mkve-bundle --no-config --check --hooks hooks templates/ntp-server
-	SOURCE_DATE_EPOCH=$$(date +%s) $(RELEASE)/mkve-bundle --no-config --hooks hooks \
-	  -H lxc --rootfs $(DEMO)/root.tar.zst --force-no-sign -o $(DEMO)/ntp-server-lxc.bun templates/ntp-server
+	MKVE_DATADIR=$(CURDIR) $(RELEASE)/mkve-bundle --no-config -H lxc --force-no-sign \
+	  -o $(DEMO)/ntp-server-lxc.bun ntp-server
 	$(RELEASE)/mkve-bundle --verify $(DEMO)/ntp-server-lxc.bun --allow-unsigned
-	$(RELEASE)/mkve-bundle --info $(DEMO)/ntp-server-lxc.bun | head -n 40
+	$(RELEASE)/mkve-bundle --info $(DEMO)/ntp-server-lxc.bun | head -n 30
+
+check-templates: deps all
+	./scripts/check-templates $(RELEASE)/mkve-bundle
 
 install: $(addprefix install-,$(TOOLS)) install-data install-man
 
-install-mkve-bundle:
-	test -x $(RELEASE)/mkve-bundle || $(MAKE) all
+# Always through `all`: the default data directory is compiled in from PREFIX.
+install-mkve-bundle: all
 	install -D -m 0755 $(RELEASE)/mkve-bundle $(DESTDIR)$(BINDIR)/mkve-bundle
 
+install-mkve-cache: all
+	install -D -m 0755 $(RELEASE)/mkve-cache $(DESTDIR)$(BINDIR)/mkve-cache
+	ln -sf mkve-cache $(DESTDIR)$(BINDIR)/hsh-pack
+	install -d $(DESTDIR)$(MANDIR)/man1
+	ln -sf mkve-cache.1 $(DESTDIR)$(MANDIR)/man1/hsh-pack.1
+
+# Hooks are one script under several names: keep the links (cp -P).
 install-data:
-	install -d $(DESTDIR)$(DATADIR)/hooks $(DESTDIR)$(DATADIR)/templates
-	install -m 0755 hooks/* $(DESTDIR)$(DATADIR)/hooks/
-	cp -R templates/. $(DESTDIR)$(DATADIR)/templates/
+	install -d $(DESTDIR)$(DATADIR)/hooks $(DESTDIR)$(DATADIR)/templates $(DESTDIR)$(DATADIR)/hypervisors
+	cp -P hooks/* $(DESTDIR)$(DATADIR)/hooks/
+	cp -RP templates/. $(DESTDIR)$(DATADIR)/templates/
+	cp -RP hypervisors/. $(DESTDIR)$(DATADIR)/hypervisors/
 
 install-man:
 	install -D -m 0644 -t $(DESTDIR)$(MANDIR)/man1 $(MAN1)
 	install -D -m 0644 -t $(DESTDIR)$(MANDIR)/man5 $(MAN5)
 
 uninstall:
-	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(TOOLS))
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(TOOLS)) $(DESTDIR)$(BINDIR)/hsh-pack $(DESTDIR)$(MANDIR)/man1/hsh-pack.1
 	rm -rf $(DESTDIR)$(DATADIR)
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MAN1)))
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(MAN5)))

@@ -84,7 +84,7 @@ impl Env {
             .env("MKVE_CONFDIR", h.join("etc"))
             .env("MKVE_CACHEDIR", &cache.dir)
             .env("MKVE_LOCKDIR", cache.dir.join("locks"))
-            .env("MKVE_TEST_MMDEBSTRAP_LOG", &cache.log)
+            .env("MKVE_TEST_MMDEBSTRAP_LOG", h.join("mmdebstrap.log"))
             .env("GNUPGHOME", h.join("no-gnupg"))
             .env("SOURCE_DATE_EPOCH", "1700000000")
             .env("TMPDIR", std::env::temp_dir())
@@ -278,12 +278,12 @@ pub fn sha256(data: &[u8]) -> String {
 /// The package-layer cache of a test run: kept under cargo's target
 /// directory, so every test binary (and a later run on the same machine)
 /// reuses the roots mmdebstrap made. `mmdebstrap` is found first in
-/// `wrappers`, a script that appends its arguments to `log` and runs the
-/// real one, so a test can see whether a build ran it.
+/// `wrappers`, a script that appends its arguments to the log of the `Env`
+/// that ran it and runs the real one, so a test can see whether a build
+/// ran it.
 pub struct LayerCache {
     pub dir: PathBuf,
     pub wrappers: PathBuf,
-    pub log: PathBuf,
 }
 
 pub fn layer_cache() -> &'static LayerCache {
@@ -305,17 +305,16 @@ pub fn layer_cache() -> &'static LayerCache {
         let w = wrappers.join("mmdebstrap");
         std::fs::write(&w, script).unwrap();
         std::fs::set_permissions(&w, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        LayerCache {
-            dir,
-            wrappers,
-            log: shared_dir().join("mmdebstrap.log"),
-        }
+        LayerCache { dir, wrappers }
     })
 }
 
-/// How many times mmdebstrap has run in this test process so far.
-pub fn mmdebstrap_runs() -> usize {
-    std::fs::read_to_string(&layer_cache().log)
-        .map(|t| t.lines().count())
-        .unwrap_or(0)
+impl Env {
+    /// How many times the runs of this `Env` have run mmdebstrap.
+    pub fn mmdebstrap_runs(&self) -> usize {
+        let log = self.home.path().join("mmdebstrap.log");
+        std::fs::read_to_string(log)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    }
 }
