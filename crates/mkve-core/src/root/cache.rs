@@ -142,11 +142,12 @@ fn build_into(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
-    /// A backend that "installs" by writing the package names to a file.
+    /// A backend that "installs" by writing the package names to a file,
+    /// slowly enough for concurrent callers to overlap.
     struct Fake {
-        builds: Cell<u32>,
+        builds: AtomicU32,
     }
 
     impl Backend for Fake {
@@ -171,7 +172,8 @@ mod tests {
                 .collect()
         }
         fn build(&self, r: &Resolved, target: &Path, _debs: &Path) -> Result<()> {
-            self.builds.set(self.builds.get() + 1);
+            self.builds.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(100));
             std::fs::create_dir_all(target).unwrap();
             std::fs::write(target.join("packages"), r.packages.join("\n")).unwrap();
             Ok(())
@@ -186,7 +188,7 @@ mod tests {
         std::env::set_var("MKVE_CACHEDIR", d.path().join("cache"));
         std::env::set_var("MKVE_LOCKDIR", d.path().join("lock"));
         let fake = Fake {
-            builds: Cell::new(0),
+            builds: AtomicU32::new(0),
         };
         let spec = |p: &[&str]| RootSpec {
             packages: p.iter().map(|s| s.to_string()).collect(),
@@ -202,7 +204,7 @@ mod tests {
         drop(a);
         let again = layer(&fake, &spec(&["a", "b", "a"]), CachePolicy::Use).unwrap();
         assert!(again.hit, "the same set in another order is the same layer");
-        assert_eq!(fake.builds.get(), 1);
+        assert_eq!(fake.builds.load(Ordering::SeqCst), 1);
         drop(again);
         assert!(!layer(&fake, &spec(&["a"]), CachePolicy::Use).unwrap().hit);
         assert!(
@@ -210,7 +212,7 @@ mod tests {
                 .unwrap()
                 .hit
         );
-        assert_eq!(fake.builds.get(), 3);
+        assert_eq!(fake.builds.load(Ordering::SeqCst), 3);
         let tmp = layer(&fake, &spec(&["a", "b"]), CachePolicy::Skip).unwrap();
         let tmp_root = tmp.root.clone();
         drop(tmp);
