@@ -130,6 +130,14 @@ pub struct PackStats {
     pub skipped: Vec<PathBuf>,
 }
 
+impl PackStats {
+    /// `packed 680 MB in 2.1 s (324 MB/s)`, for progress lines.
+    pub fn describe(&self, elapsed: std::time::Duration) -> String {
+        let secs = elapsed.as_secs_f64().max(0.001);
+        format!("packed {} MB in {secs:.1} s ({:.0} MB/s)", self.bytes >> 20, self.bytes as f64 / 1e6 / secs)
+    }
+}
+
 /// Write the tree under `root` as a tar stream to `out`; return `out`.
 pub fn pack_dir<W: Write>(root: &Path, out: W, opts: &PackOptions) -> Result<(W, PackStats)> {
     let mut b = tar::Builder::new(out);

@@ -138,6 +138,7 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
     }
 
     progress("packing the root");
+    let start = std::time::Instant::now();
     let rootfs_path = work.path().join(ROOTFS);
     let file = std::fs::File::create(&rootfs_path).map_err(|e| Error::create(&rootfs_path, e))?;
     let hashing = HashWriter {
@@ -151,10 +152,7 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
         .into_inner()
         .map_err(|e| Error::io(&rootfs_path, e.into_error()))?;
     drop(file);
-    note(format!(
-        "packed {} entries, {} bytes",
-        stats.entries, stats.bytes
-    ));
+    progress(stats.describe(start.elapsed()));
 
     let mut members = std::collections::BTreeMap::new();
     members.insert(ROOTFS.to_string(), hex(&hashing.hash.finalize()));
