@@ -33,6 +33,17 @@ t_cold_dir=$(elapsed "$t")
 printf '%-58s %7.1f s\n' "bare mmdebstrap to a directory (${size} MB)" "$t_bare" \
     "mkve-cache --dir, cold (empty caches)" "$t_cold_dir"
 
+# 1b. the same, both writing a zstd archive.
+rm -rf "$MKVE_CACHEDIR"
+t=$(now)
+mmdebstrap --quiet --variant=minbase --include="$(IFS=,; echo "${pkgs[*]}")" bookworm "$work/bare.tar.zst" >/dev/null
+t_bare_tar=$(elapsed "$t")
+t=$(now)
+"$cache_bin" -q --zstd -o "$work/cold-plain.tar.zst" "${pkgs[@]}" >/dev/null
+t_cold_tar=$(elapsed "$t")
+printf '%-58s %7.1f s\n' "bare mmdebstrap to a .tar.zst" "$t_bare_tar" \
+    "mkve-cache --zstd -o, cold (empty caches)" "$t_cold_tar"
+
 # 2. warm rebuild with a changed hook, vs a cold build of the same command.
 hook=$work/hook
 printf '#!/bin/sh\necho one > /etc/bench\n' > "$hook"; chmod +x "$hook"
@@ -58,6 +69,7 @@ printf 'sizes: reference %s MB, mkve-cache %s MB\n' \
     "$(( $(stat -c %s "$work/ref.tar.zst") >> 20 ))" "$(( $(stat -c %s "$work/our.tar.zst") >> 20 ))"
 
 echo
-echo "cold mkve-cache / bare mmdebstrap:          $(ratio "$t_cold_dir" "$t_bare")x   (goal <= 1.10)"
+echo "cold mkve-cache / bare mmdebstrap, dir:     $(ratio "$t_cold_dir" "$t_bare")x   (goal <= 1.10)"
+echo "cold mkve-cache / bare mmdebstrap, tar.zst: $(ratio "$t_cold_tar" "$t_bare_tar")x   (goal <= 1.10)"
 echo "cold / warm rebuild:                        $(ratio "$t_cold" "$t_warm")x   (goal >= 10)"
 echo "packing throughput, mkve-cache / tar|zstd:  $(ratio "$t_ref" "$t_our")x   (goal >= 1.0)"

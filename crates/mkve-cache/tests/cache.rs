@@ -69,6 +69,10 @@ fn copies_hooks_and_commands_run_in_the_order_given() {
         "device nodes are kept"
     );
     assert!(!listing.contains(".mkve-hooks"));
+    assert!(
+        !listing.contains("mkve-unsafe-io"),
+        "the build's dpkg option is not left in the root"
+    );
 }
 
 #[test]

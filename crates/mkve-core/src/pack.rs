@@ -134,7 +134,11 @@ impl PackStats {
     /// `packed 680 MB in 2.1 s (324 MB/s)`, for progress lines.
     pub fn describe(&self, elapsed: std::time::Duration) -> String {
         let secs = elapsed.as_secs_f64().max(0.001);
-        format!("packed {} MB in {secs:.1} s ({:.0} MB/s)", self.bytes >> 20, self.bytes as f64 / 1e6 / secs)
+        format!(
+            "packed {} MB in {secs:.1} s ({:.0} MB/s)",
+            self.bytes >> 20,
+            self.bytes as f64 / 1e6 / secs
+        )
     }
 }
 
@@ -661,6 +665,79 @@ mod tests {
             );
             assert_eq!(a.unwrap().mtime(), b.unwrap().mtime(), "{p}: mtime kept");
         }
+    }
+
+    #[test]
+    fn xattrs_and_file_capabilities_survive_a_round_trip() {
+        let src = sample_root();
+        let tool = src.path().join("usr/bin/tool");
+        xattr::set(&tool, "user.mkve", b"kept").unwrap();
+        let root = nix::unistd::geteuid().is_root();
+        if root {
+            // What `setcap cap_net_raw+ep` stores: CI runs as root, so this
+            // part runs there.
+            let st = std::process::Command::new("setcap")
+                .arg("cap_net_raw+ep")
+                .arg(&tool)
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let (bytes, _) = pack_dir(src.path(), Vec::new(), &PackOptions::default()).unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        unpack(
+            &bytes[..],
+            Some(dst.path()),
+            Path::new("t"),
+            UnpackOptions::ROOTFS,
+        )
+        .unwrap();
+        let out = dst.path().join("usr/bin/tool");
+        if root {
+            assert_eq!(
+                xattr::get(&out, "user.mkve").unwrap().as_deref(),
+                Some(&b"kept"[..])
+            );
+            let caps = std::process::Command::new("getcap")
+                .arg(&out)
+                .output()
+                .unwrap();
+            assert!(
+                String::from_utf8_lossy(&caps.stdout).contains("cap_net_raw=ep"),
+                "{caps:?}"
+            );
+            assert_eq!(
+                std::fs::metadata(&out).unwrap().mode() & 0o7777,
+                0o4755,
+                "set-uid kept beside the capability"
+            );
+        }
+        // Whoever runs it, the archive carries them as PAX records.
+        let mut ar = tar::Archive::new(&bytes[..]);
+        let mut found = false;
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.path().unwrap() == Path::new("usr/bin/tool") {
+                let pax: Vec<String> = e
+                    .pax_extensions()
+                    .unwrap()
+                    .unwrap()
+                    .map(|x| x.unwrap().key().unwrap().to_string())
+                    .collect();
+                assert!(
+                    pax.contains(&"SCHILY.xattr.user.mkve".to_string()),
+                    "{pax:?}"
+                );
+                if root {
+                    assert!(
+                        pax.contains(&"SCHILY.xattr.security.capability".to_string()),
+                        "{pax:?}"
+                    );
+                }
+                found = true;
+            }
+        }
+        assert!(found);
     }
 
     #[test]

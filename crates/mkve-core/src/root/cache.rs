@@ -122,6 +122,10 @@ fn build_into(
         .tempdir_in(layers)
         .map_err(|e| Error::create(layers, e))?;
     backend.build(r, &tmp.path().join("root"), debs)?;
+    // One syncfs instead of dpkg's fsync per file: a layer is in place only
+    // once it is on disk.
+    let fd = std::fs::File::open(tmp.path()).at(tmp.path())?;
+    nix::unistd::syncfs(&fd).map_err(|e| Error::io(tmp.path(), e.into()))?;
     let spec = serde_json::to_vec_pretty(r).expect("Resolved serialises");
     std::fs::write(tmp.path().join("spec.json"), spec).map_err(|e| Error::create(tmp.path(), e))?;
     if dir.exists() {
@@ -157,6 +161,7 @@ mod tests {
         fn resolve(&self, spec: &RootSpec) -> Result<Resolved> {
             Ok(Resolved {
                 backend: "fake".into(),
+                recipe: 1,
                 suite: "s".into(),
                 mirrors: vec![],
                 arch: "a".into(),

@@ -54,6 +54,7 @@ impl Backend for Hasher {
         };
         Ok(Resolved {
             backend: self.name().into(),
+            recipe: 1,
             // hasher takes the repository from apt's configuration.
             suite: spec.suite.clone().unwrap_or_else(|| "system".into()),
             mirrors: spec.mirrors.clone(),

@@ -13,6 +13,9 @@ use crate::exec::{progress, Cmd};
 pub struct Mmdebstrap;
 
 const DEFAULT_VARIANT: &str = "minbase";
+const UNSAFE_IO: &str = "etc/dpkg/dpkg.cfg.d/mkve-unsafe-io";
+/// 2: dpkg runs with force-unsafe-io, removed before the layer is kept.
+const RECIPE: u32 = 2;
 
 impl Backend for Mmdebstrap {
     fn name(&self) -> &'static str {
@@ -43,6 +46,7 @@ impl Backend for Mmdebstrap {
         };
         Ok(Resolved {
             backend: self.name().into(),
+            recipe: RECIPE,
             suite,
             mirrors,
             arch,
@@ -129,6 +133,11 @@ fn build_args(r: &Resolved, target: &Path, debs: &Path, files: &Path) -> Result<
         format!("--variant={}", r.variant),
         format!("--architectures={}", r.arch),
         "--skip=essential/unlink".into(),
+        // dpkg's fsync per file buys nothing in a directory that is thrown
+        // away on failure; the finished layer is synced once instead (see
+        // cache.rs). A hook, so the option does not stay in the root.
+        format!("--setup-hook=mkdir -p \"$1/etc/dpkg/dpkg.cfg.d\" && echo force-unsafe-io > \"$1/{UNSAFE_IO}\""),
+        format!("--customize-hook=rm -f \"$1/{UNSAFE_IO}\""),
         "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives".into(),
         format!("--setup-hook=sync-in {quoted} /var/cache/apt/archives/"),
         format!("--customize-hook=sync-out /var/cache/apt/archives {quoted}"),
@@ -271,6 +280,7 @@ mod tests {
     fn command_line_keeps_debs_and_passes_source_files() {
         let r = Resolved {
             backend: "mmdebstrap".into(),
+            recipe: RECIPE,
             suite: "bookworm".into(),
             mirrors: vec![
                 "http://deb.debian.org/debian".into(),
@@ -290,21 +300,23 @@ mod tests {
         .unwrap();
         assert_eq!(a[0], "--variant=minbase");
         assert_eq!(a[1], "--architectures=amd64");
+        assert!(a[3].contains("force-unsafe-io"), "{}", a[3]);
+        assert!(a[4].starts_with("--customize-hook=rm -f"), "{}", a[4]);
         assert_eq!(
-            a[4],
+            a[6],
             "--setup-hook=sync-in '/c/debs dir' /var/cache/apt/archives/"
         );
         assert_eq!(
-            a[5],
+            a[7],
             "--customize-hook=sync-out /var/cache/apt/archives '/c/debs dir'"
         );
-        assert_eq!(a[6], "--include=chrony,linux-image-amd64");
+        assert_eq!(a[8], "--include=chrony,linux-image-amd64");
         assert_eq!(
-            &a[7..10],
+            &a[9..12],
             ["bookworm", "/c/root", "http://deb.debian.org/debian"]
         );
-        assert!(a[10].ends_with("1.sources"));
-        assert_eq!(std::fs::read_to_string(&a[10]).unwrap(), r.mirrors[1]);
+        assert!(a[12].ends_with("1.sources"));
+        assert_eq!(std::fs::read_to_string(&a[12]).unwrap(), r.mirrors[1]);
     }
 
     #[test]

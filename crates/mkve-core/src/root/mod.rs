@@ -38,6 +38,9 @@ pub struct RootSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Resolved {
     pub backend: String,
+    /// The backend's way of building, numbered: a change to it (new tool
+    /// options, say) changes every key, so old layers are not reused.
+    pub recipe: u32,
     pub suite: String,
     /// Mirror URIs or the contents of apt source files, as given to the tool.
     pub mirrors: Vec<String>,
