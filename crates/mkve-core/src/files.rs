@@ -27,6 +27,32 @@ pub fn display_name(path: &Path) -> PathBuf {
     }
 }
 
+/// The directory `path` is in (`.` for a bare name) and its file name.
+fn parent_and_name(path: &Path) -> (&Path, String) {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    (dir, name)
+}
+
+/// A temporary directory beside `dest` (which must not exist yet), to be
+/// renamed to `dest` when its contents are complete; removed when dropped.
+pub fn temp_dir_beside(dest: &Path) -> Result<tempfile::TempDir> {
+    if std::fs::symlink_metadata(dest).is_ok() {
+        return Err(Error::create(dest, std::io::Error::other("already exists")));
+    }
+    let (dir, name) = parent_and_name(dest);
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .tempdir_in(dir)
+        .map_err(|e| Error::create(dest, e))
+}
+
 pub enum Output {
     Stdout(BufWriter<std::io::Stdout>),
     /// A device or FIFO: written in place, there is nothing to rename.
@@ -57,14 +83,7 @@ impl Output {
                 return Ok(Output::Special(f, path.to_path_buf()));
             }
         }
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let base = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let (dir, base) = parent_and_name(path);
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{base}."))
             .suffix(".tmp")

@@ -230,77 +230,28 @@ pub fn verify_detached(data: &[u8], sig: &[u8], keyring: Option<&Path>) -> Resul
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// A throw-away GnuPG home with one unprotected signing key; returns
-    /// the home and the key's fingerprint.
-    pub(crate) fn make_key(name: &str) -> (tempfile::TempDir, String) {
-        let home = tempfile::Builder::new()
-            .prefix("mkve-test-gpg.")
-            .tempdir()
-            .unwrap();
-        let gpg = |args: &[&str]| {
-            Cmd::new("gpg")
-                .arg("--homedir")
-                .arg(home.path())
-                .args(["--batch", "--quiet"])
-                .args(args)
-                .output()
-                .unwrap()
-        };
-        gpg(&[
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            name,
-            "ed25519",
-            "sign",
-            "never",
-        ]);
-        let out = gpg(&["--with-colons", "--list-secret-keys"]);
-        let text = String::from_utf8(out.stdout).unwrap();
-        let fpr = text
-            .lines()
-            .find(|l| l.starts_with("fpr:"))
-            .unwrap()
-            .split(':')
-            .nth(9)
-            .unwrap()
-            .to_string();
-        (home, fpr)
-    }
-
-    fn export(home: &Path, to: &Path) {
-        let out = Cmd::new("gpg")
-            .arg("--homedir")
-            .arg(home)
-            .args(["--batch", "--export"])
-            .output()
-            .unwrap();
-        std::fs::write(to, out.stdout).unwrap();
-    }
+    use mkve_testkit::key;
 
     #[test]
     fn sign_then_verify_against_the_right_and_the_wrong_keyring() {
-        let (home, fpr) = make_key("mkve test <test@example.invalid>");
-        let (other, _) = make_key("someone else <other@example.invalid>");
-        let d = tempfile::tempdir().unwrap();
-        let (good, wrong) = (d.path().join("good.gpg"), d.path().join("wrong.gpg"));
-        export(home.path(), &good);
-        export(other.path(), &wrong);
+        let signer = key("sign-test");
+        let other = key("sign-test-other");
+        let (fpr, good, wrong) = (signer.fingerprint.clone(), &signer.keyring, &other.keyring);
+        let home = &signer.home;
 
-        let (sig, signer) = sign_detached(b"meta", None, Some(home.path())).unwrap();
+        let (sig, signer) = sign_detached(b"meta", None, Some(home)).unwrap();
         assert_eq!(signer, fpr);
         assert!(sig.starts_with(b"-----BEGIN PGP SIGNATURE-----"));
         assert_eq!(
-            verify_detached(b"meta", &sig, Some(&good)).unwrap(),
+            verify_detached(b"meta", &sig, Some(good)).unwrap(),
             SigStatus::Valid {
                 fingerprint: fpr.clone()
             }
         );
         assert!(matches!(
-            verify_detached(b"meta", &sig, Some(&wrong)).unwrap(),
+            verify_detached(b"meta", &sig, Some(wrong)).unwrap(),
             SigStatus::UnknownKey { .. }
         ));
         assert!(matches!(
@@ -308,19 +259,18 @@ pub(crate) mod tests {
             SigStatus::UnknownKey { .. }
         ));
         assert!(matches!(
-            verify_detached(b"metA", &sig, Some(&good)).unwrap(),
+            verify_detached(b"metA", &sig, Some(good)).unwrap(),
             SigStatus::Bad { .. }
         ));
         assert!(matches!(
-            verify_detached(b"meta", b"garbage", Some(&good)).unwrap(),
+            verify_detached(b"meta", b"garbage", Some(good)).unwrap(),
             SigStatus::Bad { .. }
         ));
 
         let (_, by_name) =
-            sign_detached(b"meta", Some("test@example.invalid"), Some(home.path())).unwrap();
+            sign_detached(b"meta", Some("sign-test@example.invalid"), Some(home)).unwrap();
         assert_eq!(by_name, fpr);
-        let err =
-            sign_detached(b"meta", Some("nobody@example.invalid"), Some(home.path())).unwrap_err();
+        let err = sign_detached(b"meta", Some("nobody@example.invalid"), Some(home)).unwrap_err();
         assert!(
             err.to_string()
                 .contains("no secret key \"nobody@example.invalid\""),

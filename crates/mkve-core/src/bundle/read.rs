@@ -246,21 +246,7 @@ struct Staging {
 
 impl Staging {
     fn new(dest: &Path, meta: &[u8], sig: Option<&[u8]>) -> Result<Staging> {
-        if std::fs::symlink_metadata(dest).is_ok() {
-            return Err(Error::create(dest, std::io::Error::other("already exists")));
-        }
-        let parent = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let base = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let guard = tempfile::Builder::new()
-            .prefix(&format!(".{base}."))
-            .tempdir_in(parent)
-            .map_err(|e| Error::create(dest, e))?;
+        let guard = crate::files::temp_dir_beside(dest)?;
         let tmp = guard.path().to_path_buf();
         std::fs::write(tmp.join(META), meta).map_err(|e| Error::create(dest, e))?;
         if let Some(s) = sig {

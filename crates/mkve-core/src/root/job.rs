@@ -36,7 +36,7 @@ pub fn run(job: &Job) -> Result<()> {
     let layer = layer(backend.as_ref(), &job.spec, job.policy)?;
     match &job.target {
         Target::Dir(dest) => {
-            let tmp = sibling_tmp(dest)?;
+            let tmp = crate::files::temp_dir_beside(dest)?;
             let root = tmp.path().join("root");
             copy_root(&layer.root, &root)?;
             run_steps(&root, &job.steps, &[])?;
@@ -118,23 +118,4 @@ pub fn work_dir() -> Result<tempfile::TempDir> {
         .prefix("root.")
         .tempdir_in(&base)
         .map_err(|e| Error::create(&base, e))
-}
-
-/// A temporary directory beside `dest`, which must not exist.
-fn sibling_tmp(dest: &Path) -> Result<tempfile::TempDir> {
-    if std::fs::symlink_metadata(dest).is_ok() {
-        return Err(Error::create(dest, std::io::Error::other("already exists")));
-    }
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let base = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    tempfile::Builder::new()
-        .prefix(&format!(".{base}."))
-        .tempdir_in(parent)
-        .map_err(|e| Error::create(dest, e))
 }
