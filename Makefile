@@ -21,8 +21,8 @@ export MKVE_BUILD_DATADIR := $(DATADIR)
 export MKVE_BUILD_CONFDIR := $(SYSCONFDIR)/mkve
 
 RELEASE    := target/release
-TOOLS      := mkve-bundle mkve-cache
-MAN1       := man/mkve-bundle.1 man/mkve-cache.1
+TOOLS      := mkve-bundle mkve-cache mkve-net
+MAN1       := man/mkve-bundle.1 man/mkve-cache.1 man/mkve-net.1
 MAN5       := man/mkve-template.5 man/mkve-bundle.5 man/mkve-bundle-config.5
 DEMO       ?= target/demo
 
@@ -65,6 +65,9 @@ install-mkve-cache: all
 	ln -sf mkve-cache $(DESTDIR)$(BINDIR)/hsh-pack
 	install -d $(DESTDIR)$(MANDIR)/man1
 	ln -sf mkve-cache.1 $(DESTDIR)$(MANDIR)/man1/hsh-pack.1
+
+install-mkve-net: all
+	install -D -m 0755 $(RELEASE)/mkve-net $(DESTDIR)$(BINDIR)/mkve-net
 
 # Hooks are one script under several names: keep the links (cp -P).
 install-data:
