@@ -8,6 +8,7 @@ pub mod error;
 pub mod exec;
 pub mod files;
 pub mod hooks;
+pub mod ids;
 pub mod libvirt;
 pub mod lock;
 pub mod net;

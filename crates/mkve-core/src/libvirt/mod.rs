@@ -2,6 +2,7 @@
 //! generates, and the operations on networks (and, later, domains). No
 //! virsh: libvirt's own API, so remote URIs work as they do in virsh.
 
+pub mod domain;
 pub mod network;
 
 use virt::connect::Connect;

@@ -1,0 +1,297 @@
+//! Domain XML for each hypervisor, and the mkve record every domain
+//! carries in its `<metadata>`: ID, address, template, version and the
+//! bundle's digest. libvirt is the one source of truth about machines:
+//! mkve keeps no database of its own.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use super::esc;
+use crate::template::Hypervisor;
+
+/// The namespace of mkve's `<metadata>` element.
+pub const NS: &str = "urn:mkve:vm:1";
+
+/// What a machine runs from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// qemu, kvm, xen: a disk image holding the root, and the kernel and
+    /// initrd copied out of the root's /boot for direct kernel boot.
+    Disk {
+        image: PathBuf,
+        format: String,
+        kernel: PathBuf,
+        initrd: Option<PathBuf>,
+    },
+    /// lxc: the root as a directory.
+    Dir(PathBuf),
+    /// openvz: a template cache of this name (vzctl's OSTEMPLATE).
+    OpenvzTemplate(String),
+}
+
+/// mkve's record of a machine, as kept in the domain's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Record {
+    pub id: u32,
+    pub address: Ipv4Addr,
+    pub template: String,
+    pub version: String,
+    pub bundle: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    pub record: Record,
+    pub name: String,
+    pub hypervisor: Hypervisor,
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    pub cpu_shares: Option<u32>,
+    pub blkio_weight: Option<u32>,
+    pub vnc: bool,
+    pub mac: String,
+    pub network: String,
+    pub bridge: String,
+    pub storage: Storage,
+}
+
+pub fn metadata_xml(r: &Record) -> String {
+    format!(
+        "<mkve:vm xmlns:mkve='{NS}'>\n      <mkve:id>{}</mkve:id>\n      <mkve:address>{}</mkve:address>\n      \
+         <mkve:template name='{}' version='{}'/>\n      <mkve:bundle sha256='{}'/>\n    </mkve:vm>",
+        r.id,
+        r.address,
+        esc(&r.template),
+        esc(&r.version),
+        esc(&r.bundle)
+    )
+}
+
+/// The record in a domain's XML; `None` for domains mkve did not make.
+pub fn record_of(domain_xml: &str) -> Option<Record> {
+    let doc = roxmltree::Document::parse(domain_xml).ok()?;
+    let vm = doc
+        .descendants()
+        .find(|n| n.tag_name().name() == "vm" && n.tag_name().namespace() == Some(NS))?;
+    let child = |name: &str| vm.children().find(|n| n.tag_name().name() == name);
+    let template = child("template")?;
+    Some(Record {
+        id: child("id")?.text()?.trim().parse().ok()?,
+        address: child("address")?.text()?.trim().parse().ok()?,
+        template: template.attribute("name")?.to_string(),
+        version: template.attribute("version")?.to_string(),
+        bundle: child("bundle")?.attribute("sha256")?.to_string(),
+    })
+}
+
+pub fn xml(s: &VmSpec) -> String {
+    let mut x = String::new();
+    let ty = match s.hypervisor {
+        Hypervisor::Qemu => "qemu",
+        Hypervisor::Kvm => "kvm",
+        Hypervisor::Xen => "xen",
+        Hypervisor::Lxc => "lxc",
+        Hypervisor::Openvz => "openvz",
+    };
+    x.push_str(&format!(
+        "<domain type='{ty}'>\n  <name>{}</name>\n",
+        esc(&s.name)
+    ));
+    x.push_str(&format!(
+        "  <metadata>\n    {}\n  </metadata>\n",
+        metadata_xml(&s.record)
+    ));
+    x.push_str(&format!(
+        "  <memory unit='MiB'>{}</memory>\n  <vcpu>{}</vcpu>\n",
+        s.memory_mib, s.vcpus
+    ));
+    if let Some(shares) = s.cpu_shares {
+        x.push_str(&format!(
+            "  <cputune>\n    <shares>{shares}</shares>\n  </cputune>\n"
+        ));
+    }
+    if let Some(w) = s.blkio_weight {
+        x.push_str(&format!(
+            "  <blkiotune>\n    <weight>{w}</weight>\n  </blkiotune>\n"
+        ));
+    }
+    let mac = format!("<mac address='{}'/>", esc(&s.mac));
+    let network_if = format!(
+        "    <interface type='network'>\n      <source network='{}'/>\n      {mac}\n{}    </interface>\n",
+        esc(&s.network),
+        if matches!(s.hypervisor, Hypervisor::Qemu | Hypervisor::Kvm) { "      <model type='virtio'/>\n" } else { "" }
+    );
+    match (&s.storage, s.hypervisor) {
+        (
+            Storage::Disk {
+                image,
+                format,
+                kernel,
+                initrd,
+            },
+            Hypervisor::Qemu | Hypervisor::Kvm | Hypervisor::Xen,
+        ) => {
+            let xen = s.hypervisor == Hypervisor::Xen;
+            let (os_type, dev, bus, console) = if xen {
+                (
+                    "<type arch='x86_64' machine='xenpv'>linux</type>",
+                    "xvda",
+                    "xen",
+                    "hvc0",
+                )
+            } else {
+                ("<type arch='x86_64'>hvm</type>", "vda", "virtio", "ttyS0")
+            };
+            x.push_str(&format!(
+                "  <os>\n    {os_type}\n    <kernel>{}</kernel>\n",
+                esc(&kernel.to_string_lossy())
+            ));
+            if let Some(i) = initrd {
+                x.push_str(&format!(
+                    "    <initrd>{}</initrd>\n",
+                    esc(&i.to_string_lossy())
+                ));
+            }
+            x.push_str(&format!(
+                "    <cmdline>root=/dev/{dev} rw console={console}</cmdline>\n  </os>\n"
+            ));
+            x.push_str("  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>restart</on_reboot>\n  <devices>\n");
+            let driver = if xen {
+                format!("<driver name='qemu' type='{}'/>", esc(format))
+            } else {
+                format!(
+                    "<driver name='qemu' type='{}' cache='none' io='native'/>",
+                    esc(format)
+                )
+            };
+            x.push_str(&format!(
+                "    <disk type='file' device='disk'>\n      {driver}\n      <source file='{}'/>\n      <target dev='{dev}' bus='{bus}'/>\n    </disk>\n",
+                esc(&image.to_string_lossy())
+            ));
+            x.push_str(&network_if);
+            if xen {
+                x.push_str("    <console type='pty'>\n      <target type='xen' port='0'/>\n    </console>\n");
+            } else {
+                x.push_str("    <serial type='pty'>\n      <target port='0'/>\n    </serial>\n    <console type='pty'>\n      <target type='serial' port='0'/>\n    </console>\n");
+            }
+            if s.vnc {
+                x.push_str("    <graphics type='vnc' autoport='yes' listen='127.0.0.1'/>\n");
+            }
+        }
+        (Storage::Dir(root), Hypervisor::Lxc) => {
+            x.push_str(
+                "  <os>\n    <type>exe</type>\n    <init>/sbin/init</init>\n  </os>\n  <devices>\n",
+            );
+            x.push_str(&format!(
+                "    <filesystem type='mount' accessmode='passthrough'>\n      <source dir='{}'/>\n      <target dir='/'/>\n    </filesystem>\n",
+                esc(&root.to_string_lossy())
+            ));
+            x.push_str(&network_if);
+            x.push_str("    <console type='pty'/>\n");
+        }
+        (Storage::OpenvzTemplate(name), Hypervisor::Openvz) => {
+            x.push_str(
+                "  <os>\n    <type>exe</type>\n    <init>/sbin/init</init>\n  </os>\n  <devices>\n",
+            );
+            x.push_str(&format!(
+                "    <filesystem type='template'>\n      <source name='{}'/>\n      <target dir='/'/>\n    </filesystem>\n",
+                esc(name)
+            ));
+            // OpenVZ's driver attaches veth devices to a bridge, not to a
+            // libvirt network.
+            x.push_str(&format!("    <interface type='bridge'>\n      <source bridge='{}'/>\n      {mac}\n    </interface>\n", esc(&s.bridge)));
+        }
+        (storage, hv) => panic!("storage {storage:?} does not go with {hv}"),
+    }
+    x.push_str("  </devices>\n</domain>\n");
+    x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(h: Hypervisor) -> VmSpec {
+        let storage = match h {
+            Hypervisor::Lxc => Storage::Dir("/var/lib/mkve/vms/101/root".into()),
+            Hypervisor::Openvz => Storage::OpenvzTemplate("mkve-101".into()),
+            _ => Storage::Disk {
+                image: "/var/lib/mkve/vms/101/disk.img".into(),
+                format: "raw".into(),
+                kernel: "/var/lib/mkve/vms/101/vmlinuz".into(),
+                initrd: Some("/var/lib/mkve/vms/101/initrd.img".into()),
+            },
+        };
+        VmSpec {
+            record: Record {
+                id: 101,
+                address: Ipv4Addr::new(192, 0, 2, 101),
+                template: "ntp-server".into(),
+                version: "1.0".into(),
+                bundle: "ab".repeat(32),
+            },
+            name: "ntp-101".into(),
+            hypervisor: h,
+            memory_mib: 512,
+            vcpus: 1,
+            cpu_shares: Some(512),
+            blkio_weight: Some(300),
+            vnc: true,
+            mac: crate::net::mac_of(101),
+            network: "mkve-network".into(),
+            bridge: "mkvebr0".into(),
+            storage,
+        }
+    }
+
+    #[test]
+    fn every_hypervisor_gets_xml_that_libvirt_accepts() {
+        let d = tempfile::tempdir().unwrap();
+        for h in Hypervisor::ALL {
+            let text = xml(&spec(h));
+            let f = d.path().join(format!("{h}.xml"));
+            std::fs::write(&f, &text).unwrap();
+            let out = std::process::Command::new("virt-xml-validate")
+                .arg(&f)
+                .arg("domain")
+                .output();
+            let out =
+                out.expect("virt-xml-validate (libvirt-clients) is installed by scripts/deps");
+            assert!(
+                out.status.success(),
+                "{h}: {}\n{text}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(
+                record_of(&text),
+                Some(spec(h).record),
+                "{h}: the record reads back"
+            );
+        }
+        assert!(xml(&spec(Hypervisor::Qemu)).contains("<domain type='qemu'>"));
+        assert!(xml(&spec(Hypervisor::Kvm)).contains("<domain type='kvm'>"));
+        assert!(xml(&spec(Hypervisor::Xen)).contains("machine='xenpv'"));
+    }
+
+    #[test]
+    fn domains_without_a_record_are_not_mkve_s() {
+        assert_eq!(
+            record_of("<domain type='kvm'><name>other</name></domain>"),
+            None
+        );
+        assert_eq!(record_of("not xml"), None);
+    }
+
+    #[test]
+    fn the_test_driver_defines_the_qemu_domain_and_keeps_the_record() {
+        let conn = super::super::connect("test:///default").unwrap();
+        let mut s = spec(Hypervisor::Qemu);
+        s.hypervisor = Hypervisor::Qemu;
+        // The test driver knows only its own domain type.
+        let text = xml(&s).replace("<domain type='qemu'>", "<domain type='test'>");
+        let dom = conn.define_domain_xml(&text).unwrap();
+        let back = dom.xml_desc(0).unwrap();
+        assert_eq!(record_of(&back), Some(s.record));
+        dom.undefine().unwrap();
+    }
+}
