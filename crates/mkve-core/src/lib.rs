@@ -17,5 +17,6 @@ pub mod paths;
 pub mod root;
 pub mod sign;
 pub mod template;
+pub mod vm;
 
 pub use error::{Error, Result};

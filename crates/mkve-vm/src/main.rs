@@ -1,14 +1,146 @@
-//! mkve-vm(1). Managing machines through libvirt is not in this
-//! version yet: the binary exists so the workspace has its final shape, and
-//! says so plainly instead of pretending.
+//! mkve-vm(1): machines from bundles, through libvirt.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+use mkve_core::template::Hypervisor;
+use mkve_core::vm::{self, CreateOptions};
+use mkve_core::{exec, Error, Result};
+
+/// Create, start, stop, delete and list machines made from mkve bundles.
+#[derive(Parser, Debug)]
+#[command(name = "mkve-vm", version, max_term_width = 100)]
+struct Cli {
+    /// libvirt URI [default: $LIBVIRT_DEFAULT_URI, else each hypervisor's own]
+    #[arg(short, long, global = true, value_name = "URI")]
+    connect: Option<String>,
+    /// No progress lines
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a machine from a bundle (- for stdin) and print its ID
+    Create {
+        bundle: PathBuf,
+        /// Refuse a bundle for another hypervisor
+        #[arg(short = 'H', long)]
+        hypervisor: Option<Hypervisor>,
+        /// Use this ID instead of the next free one
+        #[arg(long)]
+        id: Option<u32>,
+        /// Domain name [default: TEMPLATE-ID]
+        #[arg(long)]
+        name: Option<String>,
+        /// Memory, as 512M or 1G
+        #[arg(long, default_value = "512M", value_parser = vm::parse_mib)]
+        memory: u64,
+        #[arg(long, default_value_t = 1)]
+        vcpus: u32,
+        /// CPU weight (cgroup cpu shares)
+        #[arg(long)]
+        cpu_shares: Option<u32>,
+        /// Block I/O weight (cgroup blkio, 100 to 1000)
+        #[arg(long)]
+        blkio_weight: Option<u32>,
+        /// Keyring the bundle's signature must come from [default: $MKVE_CONFDIR/trusted.gpg]
+        #[arg(long)]
+        keyring: Option<PathBuf>,
+        /// Accept a bundle with no signature
+        #[arg(long)]
+        allow_unsigned: bool,
+        /// Start the machine once created
+        #[arg(long)]
+        start: bool,
+    },
+    /// Start a machine (ID or name)
+    Start { machine: String },
+    /// Shut a machine down; --force pulls the plug
+    Stop {
+        machine: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete a machine and everything mkve made for it
+    Delete { machine: String },
+    /// List mkve's machines
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 fn main() -> ExitCode {
-    if std::env::args().any(|a| a == "--version" || a == "-V") {
-        println!("mkve-vm {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => mkve_core::error::report("mkve-vm", &e),
     }
-    eprintln!("mkve-vm: not available in this version of mkve");
-    ExitCode::from(69)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    exec::set_quiet(cli.quiet);
+    let uris = vm::uris(cli.connect.as_deref());
+    match cli.command {
+        Command::Create {
+            bundle,
+            hypervisor,
+            id,
+            name,
+            memory,
+            vcpus,
+            cpu_shares,
+            blkio_weight,
+            keyring,
+            allow_unsigned,
+            start,
+        } => {
+            let id = vm::create(&CreateOptions {
+                bundle,
+                hypervisor,
+                id,
+                name,
+                memory_mib: memory,
+                vcpus,
+                cpu_shares,
+                blkio_weight,
+                vnc: false,
+                connect: cli.connect,
+                keyring,
+                allow_unsigned,
+                start,
+            })?;
+            println!("{id}");
+        }
+        Command::Start { machine } => vm::start(&uris, &machine)?,
+        Command::Stop { machine, force } => vm::stop(&uris, &machine, force)?,
+        Command::Delete { machine } => {
+            vm::delete(&uris, &machine)?;
+        }
+        Command::List { json } => {
+            let machines = vm::list(&uris)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&machines)
+                        .map_err(|e| Error::Other(e.to_string()))?
+                );
+            } else {
+                println!(
+                    "{:<5} {:<24} {:<6} {:<9} {:<15} TEMPLATE",
+                    "ID", "NAME", "HV", "STATE", "ADDRESS"
+                );
+                for m in machines {
+                    println!(
+                        "{:<5} {:<24} {:<6} {:<9} {:<15} {} {}",
+                        m.id, m.name, m.hypervisor, m.state, m.address, m.template, m.version
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }

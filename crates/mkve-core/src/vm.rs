@@ -1,0 +1,387 @@
+//! Machines made from bundles (mkve-vm(1)): create, start, stop, delete,
+//! list. A machine is a libvirt domain carrying mkve's record in its
+//! metadata, plus `$MKVE_STATEDIR/vms/ID/` holding its root or disk, plus
+//! its DHCP entry in the mkve network. Creating verifies the bundle before
+//! anything is made, and a failed create undoes everything it made.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use virt::connect::Connect;
+use virt::domain::Domain;
+
+use crate::bundle::{self, Check, ReadOptions};
+use crate::error::{Error, IoContext, Result};
+use crate::exec::progress;
+use crate::files;
+use crate::ids;
+use crate::libvirt::{self, domain, failed, network};
+use crate::net::{mac_of, NetConfig};
+use crate::template::Hypervisor;
+
+/// The libvirt URI a hypervisor's machines live on by default.
+pub fn default_uri(h: Hypervisor) -> &'static str {
+    match h {
+        Hypervisor::Qemu | Hypervisor::Kvm => "qemu:///system",
+        Hypervisor::Lxc => "lxc:///",
+        Hypervisor::Openvz => "openvz:///system",
+        Hypervisor::Xen => "xen:///system",
+    }
+}
+
+pub struct CreateOptions {
+    pub bundle: PathBuf,
+    pub hypervisor: Option<Hypervisor>,
+    pub id: Option<u32>,
+    pub name: Option<String>,
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    pub cpu_shares: Option<u32>,
+    pub blkio_weight: Option<u32>,
+    pub vnc: bool,
+    pub connect: Option<String>,
+    pub keyring: Option<PathBuf>,
+    pub allow_unsigned: bool,
+    pub start: bool,
+}
+
+/// Everything a create made so far; dropped without `keep`, it is undone.
+struct Undo<'c> {
+    conn: &'c Connect,
+    net: &'c NetConfig,
+    dir: Option<PathBuf>,
+    domain: Option<Domain>,
+    host: Option<u32>,
+}
+
+impl Undo<'_> {
+    fn keep(mut self) {
+        self.dir = None;
+        self.domain = None;
+        self.host = None;
+    }
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if let Some(d) = self.domain.take() {
+            let _ = d.destroy();
+            let _ = d.undefine();
+        }
+        if let Some(id) = self.host.take() {
+            let _ = network::remove_host(self.conn, self.net, id);
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn vms_dir() -> PathBuf {
+    crate::paths::statedir().join("vms")
+}
+
+/// Create a machine from a bundle; return its ID.
+pub fn create(o: &CreateOptions) -> Result<u32> {
+    let vms = vms_dir();
+    std::fs::create_dir_all(&vms).map_err(|e| Error::create(&vms, e))?;
+    // Verify and unpack first: nothing is made from a bundle that fails.
+    let staging = tempfile::Builder::new()
+        .prefix(".new.")
+        .tempdir_in(&vms)
+        .map_err(|e| Error::create(&vms, e))?;
+    let unpacked = staging.path().join("bundle");
+    let default_keyring = crate::paths::default_keyring();
+    let keyring = o.keyring.as_deref().unwrap_or(&default_keyring);
+    progress("verifying and unpacking the bundle");
+    let report = bundle::read(
+        files::open_input(&o.bundle)?,
+        &files::display_name(&o.bundle),
+        &ReadOptions {
+            keyring: Some(keyring),
+            require_signature: true,
+            allow_unsigned: o.allow_unsigned,
+            check: Check::Digests,
+            unpack_to: Some(&unpacked),
+        },
+    )?;
+    let meta = report.meta;
+    let hv = meta.hypervisor;
+    if let Some(h) = o.hypervisor.filter(|h| *h != hv) {
+        return Err(Error::bundle(
+            &o.bundle,
+            format!("is a bundle for {hv}, not {h}"),
+        ));
+    }
+    if hv != Hypervisor::Lxc {
+        return Err(Error::Unavailable {
+            what: format!("{hv} machines"),
+            why: "this version of mkve-vm creates lxc machines only".into(),
+        });
+    }
+    let uri = libvirt::uri(o.connect.as_deref(), default_uri(hv));
+    let conn = libvirt::connect(&uri)?;
+    let net = NetConfig::load()?;
+    if !network::status(&conn, &net)?.defined {
+        return Err(Error::Unavailable {
+            what: format!("network {}", net.name),
+            why: format!("not defined on {uri}: run mkve-net create"),
+        });
+    }
+
+    let _ids = ids::lock()?;
+    let used = used_ids(&conn)?;
+    let id = match o.id {
+        Some(id) if used.contains(&id) => return Err(Error::Usage(format!("ID {id} is taken"))),
+        Some(id) if id < ids::first_for(hv) => {
+            return Err(Error::Usage(format!(
+                "ID {id} is below {}, the first for {hv}",
+                ids::first_for(hv)
+            )))
+        }
+        Some(id) => id,
+        None => ids::next_free(&used, &net, hv)?,
+    };
+    let address = net.address_of(id)?;
+    let dir = vms.join(id.to_string());
+    if dir.exists() {
+        // Left by a create that was killed before its domain was defined.
+        std::fs::remove_dir_all(&dir).at(&dir)?;
+    }
+    std::fs::rename(&unpacked, &dir).map_err(|e| Error::create(&dir, e))?;
+    let mut undo = Undo {
+        conn: &conn,
+        net: &net,
+        dir: Some(dir.clone()),
+        domain: None,
+        host: None,
+    };
+
+    let spec = domain::VmSpec {
+        record: domain::Record {
+            id,
+            address,
+            template: meta.template.name.clone(),
+            version: meta.template.version.clone(),
+            bundle: meta
+                .members
+                .get(bundle::ROOTFS)
+                .cloned()
+                .unwrap_or_default(),
+        },
+        name: o
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{id}", meta.template.name)),
+        hypervisor: hv,
+        memory_mib: o.memory_mib,
+        vcpus: o.vcpus,
+        cpu_shares: o.cpu_shares,
+        blkio_weight: o.blkio_weight,
+        vnc: o.vnc,
+        mac: mac_of(id),
+        network: net.name.clone(),
+        bridge: net.bridge.clone(),
+        storage: domain::Storage::Dir(dir.join("rootfs")),
+    };
+    let dom = conn
+        .define_domain_xml(&domain::xml(&spec))
+        .map_err(|e| failed(format!("defining machine {id} ({})", spec.name), e))?;
+    undo.domain = Some(dom);
+    network::add_host(&conn, &net, id)?;
+    undo.host = Some(id);
+    drop(_ids);
+    if o.start {
+        progress(format!("starting machine {id}"));
+        undo.domain
+            .as_ref()
+            .expect("defined above")
+            .create()
+            .map_err(|e| failed(format!("starting machine {id}"), e))?;
+    }
+    undo.keep();
+    Ok(id)
+}
+
+/// IDs in use on the node: on `conn` and on every other hypervisor's
+/// default connection that answers.
+fn used_ids(conn: &Connect) -> Result<std::collections::BTreeSet<u32>> {
+    let mut used = ids::used_on(conn)?;
+    for uri in others() {
+        if let Ok(c) = Connect::open(Some(uri)) {
+            used.extend(ids::used_on(&c).unwrap_or_default());
+        }
+    }
+    Ok(used)
+}
+
+/// The default URIs worth asking besides the one in use. OpenVZ only when
+/// vzctl exists (the original probed it without looking, and failed).
+fn others() -> Vec<&'static str> {
+    let mut v = vec!["lxc:///", "qemu:///system"];
+    if which("vzctl") {
+        v.push("openvz:///system");
+    }
+    v
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub id: u32,
+    pub name: String,
+    pub hypervisor: String,
+    pub state: String,
+    pub address: String,
+    pub template: String,
+    pub version: String,
+    #[serde(skip)]
+    pub uri: String,
+}
+
+/// Every mkve machine on the given connections.
+pub fn list(uris: &[String]) -> Result<Vec<Machine>> {
+    let mut out = Vec::new();
+    for uri in uris {
+        let conn = libvirt::connect(uri)?;
+        for d in conn
+            .list_all_domains(0)
+            .map_err(|e| failed("listing domains", e))?
+        {
+            if let Some(m) = machine(&d, uri) {
+                out.push(m);
+            }
+        }
+    }
+    out.sort_by_key(|m| m.id);
+    Ok(out)
+}
+
+fn machine(d: &Domain, uri: &str) -> Option<Machine> {
+    let xml = d.xml_desc(0).ok()?;
+    let r = domain::record_of(&xml)?;
+    let doc = roxmltree::Document::parse(&xml).ok()?;
+    let ty = doc
+        .root_element()
+        .attribute("type")
+        .unwrap_or("")
+        .to_string();
+    let state = if d.is_active().ok()? {
+        "running"
+    } else {
+        "shut off"
+    };
+    Some(Machine {
+        id: r.id,
+        name: d.name().ok()?,
+        hypervisor: ty,
+        state: state.into(),
+        address: r.address.to_string(),
+        template: r.template,
+        version: r.version,
+        uri: uri.to_string(),
+    })
+}
+
+/// The machine named by `target` (an ID or a name) on one of `uris`.
+pub fn find(uris: &[String], target: &str) -> Result<(Connect, Domain, Machine)> {
+    for uri in uris {
+        let conn = libvirt::connect(uri)?;
+        for d in conn
+            .list_all_domains(0)
+            .map_err(|e| failed("listing domains", e))?
+        {
+            if let Some(m) = machine(&d, uri) {
+                if m.id.to_string() == target || m.name == target {
+                    return Ok((conn, d, m));
+                }
+            }
+        }
+    }
+    Err(Error::Usage(format!("no machine {target}")))
+}
+
+pub fn start(uris: &[String], target: &str) -> Result<()> {
+    let (_, d, m) = find(uris, target)?;
+    if !d.is_active().map_err(|e| failed(m.id, e))? {
+        d.create()
+            .map_err(|e| failed(format!("starting machine {}", m.id), e))?;
+    }
+    Ok(())
+}
+
+/// Ask the machine to shut down, or with `force` pull the plug.
+pub fn stop(uris: &[String], target: &str, force: bool) -> Result<()> {
+    let (_, d, m) = find(uris, target)?;
+    if d.is_active().map_err(|e| failed(m.id, e))? {
+        let r = if force { d.destroy() } else { d.shutdown() };
+        r.map_err(|e| failed(format!("stopping machine {}", m.id), e))?;
+    }
+    Ok(())
+}
+
+/// Stop, undefine, remove the DHCP entry and the machine's files.
+pub fn delete(uris: &[String], target: &str) -> Result<u32> {
+    let (conn, d, m) = find(uris, target)?;
+    if d.is_active().map_err(|e| failed(m.id, e))? {
+        d.destroy()
+            .map_err(|e| failed(format!("stopping machine {}", m.id), e))?;
+    }
+    d.undefine()
+        .map_err(|e| failed(format!("undefining machine {}", m.id), e))?;
+    let net = NetConfig::load()?;
+    if network::status(&conn, &net)?.defined {
+        network::remove_host(&conn, &net, m.id)?;
+    }
+    let dir = vms_dir().join(m.id.to_string());
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).at(&dir)?;
+    }
+    Ok(m.id)
+}
+
+/// The URIs to look for machines on: the one given, or every hypervisor's
+/// default that mkve uses on this node.
+pub fn uris(given: Option<&str>) -> Vec<String> {
+    match given.map(str::to_string).or_else(|| {
+        std::env::var("LIBVIRT_DEFAULT_URI")
+            .ok()
+            .filter(|u| !u.is_empty())
+    }) {
+        Some(u) => vec![u],
+        None => others().into_iter().map(str::to_string).collect(),
+    }
+}
+
+/// `512`, `512M`, `1G`: a size in MiB.
+pub fn parse_mib(s: &str) -> std::result::Result<u64, String> {
+    let (num, mult) = match s.trim().to_ascii_uppercase() {
+        t if t.ends_with('G') => (t.trim_end_matches('G').to_string(), 1024),
+        t if t.ends_with('M') => (t.trim_end_matches('M').to_string(), 1),
+        t => (t, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .map(|n| n * mult)
+        .ok_or_else(|| format!("\"{s}\" is not a size like 512M or 1G"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_mib("512").unwrap(), 512);
+        assert_eq!(parse_mib("512M").unwrap(), 512);
+        assert_eq!(parse_mib("2g").unwrap(), 2048);
+        assert!(parse_mib("lots").is_err());
+        assert!(parse_mib("0").is_err());
+    }
+}
