@@ -21,7 +21,7 @@ export MKVE_BUILD_DATADIR := $(DATADIR)
 export MKVE_BUILD_CONFDIR := $(SYSCONFDIR)/mkve
 
 RELEASE    := target/release
-TOOLS      := mkve-bundle mkve-cache mkve-net
+TOOLS      := mkve-bundle mkve-cache mkve-net mkve-vm
 MAN1       := man/mkve-bundle.1 man/mkve-cache.1 man/mkve-net.1
 MAN5       := man/mkve-template.5 man/mkve-bundle.5 man/mkve-bundle-config.5
 DEMO       ?= target/demo
@@ -34,8 +34,11 @@ all:
 deps:
 	./scripts/deps
 
+# Unit and integration tests, then the end-to-end run against a real
+# libvirtd inside a network namespace of the test's own.
 test: deps man
 	$(CARGO) test --locked --workspace
+	tests/e2e-lxc.sh
 
 man:
 	mandoc -Tlint -Wwarning $(MAN1) $(MAN5)
@@ -68,6 +71,9 @@ install-mkve-cache: all
 
 install-mkve-net: all
 	install -D -m 0755 $(RELEASE)/mkve-net $(DESTDIR)$(BINDIR)/mkve-net
+
+install-mkve-vm: all
+	install -D -m 0755 $(RELEASE)/mkve-vm $(DESTDIR)$(BINDIR)/mkve-vm
 
 # Hooks are one script under several names: keep the links (cp -P).
 install-data:
