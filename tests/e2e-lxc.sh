@@ -13,6 +13,7 @@ harness=$top/tests/harness/libvirtd-netns
 ns=mkve-e2e
 work=$(mktemp -d /var/tmp/mkve-e2e.XXXXXX)
 export MKVE_DATADIR=$top MKVE_CONFDIR=$work/etc MKVE_STATEDIR=$work/state MKVE_LOCKDIR=$work/lock
+# (the first machine is made with MKVE_STATEDIR=state from $work: the same place)
 export MKVE_CACHEDIR=$top/target/tmp/mkve-layer-cache SOURCE_DATE_EPOCH=1700000000
 passed=0 failed=0
 
@@ -39,14 +40,15 @@ export LIBVIRT_DEFAULT_URI
 
 # The service, end to end.
 "$bin/mkve-bundle" --no-config -q -H lxc --force-no-sign -o "$work/ntp.bun" ntp-server || exit 1
-id=$("$bin/mkve-vm" -q create --allow-unsigned --start "$work/ntp.bun")
+# A relative state directory too: mkve must hand libvirt absolute paths.
+id=$(cd "$work" && MKVE_STATEDIR=state "$bin/mkve-vm" -q create --allow-unsigned --start "$work/ntp.bun")
 check "create prints an ID from 100 up ($id)" test "${id:-0}" -ge 100
 check "the machine has its DHCP entry" test "$(hosts)" = 1
 check "NTP answers at 192.0.2.$id inside the namespace" \
     "$harness" exec "$ns" "$top/tests/harness/ntp-query" "192.0.2.$id" 180
 "$bin/mkve-vm" stop --force "$id"
 check "stop --force stops it" sh -c "'$bin/mkve-vm' list | grep -q '^$id .*shut off'"
-"$bin/mkve-vm" delete "$id"
+(cd "$work" && MKVE_STATEDIR=state "$bin/mkve-vm" delete "$id")
 check "delete leaves no domain" test -z "$(machines)"
 check "delete leaves no files" test ! -e "$MKVE_STATEDIR/vms/$id"
 check "delete leaves no DHCP entry" test "$(hosts)" = 0

@@ -77,8 +77,16 @@ impl Drop for Undo<'_> {
     }
 }
 
+/// `$MKVE_STATEDIR/vms`, made absolute: its paths go into domain XML,
+/// which libvirt reads from its own working directory.
 fn vms_dir() -> PathBuf {
-    crate::paths::statedir().join("vms")
+    let dir = crate::paths::statedir().join("vms");
+    if dir.is_relative() {
+        if let Ok(cwd) = std::env::current_dir() {
+            return cwd.join(dir);
+        }
+    }
+    dir
 }
 
 /// Create a machine from a bundle; return its ID.
