@@ -22,7 +22,7 @@ export MKVE_BUILD_CONFDIR := $(SYSCONFDIR)/mkve
 
 RELEASE    := target/release
 TOOLS      := mkve-bundle mkve-cache mkve-net mkve-vm
-MAN1       := man/mkve-bundle.1 man/mkve-cache.1 man/mkve-net.1
+MAN1       := man/mkve-bundle.1 man/mkve-cache.1 man/mkve-net.1 man/mkve-vm.1
 MAN5       := man/mkve-template.5 man/mkve-bundle.5 man/mkve-bundle-config.5
 DEMO       ?= target/demo
 
