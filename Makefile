@@ -38,6 +38,7 @@ deps:
 # libvirtd inside a network namespace of the test's own.
 test: deps man
 	$(CARGO) test --locked --workspace
+	$(CARGO) build --locked --workspace
 	tests/e2e-lxc.sh
 
 man:

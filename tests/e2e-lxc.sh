@@ -16,6 +16,9 @@ export MKVE_DATADIR=$top MKVE_CONFDIR=$work/etc MKVE_STATEDIR=$work/state MKVE_L
 # (the first machine is made with MKVE_STATEDIR=state from $work: the same place)
 export MKVE_CACHEDIR=$top/target/tmp/mkve-layer-cache SOURCE_DATE_EPOCH=1700000000
 passed=0 failed=0
+for tool in mkve-bundle mkve-net mkve-vm; do
+    [ -x "$bin/$tool" ] || { echo "e2e: $bin/$tool is not built (cargo build --workspace)" >&2; exit 1; }
+done
 
 check() {
     local what=$1; shift
