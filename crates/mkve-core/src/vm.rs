@@ -252,22 +252,41 @@ pub struct Machine {
     pub uri: String,
 }
 
-/// Every mkve machine on the given connections.
-pub fn list(uris: &[String]) -> Result<Vec<Machine>> {
+/// Where to look for machines.
+#[derive(Debug, Clone)]
+pub struct Uris {
+    pub list: Vec<String>,
+    /// Given by the user: a connection that fails is an error. Defaults
+    /// that do not answer (a hypervisor this node lacks) are skipped.
+    pub explicit: bool,
+}
+
+/// Every mkve machine on `uris`, with its connection and domain.
+fn machines(uris: &Uris) -> Result<Vec<(Connect, Domain, Machine)>> {
     let mut out = Vec::new();
-    for uri in uris {
-        let conn = libvirt::connect(uri)?;
+    for uri in &uris.list {
+        let conn = match libvirt::connect(uri) {
+            Ok(c) => c,
+            Err(e) if uris.explicit => return Err(e),
+            Err(_) => continue,
+        };
         for d in conn
             .list_all_domains(0)
             .map_err(|e| failed("listing domains", e))?
         {
             if let Some(m) = machine(&d, uri) {
-                out.push(m);
+                // Each domain holds its own reference to the connection.
+                out.push((conn.clone(), d, m));
             }
         }
     }
-    out.sort_by_key(|m| m.id);
+    out.sort_by_key(|(_, _, m)| m.id);
     Ok(out)
+}
+
+/// Every mkve machine, by ID.
+pub fn list(uris: &Uris) -> Result<Vec<Machine>> {
+    Ok(machines(uris)?.into_iter().map(|(_, _, m)| m).collect())
 }
 
 fn machine(d: &Domain, uri: &str) -> Option<Machine> {
@@ -296,25 +315,15 @@ fn machine(d: &Domain, uri: &str) -> Option<Machine> {
     })
 }
 
-/// The machine named by `target` (an ID or a name) on one of `uris`.
-pub fn find(uris: &[String], target: &str) -> Result<(Connect, Domain, Machine)> {
-    for uri in uris {
-        let conn = libvirt::connect(uri)?;
-        for d in conn
-            .list_all_domains(0)
-            .map_err(|e| failed("listing domains", e))?
-        {
-            if let Some(m) = machine(&d, uri) {
-                if m.id.to_string() == target || m.name == target {
-                    return Ok((conn, d, m));
-                }
-            }
-        }
-    }
-    Err(Error::Usage(format!("no machine {target}")))
+/// The machine named by `target` (an ID or a name).
+pub fn find(uris: &Uris, target: &str) -> Result<(Connect, Domain, Machine)> {
+    machines(uris)?
+        .into_iter()
+        .find(|(_, _, m)| m.id.to_string() == target || m.name == target)
+        .ok_or_else(|| Error::Usage(format!("no machine {target}")))
 }
 
-pub fn start(uris: &[String], target: &str) -> Result<()> {
+pub fn start(uris: &Uris, target: &str) -> Result<()> {
     let (_, d, m) = find(uris, target)?;
     if !d.is_active().map_err(|e| failed(m.id, e))? {
         d.create()
@@ -324,7 +333,7 @@ pub fn start(uris: &[String], target: &str) -> Result<()> {
 }
 
 /// Ask the machine to shut down, or with `force` pull the plug.
-pub fn stop(uris: &[String], target: &str, force: bool) -> Result<()> {
+pub fn stop(uris: &Uris, target: &str, force: bool) -> Result<()> {
     let (_, d, m) = find(uris, target)?;
     if d.is_active().map_err(|e| failed(m.id, e))? {
         let r = if force { d.destroy() } else { d.shutdown() };
@@ -334,7 +343,7 @@ pub fn stop(uris: &[String], target: &str, force: bool) -> Result<()> {
 }
 
 /// Stop, undefine, remove the DHCP entry and the machine's files.
-pub fn delete(uris: &[String], target: &str) -> Result<u32> {
+pub fn delete(uris: &Uris, target: &str) -> Result<u32> {
     let (conn, d, m) = find(uris, target)?;
     if d.is_active().map_err(|e| failed(m.id, e))? {
         d.destroy()
@@ -353,16 +362,22 @@ pub fn delete(uris: &[String], target: &str) -> Result<u32> {
     Ok(m.id)
 }
 
-/// The URIs to look for machines on: the one given, or every hypervisor's
-/// default that mkve uses on this node.
-pub fn uris(given: Option<&str>) -> Vec<String> {
-    match given.map(str::to_string).or_else(|| {
-        std::env::var("LIBVIRT_DEFAULT_URI")
-            .ok()
-            .filter(|u| !u.is_empty())
-    }) {
-        Some(u) => vec![u],
-        None => others().into_iter().map(str::to_string).collect(),
+/// The URIs to look for machines on: the one given (or
+/// `LIBVIRT_DEFAULT_URI`), else every hypervisor's default that mkve uses
+/// on this node.
+pub fn uris(given: Option<&str>) -> Uris {
+    let env = std::env::var("LIBVIRT_DEFAULT_URI")
+        .ok()
+        .filter(|u| !u.is_empty());
+    match given.map(str::to_string).or(env) {
+        Some(u) => Uris {
+            list: vec![u],
+            explicit: true,
+        },
+        None => Uris {
+            list: others().into_iter().map(str::to_string).collect(),
+            explicit: false,
+        },
     }
 }
 
