@@ -49,6 +49,9 @@ check "create prints an ID from 100 up ($id)" test "${id:-0}" -ge 100
 check "the machine has its DHCP entry" test "$(hosts)" = 1
 check "NTP answers at 192.0.2.$id inside the namespace" \
     "$harness" exec "$ns" "$top/tests/harness/ntp-query" "192.0.2.$id" 180
+check "info shows it running at its address" sh -c "'$bin/mkve-vm' info '$id' | grep -q '^address    192.0.2.$id\$'"
+"$bin/mkve-vm" autostart "$id"
+check "autostart turns on" sh -c "'$bin/mkve-vm' info --json '$id' | grep -q '\"autostart\": true'"
 "$bin/mkve-vm" stop --force "$id"
 check "stop --force stops it" sh -c "'$bin/mkve-vm' list | grep -q '^$id .*shut off'"
 (cd "$work" && MKVE_STATEDIR=state "$bin/mkve-vm" delete "$id")

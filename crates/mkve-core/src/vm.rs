@@ -150,7 +150,7 @@ pub fn create(o: &CreateOptions) -> Result<u32> {
         Some(id) => id,
         None => ids::next_free(&used, &net, hv)?,
     };
-    let address = net.address_of(id)?;
+    net.address_of(id)?; // the ID must fit the network before anything is made
     let dir = vms.join(id.to_string());
     if dir.exists() {
         // Left by a create that was killed before its domain was defined.
@@ -165,33 +165,7 @@ pub fn create(o: &CreateOptions) -> Result<u32> {
         host: None,
     };
 
-    let spec = domain::VmSpec {
-        record: domain::Record {
-            id,
-            address,
-            template: meta.template.name.clone(),
-            version: meta.template.version.clone(),
-            bundle: meta
-                .members
-                .get(bundle::ROOTFS)
-                .cloned()
-                .unwrap_or_default(),
-        },
-        name: o
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{}-{id}", meta.template.name)),
-        hypervisor: hv,
-        memory_mib: o.memory_mib,
-        vcpus: o.vcpus,
-        cpu_shares: o.cpu_shares,
-        blkio_weight: o.blkio_weight,
-        vnc: o.vnc,
-        mac: mac_of(id),
-        network: net.name.clone(),
-        bridge: net.bridge.clone(),
-        storage: domain::Storage::Dir(dir.join("rootfs")),
-    };
+    let spec = spec_for(o, &meta, id, &net, &dir)?;
     let dom = conn
         .define_domain_xml(&domain::xml(&spec))
         .map_err(|e| failed(format!("defining machine {id} ({})", spec.name), e))?;
@@ -209,6 +183,100 @@ pub fn create(o: &CreateOptions) -> Result<u32> {
     }
     undo.keep();
     Ok(id)
+}
+
+/// Where a machine's root lives, for each hypervisor: the root directory
+/// for lxc; a disk image and the kernel and initrd copied out of its /boot
+/// for qemu, kvm and xen; a template cache named after the ID for openvz.
+fn storage_for(hv: Hypervisor, dir: &std::path::Path, id: u32) -> domain::Storage {
+    match hv {
+        Hypervisor::Lxc => domain::Storage::Dir(dir.join("rootfs")),
+        Hypervisor::Openvz => domain::Storage::OpenvzTemplate(format!("mkve-{id}")),
+        Hypervisor::Qemu | Hypervisor::Kvm | Hypervisor::Xen => domain::Storage::Disk {
+            image: dir.join("disk.img"),
+            format: "raw".into(),
+            kernel: dir.join("vmlinuz"),
+            initrd: Some(dir.join("initrd.img")),
+        },
+    }
+}
+
+fn spec_for(
+    o: &CreateOptions,
+    meta: &bundle::Meta,
+    id: u32,
+    net: &NetConfig,
+    dir: &std::path::Path,
+) -> Result<domain::VmSpec> {
+    let hv = meta.hypervisor;
+    Ok(domain::VmSpec {
+        record: domain::Record {
+            id,
+            address: net.address_of(id)?,
+            template: meta.template.name.clone(),
+            version: meta.template.version.clone(),
+            bundle: meta
+                .members
+                .get(bundle::ROOTFS)
+                .cloned()
+                .unwrap_or_default(),
+        },
+        name: o
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{id}", meta.template.name)),
+        hypervisor: hv,
+        memory_mib: o.memory_mib,
+        vcpus: o.vcpus,
+        cpu_shares: o.cpu_shares,
+        blkio_weight: o.blkio_weight,
+        vnc: o.vnc && matches!(hv, Hypervisor::Qemu | Hypervisor::Kvm | Hypervisor::Xen),
+        mac: mac_of(id),
+        network: net.name.clone(),
+        bridge: net.bridge.clone(),
+        storage: storage_for(hv, dir, id),
+    })
+}
+
+/// The domain XML `create` would define, touching nothing: no ID is
+/// taken, no file made. The bundle's signature is checked, its payload not
+/// read. The ID is `--id`, or the next free one on the node as it is now.
+pub fn print_xml(o: &CreateOptions) -> Result<String> {
+    let default_keyring = crate::paths::default_keyring();
+    let report = bundle::read(
+        files::open_input(&o.bundle)?,
+        &files::display_name(&o.bundle),
+        &ReadOptions {
+            keyring: Some(o.keyring.as_deref().unwrap_or(&default_keyring)),
+            require_signature: true,
+            allow_unsigned: o.allow_unsigned,
+            check: Check::Meta,
+            unpack_to: None,
+        },
+    )?;
+    let meta = report.meta;
+    let hv = meta.hypervisor;
+    if let Some(h) = o.hypervisor.filter(|h| *h != hv) {
+        return Err(Error::bundle(
+            &o.bundle,
+            format!("is a bundle for {hv}, not {h}"),
+        ));
+    }
+    let net = NetConfig::load()?;
+    let id = match o.id {
+        Some(id) => id,
+        None => {
+            let conn = libvirt::connect(&libvirt::uri(o.connect.as_deref(), default_uri(hv)))?;
+            ids::next_free(&used_ids(&conn)?, &net, hv)?
+        }
+    };
+    Ok(domain::xml(&spec_for(
+        o,
+        &meta,
+        id,
+        &net,
+        &vms_dir().join(id.to_string()),
+    )?))
 }
 
 /// IDs in use on the node: on `conn` and on every other hypervisor's
@@ -330,6 +398,44 @@ pub fn start(uris: &Uris, target: &str) -> Result<()> {
             .map_err(|e| failed(format!("starting machine {}", m.id), e))?;
     }
     Ok(())
+}
+
+/// Restart the machine.
+pub fn reboot(uris: &Uris, target: &str) -> Result<()> {
+    let (_, d, m) = find(uris, target)?;
+    d.reboot(0)
+        .map_err(|e| failed(format!("rebooting machine {}", m.id), e))
+}
+
+/// Start the machine with libvirt, or not (`on` false).
+pub fn autostart(uris: &Uris, target: &str, on: bool) -> Result<()> {
+    let (_, d, m) = find(uris, target)?;
+    d.set_autostart(on)
+        .map_err(|e| failed(format!("autostart of machine {}", m.id), e))
+        .map(drop)
+}
+
+/// A machine, with its autostart flag and the bundle's digest.
+#[derive(Debug, Clone, Serialize)]
+pub struct Info {
+    #[serde(flatten)]
+    pub machine: Machine,
+    pub autostart: bool,
+    pub bundle: String,
+    pub uri: String,
+}
+
+pub fn info(uris: &Uris, target: &str) -> Result<Info> {
+    let (_, d, m) = find(uris, target)?;
+    let xml = d.xml_desc(0).map_err(|e| failed(m.id, e))?;
+    let record = domain::record_of(&xml)
+        .ok_or_else(|| Error::Other(format!("machine {}: no mkve record", m.id)))?;
+    Ok(Info {
+        autostart: d.autostart().unwrap_or(false),
+        bundle: record.bundle,
+        uri: m.uri.clone(),
+        machine: m,
+    })
 }
 
 /// Ask the machine to shut down, or with `force` pull the plug.

@@ -56,6 +56,12 @@ enum Command {
         /// Start the machine once created
         #[arg(long)]
         start: bool,
+        /// Give qemu, kvm and xen guests a VNC display (on 127.0.0.1)
+        #[arg(long)]
+        vnc: bool,
+        /// Print the domain XML that would be defined; take no ID, make nothing
+        #[arg(long)]
+        print_xml: bool,
     },
     /// Start a machine (ID or name)
     Start { machine: String },
@@ -65,8 +71,22 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Restart a machine
+    Reboot { machine: String },
     /// Delete a machine and everything mkve made for it
     Delete { machine: String },
+    /// Start a machine with libvirt, or not (--off)
+    Autostart {
+        machine: String,
+        #[arg(long)]
+        off: bool,
+    },
+    /// Show one machine
+    Info {
+        machine: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// List mkve's machines
     List {
         #[arg(long)]
@@ -97,8 +117,10 @@ fn run(cli: Cli) -> Result<()> {
             keyring,
             allow_unsigned,
             start,
+            vnc,
+            print_xml,
         } => {
-            let id = vm::create(&CreateOptions {
+            let opts = CreateOptions {
                 bundle,
                 hypervisor,
                 id,
@@ -107,18 +129,44 @@ fn run(cli: Cli) -> Result<()> {
                 vcpus,
                 cpu_shares,
                 blkio_weight,
-                vnc: false,
+                vnc,
                 connect: cli.connect,
                 keyring,
                 allow_unsigned,
                 start,
-            })?;
-            println!("{id}");
+            };
+            if print_xml {
+                print!("{}", vm::print_xml(&opts)?);
+            } else {
+                println!("{}", vm::create(&opts)?);
+            }
         }
         Command::Start { machine } => vm::start(&uris, &machine)?,
         Command::Stop { machine, force } => vm::stop(&uris, &machine, force)?,
+        Command::Reboot { machine } => vm::reboot(&uris, &machine)?,
         Command::Delete { machine } => {
             vm::delete(&uris, &machine)?;
+        }
+        Command::Autostart { machine, off } => vm::autostart(&uris, &machine, !off)?,
+        Command::Info { machine, json } => {
+            let i = vm::info(&uris, &machine)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&i).map_err(|e| Error::Other(e.to_string()))?
+                );
+            } else {
+                let m = &i.machine;
+                println!(
+                    "id         {}\nname       {}\nhypervisor {}\nstate      {}",
+                    m.id, m.name, m.hypervisor, m.state
+                );
+                println!(
+                    "address    {}\ntemplate   {} {}\nautostart  {}",
+                    m.address, m.template, m.version, i.autostart
+                );
+                println!("bundle     {}\nuri        {}", i.bundle, i.uri);
+            }
         }
         Command::List { json } => {
             let machines = vm::list(&uris)?;

@@ -1,0 +1,184 @@
+//! mkve-vm's command line where no libvirtd is needed: --print-xml for
+//! every hypervisor, and the refusals that come before anything is made.
+//! Creating and running machines is tested end to end against a real
+//! libvirtd in tests/e2e-lxc.sh.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use mkve_core::bundle::{self, MakeOptions, RootSource, Signing};
+use mkve_core::template::{Hypervisor, Template};
+use mkve_testkit::*;
+
+fn new_env() -> Env {
+    Env::new(env!("CARGO_BIN_EXE_mkve-vm"))
+}
+
+/// An unsigned bundle of the fixture template for `h`, from the busybox root.
+fn bundle_for(h: Hypervisor) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| shared_dir().join("vm-bundles"));
+    let out = dir.join(format!("{h}.bun"));
+    if !out.exists() {
+        std::fs::create_dir_all(dir).unwrap();
+        let t = Template::load(&good("ntp-server"), &hooks_dir(), Some(h)).unwrap();
+        let opts = MakeOptions {
+            template: &t,
+            hypervisor: h,
+            root: RootSource::Dir(busybox_root().to_path_buf()),
+            signing: Signing::Unsigned,
+            gnupg_home: None,
+        };
+        let mut bytes = Vec::new();
+        bundle::make(&opts, &mut bytes).unwrap();
+        let tmp = out.with_extension("tmp");
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(tmp, &out).unwrap();
+    }
+    out
+}
+
+fn validate(xml: &str) {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("d.xml");
+    std::fs::write(&f, xml).unwrap();
+    let out = std::process::Command::new("virt-xml-validate")
+        .arg(&f)
+        .arg("domain")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{xml}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn state_is_empty(env: &Env) -> bool {
+    let state = env.home.path().join("state");
+    !state.exists() || std::fs::read_dir(&state).unwrap().next().is_none()
+}
+
+#[test]
+fn print_xml_takes_no_id_and_makes_nothing() {
+    let env = new_env();
+    for (h, ty) in [(Hypervisor::Lxc, "lxc"), (Hypervisor::Qemu, "qemu")] {
+        let r = run(env
+            .cmd()
+            .env("MKVE_STATEDIR", env.home.path().join("state"))
+            .args(["create", "--print-xml", "--allow-unsigned", "--id", "142"])
+            .arg(bundle_for(h)));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        validate(&r.stdout);
+        assert!(
+            r.stdout.starts_with(&format!(
+                "<domain type='{ty}'>\n  <name>ntp-server-142</name>"
+            )),
+            "{}",
+            r.stdout
+        );
+        assert!(r
+            .stdout
+            .contains("<mkve:address>192.0.2.142</mkve:address>"));
+        assert!(r.stdout.contains("<mac address='52:54:00:6d:00:8e'/>"));
+        assert!(state_is_empty(&env), "print-xml made files");
+    }
+    let r = run(env
+        .cmd()
+        .args(["create", "--print-xml", "--allow-unsigned", "--id", "142"])
+        .arg(bundle_for(Hypervisor::Qemu)));
+    assert!(
+        r.stdout.contains("<kernel>") && r.stdout.contains("root=/dev/vda"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn print_xml_without_an_id_needs_libvirt_to_know_the_free_ones() {
+    let env = new_env();
+    let r = run(env
+        .cmd()
+        .args([
+            "-c",
+            "lxc+unix:///?socket=/nonexistent/libvirt-sock",
+            "create",
+            "--print-xml",
+            "--allow-unsigned",
+        ])
+        .arg(bundle_for(Hypervisor::Lxc)));
+    assert_eq!(r.code, 69, "{}", r.stderr);
+}
+
+#[test]
+fn bad_bundles_are_refused_before_anything_is_made() {
+    let env = new_env();
+    let state = env.home.path().join("state");
+    let cmd = || {
+        let mut c = env.cmd();
+        c.env("MKVE_STATEDIR", &state).args([
+            "-c",
+            "lxc+unix:///?socket=/nonexistent/libvirt-sock",
+            "create",
+        ]);
+        c
+    };
+    // Unsigned, without --allow-unsigned.
+    let r = run(cmd().arg(bundle_for(Hypervisor::Lxc)));
+    assert_eq!(r.code, 65, "{}", r.stderr);
+    assert!(r.stderr.contains("not signed"), "{}", r.stderr);
+    // For another hypervisor than asked.
+    let r = run(cmd()
+        .args(["--allow-unsigned", "-H", "qemu"])
+        .arg(bundle_for(Hypervisor::Lxc)));
+    assert_eq!(r.code, 65, "{}", r.stderr);
+    assert!(
+        r.stderr.ends_with("is a bundle for lxc, not qemu\n"),
+        "{}",
+        r.stderr
+    );
+    // Tampered.
+    let mut m = members(&std::fs::read(bundle_for(Hypervisor::Lxc)).unwrap());
+    let last = m.len() - 1;
+    m[last].1.push(b'!');
+    let bad = env.home.path().join("bad.bun");
+    std::fs::write(&bad, assemble(&m)).unwrap();
+    let r = run(cmd().arg("--allow-unsigned").arg(&bad));
+    assert_eq!(r.code, 65, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("does not match meta.json"),
+        "{}",
+        r.stderr
+    );
+    // A hypervisor this version cannot create yet.
+    let r = run(cmd()
+        .arg("--allow-unsigned")
+        .arg(bundle_for(Hypervisor::Qemu)));
+    assert_eq!(r.code, 69, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("creates lxc machines only"),
+        "{}",
+        r.stderr
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(state.join("vms"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn machines_are_found_by_id_or_name_only() {
+    let env = new_env();
+    let r = run(env.cmd().args(["-c", "test:///default", "info", "100"]));
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (2, "mkve-vm: no machine 100\n")
+    );
+    let r = run(env.cmd().args(["-c", "test:///default", "list", "--json"]));
+    assert_eq!(
+        (r.code, r.stdout.trim()),
+        (0, "[]"),
+        "the test driver's own domain is not mkve's"
+    );
+}
