@@ -9,6 +9,7 @@ pub mod exec;
 pub mod files;
 pub mod hooks;
 pub mod ids;
+pub mod kvm;
 pub mod libvirt;
 pub mod lock;
 pub mod net;

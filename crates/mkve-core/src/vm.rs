@@ -487,6 +487,78 @@ pub fn uris(given: Option<&str>) -> Uris {
     }
 }
 
+/// Whether this node can run one hypervisor's machines now, and if not,
+/// why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Capability {
+    pub hypervisor: Hypervisor,
+    pub uri: String,
+    pub usable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+/// libvirt's name for each hypervisor's driver (virConnectGetType).
+fn driver_type(h: Hypervisor) -> &'static str {
+    match h {
+        Hypervisor::Qemu | Hypervisor::Kvm => "QEMU",
+        Hypervisor::Lxc => "LXC",
+        Hypervisor::Openvz => "OpenVZ",
+        Hypervisor::Xen => "Xen",
+    }
+}
+
+/// Check every hypervisor: its libvirt driver answers at its URI (`given`
+/// for all, else each one's default), plus what each needs of the node:
+/// vzctl for OpenVZ (looked for before OpenVZ is touched at all), /proc/xen
+/// for Xen, and for KVM a /dev/kvm that runs a one-instruction guest
+/// (`kvm_probe` runs `kvm::answers`).
+pub fn doctor(
+    given: Option<&str>,
+    kvm_probe: impl Fn() -> std::result::Result<(), String>,
+) -> Vec<Capability> {
+    Hypervisor::ALL
+        .into_iter()
+        .map(|h| {
+            let uri = given
+                .map(str::to_string)
+                .unwrap_or_else(|| default_uri(h).to_string());
+            let why = (|| {
+                if h == Hypervisor::Openvz && !which("vzctl") {
+                    return Some("vzctl is not installed".to_string());
+                }
+                if h == Hypervisor::Xen && !std::path::Path::new("/proc/xen").exists() {
+                    return Some("no Xen: /proc/xen is missing (not a Xen dom0)".to_string());
+                }
+                let conn = match libvirt::connect(&uri) {
+                    Ok(c) => c,
+                    Err(e) => return Some(e.to_string()),
+                };
+                match conn.driver_type() {
+                    Ok(t) if t.eq_ignore_ascii_case(driver_type(h)) => {}
+                    Ok(t) => {
+                        return Some(format!(
+                            "the libvirt driver at {uri} is {t}, not {}",
+                            driver_type(h)
+                        ))
+                    }
+                    Err(e) => return Some(format!("libvirt ({uri}): {}", e.message())),
+                }
+                if h == Hypervisor::Kvm {
+                    return kvm_probe().err();
+                }
+                None
+            })();
+            Capability {
+                hypervisor: h,
+                uri,
+                usable: why.is_none(),
+                why,
+            }
+        })
+        .collect()
+}
+
 /// `512`, `512M`, `1G`: a size in MiB.
 pub fn parse_mib(s: &str) -> std::result::Result<u64, String> {
     let (num, mult) = match s.trim().to_ascii_uppercase() {

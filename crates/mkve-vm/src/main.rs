@@ -87,6 +87,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Say which hypervisors this node can run now, and why not the others
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the KVM probe in this process (used by doctor)
+    #[command(name = "__probe-kvm", hide = true)]
+    ProbeKvm,
     /// List mkve's machines
     List {
         #[arg(long)]
@@ -144,6 +152,29 @@ fn run(cli: Cli) -> Result<()> {
         Command::Start { machine } => vm::start(&uris, &machine)?,
         Command::Stop { machine, force } => vm::stop(&uris, &machine, force)?,
         Command::Reboot { machine } => vm::reboot(&uris, &machine)?,
+        Command::ProbeKvm => mkve_core::kvm::probe().map_err(Error::Other)?,
+        Command::Doctor { json } => {
+            let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
+            let caps = vm::doctor(cli.connect.as_deref(), || {
+                mkve_core::kvm::answers(&exe, "__probe-kvm", std::time::Duration::from_secs(5))
+            });
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&caps).map_err(|e| Error::Other(e.to_string()))?
+                );
+            } else {
+                for c in caps {
+                    let state = if c.usable { "yes" } else { "no" };
+                    println!(
+                        "{:<7} {:<4} {}",
+                        c.hypervisor,
+                        state,
+                        c.why.unwrap_or_default()
+                    );
+                }
+            }
+        }
         Command::Delete { machine } => {
             vm::delete(&uris, &machine)?;
         }

@@ -182,3 +182,45 @@ fn machines_are_found_by_id_or_name_only() {
         "the test driver's own domain is not mkve's"
     );
 }
+
+#[test]
+fn doctor_says_why_each_hypervisor_cannot_run() {
+    let env = new_env();
+    let r = run(env
+        .cmd()
+        .args(["-c", "test:///default", "doctor", "--json"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let why = |h: &str| {
+        let c = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["hypervisor"] == h)
+            .unwrap();
+        assert_eq!(c["usable"], false, "{h}");
+        c["why"].as_str().unwrap().to_string()
+    };
+    assert_eq!(
+        why("openvz"),
+        "vzctl is not installed",
+        "OpenVZ is not touched without vzctl"
+    );
+    assert!(why("xen").starts_with("no Xen: /proc/xen is missing"));
+    assert_eq!(
+        why("qemu"),
+        "the libvirt driver at test:///default is TEST, not QEMU"
+    );
+    assert_eq!(
+        why("lxc"),
+        "the libvirt driver at test:///default is TEST, not LXC"
+    );
+    let r = run(env.cmd().args(["-c", "test:///default", "doctor"]));
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with("lxc     no   the libvirt driver")),
+        "{}",
+        r.stdout
+    );
+}
