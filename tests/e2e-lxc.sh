@@ -3,8 +3,9 @@
 # (tests/harness/libvirtd-netns): the mkve network, the ntp-server template
 # built for lxc from Debian packages, a container created and started from
 # the bundle, a real NTP query answered at 192.0.2.ID from inside the
-# namespace, then stop and delete leaving nothing; and ID allocation under
-# 50 concurrent creates and a create killed with SIGKILL.
+# namespace, then stop and delete leaving nothing; ID allocation under 50
+# concurrent creates and a create killed with SIGKILL; and the same service
+# as a qemu guest (TCG), booted and queried the same way.
 # Run by `make test` after the cargo tests, as root.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -79,6 +80,19 @@ check "a create after one killed with SIGKILL works ($after)" test -n "$after"
 check "no ID is held twice" test "$(machines | tr ' ' '\n' | sort | uniq -d | wc -l)" = 0
 for id in $(machines); do "$bin/mkve-vm" delete "$id" || failed=$((failed + 1)); done
 check "deleting them all leaves no entry" test "$(hosts)" = 0
+
+# The same service under qemu (domain type qemu: TCG, no /dev/kvm): a disk
+# image made from the root, direct kernel boot from the root's /boot.
+qemu=$("$harness" uri "$ns" qemu)
+"$bin/mkve-bundle" --no-config -q -H qemu --force-no-sign -o "$work/ntp-qemu.bun" ntp-server || exit 1
+qid=$("$bin/mkve-vm" -c "$qemu" -q create --allow-unsigned --start "$work/ntp-qemu.bun")
+check "a qemu machine is created and started ($qid)" test -n "$qid"
+check "its disk, kernel and initrd are in place" test -s "$MKVE_STATEDIR/vms/$qid/disk.img" -a -s "$MKVE_STATEDIR/vms/$qid/vmlinuz"
+check "NTP answers at 192.0.2.$qid from the qemu guest" \
+    "$harness" exec "$ns" "$top/tests/harness/ntp-query" "192.0.2.$qid" 420
+"$bin/mkve-vm" -c "$qemu" delete "$qid"
+check "deleting the qemu machine leaves no files" test ! -e "$MKVE_STATEDIR/vms/$qid"
+check "and no DHCP entry" test "$(hosts)" = 0
 
 echo "e2e: $passed passed, $failed failed"
 [ "$failed" = 0 ]

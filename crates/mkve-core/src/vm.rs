@@ -121,11 +121,15 @@ pub fn create(o: &CreateOptions) -> Result<u32> {
             format!("is a bundle for {hv}, not {h}"),
         ));
     }
-    if hv != Hypervisor::Lxc {
-        return Err(Error::Unavailable {
-            what: format!("{hv} machines"),
-            why: "this version of mkve-vm creates lxc machines only".into(),
-        });
+    match hv {
+        Hypervisor::Lxc => {}
+        Hypervisor::Qemu | Hypervisor::Kvm => make_disk(&unpacked, &files::display_name(&o.bundle))?,
+        Hypervisor::Xen | Hypervisor::Openvz => {
+            return Err(Error::Unavailable {
+                what: format!("{hv} machines"),
+                why: "this version of mkve-vm creates lxc, qemu and kvm machines".into(),
+            })
+        }
     }
     let uri = libvirt::uri(o.connect.as_deref(), default_uri(hv));
     let conn = libvirt::connect(&uri)?;
@@ -157,6 +161,9 @@ pub fn create(o: &CreateOptions) -> Result<u32> {
         std::fs::remove_dir_all(&dir).at(&dir)?;
     }
     std::fs::rename(&unpacked, &dir).map_err(|e| Error::create(&dir, e))?;
+    // Made as a private temporary directory; qemu runs as its own user and
+    // must reach the disk, kernel and initrd inside.
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).at(&dir)?;
     let mut undo = Undo {
         conn: &conn,
         net: &net,
@@ -277,6 +284,52 @@ pub fn print_xml(o: &CreateOptions) -> Result<String> {
         &net,
         &vms_dir().join(id.to_string()),
     )?))
+}
+
+/// Turn an unpacked bundle's `rootfs/` into what a qemu guest boots: the
+/// kernel and initrd of its /boot beside it (direct kernel boot), and an
+/// ext4 disk image made from the root without mounting anything
+/// (`mkfs.ext4 -d`); the directory goes once the image is made.
+fn make_disk(unpacked: &std::path::Path, label: &std::path::Path) -> Result<()> {
+    let root = unpacked.join("rootfs");
+    let boot = root.join("boot");
+    let mut kernels: Vec<String> = std::fs::read_dir(&boot)
+        .map(|rd| rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with("vmlinuz-")).collect())
+        .unwrap_or_default();
+    kernels.sort();
+    let Some(kernel) = kernels.pop() else {
+        return Err(Error::bundle(label, "has no kernel in /boot: build it with the qemu package set (a kernel for direct boot)"));
+    };
+    let version = &kernel["vmlinuz-".len()..];
+    std::fs::copy(boot.join(&kernel), unpacked.join("vmlinuz")).at(boot.join(&kernel))?;
+    let initrd = boot.join(format!("initrd.img-{version}"));
+    if initrd.exists() {
+        std::fs::copy(&initrd, unpacked.join("initrd.img")).at(&initrd)?;
+    } else {
+        return Err(Error::bundle(label, format!("has no initrd.img-{version} in /boot")));
+    }
+    // Room for the root and for the machine's own writes: 1.5 times the
+    // files plus 512 MiB, at least 1 GiB.
+    let used: u64 = walkdir::WalkDir::new(&root)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum();
+    let size = (used + used / 2 + (512 << 20)).max(1 << 30);
+    let image = unpacked.join("disk.img");
+    progress(format!("making a {} MiB disk image", size >> 20));
+    let f = std::fs::File::create(&image).map_err(|e| Error::create(&image, e))?;
+    f.set_len(size).map_err(|e| Error::create(&image, e))?;
+    drop(f);
+    crate::exec::Cmd::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "mkve-root", "-d"])
+        .arg(&root)
+        .arg(&image)
+        .run()?;
+    std::fs::remove_dir_all(&root).at(&root)?;
+    Ok(())
 }
 
 /// IDs in use on the node: on `conn` and on every other hypervisor's

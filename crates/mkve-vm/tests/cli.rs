@@ -151,15 +151,13 @@ fn bad_bundles_are_refused_before_anything_is_made() {
         r.stderr
     );
     // A hypervisor this version cannot create yet.
-    let r = run(cmd()
-        .arg("--allow-unsigned")
-        .arg(bundle_for(Hypervisor::Qemu)));
+    let r = run(cmd().arg("--allow-unsigned").arg(bundle_for(Hypervisor::Openvz)));
     assert_eq!(r.code, 69, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("creates lxc machines only"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("creates lxc, qemu and kvm machines"), "{}", r.stderr);
+    // A qemu bundle without a kernel (the busybox root has none).
+    let r = run(cmd().arg("--allow-unsigned").arg(bundle_for(Hypervisor::Qemu)));
+    assert_eq!(r.code, 65, "{}", r.stderr);
+    assert!(r.stderr.contains("has no kernel in /boot"), "{}", r.stderr);
     let leftovers: Vec<_> = std::fs::read_dir(state.join("vms"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
