@@ -13,6 +13,7 @@ bin=$top/target/debug
 harness=$top/tests/harness/libvirtd-netns
 ns=mkve-e2e
 work=$(mktemp -d /var/tmp/mkve-e2e.XXXXXX)
+chmod 755 "$work"  # qemu runs as its own user and must reach the disks below
 export MKVE_DATADIR=$top MKVE_CONFDIR=$work/etc MKVE_STATEDIR=$work/state MKVE_LOCKDIR=$work/lock
 # (the first machine is made with MKVE_STATEDIR=state from $work: the same place)
 export MKVE_CACHEDIR=$top/target/tmp/mkve-layer-cache SOURCE_DATE_EPOCH=1700000000
@@ -88,8 +89,12 @@ qemu=$("$harness" uri "$ns" qemu)
 qid=$("$bin/mkve-vm" -c "$qemu" -q create --allow-unsigned --start "$work/ntp-qemu.bun")
 check "a qemu machine is created and started ($qid)" test -n "$qid"
 check "its disk, kernel and initrd are in place" test -s "$MKVE_STATEDIR/vms/$qid/disk.img" -a -s "$MKVE_STATEDIR/vms/$qid/vmlinuz"
-check "NTP answers at 192.0.2.$qid from the qemu guest" \
-    "$harness" exec "$ns" "$top/tests/harness/ntp-query" "192.0.2.$qid" 420
+if [ -n "$qid" ]; then
+    check "NTP answers at 192.0.2.$qid from the qemu guest" \
+        "$harness" exec "$ns" "$top/tests/harness/ntp-query" "192.0.2.$qid" 420
+else
+    check "NTP answers from the qemu guest (none was made)" false
+fi
 "$bin/mkve-vm" -c "$qemu" delete "$qid"
 check "deleting the qemu machine leaves no files" test ! -e "$MKVE_STATEDIR/vms/$qid"
 check "and no DHCP entry" test "$(hosts)" = 0

@@ -123,7 +123,10 @@ pub fn create(o: &CreateOptions) -> Result<u32> {
     }
     match hv {
         Hypervisor::Lxc => {}
-        Hypervisor::Qemu | Hypervisor::Kvm => make_disk(&unpacked, &files::display_name(&o.bundle))?,
+        Hypervisor::Qemu | Hypervisor::Kvm => {
+            reachable_by_others(&vms)?;
+            make_disk(&unpacked, &files::display_name(&o.bundle))?
+        }
         Hypervisor::Xen | Hypervisor::Openvz => {
             return Err(Error::Unavailable {
                 what: format!("{hv} machines"),
@@ -286,6 +289,28 @@ pub fn print_xml(o: &CreateOptions) -> Result<String> {
     )?))
 }
 
+/// qemu runs as its own user (libvirt-qemu on Debian): every directory
+/// down to the machine's must let others through, or the guest cannot open
+/// its disk. Told before the disk is made, not by qemu after.
+fn reachable_by_others(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for d in dir.ancestors() {
+        if let Ok(m) = std::fs::metadata(d) {
+            if m.permissions().mode() & 0o001 == 0 {
+                return Err(Error::create(
+                    dir,
+                    std::io::Error::other(format!(
+                        "qemu runs as its own user and cannot pass through {} (mode {:o}): chmod o+x it, or set MKVE_STATEDIR elsewhere",
+                        d.display(),
+                        m.permissions().mode() & 0o7777
+                    )),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Turn an unpacked bundle's `rootfs/` into what a qemu guest boots: the
 /// kernel and initrd of its /boot beside it (direct kernel boot), and an
 /// ext4 disk image made from the root without mounting anything
@@ -294,11 +319,18 @@ fn make_disk(unpacked: &std::path::Path, label: &std::path::Path) -> Result<()> 
     let root = unpacked.join("rootfs");
     let boot = root.join("boot");
     let mut kernels: Vec<String> = std::fs::read_dir(&boot)
-        .map(|rd| rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with("vmlinuz-")).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with("vmlinuz-"))
+                .collect()
+        })
         .unwrap_or_default();
     kernels.sort();
     let Some(kernel) = kernels.pop() else {
-        return Err(Error::bundle(label, "has no kernel in /boot: build it with the qemu package set (a kernel for direct boot)"));
+        return Err(Error::bundle(
+            label,
+            "has no kernel in /boot: build it with the qemu package set (a kernel for direct boot)",
+        ));
     };
     let version = &kernel["vmlinuz-".len()..];
     std::fs::copy(boot.join(&kernel), unpacked.join("vmlinuz")).at(boot.join(&kernel))?;
@@ -306,7 +338,10 @@ fn make_disk(unpacked: &std::path::Path, label: &std::path::Path) -> Result<()> 
     if initrd.exists() {
         std::fs::copy(&initrd, unpacked.join("initrd.img")).at(&initrd)?;
     } else {
-        return Err(Error::bundle(label, format!("has no initrd.img-{version} in /boot")));
+        return Err(Error::bundle(
+            label,
+            format!("has no initrd.img-{version} in /boot"),
+        ));
     }
     // Room for the root and for the machine's own writes: 1.5 times the
     // files plus 512 MiB, at least 1 GiB.

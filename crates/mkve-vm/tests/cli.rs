@@ -151,11 +151,43 @@ fn bad_bundles_are_refused_before_anything_is_made() {
         r.stderr
     );
     // A hypervisor this version cannot create yet.
-    let r = run(cmd().arg("--allow-unsigned").arg(bundle_for(Hypervisor::Openvz)));
+    let r = run(cmd()
+        .arg("--allow-unsigned")
+        .arg(bundle_for(Hypervisor::Openvz)));
     assert_eq!(r.code, 69, "{}", r.stderr);
-    assert!(r.stderr.contains("creates lxc, qemu and kvm machines"), "{}", r.stderr);
-    // A qemu bundle without a kernel (the busybox root has none).
-    let r = run(cmd().arg("--allow-unsigned").arg(bundle_for(Hypervisor::Qemu)));
+    assert!(
+        r.stderr.contains("creates lxc, qemu and kvm machines"),
+        "{}",
+        r.stderr
+    );
+    // A qemu machine's directory must be reachable by qemu's own user.
+    let private = env.home.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let r = run(cmd()
+        .env("MKVE_STATEDIR", private.join("state"))
+        .arg("--allow-unsigned")
+        .arg(bundle_for(Hypervisor::Qemu)));
+    assert_eq!(r.code, 73, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("qemu runs as its own user and cannot pass through"),
+        "{}",
+        r.stderr
+    );
+    // Reachable, but a qemu bundle without a kernel (the busybox root has none).
+    std::fs::set_permissions(
+        env.home.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let r = run(cmd()
+        .arg("--allow-unsigned")
+        .arg(bundle_for(Hypervisor::Qemu)));
     assert_eq!(r.code, 65, "{}", r.stderr);
     assert!(r.stderr.contains("has no kernel in /boot"), "{}", r.stderr);
     let leftovers: Vec<_> = std::fs::read_dir(state.join("vms"))
