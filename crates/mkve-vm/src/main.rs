@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod show;
 use mkve_core::template::Hypervisor;
 use mkve_core::vm::{self, CreateOptions};
 use mkve_core::{exec, Error, Result};
@@ -158,68 +160,14 @@ fn run(cli: Cli) -> Result<()> {
             let caps = vm::doctor(cli.connect.as_deref(), || {
                 mkve_core::kvm::answers(&exe, "__probe-kvm", std::time::Duration::from_secs(5))
             });
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&caps).map_err(|e| Error::Other(e.to_string()))?
-                );
-            } else {
-                for c in caps {
-                    let state = if c.usable { "yes" } else { "no" };
-                    println!(
-                        "{:<7} {:<4} {}",
-                        c.hypervisor,
-                        state,
-                        c.why.unwrap_or_default()
-                    );
-                }
-            }
+            show::doctor(&caps, json)?
         }
         Command::Delete { machine } => {
             vm::delete(&uris, &machine)?;
         }
         Command::Autostart { machine, off } => vm::autostart(&uris, &machine, !off)?,
-        Command::Info { machine, json } => {
-            let i = vm::info(&uris, &machine)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&i).map_err(|e| Error::Other(e.to_string()))?
-                );
-            } else {
-                let m = &i.machine;
-                println!(
-                    "id         {}\nname       {}\nhypervisor {}\nstate      {}",
-                    m.id, m.name, m.hypervisor, m.state
-                );
-                println!(
-                    "address    {}\ntemplate   {} {}\nautostart  {}",
-                    m.address, m.template, m.version, i.autostart
-                );
-                println!("bundle     {}\nuri        {}", i.bundle, i.uri);
-            }
-        }
-        Command::List { json } => {
-            let machines = vm::list(&uris)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&machines)
-                        .map_err(|e| Error::Other(e.to_string()))?
-                );
-            } else {
-                println!(
-                    "{:<5} {:<24} {:<6} {:<9} {:<15} TEMPLATE",
-                    "ID", "NAME", "HV", "STATE", "ADDRESS"
-                );
-                for m in machines {
-                    println!(
-                        "{:<5} {:<24} {:<6} {:<9} {:<15} {} {}",
-                        m.id, m.name, m.hypervisor, m.state, m.address, m.template, m.version
-                    );
-                }
-            }
-        }
+        Command::Info { machine, json } => show::info(&vm::info(&uris, &machine)?, json)?,
+        Command::List { json } => show::list(&vm::list(&uris)?, json)?,
     }
     Ok(())
 }
