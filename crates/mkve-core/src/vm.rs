@@ -99,28 +99,9 @@ pub fn create(o: &CreateOptions) -> Result<u32> {
         .tempdir_in(&vms)
         .map_err(|e| Error::create(&vms, e))?;
     let unpacked = staging.path().join("bundle");
-    let default_keyring = crate::paths::default_keyring();
-    let keyring = o.keyring.as_deref().unwrap_or(&default_keyring);
     progress("verifying and unpacking the bundle");
-    let report = bundle::read(
-        files::open_input(&o.bundle)?,
-        &files::display_name(&o.bundle),
-        &ReadOptions {
-            keyring: Some(keyring),
-            require_signature: true,
-            allow_unsigned: o.allow_unsigned,
-            check: Check::Digests,
-            unpack_to: Some(&unpacked),
-        },
-    )?;
-    let meta = report.meta;
+    let meta = read_bundle(o, Check::Digests, Some(&unpacked))?;
     let hv = meta.hypervisor;
-    if let Some(h) = o.hypervisor.filter(|h| *h != hv) {
-        return Err(Error::bundle(
-            &o.bundle,
-            format!("is a bundle for {hv}, not {h}"),
-        ));
-    }
     match hv {
         Hypervisor::Lxc => {}
         Hypervisor::Qemu | Hypervisor::Kvm => {
@@ -248,10 +229,14 @@ fn spec_for(
     })
 }
 
-/// The domain XML `create` would define, touching nothing: no ID is
-/// taken, no file made. The bundle's signature is checked, its payload not
-/// read. The ID is `--id`, or the next free one on the node as it is now.
-pub fn print_xml(o: &CreateOptions) -> Result<String> {
+/// Read the bundle of `o`: its signature against the keyring first, then
+/// as much as `check` asks, unpacking into `unpack_to`; and refuse it when
+/// it is for another hypervisor than `--hypervisor` says.
+fn read_bundle(
+    o: &CreateOptions,
+    check: Check,
+    unpack_to: Option<&std::path::Path>,
+) -> Result<bundle::Meta> {
     let default_keyring = crate::paths::default_keyring();
     let report = bundle::read(
         files::open_input(&o.bundle)?,
@@ -260,18 +245,26 @@ pub fn print_xml(o: &CreateOptions) -> Result<String> {
             keyring: Some(o.keyring.as_deref().unwrap_or(&default_keyring)),
             require_signature: true,
             allow_unsigned: o.allow_unsigned,
-            check: Check::Meta,
-            unpack_to: None,
+            check,
+            unpack_to,
         },
     )?;
-    let meta = report.meta;
-    let hv = meta.hypervisor;
+    let hv = report.meta.hypervisor;
     if let Some(h) = o.hypervisor.filter(|h| *h != hv) {
         return Err(Error::bundle(
             &o.bundle,
             format!("is a bundle for {hv}, not {h}"),
         ));
     }
+    Ok(report.meta)
+}
+
+/// The domain XML `create` would define, touching nothing: no ID is
+/// taken, no file made. The bundle's signature is checked, its payload not
+/// read. The ID is `--id`, or the next free one on the node as it is now.
+pub fn print_xml(o: &CreateOptions) -> Result<String> {
+    let meta = read_bundle(o, Check::Meta, None)?;
+    let hv = meta.hypervisor;
     let net = NetConfig::load()?;
     let id = match o.id {
         Some(id) => id,
