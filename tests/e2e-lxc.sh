@@ -5,7 +5,8 @@
 # the bundle, a real NTP query answered at 192.0.2.ID from inside the
 # namespace, then stop and delete leaving nothing; ID allocation under 50
 # concurrent creates and a create killed with SIGKILL; and the same service
-# as a qemu guest (TCG), booted and queried the same way.
+# as a qemu guest (TCG), booted and queried the same way. Root's password
+# and key are set at create, and root logs in on the console.
 # Run by `make test` after the cargo tests, as root.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -46,8 +47,16 @@ export LIBVIRT_DEFAULT_URI
 # The service, end to end.
 "$bin/mkve-bundle" --no-config -q -H lxc --force-no-sign -o "$work/ntp.bun" ntp-server || exit 1
 # A relative state directory too: mkve must hand libvirt absolute paths.
-id=$(cd "$work" && MKVE_STATEDIR=state "$bin/mkve-vm" -q create --allow-unsigned --start "$work/ntp.bun")
+# Root's password and key are set before the first boot.
+echo 'e2e-Secret 1' >"$work/password"
+key='ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE2eXampleKeyForMkveE2eTestsOnly0000000000 e2e'
+echo "$key" >"$work/key.pub"
+id=$(cd "$work" && MKVE_STATEDIR=state "$bin/mkve-vm" -q create --allow-unsigned --start \
+    --root-password-file password --ssh-key key.pub "$work/ntp.bun")
 check "create prints an ID from 100 up ($id)" test "${id:-0}" -ge 100
+check "root's key is in its authorized_keys" grep -qxF "$key" "$MKVE_STATEDIR/vms/$id/rootfs/root/.ssh/authorized_keys"
+check "root logs in on the console with the password" \
+    "$top/tests/harness/console-login" 'e2e-Secret 1' 120 "$bin/mkve-vm" console "$id"
 check "the machine has its DHCP entry" test "$(hosts)" = 1
 check "NTP answers at 192.0.2.$id inside the namespace" \
     "$harness" exec "$ns" "$top/tests/harness/ntp-query" "192.0.2.$id" 180

@@ -35,6 +35,20 @@ pub fn note(msg: impl AsRef<str>) {
 static QUIET: AtomicBool = AtomicBool::new(false);
 
 /// Switch off progress lines.
+/// Whether `program` is an executable file in a `$PATH` directory.
+pub fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p).any(|d| {
+                std::fs::metadata(d.join(program))
+                    .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                    .unwrap_or(false)
+            })
+        })
+        .unwrap_or(false)
+}
+
 pub fn set_quiet(on: bool) {
     QUIET.store(on, Ordering::Relaxed);
 }

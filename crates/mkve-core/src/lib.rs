@@ -2,8 +2,10 @@
 //! tools share. The binaries parse arguments and call into this crate; one
 //! picture: template → root → bundle → VM.
 
+pub mod access;
 pub mod bundle;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod exec;
 pub mod files;
@@ -13,6 +15,7 @@ pub mod kvm;
 pub mod libvirt;
 pub mod lock;
 pub mod net;
+pub mod openvz;
 pub mod pack;
 pub mod paths;
 pub mod root;

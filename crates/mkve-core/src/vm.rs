@@ -10,6 +10,7 @@ use serde::Serialize;
 use virt::connect::Connect;
 use virt::domain::Domain;
 
+use crate::access::Access;
 use crate::bundle::{self, Check, ReadOptions};
 use crate::error::{Error, IoContext, Result};
 use crate::exec::progress;
@@ -43,6 +44,8 @@ pub struct CreateOptions {
     pub keyring: Option<PathBuf>,
     pub allow_unsigned: bool,
     pub start: bool,
+    /// Root's password and SSH keys to set before the first boot.
+    pub access: Access,
 }
 
 /// Everything a create made so far; dropped without `keep`, it is undone.
@@ -52,6 +55,7 @@ struct Undo<'c> {
     dir: Option<PathBuf>,
     domain: Option<Domain>,
     host: Option<u32>,
+    file: Option<PathBuf>,
 }
 
 impl Undo<'_> {
@@ -59,6 +63,7 @@ impl Undo<'_> {
         self.dir = None;
         self.domain = None;
         self.host = None;
+        self.file = None;
     }
 }
 
@@ -73,6 +78,9 @@ impl Drop for Undo<'_> {
         }
         if let Some(dir) = self.dir.take() {
             let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Some(f) = self.file.take() {
+            let _ = std::fs::remove_file(f);
         }
     }
 }
@@ -89,30 +97,64 @@ fn vms_dir() -> PathBuf {
     dir
 }
 
+/// The prefix of the directories bundles are unpacked into, in `vms/`.
+const STAGING: &str = ".new.";
+
+/// Remove the staging directories of creates that were killed: those no
+/// create holds the lock of, and older than a minute (a create makes its
+/// directory a moment before it locks it).
+fn sweep_staging(vms: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(vms) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let old = e
+            .metadata()
+            .ok()
+            .filter(|m| m.is_dir())
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() >= 60);
+        if !old || !name.to_string_lossy().starts_with(STAGING) {
+            continue;
+        }
+        let lock =
+            crate::lock::Lock::at(&e.path().join(".lock"), crate::lock::Mode::Exclusive, false);
+        if let Ok(Some(_held)) = lock {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// Create a machine from a bundle; return its ID.
 pub fn create(o: &CreateOptions) -> Result<u32> {
     let vms = vms_dir();
     std::fs::create_dir_all(&vms).map_err(|e| Error::create(&vms, e))?;
     // Verify and unpack first: nothing is made from a bundle that fails.
+    sweep_staging(&vms);
     let staging = tempfile::Builder::new()
-        .prefix(".new.")
+        .prefix(STAGING)
         .tempdir_in(&vms)
         .map_err(|e| Error::create(&vms, e))?;
+    // Held while this create runs: a sweep removes only unlocked ones.
+    let _staging_lock = crate::lock::Lock::at(
+        &staging.path().join(".lock"),
+        crate::lock::Mode::Exclusive,
+        true,
+    )?;
     let unpacked = staging.path().join("bundle");
     progress("verifying and unpacking the bundle");
     let meta = read_bundle(o, Check::Digests, Some(&unpacked))?;
     let hv = meta.hypervisor;
+    check_name(o, hv)?;
+    let label = files::display_name(&o.bundle);
+    o.access.apply(&unpacked.join("rootfs"), &label)?;
     match hv {
-        Hypervisor::Lxc => {}
-        Hypervisor::Qemu | Hypervisor::Kvm => {
+        Hypervisor::Lxc | Hypervisor::Openvz => {}
+        Hypervisor::Qemu | Hypervisor::Kvm | Hypervisor::Xen => {
             reachable_by_others(&vms)?;
-            make_disk(&unpacked, &files::display_name(&o.bundle))?
-        }
-        Hypervisor::Xen | Hypervisor::Openvz => {
-            return Err(Error::Unavailable {
-                what: format!("{hv} machines"),
-                why: "this version of mkve-vm creates lxc, qemu and kvm machines".into(),
-            })
+            make_disk(&unpacked, &label)?
         }
     }
     let uri = libvirt::uri(o.connect.as_deref(), default_uri(hv));
@@ -139,6 +181,9 @@ pub fn create(o: &CreateOptions) -> Result<u32> {
         None => ids::next_free(&used, &net, hv)?,
     };
     net.address_of(id)?; // the ID must fit the network before anything is made
+    if hv == Hypervisor::Openvz {
+        return create_openvz(o, &conn, &net, &meta, id, &unpacked, _ids);
+    }
     let dir = vms.join(id.to_string());
     if dir.exists() {
         // Left by a create that was killed before its domain was defined.
@@ -154,6 +199,7 @@ pub fn create(o: &CreateOptions) -> Result<u32> {
         dir: Some(dir.clone()),
         domain: None,
         host: None,
+        file: None,
     };
 
     let spec = spec_for(o, &meta, id, &net, &dir)?;
@@ -171,6 +217,94 @@ pub fn create(o: &CreateOptions) -> Result<u32> {
             .expect("defined above")
             .create()
             .map_err(|e| failed(format!("starting machine {id}"), e))?;
+    }
+    undo.keep();
+    Ok(id)
+}
+
+/// Refuse what cannot be made for `hv` before anything is: an OpenVZ
+/// container on a node without vzctl, or one with a `--name` (vzctl names
+/// containers by their ID).
+fn check_name(o: &CreateOptions, hv: Hypervisor) -> Result<()> {
+    if hv == Hypervisor::Openvz {
+        if o.name.is_some() {
+            return Err(Error::Usage(
+                "--name: OpenVZ containers are named by their ID".into(),
+            ));
+        }
+        if !crate::exec::on_path("vzctl") {
+            return Err(Error::Unavailable {
+                what: "OpenVZ machines".into(),
+                why: "vzctl is not installed on this node".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The rest of `create` for OpenVZ (see openvz.rs): the root goes to
+/// vzctl's template cache for the define and is removed after it; the
+/// bundle's vps.conf defaults and mkve's record go into the container's
+/// configuration.
+fn create_openvz(
+    o: &CreateOptions,
+    conn: &Connect,
+    net: &NetConfig,
+    meta: &bundle::Meta,
+    id: u32,
+    unpacked: &std::path::Path,
+    ids_lock: crate::lock::Lock,
+) -> Result<u32> {
+    let node = crate::openvz::Node::system();
+    let cached = node
+        .cache_dir
+        .join(format!("{}.tar.gz", crate::openvz::template_name(id)));
+    let mut undo = Undo {
+        conn,
+        net,
+        dir: None,
+        domain: None,
+        host: None,
+        file: Some(cached.clone()),
+    };
+    progress(format!("packing the root into {}", cached.display()));
+    let (out, _) = crate::pack::pack_dir_compressed(
+        &unpacked.join("rootfs"),
+        files::Output::create(&cached)?,
+        crate::pack::Compression::Gzip,
+        &crate::pack::PackOptions::default(),
+    )?;
+    out.commit()?;
+    let spec = spec_for(o, meta, id, net, unpacked)?;
+    let dom = conn
+        .define_domain_xml(&domain::xml(&spec))
+        .map_err(|e| failed(format!("defining container {id}"), e))?;
+    undo.domain = Some(dom);
+    let _ = std::fs::remove_file(&cached);
+    let conf = node.conf_of(id);
+    let base = std::fs::read_to_string(&conf).at(&conf)?;
+    let defaults = match unpacked.join("conf/config") {
+        c if c.exists() => {
+            let mut problems = Vec::new();
+            crate::template::parse_vps_conf(&c, &mut problems)
+                .ok_or_else(|| Error::InvalidBundle(problems.remove(0)))?
+        }
+        _ => Vec::new(),
+    };
+    let merged = crate::openvz::merge(&base, &defaults, &spec.record);
+    let mut out = files::Output::create(&conf)?;
+    std::io::Write::write_all(&mut out, merged.as_bytes()).at(&conf)?;
+    out.commit()?;
+    network::add_host(conn, net, id)?;
+    undo.host = Some(id);
+    drop(ids_lock);
+    if o.start {
+        progress(format!("starting container {id}"));
+        undo.domain
+            .as_ref()
+            .expect("defined above")
+            .create()
+            .map_err(|e| failed(format!("starting container {id}"), e))?;
     }
     undo.keep();
     Ok(id)
@@ -212,10 +346,11 @@ fn spec_for(
                 .cloned()
                 .unwrap_or_default(),
         },
-        name: o
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{}-{id}", meta.template.name)),
+        name: match (hv, &o.name) {
+            (Hypervisor::Openvz, _) => id.to_string(),
+            (_, Some(n)) => n.clone(),
+            (_, None) => format!("{}-{id}", meta.template.name),
+        },
         hypervisor: hv,
         memory_mib: o.memory_mib,
         vcpus: o.vcpus,
@@ -265,6 +400,9 @@ fn read_bundle(
 pub fn print_xml(o: &CreateOptions) -> Result<String> {
     let meta = read_bundle(o, Check::Meta, None)?;
     let hv = meta.hypervisor;
+    if hv == Hypervisor::Openvz && o.name.is_some() {
+        check_name(o, hv)?;
+    }
     let net = NetConfig::load()?;
     let id = match o.id {
         Some(id) => id,
@@ -376,16 +514,10 @@ fn used_ids(conn: &Connect) -> Result<std::collections::BTreeSet<u32>> {
 /// vzctl exists (the original probed it without looking, and failed).
 fn others() -> Vec<&'static str> {
     let mut v = vec!["lxc:///", "qemu:///system"];
-    if which("vzctl") {
+    if crate::exec::on_path("vzctl") {
         v.push("openvz:///system");
     }
     v
-}
-
-fn which(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-        .unwrap_or(false)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -440,13 +572,13 @@ pub fn list(uris: &Uris) -> Result<Vec<Machine>> {
 
 fn machine(d: &Domain, uri: &str) -> Option<Machine> {
     let xml = d.xml_desc(0).ok()?;
-    let r = domain::record_of(&xml)?;
     let doc = roxmltree::Document::parse(&xml).ok()?;
     let ty = doc
         .root_element()
         .attribute("type")
         .unwrap_or("")
         .to_string();
+    let r = record(&xml, &ty, d)?;
     let state = if d.is_active().ok()? {
         "running"
     } else {
@@ -461,6 +593,21 @@ fn machine(d: &Domain, uri: &str) -> Option<Machine> {
         template: r.template,
         version: r.version,
         uri: uri.to_string(),
+    })
+}
+
+/// mkve's record of a domain: in its metadata, or for OpenVZ (whose driver
+/// forgets metadata when libvirtd restarts) in the container's own
+/// configuration.
+fn record(xml: &str, ty: &str, d: &Domain) -> Option<domain::Record> {
+    domain::record_of(xml).or_else(|| {
+        (ty == "openvz")
+            .then(|| d.name().ok())
+            .flatten()
+            .and_then(|n| {
+                std::fs::read_to_string(crate::openvz::Node::system().conf_of(n.parse().ok()?)).ok()
+            })
+            .and_then(|c| crate::openvz::record_from_conf(&c))
     })
 }
 
@@ -479,6 +626,31 @@ pub fn start(uris: &Uris, target: &str) -> Result<()> {
             .map_err(|e| failed(format!("starting machine {}", m.id), e))?;
     }
     Ok(())
+}
+
+/// Attach to the machine's console (see console.rs). `force` takes it
+/// from another client attached to it.
+pub fn console(uris: &Uris, target: &str, force: bool) -> Result<()> {
+    let (conn, d, m) = find(uris, target)?;
+    if !d.is_active().map_err(|e| failed(m.id, e))? {
+        return Err(Error::Unavailable {
+            what: format!("machine {}", m.id),
+            why: "not running: mkve-vm start it first".into(),
+        });
+    }
+    let stream = virt::stream::Stream::new(&conn, 0).map_err(|e| failed("console", e))?;
+    // Only the qemu driver knows SAFE (refuse a console that cannot be
+    // used safely); the others refuse the flag itself.
+    let mut flags = 0;
+    if matches!(m.hypervisor.as_str(), "qemu" | "kvm") {
+        flags |= virt::sys::VIR_DOMAIN_CONSOLE_SAFE;
+    }
+    if force {
+        flags |= virt::sys::VIR_DOMAIN_CONSOLE_FORCE;
+    }
+    d.open_console(None, &stream, flags)
+        .map_err(|e| failed(format!("console of machine {}", m.id), e))?;
+    crate::console::attach(stream, &format!("machine {} ({})", m.id, m.name))
 }
 
 /// Restart the machine.
@@ -605,7 +777,7 @@ pub fn doctor(
                 .map(str::to_string)
                 .unwrap_or_else(|| default_uri(h).to_string());
             let why = (|| {
-                if h == Hypervisor::Openvz && !which("vzctl") {
+                if h == Hypervisor::Openvz && !crate::exec::on_path("vzctl") {
                     return Some("vzctl is not installed".to_string());
                 }
                 if h == Hypervisor::Xen && !std::path::Path::new("/proc/xen").exists() {
@@ -657,6 +829,30 @@ pub fn parse_mib(s: &str) -> std::result::Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_old_unlocked_staging_directories_are_swept() {
+        let vms = tempfile::tempdir().unwrap();
+        let make = |name: &str, age_secs: u64| {
+            let d = vms.path().join(name);
+            std::fs::create_dir_all(d.join("bundle/rootfs")).unwrap();
+            let t = std::time::SystemTime::now() - std::time::Duration::from_secs(age_secs);
+            std::fs::File::open(&d).unwrap().set_modified(t).unwrap();
+            d
+        };
+        let killed = make(".new.killed", 600);
+        let running = make(".new.running", 600);
+        let young = make(".new.young", 0);
+        let machine = make("100", 600);
+        let _held =
+            crate::lock::Lock::at(&running.join(".lock"), crate::lock::Mode::Exclusive, true)
+                .unwrap();
+        sweep_staging(vms.path());
+        assert!(!killed.exists(), "a killed create's directory goes");
+        assert!(running.exists(), "a running create's stays");
+        assert!(young.exists(), "one not yet locked stays");
+        assert!(machine.exists(), "machines are not touched");
+    }
 
     #[test]
     fn sizes() {

@@ -64,6 +64,19 @@ enum Command {
         /// Print the domain XML that would be defined; take no ID, make nothing
         #[arg(long)]
         print_xml: bool,
+        /// Set root's password to the first line of FILE (- for stdin)
+        #[arg(long, value_name = "FILE")]
+        root_password_file: Option<PathBuf>,
+        /// Add the OpenSSH public keys in FILE to root's authorized_keys
+        #[arg(long, value_name = "FILE")]
+        ssh_key: Option<PathBuf>,
+    },
+    /// Attach to a machine's console; Ctrl-] detaches
+    Console {
+        machine: String,
+        /// Take the console from a client already attached
+        #[arg(long)]
+        force: bool,
     },
     /// Start a machine (ID or name)
     Start { machine: String },
@@ -129,7 +142,20 @@ fn run(cli: Cli) -> Result<()> {
             start,
             vnc,
             print_xml,
+            root_password_file,
+            ssh_key,
         } => {
+            let stdin = std::path::Path::new("-");
+            if bundle == stdin
+                && (root_password_file.as_deref() == Some(stdin)
+                    || ssh_key.as_deref() == Some(stdin))
+            {
+                return Err(Error::Usage(
+                    "the bundle is read from stdin: give the password or key as a file".into(),
+                ));
+            }
+            let access =
+                mkve_core::access::Access::read(root_password_file.as_deref(), ssh_key.as_deref())?;
             let opts = CreateOptions {
                 bundle,
                 hypervisor,
@@ -144,6 +170,7 @@ fn run(cli: Cli) -> Result<()> {
                 keyring,
                 allow_unsigned,
                 start,
+                access,
             };
             if print_xml {
                 print!("{}", vm::print_xml(&opts)?);
@@ -152,6 +179,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Start { machine } => vm::start(&uris, &machine)?,
+        Command::Console { machine, force } => vm::console(&uris, &machine, force)?,
         Command::Stop { machine, force } => vm::stop(&uris, &machine, force)?,
         Command::Reboot { machine } => vm::reboot(&uris, &machine)?,
         Command::ProbeKvm => mkve_core::kvm::probe().map_err(Error::Other)?,

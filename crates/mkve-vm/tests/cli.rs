@@ -83,6 +83,25 @@ fn print_xml_takes_no_id_and_makes_nothing() {
         assert!(r.stdout.contains("<mac address='52:54:00:6d:00:8e'/>"));
         assert!(state_is_empty(&env), "print-xml made files");
     }
+    // OpenVZ: vzctl names containers by their ID, from 101 up.
+    let r = run(env
+        .cmd()
+        .args(["create", "--print-xml", "--allow-unsigned", "--id", "142"])
+        .arg(bundle_for(Hypervisor::Openvz)));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    validate(&r.stdout);
+    assert!(
+        r.stdout
+            .starts_with("<domain type='openvz'>\n  <name>142</name>"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("<source name='mkve-142'/>"));
+    let r = run(env
+        .cmd()
+        .args(["create", "--print-xml", "--allow-unsigned", "--name", "x"])
+        .arg(bundle_for(Hypervisor::Openvz)));
+    assert_eq!(r.code, 2, "{}", r.stderr);
     let r = run(env
         .cmd()
         .args(["create", "--print-xml", "--allow-unsigned", "--id", "142"])
@@ -150,16 +169,36 @@ fn bad_bundles_are_refused_before_anything_is_made() {
         "{}",
         r.stderr
     );
-    // A hypervisor this version cannot create yet.
+    // OpenVZ on a node without vzctl: told before OpenVZ is touched.
     let r = run(cmd()
+        .env("PATH", "/usr/bin:/bin")
         .arg("--allow-unsigned")
         .arg(bundle_for(Hypervisor::Openvz)));
-    assert_eq!(r.code, 69, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("creates lxc, qemu and kvm machines"),
-        "{}",
-        r.stderr
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (
+            69,
+            "mkve-vm: OpenVZ machines: vzctl is not installed on this node\n"
+        )
     );
+    // Root's key file is checked before the bundle is read.
+    let key = env.home.path().join("id.pub");
+    std::fs::write(&key, "ssh-rsa AAAAB3NzaC1yc2E= me\nmy key\n").unwrap();
+    let r = run(cmd()
+        .arg("--allow-unsigned")
+        .arg("--ssh-key")
+        .arg(&key)
+        .arg(bundle_for(Hypervisor::Lxc)));
+    assert_eq!(r.code, 65, "{}", r.stderr);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "mkve-vm: {}:2: not an OpenSSH public key (like \"ssh-ed25519 AAAA… comment\")\n",
+            key.display()
+        )
+    );
+    let r = run(cmd().args(["--allow-unsigned", "--root-password-file", "-", "-"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
     // A qemu machine's directory must be reachable by qemu's own user.
     let private = env.home.path().join("private");
     std::fs::create_dir(&private).unwrap();
