@@ -24,6 +24,7 @@ RELEASE    := target/release
 TOOLS      := mkve-bundle mkve-cache mkve-net mkve-vm
 MAN1       := man/mkve-bundle.1 man/mkve-cache.1 man/mkve-net.1 man/mkve-vm.1
 MAN5       := man/mkve-template.5 man/mkve-bundle.5 man/mkve-bundle-config.5
+MAN7       := man/mkve.7
 DEMO       ?= target/demo
 
 .PHONY: all deps test man demo check-templates install $(addprefix install-,$(TOOLS)) install-data install-man uninstall clean
@@ -42,7 +43,7 @@ test: deps man
 	tests/e2e-lxc.sh
 
 man:
-	mandoc -Tlint -Wwarning $(MAN1) $(MAN5)
+	mandoc -Tlint -Wwarning $(MAN1) $(MAN5) $(MAN7)
 
 # The main job, end to end: build the ntp-server template for lxc, create
 # and start a container from it, show that NTP answers, stop and delete it
@@ -81,12 +82,14 @@ install-data:
 install-man:
 	install -D -m 0644 -t $(DESTDIR)$(MANDIR)/man1 $(MAN1)
 	install -D -m 0644 -t $(DESTDIR)$(MANDIR)/man5 $(MAN5)
+	install -D -m 0644 -t $(DESTDIR)$(MANDIR)/man7 $(MAN7)
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(TOOLS)) $(DESTDIR)$(BINDIR)/hsh-pack $(DESTDIR)$(MANDIR)/man1/hsh-pack.1
 	rm -rf $(DESTDIR)$(DATADIR)
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MAN1)))
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(MAN5)))
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man7/,$(notdir $(MAN7)))
 
 clean:
 	$(CARGO) clean
