@@ -318,3 +318,112 @@ impl Env {
             .unwrap_or(0)
     }
 }
+
+/// The subcommands a binary's `--help` lists under "Commands:", without
+/// `help`.
+pub fn subcommands(bin: &str) -> Vec<String> {
+    let o = Command::new(bin).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    text.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect()
+}
+
+/// The long options a binary's `--help` lists, for itself and each of its
+/// subcommands (`BIN SUB --help`); `--help` and `--version` left out.
+pub fn help_options(bin: &str) -> std::collections::BTreeSet<String> {
+    let mut helps = vec![vec!["--help".to_string()]];
+    helps.extend(
+        subcommands(bin)
+            .into_iter()
+            .map(|s| vec![s, "--help".to_string()]),
+    );
+    let mut out = std::collections::BTreeSet::new();
+    for args in helps {
+        let o = Command::new(bin).args(&args).output().unwrap();
+        assert!(o.status.success(), "{bin} {args:?}");
+        for line in String::from_utf8_lossy(&o.stdout).lines() {
+            // Option lines: "  -c, --connect <URI>  ..." or "      --json  ...".
+            let t = line.trim_start();
+            if !t.starts_with('-') {
+                continue;
+            }
+            let first = t.split("  ").next().unwrap_or("");
+            for w in first.split([' ', ',', '=', '[', '<']) {
+                if w.starts_with("--") && w.len() > 2 && w != "--help" && w != "--version" {
+                    out.insert(w.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The long options a man page names, as `\-\-name`; `--help` and
+/// `--version` left out.
+pub fn man_options(page: &Path) -> std::collections::BTreeSet<String> {
+    let text = std::fs::read_to_string(page).unwrap();
+    let mut out = std::collections::BTreeSet::new();
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("\\-\\-") {
+        rest = &rest[i + 4..];
+        let name: String = rest
+            .chars()
+            .scan(false, |dash, c| {
+                // A name is letters and digits joined by "\-".
+                if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                    *dash = false;
+                    Some(Some(c))
+                } else if c == '\\' && !*dash {
+                    *dash = true;
+                    Some(None)
+                } else if c == '-' && *dash {
+                    *dash = false;
+                    Some(Some('-'))
+                } else {
+                    None
+                }
+            })
+            .flatten()
+            .collect();
+        let name = name.trim_end_matches('-');
+        if !name.is_empty() && name != "help" && name != "version" {
+            out.insert(format!("--{name}"));
+        }
+    }
+    out
+}
+
+/// Fail, listing both ways, when a binary's options and its man page's
+/// disagree. `foreign` names options the page mentions of other programs.
+pub fn assert_man_matches_help(bin: &str, page: &str, foreign: &[&str]) {
+    let help = help_options(bin);
+    let mut man = man_options(&top().join("man").join(page));
+    for f in foreign {
+        assert!(
+            man.remove(*f),
+            "{page} no longer mentions {f}: drop it from the list"
+        );
+    }
+    let undocumented: Vec<_> = help.difference(&man).collect();
+    let stale: Vec<_> = man.difference(&help).collect();
+    assert!(
+        undocumented.is_empty() && stale.is_empty(),
+        "{page}: options the binary has but the page lacks: {undocumented:?}; \
+         options the page names but the binary lacks: {stale:?}"
+    );
+    let text = std::fs::read_to_string(top().join("man").join(page)).unwrap();
+    for sub in subcommands(bin) {
+        // Set in bold somewhere: ".B sub", ".BR start \", \" stop".
+        let bold = text.lines().filter(|l| l.starts_with(".B")).any(|l| {
+            l.split(|c: char| c.is_whitespace() || c == '"' || c == ',')
+                .skip(1)
+                .any(|w| w == sub)
+        });
+        assert!(bold, "{page} does not describe the subcommand {sub}");
+    }
+}

@@ -1,0 +1,13 @@
+//! mkve-bundle(1) and the binary agree: every long option and subcommand the
+//! binary has is in the page, and the page names no option it lacks.
+
+#[test]
+fn the_man_page_and_the_options_agree() {
+    mkve_testkit::assert_man_matches_help(
+        env!("CARGO_BIN_EXE_mkve-bundle"),
+        "mkve-bundle.1",
+        // --out: the original's spelling, a hidden alias of --output;
+        // gpg --export and mmdebstrap --include in examples.
+        &["--out", "--export", "--include"],
+    );
+}
