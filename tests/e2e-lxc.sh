@@ -58,6 +58,9 @@ check "root's key is in its authorized_keys" grep -qxF "$key" "$MKVE_STATEDIR/vm
 check "root logs in on the console with the password" \
     "$top/tests/harness/console-login" 'e2e-Secret 1' 120 "$bin/mkve-vm" console "$id"
 check "the machine has its DHCP entry" test "$(hosts)" = 1
+check "its ID completes in the shell" sh -c "COMPLETE=bash _CLAP_IFS='
+' _CLAP_COMPLETE_INDEX=2 _CLAP_COMPLETE_COMP_TYPE=9 _CLAP_COMPLETE_SPACE=true \
+    '$bin/mkve-vm' -- mkve-vm start '' | grep -qx '$id'"
 check "NTP answers at 192.0.2.$id inside the namespace" \
     "$harness" exec "$ns" "$top/tests/harness/ntp-query" "192.0.2.$id" 180
 check "info shows it running at its address" sh -c "'$bin/mkve-vm' info '$id' | grep -q '^address    192.0.2.$id\$'"

@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
+use clap_complete::engine::{
+    ArgValueCandidates, ArgValueCompleter, CompletionCandidate, ValueCompleter,
+};
 use mkve_core::template::Hypervisor;
 
 /// Make a bundle from an mkve template, or check, inspect, verify and unpack bundles.
@@ -15,9 +18,10 @@ use mkve_core::template::Hypervisor;
 #[command(name = "mkve-bundle", version, max_term_width = 100)]
 pub struct Cli {
     /// Template: a directory, or a name under $MKVE_DATADIR/templates
+    #[arg(add = ArgValueCompleter::new(complete_template))]
     pub template: Option<String>,
     /// Hypervisor to build for (openvz, qemu, kvm, lxc, xen)
-    #[arg(short = 'H', long, value_name = "HV")]
+    #[arg(short = 'H', long, value_name = "HV", add = ArgValueCandidates::new(hypervisors))]
     pub hypervisor: Option<Hypervisor>,
     /// Write the bundle to FILE; - is stdout
     #[arg(short, long, value_name = "FILE", alias = "out")]
@@ -99,7 +103,30 @@ pub struct Cli {
 
 mod run;
 
+/// Shell completion: template names under $MKVE_DATADIR/templates, and
+/// directories.
+fn complete_template(current: &std::ffi::OsStr) -> Vec<CompletionCandidate> {
+    let prefix = current.to_string_lossy();
+    let mut out: Vec<CompletionCandidate> = mkve_core::template::shipped_names()
+        .into_iter()
+        .filter(|n| n.starts_with(prefix.as_ref()))
+        .map(CompletionCandidate::new)
+        .collect();
+    out.extend(clap_complete::engine::PathCompleter::dir().complete(current));
+    out
+}
+
+fn hypervisors() -> Vec<CompletionCandidate> {
+    Hypervisor::ALL
+        .iter()
+        .map(|h| CompletionCandidate::new(h.to_string()))
+        .collect()
+}
+
 fn main() -> ExitCode {
+    clap_complete::CompleteEnv::with_factory(Cli::command)
+        .completer("mkve-bundle")
+        .complete();
     let cli = Cli::parse();
     match run::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

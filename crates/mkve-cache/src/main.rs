@@ -75,6 +75,23 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // Completes as mkve-cache or as hsh-pack, whichever name it runs under.
+    let name = std::env::args_os()
+        .next()
+        .and_then(|a| {
+            Some(
+                std::path::Path::new(&a)
+                    .file_name()?
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        })
+        .filter(|n| n == "hsh-pack")
+        .unwrap_or_else(|| "mkve-cache".into());
+    clap_complete::CompleteEnv::with_factory(Cli::command)
+        .bin(name.clone())
+        .completer(name)
+        .complete();
     let matches = Cli::command().get_matches();
     let result = Cli::from_arg_matches(&matches)
         .map_err(|e| e.exit())

@@ -505,6 +505,21 @@ impl Profile {
     }
 }
 
+/// The names of the templates under `$MKVE_DATADIR/templates` (those with
+/// a `hypervisors` file), sorted.
+pub fn shipped_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(crate::paths::templates_dir())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.path().join("hypervisors").is_file())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 /// vps.conf(5): `NAME="value"` lines, blank lines and `#` comments.
 pub fn parse_vps_conf(path: &Path, problems: &mut Vec<Problem>) -> Option<Vec<(String, String)>> {
     let text = match std::fs::read_to_string(path) {

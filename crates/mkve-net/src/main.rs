@@ -48,6 +48,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command)
+        .completer("mkve-net")
+        .complete();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => mkve_core::error::report("mkve-net", &e),

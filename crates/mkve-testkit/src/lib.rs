@@ -427,3 +427,25 @@ pub fn assert_man_matches_help(bin: &str, page: &str, foreign: &[&str]) {
         assert!(bold, "{page} does not describe the subcommand {sub}");
     }
 }
+
+/// What the shell completion of `bin` offers for the last of `words` (the
+/// first word being the command's name), as bash asks for it.
+pub fn complete(bin: &str, words: &[&str], env: &[(&str, &Path)]) -> Vec<String> {
+    let mut c = Command::new(bin);
+    c.env("COMPLETE", "bash")
+        .env("_CLAP_IFS", "\n")
+        .env("_CLAP_COMPLETE_INDEX", (words.len() - 1).to_string())
+        .env("_CLAP_COMPLETE_COMP_TYPE", "9")
+        .env("_CLAP_COMPLETE_SPACE", "true")
+        .arg("--")
+        .args(words);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}

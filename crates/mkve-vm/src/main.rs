@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
 
 mod show;
 use mkve_core::template::Hypervisor;
@@ -30,7 +31,7 @@ enum Command {
     Create {
         bundle: PathBuf,
         /// Refuse a bundle for another hypervisor
-        #[arg(short = 'H', long)]
+        #[arg(short = 'H', long, add = ArgValueCandidates::new(hypervisors))]
         hypervisor: Option<Hypervisor>,
         /// Use this ID instead of the next free one
         #[arg(long)]
@@ -73,31 +74,44 @@ enum Command {
     },
     /// Attach to a machine's console; Ctrl-] detaches
     Console {
+        #[arg(add = ArgValueCandidates::new(machines))]
         machine: String,
         /// Take the console from a client already attached
         #[arg(long)]
         force: bool,
     },
     /// Start a machine (ID or name)
-    Start { machine: String },
+    Start {
+        #[arg(add = ArgValueCandidates::new(machines))]
+        machine: String,
+    },
     /// Shut a machine down; --force pulls the plug
     Stop {
+        #[arg(add = ArgValueCandidates::new(machines))]
         machine: String,
         #[arg(long)]
         force: bool,
     },
     /// Restart a machine
-    Reboot { machine: String },
+    Reboot {
+        #[arg(add = ArgValueCandidates::new(machines))]
+        machine: String,
+    },
     /// Delete a machine and everything mkve made for it
-    Delete { machine: String },
+    Delete {
+        #[arg(add = ArgValueCandidates::new(machines))]
+        machine: String,
+    },
     /// Start a machine with libvirt, or not (--off)
     Autostart {
+        #[arg(add = ArgValueCandidates::new(machines))]
         machine: String,
         #[arg(long)]
         off: bool,
     },
     /// Show one machine
     Info {
+        #[arg(add = ArgValueCandidates::new(machines))]
         machine: String,
         #[arg(long)]
         json: bool,
@@ -117,7 +131,29 @@ enum Command {
     },
 }
 
+/// Shell completion: the IDs and names of the machines `list` shows.
+fn machines() -> Vec<CompletionCandidate> {
+    let mut out = Vec::new();
+    for m in vm::list(&vm::uris(None)).unwrap_or_default() {
+        out.push(CompletionCandidate::new(m.id.to_string()).help(Some(
+            format!("{} ({}, {})", m.name, m.hypervisor, m.state).into(),
+        )));
+        out.push(CompletionCandidate::new(m.name));
+    }
+    out
+}
+
+fn hypervisors() -> Vec<CompletionCandidate> {
+    Hypervisor::ALL
+        .iter()
+        .map(|h| CompletionCandidate::new(h.to_string()))
+        .collect()
+}
+
 fn main() -> ExitCode {
+    clap_complete::CompleteEnv::with_factory(Cli::command)
+        .completer("mkve-vm")
+        .complete();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => mkve_core::error::report("mkve-vm", &e),

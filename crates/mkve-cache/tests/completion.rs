@@ -1,0 +1,28 @@
+//! mkve-cache completes under its own name and as hsh-pack.
+
+#[test]
+fn completes_as_mkve_cache_and_as_hsh_pack() {
+    let d = tempfile::tempdir().unwrap();
+    let link = d.path().join("hsh-pack");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_mkve-cache"), &link).unwrap();
+    for (bin, name) in [
+        (
+            std::path::Path::new(env!("CARGO_BIN_EXE_mkve-cache")),
+            "mkve-cache",
+        ),
+        (link.as_path(), "hsh-pack"),
+    ] {
+        let o = std::process::Command::new(bin)
+            .env("COMPLETE", "bash")
+            .output()
+            .unwrap();
+        let script = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            script.contains(&format!("\"{name}\" -- \""))
+                && script.contains(&format!(" {name}\nfi\n")),
+            "{script}"
+        );
+        let words = mkve_testkit::complete(bin.to_str().unwrap(), &[name, "--tar"], &[]);
+        assert_eq!(words, ["--tarify-only"]);
+    }
+}
