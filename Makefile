@@ -5,6 +5,8 @@
 #   make install         PREFIX=/usr/local DESTDIR= ; install-<tool> for one tool
 #   make man             lint the man pages
 #   make check-templates build every shipped template for every hypervisor (slow)
+#   make deb             the Debian packages (dpkg-buildpackage), checked by lintian
+#   make rpm             the ALT spec, parsed and built with Debian's rpm
 
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
@@ -23,14 +25,15 @@ export PATH := $(PATH):$(HOME)/.cargo/bin
 export MKVE_BUILD_DATADIR := $(DATADIR)
 export MKVE_BUILD_CONFDIR := $(SYSCONFDIR)/mkve
 
-RELEASE    := target/release
+RELEASE    := $(or $(CARGO_TARGET_DIR),target)/release
+VERSION    := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 TOOLS      := mkve-bundle mkve-cache mkve-net mkve-vm
 MAN1       := man/mkve-bundle.1 man/mkve-cache.1 man/mkve-net.1 man/mkve-vm.1
 MAN5       := man/mkve-template.5 man/mkve-bundle.5 man/mkve-bundle-config.5
 MAN7       := man/mkve.7
 DEMO       ?= target/demo
 
-.PHONY: all deps test man demo check-templates install $(addprefix install-,$(TOOLS)) install-data install-man uninstall clean
+.PHONY: all deps test man demo check-templates deb rpm install $(addprefix install-,$(TOOLS)) install-data install-man uninstall clean
 
 all:
 	$(CARGO) build --release --locked
@@ -115,3 +118,21 @@ uninstall:
 clean:
 	$(CARGO) clean
 	rm -rf $(DEMO)
+
+# The five Debian packages, built as the distribution would build them, and
+# lintian on them (errors and warnings fail); they land in target/deb.
+deb: deps
+	dpkg-buildpackage -b -us -uc
+	rm -rf target/deb && mkdir -p target/deb
+	mv ../mkve_$(VERSION)_*.changes ../mkve_$(VERSION)_*.buildinfo ../mkve-*_$(VERSION)_*.deb target/deb/
+	lintian --fail-on error,warning target/deb/mkve_$(VERSION)_*.changes
+
+# mkve.spec for ALT Linux, parsed and built with Debian's rpm and the few ALT
+# macros it uses (packaging/alt-macros); build dependencies are not checked,
+# there being no rpm database here. Packages land in target/rpm/RPMS.
+rpm: deps
+	rpmspec --load packaging/alt-macros -P mkve.spec >/dev/null
+	rm -rf target/rpm && mkdir -p target/rpm/SOURCES
+	git archive --prefix=mkve-$(VERSION)/ -o target/rpm/SOURCES/mkve-$(VERSION).tar HEAD
+	CARGO_TARGET_DIR=$(CURDIR)/target rpmbuild --load packaging/alt-macros \
+	    --define '_topdir $(CURDIR)/target/rpm' --define 'debug_package %{nil}' --nodeps -bb mkve.spec
