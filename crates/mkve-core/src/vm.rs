@@ -204,7 +204,7 @@ pub fn create(o: &CreateOptions) -> Result<u32> {
 
     let spec = spec_for(o, &meta, id, &net, &dir)?;
     let dom = conn
-        .define_domain_xml(&domain::xml(&spec))
+        .define_domain_xml(&define_note(&spec))
         .map_err(|e| failed(format!("defining machine {id} ({})", spec.name), e))?;
     undo.domain = Some(dom);
     network::add_host(&conn, &net, id)?;
@@ -277,7 +277,7 @@ fn create_openvz(
     out.commit()?;
     let spec = spec_for(o, meta, id, net, unpacked)?;
     let dom = conn
-        .define_domain_xml(&domain::xml(&spec))
+        .define_domain_xml(&define_note(&spec))
         .map_err(|e| failed(format!("defining container {id}"), e))?;
     undo.domain = Some(dom);
     let _ = std::fs::remove_file(&cached);
@@ -308,6 +308,13 @@ fn create_openvz(
     }
     undo.keep();
     Ok(id)
+}
+
+/// The domain XML of `spec`, told on stderr with -v.
+fn define_note(spec: &domain::VmSpec) -> String {
+    let x = domain::xml(spec);
+    crate::exec::note(format!("defining {}:\n{x}", spec.name));
+    x
 }
 
 /// Where a machine's root lives, for each hypervisor: the root directory

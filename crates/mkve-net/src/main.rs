@@ -15,6 +15,12 @@ struct Cli {
     /// libvirt URI [default: $LIBVIRT_DEFAULT_URI, else qemu:///system]
     #[arg(short, long, global = true, value_name = "URI")]
     connect: Option<String>,
+    /// Print nothing but what a command is for (status, ip)
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Tell the XML given to libvirt on stderr
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,7 +50,12 @@ enum Command {
         json: bool,
     },
     /// Print the address of the machine with this ID
-    Ip { id: u32 },
+    Ip {
+        id: u32,
+        /// As JSON: {"id": ID, "address": "…"}
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -58,6 +69,8 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    mkve_core::exec::set_quiet(cli.quiet);
+    mkve_core::exec::set_verbose(cli.verbose);
     let cfg = NetConfig::load()?;
     // Commands that need no libvirt.
     match cli.command {
@@ -65,8 +78,16 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", network::xml(&cfg));
             return Ok(());
         }
-        Command::Ip { id } => {
-            println!("{}", cfg.address_of(id)?);
+        Command::Ip { id, json } => {
+            let address = cfg.address_of(id)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "id": id, "address": address.to_string() })
+                );
+            } else {
+                println!("{address}");
+            }
             return Ok(());
         }
         _ => {}

@@ -32,6 +32,11 @@ fn ip_maps_ids_to_addresses_and_refuses_what_does_not_fit() {
     let env = new_env();
     let r = run(env.cmd().args(["ip", "142"]));
     assert_eq!((r.code, r.stdout.as_str()), (0, "192.0.2.142\n"));
+    let r = run(env.cmd().args(["ip", "--json", "142"]));
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "{\"id\":142,\"address\":\"192.0.2.142\"}\n")
+    );
     let r = run(env.cmd().args(["ip", "300"]));
     assert_eq!(r.code, 2);
     assert_eq!(

@@ -21,6 +21,9 @@ struct Cli {
     /// No progress lines
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Tell the XML given to libvirt and the commands run, on stderr
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -162,6 +165,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     exec::set_quiet(cli.quiet);
+    exec::set_verbose(cli.verbose);
     let uris = vm::uris(cli.connect.as_deref());
     match cli.command {
         Command::Create {

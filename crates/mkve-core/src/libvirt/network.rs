@@ -91,7 +91,11 @@ pub fn create(conn: &Connect, c: &NetConfig) -> Result<()> {
             n
         }
         None => conn
-            .define_network_xml(&xml(c))
+            .define_network_xml(&{
+                let x = xml(c);
+                crate::exec::note(format!("defining network {}:\n{x}", c.name));
+                x
+            })
             .map_err(|e| failed(format!("defining network {}", c.name), e))?,
     };
     if !net.is_active().map_err(|e| failed(&c.name, e))? {
@@ -216,14 +220,17 @@ fn update(conn: &Connect, c: &NetConfig, cmd: sys::virNetworkUpdateCommand, id: 
     if net.is_active().map_err(|e| failed(&c.name, e))? {
         flags |= sys::VIR_NETWORK_UPDATE_AFFECT_LIVE;
     }
-    net.update(
-        cmd,
-        sys::VIR_NETWORK_SECTION_IP_DHCP_HOST,
-        -1,
-        &host_xml(c, id)?,
-        flags,
-    )
-    .map_err(|e| failed(format!("DHCP entry of machine {id} in {}", c.name), e))
+    let host = host_xml(c, id)?;
+    crate::exec::note(format!(
+        "{} DHCP entry {host}",
+        if cmd == sys::VIR_NETWORK_UPDATE_COMMAND_DELETE {
+            "removing"
+        } else {
+            "adding"
+        }
+    ));
+    net.update(cmd, sys::VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, &host, flags)
+        .map_err(|e| failed(format!("DHCP entry of machine {id} in {}", c.name), e))
 }
 
 /// Give machine `id` its fixed address.
