@@ -46,6 +46,46 @@ pub struct CreateOptions {
     pub start: bool,
     /// Root's password and SSH keys to set before the first boot.
     pub access: Access,
+    /// The disk image's format for qemu, kvm and xen.
+    pub disk_format: DiskFormat,
+}
+
+/// How a qemu, kvm or xen machine's disk image is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DiskFormat {
+    /// A plain image, as `mkfs.ext4 -d` makes it (sparse where empty).
+    #[default]
+    Raw,
+    /// Converted with `qemu-img convert`: grows as the guest writes, and
+    /// takes snapshots.
+    Qcow2,
+}
+
+impl DiskFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            DiskFormat::Raw => "raw",
+            DiskFormat::Qcow2 => "qcow2",
+        }
+    }
+
+    fn file(self) -> &'static str {
+        match self {
+            DiskFormat::Raw => "disk.img",
+            DiskFormat::Qcow2 => "disk.qcow2",
+        }
+    }
+}
+
+impl std::str::FromStr for DiskFormat {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "raw" => Ok(DiskFormat::Raw),
+            "qcow2" => Ok(DiskFormat::Qcow2),
+            _ => Err(format!("\"{s}\" is not a disk format (raw, qcow2)")),
+        }
+    }
 }
 
 /// Everything a create made so far; dropped without `keep`, it is undone.
@@ -154,7 +194,7 @@ pub fn create(o: &CreateOptions) -> Result<u32> {
         Hypervisor::Lxc | Hypervisor::Openvz => {}
         Hypervisor::Qemu | Hypervisor::Kvm | Hypervisor::Xen => {
             reachable_by_others(&vms)?;
-            make_disk(&unpacked, &label)?
+            make_disk(&unpacked, &label, o.disk_format)?
         }
     }
     let uri = libvirt::uri(o.connect.as_deref(), default_uri(hv));
@@ -320,13 +360,18 @@ fn define_note(spec: &domain::VmSpec) -> String {
 /// Where a machine's root lives, for each hypervisor: the root directory
 /// for lxc; a disk image and the kernel and initrd copied out of its /boot
 /// for qemu, kvm and xen; a template cache named after the ID for openvz.
-fn storage_for(hv: Hypervisor, dir: &std::path::Path, id: u32) -> domain::Storage {
+fn storage_for(
+    hv: Hypervisor,
+    dir: &std::path::Path,
+    id: u32,
+    disk: DiskFormat,
+) -> domain::Storage {
     match hv {
         Hypervisor::Lxc => domain::Storage::Dir(dir.join("rootfs")),
         Hypervisor::Openvz => domain::Storage::OpenvzTemplate(format!("mkve-{id}")),
         Hypervisor::Qemu | Hypervisor::Kvm | Hypervisor::Xen => domain::Storage::Disk {
-            image: dir.join("disk.img"),
-            format: "raw".into(),
+            image: dir.join(disk.file()),
+            format: disk.name().into(),
             kernel: dir.join("vmlinuz"),
             initrd: Some(dir.join("initrd.img")),
         },
@@ -367,7 +412,7 @@ fn spec_for(
         mac: mac_of(id),
         network: net.name.clone(),
         bridge: net.bridge.clone(),
-        storage: storage_for(hv, dir, id),
+        storage: storage_for(hv, dir, id, o.disk_format),
     })
 }
 
@@ -453,7 +498,11 @@ fn reachable_by_others(dir: &std::path::Path) -> Result<()> {
 /// kernel and initrd of its /boot beside it (direct kernel boot), and an
 /// ext4 disk image made from the root without mounting anything
 /// (`mkfs.ext4 -d`); the directory goes once the image is made.
-fn make_disk(unpacked: &std::path::Path, label: &std::path::Path) -> Result<()> {
+fn make_disk(
+    unpacked: &std::path::Path,
+    label: &std::path::Path,
+    format: DiskFormat,
+) -> Result<()> {
     let root = unpacked.join("rootfs");
     let boot = root.join("boot");
     let mut kernels: Vec<String> = std::fs::read_dir(&boot)
@@ -502,6 +551,16 @@ fn make_disk(unpacked: &std::path::Path, label: &std::path::Path) -> Result<()> 
         .arg(&image)
         .run()?;
     std::fs::remove_dir_all(&root).at(&root)?;
+    if format == DiskFormat::Qcow2 {
+        let qcow2 = unpacked.join(DiskFormat::Qcow2.file());
+        progress("converting the disk image to qcow2");
+        crate::exec::Cmd::new("qemu-img")
+            .args(["convert", "-f", "raw", "-O", "qcow2"])
+            .arg(&image)
+            .arg(&qcow2)
+            .run()?;
+        std::fs::remove_file(&image).at(&image)?;
+    }
     Ok(())
 }
 

@@ -74,6 +74,10 @@ enum Command {
         /// Add the OpenSSH public keys in FILE to root's authorized_keys
         #[arg(long, value_name = "FILE")]
         ssh_key: Option<PathBuf>,
+        /// Disk image format for qemu, kvm and xen: raw or qcow2
+        #[arg(long, value_name = "FORMAT", default_value = "raw",
+              add = ArgValueCandidates::new(|| vec![CompletionCandidate::new("raw"), CompletionCandidate::new("qcow2")]))]
+        disk_format: vm::DiskFormat,
     },
     /// Attach to a machine's console; Ctrl-] detaches
     Console {
@@ -184,6 +188,7 @@ fn run(cli: Cli) -> Result<()> {
             print_xml,
             root_password_file,
             ssh_key,
+            disk_format,
         } => {
             let stdin = std::path::Path::new("-");
             if bundle == stdin
@@ -211,6 +216,7 @@ fn run(cli: Cli) -> Result<()> {
                 allow_unsigned,
                 start,
                 access,
+                disk_format,
             };
             if print_xml {
                 print!("{}", vm::print_xml(&opts)?);

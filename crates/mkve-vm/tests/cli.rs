@@ -111,6 +111,22 @@ fn print_xml_takes_no_id_and_makes_nothing() {
         "{}",
         r.stdout
     );
+    assert!(r.stdout.contains("type='raw'") && r.stdout.contains("/142/disk.img'"));
+    let r = run(env
+        .cmd()
+        .args(["create", "--print-xml", "--allow-unsigned", "--id", "142"])
+        .args(["--disk-format", "qcow2"])
+        .arg(bundle_for(Hypervisor::Qemu)));
+    validate(&r.stdout);
+    assert!(
+        r.stdout.contains("type='qcow2'") && r.stdout.contains("/142/disk.qcow2'"),
+        "{}",
+        r.stdout
+    );
+    let r = run(env
+        .cmd()
+        .args(["create", "--print-xml", "--disk-format", "vmdk", "-"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
 }
 
 #[test]
