@@ -494,3 +494,48 @@ fn a_rootfs_that_reaches_outside_is_refused() {
         refused(&with_rootfs(disk), &["--allow-unsigned"]).contains("device node (b 8:0) refused")
     );
 }
+
+/// tests/harness/read-bundle is a second reader written from mkve-bundle(5)
+/// alone (Python's tarfile, hashlib, json, and gpgv): it must accept what
+/// mkve-bundle writes, signed and not, and refuse what mkve refuses.
+#[test]
+fn a_reader_written_from_the_man_page_reads_our_bundles() {
+    let reader = top().join("tests/harness/read-bundle");
+    let read = |bytes: &[u8], keyring: Option<&Path>| {
+        let (_d, p) = write_bundle(bytes);
+        let mut c = std::process::Command::new(&reader);
+        if let Some(k) = keyring {
+            c.arg("--keyring").arg(k);
+        }
+        run(c.arg(&p))
+    };
+    let r = read(unsigned_bundle(), None);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "ok 3 members\n"),
+        "{}",
+        r.stderr
+    );
+    let r = read(signed_bundle(), Some(&signer().keyring));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = read(signed_bundle(), Some(&stranger().keyring));
+    assert_eq!(r.code, 65, "a stranger's keyring: {}", r.stderr);
+    let m = edit_meta(signed_bundle(), |v| v["hypervisor"] = "lxc".into());
+    let r = read(&assemble(&m), Some(&signer().keyring));
+    assert!(
+        r.code == 65 && r.stderr.contains("bad signature"),
+        "{}",
+        r.stderr
+    );
+    let mut m = members(unsigned_bundle());
+    let rootfs = m.iter_mut().find(|(n, _)| n == "rootfs.tar.zst").unwrap();
+    rootfs.1[10] ^= 1;
+    let r = read(&assemble(&m), None);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (
+            65,
+            "refused: member rootfs.tar.zst does not match its digest\n"
+        )
+    );
+}
