@@ -126,6 +126,7 @@ deb: deps
 	rm -rf target/deb && mkdir -p target/deb
 	mv ../mkve_$(VERSION)_*.changes ../mkve_$(VERSION)_*.buildinfo ../mkve-*_$(VERSION)_*.deb target/deb/
 	lintian --fail-on error,warning target/deb/mkve_$(VERSION)_*.changes
+	scripts/check-deb-deps target/deb
 
 # mkve.spec for ALT Linux, parsed and built with Debian's rpm and the few ALT
 # macros it uses (packaging/alt-macros); build dependencies are not checked,
