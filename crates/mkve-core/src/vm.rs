@@ -247,14 +247,21 @@ pub fn create(o: &CreateOptions) -> Result<u32> {
         .define_domain_xml(&define_note(&spec))
         .map_err(|e| failed(format!("defining machine {id} ({})", spec.name), e))?;
     undo.domain = Some(dom);
-    network::add_host(&conn, &net, id)?;
+    finish(undo, id, _ids, o.start)
+}
+
+/// The end of every create, once the domain is defined: its DHCP entry,
+/// the ID lock let go (the domain now holds the ID), the start when asked;
+/// then everything made is kept.
+fn finish(mut undo: Undo, id: u32, ids_lock: crate::lock::Lock, start: bool) -> Result<u32> {
+    network::add_host(undo.conn, undo.net, id)?;
     undo.host = Some(id);
-    drop(_ids);
-    if o.start {
+    drop(ids_lock);
+    if start {
         progress(format!("starting machine {id}"));
         undo.domain
             .as_ref()
-            .expect("defined above")
+            .expect("defined before finish")
             .create()
             .map_err(|e| failed(format!("starting machine {id}"), e))?;
     }
@@ -335,19 +342,7 @@ fn create_openvz(
     let mut out = files::Output::create(&conf)?;
     std::io::Write::write_all(&mut out, merged.as_bytes()).at(&conf)?;
     out.commit()?;
-    network::add_host(conn, net, id)?;
-    undo.host = Some(id);
-    drop(ids_lock);
-    if o.start {
-        progress(format!("starting container {id}"));
-        undo.domain
-            .as_ref()
-            .expect("defined above")
-            .create()
-            .map_err(|e| failed(format!("starting container {id}"), e))?;
-    }
-    undo.keep();
-    Ok(id)
+    finish(undo, id, ids_lock, o.start)
 }
 
 /// The domain XML of `spec`, told on stderr with -v.
