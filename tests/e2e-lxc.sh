@@ -90,6 +90,9 @@ check "and 50 DHCP entries" test "$(hosts)" = 50
 sleep 0.3; kill -KILL "$victim" 2>/dev/null; wait "$victim" 2>/dev/null
 after=$("$bin/mkve-vm" -q create --allow-unsigned "$work/tiny.bun")
 check "a create after one killed with SIGKILL works ($after)" test -n "$after"
+piped=$(cat "$work/tiny.bun" | "$bin/mkve-vm" -v create --allow-unsigned - 2>"$work/verbose")
+check "a create reads its bundle from a pipe ($piped)" test -n "$piped"
+check "and -v shows the domain XML it defined" grep -q "<domain type='lxc'>" "$work/verbose"
 check "no ID is held twice" test "$(machines | tr ' ' '\n' | sort | uniq -d | wc -l)" = 0
 for id in $(machines); do "$bin/mkve-vm" delete "$id" || failed=$((failed + 1)); done
 check "deleting them all leaves no entry" test "$(hosts)" = 0

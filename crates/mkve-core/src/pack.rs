@@ -441,7 +441,9 @@ pub fn unpack<R: Read>(
             }
             made.insert(d, Made::Dir);
         }
-        made.insert(rel.clone(), this);
+        // The directory began empty: only a path the archive already made
+        // can be in the way of this one.
+        let again = made.insert(rel.clone(), this).is_some();
         count += 1;
         let Some(dest) = dest else { continue };
         let target = dest.join(&rel);
@@ -454,11 +456,15 @@ pub fn unpack<R: Read>(
                 continue;
             }
             EntryType::Regular | EntryType::Continuous | EntryType::Symlink => {
-                remove_non_dir(&target).map_err(io)?;
+                if again {
+                    remove_non_dir(&target).map_err(io)?;
+                }
                 entry.unpack(&target).map(drop).map_err(io)?
             }
             EntryType::Link => {
-                remove_non_dir(&target).map_err(io)?;
+                if again {
+                    remove_non_dir(&target).map_err(io)?;
+                }
                 std::fs::hard_link(
                     dest.join(clean_relative(&link).unwrap_or_default()),
                     &target,

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
@@ -168,8 +168,10 @@ fn read_small(r: &mut impl Read, max: u64) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Decompress and unpack (or, with no `dest`, only check) the root while a
-/// second thread hashes the compressed bytes; return their digest.
+/// Decompress and unpack (or, with no `dest`, only check) the root, in
+/// three threads: this one reads and decompresses, one hashes the
+/// compressed bytes, one unpacks, so decompressing (user time) and making
+/// files (system time) overlap. Return the digest.
 fn unpack_rootfs(entry: &mut impl Read, dest: Option<&Path>, label: &Path) -> Result<String> {
     let bad = |why: String| Error::bundle(label, format!("member \"{ROOTFS}\": {why}"));
     if let Some(d) = dest {
@@ -178,16 +180,84 @@ fn unpack_rootfs(entry: &mut impl Read, dest: Option<&Path>, label: &Path) -> Re
     let mut tee = HashTee::new(entry);
     let result = (|| {
         let mut zst = zstd::stream::read::Decoder::new(&mut tee).map_err(|e| bad(e.to_string()))?;
-        let inner_label = label.join(ROOTFS);
-        pack::unpack(&mut zst, dest, &inner_label, UnpackOptions::ROOTFS)?;
-        // Whatever follows the tar's end must be read too: the digest is of
-        // the whole member.
-        std::io::copy(&mut zst, &mut std::io::sink()).map_err(|e| bad(e.to_string()))?;
-        Ok(())
+        let (tx, rx) = sync_channel::<Vec<u8>>(8);
+        let (dest, inner_label) = (dest.map(Path::to_path_buf), label.join(ROOTFS));
+        let unpacker = std::thread::spawn(move || {
+            pack::unpack(
+                ChannelReader::new(rx),
+                dest.as_deref(),
+                &inner_label,
+                UnpackOptions::ROOTFS,
+            )
+        });
+        let mut broken = None;
+        loop {
+            let mut buf = vec![0u8; 256 << 10];
+            match zst.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx.send(buf).is_err() {
+                        // The unpacker is done, or failed: whatever follows
+                        // must be read too, the digest is of the whole member.
+                        if let Err(e) = std::io::copy(&mut zst, &mut std::io::sink()) {
+                            broken = Some(e);
+                        }
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    broken = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let unpacked = unpacker.join().expect("the unpack thread does not panic");
+        if let Some(e) = broken {
+            return Err(bad(e.to_string()));
+        }
+        unpacked.map(drop)
     })();
     std::io::copy(&mut tee, &mut std::io::sink()).map_err(|e| bad(e.to_string()))?;
     let digest = tee.finish();
     result.map(|()| digest)
+}
+
+/// The reading end of a channel of byte chunks; ends when the sender goes.
+struct ChannelReader {
+    rx: Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl ChannelReader {
+    fn new(rx: Receiver<Vec<u8>>) -> Self {
+        ChannelReader {
+            rx,
+            chunk: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(c) => {
+                    self.chunk = c;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// A reader that hands a copy of every chunk to a hashing thread.
