@@ -137,6 +137,17 @@ fn vms_dir() -> PathBuf {
     dir
 }
 
+/// A thread doing work on the side, joined when dropped.
+struct Background(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 /// The prefix of the directories bundles are unpacked into, in `vms/`.
 const STAGING: &str = ".new.";
 
@@ -190,13 +201,21 @@ pub fn create(o: &CreateOptions) -> Result<u32> {
     check_name(o, hv)?;
     let label = files::display_name(&o.bundle);
     o.access.apply(&unpacked.join("rootfs"), &label)?;
-    match hv {
-        Hypervisor::Lxc | Hypervisor::Openvz => {}
+    // The root a disk image was made from goes while the domain is
+    // defined; joined before this function returns, whichever way.
+    let _removing = match hv {
+        Hypervisor::Lxc | Hypervisor::Openvz => Background(None),
         Hypervisor::Qemu | Hypervisor::Kvm | Hypervisor::Xen => {
             reachable_by_others(&vms)?;
-            make_disk(&unpacked, &label, o.disk_format)?
+            make_disk(&unpacked, &label, o.disk_format)?;
+            let trash = staging.path().join("made-into-disk");
+            let root = unpacked.join("rootfs");
+            std::fs::rename(&root, &trash).at(&root)?;
+            Background(Some(std::thread::spawn(move || {
+                let _ = std::fs::remove_dir_all(trash);
+            })))
         }
-    }
+    };
     let uri = libvirt::uri(o.connect.as_deref(), default_uri(hv));
     let conn = libvirt::connect(&uri)?;
     let net = NetConfig::load()?;
@@ -492,7 +511,7 @@ fn reachable_by_others(dir: &std::path::Path) -> Result<()> {
 /// Turn an unpacked bundle's `rootfs/` into what a qemu guest boots: the
 /// kernel and initrd of its /boot beside it (direct kernel boot), and an
 /// ext4 disk image made from the root without mounting anything
-/// (`mkfs.ext4 -d`); the directory goes once the image is made.
+/// (`mkfs.ext4 -d`). The caller removes the root directory.
 fn make_disk(
     unpacked: &std::path::Path,
     label: &std::path::Path,
@@ -545,7 +564,6 @@ fn make_disk(
         .arg(&root)
         .arg(&image)
         .run()?;
-    std::fs::remove_dir_all(&root).at(&root)?;
     if format == DiskFormat::Qcow2 {
         let qcow2 = unpacked.join(DiskFormat::Qcow2.file());
         progress("converting the disk image to qcow2");
