@@ -68,6 +68,9 @@ check "info shows it running at its address" sh -c "'$bin/mkve-vm' info '$id' | 
 check "autostart turns on" sh -c "'$bin/mkve-vm' info --json '$id' | grep -q '\"autostart\": true'"
 "$bin/mkve-vm" stop --force "$id"
 check "stop --force stops it" sh -c "'$bin/mkve-vm' list | grep -q '^$id .*shut off'"
+"$bin/mkve-vm" console "$id" </dev/null 2>"$work/console.err"; rc=$?
+check "console on a stopped machine: exit 69, told why" \
+    test "$rc $(cat "$work/console.err")" = "69 mkve-vm: machine $id: not running: mkve-vm start it first"
 (cd "$work" && MKVE_STATEDIR=state "$bin/mkve-vm" delete "$id")
 check "delete leaves no domain" test -z "$(machines)"
 check "delete leaves no files" test ! -e "$MKVE_STATEDIR/vms/$id"

@@ -32,9 +32,10 @@ struct Cli {
 enum Command {
     /// Create a machine from a bundle (- for stdin) and print its ID
     Create {
+        /// The bundle: a file, or - for stdin
         bundle: PathBuf,
         /// Refuse a bundle for another hypervisor
-        #[arg(short = 'H', long, add = ArgValueCandidates::new(hypervisors))]
+        #[arg(short = 'H', long, value_name = "HV", add = ArgValueCandidates::new(hypervisors))]
         hypervisor: Option<Hypervisor>,
         /// Use this ID instead of the next free one
         #[arg(long)]
@@ -43,18 +44,19 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
         /// Memory, as 512M or 1G
-        #[arg(long, default_value = "512M", value_parser = vm::parse_mib)]
+        #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = vm::parse_mib)]
         memory: u64,
-        #[arg(long, default_value_t = 1)]
+        /// Virtual CPUs
+        #[arg(long, value_name = "N", default_value_t = 1)]
         vcpus: u32,
         /// CPU weight (cgroup cpu shares)
-        #[arg(long)]
+        #[arg(long, value_name = "N")]
         cpu_shares: Option<u32>,
         /// Block I/O weight (cgroup blkio, 100 to 1000)
-        #[arg(long)]
+        #[arg(long, value_name = "N")]
         blkio_weight: Option<u32>,
         /// Keyring the bundle's signature must come from [default: $MKVE_CONFDIR/trusted.gpg]
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         keyring: Option<PathBuf>,
         /// Accept a bundle with no signature
         #[arg(long)]
