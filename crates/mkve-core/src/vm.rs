@@ -180,6 +180,9 @@ fn sweep_staging(vms: &std::path::Path) {
 
 /// Create a machine from a bundle; return its ID.
 pub fn create(o: &CreateOptions) -> Result<u32> {
+    if let Some(hv) = o.hypervisor {
+        check_name(o, hv)?; // told before a bundle is read, when it can be
+    }
     let vms = vms_dir();
     std::fs::create_dir_all(&vms).map_err(|e| Error::create(&vms, e))?;
     // Verify and unpack first: nothing is made from a bundle that fails.

@@ -197,6 +197,14 @@ fn bad_bundles_are_refused_before_anything_is_made() {
             "mkve-vm: OpenVZ machines: vzctl is not installed on this node\n"
         )
     );
+    // With -H openvz it is told before the bundle is even opened.
+    let r = run(cmd().env("PATH", "/usr/bin:/bin").args([
+        "--allow-unsigned",
+        "-H",
+        "openvz",
+        "/nonexistent/x.bun",
+    ]));
+    assert_eq!(r.code, 69, "{}", r.stderr);
     // Root's key file is checked before the bundle is read.
     let key = env.home.path().join("id.pub");
     std::fs::write(&key, "ssh-rsa AAAAB3NzaC1yc2E= me\nmy key\n").unwrap();
