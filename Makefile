@@ -4,6 +4,7 @@
 #   make demo            build a bundle from the shipped ntp-server template and show it
 #   make install         PREFIX=/usr/local DESTDIR= ; install-<tool> for one tool
 #   make man             lint the man pages
+#   make lint            rustfmt and clippy, warnings as errors
 #   make check-templates build every shipped template for every hypervisor (slow)
 #   make deb             the Debian packages (dpkg-buildpackage), checked by lintian
 #   make rpm             the ALT spec, parsed and built with Debian's rpm
@@ -33,7 +34,7 @@ MAN5       := man/mkve-template.5 man/mkve-bundle.5 man/mkve-bundle-config.5
 MAN7       := man/mkve.7
 DEMO       ?= target/demo
 
-.PHONY: all deps test man demo check-templates deb rpm install $(addprefix install-,$(TOOLS)) install-data install-man uninstall clean
+.PHONY: all deps test man lint demo check-templates deb rpm install $(addprefix install-,$(TOOLS)) install-data install-man uninstall clean
 
 all:
 	$(CARGO) build --release --locked
@@ -47,6 +48,10 @@ test: deps man
 	$(CARGO) test --locked --workspace
 	$(CARGO) build --locked --workspace
 	tests/e2e-lxc.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 man:
 	mandoc -Tlint -Wwarning $(MAN1) $(MAN5) $(MAN7)
