@@ -34,7 +34,6 @@ pub fn note(msg: impl AsRef<str>) {
 
 static QUIET: AtomicBool = AtomicBool::new(false);
 
-/// Switch off progress lines.
 /// Whether `program` is an executable file in a `$PATH` directory.
 pub fn on_path(program: &str) -> bool {
     use std::os::unix::fs::PermissionsExt;
@@ -49,6 +48,7 @@ pub fn on_path(program: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Switch off progress lines.
 pub fn set_quiet(on: bool) {
     QUIET.store(on, Ordering::Relaxed);
 }

@@ -181,7 +181,9 @@ fn sweep_staging(vms: &std::path::Path) {
 /// Create a machine from a bundle; return its ID.
 pub fn create(o: &CreateOptions) -> Result<u32> {
     if let Some(hv) = o.hypervisor {
-        check_name(o, hv)?; // told before a bundle is read, when it can be
+        // Told before the bundle is read, when it can be.
+        check_name(o, hv)?;
+        check_node(hv)?;
     }
     let vms = vms_dir();
     std::fs::create_dir_all(&vms).map_err(|e| Error::create(&vms, e))?;
@@ -202,6 +204,7 @@ pub fn create(o: &CreateOptions) -> Result<u32> {
     let meta = read_bundle(o, Check::Digests, Some(&unpacked))?;
     let hv = meta.hypervisor;
     check_name(o, hv)?;
+    check_node(hv)?;
     let label = files::display_name(&o.bundle);
     o.access.apply(&unpacked.join("rootfs"), &label)?;
     // The root a disk image was made from goes while the domain is
@@ -291,22 +294,24 @@ fn finish(mut undo: Undo, id: u32, ids_lock: crate::lock::Lock, start: bool) -> 
     Ok(id)
 }
 
-/// Refuse what cannot be made for `hv` before anything is: an OpenVZ
-/// container on a node without vzctl, or one with a `--name` (vzctl names
-/// containers by their ID).
+/// Refuse `--name` for OpenVZ: vzctl names containers by their ID.
 fn check_name(o: &CreateOptions, hv: Hypervisor) -> Result<()> {
-    if hv == Hypervisor::Openvz {
-        if o.name.is_some() {
-            return Err(Error::Usage(
-                "--name: OpenVZ containers are named by their ID".into(),
-            ));
-        }
-        if !crate::exec::on_path("vzctl") {
-            return Err(Error::Unavailable {
-                what: "OpenVZ machines".into(),
-                why: "vzctl is not installed on this node".into(),
-            });
-        }
+    if hv == Hypervisor::Openvz && o.name.is_some() {
+        return Err(Error::Usage(
+            "--name: OpenVZ containers are named by their ID".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuse what this node cannot make for `hv` before anything is made:
+/// OpenVZ without vzctl (looked for before OpenVZ is touched at all).
+fn check_node(hv: Hypervisor) -> Result<()> {
+    if hv == Hypervisor::Openvz && !crate::exec::on_path("vzctl") {
+        return Err(Error::Unavailable {
+            what: "OpenVZ machines".into(),
+            why: "vzctl is not installed on this node".into(),
+        });
     }
     Ok(())
 }
@@ -349,7 +354,10 @@ fn create_openvz(
         .define_domain_xml(&define_note(&spec))
         .map_err(|e| failed(format!("defining container {id}"), e))?;
     undo.domain = Some(dom);
-    let _ = std::fs::remove_file(&cached);
+    // vzctl has unpacked it: the cache entry is not needed any more.
+    if let Some(f) = undo.file.take() {
+        let _ = std::fs::remove_file(f);
+    }
     let conf = node.conf_of(id);
     let base = std::fs::read_to_string(&conf).at(&conf)?;
     let defaults = match unpacked.join("conf/config") {
@@ -385,7 +393,7 @@ fn storage_for(
 ) -> domain::Storage {
     match hv {
         Hypervisor::Lxc => domain::Storage::Dir(dir.join("rootfs")),
-        Hypervisor::Openvz => domain::Storage::OpenvzTemplate(format!("mkve-{id}")),
+        Hypervisor::Openvz => domain::Storage::OpenvzTemplate(crate::openvz::template_name(id)),
         Hypervisor::Qemu | Hypervisor::Kvm | Hypervisor::Xen => domain::Storage::Disk {
             image: dir.join(disk.file()),
             format: disk.name().into(),
@@ -469,9 +477,7 @@ fn read_bundle(
 pub fn print_xml(o: &CreateOptions) -> Result<String> {
     let meta = read_bundle(o, Check::Meta, None)?;
     let hv = meta.hypervisor;
-    if hv == Hypervisor::Openvz && o.name.is_some() {
-        check_name(o, hv)?;
-    }
+    check_name(o, hv)?;
     let net = NetConfig::load()?;
     let id = match o.id {
         Some(id) => id,

@@ -90,13 +90,12 @@ pub fn create(conn: &Connect, c: &NetConfig) -> Result<()> {
             }
             n
         }
-        None => conn
-            .define_network_xml(&{
-                let x = xml(c);
-                crate::exec::note(format!("defining network {}:\n{x}", c.name));
-                x
-            })
-            .map_err(|e| failed(format!("defining network {}", c.name), e))?,
+        None => {
+            let x = xml(c);
+            crate::exec::note(format!("defining network {}:\n{x}", c.name));
+            conn.define_network_xml(&x)
+                .map_err(|e| failed(format!("defining network {}", c.name), e))?
+        }
     };
     if !net.is_active().map_err(|e| failed(&c.name, e))? {
         net.create()
