@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 use clap_complete::engine::{
     ArgValueCandidates, ArgValueCompleter, CompletionCandidate, ValueCompleter,
 };
@@ -124,12 +124,5 @@ fn hypervisors() -> Vec<CompletionCandidate> {
 }
 
 fn main() -> ExitCode {
-    clap_complete::CompleteEnv::with_factory(Cli::command)
-        .completer("mkve-bundle")
-        .complete();
-    let cli = Cli::parse();
-    match run::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => mkve_core::error::report("mkve-bundle", &e),
-    }
+    mkve_cli::main("mkve-bundle", |cli: Cli, _| run::run(cli))
 }

@@ -9,7 +9,7 @@ use mkve_core::config::{Config, BUNDLE_VARIABLES};
 use mkve_core::files::{self, Output};
 use mkve_core::root::{CachePolicy, RootSpec};
 use mkve_core::template::{Hypervisor, Template};
-use mkve_core::{exec, paths, Error, Result};
+use mkve_core::{paths, Error, Result};
 
 use crate::Cli;
 
@@ -34,8 +34,11 @@ pub fn run(mut cli: Cli) -> Result<()> {
         None => Config::default(),
     };
     merge(&mut cli, &cfg)?;
-    exec::set_verbose(cli.verbose);
-    exec::set_quiet(cli.quiet);
+    let report = mkve_cli::Verbosity {
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+    }
+    .term();
 
     if let Some(b) = &cli.info {
         let report = read_bundle(&cli, b, Check::Meta, false, None)?;
@@ -80,7 +83,7 @@ pub fn run(mut cli: Cli) -> Result<()> {
         let dir = cli.output_dir.clone().expect("clap requires --output-dir");
         for &h in &template.hypervisors {
             let out = dir.join(format!("{}-{h}.bun", template.name));
-            build(&cli, &template, h, &out)?;
+            build(&cli, &template, h, &out, &report)?;
         }
         return Ok(());
     }
@@ -106,11 +109,17 @@ pub fn run(mut cli: Cli) -> Result<()> {
                 .into(),
         ));
     }
-    build(&cli, &template, hypervisor, &output)
+    build(&cli, &template, hypervisor, &output, &report)
 }
 
 /// Make one bundle; print its path unless it went to stdout.
-fn build(cli: &Cli, template: &Template, hypervisor: Hypervisor, output: &Path) -> Result<()> {
+fn build(
+    cli: &Cli,
+    template: &Template,
+    hypervisor: Hypervisor,
+    output: &Path,
+    report: &dyn mkve_core::exec::Report,
+) -> Result<()> {
     let root = match &cli.rootfs {
         Some(r) => RootSource::from_arg(r),
         None => RootSource::Packages {
@@ -140,6 +149,7 @@ fn build(cli: &Cli, template: &Template, hypervisor: Hypervisor, output: &Path) 
         root,
         signing,
         gnupg_home: None,
+        report,
     };
     let mut out = Output::create(output)?;
     bundle::make(&opts, &mut out)?;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use mkve_cli::{RootArgs, Verbosity};
 use mkve_core::hooks::Step;
 use mkve_core::{Error, Result};
 
@@ -41,37 +42,14 @@ pub struct Cli {
     /// Only pack ROOT, an existing root (or a hasher work directory)
     #[arg(long, value_name = "ROOT", conflicts_with_all = ["packages", "command", "copy", "hook", "dir"])]
     pub tarify_only: Option<PathBuf>,
-    /// Release to install [default: the host's]
-    #[arg(long)]
-    pub suite: Option<String>,
-    /// Mirror URI, apt sources line or file (repeatable) [default: the host's apt sources]
-    #[arg(long, value_name = "MIRROR")]
-    pub mirror: Vec<String>,
-    /// Architecture [default: the host's]
-    #[arg(long)]
-    pub arch: Option<String>,
-    /// mmdebstrap variant [default: minbase]
-    #[arg(long)]
-    pub variant: Option<String>,
-    /// Backend: mmdebstrap or hasher [default: by the host's distribution]
-    #[arg(long)]
-    pub backend: Option<String>,
-    /// Do not use or fill the package-layer cache
-    #[arg(long, conflicts_with = "refresh")]
-    pub no_cache: bool,
-    /// Build the package layer again and replace the cached one
-    #[arg(long)]
-    pub refresh: bool,
-    /// Show the commands run and the tools' own output
-    #[arg(short, long)]
-    pub verbose: bool,
-    /// No progress lines
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub root: RootArgs,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
 }
 
 /// --copy, --hook and --command in the order they were given.
-pub fn ordered_steps(m: &clap::ArgMatches, cli: &Cli) -> Result<Vec<Step>> {
+pub fn ordered_steps(cli: &Cli, m: &clap::ArgMatches) -> Result<Vec<Step>> {
     let at = |id: &str| {
         m.indices_of(id)
             .map(|i| i.collect::<Vec<_>>())
@@ -98,20 +76,4 @@ pub fn ordered_steps(m: &clap::ArgMatches, cli: &Cli) -> Result<Vec<Step>> {
     }
     steps.sort_by_key(|(i, _)| *i);
     Ok(steps.into_iter().map(|(_, s)| s).collect())
-}
-
-/// The name to complete as: hsh-pack when run under that name.
-pub fn name() -> String {
-    std::env::args_os()
-        .next()
-        .and_then(|a| {
-            Some(
-                std::path::Path::new(&a)
-                    .file_name()?
-                    .to_string_lossy()
-                    .into_owned(),
-            )
-        })
-        .filter(|n| n == "hsh-pack")
-        .unwrap_or_else(|| "mkve-cache".into())
 }

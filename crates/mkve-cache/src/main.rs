@@ -2,41 +2,21 @@
 //! distribution's own tool, copy files in, run hooks and commands in it,
 //! and pack it; or only pack an existing root.
 
+mod cli;
+
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches};
-
-mod cli;
 use cli::Cli;
-use mkve_core::hooks::Step;
 use mkve_core::pack::Compression;
 use mkve_core::root::job::{self, Job, Target};
-use mkve_core::root::{CachePolicy, RootSpec};
-use mkve_core::{exec, Result};
+use mkve_core::Result;
 
 fn main() -> ExitCode {
-    // Completes as mkve-cache or as hsh-pack, whichever name it runs under.
-    let name = cli::name();
-    clap_complete::CompleteEnv::with_factory(Cli::command)
-        .bin(name.clone())
-        .completer(name)
-        .complete();
-    let matches = Cli::command().get_matches();
-    let result = Cli::from_arg_matches(&matches)
-        .map_err(|e| e.exit())
-        .and_then(|cli| {
-            let steps = cli::ordered_steps(&matches, &cli)?;
-            run(cli, steps)
-        });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => mkve_core::error::report("mkve-cache", &e),
-    }
+    mkve_cli::main("mkve-cache", run)
 }
 
-fn run(cli: Cli, steps: Vec<Step>) -> Result<()> {
-    exec::set_verbose(cli.verbose);
-    exec::set_quiet(cli.quiet);
+fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
+    let report = cli.verbosity.term();
     let compression = match (cli.gzip, cli.zstd) {
         (true, _) => Compression::Gzip,
         (_, true) => Compression::Zstd,
@@ -46,39 +26,31 @@ fn run(cli: Cli, steps: Vec<Step>) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| job::default_output(compression));
-    if let Some(root) = &cli.tarify_only {
-        job::tarify(root, &out, compression)?;
-    } else {
-        let target = match &cli.dir {
-            Some(d) => Target::Dir(d.clone()),
-            None => Target::Archive {
-                path: out.clone(),
-                compression,
-            },
-        };
-        let policy = match (cli.no_cache, cli.refresh) {
-            (true, _) => CachePolicy::Skip,
-            (_, true) => CachePolicy::Refresh,
-            _ => CachePolicy::Use,
-        };
-        let spec = RootSpec {
-            suite: cli.suite.clone(),
-            mirrors: cli.mirror.clone(),
-            arch: cli.arch.clone(),
-            variant: cli.variant.clone(),
-            packages: cli.packages.clone(),
-        };
-        job::run(&Job {
-            backend: cli.backend.clone(),
-            spec,
-            policy,
-            steps,
-            target,
-        })?;
+    let target = match (&cli.tarify_only, &cli.dir) {
+        (Some(root), _) => {
+            return job::tarify(root, &out, compression, &report).and_then(|()| show(&out))
+        }
+        (None, Some(d)) => Target::Dir(d.clone()),
+        (None, None) => Target::Archive {
+            path: out.clone(),
+            compression,
+        },
+    };
+    let job = Job {
+        backend: cli.root.backend.clone(),
+        spec: cli.root.spec(cli.packages.clone()),
+        policy: cli.root.policy(),
+        steps: cli::ordered_steps(&cli, matches)?,
+        target,
+    };
+    job::run(&job, &report)?;
+    show(cli.dir.as_ref().unwrap_or(&out))
+}
+
+/// The result's path, unless it went to stdout.
+fn show(result: &std::path::Path) -> Result<()> {
+    if mkve_cli::is_dash(result) {
+        return Ok(());
     }
-    let result = cli.dir.unwrap_or(out);
-    if result.as_os_str() != "-" {
-        println!("{}", result.display());
-    }
-    Ok(())
+    mkve_cli::outln!("{}", result.display())
 }

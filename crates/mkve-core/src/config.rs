@@ -54,7 +54,7 @@ impl Config {
             .arg(path)
             .args(names)
             .what(format!("{}", path.display()))
-            .capture_all()?;
+            .output()?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() {
             return Err(Error::InvalidConfig(bash_problem(

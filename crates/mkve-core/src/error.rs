@@ -79,9 +79,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// An external program (a hook, a command) failed.
+    /// An external program (a hook, a command, a tool) failed.
     #[error("{0}")]
-    Command(String),
+    Process(Box<crate::exec::ProcessError>),
 
     /// Reading or writing failed for a reason outside the other kinds.
     #[error("{}: {source}", .path.display())]
@@ -122,7 +122,7 @@ impl Error {
             | Error::UnknownPackages { .. } => exit::DATAERR,
             Error::Unavailable { .. } => exit::UNAVAILABLE,
             Error::CannotCreate { .. } => exit::CANTCREAT,
-            Error::Command(_) | Error::Io { .. } | Error::Other(_) => exit::FAILURE,
+            Error::Process(_) | Error::Io { .. } | Error::Other(_) => exit::FAILURE,
         }
     }
 
@@ -155,21 +155,6 @@ impl Error {
     ) -> Self {
         Error::InvalidTemplate(vec![Problem::new(path.as_ref(), line, message)])
     }
-}
-
-/// Print `err` as `prog: message` (every line that is not an indented
-/// continuation gets the prefix) and return its exit status.
-pub fn report(prog: &str, err: &Error) -> std::process::ExitCode {
-    let mut text = String::new();
-    for line in err.to_string().lines() {
-        if line.starts_with(char::is_whitespace) {
-            text.push_str(&format!("{line}\n"));
-        } else {
-            text.push_str(&format!("{prog}: {line}\n"));
-        }
-    }
-    eprint!("{text}");
-    std::process::ExitCode::from(err.exit_code() as u8)
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -215,6 +200,7 @@ mod tests {
             std::io::Error::from(std::io::ErrorKind::PermissionDenied),
         );
         assert_eq!(e.exit_code(), 73);
-        assert_eq!(Error::Command("hook".into()).exit_code(), 1);
+        let e = crate::exec::Cmd::new("false").run_checked().unwrap_err();
+        assert_eq!(e.exit_code(), 1);
     }
 }

@@ -1,38 +1,23 @@
-//! The one place that runs external programs (chroot, cp, bash, hooks).
+//! The one place that runs external programs (chroot, cp, bash, hooks,
+//! mkfs.ext4, qemu-img…), after cargo's `ProcessBuilder`.
 //!
-//! Arguments are always a vector, never a shell string. In verbose mode the
-//! command line is logged and the program's output goes to our stderr (never
-//! our stdout, which carries results); otherwise the output is captured and
-//! its last lines are quoted when the program fails. A program that is not
-//! installed is `Error::Unavailable` (exit 69).
+//! Arguments are always a vector, never a shell string. The command line
+//! is told as a note (`-v`) and the program's output passed to the
+//! [`Report`] when it is verbose (never to our stdout, which carries
+//! results); the output is always kept, and a failure is a typed
+//! [`ProcessError`] naming the program, its arguments, its exit status or
+//! signal, and the last lines it printed. Names follow std: `output`
+//! returns whatever the status; the calls that check say so (`_checked`).
+//! A program that is not installed is `Error::Unavailable` (exit 69).
 
 use std::ffi::{OsStr, OsString};
-use std::io::Write;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::error::{Error, Result};
-
-static VERBOSE: AtomicBool = AtomicBool::new(false);
-
-/// Switch on logging of command lines and of the programs' own output.
-pub fn set_verbose(on: bool) {
-    VERBOSE.store(on, Ordering::Relaxed);
-}
-
-pub fn verbose() -> bool {
-    VERBOSE.load(Ordering::Relaxed)
-}
-
-/// Print a diagnostic line on stderr when verbose.
-pub fn note(msg: impl AsRef<str>) {
-    if verbose() {
-        let _ = writeln!(std::io::stderr(), "{}", msg.as_ref());
-    }
-}
-
-static QUIET: AtomicBool = AtomicBool::new(false);
+pub use crate::report::{Report, Silent};
 
 /// Whether `program` is an executable file in a `$PATH` directory.
 pub fn on_path(program: &str) -> bool {
@@ -48,39 +33,70 @@ pub fn on_path(program: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Switch off progress lines.
-pub fn set_quiet(on: bool) {
-    QUIET.store(on, Ordering::Relaxed);
-}
-
-/// Print a progress line (a phase of a long job) on stderr: when verbose,
-/// or when stderr is a terminal and not quiet. Piped, a tool is silent.
-pub fn progress(msg: impl AsRef<str>) {
-    use std::io::IsTerminal;
-    if verbose() || (!QUIET.load(Ordering::Relaxed) && std::io::stderr().is_terminal()) {
-        let prog = std::env::args().next().unwrap_or_default();
-        let prog = Path::new(&prog)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let _ = writeln!(std::io::stderr(), "{prog}: {}", msg.as_ref());
-    }
-}
-
 /// How many lines of a failed program's output are quoted in the error.
 const TAIL_LINES: usize = 10;
 
-#[derive(Debug, Clone)]
-pub struct Cmd {
+/// A program that ran and failed: exited non-zero, was killed by a
+/// signal, or ran past its timeout.
+#[derive(Debug)]
+pub struct ProcessError {
+    /// What the program is, for messages: `hook "01-root"`, `mkfs.ext4`.
+    pub what: String,
+    pub program: String,
+    pub args: Vec<String>,
+    /// `None` when it could not be waited for.
+    pub status: Option<ExitStatus>,
+    /// Set when it was killed for running longer than this.
+    pub timed_out: Option<Duration>,
+    /// Everything it printed (stdout and stderr, as captured).
+    pub output: Vec<u8>,
+}
+
+impl ProcessError {
+    /// The exit code, when it exited.
+    pub fn code(&self) -> Option<i32> {
+        self.status.and_then(|s| s.code())
+    }
+
+    /// The output as text (lossy).
+    pub fn output_text(&self) -> String {
+        String::from_utf8_lossy(&self.output).into_owned()
+    }
+}
+
+impl fmt::Display for ProcessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let how = match (self.timed_out, self.status) {
+            (Some(t), _) => format!("did not finish in {} s and was killed", t.as_secs()),
+            (None, Some(s)) => {
+                match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
+                    (Some(code), _) => format!("failed with exit status {code}"),
+                    (None, Some(sig)) => format!("failed with signal {sig}"),
+                    _ => "failed".to_string(),
+                }
+            }
+            (None, None) => "failed".to_string(),
+        };
+        write!(f, "{} {how}{}", self.what, tail(&self.output))
+    }
+}
+
+impl std::error::Error for ProcessError {}
+
+/// A program to run: built up, then run by one of the calls below.
+#[derive(Clone)]
+pub struct Cmd<'r> {
     program: OsString,
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     env_clear: bool,
     cwd: Option<PathBuf>,
     what: Option<String>,
+    timeout: Option<Duration>,
+    report: &'r dyn Report,
 }
 
-impl Cmd {
+impl<'r> Cmd<'r> {
     pub fn new(program: impl AsRef<OsStr>) -> Self {
         Cmd {
             program: program.as_ref().to_owned(),
@@ -89,6 +105,8 @@ impl Cmd {
             env_clear: false,
             cwd: None,
             what: None,
+            timeout: None,
+            report: &Silent,
         }
     }
 
@@ -131,6 +149,19 @@ impl Cmd {
         self
     }
 
+    /// Kill the program (SIGKILL) if it runs longer than `limit`; it then
+    /// fails with `timed_out` set.
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// Where the command line and, when verbose, the output go.
+    pub fn report(mut self, report: &'r dyn Report) -> Self {
+        self.report = report;
+        self
+    }
+
     /// The command line as a shell would read it, for logs.
     pub fn display(&self) -> String {
         let words = std::iter::once(&self.program).chain(&self.args);
@@ -167,95 +198,170 @@ impl Cmd {
                 ),
             }
         } else {
-            Error::Command(format!(
-                "{}: cannot run {}: {e}",
-                self.label(),
-                self.program.to_string_lossy()
-            ))
+            Error::io(
+                Path::new(&self.program),
+                std::io::Error::new(e.kind(), format!("cannot run {}: {e}", self.label())),
+            )
         }
     }
 
-    /// Run to completion. Its output goes to our stderr in verbose mode and
-    /// is kept for the error message otherwise.
-    pub fn run(&self) -> Result<()> {
-        let (status, out) = self.run_lines(|_| {})?;
-        self.check(status, &out)
+    /// The failure of this program, as an error.
+    fn failure(&self, status: Option<ExitStatus>, timed_out: bool, output: Vec<u8>) -> Error {
+        Error::Process(Box::new(ProcessError {
+            what: self.label(),
+            program: self.program.to_string_lossy().into_owned(),
+            args: self
+                .args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+            status,
+            timed_out: self.timeout.filter(|_| timed_out),
+            output,
+        }))
     }
 
     /// Run to completion with stdout and stderr merged into one pipe (so
-    /// their order is kept), handing each line to `on_line` as it comes and
-    /// echoing it to our stderr in verbose mode. Returns the status and all
-    /// the output; only a program that cannot start is an error.
-    pub fn run_lines(&self, mut on_line: impl FnMut(&str)) -> Result<(ExitStatus, Vec<u8>)> {
-        note(format!("+ {}", self.display()));
+    /// their order is kept), handing each line to `on_line` as it comes.
+    /// Returns what happened whatever the status; only a program that
+    /// cannot start is an error. Check it with [`Finished::check`].
+    pub fn run_lines(&self, mut on_line: impl FnMut(&str)) -> Result<Finished> {
+        self.report.note(&format!("+ {}", self.display()));
         let mut c = self.command();
         let (reader, writer) = std::io::pipe().map_err(|e| self.spawn_error(e))?;
         let writer2 = writer.try_clone().map_err(|e| self.spawn_error(e))?;
         c.stdout(writer).stderr(writer2);
         let mut child = c.spawn().map_err(|e| self.spawn_error(e))?;
         drop(c);
+        let watchdog = Watchdog::start(child.id(), self.timeout);
         let mut out = Vec::new();
         let mut reader = std::io::BufReader::new(reader);
         let mut line = Vec::new();
+        let verbose = self.report.verbose();
         loop {
             line.clear();
-            let n = std::io::BufRead::read_until(&mut reader, b'\n', &mut line)
-                .map_err(|e| Error::Command(format!("{}: {e}", self.label())))?;
-            if n == 0 {
-                break;
+            match std::io::BufRead::read_until(&mut reader, b'\n', &mut line) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(Path::new(&self.program), e)),
             }
-            if verbose() {
-                let _ = std::io::stderr().write_all(&line);
+            if verbose {
+                self.report.output(&line);
             }
             on_line(String::from_utf8_lossy(&line).trim_end());
             out.extend_from_slice(&line);
         }
         let status = child.wait().map_err(|e| self.spawn_error(e))?;
-        Ok((status, out))
+        let timed_out = watchdog.stop();
+        Ok(Finished {
+            status,
+            timed_out,
+            output: out,
+        })
     }
 
-    /// Fail with the program's name, status and last lines unless `status`
-    /// is success.
-    pub fn check_status(&self, status: ExitStatus, output: &[u8]) -> Result<()> {
-        self.check(status, output)
+    /// Run to completion (see `run_lines`) and fail unless it succeeded.
+    pub fn run_checked(&self) -> Result<()> {
+        self.run_lines(|_| {})?.check(self)
     }
 
-    /// Run and capture stdout; stderr is kept for the error message (and
-    /// shown in verbose mode).
+    /// Run and capture stdout and stderr apart, whatever the status (as
+    /// std's `output`); only a program that cannot start is an error.
     pub fn output(&self) -> Result<Output> {
-        note(format!("+ {}", self.display()));
-        let out = self.command().output().map_err(|e| self.spawn_error(e))?;
-        if verbose() {
-            let _ = std::io::stderr().write_all(&out.stderr);
+        self.report.note(&format!("+ {}", self.display()));
+        let mut c = self.command();
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = c.spawn().map_err(|e| self.spawn_error(e))?;
+        let watchdog = Watchdog::start(child.id(), self.timeout);
+        let out = child.wait_with_output().map_err(|e| self.spawn_error(e))?;
+        if watchdog.stop() {
+            let mut all = out.stdout;
+            all.extend_from_slice(&out.stderr);
+            return Err(self.failure(Some(out.status), true, all));
         }
-        self.check(out.status, &out.stderr)?;
+        if self.report.verbose() {
+            self.report.output(&out.stderr);
+        }
         Ok(out)
     }
 
-    /// Run and capture stdout and stderr whatever the status; only a
-    /// program that cannot start is an error.
-    pub fn capture_all(&self) -> Result<Output> {
-        note(format!("+ {}", self.display()));
-        self.command().output().map_err(|e| self.spawn_error(e))
+    /// `output`, failing unless the program succeeded (the error quotes
+    /// its stderr).
+    pub fn output_checked(&self) -> Result<Output> {
+        let out = self.output()?;
+        if !out.status.success() {
+            return Err(self.failure(Some(out.status), false, out.stderr));
+        }
+        Ok(out)
+    }
+}
+
+/// A program `run_lines` ran to its end.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    /// Killed for running past the command's timeout.
+    pub timed_out: bool,
+    /// stdout and stderr, merged.
+    pub output: Vec<u8>,
+}
+
+impl Finished {
+    pub fn success(&self) -> bool {
+        self.status.success() && !self.timed_out
     }
 
-    fn check(&self, status: ExitStatus, output: &[u8]) -> Result<()> {
-        if status.success() {
+    /// `Ok` if `cmd` succeeded, else its `ProcessError`.
+    pub fn check(self, cmd: &Cmd) -> Result<()> {
+        if self.success() {
             return Ok(());
         }
-        let how = match (
-            status.code(),
-            std::os::unix::process::ExitStatusExt::signal(&status),
-        ) {
-            (Some(code), _) => format!("exit status {code}"),
-            (None, Some(sig)) => format!("signal {sig}"),
-            _ => "unknown status".to_string(),
+        Err(cmd.failure(Some(self.status), self.timed_out, self.output))
+    }
+}
+
+/// Kills a process that runs past its time limit, from a thread of its
+/// own; `stop` says whether it had to.
+struct Watchdog {
+    done: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<bool>>,
+}
+
+impl Watchdog {
+    fn start(pid: u32, limit: Option<Duration>) -> Watchdog {
+        let Some(limit) = limit else {
+            return Watchdog {
+                done: None,
+                thread: None,
+            };
         };
-        Err(Error::Command(format!(
-            "{} failed with {how}{}",
-            self.label(),
-            tail(output)
-        )))
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            if rx.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                // Not yet waited for, so the PID is still this child's
+                // (a zombie at worst).
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                return true;
+            }
+            false
+        });
+        Watchdog {
+            done: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Called once the child has been waited for.
+    fn stop(mut self) -> bool {
+        drop(self.done.take());
+        self.thread
+            .take()
+            .map(|t| t.join().unwrap_or(false))
+            .unwrap_or(false)
     }
 }
 
@@ -276,18 +382,25 @@ mod tests {
         let err = Cmd::new("sh")
             .args(["-c", "echo first; echo second >&2; exit 3"])
             .what("hook \"x\"")
-            .run()
+            .run_checked()
             .unwrap_err();
         assert_eq!(
             err.to_string(),
             "hook \"x\" failed with exit status 3\n  first\n  second"
         );
         assert_eq!(err.exit_code(), 1);
+        let Error::Process(p) = err else {
+            panic!("a process error")
+        };
+        assert_eq!(p.code(), Some(3));
+        assert_eq!(p.program, "sh");
+        assert_eq!(p.args[0], "-c");
+        assert_eq!(p.output_text(), "first\nsecond\n");
     }
 
     #[test]
     fn missing_program_is_unavailable() {
-        let err = Cmd::new("mkve-no-such-program").run().unwrap_err();
+        let err = Cmd::new("mkve-no-such-program").run_checked().unwrap_err();
         assert_eq!(err.exit_code(), 69, "{err}");
     }
 
@@ -297,8 +410,65 @@ mod tests {
     }
 
     #[test]
-    fn output_captures_stdout() {
+    fn output_captures_stdout_and_does_not_check() {
         let out = Cmd::new("printf").arg("a\\0b").output().unwrap();
         assert_eq!(out.stdout, b"a\0b");
+        let out = Cmd::new("false").output().unwrap();
+        assert!(!out.status.success());
+        let e = Cmd::new("sh")
+            .args(["-c", "echo why >&2; exit 4"])
+            .output_checked()
+            .unwrap_err();
+        assert_eq!(e.to_string(), "sh failed with exit status 4\n  why");
+    }
+
+    #[test]
+    fn a_program_past_its_timeout_is_killed() {
+        let start = std::time::Instant::now();
+        let e = Cmd::new("sleep")
+            .arg("30")
+            .timeout(Duration::from_millis(200))
+            .run_checked()
+            .unwrap_err();
+        assert!(start.elapsed() < Duration::from_secs(10));
+        assert_eq!(e.to_string(), "sleep did not finish in 0 s and was killed");
+        let e = Cmd::new("sleep")
+            .arg("30")
+            .timeout(Duration::from_millis(200))
+            .output()
+            .unwrap_err();
+        assert!(e.to_string().contains("was killed"), "{e}");
+        // One that finishes in time is not disturbed.
+        Cmd::new("true")
+            .timeout(Duration::from_secs(30))
+            .run_checked()
+            .unwrap();
+    }
+
+    #[test]
+    fn the_report_gets_the_command_line_and_output_when_verbose() {
+        struct Log(std::sync::Mutex<Vec<String>>);
+        impl Report for Log {
+            fn progress(&self, _: &str) {}
+            fn note(&self, m: &str) {
+                self.0.lock().unwrap().push(format!("note {m}"));
+            }
+            fn verbose(&self) -> bool {
+                true
+            }
+            fn output(&self, b: &[u8]) {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push(format!("out {}", String::from_utf8_lossy(b)));
+            }
+        }
+        let log = Log(Default::default());
+        Cmd::new("echo")
+            .arg("hi")
+            .report(&log)
+            .run_checked()
+            .unwrap();
+        assert_eq!(*log.0.lock().unwrap(), ["note + echo hi", "out hi\n"]);
     }
 }

@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
-use crate::exec::{note, Cmd};
+use crate::exec::{Cmd, Report};
 use crate::template::Hook;
 
 /// Where hooks and conf/ are staged, relative to the root.
@@ -21,16 +21,22 @@ const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 /// A root prepared for running hooks in; the staging directory goes away
 /// when this is dropped.
-pub struct Chroot {
+pub struct Chroot<'r> {
+    report: &'r dyn Report,
     root: PathBuf,
     stage: PathBuf,
     env: Vec<(String, String)>,
 }
 
-impl Chroot {
+impl<'r> Chroot<'r> {
     /// Prepare `root`; `env` is added to the hooks' environment and `conf`,
     /// when given, is copied to `/.mkve-hooks/conf` (`$MKVE_CONF`).
-    pub fn new(root: &Path, env: &[(&str, &str)], conf: Option<&Path>) -> Result<Chroot> {
+    pub fn new(
+        root: &Path,
+        env: &[(&str, &str)],
+        conf: Option<&Path>,
+        report: &'r dyn Report,
+    ) -> Result<Chroot<'r>> {
         if !nix::unistd::geteuid().is_root() {
             return Err(Error::Unavailable {
                 what: "chroot".into(),
@@ -53,6 +59,7 @@ impl Chroot {
             }
         })?;
         let mut c = Chroot {
+            report,
             root: root.to_path_buf(),
             stage,
             env: Vec::new(),
@@ -74,14 +81,18 @@ impl Chroot {
                 .args(["-R", "--preserve=mode"])
                 .arg(conf)
                 .arg(c.stage.join("conf"))
-                .run()?;
+                .report(report)
+                .run_checked()?;
             c.env.push(("MKVE_CONF".into(), format!("/{STAGE}/conf")));
         }
         Ok(c)
     }
 
-    fn chroot(&self) -> Cmd {
-        let mut cmd = Cmd::new("chroot").arg(&self.root).env_clear();
+    fn chroot(&self) -> Cmd<'r> {
+        let mut cmd = Cmd::new("chroot")
+            .arg(&self.root)
+            .env_clear()
+            .report(self.report);
         for (k, v) in &self.env {
             cmd = cmd.env(k, v);
         }
@@ -91,7 +102,7 @@ impl Chroot {
     /// Run the hooks in order; the first that fails stops the rest.
     pub fn run_hooks(&self, hooks: &[Hook]) -> Result<()> {
         for hook in hooks {
-            note(format!("running hook {}", hook.name));
+            self.report.note(&format!("running hook {}", hook.name));
             let staged = self.stage.join("hooks").join(&hook.name);
             std::fs::copy(&hook.path, &staged).at(&hook.path)?;
             std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755))
@@ -99,22 +110,22 @@ impl Chroot {
             self.chroot()
                 .arg(format!("/{STAGE}/hooks/{}", hook.name))
                 .what(format!("hook \"{}\" ({})", hook.name, hook.path.display()))
-                .run()?;
+                .run_checked()?;
         }
         Ok(())
     }
 
     /// Run a shell command given by the user with `sh -c` inside the root.
     pub fn run_command(&self, command: &str) -> Result<()> {
-        note(format!("running command {command}"));
+        self.report.note(&format!("running command {command}"));
         self.chroot()
             .args(["/bin/sh", "-c", command])
             .what(format!("command \"{command}\""))
-            .run()
+            .run_checked()
     }
 }
 
-impl Drop for Chroot {
+impl Drop for Chroot<'_> {
     fn drop(&mut self) {
         if let Err(e) = std::fs::remove_dir_all(&self.stage) {
             eprintln!("warning: {}: cannot remove: {e}", self.stage.display());
@@ -134,14 +145,19 @@ pub enum Step {
 }
 
 /// Run `steps` in `root`, in order; `env` is added to hooks' environment.
-pub fn run_steps(root: &Path, steps: &[Step], env: &[(&str, &str)]) -> Result<()> {
+pub fn run_steps(
+    root: &Path,
+    steps: &[Step],
+    env: &[(&str, &str)],
+    report: &dyn Report,
+) -> Result<()> {
     if steps.is_empty() {
         return Ok(());
     }
-    let chroot = Chroot::new(root, env, None)?;
+    let chroot = Chroot::new(root, env, None, report)?;
     for step in steps {
         match step {
-            Step::Copy { src, dest } => copy_in(root, src, dest)?,
+            Step::Copy { src, dest } => copy_in(root, src, dest, report)?,
             Step::Command(c) => chroot.run_command(c)?,
             Step::Hook(path) => {
                 let name = path
@@ -161,7 +177,7 @@ pub fn run_steps(root: &Path, steps: &[Step], env: &[(&str, &str)]) -> Result<()
 /// Copy `src` from the host to `dest` inside `root`, as `cp -a SRC DEST`
 /// would inside a chroot: into `dest` when it is a directory. Symbolic
 /// links in the root are followed as the root sees them, never to the host.
-pub fn copy_in(root: &Path, src: &Path, dest: &Path) -> Result<()> {
+pub fn copy_in(root: &Path, src: &Path, dest: &Path, report: &dyn Report) -> Result<()> {
     if !dest.is_absolute() {
         return Err(Error::Usage(format!(
             "--copy {}:{}: the destination must be an absolute path",
@@ -178,13 +194,14 @@ pub fn copy_in(root: &Path, src: &Path, dest: &Path) -> Result<()> {
         let inside = dest.join(base);
         target = resolve_in_root(root, &inside)?;
     }
-    note(format!("copying {} to {}", src.display(), dest.display()));
+    report.note(&format!("copying {} to {}", src.display(), dest.display()));
     Cmd::new("cp")
         .args(["-a", "--no-target-directory", "--remove-destination", "--"])
         .arg(src)
         .arg(&target)
         .what(format!("copy of {}", src.display()))
-        .run()
+        .report(report)
+        .run_checked()
 }
 
 /// The host path of `path` (absolute, as seen inside `root`), following
@@ -278,18 +295,18 @@ mod tests {
         symlink("/etc", r.join("conf")).unwrap();
         let src = d.path().join("motd");
         std::fs::write(&src, "hello\n").unwrap();
-        copy_in(&r, &src, Path::new("/conf")).unwrap();
+        copy_in(&r, &src, Path::new("/conf"), &crate::report::Silent).unwrap();
         assert_eq!(
             std::fs::read_to_string(r.join("etc/motd")).unwrap(),
             "hello\n"
         );
-        copy_in(&r, &src, Path::new("/etc/issue")).unwrap();
+        copy_in(&r, &src, Path::new("/etc/issue"), &crate::report::Silent).unwrap();
         assert_eq!(
             std::fs::read_to_string(r.join("etc/issue")).unwrap(),
             "hello\n"
         );
         assert!(
-            copy_in(&r, &src, Path::new("etc/x")).is_err(),
+            copy_in(&r, &src, Path::new("etc/x"), &crate::report::Silent).is_err(),
             "a relative destination is refused"
         );
     }

@@ -5,53 +5,77 @@
 //! creates never get the same ID and a killed one leaves nothing stuck.
 
 use std::collections::BTreeSet;
-
-use virt::connect::Connect;
+use std::fmt;
+use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::libvirt::{domain, failed};
+use crate::hypervisor::Hypervisor;
+use crate::libvirt::{domain, Connection};
 use crate::lock::{Lock, Mode};
 use crate::net::{NetConfig, FIRST_ID};
-use crate::template::Hypervisor;
+
+/// A machine's ID: a whole number from [`FIRST_ID`] (100) up, unique on
+/// the node across all its hypervisors. How high it may go depends on the
+/// network (`NetConfig::address_of`), the hypervisor's own first ID on
+/// the hypervisor (`Hypervisor::first_id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct MachineId(u32);
+
+impl MachineId {
+    /// `id` if it is one mkve may give out.
+    pub fn new(id: u32) -> std::result::Result<MachineId, String> {
+        if id < FIRST_ID {
+            return Err(format!("{id} is not a machine ID: IDs start at {FIRST_ID}"));
+        }
+        Ok(MachineId(id))
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for MachineId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl FromStr for MachineId {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let n: u32 = s
+            .parse()
+            .map_err(|_| format!("\"{s}\" is not a machine ID (a number from {FIRST_ID})"))?;
+        MachineId::new(n)
+    }
+}
 
 /// The lock every ID allocation holds until its domain is defined.
 pub fn lock() -> Result<Lock> {
     Lock::acquire("ids.lock", Mode::Exclusive)
 }
 
-/// The lowest ID an `hv` machine may have. vzctl(8) reserves container IDs
-/// up to 100 for the system, so OpenVZ containers start at 101; the others
-/// at 100.
-pub fn first_for(hv: Hypervisor) -> u32 {
-    if hv == Hypervisor::Openvz {
-        FIRST_ID + 1
-    } else {
-        FIRST_ID
-    }
-}
-
 /// The smallest ID not in `used` that fits the network.
 pub fn next_free(used: &BTreeSet<u32>, net: &NetConfig, hv: Hypervisor) -> Result<u32> {
-    (first_for(hv)..=net.last_id())
+    (hv.first_id()..=net.last_id())
         .find(|id| !used.contains(id) && net.address_of(*id).is_ok())
         .ok_or_else(|| Error::Unavailable {
             what: "machine IDs".into(),
             why: format!(
                 "all IDs from {} to {} are taken",
-                first_for(hv),
+                hv.first_id(),
                 net.last_id()
             ),
         })
 }
 
 /// The IDs of every mkve domain on `conn`, running or not.
-pub fn used_on(conn: &Connect) -> Result<BTreeSet<u32>> {
-    let domains = conn
-        .list_all_domains(0)
-        .map_err(|e| failed("listing domains", e))?;
+pub fn used_on(conn: &Connection) -> Result<BTreeSet<u32>> {
     let mut used = BTreeSet::new();
-    for d in domains {
-        if let Ok(xml) = d.xml_desc(0) {
+    for d in conn.domains()? {
+        if let Ok(xml) = d.xml() {
             if let Some(r) = domain::record_of(&xml) {
                 used.insert(r.id);
             }
@@ -87,6 +111,17 @@ mod tests {
     }
 
     #[test]
+    fn ids_parse_from_100() {
+        assert_eq!("100".parse::<MachineId>().unwrap().get(), 100);
+        assert_eq!(
+            "99".parse::<MachineId>().unwrap_err(),
+            "99 is not a machine ID: IDs start at 100"
+        );
+        assert!("web".parse::<MachineId>().is_err());
+        assert!("-1".parse::<MachineId>().is_err());
+    }
+
+    #[test]
     fn ids_in_use_come_from_the_domains_records() {
         let conn = crate::libvirt::connect("test:///default").unwrap();
         for (id, name) in [(100, "a"), (104, "b")] {
@@ -101,7 +136,7 @@ mod tests {
                     bundle: "00".repeat(32),
                 })
             );
-            conn.define_domain_xml(&xml).unwrap();
+            conn.define(&xml, name).unwrap();
         }
         // The test driver's own domain "test" has no record and is not counted.
         let used = used_on(&conn).unwrap();

@@ -2,11 +2,13 @@
 //! reset vector) must run and exit with KVM_EXIT_HLT. This proves the
 //! kernel side works; it cannot prove that a full qemu guest will (on some
 //! nested setups that hangs later). `answers` runs the probe in a child
-//! process, so a probe that hangs cannot hang the caller.
+//! process with a time limit, so a probe that hangs cannot hang the caller.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::exec::Cmd;
 
 const KVM_GET_API_VERSION: libc::c_ulong = 0xAE00;
 const KVM_CREATE_VM: libc::c_ulong = 0xAE01;
@@ -101,40 +103,25 @@ pub fn probe() -> Result<(), String> {
 }
 
 /// Whether /dev/kvm runs a one-instruction guest within `limit`: `exe
-/// probe_arg` must run `probe` and exit 0.
+/// probe_arg` must run `probe` and exit 0; one still running after
+/// `limit` is killed.
 pub fn answers(exe: &Path, probe_arg: &str, limit: Duration) -> Result<(), String> {
     if !Path::new("/dev/kvm").exists() {
         return Err(
             "/dev/kvm is missing (no KVM in this kernel, or not given to this machine)".into(),
         );
     }
-    let mut child = Command::new(exe)
+    let probe = Cmd::new(exe)
         .arg(probe_arg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run the KVM probe: {e}"))?;
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(s)) if s.success() => return Ok(()),
-            Ok(Some(_)) => {
-                let mut msg = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut e, &mut msg);
-                }
-                return Err(msg.trim().to_string());
-            }
-            Ok(None) if start.elapsed() > limit => {
-                let _ = child.kill();
-                return Err(format!(
-                    "/dev/kvm does not answer: a one-instruction guest did not finish in {} s",
-                    limit.as_secs()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("KVM probe: {e}")),
-        }
+        .what("the KVM probe")
+        .timeout(limit);
+    match probe.output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        Err(Error::Process(p)) if p.timed_out.is_some() => Err(format!(
+            "/dev/kvm does not answer: a one-instruction guest did not finish in {} s",
+            limit.as_secs()
+        )),
+        Err(e) => Err(format!("cannot run the KVM probe: {e}")),
     }
 }

@@ -13,6 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::error::{Error, IoContext, Result};
 use crate::libvirt::domain::Record;
 
 /// vps.conf variables vzctl sets for the container itself, which a
@@ -54,6 +55,50 @@ impl Node {
     pub fn conf_of(&self, id: u32) -> PathBuf {
         self.conf_dir.join(format!("{id}.conf"))
     }
+
+    /// Where machine `id`'s root waits in the template cache for its
+    /// create (`vzctl create --ostemplate mkve-ID`).
+    pub fn cache_path(&self, id: u32) -> PathBuf {
+        self.cache_dir.join(format!("{}.tar.gz", template_name(id)))
+    }
+}
+
+/// Pack an unpacked bundle's root into vzctl's template cache as
+/// `cached` (a gzip tar, what vzctl reads).
+pub fn cache_root(rootfs: &Path, cached: &Path) -> Result<()> {
+    let (out, _) = crate::pack::pack_dir_compressed(
+        rootfs,
+        crate::files::Output::create(cached)?,
+        crate::pack::Compression::Gzip,
+        &crate::pack::PackOptions::default(),
+    )?;
+    out.commit()
+}
+
+/// After the define: merge the bundle's vps.conf defaults (`conf_config`,
+/// its `conf/config`, if there is one) and mkve's record into vzctl's
+/// configuration of container `id`, replaced atomically.
+pub fn configure(node: &Node, id: u32, conf_config: &Path, record: &Record) -> Result<()> {
+    let conf = node.conf_of(id);
+    let base = std::fs::read_to_string(&conf).at(&conf)?;
+    let defaults = if conf_config.exists() {
+        let mut problems = Vec::new();
+        match crate::template::parse_vps_conf(conf_config, &mut problems) {
+            Some(d) => d,
+            None => {
+                return Err(problems.into_iter().next().map_or_else(
+                    || Error::bundle(conf_config, "invalid"),
+                    Error::InvalidBundle,
+                ))
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let merged = merge(&base, &defaults, record);
+    let mut out = crate::files::Output::create(&conf)?;
+    std::io::Write::write_all(&mut out, merged.as_bytes()).at(&conf)?;
+    out.commit()
 }
 
 /// The OS template name a machine's root is cached under for its create.

@@ -18,7 +18,6 @@ use nix::sys::stat::{major, makedev, minor, mknod, Mode, SFlag};
 use tar::{EntryType, Header};
 
 use crate::error::{Error, IoContext, Result};
-use crate::exec::note;
 
 /// zstd level for roots: fast, and within a few per cent of level 9 on OS trees.
 pub const ZSTD_LEVEL: i32 = 3;
@@ -167,7 +166,6 @@ pub fn pack_dir<W: Write>(root: &Path, out: W, opts: &PackOptions) -> Result<(W,
         let meta = entry.metadata().map_err(|e| Error::io(path, e.into()))?;
         let ft = meta.file_type();
         if ft.is_socket() {
-            note(format!("{}: socket skipped", path.display()));
             stats.skipped.push(rel.to_path_buf());
             continue;
         }

@@ -129,7 +129,7 @@ impl Drop for ThrowawayHome {
                 .arg("--homedir")
                 .arg(self.dir.path())
                 .args(["--kill", "all"])
-                .run();
+                .run_checked();
         }
     }
 }

@@ -5,64 +5,12 @@
 //! It reads only; running hooks is `hooks.rs`, packing is `pack.rs`.
 
 use std::collections::BTreeMap;
-use std::fmt;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Problem, Result};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Hypervisor {
-    Openvz,
-    Qemu,
-    Kvm,
-    Lxc,
-    Xen,
-}
-
-impl Hypervisor {
-    pub const ALL: [Hypervisor; 5] = [
-        Hypervisor::Openvz,
-        Hypervisor::Qemu,
-        Hypervisor::Kvm,
-        Hypervisor::Lxc,
-        Hypervisor::Xen,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Hypervisor::Openvz => "openvz",
-            Hypervisor::Qemu => "qemu",
-            Hypervisor::Kvm => "kvm",
-            Hypervisor::Lxc => "lxc",
-            Hypervisor::Xen => "xen",
-        }
-    }
-
-    fn known() -> String {
-        Self::ALL.map(|h| h.as_str()).join(", ")
-    }
-}
-
-impl fmt::Display for Hypervisor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
-impl FromStr for Hypervisor {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|h| h.as_str() == s)
-            .ok_or_else(|| format!("unknown hypervisor \"{s}\" (known: {})", Self::known()))
-    }
-}
+pub use crate::hypervisor::Hypervisor;
 
 /// A hook found for a template: its name as listed and the file that runs.
 #[derive(Debug, Clone, PartialEq, Eq)]

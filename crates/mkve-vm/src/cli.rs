@@ -1,13 +1,19 @@
 //! mkve-vm's command line: the clap definitions, the create options they
-//! make, and the candidates shell completion offers.
+//! make, and the candidates shell completion offers. Every value is
+//! checked by its core type while it is parsed (exit 2), before anything
+//! is made.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
+use mkve_cli::{KeyringArgs, Verbosity};
 use mkve_core::access::Access;
-use mkve_core::template::Hypervisor;
-use mkve_core::vm::{self, CreateOptions};
+use mkve_core::hypervisor::Hypervisor;
+use mkve_core::ids::MachineId;
+use mkve_core::vm::{
+    self, BlkioWeight, CpuShares, CreateOptions, DiskFormat, MachineName, Memory, Vcpus,
+};
 use mkve_core::{Error, Result};
 
 /// Create, start, stop, delete and list machines made from mkve bundles.
@@ -17,14 +23,17 @@ pub struct Cli {
     /// libvirt URI [default: $LIBVIRT_DEFAULT_URI, else each hypervisor's own]
     #[arg(short, long, global = true, value_name = "URI")]
     pub connect: Option<String>,
-    /// No progress lines
-    #[arg(short, long, global = true)]
-    pub quiet: bool,
-    /// Tell the XML given to libvirt and the commands run, on stderr
-    #[arg(short, long, global = true)]
-    pub verbose: bool,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// A machine named on the command line: its ID or its name.
+#[derive(Args, Debug)]
+pub struct Target {
+    #[arg(value_name = "MACHINE", add = ArgValueCandidates::new(machines))]
+    pub machine: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -33,45 +42,36 @@ pub enum Command {
     Create(CreateArgs),
     /// Attach to a machine's console; Ctrl-] detaches
     Console {
-        #[arg(add = ArgValueCandidates::new(machines))]
-        machine: String,
+        #[command(flatten)]
+        target: Target,
         /// Take the console from a client already attached
         #[arg(long)]
         force: bool,
     },
     /// Start a machine (ID or name)
-    Start {
-        #[arg(add = ArgValueCandidates::new(machines))]
-        machine: String,
-    },
+    Start(Target),
     /// Shut a machine down; --force pulls the plug
     Stop {
-        #[arg(add = ArgValueCandidates::new(machines))]
-        machine: String,
+        #[command(flatten)]
+        target: Target,
         #[arg(long)]
         force: bool,
     },
     /// Restart a machine
-    Reboot {
-        #[arg(add = ArgValueCandidates::new(machines))]
-        machine: String,
-    },
+    Reboot(Target),
     /// Delete a machine and everything mkve made for it
-    Delete {
-        #[arg(add = ArgValueCandidates::new(machines))]
-        machine: String,
-    },
+    Delete(Target),
     /// Start a machine with libvirt, or not (--off)
     Autostart {
-        #[arg(add = ArgValueCandidates::new(machines))]
-        machine: String,
+        #[command(flatten)]
+        target: Target,
         #[arg(long)]
         off: bool,
     },
     /// Show one machine
     Info {
-        #[arg(add = ArgValueCandidates::new(machines))]
-        machine: String,
+        #[command(flatten)]
+        target: Target,
         #[arg(long)]
         json: bool,
     },
@@ -96,32 +96,28 @@ pub struct CreateArgs {
     /// The bundle: a file, or - for stdin
     pub bundle: PathBuf,
     /// Refuse a bundle for another hypervisor
-    #[arg(short = 'H', long, value_name = "HV", add = ArgValueCandidates::new(hypervisors))]
+    #[arg(short = 'H', long, value_name = "HV", add = ArgValueCandidates::new(mkve_cli::hypervisors))]
     pub hypervisor: Option<Hypervisor>,
     /// Use this ID instead of the next free one
     #[arg(long)]
-    pub id: Option<u32>,
-    /// Domain name [default: TEMPLATE-ID]
+    pub id: Option<MachineId>,
+    /// Domain name: letters, digits, - _ . (not all digits) [default: TEMPLATE-ID]
     #[arg(long)]
-    pub name: Option<String>,
-    /// Memory, as 512M or 1G
-    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = vm::parse_mib)]
-    pub memory: u64,
-    /// Virtual CPUs
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub vcpus: u32,
-    /// CPU weight (cgroup cpu shares)
+    pub name: Option<MachineName>,
+    /// Memory, as 512M or 1G (16M to 16384G)
+    #[arg(long, value_name = "SIZE", default_value = "512M")]
+    pub memory: Memory,
+    /// Virtual CPUs (1 to 4096)
+    #[arg(long, value_name = "N", default_value = "1")]
+    pub vcpus: Vcpus,
+    /// CPU weight (cgroup cpu shares, 2 to 262144)
     #[arg(long, value_name = "N")]
-    pub cpu_shares: Option<u32>,
+    pub cpu_shares: Option<CpuShares>,
     /// Block I/O weight (cgroup blkio, 100 to 1000)
     #[arg(long, value_name = "N")]
-    pub blkio_weight: Option<u32>,
-    /// Keyring the bundle's signature must come from [default: $MKVE_CONFDIR/trusted.gpg]
-    #[arg(long, value_name = "FILE")]
-    pub keyring: Option<PathBuf>,
-    /// Accept a bundle with no signature
-    #[arg(long)]
-    pub allow_unsigned: bool,
+    pub blkio_weight: Option<BlkioWeight>,
+    #[command(flatten)]
+    pub keys: KeyringArgs,
     /// Start the machine once created
     #[arg(long)]
     pub start: bool,
@@ -139,17 +135,16 @@ pub struct CreateArgs {
     pub ssh_key: Option<PathBuf>,
     /// Disk image format for qemu, kvm and xen: raw or qcow2
     #[arg(long, value_name = "FORMAT", default_value = "raw", add = ArgValueCandidates::new(disk_formats))]
-    pub disk_format: vm::DiskFormat,
+    pub disk_format: DiskFormat,
 }
 
 impl CreateArgs {
     /// What `vm::create` takes; the password and key files are read here,
     /// before anything is made.
     pub fn options(self, connect: Option<String>) -> Result<CreateOptions> {
-        let stdin = Path::new("-");
-        if self.bundle == stdin
-            && (self.root_password_file.as_deref() == Some(stdin)
-                || self.ssh_key.as_deref() == Some(stdin))
+        let dash = |p: &Option<PathBuf>| p.as_deref().is_some_and(mkve_cli::is_dash);
+        if mkve_cli::is_dash(&self.bundle)
+            && (dash(&self.root_password_file) || dash(&self.ssh_key))
         {
             return Err(Error::Usage(
                 "the bundle is read from stdin: give the password or key as a file".into(),
@@ -161,14 +156,14 @@ impl CreateArgs {
             hypervisor: self.hypervisor,
             id: self.id,
             name: self.name,
-            memory_mib: self.memory,
+            memory: self.memory,
             vcpus: self.vcpus,
             cpu_shares: self.cpu_shares,
             blkio_weight: self.blkio_weight,
             vnc: self.vnc,
             connect,
-            keyring: self.keyring,
-            allow_unsigned: self.allow_unsigned,
+            keyring: self.keys.keyring,
+            allow_unsigned: self.keys.allow_unsigned,
             start: self.start,
             access,
             disk_format: self.disk_format,
@@ -188,13 +183,6 @@ fn machines() -> Vec<CompletionCandidate> {
     out
 }
 
-fn hypervisors() -> Vec<CompletionCandidate> {
-    Hypervisor::ALL
-        .iter()
-        .map(|h| CompletionCandidate::new(h.to_string()))
-        .collect()
-}
-
 fn disk_formats() -> Vec<CompletionCandidate> {
-    ["raw", "qcow2"].map(CompletionCandidate::new).into()
+    DiskFormat::NAMES.map(CompletionCandidate::new).into()
 }

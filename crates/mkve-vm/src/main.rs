@@ -1,57 +1,39 @@
 //! mkve-vm(1): machines from bundles, through libvirt.
 
-use std::process::ExitCode;
-
-use clap::{CommandFactory, Parser};
-
 mod cli;
 mod show;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
 use cli::{Cli, Command};
-use mkve_core::vm;
-use mkve_core::{exec, Error, Result};
+use mkve_core::{doctor, kvm, vm, Error, Result};
 
 fn main() -> ExitCode {
-    clap_complete::CompleteEnv::with_factory(Cli::command)
-        .completer("mkve-vm")
-        .complete();
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => mkve_core::error::report("mkve-vm", &e),
-    }
+    mkve_cli::main("mkve-vm", |cli: Cli, _| run(cli))
 }
 
 fn run(cli: Cli) -> Result<()> {
-    exec::set_quiet(cli.quiet);
-    exec::set_verbose(cli.verbose);
+    let report = cli.verbosity.term();
     let uris = vm::uris(cli.connect.as_deref());
     match cli.command {
-        Command::Create(args) => {
-            let print_xml = args.print_xml;
-            let opts = args.options(cli.connect)?;
-            if print_xml {
-                print!("{}", vm::print_xml(&opts)?);
-            } else {
-                println!("{}", vm::create(&opts)?);
-            }
+        Command::Create(args) if args.print_xml => {
+            mkve_cli::out!("{}", vm::print_xml(&args.options(cli.connect)?)?)
         }
-        Command::Start { machine } => vm::start(&uris, &machine)?,
-        Command::Console { machine, force } => vm::console(&uris, &machine, force)?,
-        Command::Stop { machine, force } => vm::stop(&uris, &machine, force)?,
-        Command::Reboot { machine } => vm::reboot(&uris, &machine)?,
-        Command::ProbeKvm => mkve_core::kvm::probe().map_err(Error::Other)?,
+        Command::Create(args) => show::id(vm::create(&args.options(cli.connect)?, &report)?),
+        Command::Start(t) => vm::start(&uris, &t.machine),
+        Command::Console { target, force } => vm::console(&uris, &target.machine, force),
+        Command::Stop { target, force } => vm::stop(&uris, &target.machine, force),
+        Command::Reboot(t) => vm::reboot(&uris, &t.machine),
+        Command::Delete(t) => vm::delete(&uris, &t.machine, &report).map(drop),
+        Command::Autostart { target, off } => vm::autostart(&uris, &target.machine, !off),
+        Command::Info { target, json } => show::info(&vm::info(&uris, &target.machine)?, json),
+        Command::List { json } => show::list(&vm::list(&uris)?, json),
+        Command::ProbeKvm => kvm::probe().map_err(Error::Other),
         Command::Doctor { json } => {
             let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
-            let caps = vm::doctor(cli.connect.as_deref(), || {
-                mkve_core::kvm::answers(&exe, "__probe-kvm", std::time::Duration::from_secs(5))
-            });
-            show::doctor(&caps, json)?
+            let probe = || kvm::answers(&exe, "__probe-kvm", Duration::from_secs(5));
+            show::doctor(&doctor::doctor(cli.connect.as_deref(), probe), json)
         }
-        Command::Delete { machine } => {
-            vm::delete(&uris, &machine)?;
-        }
-        Command::Autostart { machine, off } => vm::autostart(&uris, &machine, !off)?,
-        Command::Info { machine, json } => show::info(&vm::info(&uris, &machine)?, json)?,
-        Command::List { json } => show::list(&vm::list(&uris)?, json)?,
     }
-    Ok(())
 }

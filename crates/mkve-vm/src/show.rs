@@ -1,63 +1,78 @@
 //! How mkve-vm prints what it found: aligned columns for people, JSON with
 //! stable keys (documented in mkve-vm(1)) with --json.
 
-use mkve_core::vm::{Capability, Info, Machine};
-use mkve_core::{Error, Result};
+use mkve_cli::{outln, print_json};
+use mkve_core::doctor::Capability;
+use mkve_core::ids::MachineId;
+use mkve_core::vm::{Info, Machine};
+use mkve_core::Result;
 
-fn json(v: &impl serde::Serialize) -> Result<()> {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).map_err(|e| Error::Other(e.to_string()))?
-    );
-    Ok(())
+/// A new machine's ID, the result of `create`.
+pub fn id(id: MachineId) -> Result<()> {
+    outln!("{id}")
 }
 
 pub fn list(machines: &[Machine], as_json: bool) -> Result<()> {
     if as_json {
-        return json(&machines);
+        return print_json(&machines);
     }
-    println!(
+    outln!(
         "{:<5} {:<24} {:<6} {:<9} {:<15} TEMPLATE",
-        "ID", "NAME", "HV", "STATE", "ADDRESS"
-    );
+        "ID",
+        "NAME",
+        "HV",
+        "STATE",
+        "ADDRESS"
+    )?;
     for m in machines {
-        println!(
+        outln!(
             "{:<5} {:<24} {:<6} {:<9} {:<15} {} {}",
-            m.id, m.name, m.hypervisor, m.state, m.address, m.template, m.version
-        );
+            m.id,
+            m.name,
+            m.hypervisor,
+            m.state,
+            m.address,
+            m.template,
+            m.version
+        )?;
     }
     Ok(())
 }
 
 pub fn info(i: &Info, as_json: bool) -> Result<()> {
     if as_json {
-        return json(i);
+        return print_json(i);
     }
     let m = &i.machine;
-    println!(
+    outln!(
         "id         {}\nname       {}\nhypervisor {}\nstate      {}",
-        m.id, m.name, m.hypervisor, m.state
-    );
-    println!(
+        m.id,
+        m.name,
+        m.hypervisor,
+        m.state
+    )?;
+    outln!(
         "address    {}\ntemplate   {} {}\nautostart  {}",
-        m.address, m.template, m.version, i.autostart
-    );
-    println!("bundle     {}\nuri        {}", i.bundle, i.uri);
-    Ok(())
+        m.address,
+        m.template,
+        m.version,
+        i.autostart
+    )?;
+    outln!("bundle     {}\nuri        {}", i.bundle, i.uri)
 }
 
 pub fn doctor(caps: &[Capability], as_json: bool) -> Result<()> {
     if as_json {
-        return json(&caps);
+        return print_json(&caps);
     }
     for c in caps {
         let state = if c.usable { "yes" } else { "no" };
-        println!(
+        outln!(
             "{:<7} {:<4} {}",
             c.hypervisor,
             state,
             c.why.as_deref().unwrap_or("")
-        );
+        )?;
     }
     Ok(())
 }

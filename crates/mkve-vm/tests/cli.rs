@@ -28,6 +28,7 @@ fn bundle_for(h: Hypervisor) -> PathBuf {
             root: RootSource::Dir(busybox_root().to_path_buf()),
             signing: Signing::Unsigned,
             gnupg_home: None,
+            report: &mkve_core::exec::Silent,
         };
         let mut bytes = Vec::new();
         bundle::make(&opts, &mut bytes).unwrap();

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::meta::{dpkg_installed, rfc3339, Meta, Packages, TemplateRef, FORMAT};
 use super::{CONF, META, ROOTFS, SIGNATURE};
 use crate::error::{Error, IoContext, Problem, Result};
-use crate::exec::{note, progress, Cmd};
+use crate::exec::{Cmd, Report};
 use crate::files;
 use crate::hooks::Chroot;
 use crate::pack::{self, Compression, PackOptions, UnpackOptions};
@@ -60,10 +60,13 @@ pub struct MakeOptions<'a> {
     pub signing: Signing,
     /// GnuPG home for signing; `None` is GnuPG's default (`GNUPGHOME`).
     pub gnupg_home: Option<PathBuf>,
+    /// Where progress and notes go.
+    pub report: &'a dyn Report,
 }
 
 /// Write the bundle to `out`; return its metadata.
 pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
+    let report = opts.report;
     let profile = opts.template.profile(opts.hypervisor)?;
     let mut work = tempfile::Builder::new()
         .prefix("mkve-bundle.")
@@ -88,15 +91,15 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
                 ..spec.clone()
             };
             let b = roots::backend(backend.as_deref())?;
-            let layer =
-                roots::layer(b.as_ref(), &spec, *policy).map_err(|e| locate_unknown(e, &wanted))?;
+            let layer = roots::layer(b.as_ref(), &spec, *policy, report)
+                .map_err(|e| locate_unknown(e, &wanted))?;
             let root = if no_hooks {
                 layer.root.clone()
             } else {
                 // Big roots are copied on the cache's file system, not in /tmp.
                 work = work_dir()?;
                 let copy = work.path().join("root");
-                copy_root(&layer.root, &copy)?;
+                copy_root(&layer.root, &copy, report)?;
                 copy
             };
             _layer = Some(layer);
@@ -105,19 +108,20 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
         (RootSource::Dir(d), true) => d.clone(),
         (RootSource::Dir(d), false) => {
             let copy = work.path().join("root");
-            note(format!("copying {} for the hooks", d.display()));
+            report.note(&format!("copying {} for the hooks", d.display()));
             Cmd::new("cp")
                 .args(["-a", "--reflink=auto", "--"])
                 .arg(d)
                 .arg(&copy)
-                .run()?;
+                .report(report)
+                .run_checked()?;
             copy
         }
         (RootSource::Archive(a), _) => {
             let dest = work.path().join("root");
             std::fs::create_dir(&dest).at(&dest)?;
             let label = files::display_name(a);
-            note(format!("unpacking {}", label.display()));
+            report.note(&format!("unpacking {}", label.display()));
             let input = files::open_input(a)?;
             let r = pack::decompressor(input).at(&label)?;
             pack::unpack(r, Some(&dest), &label, UnpackOptions::ROOTFS)?;
@@ -127,17 +131,17 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
 
     let hook_names: Vec<String> = profile.hooks.iter().map(|h| h.name.clone()).collect();
     if !profile.hooks.is_empty() {
-        progress(format!("running {} hooks", profile.hooks.len()));
+        report.progress(&format!("running {} hooks", profile.hooks.len()));
         let env = [
             ("MKVE_HYPERVISOR", opts.hypervisor.as_str()),
             ("MKVE_TEMPLATE", opts.template.name.as_str()),
             ("MKVE_TEMPLATE_VERSION", profile.version.as_str()),
         ];
-        let chroot = Chroot::new(&root, &env, profile.conf.as_deref())?;
+        let chroot = Chroot::new(&root, &env, profile.conf.as_deref(), report)?;
         chroot.run_hooks(&profile.hooks)?;
     }
 
-    progress("packing the root");
+    report.progress("packing the root");
     let start = std::time::Instant::now();
     let rootfs_path = work.path().join(ROOTFS);
     let file = std::fs::File::create(&rootfs_path).map_err(|e| Error::create(&rootfs_path, e))?;
@@ -152,7 +156,10 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
         .into_inner()
         .map_err(|e| Error::io(&rootfs_path, e.into_error()))?;
     drop(file);
-    progress(stats.describe(start.elapsed()));
+    for s in &stats.skipped {
+        report.note(&format!("{}: socket skipped", s.display()));
+    }
+    report.progress(&stats.describe(start.elapsed()));
 
     let mut members = std::collections::BTreeMap::new();
     members.insert(ROOTFS.to_string(), hex(&hashing.hash.finalize()));
@@ -188,7 +195,7 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
         Signing::Key(k) => {
             let (sig, fpr) =
                 crate::sign::sign_detached(&meta_json, k.as_deref(), opts.gnupg_home.as_deref())?;
-            note(format!("signed by {fpr}"));
+            report.note(&format!("signed by {fpr}"));
             Some(sig)
         }
     };

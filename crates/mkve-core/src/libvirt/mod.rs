@@ -1,11 +1,14 @@
 //! Everything mkve does through libvirt, with the `virt` crate: the XML it
-//! generates, and the operations on networks (and, later, domains). No
-//! virsh: libvirt's own API, so remote URIs work as they do in virsh.
+//! generates, the operations on networks, and the operations on domains
+//! through [`Connection`] and [`Dom`]. No virsh: libvirt's own API, so
+//! remote URIs work as they do in virsh. Outside this module only
+//! `console.rs` touches `virt` (the stream a console is copied through).
 
 pub mod domain;
 pub mod network;
 
 use virt::connect::Connect;
+use virt::domain::Domain;
 
 use crate::error::{Error, Result};
 
@@ -23,14 +26,153 @@ pub fn uri(given: Option<&str>, default: &str) -> String {
 }
 
 /// Open a connection; a daemon that does not answer is `Unavailable`.
-pub fn connect(uri: &str) -> Result<Connect> {
+pub fn connect(uri: &str) -> Result<Connection> {
     // Errors come back as values; libvirt's default handler would print
     // each one on stderr as well.
     virt::error::clear_error_callback();
-    Connect::open(Some(uri)).map_err(|e| Error::Unavailable {
-        what: format!("libvirt ({uri})"),
-        why: format!("{} (is libvirtd running?)", e.message()),
-    })
+    Connect::open(Some(uri))
+        .map(|c| Connection {
+            conn: c,
+            uri: uri.to_string(),
+        })
+        .map_err(|e| Error::Unavailable {
+            what: format!("libvirt ({uri})"),
+            why: format!("{} (is libvirtd running?)", e.message()),
+        })
+}
+
+/// An open connection to one libvirt driver (a URI).
+#[derive(Clone)]
+pub struct Connection {
+    conn: Connect,
+    uri: String,
+}
+
+impl Connection {
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    pub(crate) fn raw(&self) -> &Connect {
+        &self.conn
+    }
+
+    /// The driver's name as virConnectGetType reports it (`QEMU`, `LXC`…).
+    pub fn driver(&self) -> Result<String> {
+        self.conn
+            .driver_type()
+            .map_err(|e| failed(format!("libvirt ({})", self.uri), e))
+    }
+
+    /// Every domain, running or not.
+    pub fn domains(&self) -> Result<Vec<Dom>> {
+        let all = self
+            .conn
+            .list_all_domains(0)
+            .map_err(|e| failed("listing domains", e))?;
+        Ok(all.into_iter().map(|d| Dom { dom: d }).collect())
+    }
+
+    /// Define (persistently) the domain `xml`; `what` names it in errors.
+    pub fn define(&self, xml: &str, what: &str) -> Result<Dom> {
+        self.conn
+            .define_domain_xml(xml)
+            .map(|d| Dom { dom: d })
+            .map_err(|e| failed(format!("defining {what}"), e))
+    }
+}
+
+/// A libvirt domain. Each call names `what` (`machine 101`) in its error.
+pub struct Dom {
+    dom: Domain,
+}
+
+impl Dom {
+    pub fn name(&self) -> Result<String> {
+        self.dom.name().map_err(|e| failed("domain name", e))
+    }
+
+    /// The domain's XML as libvirt keeps it (virDomainGetXMLDesc).
+    pub fn xml(&self) -> Result<String> {
+        self.dom.xml_desc(0).map_err(|e| failed("domain XML", e))
+    }
+
+    pub fn is_active(&self) -> Result<bool> {
+        self.dom.is_active().map_err(|e| failed("domain state", e))
+    }
+
+    /// Start the defined domain (virDomainCreate).
+    pub fn start(&self, what: &str) -> Result<()> {
+        self.dom
+            .create()
+            .map(drop)
+            .map_err(|e| failed(format!("starting {what}"), e))
+    }
+
+    /// Ask the guest to shut down (ACPI, or init for containers).
+    pub fn shutdown(&self, what: &str) -> Result<()> {
+        self.dom
+            .shutdown()
+            .map(drop)
+            .map_err(|e| failed(format!("stopping {what}"), e))
+    }
+
+    /// Stop at once (pull the plug).
+    pub fn destroy(&self, what: &str) -> Result<()> {
+        self.dom
+            .destroy()
+            .map_err(|e| failed(format!("stopping {what}"), e))
+    }
+
+    pub fn undefine(&self, what: &str) -> Result<()> {
+        self.dom
+            .undefine()
+            .map_err(|e| failed(format!("undefining {what}"), e))
+    }
+
+    pub fn reboot(&self, what: &str) -> Result<()> {
+        self.dom
+            .reboot(0)
+            .map_err(|e| failed(format!("rebooting {what}"), e))
+    }
+
+    pub fn autostart(&self) -> Result<bool> {
+        self.dom.autostart().map_err(|e| failed("autostart", e))
+    }
+
+    pub fn set_autostart(&self, on: bool, what: &str) -> Result<()> {
+        self.dom
+            .set_autostart(on)
+            .map(drop)
+            .map_err(|e| failed(format!("autostart of {what}"), e))
+    }
+
+    /// Open the domain's first console on a new stream of `conn` and copy
+    /// it to and from stdin and stdout (see console.rs). `safe` asks the
+    /// driver to refuse a console that cannot be used safely (only the
+    /// qemu driver knows the flag); `force` takes the console from a
+    /// client already attached.
+    pub fn console(&self, conn: &Connection, safe: bool, force: bool, what: &str) -> Result<()> {
+        let stream = virt::stream::Stream::new(&conn.conn, 0).map_err(|e| failed("console", e))?;
+        let mut flags = 0;
+        if safe {
+            flags |= virt::sys::VIR_DOMAIN_CONSOLE_SAFE;
+        }
+        if force {
+            flags |= virt::sys::VIR_DOMAIN_CONSOLE_FORCE;
+        }
+        self.dom
+            .open_console(None, &stream, flags)
+            .map_err(|e| failed(format!("console of {what}"), e))?;
+        crate::console::attach(stream, what)
+    }
+}
+
+/// Destroy and undefine a domain a failed operation made, ignoring errors
+/// (the operation's own error is the one worth telling).
+pub(crate) fn discard(d: &Dom) {
+    let _ = d.dom.destroy();
+    let _ = d.dom.undefine();
 }
 
 /// A libvirt failure while doing `what`.

@@ -3,12 +3,12 @@
 //! mkve derives from a machine's ID to the address of that ID.
 
 use serde::Serialize;
-use virt::connect::Connect;
 use virt::network::Network;
 use virt::sys;
 
-use super::{esc, failed};
+use super::{esc, failed, Connection};
 use crate::error::{Error, Result};
+use crate::exec::Report;
 use crate::net::{mac_of, NetConfig, FIRST_ID};
 
 /// The network's XML. Isolated: no `<forward>`, so machines reach the host
@@ -57,11 +57,11 @@ pub struct Status {
     pub hosts: Vec<Host>,
 }
 
-fn lookup(conn: &Connect, c: &NetConfig) -> Option<Network> {
-    conn.lookup_network_by_name(&c.name).ok()
+fn lookup(conn: &Connection, c: &NetConfig) -> Option<Network> {
+    conn.raw().lookup_network_by_name(&c.name).ok()
 }
 
-fn require(conn: &Connect, c: &NetConfig) -> Result<Network> {
+fn require(conn: &Connection, c: &NetConfig) -> Result<Network> {
     lookup(conn, c).ok_or_else(|| {
         Error::Usage(format!(
             "network {} is not defined (mkve-net create makes it)",
@@ -73,7 +73,7 @@ fn require(conn: &Connect, c: &NetConfig) -> Result<Network> {
 /// Define, start and mark for autostart; what exists already is kept, so
 /// `create` can be run again. An existing network whose bridge or address
 /// differs from the configuration is refused.
-pub fn create(conn: &Connect, c: &NetConfig) -> Result<()> {
+pub fn create(conn: &Connection, c: &NetConfig, report: &dyn Report) -> Result<()> {
     let net = match lookup(conn, c) {
         Some(n) => {
             let s = status(conn, c)?;
@@ -92,8 +92,9 @@ pub fn create(conn: &Connect, c: &NetConfig) -> Result<()> {
         }
         None => {
             let x = xml(c);
-            crate::exec::note(format!("defining network {}:\n{x}", c.name));
-            conn.define_network_xml(&x)
+            report.note(&format!("defining network {}:\n{x}", c.name));
+            conn.raw()
+                .define_network_xml(&x)
                 .map_err(|e| failed(format!("defining network {}", c.name), e))?
         }
     };
@@ -108,7 +109,7 @@ pub fn create(conn: &Connect, c: &NetConfig) -> Result<()> {
 
 /// Stop and undefine. Refused while machines have entries in it, unless
 /// `force`.
-pub fn delete(conn: &Connect, c: &NetConfig, force: bool) -> Result<()> {
+pub fn delete(conn: &Connection, c: &NetConfig, force: bool) -> Result<()> {
     let net = require(conn, c)?;
     let s = status(conn, c)?;
     if !s.hosts.is_empty() && !force {
@@ -131,7 +132,7 @@ pub fn delete(conn: &Connect, c: &NetConfig, force: bool) -> Result<()> {
         .map_err(|e| failed(format!("undefining network {}", c.name), e))
 }
 
-pub fn start(conn: &Connect, c: &NetConfig) -> Result<()> {
+pub fn start(conn: &Connection, c: &NetConfig) -> Result<()> {
     let net = require(conn, c)?;
     if !net.is_active().map_err(|e| failed(&c.name, e))? {
         net.create()
@@ -140,7 +141,7 @@ pub fn start(conn: &Connect, c: &NetConfig) -> Result<()> {
     Ok(())
 }
 
-pub fn stop(conn: &Connect, c: &NetConfig) -> Result<()> {
+pub fn stop(conn: &Connection, c: &NetConfig) -> Result<()> {
     let net = require(conn, c)?;
     if net.is_active().map_err(|e| failed(&c.name, e))? {
         net.destroy()
@@ -149,7 +150,7 @@ pub fn stop(conn: &Connect, c: &NetConfig) -> Result<()> {
     Ok(())
 }
 
-pub fn status(conn: &Connect, c: &NetConfig) -> Result<Status> {
+pub fn status(conn: &Connection, c: &NetConfig) -> Result<Status> {
     let Some(net) = lookup(conn, c) else {
         return Ok(Status {
             name: c.name.clone(),
@@ -213,14 +214,20 @@ fn parse(text: &str) -> std::result::Result<(String, String, Vec<Host>), String>
     Ok((bridge.to_string(), address, hosts))
 }
 
-fn update(conn: &Connect, c: &NetConfig, cmd: sys::virNetworkUpdateCommand, id: u32) -> Result<()> {
+fn update(
+    conn: &Connection,
+    c: &NetConfig,
+    cmd: sys::virNetworkUpdateCommand,
+    id: u32,
+    report: &dyn Report,
+) -> Result<()> {
     let net = require(conn, c)?;
     let mut flags = sys::VIR_NETWORK_UPDATE_AFFECT_CONFIG;
     if net.is_active().map_err(|e| failed(&c.name, e))? {
         flags |= sys::VIR_NETWORK_UPDATE_AFFECT_LIVE;
     }
     let host = host_xml(c, id)?;
-    crate::exec::note(format!(
+    report.note(&format!(
         "{} DHCP entry {host}",
         if cmd == sys::VIR_NETWORK_UPDATE_COMMAND_DELETE {
             "removing"
@@ -233,22 +240,29 @@ fn update(conn: &Connect, c: &NetConfig, cmd: sys::virNetworkUpdateCommand, id: 
 }
 
 /// Give machine `id` its fixed address.
-pub fn add_host(conn: &Connect, c: &NetConfig, id: u32) -> Result<()> {
-    update(conn, c, sys::VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, id)
+pub fn add_host(conn: &Connection, c: &NetConfig, id: u32, report: &dyn Report) -> Result<()> {
+    update(
+        conn,
+        c,
+        sys::VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+        id,
+        report,
+    )
 }
 
 /// Take machine `id`'s entry out; nothing to do when there is none.
-pub fn remove_host(conn: &Connect, c: &NetConfig, id: u32) -> Result<()> {
+pub fn remove_host(conn: &Connection, c: &NetConfig, id: u32, report: &dyn Report) -> Result<()> {
     let present = status(conn, c)?.hosts.iter().any(|h| h.id == Some(id));
     if !present {
         return Ok(());
     }
-    update(conn, c, sys::VIR_NETWORK_UPDATE_COMMAND_DELETE, id)
+    update(conn, c, sys::VIR_NETWORK_UPDATE_COMMAND_DELETE, id, report)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::Silent;
 
     #[test]
     fn the_generated_xml_is_valid_for_libvirt() {
@@ -276,8 +290,8 @@ mod tests {
         let conn = super::super::connect("test:///default").unwrap();
         let c = NetConfig::default();
         assert!(!status(&conn, &c).unwrap().defined);
-        create(&conn, &c).unwrap();
-        create(&conn, &c).unwrap(); // again: nothing changes
+        create(&conn, &c, &Silent).unwrap();
+        create(&conn, &c, &Silent).unwrap(); // again: nothing changes
         let s = status(&conn, &c).unwrap();
         assert!(s.defined && s.active && s.autostart);
         assert_eq!(
@@ -285,8 +299,8 @@ mod tests {
             ("mkvebr0", "192.0.2.1/24")
         );
 
-        add_host(&conn, &c, 100).unwrap();
-        add_host(&conn, &c, 142).unwrap();
+        add_host(&conn, &c, 100, &Silent).unwrap();
+        add_host(&conn, &c, 142, &Silent).unwrap();
         let hosts = status(&conn, &c).unwrap().hosts;
         assert_eq!(hosts.len(), 2);
         assert_eq!(
@@ -304,9 +318,9 @@ mod tests {
             "network mkve-network still has machines (100, 142): delete them first, or use --force"
         );
 
-        remove_host(&conn, &c, 100).unwrap();
-        remove_host(&conn, &c, 100).unwrap(); // gone already: fine
-        remove_host(&conn, &c, 142).unwrap();
+        remove_host(&conn, &c, 100, &Silent).unwrap();
+        remove_host(&conn, &c, 100, &Silent).unwrap(); // gone already: fine
+        remove_host(&conn, &c, 142, &Silent).unwrap();
         assert!(status(&conn, &c).unwrap().hosts.is_empty());
         stop(&conn, &c).unwrap();
         assert!(!status(&conn, &c).unwrap().active);
@@ -318,8 +332,8 @@ mod tests {
             bridge: "otherbr0".into(),
             ..NetConfig::default()
         };
-        create(&conn, &other).unwrap();
-        let e = create(&conn, &c).unwrap_err();
+        create(&conn, &other, &Silent).unwrap();
+        let e = create(&conn, &c, &Silent).unwrap_err();
         assert!(e.to_string().contains("exists with bridge otherbr0"), "{e}");
     }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Backend, Resolved, RootSpec};
 use crate::error::{Error, IoContext, Result};
-use crate::exec::progress;
+use crate::exec::Report;
 use crate::lock::{Lock, Mode};
 use crate::paths;
 
@@ -39,7 +39,12 @@ enum Hold {
 }
 
 /// Get the root for `spec`: from the cache, or built by `backend`.
-pub fn layer(backend: &dyn Backend, spec: &RootSpec, policy: CachePolicy) -> Result<Layer> {
+pub fn layer(
+    backend: &dyn Backend,
+    spec: &RootSpec,
+    policy: CachePolicy,
+    report: &dyn Report,
+) -> Result<Layer> {
     let resolved = backend.resolve(spec)?;
     let unknown = backend.unknown_packages(&resolved);
     if !unknown.is_empty() {
@@ -62,7 +67,7 @@ pub fn layer(backend: &dyn Backend, spec: &RootSpec, policy: CachePolicy) -> Res
             .tempdir_in(&layers)
             .map_err(|e| Error::create(&layers, e))?;
         let root = tmp.path().join("root");
-        backend.build(&resolved, &root, &debs)?;
+        backend.build(&resolved, &root, &debs, report)?;
         return Ok(Layer {
             root,
             resolved,
@@ -77,7 +82,7 @@ pub fn layer(backend: &dyn Backend, spec: &RootSpec, policy: CachePolicy) -> Res
     if policy == CachePolicy::Use {
         let shared = Lock::acquire(&lock_name, Mode::Shared)?;
         if dir.join("root").is_dir() {
-            progress(format!("using the cached package layer {}", &key[..12]));
+            report.progress(&format!("using the cached package layer {}", &key[..12]));
             return Ok(Layer {
                 root: dir.join("root"),
                 resolved,
@@ -98,7 +103,7 @@ pub fn layer(backend: &dyn Backend, spec: &RootSpec, policy: CachePolicy) -> Res
             _hold: Hold::Shared(shared),
         });
     }
-    build_into(backend, &resolved, &layers, &dir, &debs)?;
+    build_into(backend, &resolved, &layers, &dir, &debs, report)?;
     drop(exclusive);
     let shared = Lock::acquire(&lock_name, Mode::Shared)?;
     Ok(Layer {
@@ -116,12 +121,13 @@ fn build_into(
     layers: &Path,
     dir: &Path,
     debs: &Path,
+    report: &dyn Report,
 ) -> Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix(".build.")
         .tempdir_in(layers)
         .map_err(|e| Error::create(layers, e))?;
-    backend.build(r, &tmp.path().join("root"), debs)?;
+    backend.build(r, &tmp.path().join("root"), debs, report)?;
     // One syncfs instead of dpkg's fsync per file: a layer is in place only
     // once it is on disk.
     let fd = std::fs::File::open(tmp.path()).at(tmp.path())?;
@@ -146,6 +152,7 @@ fn build_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::Silent;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     /// A backend that "installs" by writing the package names to a file,
@@ -176,7 +183,13 @@ mod tests {
                 .cloned()
                 .collect()
         }
-        fn build(&self, r: &Resolved, target: &Path, _debs: &Path) -> Result<()> {
+        fn build(
+            &self,
+            r: &Resolved,
+            target: &Path,
+            _debs: &Path,
+            _report: &dyn Report,
+        ) -> Result<()> {
             self.builds.fetch_add(1, Ordering::SeqCst);
             std::thread::sleep(std::time::Duration::from_millis(100));
             std::fs::create_dir_all(target).unwrap();
@@ -200,25 +213,29 @@ mod tests {
             ..Default::default()
         };
 
-        let a = layer(&fake, &spec(&["b", "a"]), CachePolicy::Use).unwrap();
+        let a = layer(&fake, &spec(&["b", "a"]), CachePolicy::Use, &Silent).unwrap();
         assert!(!a.hit);
         assert_eq!(
             std::fs::read_to_string(a.root.join("packages")).unwrap(),
             "a\nb"
         );
         drop(a);
-        let again = layer(&fake, &spec(&["a", "b", "a"]), CachePolicy::Use).unwrap();
+        let again = layer(&fake, &spec(&["a", "b", "a"]), CachePolicy::Use, &Silent).unwrap();
         assert!(again.hit, "the same set in another order is the same layer");
         assert_eq!(fake.builds.load(Ordering::SeqCst), 1);
         drop(again);
-        assert!(!layer(&fake, &spec(&["a"]), CachePolicy::Use).unwrap().hit);
         assert!(
-            !layer(&fake, &spec(&["a", "b"]), CachePolicy::Refresh)
+            !layer(&fake, &spec(&["a"]), CachePolicy::Use, &Silent)
+                .unwrap()
+                .hit
+        );
+        assert!(
+            !layer(&fake, &spec(&["a", "b"]), CachePolicy::Refresh, &Silent)
                 .unwrap()
                 .hit
         );
         assert_eq!(fake.builds.load(Ordering::SeqCst), 3);
-        let tmp = layer(&fake, &spec(&["a", "b"]), CachePolicy::Skip).unwrap();
+        let tmp = layer(&fake, &spec(&["a", "b"]), CachePolicy::Skip, &Silent).unwrap();
         let tmp_root = tmp.root.clone();
         drop(tmp);
         assert!(!tmp_root.exists(), "an uncached root goes away");
@@ -228,7 +245,7 @@ mod tests {
             .filter(|n| n.starts_with('.'))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
-        let err = layer(&fake, &spec(&["a", "no-such"]), CachePolicy::Use)
+        let err = layer(&fake, &spec(&["a", "no-such"]), CachePolicy::Use, &Silent)
             .err()
             .unwrap();
         assert_eq!(err.to_string(), "package \"no-such\" not available in s");

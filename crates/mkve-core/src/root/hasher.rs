@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Backend, Resolved, RootSpec};
 use crate::error::{Error, IoContext, Result};
-use crate::exec::{progress, Cmd};
+use crate::exec::{Cmd, Report};
 
 #[derive(Debug, Default)]
 pub struct Hasher {
@@ -48,7 +48,7 @@ impl Backend for Hasher {
         let arch = match &spec.arch {
             Some(a) => a.clone(),
             None => {
-                let out = Cmd::new("uname").arg("-m").output()?;
+                let out = Cmd::new("uname").arg("-m").output_checked()?;
                 String::from_utf8_lossy(&out.stdout).trim().to_string()
             }
         };
@@ -70,7 +70,7 @@ impl Backend for Hasher {
 
     /// hasher keeps downloaded packages in its own work directory, which
     /// persists between builds, so `_debs` is not used.
-    fn build(&self, r: &Resolved, target: &Path, _debs: &Path) -> Result<()> {
+    fn build(&self, r: &Resolved, target: &Path, _debs: &Path, report: &dyn Report) -> Result<()> {
         if nix::unistd::geteuid().is_root() {
             return Err(Error::Unavailable {
                 what: "hasher".into(),
@@ -95,8 +95,11 @@ impl Backend for Hasher {
             Some(conf)
         };
         for argv in Self::commands(r, &workdir, apt_config.as_deref()) {
-            progress(format!("running {}", argv[0]));
-            Cmd::new(&argv[0]).args(&argv[1..]).run()?;
+            report.progress(&format!("running {}", argv[0]));
+            Cmd::new(&argv[0])
+                .args(&argv[1..])
+                .report(report)
+                .run_checked()?;
         }
         let chroot = workdir.join("chroot");
         std::fs::rename(&chroot, target).at(&chroot)?;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::{backend, layer, CachePolicy, RootSpec};
 use crate::error::{Error, IoContext, Result};
-use crate::exec::{progress, Cmd};
+use crate::exec::{Cmd, Report};
 use crate::files::Output;
 use crate::hooks::{run_steps, Step};
 use crate::pack::{self, Compression, PackOptions};
@@ -31,34 +31,39 @@ pub struct Job {
 }
 
 /// Build the root, apply the steps, write the target.
-pub fn run(job: &Job) -> Result<()> {
+pub fn run(job: &Job, report: &dyn Report) -> Result<()> {
     let backend = backend(job.backend.as_deref())?;
-    let layer = layer(backend.as_ref(), &job.spec, job.policy)?;
+    let layer = layer(backend.as_ref(), &job.spec, job.policy, report)?;
     match &job.target {
         Target::Dir(dest) => {
             let tmp = crate::files::temp_dir_beside(dest)?;
             let root = tmp.path().join("root");
-            copy_root(&layer.root, &root)?;
-            run_steps(&root, &job.steps, &[])?;
+            copy_root(&layer.root, &root, report)?;
+            run_steps(&root, &job.steps, &[], report)?;
             std::fs::rename(&root, dest).map_err(|e| Error::create(dest, e))?;
             Ok(())
         }
         Target::Archive { path, compression } if job.steps.is_empty() => {
-            pack_to(&layer.root, path, *compression)
+            pack_to(&layer.root, path, *compression, report)
         }
         Target::Archive { path, compression } => {
             let work = work_dir()?;
             let root = work.path().join("root");
-            copy_root(&layer.root, &root)?;
-            run_steps(&root, &job.steps, &[])?;
-            pack_to(&root, path, *compression)
+            copy_root(&layer.root, &root, report)?;
+            run_steps(&root, &job.steps, &[], report)?;
+            pack_to(&root, path, *compression, report)
         }
     }
 }
 
 /// Pack an existing root (`--tarify-only`). A hasher work directory (one
 /// with `chroot/` in it) means its chroot.
-pub fn tarify(root: &Path, out: &Path, compression: Compression) -> Result<()> {
+pub fn tarify(
+    root: &Path,
+    out: &Path,
+    compression: Compression,
+    report: &dyn Report,
+) -> Result<()> {
     let meta = std::fs::metadata(root).at(root)?;
     if !meta.is_dir() {
         return Err(Error::Usage(format!("{}: not a directory", root.display())));
@@ -69,7 +74,7 @@ pub fn tarify(root: &Path, out: &Path, compression: Compression) -> Result<()> {
     } else {
         root.to_path_buf()
     };
-    pack_to(&root, out, compression)
+    pack_to(&root, out, compression, report)
 }
 
 /// Where an archive goes by default: `$TMPDIR/output.tar[.gz|.zst]`.
@@ -82,31 +87,30 @@ pub fn default_output(compression: Compression) -> PathBuf {
     std::env::temp_dir().join(name)
 }
 
-fn pack_to(root: &Path, out: &Path, compression: Compression) -> Result<()> {
-    progress(format!("packing {}", root.display()));
+fn pack_to(root: &Path, out: &Path, compression: Compression, report: &dyn Report) -> Result<()> {
+    report.progress(&format!("packing {}", root.display()));
     let start = std::time::Instant::now();
     let mut output = Output::create(out)?;
     let (_, stats) =
         pack::pack_dir_compressed(root, &mut output, compression, &PackOptions::from_env())?;
     output.commit()?;
-    let secs = start.elapsed().as_secs_f64().max(0.001);
-    progress(format!(
-        "packed {} MB in {secs:.1} s ({:.0} MB/s)",
-        stats.bytes >> 20,
-        stats.bytes as f64 / 1e6 / secs
-    ));
+    for s in &stats.skipped {
+        report.note(&format!("{}: socket skipped", s.display()));
+    }
+    report.progress(&stats.describe(start.elapsed()));
     Ok(())
 }
 
 /// Copy a root with everything kept (owners, modes, links, xattrs, device
 /// nodes); a reflink copy where the file system can.
-pub fn copy_root(src: &Path, dest: &Path) -> Result<()> {
-    progress("copying the package layer");
+pub fn copy_root(src: &Path, dest: &Path, report: &dyn Report) -> Result<()> {
+    report.progress("copying the package layer");
     Cmd::new("cp")
         .args(["-a", "--reflink=auto", "--no-target-directory", "--"])
         .arg(src)
         .arg(dest)
-        .run()
+        .report(report)
+        .run_checked()
 }
 
 /// A scratch directory for a root on the cache's file system (roots are

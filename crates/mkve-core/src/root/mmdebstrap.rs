@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Backend, Resolved, RootSpec};
 use crate::error::{Error, Result};
-use crate::exec::{progress, Cmd};
+use crate::exec::{Cmd, Report};
 
 pub struct Mmdebstrap;
 
@@ -40,7 +40,9 @@ impl Backend for Mmdebstrap {
         let arch = match &spec.arch {
             Some(a) => a.clone(),
             None => {
-                let out = Cmd::new("dpkg").arg("--print-architecture").output()?;
+                let out = Cmd::new("dpkg")
+                    .arg("--print-architecture")
+                    .output_checked()?;
                 String::from_utf8_lossy(&out.stdout).trim().to_string()
             }
         };
@@ -61,7 +63,10 @@ impl Backend for Mmdebstrap {
     fn unknown_packages(&self, r: &Resolved) -> Vec<String> {
         // The host's apt lists answer at once, but only for the host's own
         // release and sources, and only when they have been fetched.
-        let host_arch = Cmd::new("dpkg").arg("--print-architecture").output().ok();
+        let host_arch = Cmd::new("dpkg")
+            .arg("--print-architecture")
+            .output_checked()
+            .ok();
         let same_arch =
             host_arch.is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() == r.arch);
         if r.packages.is_empty()
@@ -76,7 +81,7 @@ impl Backend for Mmdebstrap {
             .arg("policy")
             .arg("base-files")
             .args(&names)
-            .capture_all()
+            .output()
         else {
             return vec![];
         };
@@ -89,37 +94,43 @@ impl Backend for Mmdebstrap {
         missing
     }
 
-    fn build(&self, r: &Resolved, target: &Path, debs: &Path) -> Result<()> {
+    fn build(&self, r: &Resolved, target: &Path, debs: &Path, report: &dyn Report) -> Result<()> {
         std::fs::create_dir_all(debs).map_err(|e| Error::create(debs, e))?;
         let files = tempfile::Builder::new()
             .prefix("mkve-sources.")
             .tempdir()
             .map_err(|e| Error::create("/tmp", e))?;
         let args = build_args(r, target, debs, files.path())?;
-        let cmd = Cmd::new("mmdebstrap").args(&args).what("mmdebstrap");
-        progress(format!(
+        let cmd = Cmd::new("mmdebstrap")
+            .args(&args)
+            .what("mmdebstrap")
+            .report(report);
+        report.progress(&format!(
             "building a {} root for {} with {} packages",
             r.suite,
             r.arch,
             r.packages.len()
         ));
-        let (status, out) = cmd.run_lines(|line| {
+        let finished = cmd.run_lines(|line| {
             if let Some(phase) = phase_of(line) {
-                progress(phase);
+                report.progress(&phase);
             }
         })?;
-        if !status.success() {
-            let text = String::from_utf8_lossy(&out);
-            let missing = unknown_in_apt_errors(&text);
-            if !missing.is_empty() {
-                return Err(Error::UnknownPackages {
-                    suite: r.suite.clone(),
-                    names: missing,
-                });
+        match finished.check(&cmd) {
+            // apt's complaints name the packages the suite does not have.
+            Err(Error::Process(p)) => {
+                let missing = unknown_in_apt_errors(&p.output_text());
+                if missing.is_empty() {
+                    Err(Error::Process(p))
+                } else {
+                    Err(Error::UnknownPackages {
+                        suite: r.suite.clone(),
+                        names: missing,
+                    })
+                }
             }
-            cmd.check_status(status, &out)?;
+            other => other,
         }
-        Ok(())
     }
 }
 

@@ -20,6 +20,7 @@ pub use hasher::Hasher;
 pub use mmdebstrap::Mmdebstrap;
 
 use crate::error::{Error, Result};
+use crate::exec::Report;
 
 /// What to install, and from where. `None` means the backend's default,
 /// which for mmdebstrap is the host's own: its release, its apt sources,
@@ -71,7 +72,13 @@ pub trait Backend {
     fn unknown_packages(&self, resolved: &Resolved) -> Vec<String>;
     /// Install `resolved` into `target`, which does not exist yet. Downloaded
     /// packages are kept in `debs` and reused from there.
-    fn build(&self, resolved: &Resolved, target: &Path, debs: &Path) -> Result<()>;
+    fn build(
+        &self,
+        resolved: &Resolved,
+        target: &Path,
+        debs: &Path,
+        report: &dyn Report,
+    ) -> Result<()>;
 }
 
 /// The backend for this system: mmdebstrap where `/etc/debian_version`

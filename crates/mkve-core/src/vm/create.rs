@@ -1,0 +1,356 @@
+//! Bundle → machine. The bundle is verified and unpacked before anything
+//! is made; the ID is taken under the IDs lock and held by the defined
+//! domain; a failed create undoes everything it made (`Undo`).
+
+use std::path::{Path, PathBuf};
+
+use super::disk::{make_disk, reachable_by_others, DiskFormat};
+use super::spec::{BlkioWeight, CpuShares, MachineName, Memory, Vcpus};
+use super::staging::{vms_dir, Staging};
+use crate::access::Access;
+use crate::bundle::{self, Check, ReadOptions};
+use crate::error::{Error, IoContext, Result};
+use crate::exec::Report;
+use crate::files;
+use crate::hypervisor::Hypervisor;
+use crate::ids::{self, MachineId};
+use crate::libvirt::{self, discard, domain, network, Connection, Dom};
+use crate::net::{mac_of, NetConfig};
+
+/// What `create` makes, every value already checked by its type.
+pub struct CreateOptions {
+    pub bundle: PathBuf,
+    /// Refuse a bundle for another hypervisor.
+    pub hypervisor: Option<Hypervisor>,
+    pub id: Option<MachineId>,
+    pub name: Option<MachineName>,
+    pub memory: Memory,
+    pub vcpus: Vcpus,
+    pub cpu_shares: Option<CpuShares>,
+    pub blkio_weight: Option<BlkioWeight>,
+    pub vnc: bool,
+    pub connect: Option<String>,
+    pub keyring: Option<PathBuf>,
+    pub allow_unsigned: bool,
+    pub start: bool,
+    /// Root's password and SSH keys to set before the first boot.
+    pub access: Access,
+    /// The disk image's format for qemu, kvm and xen.
+    pub disk_format: DiskFormat,
+}
+
+/// Everything a create made so far; dropped without `keep`, it is undone.
+struct Undo<'c> {
+    report: &'c dyn Report,
+    conn: &'c Connection,
+    net: &'c NetConfig,
+    dir: Option<PathBuf>,
+    domain: Option<Dom>,
+    host: Option<u32>,
+    file: Option<PathBuf>,
+}
+
+impl<'c> Undo<'c> {
+    fn new(conn: &'c Connection, net: &'c NetConfig, report: &'c dyn Report) -> Self {
+        Undo {
+            report,
+            conn,
+            net,
+            dir: None,
+            domain: None,
+            host: None,
+            file: None,
+        }
+    }
+
+    fn keep(mut self) {
+        self.dir = None;
+        self.domain = None;
+        self.host = None;
+        self.file = None;
+    }
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if let Some(d) = self.domain.take() {
+            discard(&d);
+        }
+        if let Some(id) = self.host.take() {
+            let _ = network::remove_host(self.conn, self.net, id, self.report);
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Some(f) = self.file.take() {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+/// A thread doing work on the side, joined when dropped.
+struct Background(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Refuse a name for a hypervisor that names machines itself.
+fn check_name(o: &CreateOptions, hv: Hypervisor) -> Result<()> {
+    if !hv.takes_names() && o.name.is_some() {
+        return Err(Error::Usage(format!(
+            "--name: {} machines are named by their ID",
+            hv.title()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuse what `o` cannot make for `hv` on this node, before anything is
+/// made: see `check_name`, and a hypervisor the node lacks.
+fn check(o: &CreateOptions, hv: Hypervisor) -> Result<()> {
+    check_name(o, hv)?;
+    if let Some(why) = hv.node_lacks() {
+        return Err(Error::Unavailable {
+            what: format!("{} machines", hv.title()),
+            why,
+        });
+    }
+    Ok(())
+}
+
+/// Create a machine from a bundle; return its ID.
+pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
+    if let Some(hv) = o.hypervisor {
+        // Told before the bundle is read, when it can be.
+        check(o, hv)?;
+    }
+    let vms = vms_dir();
+    // Verify and unpack first: nothing is made from a bundle that fails.
+    let staging = Staging::new(&vms)?;
+    let unpacked = staging.path().join("bundle");
+    report.progress("verifying and unpacking the bundle");
+    let meta = read_bundle(o, Check::Digests, Some(&unpacked))?;
+    let hv = meta.hypervisor;
+    check(o, hv)?;
+    let label = files::display_name(&o.bundle);
+    o.access.apply(&unpacked.join("rootfs"), &label)?;
+    // The root a disk image was made from goes while the domain is
+    // defined; joined before this function returns, whichever way.
+    let _removing = if hv.boots_disk_image() {
+        reachable_by_others(&vms)?;
+        make_disk(&unpacked, &label, o.disk_format, report)?;
+        let trash = staging.path().join("made-into-disk");
+        let root = unpacked.join("rootfs");
+        std::fs::rename(&root, &trash).at(&root)?;
+        Background(Some(std::thread::spawn(move || {
+            let _ = std::fs::remove_dir_all(trash);
+        })))
+    } else {
+        Background(None)
+    };
+    let conn = libvirt::connect(&libvirt::uri(o.connect.as_deref(), hv.default_uri()))?;
+    let net = NetConfig::load()?;
+    if !network::status(&conn, &net)?.defined {
+        return Err(Error::Unavailable {
+            what: format!("network {}", net.name),
+            why: format!("not defined on {}: run mkve-net create", conn.uri()),
+        });
+    }
+
+    let ids_lock = ids::lock()?;
+    let used = used_ids(&conn)?;
+    let id = match o.id.map(MachineId::get) {
+        Some(id) if used.contains(&id) => return Err(Error::Usage(format!("ID {id} is taken"))),
+        Some(id) if id < hv.first_id() => {
+            return Err(Error::Usage(format!(
+                "ID {id} is below {}, the first for {hv}",
+                hv.first_id()
+            )))
+        }
+        Some(id) => id,
+        None => ids::next_free(&used, &net, hv)?,
+    };
+    net.address_of(id)?; // the ID must fit the network before anything is made
+    let mut undo = Undo::new(&conn, &net, report);
+    let dir = if hv == Hypervisor::Openvz {
+        let node = crate::openvz::Node::system();
+        let cached = node.cache_path(id);
+        undo.file = Some(cached.clone());
+        report.progress(&format!("packing the root into {}", cached.display()));
+        crate::openvz::cache_root(&unpacked.join("rootfs"), &cached)?;
+        unpacked.clone()
+    } else {
+        let dir = vms.join(id.to_string());
+        if dir.exists() {
+            // Left by a create that was killed before its domain was defined.
+            std::fs::remove_dir_all(&dir).at(&dir)?;
+        }
+        std::fs::rename(&unpacked, &dir).map_err(|e| Error::create(&dir, e))?;
+        // Made as a private temporary directory; qemu runs as its own user
+        // and must reach the disk, kernel and initrd inside.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .at(&dir)?;
+        undo.dir = Some(dir.clone());
+        dir
+    };
+
+    let spec = spec_for(o, &meta, id, &net, &dir)?;
+    let xml = domain::xml(&spec);
+    report.note(&format!("defining {}:\n{xml}", spec.name));
+    let what = format!("machine {id} ({})", spec.name);
+    undo.domain = Some(conn.define(&xml, &what)?);
+    if hv == Hypervisor::Openvz {
+        // vzctl has unpacked it: the cache entry is not needed any more.
+        if let Some(f) = undo.file.take() {
+            let _ = std::fs::remove_file(f);
+        }
+        crate::openvz::configure(
+            &crate::openvz::Node::system(),
+            id,
+            &unpacked.join("conf/config"),
+            &spec.record,
+        )?;
+    }
+    network::add_host(&conn, &net, id, report)?;
+    undo.host = Some(id);
+    // The domain holds the ID now.
+    drop(ids_lock);
+    if o.start {
+        report.progress(&format!("starting machine {id}"));
+        if let Some(d) = &undo.domain {
+            d.start(&what)?;
+        }
+    }
+    undo.keep();
+    MachineId::new(id).map_err(Error::Other)
+}
+
+fn spec_for(
+    o: &CreateOptions,
+    meta: &bundle::Meta,
+    id: u32,
+    net: &NetConfig,
+    dir: &Path,
+) -> Result<domain::VmSpec> {
+    let hv = meta.hypervisor;
+    let name = match &o.name {
+        _ if !hv.takes_names() => id.to_string(),
+        Some(n) => n.to_string(),
+        None => MachineName::new(&format!("{}-{id}", meta.template.name))
+            .map_err(|e| Error::bundle(&o.bundle, format!("template name: {e}")))?
+            .to_string(),
+    };
+    Ok(domain::VmSpec {
+        record: domain::Record {
+            id,
+            address: net.address_of(id)?,
+            template: meta.template.name.clone(),
+            version: meta.template.version.clone(),
+            bundle: meta
+                .members
+                .get(bundle::ROOTFS)
+                .cloned()
+                .unwrap_or_default(),
+        },
+        name,
+        hypervisor: hv,
+        memory_mib: o.memory.mib(),
+        vcpus: o.vcpus.get(),
+        cpu_shares: o.cpu_shares.map(CpuShares::get),
+        blkio_weight: o.blkio_weight.map(BlkioWeight::get),
+        vnc: o.vnc && hv.boots_disk_image(),
+        mac: mac_of(id),
+        network: net.name.clone(),
+        bridge: net.bridge.clone(),
+        storage: storage_for(hv, dir, id, o.disk_format),
+    })
+}
+
+/// Where a machine's root lives, for each hypervisor: the root directory
+/// for lxc; a disk image and the kernel and initrd copied out of its /boot
+/// for the hypervisors that boot one; a template cache named after the ID
+/// for openvz.
+fn storage_for(hv: Hypervisor, dir: &Path, id: u32, disk: DiskFormat) -> domain::Storage {
+    if hv.boots_disk_image() {
+        return domain::Storage::Disk {
+            image: dir.join(disk.file()),
+            format: disk.name().into(),
+            kernel: dir.join("vmlinuz"),
+            initrd: Some(dir.join("initrd.img")),
+        };
+    }
+    match hv {
+        Hypervisor::Openvz => domain::Storage::OpenvzTemplate(crate::openvz::template_name(id)),
+        _ => domain::Storage::Dir(dir.join("rootfs")),
+    }
+}
+
+/// Read the bundle of `o`: its signature against the keyring first, then
+/// as much as `check` asks, unpacking into `unpack_to`; and refuse it when
+/// it is for another hypervisor than `--hypervisor` says.
+fn read_bundle(o: &CreateOptions, check: Check, unpack_to: Option<&Path>) -> Result<bundle::Meta> {
+    let default_keyring = crate::paths::default_keyring();
+    let report = bundle::read(
+        files::open_input(&o.bundle)?,
+        &files::display_name(&o.bundle),
+        &ReadOptions {
+            keyring: Some(o.keyring.as_deref().unwrap_or(&default_keyring)),
+            require_signature: true,
+            allow_unsigned: o.allow_unsigned,
+            check,
+            unpack_to,
+        },
+    )?;
+    let hv = report.meta.hypervisor;
+    if let Some(h) = o.hypervisor.filter(|h| *h != hv) {
+        return Err(Error::bundle(
+            &o.bundle,
+            format!("is a bundle for {hv}, not {h}"),
+        ));
+    }
+    Ok(report.meta)
+}
+
+/// The domain XML `create` would define, touching nothing: no ID is
+/// taken, no file made. The bundle's signature is checked, its payload not
+/// read. The ID is `--id`, or the next free one on the node as it is now.
+pub fn print_xml(o: &CreateOptions) -> Result<String> {
+    let meta = read_bundle(o, Check::Meta, None)?;
+    let hv = meta.hypervisor;
+    check_name(o, hv)?;
+    let net = NetConfig::load()?;
+    let id = match o.id {
+        Some(id) => id.get(),
+        None => {
+            let conn = libvirt::connect(&libvirt::uri(o.connect.as_deref(), hv.default_uri()))?;
+            ids::next_free(&used_ids(&conn)?, &net, hv)?
+        }
+    };
+    Ok(domain::xml(&spec_for(
+        o,
+        &meta,
+        id,
+        &net,
+        &vms_dir().join(id.to_string()),
+    )?))
+}
+
+/// IDs in use on the node: on `conn` and on every other hypervisor's
+/// default connection that answers.
+fn used_ids(conn: &Connection) -> Result<std::collections::BTreeSet<u32>> {
+    let mut used = ids::used_on(conn)?;
+    for uri in Hypervisor::searched_uris() {
+        if uri == conn.uri() {
+            continue;
+        }
+        if let Ok(c) = libvirt::connect(uri) {
+            used.extend(ids::used_on(&c).unwrap_or_default());
+        }
+    }
+    Ok(used)
+}

@@ -1,0 +1,143 @@
+//! The disk image a qemu, kvm or xen machine boots: made from the
+//! unpacked root without mounting anything (`mkfs.ext4 -d`), with the
+//! root's kernel and initrd beside it for direct kernel boot.
+
+use std::path::Path;
+
+use crate::error::{Error, IoContext, Result};
+use crate::exec::{Cmd, Report};
+
+/// How a qemu, kvm or xen machine's disk image is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DiskFormat {
+    /// A plain image, as `mkfs.ext4 -d` makes it (sparse where empty).
+    #[default]
+    Raw,
+    /// Converted with `qemu-img convert`: grows as the guest writes, and
+    /// takes snapshots.
+    Qcow2,
+}
+
+impl DiskFormat {
+    /// Every format's name, for help and completion.
+    pub const NAMES: [&'static str; 2] = ["raw", "qcow2"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DiskFormat::Raw => "raw",
+            DiskFormat::Qcow2 => "qcow2",
+        }
+    }
+
+    pub(super) fn file(self) -> &'static str {
+        match self {
+            DiskFormat::Raw => "disk.img",
+            DiskFormat::Qcow2 => "disk.qcow2",
+        }
+    }
+}
+
+impl std::str::FromStr for DiskFormat {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "raw" => Ok(DiskFormat::Raw),
+            "qcow2" => Ok(DiskFormat::Qcow2),
+            _ => Err(format!("\"{s}\" is not a disk format (raw, qcow2)")),
+        }
+    }
+}
+
+/// qemu runs as its own user (libvirt-qemu on Debian): every directory
+/// down to the machine's must let others through, or the guest cannot open
+/// its disk. Told before the disk is made, not by qemu after.
+pub(super) fn reachable_by_others(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for d in dir.ancestors() {
+        if let Ok(m) = std::fs::metadata(d) {
+            if m.permissions().mode() & 0o001 == 0 {
+                return Err(Error::create(
+                    dir,
+                    std::io::Error::other(format!(
+                        "qemu runs as its own user and cannot pass through {} (mode {:o}): chmod o+x it, or set MKVE_STATEDIR elsewhere",
+                        d.display(),
+                        m.permissions().mode() & 0o7777
+                    )),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Turn an unpacked bundle's `rootfs/` into what a qemu guest boots: the
+/// kernel and initrd of its /boot beside it (direct kernel boot), and an
+/// ext4 disk image made from the root without mounting anything
+/// (`mkfs.ext4 -d`). The caller removes the root directory.
+pub(super) fn make_disk(
+    unpacked: &Path,
+    label: &Path,
+    format: DiskFormat,
+    report: &dyn Report,
+) -> Result<()> {
+    let root = unpacked.join("rootfs");
+    let boot = root.join("boot");
+    let mut kernels: Vec<String> = std::fs::read_dir(&boot)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with("vmlinuz-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    kernels.sort();
+    let Some(kernel) = kernels.pop() else {
+        return Err(Error::bundle(
+            label,
+            "has no kernel in /boot: build it with the qemu package set (a kernel for direct boot)",
+        ));
+    };
+    let version = &kernel["vmlinuz-".len()..];
+    std::fs::copy(boot.join(&kernel), unpacked.join("vmlinuz")).at(boot.join(&kernel))?;
+    let initrd = boot.join(format!("initrd.img-{version}"));
+    if initrd.exists() {
+        std::fs::copy(&initrd, unpacked.join("initrd.img")).at(&initrd)?;
+    } else {
+        return Err(Error::bundle(
+            label,
+            format!("has no initrd.img-{version} in /boot"),
+        ));
+    }
+    // Room for the root and for the machine's own writes: 1.5 times the
+    // files plus 512 MiB, at least 1 GiB.
+    let used: u64 = walkdir::WalkDir::new(&root)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum();
+    let size = (used + used / 2 + (512 << 20)).max(1 << 30);
+    let image = unpacked.join("disk.img");
+    report.progress(&format!("making a {} MiB disk image", size >> 20));
+    let f = std::fs::File::create(&image).map_err(|e| Error::create(&image, e))?;
+    f.set_len(size).map_err(|e| Error::create(&image, e))?;
+    drop(f);
+    Cmd::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "mkve-root", "-d"])
+        .arg(&root)
+        .arg(&image)
+        .report(report)
+        .run_checked()?;
+    if format == DiskFormat::Qcow2 {
+        let qcow2 = unpacked.join(DiskFormat::Qcow2.file());
+        report.progress("converting the disk image to qcow2");
+        Cmd::new("qemu-img")
+            .args(["convert", "-f", "raw", "-O", "qcow2"])
+            .arg(&image)
+            .arg(&qcow2)
+            .report(report)
+            .run_checked()?;
+        std::fs::remove_file(&image).at(&image)?;
+    }
+    Ok(())
+}

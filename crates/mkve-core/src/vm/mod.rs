@@ -1,0 +1,142 @@
+//! Machines made from bundles (mkve-vm(1)). A machine is a libvirt domain
+//! carrying mkve's record in its metadata, plus `$MKVE_STATEDIR/vms/ID/`
+//! holding its root or disk, plus its DHCP entry in the mkve network.
+//!
+//! - `create.rs`: bundle → machine (verify, unpack, define, undo on failure)
+//! - `disk.rs`: the disk image qemu, kvm and xen boot
+//! - `staging.rs`: where creates unpack, and the sweep of killed ones
+//! - `manage.rs`: finding machines and their lifecycle (start, stop, delete…)
+//! - `spec.rs`: what a machine may be (names, resources), checked by every
+//!   way in before anything is made
+//!
+//! OpenVZ's own steps are in `openvz.rs`, every libvirt call in `libvirt/`.
+
+mod create;
+mod disk;
+mod manage;
+mod spec;
+mod staging;
+
+use serde::Serialize;
+
+pub use create::{create, print_xml, CreateOptions};
+pub use disk::DiskFormat;
+pub use manage::{autostart, console, delete, find, info, list, reboot, start, stop};
+pub use spec::{BlkioWeight, CpuShares, MachineName, Memory, Vcpus};
+
+use crate::hypervisor::Hypervisor;
+use crate::ids::MachineId;
+
+/// What a machine runs under: one of mkve's hypervisors, or libvirt's test
+/// driver (`test:///default`, whose domains are of a type of their own),
+/// which fast tests use. Printed as the domain type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DomainType {
+    Hypervisor(Hypervisor),
+    Test,
+}
+
+impl DomainType {
+    /// From `<domain type=…>`; `None` for a type mkve never makes.
+    pub fn parse(ty: &str) -> Option<DomainType> {
+        match ty {
+            "test" => Some(DomainType::Test),
+            t => Hypervisor::from_domain_type(t).map(DomainType::Hypervisor),
+        }
+    }
+
+    pub fn hypervisor(self) -> Option<Hypervisor> {
+        match self {
+            DomainType::Hypervisor(h) => Some(h),
+            DomainType::Test => None,
+        }
+    }
+}
+
+impl std::fmt::Display for DomainType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DomainType::Hypervisor(h) => h.fmt(f),
+            DomainType::Test => f.pad("test"),
+        }
+    }
+}
+
+impl Serialize for DomainType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Whether a machine runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum MachineState {
+    #[serde(rename = "running")]
+    Running,
+    #[serde(rename = "shut off")]
+    ShutOff,
+}
+
+impl std::fmt::Display for MachineState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            MachineState::Running => "running",
+            MachineState::ShutOff => "shut off",
+        })
+    }
+}
+
+/// One machine as `list` shows it (keys documented in mkve-vm(1)).
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub id: MachineId,
+    pub name: String,
+    pub hypervisor: DomainType,
+    pub state: MachineState,
+    pub address: String,
+    pub template: String,
+    pub version: String,
+    #[serde(skip)]
+    pub uri: String,
+}
+
+/// A machine, with its autostart flag and the bundle's digest.
+#[derive(Debug, Clone, Serialize)]
+pub struct Info {
+    #[serde(flatten)]
+    pub machine: Machine,
+    pub autostart: bool,
+    pub bundle: String,
+    pub uri: String,
+}
+
+/// Where to look for machines.
+#[derive(Debug, Clone)]
+pub struct Uris {
+    pub list: Vec<String>,
+    /// Given by the user: a connection that fails is an error. Defaults
+    /// that do not answer (a hypervisor this node lacks) are skipped.
+    pub explicit: bool,
+}
+
+/// The URIs to look for machines on: the one given (or
+/// `LIBVIRT_DEFAULT_URI`), else every hypervisor's default that mkve uses
+/// on this node.
+pub fn uris(given: Option<&str>) -> Uris {
+    let env = std::env::var("LIBVIRT_DEFAULT_URI")
+        .ok()
+        .filter(|u| !u.is_empty());
+    match given.map(str::to_string).or(env) {
+        Some(u) => Uris {
+            list: vec![u],
+            explicit: true,
+        },
+        None => Uris {
+            list: Hypervisor::searched_uris()
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+            explicit: false,
+        },
+    }
+}

@@ -1,0 +1,52 @@
+//! mkve-net's command line.
+
+use clap::{Parser, Subcommand};
+use mkve_cli::Verbosity;
+use mkve_core::ids::MachineId;
+
+/// Manage the libvirt network of mkve machines (mkve-network on mkvebr0,
+/// 192.0.2.1/24 unless $MKVE_CONFDIR/mkve.conf says otherwise).
+#[derive(Parser, Debug)]
+#[command(name = "mkve-net", version, max_term_width = 100)]
+pub struct Cli {
+    /// libvirt URI [default: $LIBVIRT_DEFAULT_URI, else qemu:///system]
+    #[arg(short, long, global = true, value_name = "URI")]
+    pub connect: Option<String>,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Define, start and autostart the network (again: nothing changes)
+    Create {
+        /// Print the network XML and touch nothing
+        #[arg(long)]
+        print_xml: bool,
+    },
+    /// Stop and undefine the network
+    Delete {
+        /// Even while machines still have addresses in it
+        #[arg(long)]
+        force: bool,
+    },
+    /// Start the network
+    Start,
+    /// Stop the network
+    Stop,
+    /// Show the network's state and its machines' entries
+    Status {
+        /// As JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the address of the machine with this ID
+    Ip {
+        id: MachineId,
+        /// As JSON: {"id": ID, "address": "…"}
+        #[arg(long)]
+        json: bool,
+    },
+}
