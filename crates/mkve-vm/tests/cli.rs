@@ -297,7 +297,7 @@ fn doctor_says_why_each_hypervisor_cannot_run() {
     };
     assert_eq!(
         why("openvz"),
-        "vzctl is not installed",
+        "vzctl is not installed on this node",
         "OpenVZ is not touched without vzctl"
     );
     assert!(why("xen").starts_with("no Xen: /proc/xen is missing"));
