@@ -45,21 +45,16 @@ pub fn run(mut cli: Cli) -> Result<()> {
         let mut v = serde_json::to_value(&report.meta).map_err(|e| Error::Other(e.to_string()))?;
         v["signature"] =
             serde_json::to_value(&report.signature).map_err(|e| Error::Other(e.to_string()))?;
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&v).map_err(|e| Error::Other(e.to_string()))?
-        );
-        return Ok(());
+        return mkve_cli::print_json(&v);
     }
     if let Some(b) = cli.verify.clone().or(cli.extract.clone()) {
         let report = read_bundle(&cli, &b, Check::Digests, true, cli.directory.as_deref())?;
         let n = report.meta.members.len();
-        println!(
+        return mkve_cli::outln!(
             "{}: {}, {n} members verified",
             files::display_name(&b).display(),
             report.signature.describe()
         );
-        return Ok(());
     }
 
     let template_arg = cli.template.clone().ok_or_else(|| {
@@ -76,8 +71,7 @@ pub fn run(mut cli: Cli) -> Result<()> {
             .iter()
             .filter(|h| template.profiles.contains_key(h));
         let hvs: Vec<&str> = checked.map(|h| h.as_str()).collect();
-        println!("{}: ok for {}", dir.display(), hvs.join(", "));
-        return Ok(());
+        return mkve_cli::outln!("{}: ok for {}", dir.display(), hvs.join(", "));
     }
     if cli.all_hypervisors {
         let dir = cli.output_dir.clone().expect("clap requires --output-dir");
@@ -155,7 +149,7 @@ fn build(
     bundle::make(&opts, &mut out)?;
     out.commit()?;
     if output.as_os_str() != "-" {
-        println!("{}", output.display());
+        mkve_cli::outln!("{}", output.display())?;
     }
     Ok(())
 }

@@ -539,3 +539,17 @@ fn a_reader_written_from_the_man_page_reads_our_bundles() {
         )
     );
 }
+
+#[test]
+fn a_closed_stdout_ends_quietly_with_status_0() {
+    let (_d, path) = write_bundle(unsigned_bundle());
+    let r = run_with_closed_stdout(new_env().cmd().arg("--info").arg(&path));
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    let r = run_with_closed_stdout(
+        new_env()
+            .cmd()
+            .args(["--allow-unsigned", "--verify"])
+            .arg(&path),
+    );
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+}

@@ -3,27 +3,35 @@
 //! picture: template → root → bundle → VM.
 
 pub mod access;
+#[cfg(feature = "gpg")]
 pub mod bundle;
 pub mod config;
+#[cfg(feature = "libvirt")]
 pub mod console;
+#[cfg(feature = "libvirt")]
 pub mod doctor;
 pub mod error;
 pub mod exec;
 pub mod files;
 pub mod hooks;
 pub mod hypervisor;
+#[cfg(feature = "libvirt")]
 pub mod ids;
 pub mod kvm;
+#[cfg(feature = "libvirt")]
 pub mod libvirt;
 pub mod lock;
 pub mod net;
+#[cfg(feature = "libvirt")]
 pub mod openvz;
 pub mod pack;
 pub mod paths;
 pub mod report;
 pub mod root;
+#[cfg(feature = "gpg")]
 pub mod sign;
 pub mod template;
+#[cfg(all(feature = "libvirt", feature = "gpg"))]
 pub mod vm;
 
 pub use error::{Error, Result};

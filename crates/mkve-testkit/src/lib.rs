@@ -129,6 +129,24 @@ pub fn run(c: &mut Command) -> Run {
     }
 }
 
+/// Run `c` with its stdout a pipe whose reading end is already closed,
+/// as in `c | head -0`: every write it makes fails with EPIPE.
+pub fn run_with_closed_stdout(c: &mut Command) -> Run {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = c
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::new(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        raw_stdout: Vec::new(),
+    }
+}
+
 /// A root with busybox as /bin/sh and a few applets, a dpkg database and
 /// a device node, made once per test run.
 pub fn busybox_root() -> &'static Path {

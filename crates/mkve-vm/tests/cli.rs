@@ -318,3 +318,36 @@ fn doctor_says_why_each_hypervisor_cannot_run() {
         r.stdout
     );
 }
+
+#[test]
+fn a_closed_stdout_ends_quietly_with_status_0() {
+    let env = new_env();
+    for args in [
+        &["-c", "test:///default", "list"][..],
+        &["-c", "test:///default", "list", "--json"],
+        &["-c", "test:///default", "doctor"],
+    ] {
+        let r = run_with_closed_stdout(env.cmd().args(args));
+        assert_eq!((r.code, r.stderr.as_str()), (0, ""), "{args:?}");
+    }
+}
+
+#[test]
+fn values_out_of_range_are_refused_before_the_bundle_is_read() {
+    let env = new_env();
+    for (args, says) in [
+        (&["--name", "100"][..], "reads as a machine ID"),
+        (&["--name", "a/b"], "'/' is not allowed"),
+        (&["--blkio-weight", "10000"], "100 to 1000"),
+        (&["--cpu-shares", "1"], "2 to 262144"),
+        (&["--vcpus", "0"], "1 to 4096"),
+        (&["--memory", "1M"], "16 to"),
+        (&["--id", "42"], "IDs start at 100"),
+    ] {
+        // The bundle does not exist: a value refused first is refused by
+        // the command line, before anything is read or made.
+        let r = run(env.cmd().arg("create").args(args).arg("/nonexistent/x.bun"));
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
+    }
+}

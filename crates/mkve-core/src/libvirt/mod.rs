@@ -136,6 +136,13 @@ impl Dom {
             .map_err(|e| failed(format!("rebooting {what}"), e))
     }
 
+    /// Destroy and undefine a domain a failed operation made, ignoring
+    /// errors (the operation's own error is the one worth telling).
+    pub fn discard(&self) {
+        let _ = self.dom.destroy();
+        let _ = self.dom.undefine();
+    }
+
     pub fn autostart(&self) -> Result<bool> {
         self.dom.autostart().map_err(|e| failed("autostart", e))
     }
@@ -166,13 +173,6 @@ impl Dom {
             .map_err(|e| failed(format!("console of {what}"), e))?;
         crate::console::attach(stream, what)
     }
-}
-
-/// Destroy and undefine a domain a failed operation made, ignoring errors
-/// (the operation's own error is the one worth telling).
-pub(crate) fn discard(d: &Dom) {
-    let _ = d.dom.destroy();
-    let _ = d.dom.undefine();
 }
 
 /// A libvirt failure while doing `what`.

@@ -14,7 +14,7 @@ use crate::exec::Report;
 use crate::files;
 use crate::hypervisor::Hypervisor;
 use crate::ids::{self, MachineId};
-use crate::libvirt::{self, discard, domain, network, Connection, Dom};
+use crate::libvirt::{self, domain, network, Connection, Dom};
 use crate::net::{mac_of, NetConfig};
 
 /// What `create` makes, every value already checked by its type.
@@ -74,7 +74,7 @@ impl<'c> Undo<'c> {
 impl Drop for Undo<'_> {
     fn drop(&mut self) {
         if let Some(d) = self.domain.take() {
-            discard(&d);
+            d.discard();
         }
         if let Some(id) = self.host.take() {
             let _ = network::remove_host(self.conn, self.net, id, self.report);

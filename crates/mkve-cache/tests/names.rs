@@ -1,0 +1,35 @@
+//! Run as hsh-pack (the name ALT users know), the tool says hsh-pack in
+//! every message: progress, errors and usage.
+
+use mkve_testkit::*;
+
+#[test]
+fn hsh_pack_says_hsh_pack() {
+    let d = tempfile::tempdir().unwrap();
+    let link = d.path().join("hsh-pack");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_mkve-cache"), &link).unwrap();
+    let root = d.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/hostname"), "x\n").unwrap();
+    let out = d.path().join("out.tar");
+
+    let r = run(std::process::Command::new(&link)
+        .arg("-v")
+        .arg("--tarify-only")
+        .arg(&root)
+        .arg("-o")
+        .arg(&out));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("hsh-pack: packing"), "{}", r.stderr);
+
+    let r = run(std::process::Command::new(&link)
+        .arg("--tarify-only")
+        .arg(d.path().join("missing")));
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.starts_with("hsh-pack: "), "{}", r.stderr);
+
+    let r = run(std::process::Command::new(&link).arg("--no-such-option"));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("Usage: hsh-pack"), "{}", r.stderr);
+    assert!(!r.stderr.contains("mkve-cache"), "{}", r.stderr);
+}
