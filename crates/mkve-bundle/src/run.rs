@@ -74,7 +74,10 @@ pub fn run(mut cli: Cli) -> Result<()> {
         return mkve_cli::outln!("{}: ok for {}", dir.display(), hvs.join(", "));
     }
     if cli.all_hypervisors {
-        let dir = cli.output_dir.clone().expect("clap requires --output-dir");
+        let dir = cli
+            .output_dir
+            .clone()
+            .ok_or_else(|| Error::Usage("--all-hypervisors needs --output-dir".into()))?;
         for &h in &template.hypervisors {
             let out = dir.join(format!("{}-{h}.bun", template.name));
             build(&cli, &template, h, &out, &report)?;

@@ -159,6 +159,10 @@ impl Report for Term {
         }
     }
 
+    fn warning(&self, msg: &str) {
+        let _ = writeln!(std::io::stderr(), "{}: warning: {msg}", tool());
+    }
+
     fn note(&self, msg: &str) {
         if self.verbose {
             let _ = writeln!(std::io::stderr(), "{msg}");

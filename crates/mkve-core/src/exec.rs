@@ -450,6 +450,7 @@ mod tests {
         struct Log(std::sync::Mutex<Vec<String>>);
         impl Report for Log {
             fn progress(&self, _: &str) {}
+            fn warning(&self, _: &str) {}
             fn note(&self, m: &str) {
                 self.0.lock().unwrap().push(format!("note {m}"));
             }

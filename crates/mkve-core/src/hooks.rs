@@ -128,7 +128,8 @@ impl<'r> Chroot<'r> {
 impl Drop for Chroot<'_> {
     fn drop(&mut self) {
         if let Err(e) = std::fs::remove_dir_all(&self.stage) {
-            eprintln!("warning: {}: cannot remove: {e}", self.stage.display());
+            self.report
+                .warning(&format!("{}: cannot remove: {e}", self.stage.display()));
         }
     }
 }

@@ -29,7 +29,9 @@ pub enum Mode {
 impl Lock {
     /// Wait for the lock `name` in `$MKVE_LOCKDIR`.
     pub fn acquire(name: &str, mode: Mode) -> Result<Lock> {
-        Self::at(&crate::paths::lockdir().join(name), mode, true).map(|l| l.expect("blocking lock"))
+        let path = crate::paths::lockdir().join(name);
+        Self::at(&path, mode, true)?
+            .ok_or_else(|| Error::io(&path, std::io::Error::other("lock not taken")))
     }
 
     /// Take the lock `name` if no one holds it; `None` otherwise.

@@ -160,9 +160,7 @@ pub fn pack_dir<W: Write>(root: &Path, out: W, opts: &PackOptions) -> Result<(W,
             )
         })?;
         let path = entry.path();
-        let rel = path
-            .strip_prefix(root)
-            .expect("walkdir yields paths under its root");
+        let rel = path.strip_prefix(root).unwrap_or(path);
         let meta = entry.metadata().map_err(|e| Error::io(path, e.into()))?;
         let ft = meta.file_type();
         if ft.is_socket() {

@@ -11,6 +11,10 @@ pub trait Report: Sync {
     /// A phase of a long job: `verifying and unpacking the bundle`.
     fn progress(&self, msg: &str);
 
+    /// Something went wrong that does not stop the job (a leftover that
+    /// could not be removed): always worth telling.
+    fn warning(&self, msg: &str);
+
     /// A detail worth telling with `-v`.
     fn note(&self, _msg: &str) {}
 
@@ -30,4 +34,5 @@ pub struct Silent;
 
 impl Report for Silent {
     fn progress(&self, _msg: &str) {}
+    fn warning(&self, _msg: &str) {}
 }

@@ -189,7 +189,7 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
         created: rfc3339(created_secs),
         members,
     };
-    let meta_json = meta.to_json();
+    let meta_json = meta.to_json()?;
     let signature = match &opts.signing {
         Signing::Unsigned => None,
         Signing::Key(k) => {
@@ -249,7 +249,7 @@ fn conf_members(conf: Option<&Path>) -> Result<Vec<(String, PathBuf)>> {
     for e in walkdir::WalkDir::new(conf).sort_by_file_name().min_depth(1) {
         let e = e.map_err(|e| Error::io(conf, e.into()))?;
         if e.file_type().is_file() {
-            let rel = e.path().strip_prefix(conf).expect("under conf");
+            let rel = e.path().strip_prefix(conf).unwrap_or(e.path());
             let rel = rel
                 .to_str()
                 .ok_or_else(|| Error::template(e.path(), None, "file name is not UTF-8"))?;

@@ -46,10 +46,11 @@ pub struct Installed {
 }
 
 impl Meta {
-    pub fn to_json(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec_pretty(self).expect("Meta serialises");
+    /// meta.json's bytes: pretty JSON and a newline (mkve-bundle(5)).
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        let mut v = serde_json::to_vec_pretty(self).map_err(|e| Error::Other(e.to_string()))?;
         v.push(b'\n');
-        v
+        Ok(v)
     }
 
     pub fn from_json(bytes: &[u8], label: &Path) -> Result<Meta> {

@@ -15,9 +15,7 @@ use crate::net::{mac_of, NetConfig, FIRST_ID};
 /// and each other, nothing beyond. DHCP hands out only the fixed host
 /// entries' addresses in practice; the range covers the IDs.
 pub fn xml(c: &NetConfig) -> String {
-    let first = c
-        .address_of(FIRST_ID)
-        .expect("checked when the config was read");
+    let first = c.address_of(FIRST_ID).unwrap_or(c.host);
     let last = c.address_of(c.last_id()).unwrap_or(first);
     format!(
         "<network>\n  <name>{}</name>\n  <bridge name='{}' stp='off' delay='0'/>\n  \

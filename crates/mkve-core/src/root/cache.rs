@@ -76,7 +76,7 @@ pub fn layer(
         });
     }
 
-    let key = resolved.key();
+    let key = resolved.key()?;
     let dir = layers.join(&key);
     let lock_name = format!("layer-{key}.lock");
     if policy == CachePolicy::Use {
@@ -132,7 +132,7 @@ fn build_into(
     // once it is on disk.
     let fd = std::fs::File::open(tmp.path()).at(tmp.path())?;
     nix::unistd::syncfs(&fd).map_err(|e| Error::io(tmp.path(), e.into()))?;
-    let spec = serde_json::to_vec_pretty(r).expect("Resolved serialises");
+    let spec = serde_json::to_vec_pretty(r).map_err(|e| Error::Other(e.to_string()))?;
     std::fs::write(tmp.path().join("spec.json"), spec).map_err(|e| Error::create(tmp.path(), e))?;
     if dir.exists() {
         let old = tempfile::Builder::new()

@@ -53,13 +53,13 @@ pub struct Resolved {
 
 impl Resolved {
     /// The cache key: sha256 of the canonical JSON of the resolved spec.
-    pub fn key(&self) -> String {
+    pub fn key(&self) -> Result<String> {
         use sha2::Digest;
-        let json = serde_json::to_vec(self).expect("Resolved serialises");
-        sha2::Sha256::digest(json)
+        let json = serde_json::to_vec(self).map_err(|e| Error::Other(e.to_string()))?;
+        Ok(sha2::Sha256::digest(json)
             .iter()
             .map(|b| format!("{b:02x}"))
-            .collect()
+            .collect())
     }
 }
 
