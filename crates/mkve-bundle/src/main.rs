@@ -101,6 +101,7 @@ pub struct Cli {
     pub quiet: bool,
 }
 
+mod config;
 mod run;
 
 /// Shell completion: template names under $MKVE_DATADIR/templates, and
@@ -127,8 +128,7 @@ fn main() -> ExitCode {
     clap_complete::CompleteEnv::with_factory(Cli::command)
         .completer("mkve-bundle")
         .complete();
-    let cli = Cli::parse();
-    match run::run(cli) {
+    match config::parse().and_then(run::run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => mkve_core::error::report("mkve-bundle", &e),
     }

@@ -1,11 +1,11 @@
-//! What each mode of mkve-bundle does, given the parsed command line:
-//! options merged with the config file, then one call into the core.
+//! What each mode of mkve-bundle does, given the parsed command line
+//! (already merged with the config file, see `config.rs`): one call into
+//! the core.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use mkve_core::bundle::{self, Check, MakeOptions, ReadOptions, RootSource, Signing};
-use mkve_core::config::{Config, BUNDLE_VARIABLES};
 use mkve_core::files::{self, Output};
 use mkve_core::root::{CachePolicy, RootSpec};
 use mkve_core::template::{Hypervisor, Template};
@@ -13,27 +13,7 @@ use mkve_core::{exec, paths, Error, Result};
 
 use crate::Cli;
 
-pub fn run(mut cli: Cli) -> Result<()> {
-    let config_path = if cli.no_config {
-        None
-    } else {
-        cli.config.clone().or_else(paths::bundle_config)
-    };
-    let explicit = cli.config.is_some();
-    let cfg = match config_path {
-        Some(p) => match Config::load(&p, BUNDLE_VARIABLES)? {
-            Some(c) => c,
-            None if explicit => {
-                return Err(Error::Usage(format!(
-                    "{}: no such config file",
-                    p.display()
-                )))
-            }
-            None => Config::default(),
-        },
-        None => Config::default(),
-    };
-    merge(&mut cli, &cfg)?;
+pub fn run(cli: Cli) -> Result<()> {
     exec::set_verbose(cli.verbose);
     exec::set_quiet(cli.quiet);
 
@@ -148,38 +128,6 @@ fn build(cli: &Cli, template: &Template, hypervisor: Hypervisor, output: &Path) 
         println!("{}", output.display());
     }
     Ok(())
-}
-
-/// Options not on the command line come from the config file.
-fn merge(cli: &mut Cli, cfg: &Config) -> Result<()> {
-    let path = |k: &str| cfg.get(k).map(PathBuf::from);
-    cli.template = cli
-        .template
-        .take()
-        .or_else(|| cfg.get("template").map(str::to_string));
-    if cli.hypervisor.is_none() {
-        if let Some(h) = cfg.get("hypervisor") {
-            let parsed = h
-                .parse()
-                .map_err(|e: String| config_error(cfg, &format!("hypervisor: {e}")))?;
-            cli.hypervisor = Some(parsed);
-        }
-    }
-    cli.output = cli.output.take().or_else(|| path("output"));
-    cli.hooks = cli.hooks.take().or_else(|| path("hooks"));
-    cli.rootfs = cli.rootfs.take().or_else(|| path("rootfs"));
-    cli.keyring = cli.keyring.take().or_else(|| path("keyring"));
-    cli.sign_key = cli
-        .sign_key
-        .take()
-        .or_else(|| cfg.get("sign_key").map(str::to_string));
-    cli.force_no_sign |= cfg.flag("force_no_sign")?;
-    cli.verbose |= cfg.flag("verbose")?;
-    Ok(())
-}
-
-fn config_error(cfg: &Config, msg: &str) -> Error {
-    Error::InvalidConfig(mkve_core::error::Problem::new(&cfg.path, None, msg))
 }
 
 fn read_bundle(
