@@ -223,6 +223,61 @@ fn check(arg: &Arg, value: &str) -> std::result::Result<(), String> {
 mod tests {
     use super::*;
 
+    /// The first words of the `.TP` tags of a man page section, `.B x` or
+    /// `.BR x ", " y`.
+    fn tags(page: &str, section: &str) -> Vec<String> {
+        let mut lines = page
+            .lines()
+            .skip_while(|l| *l != format!(".SH {section}"))
+            .skip(1)
+            .take_while(|l| !l.starts_with(".SH "));
+        let mut out = vec![];
+        while let Some(l) = lines.next() {
+            if l == ".TP" {
+                let tag = lines.next().unwrap_or_default();
+                let words = tag.split_once(' ').map_or("", |(_, w)| w);
+                out.extend(
+                    words
+                        .split(['"', ',', ' '])
+                        .filter(|w| !w.is_empty())
+                        .map(str::to_string),
+                );
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_man_page_lists_the_variables_and_only_them() {
+        let page = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../man/mkve-bundle-config.5"
+        ))
+        .unwrap();
+        let cmd = command();
+        let mut from_clap: Vec<String> = variables(&cmd).into_iter().map(|(n, _)| n).collect();
+        let mut documented = tags(&page, "VARIABLES");
+        from_clap.sort();
+        documented.sort();
+        assert_eq!(
+            documented, from_clap,
+            "man/mkve-bundle-config.5 VARIABLES and the command line disagree"
+        );
+
+        let mut others: Vec<String> = cmd
+            .get_arguments()
+            .map(variable_name)
+            .filter(|n| !from_clap.contains(n))
+            .collect();
+        let mut excluded = tags(&page, "NOT VARIABLES");
+        others.sort();
+        excluded.sort();
+        assert_eq!(
+            excluded, others,
+            "man/mkve-bundle-config.5 NOT VARIABLES and the command line disagree"
+        );
+    }
+
     #[test]
     fn the_mode_and_the_file_are_not_variables() {
         let names: Vec<String> = variables(&command()).into_iter().map(|(n, _)| n).collect();
