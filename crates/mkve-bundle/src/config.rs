@@ -279,6 +279,24 @@ mod tests {
     }
 
     #[test]
+    fn every_variable_has_an_integration_test() {
+        let tests = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/config_variables.rs"
+        ))
+        .unwrap();
+        let untested: Vec<String> = variables(&command())
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| !tests.contains(&format!("fn variable_{n}() {{")))
+            .collect();
+        assert!(
+            untested.is_empty(),
+            "no test in tests/config_variables.rs sets {untested:?} in the config file"
+        );
+    }
+
+    #[test]
     fn the_mode_and_the_file_are_not_variables() {
         let names: Vec<String> = variables(&command()).into_iter().map(|(n, _)| n).collect();
         for not in [
