@@ -1,128 +1,14 @@
 //! mkve-bundle(1): make a bundle from a template, check a template, or
 //! inspect, verify and unpack a bundle.
 
-use std::path::PathBuf;
-use std::process::ExitCode;
-
-use clap::Parser;
-use clap_complete::engine::{
-    ArgValueCandidates, ArgValueCompleter, CompletionCandidate, ValueCompleter,
-};
-use mkve_core::template::Hypervisor;
-
-/// Make a bundle from an mkve template, or check, inspect, verify and unpack bundles.
-///
-/// Options not given on the command line are read from ~/.mkve/bundle-config,
-/// a bash program whose variables are named like the options (force_no_sign=yes).
-#[derive(Parser, Debug)]
-#[command(name = "mkve-bundle", version, max_term_width = 100)]
-pub struct Cli {
-    /// Template: a directory, or a name under $MKVE_DATADIR/templates
-    #[arg(add = ArgValueCompleter::new(complete_template))]
-    pub template: Option<String>,
-    /// Hypervisor to build for (openvz, qemu, kvm, lxc, xen)
-    #[arg(short = 'H', long, value_name = "HV", add = ArgValueCandidates::new(hypervisors))]
-    pub hypervisor: Option<Hypervisor>,
-    /// Write the bundle to FILE; - is stdout
-    #[arg(short, long, value_name = "FILE", alias = "out")]
-    pub output: Option<PathBuf>,
-    /// Look for hooks here after the template's hooks/ [default: $MKVE_DATADIR/hooks]
-    #[arg(long, value_name = "DIR")]
-    pub hooks: Option<PathBuf>,
-    /// Use this root (directory, tar, tar.gz, tar.zst, or - for a tar on stdin)
-    /// instead of building one from the template's packages
-    #[arg(long, value_name = "PATH")]
-    pub rootfs: Option<PathBuf>,
-    /// Build a bundle for every hypervisor the template lists, as DIR/NAME-HV.bun
-    #[arg(long, requires = "output_dir", conflicts_with_all = ["hypervisor", "output"])]
-    pub all_hypervisors: bool,
-    /// Directory for --all-hypervisors
-    #[arg(long, value_name = "DIR")]
-    pub output_dir: Option<PathBuf>,
-    /// Release to install [default: the host's]
-    #[arg(long, help_heading = "Building roots")]
-    pub suite: Option<String>,
-    /// Mirror URI, apt sources line or file (repeatable) [default: the host's apt sources]
-    #[arg(long, value_name = "MIRROR", help_heading = "Building roots")]
-    pub mirror: Vec<String>,
-    /// Architecture [default: the host's]
-    #[arg(long, help_heading = "Building roots")]
-    pub arch: Option<String>,
-    /// mmdebstrap variant [default: minbase]
-    #[arg(long, help_heading = "Building roots")]
-    pub variant: Option<String>,
-    /// Backend: mmdebstrap or hasher [default: by the host's distribution]
-    #[arg(long, help_heading = "Building roots")]
-    pub backend: Option<String>,
-    /// Do not use or fill the package-layer cache
-    #[arg(long, conflicts_with = "refresh", help_heading = "Building roots")]
-    pub no_cache: bool,
-    /// Build the package layer again and replace the cached one
-    #[arg(long, help_heading = "Building roots")]
-    pub refresh: bool,
-    /// Do not sign meta.json
-    #[arg(long)]
-    pub force_no_sign: bool,
-    /// Sign with this key [default: GnuPG's default key]
-    #[arg(long, value_name = "KEYID")]
-    pub sign_key: Option<String>,
-    /// Check the template and build nothing
-    #[arg(long, group = "mode")]
-    pub check: bool,
-    /// Print a bundle's meta.json and signature status as JSON
-    #[arg(long, value_name = "BUNDLE", group = "mode")]
-    pub info: Option<PathBuf>,
-    /// Check a bundle's signature and every digest
-    #[arg(long, value_name = "BUNDLE", group = "mode")]
-    pub verify: Option<PathBuf>,
-    /// Verify a bundle and unpack it into the new directory given by -C
-    #[arg(long, value_name = "BUNDLE", group = "mode", requires = "directory")]
-    pub extract: Option<PathBuf>,
-    /// Directory to create for --extract
-    #[arg(short = 'C', long, value_name = "DIR")]
-    pub directory: Option<PathBuf>,
-    /// Keyring to verify against [default: $MKVE_CONFDIR/trusted.gpg]
-    #[arg(long, value_name = "FILE")]
-    pub keyring: Option<PathBuf>,
-    /// Accept a bundle that has no signature (a bad one is still refused)
-    #[arg(long)]
-    pub allow_unsigned: bool,
-    /// Read defaults from FILE [default: ~/.mkve/bundle-config]
-    #[arg(long, value_name = "FILE", conflicts_with = "no_config")]
-    pub config: Option<PathBuf>,
-    /// Read no config file
-    #[arg(long)]
-    pub no_config: bool,
-    /// Show the commands run and their output
-    #[arg(short, long)]
-    pub verbose: bool,
-    /// No progress lines
-    #[arg(short, long)]
-    pub quiet: bool,
-}
-
+mod cli;
+mod config;
 mod run;
 
-/// Shell completion: template names under $MKVE_DATADIR/templates, and
-/// directories.
-fn complete_template(current: &std::ffi::OsStr) -> Vec<CompletionCandidate> {
-    let prefix = current.to_string_lossy();
-    let mut out: Vec<CompletionCandidate> = mkve_core::template::shipped_names()
-        .into_iter()
-        .filter(|n| n.starts_with(prefix.as_ref()))
-        .map(CompletionCandidate::new)
-        .collect();
-    out.extend(clap_complete::engine::PathCompleter::dir().complete(current));
-    out
-}
+use std::process::ExitCode;
 
-fn hypervisors() -> Vec<CompletionCandidate> {
-    Hypervisor::ALL
-        .iter()
-        .map(|h| CompletionCandidate::new(h.to_string()))
-        .collect()
-}
+use cli::Cli;
 
 fn main() -> ExitCode {
-    mkve_cli::main("mkve-bundle", |cli: Cli, _| run::run(cli))
+    mkve_cli::main_with_argv("mkve-bundle", config::argv, |cli: Cli, _| run::run(cli))
 }

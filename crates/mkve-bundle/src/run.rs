@@ -1,44 +1,19 @@
-//! What each mode of mkve-bundle does, given the parsed command line:
-//! options merged with the config file, then one call into the core.
+//! What each mode of mkve-bundle does, given the parsed command line
+//! (already merged with the config file, see `config.rs`): one call into
+//! the core.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use mkve_core::bundle::{self, Check, MakeOptions, ReadOptions, RootSource, Signing};
-use mkve_core::config::{Config, BUNDLE_VARIABLES};
 use mkve_core::files::{self, Output};
-use mkve_core::root::{CachePolicy, RootSpec};
 use mkve_core::template::{Hypervisor, Template};
 use mkve_core::{paths, Error, Result};
 
-use crate::Cli;
+use crate::cli::Cli;
 
-pub fn run(mut cli: Cli) -> Result<()> {
-    let config_path = if cli.no_config {
-        None
-    } else {
-        cli.config.clone().or_else(paths::bundle_config)
-    };
-    let explicit = cli.config.is_some();
-    let cfg = match config_path {
-        Some(p) => match Config::load(&p, BUNDLE_VARIABLES)? {
-            Some(c) => c,
-            None if explicit => {
-                return Err(Error::Usage(format!(
-                    "{}: no such config file",
-                    p.display()
-                )))
-            }
-            None => Config::default(),
-        },
-        None => Config::default(),
-    };
-    merge(&mut cli, &cfg)?;
-    let report = mkve_cli::Verbosity {
-        quiet: cli.quiet,
-        verbose: cli.verbose,
-    }
-    .term();
+pub fn run(cli: Cli) -> Result<()> {
+    let report = cli.verbosity.term();
 
     if let Some(b) = &cli.info {
         let report = read_bundle(&cli, b, Check::Meta, false, None)?;
@@ -120,19 +95,9 @@ fn build(
     let root = match &cli.rootfs {
         Some(r) => RootSource::from_arg(r),
         None => RootSource::Packages {
-            backend: cli.backend.clone(),
-            spec: RootSpec {
-                suite: cli.suite.clone(),
-                mirrors: cli.mirror.clone(),
-                arch: cli.arch.clone(),
-                variant: cli.variant.clone(),
-                packages: vec![],
-            },
-            policy: match (cli.no_cache, cli.refresh) {
-                (true, _) => CachePolicy::Skip,
-                (_, true) => CachePolicy::Refresh,
-                _ => CachePolicy::Use,
-            },
+            backend: cli.root.backend.clone(),
+            spec: cli.root.spec(vec![]),
+            policy: cli.root.policy(),
         },
     };
     let signing = if cli.force_no_sign {
@@ -157,38 +122,6 @@ fn build(
     Ok(())
 }
 
-/// Options not on the command line come from the config file.
-fn merge(cli: &mut Cli, cfg: &Config) -> Result<()> {
-    let path = |k: &str| cfg.get(k).map(PathBuf::from);
-    cli.template = cli
-        .template
-        .take()
-        .or_else(|| cfg.get("template").map(str::to_string));
-    if cli.hypervisor.is_none() {
-        if let Some(h) = cfg.get("hypervisor") {
-            let parsed = h
-                .parse()
-                .map_err(|e: String| config_error(cfg, &format!("hypervisor: {e}")))?;
-            cli.hypervisor = Some(parsed);
-        }
-    }
-    cli.output = cli.output.take().or_else(|| path("output"));
-    cli.hooks = cli.hooks.take().or_else(|| path("hooks"));
-    cli.rootfs = cli.rootfs.take().or_else(|| path("rootfs"));
-    cli.keyring = cli.keyring.take().or_else(|| path("keyring"));
-    cli.sign_key = cli
-        .sign_key
-        .take()
-        .or_else(|| cfg.get("sign_key").map(str::to_string));
-    cli.force_no_sign |= cfg.flag("force_no_sign")?;
-    cli.verbose |= cfg.flag("verbose")?;
-    Ok(())
-}
-
-fn config_error(cfg: &Config, msg: &str) -> Error {
-    Error::InvalidConfig(mkve_core::error::Problem::new(&cfg.path, None, msg))
-}
-
 fn read_bundle(
     cli: &Cli,
     path: &std::path::Path,
@@ -197,7 +130,7 @@ fn read_bundle(
     unpack_to: Option<&std::path::Path>,
 ) -> Result<bundle::Report> {
     let default = paths::default_keyring();
-    let keyring = match &cli.keyring {
+    let keyring = match &cli.keys.keyring {
         Some(k) => Some(k.as_path()),
         None if require || default.exists() => Some(default.as_path()),
         None => None,
@@ -205,7 +138,7 @@ fn read_bundle(
     let opts = ReadOptions {
         keyring,
         require_signature: require,
-        allow_unsigned: cli.allow_unsigned,
+        allow_unsigned: cli.keys.allow_unsigned,
         check,
         unpack_to,
     };

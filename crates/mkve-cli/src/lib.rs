@@ -48,12 +48,29 @@ where
     C: CommandFactory + FromArgMatches,
     F: FnOnce(C, &ArgMatches) -> Result<()>,
 {
+    main_with_argv(default_name, |_| Ok(std::env::args_os().collect()), run)
+}
+
+/// [`main`], parsing the arguments `argv` returns instead of the process's
+/// own (mkve-bundle adds its config file's values); `argv` is given the
+/// command they will be parsed with, and its error is reported as any.
+pub fn main_with_argv<C, A, F>(default_name: &str, argv: A, run: F) -> ExitCode
+where
+    C: CommandFactory + FromArgMatches,
+    A: FnOnce(&clap::Command) -> Result<Vec<std::ffi::OsString>>,
+    F: FnOnce(C, &ArgMatches) -> Result<()>,
+{
     let name = TOOL.get_or_init(|| name_from_argv(default_name)).clone();
     clap_complete::CompleteEnv::with_factory(C::command)
         .bin(name.clone())
         .completer(name.clone())
         .complete();
-    let matches = C::command().bin_name(name).get_matches();
+    let cmd = C::command().bin_name(name);
+    let args = match argv(&cmd) {
+        Ok(a) => a,
+        Err(e) => return report_error(&e),
+    };
+    let matches = cmd.get_matches_from(args);
     let cli = C::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = run(cli, &matches).and_then(|()| {
         std::io::stdout()

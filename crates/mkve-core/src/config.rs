@@ -3,6 +3,10 @@
 //! defaults. It is run by bash itself, never reimplemented: after it has
 //! run, the variables asked for are printed NUL-separated on a pipe of
 //! their own, while anything the program prints goes to stderr.
+//!
+//! Which variables there are, and what their values mean, is the caller's
+//! (mkve-bundle derives both from its command line); this module only
+//! reads strings and arrays.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,36 +14,36 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Problem, Result};
 use crate::exec::Cmd;
 
-/// The variables mkve-bundle reads from its config file.
-pub const BUNDLE_VARIABLES: &[&str] = &[
-    "template",
-    "hypervisor",
-    "output",
-    "hooks",
-    "rootfs",
-    "force_no_sign",
-    "verbose",
-    "sign_key",
-    "keyring",
-    "all_hypervisors",
-    "output_dir",
-    "suite",
-    "arch",
-    "variant",
-    "backend",
-    "no_cache",
-];
-
+/// Prints each variable asked for as `NAME \0 KIND \0 VALUE \0`: KIND `s`
+/// for a string, `a` once per element of an indexed array, `A` (no value)
+/// for an associative array. `set +eu`: the file's own shell options must
+/// not break the printing.
 const READER: &str = r#"source -- "$1" >&2 || exit
+set +eu
 shift
 for __mkve_name; do
-    if [[ -v $__mkve_name ]]; then printf '%s\0%s\0' "$__mkve_name" "${!__mkve_name}"; fi
+    case ${!__mkve_name@a} in
+    *A*) printf '%s\0A\0\0' "$__mkve_name" ;;
+    *a*)
+        __mkve_all="$__mkve_name[@]"
+        for __mkve_v in "${!__mkve_all}"; do printf '%s\0a\0%s\0' "$__mkve_name" "$__mkve_v"; done ;;
+    *) if [[ -v $__mkve_name ]]; then printf '%s\0s\0%s\0' "$__mkve_name" "${!__mkve_name}"; fi ;;
+    esac
 done"#;
+
+/// What a variable holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    String(String),
+    /// An indexed array's elements, in order.
+    Array(Vec<String>),
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     pub path: PathBuf,
-    pub values: BTreeMap<String, String>,
+    /// The variables asked for that the file set.
+    pub values: BTreeMap<String, Value>,
 }
 
 impl Config {
@@ -64,44 +68,54 @@ impl Config {
             )));
         }
         eprint!("{stderr}");
-        let mut values = BTreeMap::new();
-        let mut fields = out.stdout.split(|&b| b == 0);
-        while let (Some(k), Some(v)) = (fields.next(), fields.next()) {
-            if k.is_empty() {
-                break;
-            }
-            let v = String::from_utf8(v.to_vec()).map_err(|_| {
-                Error::InvalidConfig(Problem::new(
-                    path,
-                    None,
-                    format!("{} is not UTF-8", String::from_utf8_lossy(k)),
-                ))
-            })?;
-            values.insert(String::from_utf8_lossy(k).into_owned(), v);
-        }
-        Ok(Some(Config {
+        let mut cfg = Config {
             path: path.to_path_buf(),
-            values,
-        }))
+            values: BTreeMap::new(),
+        };
+        let mut fields = out.stdout.split(|&b| b == 0);
+        while let (Some(k), Some(kind), Some(v)) = (fields.next(), fields.next(), fields.next()) {
+            let name = String::from_utf8_lossy(k).into_owned();
+            let v = String::from_utf8(v.to_vec())
+                .map_err(|_| cfg.error(&name, "the value is not UTF-8"))?;
+            match (kind, cfg.values.get_mut(&name)) {
+                (b"s", _) => {
+                    cfg.values.insert(name, Value::String(v));
+                }
+                (b"a", Some(Value::Array(items))) => items.push(v),
+                (b"a", _) => {
+                    cfg.values.insert(name, Value::Array(vec![v]));
+                }
+                _ => return Err(cfg.error(&name, "an associative array, not a list of values")),
+            }
+        }
+        Ok(Some(cfg))
     }
 
-    /// A non-empty value (an empty variable counts as unset).
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.values
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+    /// A variable that holds one value: `None` when it is unset or empty,
+    /// an error when it is an array.
+    pub fn value(&self, name: &str) -> Result<Option<&str>> {
+        match self.values.get(name) {
+            None => Ok(None),
+            Some(Value::String(v)) => Ok(Some(v.as_str()).filter(|v| !v.is_empty())),
+            Some(Value::Array(_)) => Err(self.error(name, "an array, but it takes one value")),
+        }
+    }
+
+    /// A variable that holds a list: an array's elements, or a string as
+    /// one element; empty ones are left out.
+    pub fn list(&self, name: &str) -> Vec<&str> {
+        let all: Vec<&str> = match self.values.get(name) {
+            None => vec![],
+            Some(Value::String(v)) => vec![v.as_str()],
+            Some(Value::Array(items)) => items.iter().map(String::as_str).collect(),
+        };
+        all.into_iter().filter(|v| !v.is_empty()).collect()
     }
 
     /// A yes/no variable: yes, true, on, 1 / no, false, off, 0 or empty.
     pub fn flag(&self, name: &str) -> Result<bool> {
-        match self
-            .values
-            .get(name)
-            .map(|v| v.to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("") | Some("no") | Some("false") | Some("off") | Some("0") => Ok(false),
+        match self.value(name)?.map(str::to_ascii_lowercase).as_deref() {
+            None | Some("no") | Some("false") | Some("off") | Some("0") => Ok(false),
             Some("yes") | Some("true") | Some("on") | Some("1") => Ok(true),
             Some(other) => Err(Error::InvalidConfig(Problem::new(
                 &self.path,
@@ -109,6 +123,11 @@ impl Config {
                 format!("{name}=\"{other}\": expected yes or no"),
             ))),
         }
+    }
+
+    /// What is wrong with the variable `name`, as `FILE: NAME: MESSAGE`.
+    pub fn error(&self, name: &str, message: impl std::fmt::Display) -> Error {
+        Error::InvalidConfig(Problem::new(&self.path, None, format!("{name}: {message}")))
     }
 }
 
@@ -139,11 +158,13 @@ fn bash_problem(path: &Path, stderr: &str, code: Option<i32>) -> Problem {
 mod tests {
     use super::*;
 
+    const NAMES: &[&str] = &["hypervisor", "output", "verbose", "force_no_sign", "mirror"];
+
     fn load(text: &str) -> Result<Option<Config>> {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("bundle-config");
         std::fs::write(&p, text).unwrap();
-        Config::load(&p, BUNDLE_VARIABLES).map(|c| {
+        Config::load(&p, NAMES).map(|c| {
             c.map(|mut c| {
                 c.path = PathBuf::from("cfg");
                 c
@@ -156,14 +177,13 @@ mod tests {
         let c = load("hypervisor=openvz\nverbose=yes\nforce_no_sign=yes\nunrelated=1\n")
             .unwrap()
             .unwrap();
-        assert_eq!(c.get("hypervisor"), Some("openvz"));
+        assert_eq!(c.value("hypervisor").unwrap(), Some("openvz"));
         assert!(c.flag("verbose").unwrap() && c.flag("force_no_sign").unwrap());
-        assert_eq!(
-            c.get("unrelated"),
-            None,
+        assert!(
+            !c.values.contains_key("unrelated"),
             "only the variables asked for are read"
         );
-        assert_eq!(c.get("output"), None);
+        assert_eq!(c.value("output").unwrap(), None);
     }
 
     #[test]
@@ -171,8 +191,32 @@ mod tests {
         let c = load("echo chatter\nx=qemu\nif [ \"$x\" = qemu ]; then hypervisor=$x; fi\noutput=/b/$(printf %s a b)-$((1+2)).bun\n")
             .unwrap()
             .unwrap();
-        assert_eq!(c.get("hypervisor"), Some("qemu"));
-        assert_eq!(c.get("output"), Some("/b/ab-3.bun"));
+        assert_eq!(c.value("hypervisor").unwrap(), Some("qemu"));
+        assert_eq!(c.value("output").unwrap(), Some("/b/ab-3.bun"));
+    }
+
+    #[test]
+    fn arrays_are_lists_and_strings_one_item() {
+        let c = load("mirror=(a '' 'deb http://x y main')\noutput=(o)\nset -u\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.list("mirror"), ["a", "deb http://x y main"]);
+        assert_eq!(
+            c.value("output").unwrap_err().to_string(),
+            "cfg: output: an array, but it takes one value"
+        );
+        let c = load("mirror='deb http://x y main'\nhypervisor=\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.list("mirror"), ["deb http://x y main"]);
+        assert_eq!(c.list("hypervisor"), Vec::<&str>::new());
+        assert_eq!(c.value("hypervisor").unwrap(), None, "empty is unset");
+        let e = load("declare -A mirror=([a]=b)\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("bundle-config: mirror: an associative array, not a list of values"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -180,7 +224,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("bundle-config");
         std::fs::write(&p, "hypervisor=qemu\nif then\n").unwrap();
-        let e = Config::load(&p, BUNDLE_VARIABLES).unwrap_err();
+        let e = Config::load(&p, NAMES).unwrap_err();
         assert_eq!(e.exit_code(), 65);
         let msg = e.to_string();
         assert!(
@@ -206,10 +250,8 @@ mod tests {
 
     #[test]
     fn a_missing_file_is_no_config() {
-        assert!(
-            Config::load(Path::new("/nonexistent/bundle-config"), BUNDLE_VARIABLES)
-                .unwrap()
-                .is_none()
-        );
+        assert!(Config::load(Path::new("/nonexistent/bundle-config"), NAMES)
+            .unwrap()
+            .is_none());
     }
 }

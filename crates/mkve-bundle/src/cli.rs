@@ -1,0 +1,89 @@
+//! mkve-bundle's command line: the clap definitions and the candidates
+//! shell completion offers. The config file's variables are derived from
+//! these definitions (config.rs).
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use clap_complete::engine::{
+    ArgValueCandidates, ArgValueCompleter, CompletionCandidate, ValueCompleter,
+};
+use mkve_cli::{KeyringArgs, RootArgs, Verbosity};
+use mkve_core::template::Hypervisor;
+
+/// Make a bundle from an mkve template, or check, inspect, verify and unpack bundles.
+///
+/// Options not given on the command line are read from ~/.mkve/bundle-config,
+/// a bash program whose variables are named like the options (force_no_sign=yes).
+#[derive(Parser, Debug)]
+#[command(name = "mkve-bundle", version, max_term_width = 100)]
+pub struct Cli {
+    /// Template: a directory, or a name under $MKVE_DATADIR/templates
+    #[arg(add = ArgValueCompleter::new(complete_template))]
+    pub template: Option<String>,
+    /// Hypervisor to build for (openvz, qemu, kvm, lxc, xen)
+    #[arg(short = 'H', long, value_name = "HV", add = ArgValueCandidates::new(mkve_cli::hypervisors))]
+    pub hypervisor: Option<Hypervisor>,
+    /// Write the bundle to FILE; - is stdout
+    #[arg(short, long, value_name = "FILE", alias = "out")]
+    pub output: Option<PathBuf>,
+    /// Look for hooks here after the template's hooks/ [default: $MKVE_DATADIR/hooks]
+    #[arg(long, value_name = "DIR")]
+    pub hooks: Option<PathBuf>,
+    /// Use this root (directory, tar, tar.gz, tar.zst, or - for a tar on stdin)
+    /// instead of building one from the template's packages
+    #[arg(long, value_name = "PATH")]
+    pub rootfs: Option<PathBuf>,
+    /// Build a bundle for every hypervisor the template lists, as DIR/NAME-HV.bun
+    #[arg(long, requires = "output_dir", conflicts_with_all = ["hypervisor", "output"])]
+    pub all_hypervisors: bool,
+    /// Directory for --all-hypervisors
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub root: RootArgs,
+    /// Do not sign meta.json
+    #[arg(long)]
+    pub force_no_sign: bool,
+    /// Sign with this key [default: GnuPG's default key]
+    #[arg(long, value_name = "KEYID")]
+    pub sign_key: Option<String>,
+    /// Check the template and build nothing
+    #[arg(long, group = "mode")]
+    pub check: bool,
+    /// Print a bundle's meta.json and signature status as JSON
+    #[arg(long, value_name = "BUNDLE", group = "mode")]
+    pub info: Option<PathBuf>,
+    /// Check a bundle's signature and every digest
+    #[arg(long, value_name = "BUNDLE", group = "mode")]
+    pub verify: Option<PathBuf>,
+    /// Verify a bundle and unpack it into the new directory given by -C
+    #[arg(long, value_name = "BUNDLE", group = "mode", requires = "directory")]
+    pub extract: Option<PathBuf>,
+    /// Directory to create for --extract
+    #[arg(short = 'C', long, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+    #[command(flatten)]
+    pub keys: KeyringArgs,
+    /// Read defaults from FILE [default: ~/.mkve/bundle-config]
+    #[arg(long, value_name = "FILE", conflicts_with = "no_config")]
+    pub config: Option<PathBuf>,
+    /// Read no config file
+    #[arg(long)]
+    pub no_config: bool,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
+
+/// Shell completion: template names under $MKVE_DATADIR/templates, and
+/// directories.
+fn complete_template(current: &std::ffi::OsStr) -> Vec<CompletionCandidate> {
+    let prefix = current.to_string_lossy();
+    let mut out: Vec<CompletionCandidate> = mkve_core::template::shipped_names()
+        .into_iter()
+        .filter(|n| n.starts_with(prefix.as_ref()))
+        .map(CompletionCandidate::new)
+        .collect();
+    out.extend(clap_complete::engine::PathCompleter::dir().complete(current));
+    out
+}
