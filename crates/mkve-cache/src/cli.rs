@@ -7,6 +7,8 @@ use clap::Parser;
 
 use mkve_cli::{RootArgs, Verbosity};
 use mkve_core::hooks::Step;
+use mkve_core::pack::Compression;
+use mkve_core::root::job::{self, Job, Target};
 use mkve_core::{Error, Result};
 
 /// Build a root with the given packages, change it, and pack it.
@@ -76,4 +78,50 @@ pub fn ordered_steps(cli: &Cli, m: &clap::ArgMatches) -> Result<Vec<Step>> {
     }
     steps.sort_by_key(|(i, _)| *i);
     Ok(steps.into_iter().map(|(_, s)| s).collect())
+}
+
+/// What the command line asks for: a root to pack (`--tarify-only`), or a
+/// root to build, change and leave or pack.
+pub enum Task {
+    Tarify {
+        root: PathBuf,
+        out: PathBuf,
+        compression: Compression,
+    },
+    Build(Job),
+}
+
+impl Cli {
+    /// The task, with --copy, --hook and --command in the order given.
+    pub fn task(&self, m: &clap::ArgMatches) -> Result<Task> {
+        let compression = match (self.gzip, self.zstd) {
+            (true, _) => Compression::Gzip,
+            (_, true) => Compression::Zstd,
+            _ => Compression::None,
+        };
+        let out = self
+            .out
+            .clone()
+            .unwrap_or_else(|| job::default_output(compression));
+        if let Some(root) = &self.tarify_only {
+            return Ok(Task::Tarify {
+                root: root.clone(),
+                out,
+                compression,
+            });
+        }
+        Ok(Task::Build(Job {
+            backend: self.root.backend.clone(),
+            spec: self.root.spec(self.packages.clone()),
+            policy: self.root.policy(),
+            steps: ordered_steps(self, m)?,
+            target: match &self.dir {
+                Some(d) => Target::Dir(d.clone()),
+                None => Target::Archive {
+                    path: out,
+                    compression,
+                },
+            },
+        }))
+    }
 }

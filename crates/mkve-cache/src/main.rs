@@ -6,50 +6,35 @@ mod cli;
 
 use std::process::ExitCode;
 
-use cli::Cli;
-use mkve_core::pack::Compression;
-use mkve_core::root::job::{self, Job, Target};
+use cli::{Cli, Task};
+use mkve_core::root::job::{self, Target};
 use mkve_core::Result;
 
 fn main() -> ExitCode {
-    mkve_cli::main("mkve-cache", run)
+    mkve_cli::main("mkve-cache", |cli: Cli, m| run(cli.task(m)?, &cli))
 }
 
-fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<()> {
+/// Do the task; print the result's path unless it went to stdout.
+fn run(task: Task, cli: &Cli) -> Result<()> {
     let report = cli.verbosity.term();
-    let compression = match (cli.gzip, cli.zstd) {
-        (true, _) => Compression::Gzip,
-        (_, true) => Compression::Zstd,
-        _ => Compression::None,
-    };
-    let out = cli
-        .out
-        .clone()
-        .unwrap_or_else(|| job::default_output(compression));
-    let target = match (&cli.tarify_only, &cli.dir) {
-        (Some(root), _) => {
-            return job::tarify(root, &out, compression, &report).and_then(|()| show(&out))
-        }
-        (None, Some(d)) => Target::Dir(d.clone()),
-        (None, None) => Target::Archive {
-            path: out.clone(),
+    let result = match task {
+        Task::Tarify {
+            root,
+            out,
             compression,
-        },
+        } => {
+            job::tarify(&root, &out, compression, &report)?;
+            out
+        }
+        Task::Build(j) => {
+            job::run(&j, &report)?;
+            match j.target {
+                Target::Dir(d) => d,
+                Target::Archive { path, .. } => path,
+            }
+        }
     };
-    let job = Job {
-        backend: cli.root.backend.clone(),
-        spec: cli.root.spec(cli.packages.clone()),
-        policy: cli.root.policy(),
-        steps: cli::ordered_steps(&cli, matches)?,
-        target,
-    };
-    job::run(&job, &report)?;
-    show(cli.dir.as_ref().unwrap_or(&out))
-}
-
-/// The result's path, unless it went to stdout.
-fn show(result: &std::path::Path) -> Result<()> {
-    if mkve_cli::is_dash(result) {
+    if mkve_cli::is_dash(&result) {
         return Ok(());
     }
     mkve_cli::outln!("{}", result.display())
