@@ -129,65 +129,54 @@ impl FromStr for Memory {
     }
 }
 
-/// Virtual CPUs: 1 to 4096 (libvirt's own limit for a domain's vCPUs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Vcpus(u32);
+/// A whole number that must lie in a range: its type, what it is called
+/// in messages, and the range, with `get` and the `FromStr` clap parses
+/// with.
+macro_rules! bounded {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $range:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name(u32);
 
-impl Vcpus {
-    pub fn get(self) -> u32 {
-        self.0
-    }
+        impl $name {
+            pub fn get(self) -> u32 {
+                self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                // The range's ends fit u32, so the value does too.
+                within(s, $what, $range).map(|n| $name(n as u32))
+            }
+        }
+    };
 }
 
-impl Default for Vcpus {
-    fn default() -> Self {
-        Vcpus(1)
-    }
-}
+bounded!(
+    /// Virtual CPUs: 1 to 4096 (libvirt's own limit for a domain's vCPUs).
+    Vcpus,
+    "virtual CPUs",
+    1..=4096
+);
 
-impl FromStr for Vcpus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        within(s, "virtual CPUs", 1..=4096).map(|n| Vcpus(n as u32))
-    }
-}
+bounded!(
+    /// CPU weight (libvirt's `<cputune><shares>`): 2 to 262144, the range
+    /// of cgroup v1's cpu.shares (the kernel's MIN_SHARES and MAX_SHARES);
+    /// libvirt maps it onto cgroup v2's cpu.weight.
+    CpuShares,
+    "CPU shares",
+    2..=262_144
+);
 
-/// CPU weight (libvirt's `<cputune><shares>`): 2 to 262144, the range of
-/// cgroup v1's cpu.shares (the kernel's MIN_SHARES and MAX_SHARES);
-/// libvirt maps it onto cgroup v2's cpu.weight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CpuShares(u32);
-
-impl CpuShares {
-    pub fn get(self) -> u32 {
-        self.0
-    }
-}
-
-impl FromStr for CpuShares {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        within(s, "CPU shares", 2..=262_144).map(|n| CpuShares(n as u32))
-    }
-}
-
-/// Block I/O weight (libvirt's `<blkiotune><weight>`): 100 to 1000, the
-/// range formatdomain gives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BlkioWeight(u32);
-
-impl BlkioWeight {
-    pub fn get(self) -> u32 {
-        self.0
-    }
-}
-
-impl FromStr for BlkioWeight {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        within(s, "block I/O weight", 100..=1000).map(|n| BlkioWeight(n as u32))
-    }
-}
+bounded!(
+    /// Block I/O weight (libvirt's `<blkiotune><weight>`): 100 to 1000, the
+    /// range formatdomain gives.
+    BlkioWeight,
+    "block I/O weight",
+    100..=1000
+);
 
 #[cfg(test)]
 mod tests {
