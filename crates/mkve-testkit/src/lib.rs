@@ -31,7 +31,8 @@ pub fn good(name: &str) -> PathBuf {
 
 /// A directory that lives as long as the test process: outputs shared
 /// between tests of one run. When the process ends, the GnuPG agents of the
-/// homes `key` made in it are stopped (see `clean_up_at_exit`).
+/// homes `key` made in it are stopped and it is removed (see
+/// `clean_up_at_exit`).
 pub fn shared_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -46,8 +47,8 @@ pub fn shared_dir() -> &'static Path {
 }
 
 /// Stop the agents of the GnuPG homes under `dir` (`gnupg-*`, as `key`
-/// names them) when this process ends, however it ends: a failed test, ^C
-/// or a kill included. Statics are never dropped, and libtest ends with
+/// names them) and remove `dir` when this process ends, however it ends: a
+/// failed test, ^C or a kill included. Statics are never dropped, and libtest ends with
 /// `exit`, so a shell started here does it: it waits for the end of a pipe
 /// that only this process holds (close-on-exec, so no child inherits it),
 /// which the kernel closes when the process is gone.
@@ -57,6 +58,7 @@ cat >/dev/null
 for home in "$1"/gnupg-*/; do
     [ -d "$home" ] && gpgconf --homedir "$home" --kill all
 done
+rm -rf --one-file-system "$1"
 "#;
     let child = Command::new("sh")
         .arg("-c")
