@@ -56,7 +56,9 @@ fn clean_up_at_exit(dir: &Path) {
     let script = r#"trap '' INT TERM HUP
 cat >/dev/null
 for home in "$1"/gnupg-*/; do
-    [ -d "$home" ] && gpgconf --homedir "$home" --kill all
+    [ -d "$home" ] || continue
+    gpgconf --homedir "$home" --kill all
+    gpgconf --homedir "$home" --remove-socketdir
 done
 rm -rf --one-file-system "$1"
 "#;
@@ -75,17 +77,20 @@ rm -rf --one-file-system "$1"
     std::mem::forget(child);
 }
 
-/// Stop the GnuPG agent of `home`, if one runs: `gpgconf --kill` does not
-/// start one.
+/// Stop the GnuPG agent of `home`, if one runs (`gpgconf --kill` does not
+/// start one), and remove the directory of its sockets where that is not
+/// `home` itself (/run/user/UID/gnupg/d.*, when /run/user/UID exists).
 fn kill_gpg_agent(home: &Path) {
     if home.is_dir() {
-        let _ = Command::new("gpgconf")
-            .arg("--homedir")
-            .arg(home)
-            .args(["--kill", "all"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        for what in [&["--kill", "all"][..], &["--remove-socketdir"]] {
+            let _ = Command::new("gpgconf")
+                .arg("--homedir")
+                .arg(home)
+                .args(what)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 
