@@ -42,10 +42,11 @@ all:
 deps:
 	./scripts/deps
 
-# Unit and integration tests, then the end-to-end run against a real
-# libvirtd inside a network namespace of the test's own.
+# Unit and integration tests, those that need root or the network (marked
+# #[ignore], left out of a plain `cargo test`) included, then the end-to-end
+# run against a real libvirtd inside a network namespace of the test's own.
 test: deps man
-	$(CARGO) test --locked --workspace
+	$(CARGO) test --locked --workspace -- --include-ignored
 	$(CARGO) build --locked --workspace
 	tests/e2e-lxc.sh
 

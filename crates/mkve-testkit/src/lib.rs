@@ -30,16 +30,68 @@ pub fn good(name: &str) -> PathBuf {
 }
 
 /// A directory that lives as long as the test process: outputs shared
-/// between tests of one run.
+/// between tests of one run. When the process ends, the GnuPG agents of the
+/// homes `key` made in it are stopped and it is removed (see
+/// `clean_up_at_exit`).
 pub fn shared_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        tempfile::Builder::new()
+        let dir = tempfile::Builder::new()
             .prefix("mkve-tests.")
             .tempdir()
             .unwrap()
-            .keep()
+            .keep();
+        clean_up_at_exit(&dir);
+        dir
     })
+}
+
+/// Stop the agents of the GnuPG homes under `dir` (`gnupg-*`, as `key`
+/// names them) and remove `dir` when this process ends, however it ends: a
+/// failed test, ^C or a kill included. Statics are never dropped, and libtest ends with
+/// `exit`, so a shell started here does it: it waits for the end of a pipe
+/// that only this process holds (close-on-exec, so no child inherits it),
+/// which the kernel closes when the process is gone.
+fn clean_up_at_exit(dir: &Path) {
+    let script = r#"trap '' INT TERM HUP
+cat >/dev/null
+for home in "$1"/gnupg-*/; do
+    [ -d "$home" ] || continue
+    gpgconf --homedir "$home" --kill all
+    gpgconf --homedir "$home" --remove-socketdir
+done
+rm -rf --one-file-system "$1"
+"#;
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("mkve-tests-clean-up")
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sh runs");
+    // Never waited for (it outlives us), and its stdin never written to nor
+    // closed by us: the write end lives until the process exits.
+    std::mem::forget(child);
+}
+
+/// Stop the GnuPG agent of `home`, if one runs (`gpgconf --kill` does not
+/// start one), and remove the directory of its sockets where that is not
+/// `home` itself (/run/user/UID/gnupg/d.*, when /run/user/UID exists).
+fn kill_gpg_agent(home: &Path) {
+    if home.is_dir() {
+        for what in [&["--kill", "all"][..], &["--remove-socketdir"]] {
+            let _ = Command::new("gpgconf")
+                .arg("--homedir")
+                .arg(home)
+                .args(what)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 /// Runs of one binary with their own HOME (no user config), data and
@@ -105,6 +157,14 @@ impl Env {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, text).unwrap();
         p
+    }
+}
+
+impl Drop for Env {
+    /// GnuPG (through gpgme in the binary) may have made the home `cmd`
+    /// names and started an agent there.
+    fn drop(&mut self) {
+        kill_gpg_agent(&self.home.path().join("no-gnupg"));
     }
 }
 
@@ -189,7 +249,9 @@ pub fn busybox_root() -> &'static Path {
 }
 
 /// A throw-away GnuPG home with an unprotected signing key, and that key
-/// exported as a keyring file; made once per run.
+/// exported as a keyring file. Dropping it stops the home's agent; the
+/// agents of keys that are never dropped (`signer`, `stranger`) are stopped
+/// when the test process ends.
 pub struct Key {
     pub home: PathBuf,
     pub keyring: PathBuf,
@@ -239,6 +301,12 @@ pub fn key(name: &str) -> Key {
         home,
         keyring,
         fingerprint,
+    }
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        kill_gpg_agent(&self.home);
     }
 }
 
