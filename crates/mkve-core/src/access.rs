@@ -286,6 +286,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root: chown of root/.ssh to uid 0"]
     fn keys_are_added_once_with_private_modes() {
         let r = root();
         let k = file(&format!("# mine\n\n{KEY}\n"));

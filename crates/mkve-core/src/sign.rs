@@ -123,13 +123,15 @@ impl ThrowawayHome {
 
 impl Drop for ThrowawayHome {
     fn drop(&mut self) {
-        // An agent may have been started for this home; it must not outlive it.
-        if self.dir.path().join("S.gpg-agent").exists() {
+        // An agent may have been started for this home; it must not outlive
+        // it. Its socket is in the home, or under /run/user/UID/gnupg when
+        // that exists: stop it, then remove that socket directory.
+        for args in [&["--kill", "all"][..], &["--remove-socketdir"]] {
             let _ = Cmd::new("gpgconf")
                 .arg("--homedir")
                 .arg(self.dir.path())
-                .args(["--kill", "all"])
-                .run_checked();
+                .args(args)
+                .output();
         }
     }
 }
