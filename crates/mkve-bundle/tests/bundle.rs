@@ -2,6 +2,9 @@
 //! binary: hooks run in a copy of a busybox root (chroot, as root), GnuPG
 //! keys are made in throw-away homes, and every tamper case is refused.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use mkve_testkit::*;
 
 fn new_env() -> Env {

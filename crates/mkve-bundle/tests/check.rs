@@ -3,6 +3,9 @@
 //! the exact lines expected on stderr ({T} is the template, {H} the hooks
 //! directory) and, optionally, extra arguments.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use mkve_testkit::*;
 
 fn new_env() -> Env {

@@ -1,6 +1,9 @@
 //! ~/.mkve/bundle-config: plain assignments, bash logic, the command line
 //! winning over it, and a broken file.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use mkve_testkit::*;
 
 fn new_env() -> Env {

@@ -4,6 +4,9 @@
 //! mmdebstrap that records its arguments, so what the file says about
 //! building a root is seen without a download.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

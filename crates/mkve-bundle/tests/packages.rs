@@ -1,6 +1,9 @@
 //! mkve-bundle building roots from real Debian packages (mmdebstrap), with
 //! the package-layer cache shared by every test binary of the run.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use mkve_testkit::*;
 
 fn new_env() -> Env {

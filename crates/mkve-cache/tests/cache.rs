@@ -3,6 +3,9 @@
 //! shared with every other test binary of the run through mkve-testkit's
 //! layer cache, so mmdebstrap runs for it once.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::Path;
 use std::process::Command;
 

@@ -1,5 +1,8 @@
 //! mkve-cache completes under its own name and as hsh-pack.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[test]
 fn completes_as_mkve_cache_and_as_hsh_pack() {
     let d = tempfile::tempdir().unwrap();

@@ -1,6 +1,9 @@
 //! mkve-cache(1) and the binary agree: every long option and subcommand the
 //! binary has is in the page, and the page names no option it lacks.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[test]
 fn the_man_page_and_the_options_agree() {
     mkve_testkit::assert_man_matches_help(

@@ -1,6 +1,9 @@
 //! Run as hsh-pack (the name ALT users know), the tool says hsh-pack in
 //! every message: progress, errors and usage.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use mkve_testkit::*;
 
 #[test]

@@ -2,6 +2,9 @@
 //! core against libvirt's test driver (whose state lives only as long as
 //! one connection, so one process); here each run is one process.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use mkve_testkit::*;
 
 fn new_env() -> Env {

@@ -3,6 +3,9 @@
 //! Creating and running machines is tested end to end against a real
 //! libvirtd in tests/e2e-lxc.sh.
 
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
