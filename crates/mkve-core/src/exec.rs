@@ -93,6 +93,7 @@ pub struct Cmd<'r> {
     cwd: Option<PathBuf>,
     what: Option<String>,
     timeout: Option<Duration>,
+    kill_with_parent: bool,
     report: &'r dyn Report,
 }
 
@@ -106,6 +107,7 @@ impl<'r> Cmd<'r> {
             cwd: None,
             what: None,
             timeout: None,
+            kill_with_parent: false,
             report: &Silent,
         }
     }
@@ -156,6 +158,15 @@ impl<'r> Cmd<'r> {
         self
     }
 
+    /// Kill the program (SIGKILL) when this process dies, whatever kills
+    /// it (prctl PR_SET_PDEATHSIG): nothing it runs outlives a killed run.
+    /// The kernel ties this to the thread that starts the program: start
+    /// it from a thread that lives as long as the run.
+    pub fn kill_with_parent(mut self) -> Self {
+        self.kill_with_parent = true;
+        self
+    }
+
     /// Where the command line and, when verbose, the output go.
     pub fn report(mut self, report: &'r dyn Report) -> Self {
         self.report = report;
@@ -185,6 +196,18 @@ impl<'r> Cmd<'r> {
             c.current_dir(d);
         }
         c.stdin(Stdio::null());
+        if self.kill_with_parent {
+            // SAFETY: prctl is async-signal-safe; nothing else runs
+            // between fork and exec.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         c
     }
 

@@ -40,17 +40,15 @@ fn parent_and_name(path: &Path) -> (&Path, String) {
     (dir, name)
 }
 
-/// A temporary directory beside `dest` (which must not exist yet), to be
-/// renamed to `dest` when its contents are complete; removed when dropped.
-pub fn temp_dir_beside(dest: &Path) -> Result<tempfile::TempDir> {
+/// A scratch directory beside `dest` (which must not exist yet), to be
+/// renamed to `dest` when its contents are complete; removed when dropped,
+/// and swept by the next run if this one is killed (see scratch.rs).
+pub fn temp_dir_beside(dest: &Path) -> Result<crate::scratch::Scratch> {
     if std::fs::symlink_metadata(dest).is_ok() {
         return Err(Error::create(dest, std::io::Error::other("already exists")));
     }
     let (dir, name) = parent_and_name(dest);
-    tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .tempdir_in(dir)
-        .map_err(|e| Error::create(dest, e))
+    crate::scratch::Scratch::new_in(dir, &format!(".{name}."))
 }
 
 pub enum Output {

@@ -6,6 +6,16 @@
 //! environment. The staging directory is removed afterwards, whether the
 //! hooks succeeded or not. The environment hooks see is documented in
 //! mkve-template(5).
+//!
+//! Each hook and command runs in mount and PID namespaces of its own
+//! (util-linux unshare(1), as bubblewrap's `--unshare-pid` does), with
+//! /proc of its own mounted in the root: what it mounts disappears with it,
+//! and when it ends the kernel kills whatever it left running (a daemon, a
+//! `sleep &`), which is named on stderr. A hook killed with mkve takes its
+//! namespace with it. While they run, services cannot start: a deny-all
+//! `/usr/sbin/policy-rc.d` and a do-nothing `start-stop-daemon` stand in
+//! the root, as mmdebstrap does during its own run, and are taken out
+//! again before the root is packed.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -19,6 +29,31 @@ pub const STAGE: &str = ".mkve-hooks";
 
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Runs as PID 1 of the hook's namespaces, inside the root: runs the hook
+/// as its child, then names every process still there (the kernel kills
+/// them when this ends) and exits with the hook's status.
+const INIT: &str = r#""$@" &
+wait $!
+status=$?
+for d in /proc/[0-9]*; do
+    [ "${d#/proc/}" = 1 ] && continue
+    read -r comm < "$d/comm" 2>/dev/null || continue
+    echo "mkve-left-running: ${d#/proc/} $comm" >&2
+done
+exit $status"#;
+
+/// The line INIT prints for each process it leaves to be killed.
+const LEFT: &str = "mkve-left-running: ";
+
+/// What stops services from starting in a root while hooks run:
+/// policy-rc.d(8) saying no to every action, and start-stop-daemon doing
+/// nothing (the real one kept beside it as `.REAL`), as mmdebstrap does.
+const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
+const SSD: &str = "/sbin/start-stop-daemon";
+const DENY_ALL: &str = "#!/bin/sh\n# mkve: no services start while hooks run\nexit 101\n";
+const FAKE_SSD: &str =
+    "#!/bin/sh\necho \"Warning: Fake start-stop-daemon called, doing nothing\" >&2\nexit 0\n";
+
 /// A root prepared for running hooks in; the staging directory goes away
 /// when this is dropped.
 pub struct Chroot<'r> {
@@ -26,6 +61,10 @@ pub struct Chroot<'r> {
     root: PathBuf,
     stage: PathBuf,
     env: Vec<(String, String)>,
+    /// What `new` put in the root, taken out again when dropped.
+    made_dirs: Vec<PathBuf>,
+    made_policy: bool,
+    moved_ssd: Option<PathBuf>,
 }
 
 impl<'r> Chroot<'r> {
@@ -63,7 +102,11 @@ impl<'r> Chroot<'r> {
             root: root.to_path_buf(),
             stage,
             env: Vec::new(),
+            made_dirs: Vec::new(),
+            made_policy: false,
+            moved_ssd: None,
         };
+        c.guard()?;
         std::fs::create_dir(c.stage.join("hooks")).at(&c.stage)?;
         c.env = [
             ("PATH", PATH),
@@ -88,9 +131,44 @@ impl<'r> Chroot<'r> {
         Ok(c)
     }
 
+    /// Put /proc (a mount point), the deny-all policy-rc.d and the fake
+    /// start-stop-daemon in place; `Drop` takes out what this put in.
+    fn guard(&mut self) -> Result<()> {
+        for dir in ["proc", "usr", "usr/sbin"] {
+            let d = self.root.join(dir);
+            if std::fs::symlink_metadata(&d).is_err() {
+                std::fs::create_dir(&d).at(&d)?;
+                self.made_dirs.push(d);
+            }
+        }
+        let policy = resolve_in_root(&self.root, Path::new("/").join(POLICY_RC_D).as_path())?;
+        if std::fs::symlink_metadata(&policy).is_err() {
+            write_executable(&policy, DENY_ALL)?;
+            self.made_policy = true;
+        }
+        let ssd = resolve_in_root(&self.root, Path::new(SSD))?;
+        let real = ssd.with_extension("REAL");
+        let is_file = std::fs::symlink_metadata(&ssd).is_ok_and(|m| m.is_file());
+        if is_file && std::fs::symlink_metadata(&real).is_err() {
+            std::fs::rename(&ssd, &real).at(&ssd)?;
+            self.moved_ssd = Some(ssd.clone());
+            write_executable(&ssd, FAKE_SSD)?;
+        }
+        Ok(())
+    }
+
+    /// A program run as PID 1's child in namespaces of its own, inside the
+    /// root (see the module's comment); append its arguments.
     fn chroot(&self) -> Cmd<'r> {
-        let mut cmd = Cmd::new("chroot")
+        let mut cmd = Cmd::new("unshare")
+            .args(["--mount", "--propagation", "private", "--pid", "--fork"])
+            .arg("--kill-child")
+            .arg(format!("--mount-proc={}", self.root.join("proc").display()))
+            .arg("--")
+            .arg("chroot")
             .arg(&self.root)
+            .args(["/bin/sh", "-c", INIT, "mkve-init"])
+            .kill_with_parent()
             .env_clear()
             .report(self.report);
         for (k, v) in &self.env {
@@ -107,10 +185,12 @@ impl<'r> Chroot<'r> {
             std::fs::copy(&hook.path, &staged).at(&hook.path)?;
             std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755))
                 .at(&staged)?;
-            self.chroot()
+            self.check_interpreter(hook)?;
+            let cmd = self
+                .chroot()
                 .arg(format!("/{STAGE}/hooks/{}", hook.name))
-                .what(format!("hook \"{}\" ({})", hook.name, hook.path.display()))
-                .run_checked()?;
+                .what(format!("hook \"{}\" ({})", hook.name, hook.path.display()));
+            self.run(&cmd, &format!("hook \"{}\"", hook.name))?;
         }
         Ok(())
     }
@@ -118,16 +198,90 @@ impl<'r> Chroot<'r> {
     /// Run a shell command given by the user with `sh -c` inside the root.
     pub fn run_command(&self, command: &str) -> Result<()> {
         self.report.note(&format!("running command {command}"));
-        self.chroot()
+        let cmd = self
+            .chroot()
             .args(["/bin/sh", "-c", command])
-            .what(format!("command \"{command}\""))
-            .run_checked()
+            .what(format!("command \"{command}\""));
+        self.run(&cmd, &format!("command \"{command}\""))
     }
+
+    /// Run `cmd`; tell what it left running (killed when it ended).
+    fn run(&self, cmd: &Cmd, what: &str) -> Result<()> {
+        let mut left = Vec::new();
+        let finished = cmd.run_lines(|line| {
+            if let Some(p) = line.strip_prefix(LEFT) {
+                left.push(p.to_string());
+            }
+        })?;
+        if !left.is_empty() {
+            self.report.warning(&format!(
+                "{what} left processes running; they were killed: {}",
+                left.join(", ")
+            ));
+        }
+        finished.check(cmd)
+    }
+
+    /// A hook whose `#!` names an interpreter the root lacks is refused
+    /// with that name, before chroot would fail with a bare "No such file
+    /// or directory".
+    fn check_interpreter(&self, hook: &Hook) -> Result<()> {
+        let Some(interpreter) = interpreter(&hook.path)? else {
+            return Ok(());
+        };
+        let inside = resolve_in_root(&self.root, Path::new(&interpreter))?;
+        if std::fs::metadata(&inside).is_ok_and(|m| m.is_file()) {
+            return Ok(());
+        }
+        Err(Error::template(
+            &hook.path,
+            Some(1),
+            format!(
+                "the interpreter {interpreter} is not in the root: install it (packages-lists) or change the #! line"
+            ),
+        ))
+    }
+}
+
+/// The interpreter a script's `#!` line names, if it has one.
+pub fn interpreter(script: &Path) -> Result<Option<String>> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(script).at(script)?;
+    let mut first = Vec::new();
+    std::io::BufReader::new(std::io::Read::take(f, 4096))
+        .read_until(b'\n', &mut first)
+        .at(script)?;
+    let Some(rest) = first.strip_prefix(b"#!") else {
+        return Ok(None);
+    };
+    let line = String::from_utf8_lossy(rest);
+    Ok(line.split_whitespace().next().map(str::to_string))
+}
+
+/// Write a small script, mode 0755.
+fn write_executable(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| Error::create(path, e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).at(path)
 }
 
 impl Drop for Chroot<'_> {
     fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.stage) {
+        if let Some(ssd) = self.moved_ssd.take() {
+            let real = ssd.with_extension("REAL");
+            if let Err(e) = std::fs::rename(&real, &ssd) {
+                self.report
+                    .warning(&format!("{}: cannot put it back: {e}", real.display()));
+            }
+        }
+        if self.made_policy {
+            if let Ok(p) = resolve_in_root(&self.root, &Path::new("/").join(POLICY_RC_D)) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        for d in self.made_dirs.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+        if let Err(e) = crate::scratch::remove_tree(&self.stage) {
             self.report
                 .warning(&format!("{}: cannot remove: {e}", self.stage.display()));
         }

@@ -28,6 +28,7 @@ pub mod pack;
 pub mod paths;
 pub mod report;
 pub mod root;
+pub mod scratch;
 #[cfg(feature = "gpg")]
 pub mod sign;
 pub mod template;

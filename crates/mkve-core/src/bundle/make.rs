@@ -68,10 +68,7 @@ pub struct MakeOptions<'a> {
 pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
     let report = opts.report;
     let profile = opts.template.profile(opts.hypervisor)?;
-    let mut work = tempfile::Builder::new()
-        .prefix("mkve-bundle.")
-        .tempdir()
-        .map_err(|e| Error::create(std::env::temp_dir(), e))?;
+    let mut work = crate::scratch::Scratch::new_in(&std::env::temp_dir(), "mkve-bundle.")?;
     let mut requested = profile.packages.clone();
     let mut _layer = None;
 

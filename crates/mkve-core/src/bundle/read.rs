@@ -314,7 +314,7 @@ impl<R: Read> Read for HashTee<R> {
 struct Staging {
     tmp: PathBuf,
     dest: PathBuf,
-    _guard: tempfile::TempDir,
+    _guard: crate::scratch::Scratch,
 }
 
 impl Staging {

@@ -35,7 +35,7 @@ pub struct Layer {
 
 enum Hold {
     Shared(#[allow(dead_code)] Lock),
-    Temp(#[allow(dead_code)] tempfile::TempDir),
+    Temp(#[allow(dead_code)] crate::scratch::Scratch),
 }
 
 /// Get the root for `spec`: from the cache, or built by `backend`.
@@ -62,10 +62,7 @@ pub fn layer(
     std::fs::create_dir_all(&layers).map_err(|e| Error::create(&layers, e))?;
 
     if policy == CachePolicy::Skip {
-        let tmp = tempfile::Builder::new()
-            .prefix(".build.")
-            .tempdir_in(&layers)
-            .map_err(|e| Error::create(&layers, e))?;
+        let tmp = crate::scratch::Scratch::new_in(&layers, ".build.")?;
         let root = tmp.path().join("root");
         backend.build(&resolved, &root, &debs, report)?;
         return Ok(Layer {
@@ -123,10 +120,7 @@ fn build_into(
     debs: &Path,
     report: &dyn Report,
 ) -> Result<()> {
-    let tmp = tempfile::Builder::new()
-        .prefix(".build.")
-        .tempdir_in(layers)
-        .map_err(|e| Error::create(layers, e))?;
+    let tmp = crate::scratch::Scratch::new_in(layers, ".build.")?;
     backend.build(r, &tmp.path().join("root"), debs, report)?;
     // One syncfs instead of dpkg's fsync per file: a layer is in place only
     // once it is on disk.
@@ -135,10 +129,7 @@ fn build_into(
     let spec = serde_json::to_vec_pretty(r).map_err(|e| Error::Other(e.to_string()))?;
     std::fs::write(tmp.path().join("spec.json"), spec).map_err(|e| Error::create(tmp.path(), e))?;
     if dir.exists() {
-        let old = tempfile::Builder::new()
-            .prefix(".old.")
-            .tempdir_in(layers)
-            .map_err(|e| Error::create(layers, e))?;
+        let old = crate::scratch::Scratch::new_in(layers, ".old.")?;
         std::fs::rename(dir, old.path().join("layer")).at(dir)?;
         // `old` is removed when dropped, below.
         std::fs::rename(tmp.keep(), dir).at(dir)?;

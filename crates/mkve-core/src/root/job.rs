@@ -11,6 +11,7 @@ use crate::exec::{Cmd, Report};
 use crate::files::Output;
 use crate::hooks::{run_steps, Step};
 use crate::pack::{self, Compression, PackOptions};
+use crate::scratch::Scratch;
 
 pub enum Target {
     /// An archive (`-` is stdout).
@@ -114,12 +115,7 @@ pub fn copy_root(src: &Path, dest: &Path, report: &dyn Report) -> Result<()> {
 }
 
 /// A scratch directory for a root on the cache's file system (roots are
-/// large; `/tmp` is often a small tmpfs).
-pub fn work_dir() -> Result<tempfile::TempDir> {
-    let base = crate::paths::cachedir().join("work");
-    std::fs::create_dir_all(&base).map_err(|e| Error::create(&base, e))?;
-    tempfile::Builder::new()
-        .prefix("root.")
-        .tempdir_in(&base)
-        .map_err(|e| Error::create(&base, e))
+/// large; `/tmp` is often a small tmpfs); those of killed runs are swept.
+pub fn work_dir() -> Result<Scratch> {
+    Scratch::new_in(&crate::paths::cachedir().join("work"), "root.")
 }

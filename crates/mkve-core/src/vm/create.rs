@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::disk::{make_disk, reachable_by_others, DiskFormat};
 use super::spec::{BlkioWeight, CpuShares, MachineName, Memory, Vcpus};
-use super::staging::{vms_dir, Staging};
+use super::staging::{staging, vms_dir};
 use crate::access::Access;
 use crate::bundle::{self, Check, ReadOptions};
 use crate::error::{Error, IoContext, Result};
@@ -16,6 +16,7 @@ use crate::hypervisor::Hypervisor;
 use crate::ids::{self, MachineId};
 use crate::libvirt::{self, domain, network, Connection, Dom};
 use crate::net::{mac_of, NetConfig};
+use crate::scratch::remove_tree;
 
 /// What `create` makes, every value already checked by its type.
 pub struct CreateOptions {
@@ -80,7 +81,7 @@ impl Drop for Undo<'_> {
             let _ = network::remove_host(self.conn, self.net, id, self.report);
         }
         if let Some(dir) = self.dir.take() {
-            let _ = std::fs::remove_dir_all(dir);
+            let _ = remove_tree(&dir);
         }
         if let Some(f) = self.file.take() {
             let _ = std::fs::remove_file(f);
@@ -131,7 +132,7 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     }
     let vms = vms_dir();
     // Verify and unpack first: nothing is made from a bundle that fails.
-    let staging = Staging::new(&vms)?;
+    let staging = staging(&vms)?;
     let unpacked = staging.path().join("bundle");
     report.progress("verifying and unpacking the bundle");
     let meta = read_bundle(o, Check::Digests, Some(&unpacked))?;
@@ -148,7 +149,7 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
         let root = unpacked.join("rootfs");
         std::fs::rename(&root, &trash).at(&root)?;
         Background(Some(std::thread::spawn(move || {
-            let _ = std::fs::remove_dir_all(trash);
+            let _ = remove_tree(&trash);
         })))
     } else {
         Background(None)
@@ -188,7 +189,7 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
         let dir = vms.join(id.to_string());
         if dir.exists() {
             // Left by a create that was killed before its domain was defined.
-            std::fs::remove_dir_all(&dir).at(&dir)?;
+            remove_tree(&dir).at(&dir)?;
         }
         std::fs::rename(&unpacked, &dir).map_err(|e| Error::create(&dir, e))?;
         // Made as a private temporary directory; qemu runs as its own user

@@ -166,7 +166,7 @@ pub fn delete(uris: &Uris, target: &str, report: &dyn Report) -> Result<MachineI
     }
     let dir = vms_dir().join(m.id.to_string());
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).at(&dir)?;
+        crate::scratch::remove_tree(&dir).at(&dir)?;
     }
     Ok(m.id)
 }

@@ -1,0 +1,232 @@
+//! What hooks may not do to the build or the host: leave processes
+//! running, leave mounts, start services; and a hook whose interpreter the
+//! root lacks is refused by name. Each hook runs in a template made here,
+//! built from the busybox root (chroot: root).
+
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use mkve_testkit::*;
+
+/// A template for lxc whose one hook is `script`.
+fn template_with_hook(dir: &Path, script: &str) -> PathBuf {
+    let t = dir.join("tpl");
+    for d in ["hooks", "hooks-lists", "version", "packages-lists"] {
+        std::fs::create_dir_all(t.join(d)).unwrap();
+    }
+    std::fs::write(t.join("hypervisors"), "lxc\n").unwrap();
+    std::fs::write(t.join("version/lxc"), "template_version=1\n").unwrap();
+    std::fs::write(t.join("packages-lists/lxc"), "chrony\n").unwrap();
+    std::fs::write(t.join("hooks-lists/lxc"), "10-hook\n").unwrap();
+    let hook = t.join("hooks/10-hook");
+    std::fs::write(&hook, script).unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    t
+}
+
+/// Build the template with the hook `script`; the run, the output path.
+fn build_with_hook(env: &Env, script: &str) -> (Run, PathBuf) {
+    let t = template_with_hook(env.home.path(), script);
+    let out = env.home.path().join("out.bun");
+    let r = run(env
+        .cmd()
+        .args(["-H", "lxc", "--force-no-sign", "--rootfs"])
+        .arg(busybox_root())
+        .arg("-o")
+        .arg(&out)
+        .arg(&t));
+    (r, out)
+}
+
+fn new_env() -> Env {
+    Env::new(env!("CARGO_BIN_EXE_mkve-bundle"))
+}
+
+/// The paths of a bundle's root.
+fn root_listing(bundle: &Path) -> Vec<String> {
+    let bytes = std::fs::read(bundle).unwrap();
+    let rootfs = members(&bytes)
+        .into_iter()
+        .find(|(n, _)| n == "rootfs.tar.zst")
+        .unwrap()
+        .1;
+    let tar = zstd::decode_all(&rootfs[..]).unwrap();
+    let mut a = tar::Archive::new(&tar[..]);
+    a.entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root: hooks run by chroot in a busybox root"]
+fn processes_a_hook_leaves_are_killed_and_named() {
+    let env = new_env();
+    let start = Instant::now();
+    let (r, out) = build_with_hook(
+        &env,
+        "#!/bin/sh\nsleep 300 &\nsleep 301 </dev/null >/dev/null 2>&1 &\necho started\n",
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(out.is_file());
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "the build does not wait for the hook's children"
+    );
+    assert!(
+        r.stderr
+            .contains("left processes running; they were killed")
+            && r.stderr.contains("sleep"),
+        "{}",
+        r.stderr
+    );
+    let ps = std::process::Command::new("pgrep")
+        .args(["-f", "^sleep 30[01]$"])
+        .output()
+        .unwrap();
+    assert!(ps.stdout.is_empty(), "nothing is left running: {ps:?}");
+}
+
+#[test]
+#[ignore = "needs root: hooks run by chroot in a busybox root"]
+fn a_mount_a_failing_hook_leaves_is_gone_and_the_host_untouched() {
+    let env = new_env();
+    // A directory of the host's, and a hook that mounts a tmpfs on the
+    // root's /mnt, writes there, then fails.
+    let host = env.home.path().join("host-data");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("precious"), "keep me").unwrap();
+    let (r, out) = build_with_hook(
+        &env,
+        "#!/bin/sh\nmkdir -p /mnt/t\nmount -t tmpfs none /mnt/t\necho x > /mnt/t/file\nexit 1\n",
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(!out.exists(), "no bundle");
+    assert!(host.join("precious").exists());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains("/mnt/t "),
+        "the hook's tmpfs did not outlive it"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name().to_string_lossy().starts_with("mkve-bundle.")
+                && e.path().join("root/mnt/t").exists()
+        })
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "the work root is removed: {leftovers:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs root: hooks run by chroot in a busybox root"]
+fn services_cannot_start_while_hooks_run_and_the_guards_are_not_packed() {
+    let env = new_env();
+    let (r, out) = build_with_hook(
+        &env,
+        "#!/bin/sh\nset -e\ntest -x /usr/sbin/policy-rc.d\n\
+         /usr/sbin/policy-rc.d && exit 9 || test $? = 101\n\
+         test -d /proc/self\necho ok\n",
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let listing = root_listing(&out);
+    assert!(
+        !listing.iter().any(|p| p.contains("policy-rc.d")),
+        "policy-rc.d is taken out before packing"
+    );
+    assert!(
+        !listing
+            .iter()
+            .any(|p| p.contains("/proc/") && p.len() > "./proc/".len() + 1),
+        "nothing of /proc is packed"
+    );
+}
+
+#[test]
+#[ignore = "needs root: hooks run by chroot in a busybox root"]
+fn a_hook_whose_interpreter_the_root_lacks_is_named() {
+    let env = new_env();
+    for interp in ["/usr/bin/python3", "/usr/bin/perl -w"] {
+        let (r, _) = build_with_hook(&env, &format!("#!{interp}\nprint(1)\n"));
+        assert_eq!(r.code, 65, "{}", r.stderr);
+        let name = interp.split(' ').next().unwrap();
+        assert!(
+            r.stderr.contains(&format!(
+                "10-hook:1: the interpreter {name} is not in the root"
+            )),
+            "{}",
+            r.stderr
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs root: hooks run by chroot in a busybox root"]
+fn a_build_killed_during_a_hook_leaves_nothing_running_and_its_work_root_is_swept() {
+    let env = new_env();
+    let tmp = env.home.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let t = template_with_hook(env.home.path(), "#!/bin/sh\nsleep 302\n");
+    let mut child = env
+        .cmd()
+        .env("TMPDIR", &tmp)
+        .args(["-H", "lxc", "--force-no-sign", "--rootfs"])
+        .arg(busybox_root())
+        .arg("-o")
+        .arg(env.home.path().join("killed.bun"))
+        .arg(&t)
+        .spawn()
+        .unwrap();
+    let sleeping = || {
+        let o = std::process::Command::new("pgrep")
+            .args(["-f", "^sleep 302$"])
+            .output()
+            .unwrap();
+        !o.stdout.is_empty()
+    };
+    let start = Instant::now();
+    while !sleeping() {
+        assert!(start.elapsed() < Duration::from_secs(60), "the hook ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let killed = Instant::now();
+    while sleeping() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "the hook dies with the build"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = |tmp: &Path| {
+        std::fs::read_dir(tmp)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("mkve-bundle."))
+            .count()
+    };
+    assert_eq!(left(&tmp), 1, "the killed build's work root is there");
+    assert!(!env.home.path().join("killed.bun").exists());
+    // Once it is old enough to be sure no run is about to lock it, the
+    // next build sweeps it.
+    std::thread::sleep(mkve_core::scratch::SWEEP_AGE + Duration::from_secs(1));
+    let t2 = template_with_hook(&env.home.path().join("2"), "#!/bin/sh\ntrue\n");
+    let r = run(env
+        .cmd()
+        .env("TMPDIR", &tmp)
+        .args(["-H", "lxc", "--force-no-sign", "--rootfs"])
+        .arg(busybox_root())
+        .arg("-o")
+        .arg(env.home.path().join("next.bun"))
+        .arg(&t2));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(left(&tmp), 0, "swept, and the new one removed");
+}
