@@ -54,6 +54,10 @@ echo "$key" >"$work/key.pub"
 id=$(cd "$work" && MKVE_STATEDIR=state "$bin/mkve-vm" -q create --allow-unsigned --start \
     --root-password-file password --ssh-key key.pub "$work/ntp.bun")
 check "create prints an ID from 100 up ($id)" test "${id:-0}" -ge 100
+check "the bundle carries no build host's hostname or resolv.conf" sh -c \
+    "! tar -xOf '$work/ntp.bun' rootfs.tar.zst | zstd -dc | tar -t | grep -Ex '(\./)?etc/(hostname|resolv\.conf)'"
+check "the machine's host name is its name" test "$(cat "$MKVE_STATEDIR/vms/$id/rootfs/etc/hostname")" = "ntp-server-$id"
+check "its resolver is the mkve network's" grep -qx "nameserver 192.0.2.1" "$MKVE_STATEDIR/vms/$id/rootfs/etc/resolv.conf"
 check "root's key is in its authorized_keys" grep -qxF "$key" "$MKVE_STATEDIR/vms/$id/rootfs/root/.ssh/authorized_keys"
 check "root logs in on the console with the password" \
     "$top/tests/harness/console-login" 'e2e-Secret 1' 120 "$bin/mkve-vm" console "$id"
@@ -97,8 +101,40 @@ piped=$(cat "$work/tiny.bun" | "$bin/mkve-vm" -v create --allow-unsigned - 2>"$w
 check "a create reads its bundle from a pipe ($piped)" test -n "$piped"
 check "and -v shows the domain XML it defined" grep -q "<domain type='lxc'>" "$work/verbose"
 check "no ID is held twice" test "$(machines | tr ' ' '\n' | sort | uniq -d | wc -l)" = 0
+# Deletes racing creates: an ID is free only once its delete has finished,
+# so no create gets an ID still being deleted, and no delete removes what a
+# create made.
+bad=0
+for i in $(seq 10); do
+    victim=$(machines | cut -d' ' -f1)
+    "$bin/mkve-vm" -q delete "$victim" 2>"$work/race-delete.$i" & del=$!
+    new=$("$bin/mkve-vm" -q create --allow-unsigned "$work/tiny.bun" 2>"$work/race-create.$i") || bad=$((bad + 1))
+    wait "$del" || bad=$((bad + 1))
+    [ -d "$MKVE_STATEDIR/vms/$new/rootfs" ] || { echo "race $i: machine $new has no root" >&2; bad=$((bad + 1)); }
+done
+check "10 deletes racing creates all succeed, and every new machine has its root" test "$bad" = 0
+cat "$work"/race-* >&2
 for id in $(machines); do "$bin/mkve-vm" delete "$id" || failed=$((failed + 1)); done
 check "deleting them all leaves no entry" test "$(hosts)" = 0
+
+# Network drift: an entry another tool left on 192.0.2.100 holds that ID;
+# a machine undefined behind mkve's back is an orphan that delete clears.
+virsh -q net-update mkve-network add ip-dhcp-host \
+    "<host mac='00:16:3e:12:34:56' name='stranger' ip='192.0.2.100'/>" --live --config
+skip=$("$bin/mkve-vm" -q create --allow-unsigned "$work/tiny.bun")
+check "a create skips the ID whose address another tool's entry holds ($skip)" test "$skip" = 101
+check "mkve-net status says the entry is not mkve's" sh -c "'$bin/mkve-net' status | grep -q 'stranger .*not mkve'"
+virsh -q net-update mkve-network delete ip-dhcp-host \
+    "<host mac='00:16:3e:12:34:56' name='stranger' ip='192.0.2.100'/>" --live --config
+virsh -q undefine "$("$bin/mkve-vm" info --json "$skip" | python3 -c 'import json,sys; print(json.load(sys.stdin)["name"])')" >/dev/null
+check "a machine undefined behind mkve's back is listed as an orphan" \
+    sh -c "'$bin/mkve-vm' list | grep -q '^$skip .*orphan.*(DHCP entry, files)'"
+"$bin/mkve-vm" -q delete "$skip"
+check "delete clears an orphan's entry and files" test "$(hosts) $(machines)" = "0 "
+check "and its files" test ! -e "$MKVE_STATEDIR/vms/$skip"
+again=$("$bin/mkve-vm" -q create --allow-unsigned "$work/tiny.bun")
+check "the ID is free again ($again)" test "$again" = 100
+"$bin/mkve-vm" -q delete "$again"
 
 # The same service under qemu (domain type qemu: TCG, no /dev/kvm): a disk
 # image made from the root (qcow2 here; raw, the default, in the benchmark),

@@ -568,3 +568,44 @@ fn a_closed_stdout_ends_quietly_with_status_0() {
     );
     assert_eq!((r.code, r.stderr.as_str()), (0, ""));
 }
+
+#[test]
+#[ignore = "needs root: hooks run by chroot in a busybox root with a device node"]
+fn nothing_but_zeros_may_follow_the_end_of_the_archive() {
+    let extra_tar = {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(5);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "rootfs.tar.zst", &b"extra"[..])
+            .unwrap();
+        b.into_inner().unwrap()
+    };
+    for (which, bundle, args) in [
+        ("unsigned", unsigned_bundle(), &["--allow-unsigned"][..]),
+        ("signed", signed_bundle(), &[][..]),
+    ] {
+        for (tail, what) in [(extra_tar.clone(), "a tar"), (vec![0, 0, 7], "one byte")] {
+            let mut bytes = bundle.to_vec();
+            bytes.extend_from_slice(&tail);
+            let msg = refused(&bytes, args);
+            assert!(
+                msg.contains("data after the end of the archive"),
+                "{which} + {what}: {msg}"
+            );
+        }
+        // Padding with zeros, as tar pads to a record, is fine.
+        let mut padded = bundle.to_vec();
+        padded.resize(padded.len() + 10240, 0);
+        let (_d, b) = write_bundle(&padded);
+        let r = run(new_env()
+            .cmd()
+            .arg("--verify")
+            .arg(&b)
+            .arg("--keyring")
+            .arg(&signer().keyring)
+            .args(args));
+        assert_eq!(r.code, 0, "{which} padded: {}", r.stderr);
+    }
+}

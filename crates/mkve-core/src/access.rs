@@ -1,8 +1,9 @@
-//! Root's password and SSH keys, set in a machine's root before its first
-//! boot (`mkve-vm create --root-password-file F --ssh-key F`). Both files
-//! are read and checked before anything is made; the changes are made in
-//! the root as unpacked, through its own symbolic links resolved inside it,
-//! so a root cannot make mkve write outside it.
+//! What differs per machine, set in its root before its first boot: root's
+//! password and SSH keys (`mkve-vm create --root-password-file F --ssh-key
+//! F`), read and checked before anything is made; and its identity, its
+//! host name and its resolver (`set_identity`). The changes are made in
+//! the root as unpacked, through its own symbolic links resolved inside
+//! it, so a root cannot make mkve write outside it.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -195,6 +196,54 @@ pub fn set_shadow_password(shadow: &str, user: &str, hash: &str, days: u64) -> O
     found.then_some(out)
 }
 
+/// Give the machine in `root` its identity: `/etc/hostname` is `name`,
+/// `/etc/hosts` maps 127.0.1.1 to it (as Debian's installer does), and
+/// `/etc/resolv.conf` names `resolver`, the host's address on the mkve
+/// network, where libvirt's dnsmasq answers for every machine by the name
+/// in its DHCP entry. A build host's files a bundle still carries are
+/// replaced; a resolv.conf that is a symbolic link is replaced by a file.
+pub fn set_identity(root: &Path, name: &str, resolver: std::net::Ipv4Addr) -> Result<()> {
+    let etc = resolve_in_root(root, Path::new("/etc"))?;
+    std::fs::create_dir_all(&etc).map_err(|e| Error::create(&etc, e))?;
+    write_root_file(&etc.join("hostname"), format!("{name}\n").as_bytes())?;
+    let hosts = etc.join("hosts");
+    let old = match std::fs::symlink_metadata(&hosts) {
+        Ok(m) if m.is_file() => read_all(&hosts)?,
+        _ => "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".into(),
+    };
+    let mut text: String = old
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("127.0.1.1"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    text.push_str(&format!("127.0.1.1\t{name}\n"));
+    write_root_file(&hosts, text.as_bytes())?;
+    write_root_file(
+        &etc.join("resolv.conf"),
+        format!("# the mkve network's resolver (libvirt's dnsmasq)\nnameserver {resolver}\n")
+            .as_bytes(),
+    )
+}
+
+/// `path` (whose directory is inside a root) replaced by a regular file
+/// holding `bytes`: with the old file's mode and owner when it was one,
+/// else 0644 root:root; a symbolic link there is replaced, not followed.
+fn write_root_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() => replace_file(path, bytes),
+        Ok(m) if m.is_dir() => Err(Error::create(path, std::io::Error::other("is a directory"))),
+        _ => {
+            let _ = std::fs::remove_file(path);
+            std::fs::write(path, bytes).map_err(|e| Error::create(path, e))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).at(path)?;
+            if nix::unistd::geteuid().is_root() {
+                std::os::unix::fs::lchown(path, Some(0), Some(0)).at(path)?;
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Write `bytes` to a new file beside `path`, with its mode and owner,
 /// and rename it over `path`.
 fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -283,6 +332,38 @@ mod tests {
             std::fs::read_to_string(&victim).unwrap(),
             "root:*:1:0:99999:7:::\n"
         );
+    }
+
+    #[test]
+    fn the_identity_replaces_the_build_host_s() {
+        let r = root();
+        let etc = r.path().join("etc");
+        std::fs::write(etc.join("hostname"), "buildhost\n").unwrap();
+        std::fs::write(
+            etc.join("hosts"),
+            "127.0.0.1 localhost\n127.0.1.1 buildhost\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            "/run/systemd/resolve/stub-resolv.conf",
+            etc.join("resolv.conf"),
+        )
+        .unwrap();
+        set_identity(r.path(), "ntp-100", "192.0.2.1".parse().unwrap()).unwrap();
+        let read = |n: &str| std::fs::read_to_string(etc.join(n)).unwrap();
+        assert_eq!(read("hostname"), "ntp-100\n");
+        assert_eq!(read("hosts"), "127.0.0.1 localhost\n127.0.1.1\tntp-100\n");
+        assert!(read("resolv.conf").ends_with("nameserver 192.0.2.1\n"));
+        assert!(!std::fs::symlink_metadata(etc.join("resolv.conf"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        // A root with no /etc files at all gets them.
+        let bare = tempfile::tempdir().unwrap();
+        set_identity(bare.path(), "web", "192.0.2.1".parse().unwrap()).unwrap();
+        assert!(std::fs::read_to_string(bare.path().join("etc/hosts"))
+            .unwrap()
+            .contains("127.0.1.1\tweb"));
     }
 
     #[test]

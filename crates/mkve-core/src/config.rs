@@ -14,22 +14,40 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Problem, Result};
 use crate::exec::Cmd;
 
-/// Prints each variable asked for as `NAME \0 KIND \0 VALUE \0`: KIND `s`
-/// for a string, `a` once per element of an indexed array, `A` (no value)
-/// for an associative array. `set +eu`: the file's own shell options must
-/// not break the printing.
-const READER: &str = r#"source -- "$1" >&2 || exit
-set +eu
+/// Runs the file with `source`, then prints each variable asked for, on
+/// fd 3, as `NAME \0 KIND \0 VALUE \0`: KIND `s` for a string, `a` once
+/// per element of an indexed array, `A` (no value) for an associative
+/// array. As a bash user expects: the status of the file's last command
+/// does not matter (a false test on the last line is fine), and `exit 0`
+/// ends the file early with the values set so far. `exit N` and a command
+/// failing under `set -e` are told on stderr as `mkve-config-exit: STATUS
+/// LINE` (the line from an `exit` wrapper or the ERR trap). `set +eu`:
+/// the file's own shell options must not break the printing.
+const READER: &str = r#"__mkve_print() {
+    set +eu
+    for __mkve_name in "${__mkve_names[@]}"; do
+        case ${!__mkve_name@a} in
+        *A*) printf '%s\0A\0\0' "$__mkve_name" ;;
+        *a*)
+            __mkve_all="$__mkve_name[@]"
+            for __mkve_v in "${!__mkve_all}"; do printf '%s\0a\0%s\0' "$__mkve_name" "$__mkve_v"; done ;;
+        *) if [[ -v $__mkve_name ]]; then printf '%s\0s\0%s\0' "$__mkve_name" "${!__mkve_name}"; fi ;;
+        esac
+    done >&3
+}
+exit() { __mkve_exit_line=${BASH_LINENO[0]}; builtin exit "$@"; }
+trap '__mkve_err_line=$LINENO' ERR
+trap '__mkve_status=$?
+if [ "$__mkve_status" = 0 ]; then __mkve_print
+else printf "mkve-config-exit: %s %s\n" "$__mkve_status" "${__mkve_exit_line:-$__mkve_err_line}" >&2
+fi' EXIT
+exec 3>&1
+__mkve_file=$1
 shift
-for __mkve_name; do
-    case ${!__mkve_name@a} in
-    *A*) printf '%s\0A\0\0' "$__mkve_name" ;;
-    *a*)
-        __mkve_all="$__mkve_name[@]"
-        for __mkve_v in "${!__mkve_all}"; do printf '%s\0a\0%s\0' "$__mkve_name" "$__mkve_v"; done ;;
-    *) if [[ -v $__mkve_name ]]; then printf '%s\0s\0%s\0' "$__mkve_name" "${!__mkve_name}"; fi ;;
-    esac
-done"#;
+__mkve_names=("$@")
+set --
+source -- "$__mkve_file" >&2
+exit 0"#;
 
 /// What a variable holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +71,7 @@ impl Config {
         if !path.exists() {
             return Ok(None);
         }
+        invisible(path)?;
         let out = Cmd::new("bash")
             .args(["--noprofile", "--norc", "-c", READER, "mkve-config"])
             .arg(path)
@@ -60,12 +79,8 @@ impl Config {
             .what(format!("{}", path.display()))
             .output()?;
         let stderr = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() {
-            return Err(Error::InvalidConfig(bash_problem(
-                path,
-                &stderr,
-                out.status.code(),
-            )));
+        if let Some(p) = bash_problem(path, &stderr, out.status.code()) {
+            return Err(Error::InvalidConfig(p));
         }
         eprint!("{stderr}");
         let mut cfg = Config {
@@ -131,27 +146,88 @@ impl Config {
     }
 }
 
-/// Turn bash's first complaint (`FILE: line N: message`) into a problem
-/// with a line number.
-fn bash_problem(path: &Path, stderr: &str, code: Option<i32>) -> Problem {
+/// What is wrong with the file, if anything: bash's first complaint about
+/// it (`FILE: line N: message`: a syntax error, a command not found, an
+/// unbound variable under `set -u`), or an `exit N` or `set -e` failure
+/// (`mkve-config-exit: N LINE`), or a status bash ended with otherwise.
+fn bash_problem(path: &Path, stderr: &str, code: Option<i32>) -> Option<Problem> {
     let prefix = format!("{}: line ", path.display());
     let complaint = stderr.lines().find_map(|l| {
         let rest = l.strip_prefix(&prefix)?;
         let (n, msg) = rest.split_once(": ")?;
         Some((n.parse::<usize>().ok()?, msg.to_string()))
     });
-    match complaint {
-        Some((line, msg)) => Problem::new(path, Some(line), msg),
-        None => {
-            let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
+    if let Some((line, msg)) = complaint {
+        return Some(Problem::new(path, Some(line), visible(&msg)));
+    }
+    let exit = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("mkve-config-exit: "))
+        .map(|rest| {
+            let mut w = rest.split_whitespace();
+            (
+                w.next().unwrap_or("?").to_string(),
+                w.next().and_then(|n| n.parse().ok()),
+            )
+        });
+    match (exit, code) {
+        (Some((status, line)), _) => Some(Problem::new(
+            path,
+            line,
+            format!("ended with status {status} (exit, or a command failing under set -e)"),
+        )),
+        (None, Some(0)) => None,
+        (None, code) => {
             let status = code.map_or("a signal".to_string(), |c| format!("status {c}"));
-            let msg = match last {
-                Some(l) => format!("failed with {status}: {l}"),
-                None => format!("failed with {status}"),
-            };
-            Problem::new(path, None, msg)
+            let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
+            Some(Problem::new(
+                path,
+                None,
+                match last {
+                    Some(l) => format!("failed with {status}: {}", visible(l)),
+                    None => format!("failed with {status}"),
+                },
+            ))
         }
     }
+}
+
+/// Refuse what bash would choke on without saying why: a byte-order mark,
+/// DOS line endings (each line's command would end in a carriage return).
+fn invisible(path: &Path) -> Result<()> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad =
+        |line: usize, msg: &str| Err(Error::InvalidConfig(Problem::new(path, Some(line), msg)));
+    if bytes.starts_with(&[0xef, 0xbb, 0xbf]) {
+        return bad(
+            1,
+            "starts with a byte-order mark (U+FEFF): save the file without one",
+        );
+    }
+    if let Some(n) = bytes
+        .split(|b| *b == b'\n')
+        .position(|l| l.ends_with(b"\r"))
+    {
+        return bad(
+            n + 1,
+            "ends with a carriage return (DOS line endings): convert the file, e.g. with dos2unix",
+        );
+    }
+    Ok(())
+}
+
+/// `text` with control characters and invisible marks written out
+/// (`\r`, `\u{feff}`), so a message shows what is there.
+fn visible(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() || c == '\u{feff}' || c == '\u{200b}' {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -219,6 +295,74 @@ mod tests {
         );
     }
 
+    /// What a bash user expects of an ordinary file.
+    #[test]
+    fn the_file_runs_as_bash_users_expect() {
+        let value = |text: &str| {
+            load(text)
+                .unwrap()
+                .unwrap()
+                .value("hypervisor")
+                .unwrap()
+                .map(str::to_string)
+        };
+        // The last command's status does not matter.
+        assert_eq!(value("hypervisor=qemu\nfalse\n").as_deref(), Some("qemu"));
+        assert_eq!(
+            value("hypervisor=qemu\n[ -d /nonexistent ] && hypervisor=lxc\n").as_deref(),
+            Some("qemu")
+        );
+        // exit 0 ends the file with the values so far.
+        assert_eq!(
+            value("hypervisor=qemu\nexit 0\nhypervisor=lxc\n").as_deref(),
+            Some("qemu")
+        );
+        assert_eq!(value("exit\nhypervisor=lxc\n"), None);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let err = |text: &str| load(text).unwrap_err().to_string();
+        assert!(
+            err("hypervisor=qemu\nexit 3\n").ends_with(
+                "bundle-config:2: ended with status 3 (exit, or a command failing under set -e)"
+            ),
+            "{}",
+            err("hypervisor=qemu\nexit 3\n")
+        );
+        assert!(
+            err("set -e\ntrue\nfalse\nhypervisor=qemu\n")
+                .contains("bundle-config:3: ended with status 1"),
+            "{}",
+            err("set -e\ntrue\nfalse\n")
+        );
+        assert!(
+            err("hypervisor=qemu\nnosuchcommand-mkve\n")
+                .ends_with("bundle-config:2: nosuchcommand-mkve: command not found"),
+            "{}",
+            err("hypervisor=qemu\nnosuchcommand-mkve\n")
+        );
+        assert!(
+            err("set -u\nx=$undefined\n").contains("bundle-config:2: undefined: unbound variable")
+        );
+    }
+
+    #[test]
+    fn nothing_invisible_reaches_a_message() {
+        let err = |text: &str| load(text).unwrap_err().to_string();
+        let dos = err("hypervisor=qemu\r\noutput=x\r\n");
+        assert!(
+            dos.ends_with("bundle-config:1: ends with a carriage return (DOS line endings): convert the file, e.g. with dos2unix"),
+            "{dos}"
+        );
+        let bom = err("\u{feff}hypervisor=qemu\n");
+        assert!(bom.ends_with("bundle-config:1: starts with a byte-order mark (U+FEFF): save the file without one"), "{bom}");
+        for e in [dos, bom] {
+            assert!(!e.contains(['\r', '\u{feff}']), "{e:?}");
+        }
+        assert_eq!(visible("a\rb\u{feff}"), "a\\rb\\u{feff}");
+    }
+
     #[test]
     fn a_syntax_error_names_the_line() {
         let d = tempfile::tempdir().unwrap();
@@ -234,13 +378,7 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_program_and_a_bad_flag_are_errors() {
-        let e = load("hypervisor=qemu\nfalse\n").unwrap_err();
-        assert!(
-            e.to_string()
-                .ends_with("bundle-config: failed with status 1"),
-            "{e}"
-        );
+    fn a_bad_flag_is_an_error() {
         let c = load("verbose=maybe\n").unwrap().unwrap();
         assert_eq!(
             c.flag("verbose").unwrap_err().to_string(),

@@ -3,6 +3,13 @@
 //! source of truth). Allocation runs under an `flock` on
 //! `$MKVE_LOCKDIR/ids.lock`, held until the new domain is defined, so two
 //! creates never get the same ID and a killed one leaves nothing stuck.
+//!
+//! Each machine also has a lock of its own, `machine-ID.lock`, held by
+//! every operation on it from start to end: a create from the moment it
+//! takes the ID until the machine is whole, a delete until the last of it
+//! is gone. An ID whose lock is held, or that still has a DHCP entry or
+//! files on the node, is not free: it is given out again only once its
+//! delete has finished.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -57,6 +64,43 @@ pub fn lock() -> Result<Lock> {
     Lock::acquire("ids.lock", Mode::Exclusive)
 }
 
+/// The lock of machine `id`, waited for.
+pub fn machine_lock(id: u32) -> Result<Lock> {
+    Lock::acquire(&format!("machine-{id}.lock"), Mode::Exclusive)
+}
+
+/// Under the IDs lock: the smallest ID not in `used` that fits the
+/// network and whose machine lock is free now, with that lock held.
+pub fn allocate(used: &BTreeSet<u32>, net: &NetConfig, hv: Hypervisor) -> Result<(u32, Lock)> {
+    let mut busy = used.clone();
+    loop {
+        let id = next_free(&busy, net, hv)?;
+        match Lock::try_acquire(&format!("machine-{id}.lock"), Mode::Exclusive)? {
+            Some(lock) => return Ok((id, lock)),
+            None => {
+                busy.insert(id); // an operation on it has not finished
+            }
+        }
+    }
+}
+
+/// Under the IDs lock: the ID `id` asked for, with its machine lock, or
+/// why it cannot be had.
+pub fn claim(id: u32, used: &BTreeSet<u32>, net: &NetConfig, hv: Hypervisor) -> Result<Lock> {
+    if id < hv.first_id() {
+        return Err(Error::Usage(format!(
+            "ID {id} is below {}, the first for {hv}",
+            hv.first_id()
+        )));
+    }
+    net.address_of(id)?;
+    let busy = || Error::Usage(format!("ID {id} is taken"));
+    if used.contains(&id) {
+        return Err(busy());
+    }
+    Lock::try_acquire(&format!("machine-{id}.lock"), Mode::Exclusive)?.ok_or_else(busy)
+}
+
 /// The smallest ID not in `used` that fits the network.
 pub fn next_free(used: &BTreeSet<u32>, net: &NetConfig, hv: Hypervisor) -> Result<u32> {
     (hv.first_id()..=net.last_id())
@@ -69,6 +113,21 @@ pub fn next_free(used: &BTreeSet<u32>, net: &NetConfig, hv: Hypervisor) -> Resul
                 net.last_id()
             ),
         })
+}
+
+/// The IDs of the mkve domains on the node: on `conn`, and on every
+/// hypervisor's default URI that answers.
+pub fn used_on_node(conn: &Connection) -> Result<BTreeSet<u32>> {
+    let mut used = used_on(conn)?;
+    for uri in Hypervisor::searched_uris() {
+        if uri == conn.uri() {
+            continue;
+        }
+        if let Ok(c) = crate::libvirt::connect(uri) {
+            used.extend(used_on(&c).unwrap_or_default());
+        }
+    }
+    Ok(used)
 }
 
 /// The IDs of every mkve domain on `conn`, running or not.

@@ -143,6 +143,29 @@ pub fn mac_of(id: u32) -> String {
     format!("52:54:00:6d:{:02x}:{:02x}", (id >> 8) & 0xff, id & 0xff)
 }
 
+/// The ID whose MAC `mac` is (see `mac_of`), if it is one of mkve's.
+pub fn id_of_mac(mac: &str) -> Option<u32> {
+    let rest = mac.to_ascii_lowercase();
+    let rest = rest.strip_prefix("52:54:00:6d:")?;
+    let (hi, lo) = rest.split_once(':')?;
+    if hi.len() != 2 || lo.len() != 2 {
+        return None;
+    }
+    let id = (u32::from_str_radix(hi, 16).ok()? << 8) | u32::from_str_radix(lo, 16).ok()?;
+    (id >= FIRST_ID).then_some(id)
+}
+
+impl NetConfig {
+    /// The ID whose address `ip` is (see `address_of`), if any.
+    pub fn id_of_address(&self, ip: Ipv4Addr) -> Option<u32> {
+        if u32::from(ip) & self.mask() != u32::from(self.network_address()) {
+            return None;
+        }
+        let id = u32::from(ip) - u32::from(self.network_address());
+        self.address_of(id).ok().map(|_| id)
+    }
+}
+
 fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64

@@ -105,12 +105,16 @@ pub fn decompressor<'a, R: Read + 'a>(r: R) -> std::io::Result<Box<dyn Read + 'a
 pub struct PackOptions {
     /// Newer mtimes are set to this (`SOURCE_DATE_EPOCH`).
     pub clamp_mtime: Option<u64>,
+    /// Paths relative to the root that are left out (the build host's
+    /// files in a root built from packages: `root::BUILD_HOST_FILES`).
+    pub exclude: Vec<PathBuf>,
 }
 
 impl PackOptions {
     pub fn from_env() -> Self {
         PackOptions {
             clamp_mtime: source_date_epoch(),
+            exclude: Vec::new(),
         }
     }
 }
@@ -161,6 +165,9 @@ pub fn pack_dir<W: Write>(root: &Path, out: W, opts: &PackOptions) -> Result<(W,
         })?;
         let path = entry.path();
         let rel = path.strip_prefix(root).unwrap_or(path);
+        if opts.exclude.iter().any(|x| x == rel) {
+            continue;
+        }
         let meta = entry.metadata().map_err(|e| Error::io(path, e.into()))?;
         let ft = meta.file_type();
         if ft.is_socket() {
@@ -617,6 +624,29 @@ mod tests {
         d
     }
 
+    #[test]
+    fn excluded_paths_are_left_out() {
+        let src = sample_root();
+        let opts = PackOptions {
+            exclude: vec!["etc/hostname".into()],
+            ..Default::default()
+        };
+        let (bytes, _) = pack_dir(src.path(), Vec::new(), &opts).unwrap();
+        let names: Vec<String> = tar::Archive::new(&bytes[..])
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n.ends_with("etc/hostname")),
+            "{names:?}"
+        );
+        assert!(
+            names.iter().any(|n| n.ends_with("etc/abs-link")),
+            "{names:?}"
+        );
+    }
+
     fn pack_bytes(root: &Path, c: Compression) -> Vec<u8> {
         pack_dir_compressed(
             root,
@@ -624,6 +654,7 @@ mod tests {
             c,
             &PackOptions {
                 clamp_mtime: Some(1_700_000_000),
+                exclude: Vec::new(),
             },
         )
         .unwrap()
@@ -769,6 +800,7 @@ mod tests {
             Vec::new(),
             &PackOptions {
                 clamp_mtime: Some(1),
+                ..Default::default()
             },
         )
         .unwrap();

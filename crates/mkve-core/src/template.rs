@@ -307,6 +307,32 @@ fn load_version(path: &Path, why: &str, problems: &mut Vec<Problem>) -> Option<S
     version.map(|(v, _)| v)
 }
 
+/// Whether the kernel can run the file `path` as a hook: an ELF binary,
+/// or a script whose first line is a `#!` line that does not end in a
+/// carriage return (DOS line endings make the kernel look for `sh\r`).
+/// That the interpreter is in the root is told when the hook runs.
+fn runnable(path: &Path) -> std::result::Result<(), String> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(4096).read_to_end(&mut head))
+        .map_err(|e| e.to_string())?;
+    if head.starts_with(b"\x7fELF") {
+        return Ok(());
+    }
+    let first = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    if !first.starts_with(b"#!") {
+        return Err(
+            "no #! line, and not a program: the kernel cannot run it (start it with #!/bin/sh)"
+                .into(),
+        );
+    }
+    if first.ends_with(b"\r") {
+        return Err("the #! line ends with a carriage return (DOS line endings): convert the file, e.g. with dos2unix".into());
+    }
+    Ok(())
+}
+
 fn load_hooks(
     dir: &Path,
     hooks_dir: &Path,
@@ -323,8 +349,18 @@ fn load_hooks(
         Ok(Some(lines)) => lines,
     };
     let own = dir.join("hooks");
-    let mut hooks = Vec::new();
+    let mut hooks: Vec<Hook> = Vec::new();
+    let mut listed: Vec<(String, usize)> = Vec::new();
     for (n, name) in lines {
+        if let Some((_, first)) = listed.iter().find(|(l, _)| *l == name) {
+            problems.push(Problem::new(
+                &list,
+                Some(n),
+                format!("hook \"{name}\" is listed twice (first on line {first})"),
+            ));
+            continue;
+        }
+        listed.push((name.clone(), n));
         if name.contains('/') || name == "." || name == ".." || name.split_whitespace().count() > 1
         {
             problems.push(Problem::new(
@@ -363,7 +399,10 @@ fn load_hooks(
                     path.display()
                 ),
             )),
-            Ok(_) => hooks.push(Hook { name, path }),
+            Ok(_) => match runnable(&path) {
+                Ok(()) => hooks.push(Hook { name, path }),
+                Err(why) => problems.push(Problem::new(&path, Some(1), why)),
+            },
             Err(e) => problems.push(Problem::new(
                 &list,
                 Some(n),

@@ -32,6 +32,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Delete { force } => network::delete(&conn()?, &cfg, force),
         Command::Start => network::start(&conn()?, &cfg),
         Command::Stop => network::stop(&conn()?, &cfg),
-        Command::Status { json } => show::status(&network::status(&conn()?, &cfg)?, json),
+        Command::Status { json } => {
+            let conn = conn()?;
+            let machines = mkve_core::ids::used_on_node(&conn)?;
+            show::status(&network::status(&conn, &cfg)?, &machines, json)
+        }
     }
 }

@@ -5,7 +5,9 @@ use mkve_core::ids::MachineId;
 use mkve_core::libvirt::network::Status;
 use mkve_core::Result;
 
-pub fn status(s: &Status, json: bool) -> Result<()> {
+/// The network's state and entries; `machines` are the IDs that have a
+/// domain, so an mkve entry without one is marked an orphan.
+pub fn status(s: &Status, machines: &std::collections::BTreeSet<u32>, json: bool) -> Result<()> {
     if json {
         return print_json(s);
     }
@@ -27,11 +29,17 @@ pub fn status(s: &Status, json: bool) -> Result<()> {
         s.hosts.len()
     )?;
     for h in &s.hosts {
+        let what = match h.id {
+            None => "not mkve's",
+            Some(id) if machines.contains(&id) => "",
+            Some(_) => "orphan: mkve-vm delete ID removes it",
+        };
         outln!(
-            "  {:<6} {:<17} {}",
+            "  {:<6} {:<17} {:<15} {:<20} {what}",
             h.id.map_or("-".into(), |i| i.to_string()),
             h.mac,
-            h.ip
+            h.ip,
+            h.name
         )?;
     }
     Ok(())

@@ -178,7 +178,9 @@ fn machines() -> Vec<CompletionCandidate> {
         out.push(CompletionCandidate::new(m.id.to_string()).help(Some(
             format!("{} ({}, {})", m.name, m.hypervisor, m.state).into(),
         )));
-        out.push(CompletionCandidate::new(m.name));
+        if !m.name.is_empty() {
+            out.push(CompletionCandidate::new(m.name));
+        }
     }
     out
 }

@@ -139,6 +139,10 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
     }
 
     report.progress("packing the root");
+    let pack_opts = match &opts.root {
+        RootSource::Packages { .. } => roots::pack_options(),
+        _ => PackOptions::from_env(),
+    };
     let start = std::time::Instant::now();
     let rootfs_path = work.path().join(ROOTFS);
     let file = std::fs::File::create(&rootfs_path).map_err(|e| Error::create(&rootfs_path, e))?;
@@ -147,7 +151,7 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
         hash: Sha256::new(),
     };
     let (hashing, stats) =
-        pack::pack_dir_compressed(&root, hashing, Compression::Zstd, &PackOptions::from_env())?;
+        pack::pack_dir_compressed(&root, hashing, Compression::Zstd, &pack_opts)?;
     let file = hashing
         .inner
         .into_inner()

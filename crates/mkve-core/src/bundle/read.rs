@@ -52,6 +52,50 @@ pub struct Report {
 pub fn read<R: Read>(r: R, label: &Path, opts: &ReadOptions) -> Result<Report> {
     let bad = |why: String| Error::bundle(label, why);
     let mut ar = tar::Archive::new(r);
+    let (report, staging) = read_members(&mut ar, label, opts)?;
+    if opts.check == Check::Meta && opts.unpack_to.is_none() {
+        return Ok(report);
+    }
+    // After the end of the archive (its zero blocks) there may be more
+    // zeros (padding to a record), and nothing else: another archive
+    // appended to a bundle is not part of it (GNU tar -i would read it).
+    trailing_zeros(ar.into_inner()).map_err(bad)?;
+    if let Some(s) = staging {
+        s.commit()?;
+    }
+    Ok(report)
+}
+
+/// Everything after the end-of-archive marker is zeros, or the error.
+fn trailing_zeros(mut r: impl Read) -> std::result::Result<(), String> {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut at: u64 = 0;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("after the end of the archive: {e}")),
+        };
+        if let Some(i) = buf[..n].iter().position(|b| *b != 0) {
+            return Err(format!(
+                "data after the end of the archive ({} bytes past its end-of-archive blocks): not part of a bundle",
+                at + i as u64
+            ));
+        }
+        at += n as u64;
+    }
+}
+
+/// The members, checked as `opts` asks; with `Check::Meta` and nothing
+/// to unpack, only meta.json and the signature are read. What was
+/// unpacked waits in its staging directory for the caller to commit.
+fn read_members<R: Read>(
+    ar: &mut tar::Archive<R>,
+    label: &Path,
+    opts: &ReadOptions,
+) -> Result<(Report, Option<Staging>)> {
+    let bad = |why: String| Error::bundle(label, why);
     let mut entries = ar
         .entries()
         .map_err(|e| bad(format!("not a bundle: {e}")))?;
@@ -104,7 +148,7 @@ pub fn read<R: Read>(r: R, label: &Path, opts: &ReadOptions) -> Result<Report> {
     }
     let report = Report { meta, signature };
     if opts.check == Check::Meta && opts.unpack_to.is_none() {
-        return Ok(report);
+        return Ok((report, None));
     }
 
     let staging = match opts.unpack_to {
@@ -153,10 +197,7 @@ pub fn read<R: Read>(r: R, label: &Path, opts: &ReadOptions) -> Result<Report> {
     if let Some(m) = missing.first() {
         return Err(bad(format!("member \"{m}\" listed in {META} is missing")));
     }
-    if let Some(s) = staging {
-        s.commit()?;
-    }
-    Ok(report)
+    Ok((report, staging))
 }
 
 fn read_small(r: &mut impl Read, max: u64) -> std::io::Result<Vec<u8>> {

@@ -92,6 +92,12 @@ impl Dom {
         self.dom.name().map_err(|e| failed("domain name", e))
     }
 
+    /// libvirt's UUID of the domain: two domains defined one after the
+    /// other under the same name and ID still differ here.
+    pub fn uuid(&self) -> Result<String> {
+        self.dom.uuid_string().map_err(|e| failed("domain UUID", e))
+    }
+
     /// The domain's XML as libvirt keeps it (virDomainGetXMLDesc).
     pub fn xml(&self) -> Result<String> {
         self.dom.xml_desc(0).map_err(|e| failed("domain XML", e))

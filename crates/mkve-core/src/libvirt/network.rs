@@ -27,21 +27,38 @@ pub fn xml(c: &NetConfig) -> String {
     )
 }
 
-/// The DHCP host entry of machine `id`.
-pub fn host_xml(c: &NetConfig, id: u32) -> Result<String> {
+/// The DHCP host entry of machine `id`, named `name`: libvirt's dnsmasq
+/// then answers for that name on the network, so machines find each
+/// other by name.
+pub fn host_xml(c: &NetConfig, id: u32, name: &str) -> Result<String> {
     Ok(format!(
-        "<host mac='{}' name='vm{id}' ip='{}'/>",
+        "<host mac='{}' name='{}' ip='{}'/>",
         mac_of(id),
+        esc(name),
         c.address_of(id)?
     ))
 }
 
+/// A DHCP host entry of the network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Host {
+    /// The ID mkve gave it, from its MAC; `None` for an entry mkve did
+    /// not make.
     pub id: Option<u32>,
     pub mac: String,
     pub name: String,
     pub ip: String,
+}
+
+impl Host {
+    /// The IDs this entry keeps from being given out: the one its MAC is
+    /// mkve's for, and the one whose address it holds.
+    pub fn blocks(&self, c: &NetConfig) -> Vec<u32> {
+        let by_ip = self.ip.parse().ok().and_then(|ip| c.id_of_address(ip));
+        let mut v: Vec<u32> = self.id.into_iter().chain(by_ip).collect();
+        v.dedup();
+        v
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -201,9 +218,10 @@ fn parse(text: &str) -> std::result::Result<(String, String, Vec<Host>), String>
         .flat_map(|i| i.descendants().filter(|n| n.has_tag_name("host")))
         .map(|h| {
             let name = h.attribute("name").unwrap_or("").to_string();
+            let mac = h.attribute("mac").unwrap_or("").to_string();
             Host {
-                id: name.strip_prefix("vm").and_then(|n| n.parse().ok()),
-                mac: h.attribute("mac").unwrap_or("").to_string(),
+                id: crate::net::id_of_mac(&mac),
+                mac,
                 ip: h.attribute("ip").unwrap_or("").to_string(),
                 name,
             }
@@ -216,7 +234,7 @@ fn update(
     conn: &Connection,
     c: &NetConfig,
     cmd: sys::virNetworkUpdateCommand,
-    id: u32,
+    host: &str,
     report: &dyn Report,
 ) -> Result<()> {
     let net = require(conn, c)?;
@@ -224,7 +242,6 @@ fn update(
     if net.is_active().map_err(|e| failed(&c.name, e))? {
         flags |= sys::VIR_NETWORK_UPDATE_AFFECT_LIVE;
     }
-    let host = host_xml(c, id)?;
     report.note(&format!(
         "{} DHCP entry {host}",
         if cmd == sys::VIR_NETWORK_UPDATE_COMMAND_DELETE {
@@ -233,28 +250,47 @@ fn update(
             "adding"
         }
     ));
-    net.update(cmd, sys::VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, &host, flags)
-        .map_err(|e| failed(format!("DHCP entry of machine {id} in {}", c.name), e))
+    net.update(cmd, sys::VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, host, flags)
+        .map_err(|e| failed(format!("DHCP entry {host} in {}", c.name), e))
 }
 
-/// Give machine `id` its fixed address.
-pub fn add_host(conn: &Connection, c: &NetConfig, id: u32, report: &dyn Report) -> Result<()> {
+/// Give machine `id`, named `name`, its fixed address.
+pub fn add_host(
+    conn: &Connection,
+    c: &NetConfig,
+    id: u32,
+    name: &str,
+    report: &dyn Report,
+) -> Result<()> {
+    let host = host_xml(c, id, name)?;
     update(
         conn,
         c,
         sys::VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
-        id,
+        &host,
         report,
     )
 }
 
-/// Take machine `id`'s entry out; nothing to do when there is none.
+/// Take machine `id`'s entries out (those with its MAC); nothing to do
+/// when there is none.
 pub fn remove_host(conn: &Connection, c: &NetConfig, id: u32, report: &dyn Report) -> Result<()> {
-    let present = status(conn, c)?.hosts.iter().any(|h| h.id == Some(id));
-    if !present {
-        return Ok(());
+    for h in status(conn, c)?.hosts.iter().filter(|h| h.id == Some(id)) {
+        let host = format!(
+            "<host mac='{}' name='{}' ip='{}'/>",
+            esc(&h.mac),
+            esc(&h.name),
+            esc(&h.ip)
+        );
+        update(
+            conn,
+            c,
+            sys::VIR_NETWORK_UPDATE_COMMAND_DELETE,
+            &host,
+            report,
+        )?;
     }
-    update(conn, c, sys::VIR_NETWORK_UPDATE_COMMAND_DELETE, id, report)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -297,8 +333,8 @@ mod tests {
             ("mkvebr0", "192.0.2.1/24")
         );
 
-        add_host(&conn, &c, 100, &Silent).unwrap();
-        add_host(&conn, &c, 142, &Silent).unwrap();
+        add_host(&conn, &c, 100, "ntp-100", &Silent).unwrap();
+        add_host(&conn, &c, 142, "web", &Silent).unwrap();
         let hosts = status(&conn, &c).unwrap().hosts;
         assert_eq!(hosts.len(), 2);
         assert_eq!(
@@ -306,10 +342,31 @@ mod tests {
             Host {
                 id: Some(142),
                 mac: "52:54:00:6d:00:8e".into(),
-                name: "vm142".into(),
+                name: "web".into(),
                 ip: "192.0.2.142".into()
             }
         );
+        assert_eq!(hosts[1].blocks(&c), [142]);
+        // An entry another tool left: it holds the address of ID 150.
+        let foreign = "<host mac='00:16:3e:00:00:01' name='other' ip='192.0.2.150'/>";
+        update(
+            &conn,
+            &c,
+            sys::VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+            foreign,
+            &Silent,
+        )
+        .unwrap();
+        let hosts = status(&conn, &c).unwrap().hosts;
+        assert_eq!((hosts[2].id, hosts[2].blocks(&c)), (None, vec![150]));
+        update(
+            &conn,
+            &c,
+            sys::VIR_NETWORK_UPDATE_COMMAND_DELETE,
+            foreign,
+            &Silent,
+        )
+        .unwrap();
         let e = delete(&conn, &c, false).unwrap_err();
         assert_eq!(
             e.to_string(),

@@ -41,18 +41,28 @@ pub fn run(job: &Job, report: &dyn Report) -> Result<()> {
             let root = tmp.path().join("root");
             copy_root(&layer.root, &root, report)?;
             run_steps(&root, &job.steps, &[], report)?;
+            for f in super::BUILD_HOST_FILES {
+                let p = root.join(f);
+                if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
+                    std::fs::remove_file(&p).at(&p)?;
+                }
+            }
             std::fs::rename(&root, dest).map_err(|e| Error::create(dest, e))?;
             Ok(())
         }
-        Target::Archive { path, compression } if job.steps.is_empty() => {
-            pack_to(&layer.root, path, *compression, report)
-        }
+        Target::Archive { path, compression } if job.steps.is_empty() => pack_to(
+            &layer.root,
+            path,
+            *compression,
+            &super::pack_options(),
+            report,
+        ),
         Target::Archive { path, compression } => {
             let work = work_dir()?;
             let root = work.path().join("root");
             copy_root(&layer.root, &root, report)?;
             run_steps(&root, &job.steps, &[], report)?;
-            pack_to(&root, path, *compression, report)
+            pack_to(&root, path, *compression, &super::pack_options(), report)
         }
     }
 }
@@ -75,7 +85,7 @@ pub fn tarify(
     } else {
         root.to_path_buf()
     };
-    pack_to(&root, out, compression, report)
+    pack_to(&root, out, compression, &PackOptions::from_env(), report)
 }
 
 /// Where an archive goes by default: `$TMPDIR/output.tar[.gz|.zst]`.
@@ -88,12 +98,17 @@ pub fn default_output(compression: Compression) -> PathBuf {
     std::env::temp_dir().join(name)
 }
 
-fn pack_to(root: &Path, out: &Path, compression: Compression, report: &dyn Report) -> Result<()> {
+fn pack_to(
+    root: &Path,
+    out: &Path,
+    compression: Compression,
+    opts: &PackOptions,
+    report: &dyn Report,
+) -> Result<()> {
     report.progress(&format!("packing {}", root.display()));
     let start = std::time::Instant::now();
     let mut output = Output::create(out)?;
-    let (_, stats) =
-        pack::pack_dir_compressed(root, &mut output, compression, &PackOptions::from_env())?;
+    let (_, stats) = pack::pack_dir_compressed(root, &mut output, compression, opts)?;
     output.commit()?;
     for s in &stats.skipped {
         report.note(&format!("{}: socket skipped", s.display()));

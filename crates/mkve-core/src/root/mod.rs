@@ -63,6 +63,20 @@ impl Resolved {
     }
 }
 
+/// Files mmdebstrap copies from the build host into a root (its host
+/// name, its resolver): hooks may use them while they run, but they never
+/// go into what is packed; a machine gets its own at create.
+pub const BUILD_HOST_FILES: &[&str] = &["etc/hostname", "etc/resolv.conf"];
+
+/// `PackOptions` for a root built from packages: `BUILD_HOST_FILES` left
+/// out.
+pub fn pack_options() -> crate::pack::PackOptions {
+    crate::pack::PackOptions {
+        exclude: BUILD_HOST_FILES.iter().map(Into::into).collect(),
+        ..crate::pack::PackOptions::from_env()
+    }
+}
+
 pub trait Backend {
     fn name(&self) -> &'static str;
     /// Fill in the defaults.

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::disk::{make_disk, reachable_by_others, DiskFormat};
+use super::disk::{find_boot, make_disk, reachable_by_others, DiskFormat};
 use super::spec::{BlkioWeight, CpuShares, MachineName, Memory, Vcpus};
 use super::staging::{staging, vms_dir};
 use crate::access::Access;
@@ -138,21 +138,11 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     let meta = read_bundle(o, Check::Digests, Some(&unpacked))?;
     let hv = meta.hypervisor;
     check(o, hv)?;
-    let label = files::display_name(&o.bundle);
-    o.access.apply(&unpacked.join("rootfs"), &label)?;
-    // The root a disk image was made from goes while the domain is
-    // defined; joined before this function returns, whichever way.
-    let _removing = if hv.boots_disk_image() {
+    let boot = if hv.boots_disk_image() {
         reachable_by_others(&vms)?;
-        make_disk(&unpacked, &label, o.disk_format, report)?;
-        let trash = staging.path().join("made-into-disk");
-        let root = unpacked.join("rootfs");
-        std::fs::rename(&root, &trash).at(&root)?;
-        Background(Some(std::thread::spawn(move || {
-            let _ = remove_tree(&trash);
-        })))
+        Some(find_boot(&unpacked, &files::display_name(&o.bundle))?)
     } else {
-        Background(None)
+        None
     };
     let conn = libvirt::connect(&libvirt::uri(o.connect.as_deref(), hv.default_uri()))?;
     let net = NetConfig::load()?;
@@ -162,21 +152,35 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
             why: format!("not defined on {}: run mkve-net create", conn.uri()),
         });
     }
-
-    let ids_lock = ids::lock()?;
-    let used = used_ids(&conn)?;
-    let id = match o.id.map(MachineId::get) {
-        Some(id) if used.contains(&id) => return Err(Error::Usage(format!("ID {id} is taken"))),
-        Some(id) if id < hv.first_id() => {
-            return Err(Error::Usage(format!(
-                "ID {id} is below {}, the first for {hv}",
-                hv.first_id()
-            )))
+    // The ID, with its machine lock held until the machine is whole (or
+    // undone): no delete or other operation on it runs meanwhile, and
+    // other creates pass it by, so the IDs lock is needed only to choose.
+    let (id, _machine_lock) = {
+        let _ids_lock = ids::lock()?;
+        let used = taken_ids(&conn, &net, &vms)?;
+        match o.id.map(MachineId::get) {
+            Some(id) => (id, ids::claim(id, &used, &net, hv)?),
+            None => ids::allocate(&used, &net, hv)?,
         }
-        Some(id) => id,
-        None => ids::next_free(&used, &net, hv)?,
     };
-    net.address_of(id)?; // the ID must fit the network before anything is made
+    let name = machine_name(o, &meta, id)?;
+    let label = files::display_name(&o.bundle);
+    let rootfs = unpacked.join("rootfs");
+    o.access.apply(&rootfs, &label)?;
+    crate::access::set_identity(&rootfs, &name, net.host)?;
+    // The root a disk image was made from goes while the domain is
+    // defined; joined before this function returns, whichever way.
+    let _removing = if let Some(boot) = &boot {
+        make_disk(&unpacked, boot, o.disk_format, report)?;
+        let trash = staging.path().join("made-into-disk");
+        let root = unpacked.join("rootfs");
+        std::fs::rename(&root, &trash).at(&root)?;
+        Background(Some(std::thread::spawn(move || {
+            let _ = remove_tree(&trash);
+        })))
+    } else {
+        Background(None)
+    };
     let mut undo = Undo::new(&conn, &net, report);
     let dir = if hv == Hypervisor::Openvz {
         let node = crate::openvz::Node::system();
@@ -186,11 +190,8 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
         crate::openvz::cache_root(&unpacked.join("rootfs"), &cached)?;
         unpacked.clone()
     } else {
+        // Not there: an ID with files left is not given out (taken_ids).
         let dir = vms.join(id.to_string());
-        if dir.exists() {
-            // Left by a create that was killed before its domain was defined.
-            remove_tree(&dir).at(&dir)?;
-        }
         std::fs::rename(&unpacked, &dir).map_err(|e| Error::create(&dir, e))?;
         // Made as a private temporary directory; qemu runs as its own user
         // and must reach the disk, kernel and initrd inside.
@@ -217,10 +218,8 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
             &spec.record,
         )?;
     }
-    network::add_host(&conn, &net, id, report)?;
+    network::add_host(&conn, &net, id, &spec.name, report)?;
     undo.host = Some(id);
-    // The domain holds the ID now.
-    drop(ids_lock);
     if o.start {
         report.progress(&format!("starting machine {id}"));
         if let Some(d) = &undo.domain {
@@ -231,6 +230,18 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     MachineId::new(id).map_err(Error::Other)
 }
 
+/// The machine's (domain's) name: `--name`, else TEMPLATE-ID; OpenVZ's
+/// containers are named by their ID.
+fn machine_name(o: &CreateOptions, meta: &bundle::Meta, id: u32) -> Result<String> {
+    Ok(match &o.name {
+        _ if !meta.hypervisor.takes_names() => id.to_string(),
+        Some(n) => n.to_string(),
+        None => MachineName::new(&format!("{}-{id}", meta.template.name))
+            .map_err(|e| Error::bundle(&o.bundle, format!("template name: {e}")))?
+            .to_string(),
+    })
+}
+
 fn spec_for(
     o: &CreateOptions,
     meta: &bundle::Meta,
@@ -239,13 +250,7 @@ fn spec_for(
     dir: &Path,
 ) -> Result<domain::VmSpec> {
     let hv = meta.hypervisor;
-    let name = match &o.name {
-        _ if !hv.takes_names() => id.to_string(),
-        Some(n) => n.to_string(),
-        None => MachineName::new(&format!("{}-{id}", meta.template.name))
-            .map_err(|e| Error::bundle(&o.bundle, format!("template name: {e}")))?
-            .to_string(),
-    };
+    let name = machine_name(o, meta, id)?;
     Ok(domain::VmSpec {
         record: domain::Record {
             id,
@@ -329,7 +334,7 @@ pub fn print_xml(o: &CreateOptions) -> Result<String> {
         Some(id) => id.get(),
         None => {
             let conn = libvirt::connect(&libvirt::uri(o.connect.as_deref(), hv.default_uri()))?;
-            ids::next_free(&used_ids(&conn)?, &net, hv)?
+            ids::next_free(&taken_ids(&conn, &net, &vms_dir())?, &net, hv)?
         }
     };
     Ok(domain::xml(&spec_for(
@@ -341,17 +346,19 @@ pub fn print_xml(o: &CreateOptions) -> Result<String> {
     )?))
 }
 
-/// IDs in use on the node: on `conn` and on every other hypervisor's
-/// default connection that answers.
-fn used_ids(conn: &Connection) -> Result<std::collections::BTreeSet<u32>> {
-    let mut used = ids::used_on(conn)?;
-    for uri in Hypervisor::searched_uris() {
-        if uri == conn.uri() {
-            continue;
-        }
-        if let Ok(c) = libvirt::connect(uri) {
-            used.extend(ids::used_on(&c).unwrap_or_default());
-        }
+/// IDs not free on the node: those of the domains on `conn` and on every
+/// other hypervisor's default connection that answers, those whose MAC or
+/// address a DHCP entry holds in the network (mkve's orphans, and entries
+/// other tools made), and those with files left in `vms`.
+fn taken_ids(
+    conn: &Connection,
+    net: &NetConfig,
+    vms: &Path,
+) -> Result<std::collections::BTreeSet<u32>> {
+    let mut used = ids::used_on_node(conn)?;
+    for h in network::status(conn, net)?.hosts {
+        used.extend(h.blocks(net));
     }
+    used.extend(super::manage::ids_with_files(vms));
     Ok(used)
 }

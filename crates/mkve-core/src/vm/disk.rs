@@ -2,7 +2,7 @@
 //! unpacked root without mounting anything (`mkfs.ext4 -d`), with the
 //! root's kernel and initrd beside it for direct kernel boot.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
 use crate::exec::{Cmd, Report};
@@ -74,14 +74,17 @@ pub(super) fn reachable_by_others(dir: &Path) -> Result<()> {
 /// kernel and initrd of its /boot beside it (direct kernel boot), and an
 /// ext4 disk image made from the root without mounting anything
 /// (`mkfs.ext4 -d`). The caller removes the root directory.
-pub(super) fn make_disk(
-    unpacked: &Path,
-    label: &Path,
-    format: DiskFormat,
-    report: &dyn Report,
-) -> Result<()> {
-    let root = unpacked.join("rootfs");
-    let boot = root.join("boot");
+/// The kernel and initrd a machine boots directly, found in the root's
+/// /boot: the newest `vmlinuz-VERSION` and its `initrd.img-VERSION`.
+/// Checked as soon as the bundle is unpacked: a bundle without them is
+/// refused before anything is made.
+pub(super) struct Boot {
+    kernel: PathBuf,
+    initrd: PathBuf,
+}
+
+pub(super) fn find_boot(unpacked: &Path, label: &Path) -> Result<Boot> {
+    let boot = unpacked.join("rootfs/boot");
     let mut kernels: Vec<String> = std::fs::read_dir(&boot)
         .map(|rd| {
             rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -97,16 +100,30 @@ pub(super) fn make_disk(
         ));
     };
     let version = &kernel["vmlinuz-".len()..];
-    std::fs::copy(boot.join(&kernel), unpacked.join("vmlinuz")).at(boot.join(&kernel))?;
     let initrd = boot.join(format!("initrd.img-{version}"));
-    if initrd.exists() {
-        std::fs::copy(&initrd, unpacked.join("initrd.img")).at(&initrd)?;
-    } else {
+    if !initrd.exists() {
         return Err(Error::bundle(
             label,
             format!("has no initrd.img-{version} in /boot"),
         ));
     }
+    Ok(Boot {
+        kernel: boot.join(&kernel),
+        initrd,
+    })
+}
+
+/// Make the disk image of the unpacked bundle's `rootfs/`, with the
+/// kernel and initrd copied beside it.
+pub(super) fn make_disk(
+    unpacked: &Path,
+    boot: &Boot,
+    format: DiskFormat,
+    report: &dyn Report,
+) -> Result<()> {
+    let root = unpacked.join("rootfs");
+    std::fs::copy(&boot.kernel, unpacked.join("vmlinuz")).at(&boot.kernel)?;
+    std::fs::copy(&boot.initrd, unpacked.join("initrd.img")).at(&boot.initrd)?;
     // Room for the root and for the machine's own writes: 1.5 times the
     // files plus 512 MiB, at least 1 GiB.
     let used: u64 = walkdir::WalkDir::new(&root)

@@ -2,37 +2,121 @@
 //! start, stop, reboot, autostart, console, delete. A machine is named by
 //! its ID or its name.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
 use super::staging::vms_dir;
 use super::{DomainType, Info, Machine, MachineState, Uris};
 use crate::error::{Error, IoContext, Result};
 use crate::exec::Report;
+use crate::ids;
 use crate::ids::MachineId;
 use crate::libvirt::{self, domain, network, Connection, Dom};
+use crate::lock::Lock;
 use crate::net::NetConfig;
 
-/// Every mkve machine on `uris`, with its connection and domain.
-fn machines(uris: &Uris) -> Result<Vec<(Connection, Dom, Machine)>> {
-    let mut out = Vec::new();
+/// What is on the node: every mkve machine on `uris` with its connection
+/// and domain, the URIs that did not answer, and one connection that did
+/// (for the network).
+struct Scan {
+    machines: Vec<(Connection, Dom, Machine)>,
+    unreachable: Vec<String>,
+    any: Option<Connection>,
+}
+
+fn scan(uris: &Uris) -> Result<Scan> {
+    let mut out = Scan {
+        machines: Vec::new(),
+        unreachable: Vec::new(),
+        any: None,
+    };
     for uri in &uris.list {
         let conn = match libvirt::connect(uri) {
             Ok(c) => c,
             Err(e) if uris.explicit => return Err(e),
-            Err(_) => continue,
+            Err(_) => {
+                out.unreachable.push(uri.clone());
+                continue;
+            }
         };
         for d in conn.domains()? {
             if let Some(m) = machine(&d, uri) {
                 // Each domain holds its own reference to the connection.
-                out.push((conn.clone(), d, m));
+                out.machines.push((conn.clone(), d, m));
             }
         }
+        out.any.get_or_insert(conn);
     }
-    out.sort_by_key(|(_, _, m)| m.id);
+    out.machines.sort_by_key(|(_, _, m)| m.id);
     Ok(out)
 }
 
-/// Every mkve machine, by ID.
+/// The IDs that have a directory in `vms` (a machine's, or an orphan's).
+pub(super) fn ids_with_files(vms: &Path) -> BTreeSet<u32> {
+    std::fs::read_dir(vms)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .filter(|id| MachineId::new(*id).is_ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// mkve's leftovers without a domain: IDs with a DHCP entry of mkve's MAC
+/// or files in `vms/`, and no machine. Told only when every URI answered:
+/// a machine on a hypervisor that did not answer is no orphan.
+fn orphans(scan: &Scan) -> Result<BTreeMap<u32, Vec<&'static str>>> {
+    let mut out: BTreeMap<u32, Vec<&'static str>> = BTreeMap::new();
+    if !scan.unreachable.is_empty() {
+        return Ok(out);
+    }
+    let machines: BTreeSet<u32> = scan.machines.iter().map(|(_, _, m)| m.id.get()).collect();
+    if let Some(conn) = &scan.any {
+        let net = NetConfig::load()?;
+        if network::status(conn, &net)?.defined {
+            for h in network::status(conn, &net)?.hosts {
+                if let Some(id) = h.id.filter(|id| !machines.contains(id)) {
+                    out.entry(id).or_default().push("DHCP entry");
+                }
+            }
+        }
+    }
+    for id in ids_with_files(&vms_dir()) {
+        if !machines.contains(&id) {
+            out.entry(id).or_default().push("files");
+        }
+    }
+    Ok(out)
+}
+
+/// Every mkve machine, by ID, and the orphans among them (state
+/// `orphan`).
 pub fn list(uris: &Uris) -> Result<Vec<Machine>> {
-    Ok(machines(uris)?.into_iter().map(|(_, _, m)| m).collect())
+    let scan = scan(uris)?;
+    let net = NetConfig::load()?;
+    let mut all: Vec<Machine> = Vec::new();
+    for (id, what) in orphans(&scan)? {
+        let Ok(mid) = MachineId::new(id) else {
+            continue;
+        };
+        all.push(Machine {
+            id: mid,
+            name: String::new(),
+            hypervisor: DomainType::None,
+            state: MachineState::Orphan,
+            address: net
+                .address_of(id)
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            template: format!("({})", what.join(", ")),
+            version: String::new(),
+            uri: String::new(),
+        });
+    }
+    all.extend(scan.machines.into_iter().map(|(_, _, m)| m));
+    all.sort_by_key(|m| m.id);
+    Ok(all)
 }
 
 fn machine(d: &Dom, uri: &str) -> Option<Machine> {
@@ -73,10 +157,30 @@ fn record(xml: &str, ty: DomainType, d: &Dom) -> Option<domain::Record> {
 
 /// The machine named by `target` (an ID or a name).
 pub fn find(uris: &Uris, target: &str) -> Result<(Connection, Dom, Machine)> {
-    machines(uris)?
+    scan(uris)?
+        .machines
         .into_iter()
         .find(|(_, _, m)| m.id.to_string() == target || m.name == target)
         .ok_or_else(|| Error::Usage(format!("no machine {target}")))
+}
+
+/// The machine named by `target`, with its machine lock held: found, then
+/// locked, then found again by ID and UUID, so what an operation acts on
+/// is the machine that was named, not one made with its ID meanwhile.
+fn find_locked(uris: &Uris, target: &str) -> Result<(Connection, Dom, Machine, Lock)> {
+    let (_, d, m) = find(uris, target)?;
+    let uuid = d.uuid()?;
+    let lock = ids::machine_lock(m.id.get())?;
+    let again = scan(uris)?
+        .machines
+        .into_iter()
+        .find(|(_, d, m2)| m2.id == m.id && d.uuid().is_ok_and(|u| u == uuid));
+    match again {
+        Some((c, d, m)) => Ok((c, d, m, lock)),
+        None => Err(Error::Usage(format!(
+            "no machine {target}: it was deleted meanwhile"
+        ))),
+    }
 }
 
 /// `machine 101`, for messages.
@@ -85,7 +189,7 @@ fn what(m: &Machine) -> String {
 }
 
 pub fn start(uris: &Uris, target: &str) -> Result<()> {
-    let (_, d, m) = find(uris, target)?;
+    let (_, d, m, _lock) = find_locked(uris, target)?;
     if !d.is_active()? {
         d.start(&what(&m))?;
     }
@@ -117,13 +221,13 @@ pub fn console(uris: &Uris, target: &str, force: bool) -> Result<()> {
 
 /// Restart the machine.
 pub fn reboot(uris: &Uris, target: &str) -> Result<()> {
-    let (_, d, m) = find(uris, target)?;
+    let (_, d, m, _lock) = find_locked(uris, target)?;
     d.reboot(&what(&m))
 }
 
 /// Start the machine with libvirt, or not (`on` false).
 pub fn autostart(uris: &Uris, target: &str, on: bool) -> Result<()> {
-    let (_, d, m) = find(uris, target)?;
+    let (_, d, m, _lock) = find_locked(uris, target)?;
     d.set_autostart(on, &what(&m))
 }
 
@@ -142,7 +246,7 @@ pub fn info(uris: &Uris, target: &str) -> Result<Info> {
 
 /// Ask the machine to shut down, or with `force` pull the plug.
 pub fn stop(uris: &Uris, target: &str, force: bool) -> Result<()> {
-    let (_, d, m) = find(uris, target)?;
+    let (_, d, m, _lock) = find_locked(uris, target)?;
     if d.is_active()? {
         if force {
             d.destroy(&what(&m))?;
@@ -153,20 +257,99 @@ pub fn stop(uris: &Uris, target: &str, force: bool) -> Result<()> {
     Ok(())
 }
 
-/// Stop, undefine, remove the DHCP entry and the machine's files.
+/// Stop, undefine, remove the DHCP entry and the machine's files, all
+/// under the machine's lock, so its ID is free only once all is gone. An
+/// ID with no machine but mkve's leftovers (an orphan) has those removed.
 pub fn delete(uris: &Uris, target: &str, report: &dyn Report) -> Result<MachineId> {
-    let (conn, d, m) = find(uris, target)?;
+    let (conn, d, m, _lock) = match find_locked(uris, target) {
+        Ok(found) => found,
+        Err(e) => return delete_orphan(uris, target, report).ok_or(e)?,
+    };
     if d.is_active()? {
         d.destroy(&what(&m))?;
     }
     d.undefine(&what(&m))?;
-    let net = NetConfig::load()?;
-    if network::status(&conn, &net)?.defined {
-        network::remove_host(&conn, &net, m.id.get(), report)?;
-    }
-    let dir = vms_dir().join(m.id.to_string());
-    if dir.exists() {
-        crate::scratch::remove_tree(&dir).at(&dir)?;
-    }
+    remove_leftovers(&conn, m.id, report)?;
     Ok(m.id)
+}
+
+/// The DHCP entry and files of machine `id`.
+fn remove_leftovers(conn: &Connection, id: MachineId, report: &dyn Report) -> Result<()> {
+    let net = NetConfig::load()?;
+    if network::status(conn, &net)?.defined {
+        network::remove_host(conn, &net, id.get(), report)?;
+    }
+    let dir = vms_dir().join(id.to_string());
+    crate::scratch::remove_tree(&dir).at(&dir)
+}
+
+/// `delete ID` of an orphan: `None` when `target` is no orphan's ID.
+fn delete_orphan(uris: &Uris, target: &str, report: &dyn Report) -> Option<Result<MachineId>> {
+    let id: MachineId = target.parse().ok()?;
+    let run = || -> Result<Option<MachineId>> {
+        let _lock = ids::machine_lock(id.get())?;
+        let scan = scan(uris)?;
+        if !orphans(&scan)?.contains_key(&id.get()) {
+            return Ok(None);
+        }
+        let Some(conn) = &scan.any else {
+            return Ok(None);
+        };
+        report.progress(&format!("removing what is left of machine {id}"));
+        remove_leftovers(conn, id, report)?;
+        Ok(Some(id))
+    };
+    run().transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::Silent;
+
+    /// A DHCP entry of mkve's and a directory in vms/ with no domain are
+    /// orphans: listed, and removed by `delete ID`; an entry another tool
+    /// made is not mkve's to remove. On the in-process test driver, with a
+    /// network and directories of the test's own.
+    #[test]
+    fn orphans_are_listed_and_deleted() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("conf")).unwrap();
+        std::fs::write(
+            d.path().join("conf/mkve.conf"),
+            "network_name=orphans-net\nnetwork_bridge=orphbr0\n",
+        )
+        .unwrap();
+        std::env::set_var("MKVE_CONFDIR", d.path().join("conf"));
+        std::env::set_var("MKVE_STATEDIR", d.path().join("state"));
+        std::env::set_var("MKVE_LOCKDIR", d.path().join("lock"));
+        let net = NetConfig::load().unwrap();
+        let conn = libvirt::connect("test:///default").unwrap();
+        network::create(&conn, &net, &Silent).unwrap();
+        network::add_host(&conn, &net, 100, "gone-100", &Silent).unwrap();
+        std::fs::create_dir_all(vms_dir().join("103/rootfs")).unwrap();
+        let uris = Uris {
+            list: vec!["test:///default".into()],
+            explicit: true,
+        };
+        let listed: Vec<(u32, MachineState, String)> = list(&uris)
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.id.get(), m.state, m.template))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                (100, MachineState::Orphan, "(DHCP entry)".to_string()),
+                (103, MachineState::Orphan, "(files)".to_string())
+            ]
+        );
+        assert_eq!(delete(&uris, "100", &Silent).unwrap().get(), 100);
+        assert_eq!(delete(&uris, "103", &Silent).unwrap().get(), 103);
+        assert!(list(&uris).unwrap().is_empty());
+        assert!(!vms_dir().join("103").exists());
+        let e = delete(&uris, "100", &Silent).unwrap_err();
+        assert_eq!(e.to_string(), "no machine 100");
+        network::delete(&conn, &net, true).unwrap();
+    }
 }

@@ -34,6 +34,8 @@ use crate::ids::MachineId;
 pub enum DomainType {
     Hypervisor(Hypervisor),
     Test,
+    /// An orphan's: mkve's leftovers with no domain (printed `-`).
+    None,
 }
 
 impl DomainType {
@@ -48,7 +50,7 @@ impl DomainType {
     pub fn hypervisor(self) -> Option<Hypervisor> {
         match self {
             DomainType::Hypervisor(h) => Some(h),
-            DomainType::Test => None,
+            DomainType::Test | DomainType::None => None,
         }
     }
 }
@@ -58,6 +60,7 @@ impl std::fmt::Display for DomainType {
         match self {
             DomainType::Hypervisor(h) => h.fmt(f),
             DomainType::Test => f.pad("test"),
+            DomainType::None => f.pad("-"),
         }
     }
 }
@@ -75,6 +78,11 @@ pub enum MachineState {
     Running,
     #[serde(rename = "shut off")]
     ShutOff,
+    /// No domain, but a DHCP entry or files mkve made for this ID (a
+    /// machine undefined by another tool, a create killed midway):
+    /// `delete ID` removes them.
+    #[serde(rename = "orphan")]
+    Orphan,
 }
 
 impl std::fmt::Display for MachineState {
@@ -82,6 +90,7 @@ impl std::fmt::Display for MachineState {
         f.pad(match self {
             MachineState::Running => "running",
             MachineState::ShutOff => "shut off",
+            MachineState::Orphan => "orphan",
         })
     }
 }
