@@ -189,6 +189,113 @@ pub fn run(c: &mut Command) -> Run {
     }
 }
 
+impl Run {
+    /// Fail unless the run exited with `code` and its stderr contains
+    /// `part`; the message shows its stderr.
+    #[track_caller]
+    pub fn assert_stderr(&self, code: i32, part: &str) {
+        assert_eq!(self.code, code, "{}", self.stderr);
+        assert!(self.stderr.contains(part), "{}", self.stderr);
+    }
+}
+
+/// Run `c`, which must succeed, and read its stdout as JSON.
+#[track_caller]
+pub fn run_json(c: &mut Command) -> serde_json::Value {
+    let r = run(c);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    serde_json::from_str(&r.stdout).unwrap()
+}
+
+/// `mkve-bundle --info BUNDLE EXTRA…` run by `env` (an `Env` of
+/// mkve-bundle), as JSON.
+#[track_caller]
+pub fn bundle_info(env: &Env, bundle: &Path, extra: &[&str]) -> serde_json::Value {
+    run_json(env.cmd().arg("--info").arg(bundle).args(extra))
+}
+
+/// mkve-bundle's options to build from the busybox root (no packages)
+/// with the fixture hooks.
+pub fn busybox_build_args() -> [String; 4] {
+    [
+        "--hooks".into(),
+        hooks_dir().display().to_string(),
+        "--rootfs".into(),
+        busybox_root().display().to_string(),
+    ]
+}
+
+/// mkve-bundle, run by `c`, building the fixture template ntp-server for
+/// `hypervisor` from the busybox root, with the fixture hooks, into `out`;
+/// `extra` goes before the template.
+pub fn build_ntp_server(c: &mut Command, hypervisor: &str, out: &Path, extra: &[&str]) -> Run {
+    run(c
+        .args(["-H", hypervisor])
+        .args(busybox_build_args())
+        .arg("-o")
+        .arg(out)
+        .args(extra)
+        .arg(good("ntp-server")))
+}
+
+/// The names in `dir`, sorted: what a run left there.
+pub fn dir_names(dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A temporary directory holding the file `name` with `contents`, and
+/// the file's path.
+pub fn temp_file(name: &str, contents: impl AsRef<[u8]>) -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join(name);
+    std::fs::write(&p, contents).unwrap();
+    (d, p)
+}
+
+/// A temporary directory holding `name`, a symbolic link to `bin`: the
+/// binary run under another name (mkve-cache as hsh-pack).
+pub fn linked_as(bin: &str, name: &str) -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let link = d.path().join(name);
+    symlink(bin, &link).unwrap();
+    (d, link)
+}
+
+/// The stdout of `c`, a program the tests use (tar, gpg…), which must
+/// succeed.
+#[track_caller]
+pub fn output_of(c: &mut Command) -> Vec<u8> {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{c:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Fail unless virt-xml-validate accepts `xml` as a libvirt `kind`
+/// (`domain`, `network`).
+#[track_caller]
+pub fn assert_valid_libvirt_xml(kind: &str, xml: &str) {
+    let (_d, f) = temp_file(&format!("{kind}.xml"), xml);
+    let out = Command::new("virt-xml-validate")
+        .arg(&f)
+        .arg(kind)
+        .output()
+        .expect("virt-xml-validate (libvirt-clients) is installed by scripts/deps");
+    assert!(
+        out.status.success(),
+        "{}\n{xml}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Run `c` with its stdout a pipe whose reading end is already closed,
 /// as in `c | head -0`: every write it makes fails with EPIPE.
 pub fn run_with_closed_stdout(c: &mut Command) -> Run {
@@ -263,19 +370,13 @@ pub fn key(name: &str) -> Key {
     std::fs::create_dir_all(&home).unwrap();
     std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let gpg = |args: &[&str]| {
-        let out = Command::new("gpg")
-            .arg("--homedir")
-            .arg(&home)
-            .args(["--batch", "--quiet"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "gpg {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+        output_of(
+            Command::new("gpg")
+                .arg("--homedir")
+                .arg(&home)
+                .args(["--batch", "--quiet"])
+                .args(args),
+        )
     };
     gpg(&[
         "--passphrase",
