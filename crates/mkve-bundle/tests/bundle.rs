@@ -18,17 +18,7 @@ use std::sync::OnceLock;
 /// adds arguments. Returns the run and the output path.
 fn build(env: &Env, name: &str, extra: &[&str]) -> (Run, PathBuf) {
     let out = env.home.path().join(name);
-    let r = run(env
-        .cmd()
-        .args(["-H", "lxc", "--hooks"])
-        .arg(hooks_dir())
-        .arg("--rootfs")
-        .arg(busybox_root())
-        .arg("-o")
-        .arg(&out)
-        .args(extra)
-        .arg(good("ntp-server")));
-    (r, out)
+    (build_ntp_server(&mut env.cmd(), "lxc", &out, extra), out)
 }
 
 /// One unsigned lxc bundle shared by the tests that only read it.
@@ -48,30 +38,45 @@ fn signed_bundle() -> &'static [u8] {
     B.get_or_init(|| {
         let env = new_env();
         let out = env.home.path().join("signed.bun");
-        let r = run(env
-            .cmd()
-            .env("GNUPGHOME", &signer().home)
-            .args(["-H", "qemu", "--rootfs"])
-            .arg(busybox_root())
-            .arg("-o")
-            .arg(&out)
-            .arg(good("ntp-server")));
+        let r = build_ntp_server(
+            env.cmd().env("GNUPGHOME", &signer().home),
+            "qemu",
+            &out,
+            &[],
+        );
         assert_eq!(r.code, 0, "{}", r.stderr);
         std::fs::read(out).unwrap()
     })
 }
 
 fn write_bundle(bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
-    let d = tempfile::tempdir().unwrap();
-    let p = d.path().join("b.bun");
-    std::fs::write(&p, bytes).unwrap();
-    (d, p)
+    temp_file("b.bun", bytes)
 }
 
 fn info(bundle: &Path, extra: &[&str]) -> serde_json::Value {
-    let r = run(new_env().cmd().arg("--info").arg(bundle).args(extra));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    serde_json::from_str(&r.stdout).unwrap()
+    bundle_info(&new_env(), bundle, extra)
+}
+
+/// `mkve-bundle --verify BUNDLE --keyring KEYRING EXTRA…`
+fn verify(bundle: &Path, keyring: &Path, extra: &[&str]) -> Run {
+    run(new_env()
+        .cmd()
+        .arg("--verify")
+        .arg(bundle)
+        .arg("--keyring")
+        .arg(keyring)
+        .args(extra))
+}
+
+/// `mkve-bundle --extract BUNDLE -C DEST EXTRA…`
+fn extract(bundle: &Path, dest: &Path, extra: &[&str]) -> Run {
+    run(new_env()
+        .cmd()
+        .arg("--extract")
+        .arg(bundle)
+        .arg("-C")
+        .arg(dest)
+        .args(extra))
 }
 
 #[test]
@@ -113,13 +118,7 @@ fn hooks_run_in_order_in_a_copy_with_conf_and_the_bundle_unpacks() {
     assert_eq!(v["members"]["conf/limits"], sha256(b"memory=256M\n"));
 
     let dest = b.with_file_name("unpacked");
-    let r = run(new_env()
-        .cmd()
-        .arg("--extract")
-        .arg(&b)
-        .arg("-C")
-        .arg(&dest)
-        .arg("--allow-unsigned"));
+    let r = extract(&b, &dest, &["--allow-unsigned"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let root = dest.join("rootfs");
     assert_eq!(
@@ -197,12 +196,7 @@ fn writing_is_deterministic_whatever_the_root_source() {
 fn signed_bundles_verify_against_the_right_keyring_only() {
     let (_d, b) = write_bundle(signed_bundle());
     let key = signer();
-    let r = run(new_env()
-        .cmd()
-        .arg("--verify")
-        .arg(&b)
-        .arg("--keyring")
-        .arg(&key.keyring));
+    let r = verify(&b, &key.keyring, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(
         r.stdout,
@@ -219,18 +213,7 @@ fn signed_bundles_verify_against_the_right_keyring_only() {
         serde_json::json!({"status": "valid", "fingerprint": key.fingerprint})
     );
 
-    let r = run(new_env()
-        .cmd()
-        .arg("--verify")
-        .arg(&b)
-        .arg("--keyring")
-        .arg(&stranger().keyring));
-    assert_eq!(r.code, 65);
-    assert!(
-        r.stderr.contains("a key not in the keyring"),
-        "{}",
-        r.stderr
-    );
+    verify(&b, &stranger().keyring, &[]).assert_stderr(65, "a key not in the keyring");
     let v = info(&b, &["--keyring", stranger().keyring.to_str().unwrap()]);
     assert_eq!(v["signature"]["status"], "unknown-key");
 
@@ -241,24 +224,14 @@ fn signed_bundles_verify_against_the_right_keyring_only() {
     let r = run(env.cmd().arg("--verify").arg(&b));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = run(new_env().cmd().arg("--verify").arg(&b));
-    assert_eq!(r.code, 65);
-    assert!(
-        r.stderr.contains("trusted.gpg: cannot read keyring"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr(65, "trusted.gpg: cannot read keyring");
 }
 
 #[test]
 #[ignore = "needs root: hooks run by chroot in a busybox root with a device node"]
 fn unsigned_bundles_need_allow_unsigned() {
     let (_d, b) = write_bundle(unsigned_bundle());
-    let r = run(new_env()
-        .cmd()
-        .arg("--verify")
-        .arg(&b)
-        .arg("--keyring")
-        .arg(&signer().keyring));
+    let r = verify(&b, &signer().keyring, &[]);
     assert_eq!(r.code, 65);
     assert_eq!(
         r.stderr,
@@ -285,10 +258,7 @@ fn signing_without_a_key_fails_and_leaves_no_output() {
     assert_eq!(r.code, 65, "{}", r.stderr);
     assert!(r.stderr.contains("--force-no-sign"), "{}", r.stderr);
     assert!(!out.exists());
-    let left: Vec<_> = std::fs::read_dir(env.home.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let left = dir_names(env.home.path());
     assert!(
         left.iter().all(|n| !n.to_string_lossy().contains("nokey")),
         "{left:?}"
@@ -302,10 +272,8 @@ fn a_failing_hook_stops_the_build_and_leaves_no_output() {
     let out = env.home.path().join("fail.bun");
     let r = run(env
         .cmd()
-        .args(["--force-no-sign", "--hooks"])
-        .arg(hooks_dir())
-        .arg("--rootfs")
-        .arg(busybox_root())
+        .arg("--force-no-sign")
+        .args(busybox_build_args())
         .arg("-o")
         .arg(&out)
         .arg(good("failing-hook")));
@@ -318,12 +286,8 @@ fn a_failing_hook_stops_the_build_and_leaves_no_output() {
             hook.display()
         )
     );
-    let left: Vec<_> = std::fs::read_dir(env.home.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
     assert_eq!(
-        left,
+        dir_names(env.home.path()),
         ["share"],
         "nothing but the data directory the test made"
     );
@@ -333,29 +297,15 @@ fn a_failing_hook_stops_the_build_and_leaves_no_output() {
 
 fn refused(bytes: &[u8], extra: &[&str]) -> String {
     let (d, b) = write_bundle(bytes);
-    let dest = d.path().join("out");
-    let r = run(new_env()
-        .cmd()
-        .arg("--extract")
-        .arg(&b)
-        .arg("-C")
-        .arg(&dest)
-        .arg("--keyring")
-        .arg(&signer().keyring)
-        .args(extra));
+    let keyring = ["--keyring", signer().keyring.to_str().unwrap()];
+    let r = extract(&b, &d.path().join("out"), &[&keyring[..], extra].concat());
     assert_eq!(r.code, 65, "{}", r.stderr);
-    let left: Vec<_> = std::fs::read_dir(d.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(left, ["b.bun"], "a refused bundle leaves nothing beside it");
-    let r2 = run(new_env()
-        .cmd()
-        .arg("--verify")
-        .arg(&b)
-        .arg("--keyring")
-        .arg(&signer().keyring)
-        .args(extra));
+    assert_eq!(
+        dir_names(d.path()),
+        ["b.bun"],
+        "a refused bundle leaves nothing beside it"
+    );
+    let r2 = verify(&b, &signer().keyring, extra);
     assert_eq!(r2.code, 65, "--verify too: {}", r2.stderr);
     r.stderr
 }

@@ -93,17 +93,21 @@ fn failed_build_args(env: &Env, config: &str, extra: &[&str]) -> Vec<String> {
     runs.into_iter().next().unwrap()
 }
 
-/// A bundle built from the busybox root; `extra` adds options.
+/// A qemu bundle built from the busybox root; `extra` adds options.
 fn build_with(env: &Env, name: &str, extra: &[&str]) -> (Run, PathBuf) {
     let out = env.home.path().join(name);
-    let r = run(env
-        .cmd()
-        .args(["-H", "qemu", "--hooks", &hooks(), "--rootfs"])
-        .arg(busybox_root())
-        .arg("-o")
-        .arg(&out)
-        .args(extra)
-        .arg(good("ntp-server")));
+    (build_ntp_server(&mut env.cmd(), "qemu", &out, extra), out)
+}
+
+/// The same, signed with the test key.
+fn build_signed(env: &Env, name: &str) -> (Run, PathBuf) {
+    let out = env.home.path().join(name);
+    let r = build_ntp_server(
+        env.cmd().env("GNUPGHOME", &signer().home),
+        "qemu",
+        &out,
+        &[],
+    );
     (r, out)
 }
 
@@ -114,23 +118,13 @@ fn unsigned_bundle(env: &Env) -> PathBuf {
 }
 
 fn signed_bundle(env: &Env) -> PathBuf {
-    let out = env.home.path().join("signed.bun");
-    let r = run(env
-        .cmd()
-        .env("GNUPGHOME", &signer().home)
-        .args(["-H", "qemu", "--hooks", &hooks(), "--rootfs"])
-        .arg(busybox_root())
-        .arg("-o")
-        .arg(&out)
-        .arg(good("ntp-server")));
+    let (r, out) = build_signed(env, "signed.bun");
     assert_eq!(r.code, 0, "{}", r.stderr);
     out
 }
 
 fn info(env: &Env, bundle: &Path) -> serde_json::Value {
-    let r = run(env.cmd().arg("--info").arg(bundle));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    serde_json::from_str(&r.stdout).unwrap()
+    bundle_info(env, bundle, &[])
 }
 
 /// Bundles `--all-hypervisors` writes for ntp-server into `dir`.
@@ -175,15 +169,8 @@ fn variable_output() {
     env.write_config(&format!("output={}\n", out.display()));
     let r = run(env
         .cmd()
-        .args([
-            "-H",
-            "lxc",
-            "--force-no-sign",
-            "--hooks",
-            &hooks(),
-            "--rootfs",
-        ])
-        .arg(busybox_root())
+        .args(["-H", "lxc", "--force-no-sign"])
+        .args(busybox_build_args())
         .arg(good("ntp-server")));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout, format!("{}\n", out.display()));
@@ -236,8 +223,8 @@ fn variable_all_hypervisors() {
     let build = || {
         run(env
             .cmd()
-            .args(["--force-no-sign", "--hooks", &hooks(), "--rootfs"])
-            .arg(busybox_root())
+            .arg("--force-no-sign")
+            .args(busybox_build_args())
             .arg(good("ntp-server")))
     };
     // The required --output-dir from the file too.
@@ -259,8 +246,8 @@ fn variable_all_hypervisors() {
     std::fs::create_dir(&other).unwrap();
     let r = run(env
         .cmd()
-        .args(["--force-no-sign", "--hooks", &hooks(), "--rootfs"])
-        .arg(busybox_root())
+        .arg("--force-no-sign")
+        .args(busybox_build_args())
         .arg("--output-dir")
         .arg(&other)
         .arg(good("ntp-server")));
@@ -268,20 +255,15 @@ fn variable_all_hypervisors() {
     assert_eq!(r.stdout, all_bundles(&other));
 
     // ... and required all the same, from the file or not.
-    let r = build();
-    assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(
-        r.stderr
-            .contains("required arguments were not provided:\n  --output-dir <DIR>"),
-        "{}",
-        r.stderr
+    build().assert_stderr(
+        2,
+        "required arguments were not provided:\n  --output-dir <DIR>",
     );
     let r = run(env
         .cmd()
         .args(["--no-config", "--all-hypervisors"])
         .arg(good("ntp-server")));
-    assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("--output-dir <DIR>"), "{}", r.stderr);
+    r.assert_stderr(2, "--output-dir <DIR>");
 
     // -H on the command line overrides it, without a conflict.
     let (r, out) = build_with(&env, "one.bun", &["--force-no-sign"]);
@@ -323,14 +305,8 @@ fn variable_output_dir() {
     ));
     let r = run(env
         .cmd()
-        .args([
-            "--all-hypervisors",
-            "--force-no-sign",
-            "--hooks",
-            &hooks(),
-            "--rootfs",
-        ])
-        .arg(busybox_root())
+        .args(["--all-hypervisors", "--force-no-sign"])
+        .args(busybox_build_args())
         .arg(good("ntp-server")));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout, all_bundles(&dir));
@@ -477,36 +453,13 @@ fn variable_force_no_sign() {
 fn variable_sign_key() {
     let env = new_env();
     env.write_config("sign_key=nobody@example.invalid\n");
-    let build = |name| {
-        let out = env.home.path().join(name);
-        let r = run(env
-            .cmd()
-            .env("GNUPGHOME", &signer().home)
-            .args(["-H", "qemu", "--hooks", &hooks(), "--rootfs"])
-            .arg(busybox_root())
-            .arg("-o")
-            .arg(&out)
-            .arg(good("ntp-server")));
-        (r, out)
-    };
-    let (r, _) = build("a.bun");
-    assert_eq!(r.code, 65);
-    assert!(
-        r.stderr
-            .contains("no secret key \"nobody@example.invalid\""),
-        "{}",
-        r.stderr
-    );
+    let (r, _) = build_signed(&env, "a.bun");
+    r.assert_stderr(65, "no secret key \"nobody@example.invalid\"");
     env.write_config(&format!("sign_key={}\n", signer().fingerprint));
-    let (r, out) = build("b.bun");
+    let (r, out) = build_signed(&env, "b.bun");
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let v = run(env
-        .cmd()
-        .arg("--info")
-        .arg(&out)
-        .arg("--keyring")
-        .arg(&signer().keyring));
-    let v: serde_json::Value = serde_json::from_str(&v.stdout).unwrap();
+    let keyring = signer().keyring.to_str().unwrap();
+    let v = bundle_info(&env, &out, &["--keyring", keyring]);
     assert_eq!(v["signature"]["fingerprint"], signer().fingerprint.as_str());
 }
 
@@ -543,13 +496,7 @@ fn variable_keyring() {
         r.stdout
     );
     env.write_config(&format!("keyring={}\n", stranger().keyring.display()));
-    let r = verify();
-    assert_eq!(r.code, 65);
-    assert!(
-        r.stderr.contains("a key not in the keyring"),
-        "{}",
-        r.stderr
-    );
+    verify().assert_stderr(65, "a key not in the keyring");
 }
 
 #[test]
@@ -581,12 +528,8 @@ fn variable_verbose() {
     assert_eq!((r.code, r.stderr.as_str()), (0, ""));
     env.write_config("verbose=yes\n");
     let (r, _) = build_with(&env, "b.bun", &["--force-no-sign"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("mkve-bundle: packing the root\n"),
-        "progress, though stderr is no terminal: {}",
-        r.stderr
-    );
+    // Progress, though stderr is no terminal.
+    r.assert_stderr(0, "mkve-bundle: packing the root\n");
 }
 
 #[test]

@@ -11,9 +11,7 @@ fn new_env() -> Env {
 }
 
 fn info(env: &Env, bundle: &std::path::Path) -> serde_json::Value {
-    let r = run(env.cmd().arg("--info").arg(bundle));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    serde_json::from_str(&r.stdout).unwrap()
+    bundle_info(env, bundle, &[])
 }
 
 #[test]
