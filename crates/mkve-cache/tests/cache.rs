@@ -18,28 +18,12 @@ fn new_env() -> Env {
 const SET: [&str; 2] = ["chrony", "systemd-sysv"];
 
 fn list(archive: &Path) -> String {
-    let out = Command::new("tar")
-        .arg("-tvf")
-        .arg(archive)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(output_of(Command::new("tar").arg("-tvf").arg(archive))).unwrap()
 }
 
 fn cat(archive: &Path, member: &str) -> String {
-    let out = Command::new("tar")
-        .arg("-xOf")
-        .arg(archive)
-        .arg(member)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{member} not in {}",
-        archive.display()
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let tar = output_of(Command::new("tar").arg("-xOf").arg(archive).arg(member));
+    String::from_utf8(tar).unwrap()
 }
 
 #[test]
