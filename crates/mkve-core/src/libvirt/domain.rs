@@ -238,22 +238,9 @@ mod tests {
 
     #[test]
     fn every_hypervisor_gets_xml_that_libvirt_accepts() {
-        let d = tempfile::tempdir().unwrap();
         for h in Hypervisor::ALL {
             let text = xml(&spec(h));
-            let f = d.path().join(format!("{h}.xml"));
-            std::fs::write(&f, &text).unwrap();
-            let out = std::process::Command::new("virt-xml-validate")
-                .arg(&f)
-                .arg("domain")
-                .output();
-            let out =
-                out.expect("virt-xml-validate (libvirt-clients) is installed by scripts/deps");
-            assert!(
-                out.status.success(),
-                "{h}: {}\n{text}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            mkve_testkit::assert_valid_libvirt_xml("domain", &text);
             assert_eq!(
                 record_of(&text),
                 Some(spec(h).record),
