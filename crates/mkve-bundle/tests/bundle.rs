@@ -17,8 +17,11 @@ use std::sync::OnceLock;
 /// Build the ntp-server template for lxc from the busybox root; `extra`
 /// adds arguments. Returns the run and the output path.
 fn build(env: &Env, name: &str, extra: &[&str]) -> (Run, PathBuf) {
-    let out = env.home.path().join(name);
-    (build_ntp_server(&mut env.cmd(), "lxc", &out, extra), out)
+    env.build_from_busybox(
+        env.cmd().args(["-H", "lxc"]).args(extra),
+        "ntp-server",
+        name,
+    )
 }
 
 /// One unsigned lxc bundle shared by the tests that only read it.
@@ -37,12 +40,12 @@ fn signed_bundle() -> &'static [u8] {
     static B: OnceLock<Vec<u8>> = OnceLock::new();
     B.get_or_init(|| {
         let env = new_env();
-        let out = env.home.path().join("signed.bun");
-        let r = build_ntp_server(
-            env.cmd().env("GNUPGHOME", &signer().home),
-            "qemu",
-            &out,
-            &[],
+        let (r, out) = env.build_from_busybox(
+            env.cmd()
+                .env("GNUPGHOME", &signer().home)
+                .args(["-H", "qemu"]),
+            "ntp-server",
+            "signed.bun",
         );
         assert_eq!(r.code, 0, "{}", r.stderr);
         std::fs::read(out).unwrap()
@@ -169,22 +172,22 @@ fn writing_is_deterministic_whatever_the_root_source() {
         .status()
         .unwrap();
     assert!(st.success());
-    let r = run(env
-        .cmd()
-        .args([
-            "-H",
-            "lxc",
-            "--force-no-sign",
-            "--rootfs",
-            "-",
-            "-o",
-            "-",
-            "--hooks",
-        ])
-        .arg(hooks_dir())
-        .arg(good("ntp-server"))
-        .stdin(std::fs::File::open(&tarball).unwrap()));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(
+        env.cmd()
+            .args([
+                "-H",
+                "lxc",
+                "--force-no-sign",
+                "--rootfs",
+                "-",
+                "-o",
+                "-",
+                "--hooks",
+            ])
+            .arg(hooks_dir())
+            .arg(good("ntp-server"))
+            .stdin(std::fs::File::open(&tarball).unwrap()),
+    );
     assert!(
         r.raw_stdout == first,
         "a tar.zst root on stdin, written to stdout, differs from a directory root"
@@ -221,8 +224,7 @@ fn signed_bundles_verify_against_the_right_keyring_only() {
     let env = new_env();
     std::fs::create_dir_all(env.home.path().join("etc")).unwrap();
     std::fs::copy(&key.keyring, env.home.path().join("etc/trusted.gpg")).unwrap();
-    let r = run(env.cmd().arg("--verify").arg(&b));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    run_ok(env.cmd().arg("--verify").arg(&b));
     let r = run(new_env().cmd().arg("--verify").arg(&b));
     r.assert_stderr(65, "trusted.gpg: cannot read keyring");
 }
@@ -240,13 +242,14 @@ fn unsigned_bundles_need_allow_unsigned() {
             b.display()
         )
     );
-    let r = run(new_env()
-        .cmd()
-        .arg("--verify")
-        .arg("-")
-        .arg("--allow-unsigned")
-        .stdin(std::fs::File::open(&b).unwrap()));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(
+        new_env()
+            .cmd()
+            .arg("--verify")
+            .arg("-")
+            .arg("--allow-unsigned")
+            .stdin(std::fs::File::open(&b).unwrap()),
+    );
     assert_eq!(r.stdout, "(stdin): not signed, 3 members verified\n");
 }
 
@@ -255,8 +258,7 @@ fn unsigned_bundles_need_allow_unsigned() {
 fn signing_without_a_key_fails_and_leaves_no_output() {
     let env = new_env();
     let (r, out) = build(&env, "nokey.bun", &[]);
-    assert_eq!(r.code, 65, "{}", r.stderr);
-    assert!(r.stderr.contains("--force-no-sign"), "{}", r.stderr);
+    r.assert_stderr(65, "--force-no-sign");
     assert!(!out.exists());
     let left = dir_names(env.home.path());
     assert!(
@@ -269,14 +271,8 @@ fn signing_without_a_key_fails_and_leaves_no_output() {
 #[ignore = "needs root: hooks run by chroot in a busybox root with a device node"]
 fn a_failing_hook_stops_the_build_and_leaves_no_output() {
     let env = new_env();
-    let out = env.home.path().join("fail.bun");
-    let r = run(env
-        .cmd()
-        .arg("--force-no-sign")
-        .args(busybox_build_args())
-        .arg("-o")
-        .arg(&out)
-        .arg(good("failing-hook")));
+    let (r, _) =
+        env.build_from_busybox(env.cmd().arg("--force-no-sign"), "failing-hook", "fail.bun");
     assert_eq!(r.code, 1);
     let hook = good("failing-hook").join("hooks/03-fail");
     assert_eq!(

@@ -25,8 +25,7 @@ fn plain_assignments_stand_for_options() {
         good("ntp-server").display(),
         out.display()
     ));
-    let r = run(env.cmd().args(busybox_build_args()));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(env.cmd().args(busybox_build_args()));
     assert_eq!(
         r.stdout,
         format!("{}\n", out.display()),
@@ -44,8 +43,7 @@ fn the_config_is_a_bash_program() {
          [ -n \"$HOME\" ] && force_no_sign=yes\necho 'config says hello'\n",
         good("ntp-server").display()
     ));
-    let r = run(env.cmd().args(busybox_build_args()));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(env.cmd().args(busybox_build_args()));
     let year = String::from_utf8(
         std::process::Command::new("date")
             .arg("+%Y")
@@ -77,13 +75,13 @@ fn the_command_line_wins_over_the_config() {
         good("failing-hook").display(),
         from_config.display()
     ));
-    let r = run(env
-        .cmd()
-        .args(busybox_build_args())
-        .args(["-H", "lxc", "-o"])
-        .arg(&from_cli)
-        .arg(good("ntp-server")));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    run_ok(
+        env.cmd()
+            .args(busybox_build_args())
+            .args(["-H", "lxc", "-o"])
+            .arg(&from_cli)
+            .arg(good("ntp-server")),
+    );
     assert_eq!(hypervisor_of(&from_cli), "lxc");
     assert!(!from_config.exists());
 }
@@ -117,12 +115,12 @@ fn no_config_ignores_it_and_config_names_another_file() {
         format!("template={}\n", good("ntp-server").display()),
     )
     .unwrap();
-    let r = run(env
-        .cmd()
-        .arg("--config")
-        .arg(&other)
-        .args(["--check", "-H", "qemu"]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    run_ok(
+        env.cmd()
+            .arg("--config")
+            .arg(&other)
+            .args(["--check", "-H", "qemu"]),
+    );
     let r = run(env
         .cmd()
         .args(["--config", "/nonexistent/config", "--check"]));

@@ -95,20 +95,20 @@ fn failed_build_args(env: &Env, config: &str, extra: &[&str]) -> Vec<String> {
 
 /// A qemu bundle built from the busybox root; `extra` adds options.
 fn build_with(env: &Env, name: &str, extra: &[&str]) -> (Run, PathBuf) {
-    let out = env.home.path().join(name);
-    (build_ntp_server(&mut env.cmd(), "qemu", &out, extra), out)
+    env.build_from_busybox(
+        env.cmd().args(["-H", "qemu"]).args(extra),
+        "ntp-server",
+        name,
+    )
 }
 
 /// The same, signed with the test key.
 fn build_signed(env: &Env, name: &str) -> (Run, PathBuf) {
-    let out = env.home.path().join(name);
-    let r = build_ntp_server(
-        env.cmd().env("GNUPGHOME", &signer().home),
-        "qemu",
-        &out,
-        &[],
-    );
-    (r, out)
+    let mut signing = env.cmd();
+    signing
+        .env("GNUPGHOME", &signer().home)
+        .args(["-H", "qemu"]);
+    env.build_from_busybox(&mut signing, "ntp-server", name)
 }
 
 fn unsigned_bundle(env: &Env) -> PathBuf {
@@ -139,10 +139,10 @@ fn all_bundles(dir: &Path) -> String {
 fn variable_template() {
     let env = new_env();
     env.write_config(&format!("template={}\n", good("ntp-server").display()));
-    let r = run(env
-        .cmd()
-        .args(["--check", "-H", "qemu", "--hooks", &hooks()]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(
+        env.cmd()
+            .args(["--check", "-H", "qemu", "--hooks", &hooks()]),
+    );
     assert_eq!(
         r.stdout,
         format!("{}: ok for qemu\n", good("ntp-server").display())
@@ -153,11 +153,11 @@ fn variable_template() {
 fn variable_hypervisor() {
     let env = new_env();
     env.write_config("hypervisor=lxc\n");
-    let r = run(env
-        .cmd()
-        .args(["--check", "--hooks", &hooks()])
-        .arg(good("ntp-server")));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(
+        env.cmd()
+            .args(["--check", "--hooks", &hooks()])
+            .arg(good("ntp-server")),
+    );
     assert!(r.stdout.ends_with(": ok for lxc\n"), "{}", r.stdout);
 }
 
@@ -167,12 +167,12 @@ fn variable_output() {
     let env = new_env();
     let out = env.home.path().join("from-config.bun");
     env.write_config(&format!("output={}\n", out.display()));
-    let r = run(env
-        .cmd()
-        .args(["-H", "lxc", "--force-no-sign"])
-        .args(busybox_build_args())
-        .arg(good("ntp-server")));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(
+        env.cmd()
+            .args(["-H", "lxc", "--force-no-sign"])
+            .args(busybox_build_args())
+            .arg(good("ntp-server")),
+    );
     assert_eq!(r.stdout, format!("{}\n", out.display()));
     assert_eq!(info(&env, &out)["hypervisor"], "lxc");
 }
@@ -206,8 +206,7 @@ fn variable_hooks() {
 fn variable_rootfs() {
     let env = new_env();
     env.write_config(&format!("rootfs={}\n", busybox_root().display()));
-    let r = run(&mut package_build(&env));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    run_ok(&mut package_build(&env));
     assert!(mmdebstrap_runs(&env).is_empty(), "the root was not built");
     let v = info(&env, &env.home.path().join("out.bun"));
     let installed = v["packages"]["installed"].to_string();
@@ -218,8 +217,7 @@ fn variable_rootfs() {
 #[ignore = "needs root: builds from a busybox root with a device node"]
 fn variable_all_hypervisors() {
     let env = new_env();
-    let dir = env.home.path().join("bundles");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = env.make_dir("bundles");
     let build = || {
         run(env
             .cmd()
@@ -242,16 +240,15 @@ fn variable_all_hypervisors() {
 
     // ... or from the command line.
     env.write_config("all_hypervisors=yes\n");
-    let other = env.home.path().join("other");
-    std::fs::create_dir(&other).unwrap();
-    let r = run(env
-        .cmd()
-        .arg("--force-no-sign")
-        .args(busybox_build_args())
-        .arg("--output-dir")
-        .arg(&other)
-        .arg(good("ntp-server")));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let other = env.make_dir("other");
+    let r = run_ok(
+        env.cmd()
+            .arg("--force-no-sign")
+            .args(busybox_build_args())
+            .arg("--output-dir")
+            .arg(&other)
+            .arg(good("ntp-server")),
+    );
     assert_eq!(r.stdout, all_bundles(&other));
 
     // ... and required all the same, from the file or not.
@@ -296,19 +293,18 @@ fn variable_output_dir() {
     // give way to --all-hypervisors on the command line, which takes the
     // file's output_dir.
     let env = new_env();
-    let dir = env.home.path().join("bundles");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = env.make_dir("bundles");
     env.write_config(&format!(
         "hypervisor=qemu\noutput={}/single.bun\noutput_dir={}\n",
         dir.display(),
         dir.display()
     ));
-    let r = run(env
-        .cmd()
-        .args(["--all-hypervisors", "--force-no-sign"])
-        .args(busybox_build_args())
-        .arg(good("ntp-server")));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(
+        env.cmd()
+            .args(["--all-hypervisors", "--force-no-sign"])
+            .args(busybox_build_args())
+            .arg(good("ntp-server")),
+    );
     assert_eq!(r.stdout, all_bundles(&dir));
     assert!(!dir.join("single.bun").exists());
 }
@@ -392,11 +388,12 @@ fn variable_backend() {
 fn layer_runs(env: &Env, config: &str, extra: &[&str]) -> usize {
     let build = |config: &str, extra: &[&str]| {
         env.write_config(config);
-        let r = run(package_build(env)
-            .env("FAKE_ROOT", busybox_root())
-            .args(["--mirror", "file:///nowhere", "--suite", "bookworm"])
-            .args(extra));
-        assert_eq!(r.code, 0, "{}", r.stderr);
+        run_ok(
+            package_build(env)
+                .env("FAKE_ROOT", busybox_root())
+                .args(["--mirror", "file:///nowhere", "--suite", "bookworm"])
+                .args(extra),
+        );
         mmdebstrap_runs(env).len()
     };
     assert_eq!(build("", &[]), 1, "built");
@@ -471,12 +468,12 @@ fn variable_directory() {
     let bundle = unsigned_bundle(&env);
     let dest = env.home.path().join("unpacked");
     env.write_config(&format!("directory={}\n", dest.display()));
-    let r = run(env
-        .cmd()
-        .arg("--extract")
-        .arg(&bundle)
-        .arg("--allow-unsigned"));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    run_ok(
+        env.cmd()
+            .arg("--extract")
+            .arg(&bundle)
+            .arg("--allow-unsigned"),
+    );
     assert!(dest.join("rootfs/bin/busybox").is_file());
 }
 

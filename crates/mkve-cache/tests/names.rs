@@ -14,13 +14,14 @@ fn hsh_pack_says_hsh_pack() {
     std::fs::write(root.join("etc/hostname"), "x\n").unwrap();
     let out = d.path().join("out.tar");
 
-    let r = run(std::process::Command::new(&link)
-        .arg("-v")
-        .arg("--tarify-only")
-        .arg(&root)
-        .arg("-o")
-        .arg(&out));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(
+        std::process::Command::new(&link)
+            .arg("-v")
+            .arg("--tarify-only")
+            .arg(&root)
+            .arg("-o")
+            .arg(&out),
+    );
     assert!(r.stderr.contains("hsh-pack: packing"), "{}", r.stderr);
 
     let r = run(std::process::Command::new(&link)

@@ -17,10 +17,10 @@ const UNREACHABLE: &str = "qemu+unix:///system?socket=/nonexistent/libvirt-sock"
 #[test]
 fn print_xml_is_the_network_and_touches_nothing() {
     let env = new_env();
-    let r = run(env
-        .cmd()
-        .args(["create", "--print-xml", "--connect", UNREACHABLE]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(
+        env.cmd()
+            .args(["create", "--print-xml", "--connect", UNREACHABLE]),
+    );
     assert!(
         r.stdout
             .starts_with("<network>\n  <name>mkve-network</name>\n  <bridge name='mkvebr0'"),

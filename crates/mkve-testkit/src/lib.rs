@@ -152,6 +152,32 @@ impl Env {
         c
     }
 
+    /// A new directory `name` in the home.
+    pub fn make_dir(&self, name: &str) -> PathBuf {
+        let dir = self.home.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        dir
+    }
+
+    /// mkve-bundle, run by `c` (a command of this `Env`, with the options
+    /// it has), building the fixture template `template` from the busybox
+    /// root, with the fixture hooks, into `name` in the home: the run and
+    /// the bundle's path.
+    pub fn build_from_busybox(
+        &self,
+        c: &mut Command,
+        template: &str,
+        name: &str,
+    ) -> (Run, PathBuf) {
+        let out = self.home.path().join(name);
+        let r = run(c
+            .args(busybox_build_args())
+            .arg("-o")
+            .arg(&out)
+            .arg(good(template)));
+        (r, out)
+    }
+
     pub fn write_config(&self, text: &str) -> PathBuf {
         let p = self.home.path().join(".mkve/bundle-config");
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -199,12 +225,18 @@ impl Run {
     }
 }
 
+/// Run `c`, which must succeed (exit 0; the message shows its stderr).
+#[track_caller]
+pub fn run_ok(c: &mut Command) -> Run {
+    let r = run(c);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r
+}
+
 /// Run `c`, which must succeed, and read its stdout as JSON.
 #[track_caller]
 pub fn run_json(c: &mut Command) -> serde_json::Value {
-    let r = run(c);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    serde_json::from_str(&r.stdout).unwrap()
+    serde_json::from_str(&run_ok(c).stdout).unwrap()
 }
 
 /// `mkve-bundle --info BUNDLE EXTRA…` run by `env` (an `Env` of
@@ -223,19 +255,6 @@ pub fn busybox_build_args() -> [String; 4] {
         "--rootfs".into(),
         busybox_root().display().to_string(),
     ]
-}
-
-/// mkve-bundle, run by `c`, building the fixture template ntp-server for
-/// `hypervisor` from the busybox root, with the fixture hooks, into `out`;
-/// `extra` goes before the template.
-pub fn build_ntp_server(c: &mut Command, hypervisor: &str, out: &Path, extra: &[&str]) -> Run {
-    run(c
-        .args(["-H", hypervisor])
-        .args(busybox_build_args())
-        .arg("-o")
-        .arg(out)
-        .args(extra)
-        .arg(good("ntp-server")))
 }
 
 /// The names in `dir`, sorted: what a run left there.

@@ -56,12 +56,12 @@ fn state_is_empty(env: &Env) -> bool {
 fn print_xml_takes_no_id_and_makes_nothing() {
     let env = new_env();
     for (h, ty) in [(Hypervisor::Lxc, "lxc"), (Hypervisor::Qemu, "qemu")] {
-        let r = run(env
-            .cmd()
-            .env("MKVE_STATEDIR", env.home.path().join("state"))
-            .args(["create", "--print-xml", "--allow-unsigned", "--id", "142"])
-            .arg(bundle_for(h)));
-        assert_eq!(r.code, 0, "{}", r.stderr);
+        let r = run_ok(
+            env.cmd()
+                .env("MKVE_STATEDIR", env.home.path().join("state"))
+                .args(["create", "--print-xml", "--allow-unsigned", "--id", "142"])
+                .arg(bundle_for(h)),
+        );
         validate(&r.stdout);
         assert!(
             r.stdout.starts_with(&format!(
@@ -77,11 +77,11 @@ fn print_xml_takes_no_id_and_makes_nothing() {
         assert!(state_is_empty(&env), "print-xml made files");
     }
     // OpenVZ: vzctl names containers by their ID, from 101 up.
-    let r = run(env
-        .cmd()
-        .args(["create", "--print-xml", "--allow-unsigned", "--id", "142"])
-        .arg(bundle_for(Hypervisor::Openvz)));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(
+        env.cmd()
+            .args(["create", "--print-xml", "--allow-unsigned", "--id", "142"])
+            .arg(bundle_for(Hypervisor::Openvz)),
+    );
     validate(&r.stdout);
     assert!(
         r.stdout
@@ -212,8 +212,7 @@ fn bad_bundles_are_refused_before_anything_is_made() {
     let r = run(cmd().args(["--allow-unsigned", "--root-password-file", "-", "-"]));
     assert_eq!(r.code, 2, "{}", r.stderr);
     // A qemu machine's directory must be reachable by qemu's own user.
-    let private = env.home.path().join("private");
-    std::fs::create_dir(&private).unwrap();
+    let private = env.make_dir("private");
     std::fs::set_permissions(
         &private,
         std::os::unix::fs::PermissionsExt::from_mode(0o700),
