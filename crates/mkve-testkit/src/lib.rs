@@ -1,8 +1,10 @@
-//! Helpers shared by the tools' integration tests: fixture paths, a clean
-//! environment for each run of a binary, a tiny busybox root, a throw-away
-//! GnuPG key, a package-layer cache shared by every test binary of a run
-//! (with a way to see whether mmdebstrap ran), and bundle rewriting for the
-//! tamper tests.
+//! Helpers shared by the tools' integration tests and core's unit tests:
+//! fixture paths, a clean environment for each run of a binary, a run's
+//! checks (exit status and stderr, JSON on stdout), a tiny busybox root and
+//! bundles built from it, a throw-away GnuPG key, a package-layer cache
+//! shared by every test binary of a run (with a way to see whether
+//! mmdebstrap ran), bundle rewriting for the tamper tests, and the helper
+//! programs the tests run (tar, gpg, virt-xml-validate).
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
