@@ -17,18 +17,11 @@ use std::sync::OnceLock;
 /// Build the ntp-server template for lxc from the busybox root; `extra`
 /// adds arguments. Returns the run and the output path.
 fn build(env: &Env, name: &str, extra: &[&str]) -> (Run, PathBuf) {
-    let out = env.home.path().join(name);
-    let r = run(env
-        .cmd()
-        .args(["-H", "lxc", "--hooks"])
-        .arg(hooks_dir())
-        .arg("--rootfs")
-        .arg(busybox_root())
-        .arg("-o")
-        .arg(&out)
-        .args(extra)
-        .arg(good("ntp-server")));
-    (r, out)
+    env.build_from_busybox(
+        env.cmd().args(["-H", "lxc"]).args(extra),
+        "ntp-server",
+        name,
+    )
 }
 
 /// One unsigned lxc bundle shared by the tests that only read it.
@@ -47,31 +40,46 @@ fn signed_bundle() -> &'static [u8] {
     static B: OnceLock<Vec<u8>> = OnceLock::new();
     B.get_or_init(|| {
         let env = new_env();
-        let out = env.home.path().join("signed.bun");
-        let r = run(env
-            .cmd()
-            .env("GNUPGHOME", &signer().home)
-            .args(["-H", "qemu", "--rootfs"])
-            .arg(busybox_root())
-            .arg("-o")
-            .arg(&out)
-            .arg(good("ntp-server")));
+        let (r, out) = env.build_from_busybox(
+            env.cmd()
+                .env("GNUPGHOME", &signer().home)
+                .args(["-H", "qemu"]),
+            "ntp-server",
+            "signed.bun",
+        );
         assert_eq!(r.code, 0, "{}", r.stderr);
         std::fs::read(out).unwrap()
     })
 }
 
 fn write_bundle(bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
-    let d = tempfile::tempdir().unwrap();
-    let p = d.path().join("b.bun");
-    std::fs::write(&p, bytes).unwrap();
-    (d, p)
+    temp_file("b.bun", bytes)
 }
 
 fn info(bundle: &Path, extra: &[&str]) -> serde_json::Value {
-    let r = run(new_env().cmd().arg("--info").arg(bundle).args(extra));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    serde_json::from_str(&r.stdout).unwrap()
+    bundle_info(&new_env(), bundle, extra)
+}
+
+/// `mkve-bundle --verify BUNDLE --keyring KEYRING EXTRA…`
+fn verify(bundle: &Path, keyring: &Path, extra: &[&str]) -> Run {
+    run(new_env()
+        .cmd()
+        .arg("--verify")
+        .arg(bundle)
+        .arg("--keyring")
+        .arg(keyring)
+        .args(extra))
+}
+
+/// `mkve-bundle --extract BUNDLE -C DEST EXTRA…`
+fn extract(bundle: &Path, dest: &Path, extra: &[&str]) -> Run {
+    run(new_env()
+        .cmd()
+        .arg("--extract")
+        .arg(bundle)
+        .arg("-C")
+        .arg(dest)
+        .args(extra))
 }
 
 #[test]
@@ -113,13 +121,7 @@ fn hooks_run_in_order_in_a_copy_with_conf_and_the_bundle_unpacks() {
     assert_eq!(v["members"]["conf/limits"], sha256(b"memory=256M\n"));
 
     let dest = b.with_file_name("unpacked");
-    let r = run(new_env()
-        .cmd()
-        .arg("--extract")
-        .arg(&b)
-        .arg("-C")
-        .arg(&dest)
-        .arg("--allow-unsigned"));
+    let r = extract(&b, &dest, &["--allow-unsigned"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let root = dest.join("rootfs");
     assert_eq!(
@@ -170,22 +172,22 @@ fn writing_is_deterministic_whatever_the_root_source() {
         .status()
         .unwrap();
     assert!(st.success());
-    let r = run(env
-        .cmd()
-        .args([
-            "-H",
-            "lxc",
-            "--force-no-sign",
-            "--rootfs",
-            "-",
-            "-o",
-            "-",
-            "--hooks",
-        ])
-        .arg(hooks_dir())
-        .arg(good("ntp-server"))
-        .stdin(std::fs::File::open(&tarball).unwrap()));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(
+        env.cmd()
+            .args([
+                "-H",
+                "lxc",
+                "--force-no-sign",
+                "--rootfs",
+                "-",
+                "-o",
+                "-",
+                "--hooks",
+            ])
+            .arg(hooks_dir())
+            .arg(good("ntp-server"))
+            .stdin(std::fs::File::open(&tarball).unwrap()),
+    );
     assert!(
         r.raw_stdout == first,
         "a tar.zst root on stdin, written to stdout, differs from a directory root"
@@ -197,12 +199,7 @@ fn writing_is_deterministic_whatever_the_root_source() {
 fn signed_bundles_verify_against_the_right_keyring_only() {
     let (_d, b) = write_bundle(signed_bundle());
     let key = signer();
-    let r = run(new_env()
-        .cmd()
-        .arg("--verify")
-        .arg(&b)
-        .arg("--keyring")
-        .arg(&key.keyring));
+    let r = verify(&b, &key.keyring, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(
         r.stdout,
@@ -219,18 +216,7 @@ fn signed_bundles_verify_against_the_right_keyring_only() {
         serde_json::json!({"status": "valid", "fingerprint": key.fingerprint})
     );
 
-    let r = run(new_env()
-        .cmd()
-        .arg("--verify")
-        .arg(&b)
-        .arg("--keyring")
-        .arg(&stranger().keyring));
-    assert_eq!(r.code, 65);
-    assert!(
-        r.stderr.contains("a key not in the keyring"),
-        "{}",
-        r.stderr
-    );
+    verify(&b, &stranger().keyring, &[]).assert_stderr(65, "a key not in the keyring");
     let v = info(&b, &["--keyring", stranger().keyring.to_str().unwrap()]);
     assert_eq!(v["signature"]["status"], "unknown-key");
 
@@ -238,27 +224,16 @@ fn signed_bundles_verify_against_the_right_keyring_only() {
     let env = new_env();
     std::fs::create_dir_all(env.home.path().join("etc")).unwrap();
     std::fs::copy(&key.keyring, env.home.path().join("etc/trusted.gpg")).unwrap();
-    let r = run(env.cmd().arg("--verify").arg(&b));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    run_ok(env.cmd().arg("--verify").arg(&b));
     let r = run(new_env().cmd().arg("--verify").arg(&b));
-    assert_eq!(r.code, 65);
-    assert!(
-        r.stderr.contains("trusted.gpg: cannot read keyring"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr(65, "trusted.gpg: cannot read keyring");
 }
 
 #[test]
 #[ignore = "needs root: hooks run by chroot in a busybox root with a device node"]
 fn unsigned_bundles_need_allow_unsigned() {
     let (_d, b) = write_bundle(unsigned_bundle());
-    let r = run(new_env()
-        .cmd()
-        .arg("--verify")
-        .arg(&b)
-        .arg("--keyring")
-        .arg(&signer().keyring));
+    let r = verify(&b, &signer().keyring, &[]);
     assert_eq!(r.code, 65);
     assert_eq!(
         r.stderr,
@@ -267,13 +242,14 @@ fn unsigned_bundles_need_allow_unsigned() {
             b.display()
         )
     );
-    let r = run(new_env()
-        .cmd()
-        .arg("--verify")
-        .arg("-")
-        .arg("--allow-unsigned")
-        .stdin(std::fs::File::open(&b).unwrap()));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(
+        new_env()
+            .cmd()
+            .arg("--verify")
+            .arg("-")
+            .arg("--allow-unsigned")
+            .stdin(std::fs::File::open(&b).unwrap()),
+    );
     assert_eq!(r.stdout, "(stdin): not signed, 3 members verified\n");
 }
 
@@ -282,13 +258,9 @@ fn unsigned_bundles_need_allow_unsigned() {
 fn signing_without_a_key_fails_and_leaves_no_output() {
     let env = new_env();
     let (r, out) = build(&env, "nokey.bun", &[]);
-    assert_eq!(r.code, 65, "{}", r.stderr);
-    assert!(r.stderr.contains("--force-no-sign"), "{}", r.stderr);
+    r.assert_stderr(65, "--force-no-sign");
     assert!(!out.exists());
-    let left: Vec<_> = std::fs::read_dir(env.home.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let left = dir_names(env.home.path());
     assert!(
         left.iter().all(|n| !n.to_string_lossy().contains("nokey")),
         "{left:?}"
@@ -299,16 +271,8 @@ fn signing_without_a_key_fails_and_leaves_no_output() {
 #[ignore = "needs root: hooks run by chroot in a busybox root with a device node"]
 fn a_failing_hook_stops_the_build_and_leaves_no_output() {
     let env = new_env();
-    let out = env.home.path().join("fail.bun");
-    let r = run(env
-        .cmd()
-        .args(["--force-no-sign", "--hooks"])
-        .arg(hooks_dir())
-        .arg("--rootfs")
-        .arg(busybox_root())
-        .arg("-o")
-        .arg(&out)
-        .arg(good("failing-hook")));
+    let (r, _) =
+        env.build_from_busybox(env.cmd().arg("--force-no-sign"), "failing-hook", "fail.bun");
     assert_eq!(r.code, 1);
     let hook = good("failing-hook").join("hooks/03-fail");
     assert_eq!(
@@ -318,12 +282,8 @@ fn a_failing_hook_stops_the_build_and_leaves_no_output() {
             hook.display()
         )
     );
-    let left: Vec<_> = std::fs::read_dir(env.home.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
     assert_eq!(
-        left,
+        dir_names(env.home.path()),
         ["share"],
         "nothing but the data directory the test made"
     );
@@ -333,29 +293,15 @@ fn a_failing_hook_stops_the_build_and_leaves_no_output() {
 
 fn refused(bytes: &[u8], extra: &[&str]) -> String {
     let (d, b) = write_bundle(bytes);
-    let dest = d.path().join("out");
-    let r = run(new_env()
-        .cmd()
-        .arg("--extract")
-        .arg(&b)
-        .arg("-C")
-        .arg(&dest)
-        .arg("--keyring")
-        .arg(&signer().keyring)
-        .args(extra));
+    let keyring = ["--keyring", signer().keyring.to_str().unwrap()];
+    let r = extract(&b, &d.path().join("out"), &[&keyring[..], extra].concat());
     assert_eq!(r.code, 65, "{}", r.stderr);
-    let left: Vec<_> = std::fs::read_dir(d.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(left, ["b.bun"], "a refused bundle leaves nothing beside it");
-    let r2 = run(new_env()
-        .cmd()
-        .arg("--verify")
-        .arg(&b)
-        .arg("--keyring")
-        .arg(&signer().keyring)
-        .args(extra));
+    assert_eq!(
+        dir_names(d.path()),
+        ["b.bun"],
+        "a refused bundle leaves nothing beside it"
+    );
+    let r2 = verify(&b, &signer().keyring, extra);
     assert_eq!(r2.code, 65, "--verify too: {}", r2.stderr);
     r.stderr
 }

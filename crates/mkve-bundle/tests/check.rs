@@ -6,22 +6,30 @@
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::path::Path;
+
 use mkve_testkit::*;
 
 fn new_env() -> Env {
     Env::new(env!("CARGO_BIN_EXE_mkve-bundle"))
 }
 
+/// `mkve-bundle --check --hooks HOOKS EXTRA… TEMPLATE`
+fn check(env: &Env, hooks: &Path, extra: &[&str], template: &Path) -> Run {
+    run(env
+        .cmd()
+        .arg("--check")
+        .arg("--hooks")
+        .arg(hooks)
+        .args(extra)
+        .arg(template))
+}
+
 #[test]
 fn the_good_template_checks_for_every_hypervisor_it_lists() {
     let env = new_env();
     let t = good("ntp-server");
-    let r = run(env
-        .cmd()
-        .arg("--check")
-        .arg("--hooks")
-        .arg(hooks_dir())
-        .arg(&t));
+    let r = check(&env, &hooks_dir(), &[], &t);
     assert_eq!((r.code, r.stderr.as_str()), (0, ""));
     assert_eq!(
         r.stdout,
@@ -58,13 +66,8 @@ fn every_malformed_template_is_refused_with_its_message_and_exit_65() {
             })
             .collect();
         let extra = std::fs::read_to_string(t.join("args")).unwrap_or_default();
-        let r = run(env
-            .cmd()
-            .arg("--check")
-            .arg("--hooks")
-            .arg(hooks_dir())
-            .args(extra.split_whitespace())
-            .arg(&t));
+        let extra: Vec<&str> = extra.split_whitespace().collect();
+        let r = check(&env, &hooks_dir(), &extra, &t);
         if r.code != 65 || r.stderr != expected || !r.stdout.is_empty() {
             failures.push(format!(
                 "{}: exit {} (want 65)\n  got:  {:?}\n  want: {:?}",
@@ -84,11 +87,11 @@ fn a_template_is_found_by_name_under_the_data_directory() {
     let templates = env.home.path().join("share/templates");
     std::fs::create_dir_all(&templates).unwrap();
     std::os::unix::fs::symlink(good("ntp-server"), templates.join("ntp")).unwrap();
-    let r = run(env
-        .cmd()
-        .args(["--check", "-H", "qemu", "ntp"])
-        .current_dir(env.home.path()));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(
+        env.cmd()
+            .args(["--check", "-H", "qemu", "ntp"])
+            .current_dir(env.home.path()),
+    );
     assert_eq!(
         r.stdout,
         format!("{}: ok for qemu\n", templates.join("ntp").display())
@@ -121,12 +124,7 @@ fn usage_errors_exit_2() {
         .cmd()
         .args(["--hypervisor", "vmware"])
         .arg(good("ntp-server")));
-    assert_eq!(r.code, 2);
-    assert!(
-        r.stderr.contains("unknown hypervisor \"vmware\""),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr(2, "unknown hypervisor \"vmware\"");
     let r = run(env
         .cmd()
         .args(["--rootfs", "/nonexistent", "-o", "x.bun", "--hooks"])
@@ -149,12 +147,7 @@ fn every_shipped_template_checks_with_the_shipped_hooks() {
     let mut n = 0;
     for t in std::fs::read_dir(top.join("templates")).unwrap() {
         let t = t.unwrap().path();
-        let r = run(env
-            .cmd()
-            .arg("--check")
-            .arg("--hooks")
-            .arg(top.join("hooks"))
-            .arg(&t));
+        let r = check(&env, &top.join("hooks"), &[], &t);
         assert_eq!(r.code, 0, "{}: {}", t.display(), r.stderr);
         n += 1;
     }

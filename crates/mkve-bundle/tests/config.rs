@@ -10,19 +10,8 @@ fn new_env() -> Env {
     Env::new(env!("CARGO_BIN_EXE_mkve-bundle"))
 }
 
-fn build_args(_: &Env) -> Vec<String> {
-    vec![
-        "--hooks".into(),
-        hooks_dir().display().to_string(),
-        "--rootfs".into(),
-        busybox_root().display().to_string(),
-    ]
-}
-
 fn hypervisor_of(bundle: &std::path::Path) -> String {
-    let r = run(new_env().cmd().arg("--info").arg(bundle));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let v = bundle_info(&new_env(), bundle, &[]);
     v["hypervisor"].as_str().unwrap().to_string()
 }
 
@@ -36,8 +25,7 @@ fn plain_assignments_stand_for_options() {
         good("ntp-server").display(),
         out.display()
     ));
-    let r = run(env.cmd().args(build_args(&env)));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(env.cmd().args(busybox_build_args()));
     assert_eq!(
         r.stdout,
         format!("{}\n", out.display()),
@@ -55,8 +43,7 @@ fn the_config_is_a_bash_program() {
          [ -n \"$HOME\" ] && force_no_sign=yes\necho 'config says hello'\n",
         good("ntp-server").display()
     ));
-    let r = run(env.cmd().args(build_args(&env)));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(env.cmd().args(busybox_build_args()));
     let year = String::from_utf8(
         std::process::Command::new("date")
             .arg("+%Y")
@@ -88,13 +75,13 @@ fn the_command_line_wins_over_the_config() {
         good("failing-hook").display(),
         from_config.display()
     ));
-    let r = run(env
-        .cmd()
-        .args(build_args(&env))
-        .args(["-H", "lxc", "-o"])
-        .arg(&from_cli)
-        .arg(good("ntp-server")));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    run_ok(
+        env.cmd()
+            .args(busybox_build_args())
+            .args(["-H", "lxc", "-o"])
+            .arg(&from_cli)
+            .arg(good("ntp-server")),
+    );
     assert_eq!(hypervisor_of(&from_cli), "lxc");
     assert!(!from_config.exists());
 }
@@ -128,12 +115,12 @@ fn no_config_ignores_it_and_config_names_another_file() {
         format!("template={}\n", good("ntp-server").display()),
     )
     .unwrap();
-    let r = run(env
-        .cmd()
-        .arg("--config")
-        .arg(&other)
-        .args(["--check", "-H", "qemu"]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    run_ok(
+        env.cmd()
+            .arg("--config")
+            .arg(&other)
+            .args(["--check", "-H", "qemu"]),
+    );
     let r = run(env
         .cmd()
         .args(["--config", "/nonexistent/config", "--check"]));
@@ -146,47 +133,27 @@ fn no_config_ignores_it_and_config_names_another_file() {
 #[test]
 fn a_broken_config_names_the_file_and_line() {
     let env = new_env();
-    let path = env.write_config("hypervisor=lxc\nif [ -d / ]; then\n  output=x.bun\n");
-    let r = run(env.cmd().args(["--check"]).arg(good("ntp-server")));
-    assert_eq!(r.code, 65);
-    assert_eq!(
-        r.stderr,
-        format!(
-            "mkve-bundle: {}:4: syntax error: unexpected end of file\n",
-            path.display()
-        )
-    );
-
-    env.write_config("hypervisor=vmware\n");
-    let r = run(env.cmd().args(["--check"]).arg(good("ntp-server")));
-    assert_eq!(r.code, 65);
-    assert_eq!(
-        r.stderr,
-        format!(
-            "mkve-bundle: {}: hypervisor: unknown hypervisor \"vmware\" (known: openvz, qemu, kvm, lxc, xen)\n",
-            path.display()
-        )
-    );
-
-    env.write_config("set -u\noutput=$UNSET_VARIABLE\n");
-    let r = run(env.cmd().args(["--check"]).arg(good("ntp-server")));
-    assert_eq!(r.code, 65);
-    assert_eq!(
-        r.stderr,
-        format!(
-            "mkve-bundle: {}:2: UNSET_VARIABLE: unbound variable\n",
-            path.display()
-        )
-    );
-
-    env.write_config("force_no_sign=perhaps\n");
-    let r = run(env.cmd().args(["--check"]).arg(good("ntp-server")));
-    assert_eq!(r.code, 65);
-    assert_eq!(
-        r.stderr,
-        format!(
-            "mkve-bundle: {}: force_no_sign=\"perhaps\": expected yes or no\n",
-            path.display()
-        )
-    );
+    for (config, says) in [
+        (
+            "hypervisor=lxc\nif [ -d / ]; then\n  output=x.bun\n",
+            ":4: syntax error: unexpected end of file",
+        ),
+        (
+            "hypervisor=vmware\n",
+            ": hypervisor: unknown hypervisor \"vmware\" (known: openvz, qemu, kvm, lxc, xen)",
+        ),
+        (
+            "set -u\noutput=$UNSET_VARIABLE\n",
+            ":2: UNSET_VARIABLE: unbound variable",
+        ),
+        (
+            "force_no_sign=perhaps\n",
+            ": force_no_sign=\"perhaps\": expected yes or no",
+        ),
+    ] {
+        let path = env.write_config(config);
+        let r = run(env.cmd().args(["--check"]).arg(good("ntp-server")));
+        assert_eq!(r.code, 65, "{config:?}");
+        assert_eq!(r.stderr, format!("mkve-bundle: {}{says}\n", path.display()));
+    }
 }

@@ -93,18 +93,22 @@ fn failed_build_args(env: &Env, config: &str, extra: &[&str]) -> Vec<String> {
     runs.into_iter().next().unwrap()
 }
 
-/// A bundle built from the busybox root; `extra` adds options.
+/// A qemu bundle built from the busybox root; `extra` adds options.
 fn build_with(env: &Env, name: &str, extra: &[&str]) -> (Run, PathBuf) {
-    let out = env.home.path().join(name);
-    let r = run(env
-        .cmd()
-        .args(["-H", "qemu", "--hooks", &hooks(), "--rootfs"])
-        .arg(busybox_root())
-        .arg("-o")
-        .arg(&out)
-        .args(extra)
-        .arg(good("ntp-server")));
-    (r, out)
+    env.build_from_busybox(
+        env.cmd().args(["-H", "qemu"]).args(extra),
+        "ntp-server",
+        name,
+    )
+}
+
+/// The same, signed with the test key.
+fn build_signed(env: &Env, name: &str) -> (Run, PathBuf) {
+    let mut signing = env.cmd();
+    signing
+        .env("GNUPGHOME", &signer().home)
+        .args(["-H", "qemu"]);
+    env.build_from_busybox(&mut signing, "ntp-server", name)
 }
 
 fn unsigned_bundle(env: &Env) -> PathBuf {
@@ -114,23 +118,13 @@ fn unsigned_bundle(env: &Env) -> PathBuf {
 }
 
 fn signed_bundle(env: &Env) -> PathBuf {
-    let out = env.home.path().join("signed.bun");
-    let r = run(env
-        .cmd()
-        .env("GNUPGHOME", &signer().home)
-        .args(["-H", "qemu", "--hooks", &hooks(), "--rootfs"])
-        .arg(busybox_root())
-        .arg("-o")
-        .arg(&out)
-        .arg(good("ntp-server")));
+    let (r, out) = build_signed(env, "signed.bun");
     assert_eq!(r.code, 0, "{}", r.stderr);
     out
 }
 
 fn info(env: &Env, bundle: &Path) -> serde_json::Value {
-    let r = run(env.cmd().arg("--info").arg(bundle));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    serde_json::from_str(&r.stdout).unwrap()
+    bundle_info(env, bundle, &[])
 }
 
 /// Bundles `--all-hypervisors` writes for ntp-server into `dir`.
@@ -145,10 +139,10 @@ fn all_bundles(dir: &Path) -> String {
 fn variable_template() {
     let env = new_env();
     env.write_config(&format!("template={}\n", good("ntp-server").display()));
-    let r = run(env
-        .cmd()
-        .args(["--check", "-H", "qemu", "--hooks", &hooks()]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(
+        env.cmd()
+            .args(["--check", "-H", "qemu", "--hooks", &hooks()]),
+    );
     assert_eq!(
         r.stdout,
         format!("{}: ok for qemu\n", good("ntp-server").display())
@@ -159,11 +153,11 @@ fn variable_template() {
 fn variable_hypervisor() {
     let env = new_env();
     env.write_config("hypervisor=lxc\n");
-    let r = run(env
-        .cmd()
-        .args(["--check", "--hooks", &hooks()])
-        .arg(good("ntp-server")));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(
+        env.cmd()
+            .args(["--check", "--hooks", &hooks()])
+            .arg(good("ntp-server")),
+    );
     assert!(r.stdout.ends_with(": ok for lxc\n"), "{}", r.stdout);
 }
 
@@ -173,19 +167,12 @@ fn variable_output() {
     let env = new_env();
     let out = env.home.path().join("from-config.bun");
     env.write_config(&format!("output={}\n", out.display()));
-    let r = run(env
-        .cmd()
-        .args([
-            "-H",
-            "lxc",
-            "--force-no-sign",
-            "--hooks",
-            &hooks(),
-            "--rootfs",
-        ])
-        .arg(busybox_root())
-        .arg(good("ntp-server")));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(
+        env.cmd()
+            .args(["-H", "lxc", "--force-no-sign"])
+            .args(busybox_build_args())
+            .arg(good("ntp-server")),
+    );
     assert_eq!(r.stdout, format!("{}\n", out.display()));
     assert_eq!(info(&env, &out)["hypervisor"], "lxc");
 }
@@ -219,8 +206,7 @@ fn variable_hooks() {
 fn variable_rootfs() {
     let env = new_env();
     env.write_config(&format!("rootfs={}\n", busybox_root().display()));
-    let r = run(&mut package_build(&env));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    run_ok(&mut package_build(&env));
     assert!(mmdebstrap_runs(&env).is_empty(), "the root was not built");
     let v = info(&env, &env.home.path().join("out.bun"));
     let installed = v["packages"]["installed"].to_string();
@@ -231,13 +217,12 @@ fn variable_rootfs() {
 #[ignore = "needs root: builds from a busybox root with a device node"]
 fn variable_all_hypervisors() {
     let env = new_env();
-    let dir = env.home.path().join("bundles");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = env.make_dir("bundles");
     let build = || {
         run(env
             .cmd()
-            .args(["--force-no-sign", "--hooks", &hooks(), "--rootfs"])
-            .arg(busybox_root())
+            .arg("--force-no-sign")
+            .args(busybox_build_args())
             .arg(good("ntp-server")))
     };
     // The required --output-dir from the file too.
@@ -255,33 +240,27 @@ fn variable_all_hypervisors() {
 
     // ... or from the command line.
     env.write_config("all_hypervisors=yes\n");
-    let other = env.home.path().join("other");
-    std::fs::create_dir(&other).unwrap();
-    let r = run(env
-        .cmd()
-        .args(["--force-no-sign", "--hooks", &hooks(), "--rootfs"])
-        .arg(busybox_root())
-        .arg("--output-dir")
-        .arg(&other)
-        .arg(good("ntp-server")));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let other = env.make_dir("other");
+    let r = run_ok(
+        env.cmd()
+            .arg("--force-no-sign")
+            .args(busybox_build_args())
+            .arg("--output-dir")
+            .arg(&other)
+            .arg(good("ntp-server")),
+    );
     assert_eq!(r.stdout, all_bundles(&other));
 
     // ... and required all the same, from the file or not.
-    let r = build();
-    assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(
-        r.stderr
-            .contains("required arguments were not provided:\n  --output-dir <DIR>"),
-        "{}",
-        r.stderr
+    build().assert_stderr(
+        2,
+        "required arguments were not provided:\n  --output-dir <DIR>",
     );
     let r = run(env
         .cmd()
         .args(["--no-config", "--all-hypervisors"])
         .arg(good("ntp-server")));
-    assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("--output-dir <DIR>"), "{}", r.stderr);
+    r.assert_stderr(2, "--output-dir <DIR>");
 
     // -H on the command line overrides it, without a conflict.
     let (r, out) = build_with(&env, "one.bun", &["--force-no-sign"]);
@@ -314,25 +293,18 @@ fn variable_output_dir() {
     // give way to --all-hypervisors on the command line, which takes the
     // file's output_dir.
     let env = new_env();
-    let dir = env.home.path().join("bundles");
-    std::fs::create_dir(&dir).unwrap();
+    let dir = env.make_dir("bundles");
     env.write_config(&format!(
         "hypervisor=qemu\noutput={}/single.bun\noutput_dir={}\n",
         dir.display(),
         dir.display()
     ));
-    let r = run(env
-        .cmd()
-        .args([
-            "--all-hypervisors",
-            "--force-no-sign",
-            "--hooks",
-            &hooks(),
-            "--rootfs",
-        ])
-        .arg(busybox_root())
-        .arg(good("ntp-server")));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(
+        env.cmd()
+            .args(["--all-hypervisors", "--force-no-sign"])
+            .args(busybox_build_args())
+            .arg(good("ntp-server")),
+    );
     assert_eq!(r.stdout, all_bundles(&dir));
     assert!(!dir.join("single.bun").exists());
 }
@@ -416,11 +388,12 @@ fn variable_backend() {
 fn layer_runs(env: &Env, config: &str, extra: &[&str]) -> usize {
     let build = |config: &str, extra: &[&str]| {
         env.write_config(config);
-        let r = run(package_build(env)
-            .env("FAKE_ROOT", busybox_root())
-            .args(["--mirror", "file:///nowhere", "--suite", "bookworm"])
-            .args(extra));
-        assert_eq!(r.code, 0, "{}", r.stderr);
+        run_ok(
+            package_build(env)
+                .env("FAKE_ROOT", busybox_root())
+                .args(["--mirror", "file:///nowhere", "--suite", "bookworm"])
+                .args(extra),
+        );
         mmdebstrap_runs(env).len()
     };
     assert_eq!(build("", &[]), 1, "built");
@@ -477,36 +450,13 @@ fn variable_force_no_sign() {
 fn variable_sign_key() {
     let env = new_env();
     env.write_config("sign_key=nobody@example.invalid\n");
-    let build = |name| {
-        let out = env.home.path().join(name);
-        let r = run(env
-            .cmd()
-            .env("GNUPGHOME", &signer().home)
-            .args(["-H", "qemu", "--hooks", &hooks(), "--rootfs"])
-            .arg(busybox_root())
-            .arg("-o")
-            .arg(&out)
-            .arg(good("ntp-server")));
-        (r, out)
-    };
-    let (r, _) = build("a.bun");
-    assert_eq!(r.code, 65);
-    assert!(
-        r.stderr
-            .contains("no secret key \"nobody@example.invalid\""),
-        "{}",
-        r.stderr
-    );
+    let (r, _) = build_signed(&env, "a.bun");
+    r.assert_stderr(65, "no secret key \"nobody@example.invalid\"");
     env.write_config(&format!("sign_key={}\n", signer().fingerprint));
-    let (r, out) = build("b.bun");
+    let (r, out) = build_signed(&env, "b.bun");
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let v = run(env
-        .cmd()
-        .arg("--info")
-        .arg(&out)
-        .arg("--keyring")
-        .arg(&signer().keyring));
-    let v: serde_json::Value = serde_json::from_str(&v.stdout).unwrap();
+    let keyring = signer().keyring.to_str().unwrap();
+    let v = bundle_info(&env, &out, &["--keyring", keyring]);
     assert_eq!(v["signature"]["fingerprint"], signer().fingerprint.as_str());
 }
 
@@ -518,12 +468,12 @@ fn variable_directory() {
     let bundle = unsigned_bundle(&env);
     let dest = env.home.path().join("unpacked");
     env.write_config(&format!("directory={}\n", dest.display()));
-    let r = run(env
-        .cmd()
-        .arg("--extract")
-        .arg(&bundle)
-        .arg("--allow-unsigned"));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    run_ok(
+        env.cmd()
+            .arg("--extract")
+            .arg(&bundle)
+            .arg("--allow-unsigned"),
+    );
     assert!(dest.join("rootfs/bin/busybox").is_file());
 }
 
@@ -543,13 +493,7 @@ fn variable_keyring() {
         r.stdout
     );
     env.write_config(&format!("keyring={}\n", stranger().keyring.display()));
-    let r = verify();
-    assert_eq!(r.code, 65);
-    assert!(
-        r.stderr.contains("a key not in the keyring"),
-        "{}",
-        r.stderr
-    );
+    verify().assert_stderr(65, "a key not in the keyring");
 }
 
 #[test]
@@ -581,12 +525,8 @@ fn variable_verbose() {
     assert_eq!((r.code, r.stderr.as_str()), (0, ""));
     env.write_config("verbose=yes\n");
     let (r, _) = build_with(&env, "b.bun", &["--force-no-sign"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("mkve-bundle: packing the root\n"),
-        "progress, though stderr is no terminal: {}",
-        r.stderr
-    );
+    // Progress, though stderr is no terminal.
+    r.assert_stderr(0, "mkve-bundle: packing the root\n");
 }
 
 #[test]

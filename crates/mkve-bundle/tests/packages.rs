@@ -11,9 +11,7 @@ fn new_env() -> Env {
 }
 
 fn info(env: &Env, bundle: &std::path::Path) -> serde_json::Value {
-    let r = run(env.cmd().arg("--info").arg(bundle));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    serde_json::from_str(&r.stdout).unwrap()
+    bundle_info(env, bundle, &[])
 }
 
 #[test]
@@ -21,14 +19,14 @@ fn info(env: &Env, bundle: &std::path::Path) -> serde_json::Value {
 fn the_template_packages_and_the_hypervisor_set_are_installed_and_hooks_run() {
     let env = new_env();
     let out = env.home.path().join("ntp.bun");
-    let r = run(env
-        .cmd()
-        .args(["-H", "lxc", "--force-no-sign", "--hooks"])
-        .arg(hooks_dir())
-        .arg("-o")
-        .arg(&out)
-        .arg(good("ntp-server")));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(
+        env.cmd()
+            .args(["-H", "lxc", "--force-no-sign", "--hooks"])
+            .arg(hooks_dir())
+            .arg("-o")
+            .arg(&out)
+            .arg(good("ntp-server")),
+    );
     assert_eq!(r.stderr, "", "silent when stderr is not a terminal");
     let v = info(&env, &out);
     assert_eq!(
@@ -44,14 +42,14 @@ fn the_template_packages_and_the_hypervisor_set_are_installed_and_hooks_run() {
         assert!(!p["version"].as_str().unwrap().is_empty());
     }
     let dest = env.home.path().join("x");
-    let r = run(env
-        .cmd()
-        .arg("--extract")
-        .arg(&out)
-        .arg("-C")
-        .arg(&dest)
-        .arg("--allow-unsigned"));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    run_ok(
+        env.cmd()
+            .arg("--extract")
+            .arg(&out)
+            .arg("-C")
+            .arg(&dest)
+            .arg("--allow-unsigned"),
+    );
     let log = std::fs::read_to_string(dest.join("rootfs/etc/hook-log")).unwrap();
     assert_eq!(log, "01-own\n02-record lxc ntp-server 1.2\n");
     assert!(dest.join("rootfs/usr/sbin/chronyd").is_file());
@@ -61,14 +59,13 @@ fn the_template_packages_and_the_hypervisor_set_are_installed_and_hooks_run() {
 #[ignore = "needs root and the network: mmdebstrap installs Debian packages"]
 fn all_hypervisors_share_one_layer_when_the_sets_are_equal() {
     let env = new_env();
-    let dir = env.home.path().join("bundles");
-    std::fs::create_dir(&dir).unwrap();
-    let r = run(env
-        .cmd()
-        .args(["--all-hypervisors", "--force-no-sign", "--output-dir"])
-        .arg(&dir)
-        .arg(good("two-containers")));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let dir = env.make_dir("bundles");
+    let r = run_ok(
+        env.cmd()
+            .args(["--all-hypervisors", "--force-no-sign", "--output-dir"])
+            .arg(&dir)
+            .arg(good("two-containers")),
+    );
     let (lxc, openvz) = (
         dir.join("two-containers-lxc.bun"),
         dir.join("two-containers-openvz.bun"),

@@ -18,28 +18,12 @@ fn new_env() -> Env {
 const SET: [&str; 2] = ["chrony", "systemd-sysv"];
 
 fn list(archive: &Path) -> String {
-    let out = Command::new("tar")
-        .arg("-tvf")
-        .arg(archive)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(output_of(Command::new("tar").arg("-tvf").arg(archive))).unwrap()
 }
 
 fn cat(archive: &Path, member: &str) -> String {
-    let out = Command::new("tar")
-        .arg("-xOf")
-        .arg(archive)
-        .arg(member)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{member} not in {}",
-        archive.display()
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let tar = output_of(Command::new("tar").arg("-xOf").arg(archive).arg(member));
+    String::from_utf8(tar).unwrap()
 }
 
 #[test]
@@ -52,18 +36,18 @@ fn copies_hooks_and_commands_run_in_the_order_given() {
     std::fs::write(&hook, "#!/bin/sh\necho hook >> /etc/order\n").unwrap();
     std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let out = h.join("root.tar.zst");
-    let r = run(env
-        .cmd()
-        .args(["--zstd", "-o"])
-        .arg(&out)
-        .args(["--command", "echo command1 >> /etc/order"])
-        .arg("--copy")
-        .arg(format!("{}:/etc/motd", h.join("motd").display()))
-        .args(["--command", "cat /etc/motd >> /etc/order"])
-        .arg("--hook")
-        .arg(&hook)
-        .args(SET));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(
+        env.cmd()
+            .args(["--zstd", "-o"])
+            .arg(&out)
+            .args(["--command", "echo command1 >> /etc/order"])
+            .arg("--copy")
+            .arg(format!("{}:/etc/motd", h.join("motd").display()))
+            .args(["--command", "cat /etc/motd >> /etc/order"])
+            .arg("--hook")
+            .arg(&hook)
+            .args(SET),
+    );
     assert_eq!(r.stdout, format!("{}\n", out.display()));
     assert_eq!(cat(&out, "etc/order"), "command1\nfrom the host\nhook\n");
     let listing = list(&out);
@@ -86,25 +70,24 @@ fn a_cached_layer_is_reused_without_running_mmdebstrap() {
     let first = env.home.path().join("first.tar");
     // --refresh builds whatever the cache holds: mmdebstrap must run.
     let before = env.mmdebstrap_runs();
-    let r = run(env
-        .cmd()
-        .arg("--refresh")
-        .arg("-o")
-        .arg(&first)
-        .args(["--variant=minbase", "hello"]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    run_ok(
+        env.cmd()
+            .arg("--refresh")
+            .arg("-o")
+            .arg(&first)
+            .args(["--variant=minbase", "hello"]),
+    );
     assert_eq!(env.mmdebstrap_runs(), before + 1);
     let debs = layer_cache().dir.join("debs");
     let debs_before = count_files(&debs);
 
     let second = env.home.path().join("second.tar");
-    let r = run(env.cmd().arg("-o").arg(&second).args([
+    run_ok(env.cmd().arg("-o").arg(&second).args([
         "--variant=minbase",
         "hello",
         "--command",
         "hello > /etc/greeting",
     ]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(
         env.mmdebstrap_runs(),
         before + 1,
@@ -161,13 +144,13 @@ fn an_unknown_package_fails_at_once_with_65() {
 fn dir_leaves_the_root_as_a_directory() {
     let env = new_env();
     let dir = env.home.path().join("root");
-    let r = run(env
-        .cmd()
-        .arg("--dir")
-        .arg(&dir)
-        .args(["--command", "touch /etc/made-here"])
-        .args(SET));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    run_ok(
+        env.cmd()
+            .arg("--dir")
+            .arg(&dir)
+            .args(["--command", "touch /etc/made-here"])
+            .args(SET),
+    );
     assert!(dir.join("etc/made-here").is_file());
     assert!(dir.join("usr/sbin/chronyd").is_file());
     let r = run(env.cmd().arg("--dir").arg(&dir).args(SET));
@@ -190,14 +173,14 @@ fn tarify_only_packs_deterministically_in_three_formats() {
         (Some("--zstd"), "a.tar.zst"),
     ] {
         let out = env.home.path().join(name);
-        let r = run(env
-            .cmd()
-            .args(flag)
-            .arg("-o")
-            .arg(&out)
-            .arg("--tarify-only")
-            .arg(root));
-        assert_eq!(r.code, 0, "{}", r.stderr);
+        run_ok(
+            env.cmd()
+                .args(flag)
+                .arg("-o")
+                .arg(&out)
+                .arg("--tarify-only")
+                .arg(root),
+        );
         assert!(
             list(&out).contains("bin/busybox"),
             "{name} is readable by tar"
@@ -205,13 +188,13 @@ fn tarify_only_packs_deterministically_in_three_formats() {
         outputs.push(out);
     }
     let again = env.home.path().join("again.tar");
-    let r = run(env
-        .cmd()
-        .arg("-o")
-        .arg(&again)
-        .arg("--tarify-only")
-        .arg(root));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    run_ok(
+        env.cmd()
+            .arg("-o")
+            .arg(&again)
+            .arg("--tarify-only")
+            .arg(root),
+    );
     assert!(
         std::fs::read(&again).unwrap() == std::fs::read(&outputs[0]).unwrap(),
         "two packings differ"
@@ -219,12 +202,12 @@ fn tarify_only_packs_deterministically_in_three_formats() {
 
     // Without --out: $TMPDIR/output.tar.zst, as the original did.
     let tmp = tempfile::tempdir().unwrap();
-    let r = run(env
-        .cmd()
-        .env("TMPDIR", tmp.path())
-        .args(["--zstd", "--tarify-only"])
-        .arg(root));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(
+        env.cmd()
+            .env("TMPDIR", tmp.path())
+            .args(["--zstd", "--tarify-only"])
+            .arg(root),
+    );
     assert_eq!(
         r.stdout,
         format!("{}\n", tmp.path().join("output.tar.zst").display())

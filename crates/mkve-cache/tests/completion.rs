@@ -5,9 +5,7 @@
 
 #[test]
 fn completes_as_mkve_cache_and_as_hsh_pack() {
-    let d = tempfile::tempdir().unwrap();
-    let link = d.path().join("hsh-pack");
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_mkve-cache"), &link).unwrap();
+    let (_d, link) = mkve_testkit::linked_as(env!("CARGO_BIN_EXE_mkve-cache"), "hsh-pack");
     for (bin, name) in [
         (
             std::path::Path::new(env!("CARGO_BIN_EXE_mkve-cache")),

@@ -8,21 +8,20 @@ use mkve_testkit::*;
 
 #[test]
 fn hsh_pack_says_hsh_pack() {
-    let d = tempfile::tempdir().unwrap();
-    let link = d.path().join("hsh-pack");
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_mkve-cache"), &link).unwrap();
+    let (d, link) = linked_as(env!("CARGO_BIN_EXE_mkve-cache"), "hsh-pack");
     let root = d.path().join("root");
     std::fs::create_dir_all(root.join("etc")).unwrap();
     std::fs::write(root.join("etc/hostname"), "x\n").unwrap();
     let out = d.path().join("out.tar");
 
-    let r = run(std::process::Command::new(&link)
-        .arg("-v")
-        .arg("--tarify-only")
-        .arg(&root)
-        .arg("-o")
-        .arg(&out));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(
+        std::process::Command::new(&link)
+            .arg("-v")
+            .arg("--tarify-only")
+            .arg(&root)
+            .arg("-o")
+            .arg(&out),
+    );
     assert!(r.stderr.contains("hsh-pack: packing"), "{}", r.stderr);
 
     let r = run(std::process::Command::new(&link)

@@ -4,8 +4,8 @@
 //! - [`main`]: shell completion, parsing, the run, the error report and
 //!   the exit status (mkve(7) EXIT STATUS); a closed stdout (`| head`)
 //!   ends the tool quietly with status 0, as ripgrep and uutils do.
-//! - [`Verbosity`], [`RootArgs`], [`KeyringArgs`]: arguments several tools
-//!   take, declared once.
+//! - [`Verbosity`], [`RootArgs`], [`KeyringArgs`], [`Connect`]: arguments
+//!   several tools take, declared once.
 //! - [`Term`]: core's [`Report`] printed on stderr as `TOOL: message`.
 //! - [`outln!`] and [`print_json`]: results on stdout, never panicking.
 
@@ -252,6 +252,20 @@ pub struct KeyringArgs {
     /// Accept a bundle that has no signature (a bad one is still refused)
     #[arg(long)]
     pub allow_unsigned: bool,
+}
+
+/// `-c`/`--connect`: the libvirt connection (mkve-net, mkve-vm).
+#[derive(Args, Debug, Clone, Default)]
+pub struct Connect {
+    /// libvirt URI [default: $LIBVIRT_DEFAULT_URI, else the default for the hypervisor (see the man page)]
+    #[arg(
+        id = "connect",
+        short = 'c',
+        long = "connect",
+        global = true,
+        value_name = "URI"
+    )]
+    pub uri: Option<String>,
 }
 
 /// Shell completion candidates for `--hypervisor`.

@@ -237,9 +237,7 @@ mod tests {
     const NAMES: &[&str] = &["hypervisor", "output", "verbose", "force_no_sign", "mirror"];
 
     fn load(text: &str) -> Result<Option<Config>> {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("bundle-config");
-        std::fs::write(&p, text).unwrap();
+        let (_d, p) = mkve_testkit::temp_file("bundle-config", text);
         Config::load(&p, NAMES).map(|c| {
             c.map(|mut c| {
                 c.path = PathBuf::from("cfg");
@@ -248,11 +246,14 @@ mod tests {
         })
     }
 
+    /// A config that loads.
+    fn loaded(text: &str) -> Config {
+        load(text).unwrap().unwrap()
+    }
+
     #[test]
     fn plain_assignments_and_flags() {
-        let c = load("hypervisor=openvz\nverbose=yes\nforce_no_sign=yes\nunrelated=1\n")
-            .unwrap()
-            .unwrap();
+        let c = loaded("hypervisor=openvz\nverbose=yes\nforce_no_sign=yes\nunrelated=1\n");
         assert_eq!(c.value("hypervisor").unwrap(), Some("openvz"));
         assert!(c.flag("verbose").unwrap() && c.flag("force_no_sign").unwrap());
         assert!(
@@ -264,26 +265,20 @@ mod tests {
 
     #[test]
     fn bash_logic_runs_and_its_output_does_not_mix_with_values() {
-        let c = load("echo chatter\nx=qemu\nif [ \"$x\" = qemu ]; then hypervisor=$x; fi\noutput=/b/$(printf %s a b)-$((1+2)).bun\n")
-            .unwrap()
-            .unwrap();
+        let c = loaded("echo chatter\nx=qemu\nif [ \"$x\" = qemu ]; then hypervisor=$x; fi\noutput=/b/$(printf %s a b)-$((1+2)).bun\n");
         assert_eq!(c.value("hypervisor").unwrap(), Some("qemu"));
         assert_eq!(c.value("output").unwrap(), Some("/b/ab-3.bun"));
     }
 
     #[test]
     fn arrays_are_lists_and_strings_one_item() {
-        let c = load("mirror=(a '' 'deb http://x y main')\noutput=(o)\nset -u\n")
-            .unwrap()
-            .unwrap();
+        let c = loaded("mirror=(a '' 'deb http://x y main')\noutput=(o)\nset -u\n");
         assert_eq!(c.list("mirror"), ["a", "deb http://x y main"]);
         assert_eq!(
             c.value("output").unwrap_err().to_string(),
             "cfg: output: an array, but it takes one value"
         );
-        let c = load("mirror='deb http://x y main'\nhypervisor=\n")
-            .unwrap()
-            .unwrap();
+        let c = loaded("mirror='deb http://x y main'\nhypervisor=\n");
         assert_eq!(c.list("mirror"), ["deb http://x y main"]);
         assert_eq!(c.list("hypervisor"), Vec::<&str>::new());
         assert_eq!(c.value("hypervisor").unwrap(), None, "empty is unset");
@@ -365,9 +360,7 @@ mod tests {
 
     #[test]
     fn a_syntax_error_names_the_line() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("bundle-config");
-        std::fs::write(&p, "hypervisor=qemu\nif then\n").unwrap();
+        let (_d, p) = mkve_testkit::temp_file("bundle-config", "hypervisor=qemu\nif then\n");
         let e = Config::load(&p, NAMES).unwrap_err();
         assert_eq!(e.exit_code(), 65);
         let msg = e.to_string();
@@ -379,7 +372,10 @@ mod tests {
 
     #[test]
     fn a_bad_flag_is_an_error() {
-        let c = load("verbose=maybe\n").unwrap().unwrap();
+        let c = loaded(
+            "verbose=maybe
+",
+        );
         assert_eq!(
             c.flag("verbose").unwrap_err().to_string(),
             "cfg: verbose=\"maybe\": expected yes or no"

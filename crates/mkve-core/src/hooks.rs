@@ -422,22 +422,18 @@ mod tests {
         symlink("usr/lib", r.join("lib")).unwrap();
         symlink("/etc", r.join("usr/lib/host-etc")).unwrap();
         symlink("../../../../..", r.join("usr/lib/up")).unwrap();
-        assert_eq!(
-            resolve_in_root(r, Path::new("/lib/x")).unwrap(),
-            r.join("usr/lib/x")
-        );
-        assert_eq!(
-            resolve_in_root(r, Path::new("/lib/host-etc/passwd")).unwrap(),
-            r.join("etc/passwd")
-        );
-        assert_eq!(
-            resolve_in_root(r, Path::new("/lib/up/tmp")).unwrap(),
-            r.join("tmp")
-        );
-        assert_eq!(
-            resolve_in_root(r, Path::new("/../../x")).unwrap(),
-            r.join("x")
-        );
+        for (path, inside) in [
+            ("/lib/x", "usr/lib/x"),
+            ("/lib/host-etc/passwd", "etc/passwd"),
+            ("/lib/up/tmp", "tmp"),
+            ("/../../x", "x"),
+        ] {
+            assert_eq!(
+                resolve_in_root(r, Path::new(path)).unwrap(),
+                r.join(inside),
+                "{path}"
+            );
+        }
         symlink("loop", r.join("loop")).unwrap();
         assert!(resolve_in_root(r, Path::new("/loop/x")).is_err());
     }

@@ -661,19 +661,19 @@ mod tests {
         .0
     }
 
+    /// `bytes` unpacked as a root into a new temporary directory.
+    fn unpacked(bytes: &[u8]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        unpack(bytes, Some(d.path()), Path::new("t"), UnpackOptions::ROOTFS).unwrap();
+        d
+    }
+
     #[test]
     fn round_trip_keeps_links_modes_and_skips_sockets() {
         let src = sample_root();
         let (bytes, stats) = pack_dir(src.path(), Vec::new(), &PackOptions::default()).unwrap();
         assert_eq!(stats.skipped, vec![PathBuf::from("etc/sock")]);
-        let dst = tempfile::tempdir().unwrap();
-        unpack(
-            &bytes[..],
-            Some(dst.path()),
-            Path::new("t"),
-            UnpackOptions::ROOTFS,
-        )
-        .unwrap();
+        let dst = unpacked(&bytes);
         let d = dst.path();
         let tool = std::fs::metadata(d.join("usr/bin/tool")).unwrap();
         assert_eq!(tool.mode() & 0o7777, 0o4755);
@@ -717,14 +717,7 @@ mod tests {
             assert!(st.success());
         }
         let (bytes, _) = pack_dir(src.path(), Vec::new(), &PackOptions::default()).unwrap();
-        let dst = tempfile::tempdir().unwrap();
-        unpack(
-            &bytes[..],
-            Some(dst.path()),
-            Path::new("t"),
-            UnpackOptions::ROOTFS,
-        )
-        .unwrap();
+        let dst = unpacked(&bytes);
         let out = dst.path().join("usr/bin/tool");
         if root {
             assert_eq!(
@@ -936,14 +929,7 @@ mod tests {
             h.set_mode(0o666);
             b.append_data(&mut h, "dev/null", std::io::empty()).unwrap();
         });
-        let d = tempfile::tempdir().unwrap();
-        unpack(
-            &bytes[..],
-            Some(d.path()),
-            Path::new("t"),
-            UnpackOptions::ROOTFS,
-        )
-        .unwrap();
+        let d = unpacked(&bytes);
         let m = std::fs::metadata(d.path().join("dev/null")).unwrap();
         assert!(m.file_type().is_char_device());
         assert_eq!((major(m.rdev()), minor(m.rdev())), (1, 3));

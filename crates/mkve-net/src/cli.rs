@@ -1,7 +1,7 @@
 //! mkve-net's command line.
 
 use clap::{Parser, Subcommand};
-use mkve_cli::Verbosity;
+use mkve_cli::{Connect, Verbosity};
 use mkve_core::ids::MachineId;
 
 /// Manage the libvirt network of mkve machines (mkve-network on mkvebr0,
@@ -9,9 +9,8 @@ use mkve_core::ids::MachineId;
 #[derive(Parser, Debug)]
 #[command(name = "mkve-net", version, max_term_width = 100)]
 pub struct Cli {
-    /// libvirt URI [default: $LIBVIRT_DEFAULT_URI, else qemu:///system]
-    #[arg(short, long, global = true, value_name = "URI")]
-    pub connect: Option<String>,
+    #[command(flatten)]
+    pub connect: Connect,
     #[command(flatten)]
     pub verbosity: Verbosity,
     #[command(subcommand)]

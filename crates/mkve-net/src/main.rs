@@ -20,7 +20,7 @@ fn run(cli: Cli) -> Result<()> {
     let cfg = NetConfig::load()?;
     let conn = || {
         libvirt::connect(&libvirt::uri(
-            cli.connect.as_deref(),
+            cli.connect.uri.as_deref(),
             Hypervisor::Qemu.default_uri(),
         ))
     };

@@ -11,16 +11,16 @@ fn new_env() -> Env {
     Env::new(env!("CARGO_BIN_EXE_mkve-net"))
 }
 
+/// A libvirt URI no daemon answers at.
+const UNREACHABLE: &str = "qemu+unix:///system?socket=/nonexistent/libvirt-sock";
+
 #[test]
 fn print_xml_is_the_network_and_touches_nothing() {
     let env = new_env();
-    let r = run(env.cmd().args([
-        "create",
-        "--print-xml",
-        "--connect",
-        "qemu+unix:///system?socket=/nonexistent/libvirt-sock",
-    ]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(
+        env.cmd()
+            .args(["create", "--print-xml", "--connect", UNREACHABLE]),
+    );
     assert!(
         r.stdout
             .starts_with("<network>\n  <name>mkve-network</name>\n  <bridge name='mkvebr0'"),
@@ -74,11 +74,10 @@ fn ip_maps_ids_to_addresses_and_refuses_what_does_not_fit() {
 #[test]
 fn create_and_status_through_libvirt() {
     let env = new_env();
-    let r = run(env
-        .cmd()
-        .args(["--connect", "test:///default", "status", "--json"]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let v = run_json(
+        env.cmd()
+            .args(["--connect", "test:///default", "status", "--json"]),
+    );
     assert_eq!(v["defined"], false);
     assert_eq!(v["address"], "192.0.2.1/24");
     let r = run(env.cmd().args(["--connect", "test:///default", "create"]));
@@ -94,16 +93,11 @@ fn create_and_status_through_libvirt() {
 #[test]
 fn an_unreachable_libvirt_is_exit_69() {
     let env = new_env();
-    let r = run(env.cmd().args([
-        "--connect",
-        "qemu+unix:///system?socket=/nonexistent/libvirt-sock",
-        "status",
-    ]));
+    let r = run(env.cmd().args(["--connect", UNREACHABLE, "status"]));
     assert_eq!(r.code, 69, "{}", r.stderr);
     assert!(
-        r.stderr.starts_with(
-            "mkve-net: libvirt (qemu+unix:///system?socket=/nonexistent/libvirt-sock): "
-        ),
+        r.stderr
+            .starts_with(&format!("mkve-net: libvirt ({UNREACHABLE}): ")),
         "{}",
         r.stderr
     );

@@ -1,8 +1,10 @@
-//! Helpers shared by the tools' integration tests: fixture paths, a clean
-//! environment for each run of a binary, a tiny busybox root, a throw-away
-//! GnuPG key, a package-layer cache shared by every test binary of a run
-//! (with a way to see whether mmdebstrap ran), and bundle rewriting for the
-//! tamper tests.
+//! Helpers shared by the tools' integration tests and core's unit tests:
+//! fixture paths, a clean environment for each run of a binary, a run's
+//! checks (exit status and stderr, JSON on stdout), a tiny busybox root and
+//! bundles built from it, a throw-away GnuPG key, a package-layer cache
+//! shared by every test binary of a run (with a way to see whether
+//! mmdebstrap ran), bundle rewriting for the tamper tests, and the helper
+//! programs the tests run (tar, gpg, virt-xml-validate).
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -152,6 +154,32 @@ impl Env {
         c
     }
 
+    /// A new directory `name` in the home.
+    pub fn make_dir(&self, name: &str) -> PathBuf {
+        let dir = self.home.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        dir
+    }
+
+    /// mkve-bundle, run by `c` (a command of this `Env`, with the options
+    /// it has), building the fixture template `template` from the busybox
+    /// root, with the fixture hooks, into `name` in the home: the run and
+    /// the bundle's path.
+    pub fn build_from_busybox(
+        &self,
+        c: &mut Command,
+        template: &str,
+        name: &str,
+    ) -> (Run, PathBuf) {
+        let out = self.home.path().join(name);
+        let r = run(c
+            .args(busybox_build_args())
+            .arg("-o")
+            .arg(&out)
+            .arg(good(template)));
+        (r, out)
+    }
+
     pub fn write_config(&self, text: &str) -> PathBuf {
         let p = self.home.path().join(".mkve/bundle-config");
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -187,6 +215,106 @@ pub fn run(c: &mut Command) -> Run {
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
         raw_stdout: stdout,
     }
+}
+
+impl Run {
+    /// Fail unless the run exited with `code` and its stderr contains
+    /// `part`; the message shows its stderr.
+    #[track_caller]
+    pub fn assert_stderr(&self, code: i32, part: &str) {
+        assert_eq!(self.code, code, "{}", self.stderr);
+        assert!(self.stderr.contains(part), "{}", self.stderr);
+    }
+}
+
+/// Run `c`, which must succeed (exit 0; the message shows its stderr).
+#[track_caller]
+pub fn run_ok(c: &mut Command) -> Run {
+    let r = run(c);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r
+}
+
+/// Run `c`, which must succeed, and read its stdout as JSON.
+#[track_caller]
+pub fn run_json(c: &mut Command) -> serde_json::Value {
+    serde_json::from_str(&run_ok(c).stdout).unwrap()
+}
+
+/// `mkve-bundle --info BUNDLE EXTRA…` run by `env` (an `Env` of
+/// mkve-bundle), as JSON.
+#[track_caller]
+pub fn bundle_info(env: &Env, bundle: &Path, extra: &[&str]) -> serde_json::Value {
+    run_json(env.cmd().arg("--info").arg(bundle).args(extra))
+}
+
+/// mkve-bundle's options to build from the busybox root (no packages)
+/// with the fixture hooks.
+pub fn busybox_build_args() -> [String; 4] {
+    [
+        "--hooks".into(),
+        hooks_dir().display().to_string(),
+        "--rootfs".into(),
+        busybox_root().display().to_string(),
+    ]
+}
+
+/// The names in `dir`, sorted: what a run left there.
+pub fn dir_names(dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A temporary directory holding the file `name` with `contents`, and
+/// the file's path.
+pub fn temp_file(name: &str, contents: impl AsRef<[u8]>) -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join(name);
+    std::fs::write(&p, contents).unwrap();
+    (d, p)
+}
+
+/// A temporary directory holding `name`, a symbolic link to `bin`: the
+/// binary run under another name (mkve-cache as hsh-pack).
+pub fn linked_as(bin: &str, name: &str) -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let link = d.path().join(name);
+    symlink(bin, &link).unwrap();
+    (d, link)
+}
+
+/// The stdout of `c`, a program the tests use (tar, gpg…), which must
+/// succeed.
+#[track_caller]
+pub fn output_of(c: &mut Command) -> Vec<u8> {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{c:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Fail unless virt-xml-validate accepts `xml` as a libvirt `kind`
+/// (`domain`, `network`).
+#[track_caller]
+pub fn assert_valid_libvirt_xml(kind: &str, xml: &str) {
+    let (_d, f) = temp_file(&format!("{kind}.xml"), xml);
+    let out = Command::new("virt-xml-validate")
+        .arg(&f)
+        .arg(kind)
+        .output()
+        .expect("virt-xml-validate (libvirt-clients) is installed by scripts/deps");
+    assert!(
+        out.status.success(),
+        "{}\n{xml}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Run `c` with its stdout a pipe whose reading end is already closed,
@@ -263,19 +391,13 @@ pub fn key(name: &str) -> Key {
     std::fs::create_dir_all(&home).unwrap();
     std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let gpg = |args: &[&str]| {
-        let out = Command::new("gpg")
-            .arg("--homedir")
-            .arg(&home)
-            .args(["--batch", "--quiet"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "gpg {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+        output_of(
+            Command::new("gpg")
+                .arg("--homedir")
+                .arg(&home)
+                .args(["--batch", "--quiet"])
+                .args(args),
+        )
     };
     gpg(&[
         "--passphrase",

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
-use mkve_cli::{KeyringArgs, Verbosity};
+use mkve_cli::{Connect, KeyringArgs, Verbosity};
 use mkve_core::access::Access;
 use mkve_core::hypervisor::Hypervisor;
 use mkve_core::ids::MachineId;
@@ -20,9 +20,8 @@ use mkve_core::{Error, Result};
 #[derive(Parser, Debug)]
 #[command(name = "mkve-vm", version, max_term_width = 100)]
 pub struct Cli {
-    /// libvirt URI [default: $LIBVIRT_DEFAULT_URI, else each hypervisor's own]
-    #[arg(short, long, global = true, value_name = "URI")]
-    pub connect: Option<String>,
+    #[command(flatten)]
+    pub connect: Connect,
     #[command(flatten)]
     pub verbosity: Verbosity,
     #[command(subcommand)]

@@ -15,12 +15,12 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     let report = cli.verbosity.term();
-    let uris = vm::uris(cli.connect.as_deref());
+    let uris = vm::uris(cli.connect.uri.as_deref());
     match cli.command {
         Command::Create(args) if args.print_xml => {
-            mkve_cli::out!("{}", vm::print_xml(&args.options(cli.connect)?)?)
+            mkve_cli::out!("{}", vm::print_xml(&args.options(cli.connect.uri)?)?)
         }
-        Command::Create(args) => show::id(vm::create(&args.options(cli.connect)?, &report)?),
+        Command::Create(args) => show::id(vm::create(&args.options(cli.connect.uri)?, &report)?),
         Command::Start(t) => vm::start(&uris, &t.machine),
         Command::Console { target, force } => vm::console(&uris, &target.machine, force),
         Command::Stop { target, force } => vm::stop(&uris, &target.machine, force),
@@ -33,7 +33,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Doctor { json } => {
             let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
             let probe = || kvm::answers(&exe, "__probe-kvm", Duration::from_secs(5));
-            show::doctor(&doctor::doctor(cli.connect.as_deref(), probe), json)
+            show::doctor(&doctor::doctor(cli.connect.uri.as_deref(), probe), json)
         }
     }
 }

@@ -43,19 +43,7 @@ fn bundle_for(h: Hypervisor) -> PathBuf {
 }
 
 fn validate(xml: &str) {
-    let d = tempfile::tempdir().unwrap();
-    let f = d.path().join("d.xml");
-    std::fs::write(&f, xml).unwrap();
-    let out = std::process::Command::new("virt-xml-validate")
-        .arg(&f)
-        .arg("domain")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{xml}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_valid_libvirt_xml("domain", xml);
 }
 
 fn state_is_empty(env: &Env) -> bool {
@@ -68,12 +56,12 @@ fn state_is_empty(env: &Env) -> bool {
 fn print_xml_takes_no_id_and_makes_nothing() {
     let env = new_env();
     for (h, ty) in [(Hypervisor::Lxc, "lxc"), (Hypervisor::Qemu, "qemu")] {
-        let r = run(env
-            .cmd()
-            .env("MKVE_STATEDIR", env.home.path().join("state"))
-            .args(["create", "--print-xml", "--allow-unsigned", "--id", "142"])
-            .arg(bundle_for(h)));
-        assert_eq!(r.code, 0, "{}", r.stderr);
+        let r = run_ok(
+            env.cmd()
+                .env("MKVE_STATEDIR", env.home.path().join("state"))
+                .args(["create", "--print-xml", "--allow-unsigned", "--id", "142"])
+                .arg(bundle_for(h)),
+        );
         validate(&r.stdout);
         assert!(
             r.stdout.starts_with(&format!(
@@ -89,11 +77,11 @@ fn print_xml_takes_no_id_and_makes_nothing() {
         assert!(state_is_empty(&env), "print-xml made files");
     }
     // OpenVZ: vzctl names containers by their ID, from 101 up.
-    let r = run(env
-        .cmd()
-        .args(["create", "--print-xml", "--allow-unsigned", "--id", "142"])
-        .arg(bundle_for(Hypervisor::Openvz)));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_ok(
+        env.cmd()
+            .args(["create", "--print-xml", "--allow-unsigned", "--id", "142"])
+            .arg(bundle_for(Hypervisor::Openvz)),
+    );
     validate(&r.stdout);
     assert!(
         r.stdout
@@ -166,9 +154,7 @@ fn bad_bundles_are_refused_before_anything_is_made() {
         c
     };
     // Unsigned, without --allow-unsigned.
-    let r = run(cmd().arg(bundle_for(Hypervisor::Lxc)));
-    assert_eq!(r.code, 65, "{}", r.stderr);
-    assert!(r.stderr.contains("not signed"), "{}", r.stderr);
+    run(cmd().arg(bundle_for(Hypervisor::Lxc))).assert_stderr(65, "not signed");
     // For another hypervisor than asked.
     let r = run(cmd()
         .args(["--allow-unsigned", "-H", "qemu"])
@@ -186,12 +172,7 @@ fn bad_bundles_are_refused_before_anything_is_made() {
     let bad = env.home.path().join("bad.bun");
     std::fs::write(&bad, assemble(&m)).unwrap();
     let r = run(cmd().arg("--allow-unsigned").arg(&bad));
-    assert_eq!(r.code, 65, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("does not match meta.json"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr(65, "does not match meta.json");
     // OpenVZ on a node without vzctl: told before OpenVZ is touched.
     let r = run(cmd()
         .env("PATH", "/usr/bin:/bin")
@@ -231,8 +212,7 @@ fn bad_bundles_are_refused_before_anything_is_made() {
     let r = run(cmd().args(["--allow-unsigned", "--root-password-file", "-", "-"]));
     assert_eq!(r.code, 2, "{}", r.stderr);
     // A qemu machine's directory must be reachable by qemu's own user.
-    let private = env.home.path().join("private");
-    std::fs::create_dir(&private).unwrap();
+    let private = env.make_dir("private");
     std::fs::set_permissions(
         &private,
         std::os::unix::fs::PermissionsExt::from_mode(0o700),
@@ -242,13 +222,7 @@ fn bad_bundles_are_refused_before_anything_is_made() {
         .env("MKVE_STATEDIR", private.join("state"))
         .arg("--allow-unsigned")
         .arg(bundle_for(Hypervisor::Qemu)));
-    assert_eq!(r.code, 73, "{}", r.stderr);
-    assert!(
-        r.stderr
-            .contains("qemu runs as its own user and cannot pass through"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr(73, "qemu runs as its own user and cannot pass through");
     // Reachable, but a qemu bundle without a kernel (the busybox root has none).
     std::fs::set_permissions(
         env.home.path(),
@@ -258,12 +232,8 @@ fn bad_bundles_are_refused_before_anything_is_made() {
     let r = run(cmd()
         .arg("--allow-unsigned")
         .arg(bundle_for(Hypervisor::Qemu)));
-    assert_eq!(r.code, 65, "{}", r.stderr);
-    assert!(r.stderr.contains("has no kernel in /boot"), "{}", r.stderr);
-    let leftovers: Vec<_> = std::fs::read_dir(state.join("vms"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    r.assert_stderr(65, "has no kernel in /boot");
+    let leftovers = dir_names(&state.join("vms"));
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
@@ -286,11 +256,10 @@ fn machines_are_found_by_id_or_name_only() {
 #[test]
 fn doctor_says_why_each_hypervisor_cannot_run() {
     let env = new_env();
-    let r = run(env
-        .cmd()
-        .args(["-c", "test:///default", "doctor", "--json"]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let v = run_json(
+        env.cmd()
+            .args(["-c", "test:///default", "doctor", "--json"]),
+    );
     let why = |h: &str| {
         let c = v
             .as_array()

@@ -300,19 +300,7 @@ mod tests {
 
     #[test]
     fn the_generated_xml_is_valid_for_libvirt() {
-        let d = tempfile::tempdir().unwrap();
-        let f = d.path().join("net.xml");
-        std::fs::write(&f, xml(&NetConfig::default())).unwrap();
-        let out = std::process::Command::new("virt-xml-validate")
-            .arg(&f)
-            .arg("network")
-            .output();
-        let out = out.expect("virt-xml-validate (libvirt-clients) is installed by scripts/deps");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        mkve_testkit::assert_valid_libvirt_xml("network", &xml(&NetConfig::default()));
         assert!(
             xml(&NetConfig::default()).contains("<range start='192.0.2.100' end='192.0.2.254'/>")
         );
