@@ -271,18 +271,13 @@ mod tests {
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJvEw8o3v0yX3o1Z0n2Wm1p6yqz9rC0a9bC0a9bC0a9b op@desk";
 
     fn root() -> tempfile::TempDir {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(d.path().join("etc")).unwrap();
-        std::fs::write(
-            d.path().join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\n",
-        )
-        .unwrap();
-        std::fs::write(
-            d.path().join("etc/shadow"),
-            "root:*:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n",
-        )
-        .unwrap();
+        let d = crate::testing::tree(&[
+            ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
+            (
+                "etc/shadow",
+                "root:*:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n",
+            ),
+        ]);
         std::fs::set_permissions(
             d.path().join("etc/shadow"),
             std::fs::Permissions::from_mode(0o640),

@@ -301,18 +301,19 @@ mod tests {
                 .unwrap()
                 .map(str::to_string)
         };
-        // The last command's status does not matter.
-        assert_eq!(value("hypervisor=qemu\nfalse\n").as_deref(), Some("qemu"));
-        assert_eq!(
-            value("hypervisor=qemu\n[ -d /nonexistent ] && hypervisor=lxc\n").as_deref(),
-            Some("qemu")
-        );
-        // exit 0 ends the file with the values so far.
-        assert_eq!(
-            value("hypervisor=qemu\nexit 0\nhypervisor=lxc\n").as_deref(),
-            Some("qemu")
-        );
-        assert_eq!(value("exit\nhypervisor=lxc\n"), None);
+        for (text, want) in [
+            // The last command's status does not matter.
+            ("hypervisor=qemu\nfalse\n", Some("qemu")),
+            (
+                "hypervisor=qemu\n[ -d /nonexistent ] && hypervisor=lxc\n",
+                Some("qemu"),
+            ),
+            // exit 0 ends the file with the values so far.
+            ("hypervisor=qemu\nexit 0\nhypervisor=lxc\n", Some("qemu")),
+            ("exit\nhypervisor=lxc\n", None),
+        ] {
+            assert_eq!(value(text).as_deref(), want, "{text:?}");
+        }
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub mod scratch;
 #[cfg(feature = "gpg")]
 pub mod sign;
 pub mod template;
+#[cfg(test)]
+mod testing;
 #[cfg(all(feature = "libvirt", feature = "gpg"))]
 pub mod vm;
 

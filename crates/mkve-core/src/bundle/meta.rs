@@ -171,15 +171,12 @@ mod tests {
 
     #[test]
     fn dpkg_status_gives_installed_packages_only() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(d.path().join("var/lib/dpkg")).unwrap();
-        std::fs::write(
-            d.path().join("var/lib/dpkg/status"),
+        let d = crate::testing::tree(&[(
+            "var/lib/dpkg/status",
             "Package: zlib1g\nStatus: install ok installed\nVersion: 1:1.2.13\n\n\
              Package: gone\nStatus: deinstall ok config-files\nVersion: 1\n\n\
              Package: chrony\nStatus: install ok installed\nArchitecture: amd64\nVersion: 4.3-2\n",
-        )
-        .unwrap();
+        )]);
         let got = dpkg_installed(d.path());
         assert_eq!(
             got,

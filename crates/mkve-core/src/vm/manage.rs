@@ -313,13 +313,10 @@ mod tests {
     /// network and directories of the test's own.
     #[test]
     fn orphans_are_listed_and_deleted() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(d.path().join("conf")).unwrap();
-        std::fs::write(
-            d.path().join("conf/mkve.conf"),
+        let d = crate::testing::tree(&[(
+            "conf/mkve.conf",
             "network_name=orphans-net\nnetwork_bridge=orphbr0\n",
-        )
-        .unwrap();
+        )]);
         std::env::set_var("MKVE_CONFDIR", d.path().join("conf"));
         std::env::set_var("MKVE_STATEDIR", d.path().join("state"));
         std::env::set_var("MKVE_LOCKDIR", d.path().join("lock"));

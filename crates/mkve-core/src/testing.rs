@@ -1,0 +1,19 @@
+//! Helpers for the unit tests of this crate.
+
+use std::path::Path;
+
+/// A temporary directory holding `files` (paths relative to it, parent
+/// directories made as needed, with their contents).
+pub fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        write(&d.path().join(path), text);
+    }
+    d
+}
+
+/// Write `text` to `path`, making its directory first.
+pub fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
