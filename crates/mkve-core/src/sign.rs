@@ -177,6 +177,8 @@ pub fn verify_detached(data: &[u8], sig: &[u8], keyring: Option<&Path>) -> Resul
     let keyring = keyring.unwrap_or(Path::new("(no keyring)"));
     // Every fingerprint of the keyring (subkeys too) → its primary key's.
     let mut trusted: HashMap<String, String> = HashMap::new();
+    // And when each one expires, to say so.
+    let mut expires: HashMap<String, std::time::SystemTime> = HashMap::new();
     let listed = ctx
         .keys()
         .map_err(|e| Error::signature(keyring, e.to_string()))?;
@@ -188,6 +190,9 @@ pub fn verify_detached(data: &[u8], sig: &[u8], keyring: Option<&Path>) -> Resul
         for sub in key.subkeys() {
             if let Ok(f) = sub.fingerprint() {
                 trusted.insert(f.to_string(), primary.clone());
+                if let Some(t) = sub.expiration_time() {
+                    expires.insert(f.to_string(), t);
+                }
             }
         }
     }
@@ -219,8 +224,8 @@ pub fn verify_detached(data: &[u8], sig: &[u8], keyring: Option<&Path>) -> Resul
                 fingerprint: fpr.unwrap_or_default(),
             },
             Err(e) => SigStatus::Bad {
+                reason: refusal(&e, fpr.as_deref(), &expires),
                 fingerprint: fpr,
-                reason: e.to_string(),
             },
         };
         // Every signature must be valid: the first that is not decides.
@@ -229,6 +234,28 @@ pub fn verify_detached(data: &[u8], sig: &[u8], keyring: Option<&Path>) -> Resul
         }
     }
     Ok(status)
+}
+
+/// Why a signature by a known key is refused, in words: when an expired
+/// key expired, that a revoked key was revoked; GnuPG's words otherwise.
+fn refusal(
+    e: &gpgme::Error,
+    fpr: Option<&str>,
+    expires: &HashMap<String, std::time::SystemTime>,
+) -> String {
+    let key = fpr.unwrap_or("(unknown)");
+    if e.code() == gpgme::Error::KEY_EXPIRED.code() {
+        let when = fpr
+            .and_then(|f| expires.get(f))
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| format!(" on {}", crate::bundle::meta::rfc3339(d.as_secs())))
+            .unwrap_or_default();
+        return format!("the key {key} expired{when}; an expired key's signatures are refused");
+    }
+    if e.code() == gpgme::Error::CERT_REVOKED.code() {
+        return format!("the key {key} has been revoked");
+    }
+    e.to_string()
 }
 
 #[cfg(test)]
@@ -278,5 +305,105 @@ mod tests {
                 .contains("no secret key \"nobody@example.invalid\""),
             "{err}"
         );
+    }
+
+    /// A throw-away GnuPG home whose key was made and signed `data` in
+    /// the past (gpg --faked-system-time); `revoke` also revokes the key.
+    /// Returns (home, keyring file, signature, fingerprint).
+    fn old_signature(
+        name: &str,
+        expire: &str,
+        revoke: bool,
+    ) -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>, String) {
+        let home = tempfile::tempdir().unwrap();
+        let gpg = |args: &[&str]| {
+            let o = std::process::Command::new("gpg")
+                .arg("--homedir")
+                .arg(home.path())
+                .args(["--batch", "--quiet", "--yes"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            o.stdout
+        };
+        let uid = format!("{name} <{name}@example.invalid>");
+        gpg(
+            &["--passphrase", "", "--faked-system-time", "20200101T000000"]
+                .iter()
+                .copied()
+                .chain(["--quick-gen-key", &uid, "ed25519", "sign", expire])
+                .collect::<Vec<_>>(),
+        );
+        let data = home.path().join("data");
+        std::fs::write(&data, b"meta").unwrap();
+        let sig = home.path().join("data.asc");
+        gpg(&[
+            "--faked-system-time",
+            "20200601T000000",
+            "--armor",
+            "--output",
+            sig.to_str().unwrap(),
+            "--detach-sign",
+            data.to_str().unwrap(),
+        ]);
+        let listing = String::from_utf8(gpg(&["--with-colons", "--list-keys"])).unwrap();
+        let fpr = listing
+            .lines()
+            .find_map(|l| l.strip_prefix("fpr:"))
+            .unwrap()
+            .split(':')
+            .nth(8)
+            .unwrap()
+            .to_string();
+        if revoke {
+            let cert = home.path().join(format!("openpgp-revocs.d/{fpr}.rev"));
+            // GnuPG escapes the certificate's first line against accidents.
+            let text = std::fs::read_to_string(&cert).unwrap().replace(
+                ":-----BEGIN PGP PUBLIC KEY BLOCK-----",
+                "-----BEGIN PGP PUBLIC KEY BLOCK-----",
+            );
+            std::fs::write(&cert, text).unwrap();
+            gpg(&["--import", cert.to_str().unwrap()]);
+        }
+        let keyring = home.path().join("keyring.gpg");
+        std::fs::write(&keyring, gpg(&["--export"])).unwrap();
+        let signature = std::fs::read(&sig).unwrap();
+        let _ = std::process::Command::new("gpgconf")
+            .arg("--homedir")
+            .arg(home.path())
+            .args(["--kill", "all"])
+            .output();
+        (home, keyring, signature, fpr)
+    }
+
+    #[test]
+    fn an_expired_key_is_refused_saying_when_it_expired() {
+        let (_home, keyring, sig, fpr) = old_signature("expired", "1y", false);
+        match verify_detached(b"meta", &sig, Some(&keyring)).unwrap() {
+            SigStatus::Bad {
+                fingerprint,
+                reason,
+            } => {
+                assert_eq!(fingerprint.as_deref(), Some(fpr.as_str()));
+                assert!(
+                    reason.starts_with(&format!("the key {fpr} expired on 2020-12-31"))
+                        || reason.starts_with(&format!("the key {fpr} expired on 2021-01-0")),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_revoked_key_is_refused_saying_so() {
+        let (_home, keyring, sig, fpr) = old_signature("revoked", "never", true);
+        match verify_detached(b"meta", &sig, Some(&keyring)).unwrap() {
+            SigStatus::Bad { reason, .. } => {
+                assert_eq!(reason, format!("the key {fpr} has been revoked"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! checks it before it reads any payload.
 
 mod make;
-mod meta;
+pub(crate) mod meta;
 mod read;
 
 pub use make::{make, MakeOptions, RootSource, Signing};
