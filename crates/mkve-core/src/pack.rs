@@ -129,7 +129,11 @@ pub fn source_date_epoch() -> Option<u64> {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PackStats {
     pub entries: u64,
+    /// Regular files' sizes, added up.
     pub bytes: u64,
+    /// The length of the tar stream (before compression): what unpacking
+    /// it reads, which bundle format 2 declares (`unpacked_size`).
+    pub tar_bytes: u64,
     pub skipped: Vec<PathBuf>,
 }
 
@@ -147,7 +151,7 @@ impl PackStats {
 
 /// Write the tree under `root` as a tar stream to `out`; return `out`.
 pub fn pack_dir<W: Write>(root: &Path, out: W, opts: &PackOptions) -> Result<(W, PackStats)> {
-    let mut b = tar::Builder::new(out);
+    let mut b = tar::Builder::new(Counting { inner: out, n: 0 });
     let mut stats = PackStats::default();
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
     let walk = walkdir::WalkDir::new(root)
@@ -215,7 +219,7 @@ pub fn pack_dir<W: Write>(root: &Path, out: W, opts: &PackOptions) -> Result<(W,
             h.set_size(meta.len());
             let f = open_nofollow(path)?;
             let mut counted = Counted {
-                inner: f.take(meta.len()),
+                inner: Holey::new(f, meta.len()),
                 n: 0,
             };
             w(b.append_data(&mut h, rel, &mut counted))?;
@@ -250,7 +254,26 @@ pub fn pack_dir<W: Write>(root: &Path, out: W, opts: &PackOptions) -> Result<(W,
         stats.entries += 1;
     }
     let out = b.into_inner().at(root)?;
-    Ok((out, stats))
+    stats.tar_bytes = out.n;
+    Ok((out.inner, stats))
+}
+
+/// A writer that counts what goes through it.
+struct Counting<W> {
+    inner: W,
+    n: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let k = self.inner.write(buf)?;
+        self.n += k as u64;
+        Ok(k)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// A root holding a path too long to be packed, in one line.
@@ -523,7 +546,13 @@ pub fn unpack<R: Read>(
                 dir_times.push((target, mtime));
                 continue;
             }
-            EntryType::Regular | EntryType::Continuous | EntryType::Symlink => {
+            EntryType::Regular | EntryType::Continuous => {
+                if again {
+                    remove_non_dir(&target).map_err(io)?;
+                }
+                unpack_file(&mut entry, &target, root).map_err(io)?
+            }
+            EntryType::Symlink => {
                 if again {
                     remove_non_dir(&target).map_err(io)?;
                 }
@@ -634,6 +663,173 @@ fn remove_non_dir(p: &Path) -> std::io::Result<()> {
     match std::fs::symlink_metadata(p) {
         Ok(m) if !m.is_dir() => std::fs::remove_file(p),
         _ => Ok(()),
+    }
+}
+
+/// The block size holes are made in: a run of zeros this long, aligned,
+/// is skipped (seeked over) rather than written.
+const HOLE_BLOCK: usize = 4096;
+
+/// Write a regular file member to `target` (which does not exist), with
+/// its data's long runs of zeros left as holes, so the disk holds what the
+/// data holds (a 4 GiB `lastlog` of zeros takes no blocks); then its
+/// owner (as root), mode, xattrs (as root, from PAX `SCHILY.xattr.*`) and
+/// mtime, as tar's own unpack would set them.
+fn unpack_file<R: Read>(
+    entry: &mut tar::Entry<R>,
+    target: &Path,
+    root: bool,
+) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    use std::os::unix::fs::OpenOptionsExt;
+    let h = entry.header().clone();
+    let size = entry.size();
+    let xattrs: Vec<(String, Vec<u8>)> = match entry.pax_extensions()? {
+        Some(exts) if root => exts
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let k = e.key().ok()?.strip_prefix("SCHILY.xattr.")?.to_string();
+                Some((k, e.value_bytes().to_vec()))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(target)?;
+    let mut buf = vec![0u8; 256 << 10];
+    let mut pending_hole = 0u64;
+    loop {
+        let n = read_full(entry, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        for block in buf[..n].chunks(HOLE_BLOCK) {
+            if block.len() == HOLE_BLOCK && block.iter().all(|b| *b == 0) {
+                pending_hole += HOLE_BLOCK as u64;
+                continue;
+            }
+            if pending_hole > 0 {
+                f.seek(SeekFrom::Current(pending_hole as i64))?;
+                pending_hole = 0;
+            }
+            f.write_all(block)?;
+        }
+    }
+    // A hole at the end: the length makes it.
+    f.set_len(size)?;
+    let mode = h.mode().unwrap_or(0o644) & 0o7777;
+    if root {
+        let uid = h.uid().unwrap_or(0) as u32;
+        let gid = h.gid().unwrap_or(0) as u32;
+        std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+        for (k, v) in &xattrs {
+            xattr::FileExt::set_xattr(&f, k, v)?;
+        }
+    }
+    // After chown, which clears set-user-ID bits.
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+    let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_secs(h.mtime().unwrap_or(0));
+    f.set_times(
+        std::fs::FileTimes::new()
+            .set_modified(mtime)
+            .set_accessed(mtime),
+    )?;
+    Ok(())
+}
+
+/// Read until `buf` is full or the input ends; the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// A file read as its data: the holes of a sparse file (SEEK_HOLE and
+/// SEEK_DATA, lseek(2)) are given as zeros without reading the disk. The
+/// tar stream still carries them (the tar crate writes no sparse entries,
+/// and zstd makes them nearly nothing); the unpack leaves them holes again.
+struct Holey {
+    f: File,
+    pos: u64,
+    len: u64,
+    /// Where the current data region ends (the next hole).
+    data_end: u64,
+    /// Where the next data region starts, when in a hole.
+    next_data: u64,
+}
+
+impl Holey {
+    fn new(f: File, len: u64) -> Holey {
+        Holey {
+            f,
+            pos: 0,
+            len,
+            data_end: 0,
+            next_data: 0,
+        }
+    }
+
+    /// Find the region at `pos`: data up to `data_end`, or a hole up to
+    /// `next_data`. A file system without SEEK_HOLE says: all data.
+    fn locate(&mut self) {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.f);
+        // SAFETY: lseek on a descriptor this struct owns.
+        let data = unsafe { libc::lseek(fd, self.pos as i64, libc::SEEK_DATA) };
+        if data < 0 {
+            let enxio = std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO);
+            // ENXIO: no data after pos, the rest is a hole.
+            (self.next_data, self.data_end) = if enxio {
+                (self.len, self.len)
+            } else {
+                (self.pos, self.len)
+            };
+            return;
+        }
+        self.next_data = data as u64;
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, self.next_data as i64, libc::SEEK_HOLE) };
+        self.data_end = if hole < 0 {
+            self.len
+        } else {
+            (hole as u64).min(self.len)
+        };
+    }
+}
+
+impl Read for Holey {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        if self.pos >= self.len || buf.is_empty() {
+            return Ok(0);
+        }
+        if self.pos >= self.data_end && self.pos >= self.next_data {
+            self.locate();
+        }
+        if self.pos < self.next_data {
+            let n = buf
+                .len()
+                .min((self.next_data.min(self.len) - self.pos) as usize);
+            buf[..n].fill(0);
+            self.pos += n as u64;
+            return Ok(n);
+        }
+        let want = buf
+            .len()
+            .min((self.data_end.min(self.len) - self.pos) as usize);
+        let n = self.f.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 
@@ -1071,5 +1267,38 @@ mod tests {
             "{msg}"
         );
         assert!(msg.len() < 400, "{msg}");
+    }
+
+    /// A sparse file packs to its data and unpacks to holes again: the
+    /// disk holds what the data holds.
+    #[test]
+    fn sparse_files_stay_sparse() {
+        use std::os::unix::fs::FileExt;
+        let src = tempfile::tempdir().unwrap();
+        std::fs::create_dir(src.path().join("var")).unwrap();
+        let log = src.path().join("var/lastlog");
+        let f = File::create(&log).unwrap();
+        f.set_len(256 << 20).unwrap(); // 256 MiB, all hole
+        f.write_at(b"data in the middle", 100 << 20).unwrap();
+        f.write_at(&[7u8; 5000], (200 << 20) + 1).unwrap();
+        drop(f);
+        let (bytes, stats) = pack_dir(src.path(), Vec::new(), &PackOptions::default()).unwrap();
+        assert_eq!(stats.bytes, 256 << 20);
+        let d = unpacked(&bytes);
+        let out = d.path().join("var/lastlog");
+        let m = std::fs::metadata(&out).unwrap();
+        assert_eq!(m.len(), 256 << 20);
+        assert!(
+            m.blocks() * 512 < 1 << 20,
+            "{} bytes on disk for 256 MiB of mostly zeros",
+            m.blocks() * 512
+        );
+        let back = File::open(&out).unwrap();
+        let mut buf = vec![0u8; 18];
+        back.read_exact_at(&mut buf, 100 << 20).unwrap();
+        assert_eq!(&buf, b"data in the middle");
+        let mut buf = vec![0u8; 5002];
+        back.read_exact_at(&mut buf, 200 << 20).unwrap();
+        assert_eq!((buf[0], buf[1], buf[5000], buf[5001]), (0, 7, 7, 0));
     }
 }

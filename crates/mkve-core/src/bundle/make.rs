@@ -189,6 +189,7 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
         hooks: hook_names,
         created: rfc3339(created_secs),
         members,
+        unpacked_size: Some(stats.tar_bytes),
     };
     let meta_json = meta.to_json()?;
     let signature = match &opts.signing {

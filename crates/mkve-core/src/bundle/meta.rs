@@ -8,7 +8,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::template::Hypervisor;
 
-pub const FORMAT: u32 = 1;
+/// The format written. Format 1 (no `unpacked_size`) is still read.
+pub const FORMAT: u32 = 2;
+
+/// The formats read.
+pub const FORMATS: [u32; 2] = [1, 2];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
@@ -22,6 +26,11 @@ pub struct Meta {
     pub created: String,
     /// Member path → lower-case hex sha256.
     pub members: BTreeMap<String, String>,
+    /// Format 2: the length in bytes of `rootfs.tar.zst` once
+    /// decompressed (its tar stream). A reader refuses a root that expands
+    /// beyond it, so no bundle writes more than it declares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpacked_size: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,15 +67,18 @@ impl Meta {
         let value: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
         match value.get("format").and_then(|f| f.as_u64()) {
-            Some(f) if f == FORMAT as u64 => {}
+            Some(f) if FORMATS.iter().any(|k| u64::from(*k) == f) => {}
             Some(f) => {
                 return Err(bad(format!(
-                    "format {f} is not supported (this mkve reads format {FORMAT})"
+                    "format {f} is not supported (this mkve reads formats 1 and 2)"
                 )))
             }
             None => return Err(bad("no \"format\" number".into())),
         }
         let meta: Meta = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        if meta.format >= 2 && meta.unpacked_size.is_none() {
+            return Err(bad("format 2 declares no \"unpacked_size\"".into()));
+        }
         for (path, digest) in &meta.members {
             if !is_payload_name(path) {
                 return Err(bad(format!(
@@ -215,10 +227,10 @@ mod tests {
     #[test]
     fn other_formats_and_bad_digests_are_refused() {
         let l = Path::new("b.bun");
-        let e = Meta::from_json(br#"{"format": 2}"#, l).unwrap_err();
+        let e = Meta::from_json(br#"{"format": 3}"#, l).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "b.bun: meta.json: format 2 is not supported (this mkve reads format 1)"
+            "b.bun: meta.json: format 3 is not supported (this mkve reads formats 1 and 2)"
         );
         let e = Meta::from_json(b"[", l).unwrap_err();
         assert!(e.to_string().starts_with("b.bun: meta.json: EOF"), "{e}");

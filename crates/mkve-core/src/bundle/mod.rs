@@ -1,4 +1,4 @@
-//! Bundle format v1 (mkve-bundle(5)): an outer tar whose members are, in
+//! Bundle format 2 (mkve-bundle(5); format 1 is still read): an outer tar whose members are, in
 //! order, `meta.json`, `meta.json.asc` (absent when unsigned),
 //! `rootfs.tar.zst` and `conf/…`. meta.json lists the sha256 of every
 //! payload member, so the one signature covers everything and a reader

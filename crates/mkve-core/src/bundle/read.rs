@@ -168,8 +168,13 @@ fn read_members<R: Read>(
             return Err(bad(format!("member \"{name}\" is not a regular file")));
         }
         let digest = match (&staging, name.as_str()) {
-            (Some(s), ROOTFS) => unpack_rootfs(&mut entry, Some(&s.tmp.join("rootfs")), label)?,
-            (None, ROOTFS) => unpack_rootfs(&mut entry, None, label)?,
+            (Some(s), ROOTFS) => unpack_rootfs(
+                &mut entry,
+                Some(&s.tmp.join("rootfs")),
+                report.meta.unpacked_size,
+                label,
+            )?,
+            (None, ROOTFS) => unpack_rootfs(&mut entry, None, report.meta.unpacked_size, label)?,
             (Some(s), _) if name.starts_with(&format!("{CONF}/")) => {
                 s.write_conf(&name, &mut entry, label)?
             }
@@ -213,7 +218,15 @@ fn read_small(r: &mut impl Read, max: u64) -> std::io::Result<Vec<u8>> {
 /// three threads: this one reads and decompresses, one hashes the
 /// compressed bytes, one unpacks, so decompressing (user time) and making
 /// files (system time) overlap. Return the digest.
-fn unpack_rootfs(entry: &mut impl Read, dest: Option<&Path>, label: &Path) -> Result<String> {
+/// `size`, when meta.json declares it (format 2), is what the root must
+/// decompress to: decompressing stops, and the bundle is refused, as soon
+/// as it goes past it, so a small bundle cannot fill a disk.
+fn unpack_rootfs(
+    entry: &mut impl Read,
+    dest: Option<&Path>,
+    size: Option<u64>,
+    label: &Path,
+) -> Result<String> {
     let bad = |why: String| Error::bundle(label, format!("member \"{ROOTFS}\": {why}"));
     if let Some(d) = dest {
         std::fs::create_dir(d).at(d)?;
@@ -232,11 +245,18 @@ fn unpack_rootfs(entry: &mut impl Read, dest: Option<&Path>, label: &Path) -> Re
             )
         });
         let mut broken = None;
+        let mut total: u64 = 0;
+        let mut beyond = false;
         loop {
             let mut buf = vec![0u8; 256 << 10];
             match zst.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
+                    total += n as u64;
+                    if size.is_some_and(|s| total > s) {
+                        beyond = true;
+                        break;
+                    }
                     buf.truncate(n);
                     if tx.send(buf).is_err() {
                         // The unpacker is done, or failed: whatever follows
@@ -258,6 +278,16 @@ fn unpack_rootfs(entry: &mut impl Read, dest: Option<&Path>, label: &Path) -> Re
         let unpacked = unpacker
             .join()
             .map_err(|_| bad("the unpack thread failed".into()))?;
+        if let Some(s) = size.filter(|s| beyond || total != *s) {
+            let got = if beyond {
+                format!("more than {s}")
+            } else {
+                total.to_string()
+            };
+            return Err(bad(format!(
+                "decompresses to {got} bytes, but {META} declares {s} (unpacked_size)"
+            )));
+        }
         if let Some(e) = broken {
             return Err(bad(e.to_string()));
         }
