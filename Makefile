@@ -5,6 +5,7 @@
 #   make install         PREFIX=/usr/local DESTDIR= ; install-<tool> for one tool
 #   make man             lint the man pages
 #   make lint            rustfmt and clippy, warnings as errors
+#   make faults          the kill -9, disk-full and race suites, long runs
 #   make check-templates build every shipped template for every hypervisor (slow)
 #   make deb             the Debian packages (dpkg-buildpackage), checked by lintian
 #   make rpm             the ALT spec, parsed and built with Debian's rpm
@@ -34,6 +35,8 @@ MAN5       := man/mkve-template.5 man/mkve-bundle.5 man/mkve-bundle-config.5
 MAN7       := man/mkve.7
 DEMO       ?= target/demo
 
+
+.PHONY: faults
 .PHONY: all deps test man lint demo check-templates deb rpm install $(addprefix install-,$(TOOLS)) install-data install-man uninstall clean
 
 all:
@@ -49,6 +52,13 @@ test: deps man
 	$(CARGO) test --locked --workspace -- --include-ignored
 	$(CARGO) build --locked --workspace
 	tests/e2e-lxc.sh
+	tests/faults.sh
+
+# The fault suites' long runs: 20 kill -9 trials each, 50 rounds of races
+# (make test runs 5 and 10).
+faults: deps
+	$(CARGO) build --locked --workspace
+	KILL_ROUNDS=20 RACE_ROUNDS=50 tests/faults.sh
 
 # Each tool alone, with only the features of mkve-core it asks for: a tool
 # that reaches for libvirt or gpgme without declaring it fails to build

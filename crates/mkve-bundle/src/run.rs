@@ -112,6 +112,7 @@ fn build(
         signing,
         gnupg_home: None,
         report,
+        output,
     };
     let mut out = Output::create(output)?;
     bundle::make(&opts, &mut out)?;

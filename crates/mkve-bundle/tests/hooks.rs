@@ -68,7 +68,7 @@ fn processes_a_hook_leaves_are_killed_and_named() {
     let start = Instant::now();
     let (r, out) = build_with_hook(
         &env,
-        "#!/bin/sh\nsleep 300 &\nsleep 301 </dev/null >/dev/null 2>&1 &\necho started\n",
+        "#!/bin/sh\nsleep 313 &\nsleep 317 </dev/null >/dev/null 2>&1 &\necho started\n",
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(out.is_file());
@@ -85,7 +85,7 @@ fn processes_a_hook_leaves_are_killed_and_named() {
         r.stderr
     );
     let ps = std::process::Command::new("pgrep")
-        .args(["-f", "^sleep 30[01]$"])
+        .args(["-f", "^sleep 31[37]$"])
         .output()
         .unwrap();
     assert!(ps.stdout.is_empty(), "nothing is left running: {ps:?}");

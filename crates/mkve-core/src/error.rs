@@ -126,7 +126,13 @@ impl Error {
         }
     }
 
+    /// A failure reading or writing `path`. A full disk, a quota or a
+    /// read-only file system means an output cannot be made: `CannotCreate`
+    /// (exit 73), whichever call hit it.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        if is_no_room(&source) {
+            return Error::create(path, source);
+        }
         Error::Io {
             path: path.as_ref().to_path_buf(),
             source,
@@ -155,6 +161,15 @@ impl Error {
     ) -> Self {
         Error::InvalidTemplate(vec![Problem::new(path.as_ref(), line, message)])
     }
+}
+
+/// Whether `e` says there is no room to write: ENOSPC, EDQUOT, EROFS,
+/// EFBIG.
+pub fn is_no_room(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSPC | libc::EDQUOT | libc::EROFS | libc::EFBIG)
+    ) || e.kind() == std::io::ErrorKind::StorageFull
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -51,13 +51,49 @@ pub fn temp_dir_beside(dest: &Path) -> Result<crate::scratch::Scratch> {
     crate::scratch::Scratch::new_in(dir, &format!(".{name}."))
 }
 
+/// The suffix of an output being written (`.NAME.XXXXXX.mkve-part`).
+const PART: &str = ".mkve-part";
+
+/// Remove the outputs that runs killed while writing left in `dir`: `.*`
+/// files ending in `PART`, that no run holds locked, older than
+/// `scratch::SWEEP_AGE`.
+fn sweep_parts(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with('.') && name.ends_with(PART)) {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= crate::scratch::SWEEP_AGE);
+        let Ok(f) = File::open(e.path()) else {
+            continue;
+        };
+        if old && nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 pub enum Output {
     Stdout(BufWriter<std::io::Stdout>),
     /// A device or FIFO: written in place, there is nothing to rename.
     Special(File, PathBuf),
     File {
-        tmp: BufWriter<tempfile::NamedTempFile>,
+        /// The file written (plain, so its errors name no temporary path).
+        tmp: BufWriter<File>,
+        /// Its temporary name, removed unless persisted.
+        name: tempfile::TempPath,
         dest: PathBuf,
+        _lock: nix::fcntl::Flock<File>,
     },
 }
 
@@ -82,16 +118,28 @@ impl Output {
             }
         }
         let (dir, base) = parent_and_name(path);
+        sweep_parts(dir);
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{base}."))
-            .suffix(".tmp")
+            .suffix(PART)
             // What File::create would give: 0666 less the umask.
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(dir)
             .map_err(|e| Error::create(path, e))?;
+        // Locked while this run writes it: a sweep takes only unlocked ones.
+        let lock = nix::fcntl::Flock::lock(
+            tmp.as_file()
+                .try_clone()
+                .map_err(|e| Error::create(path, e))?,
+            nix::fcntl::FlockArg::LockExclusiveNonblock,
+        )
+        .map_err(|(_, e)| Error::create(path, e.into()))?;
+        let (file, name) = tmp.into_parts();
         Ok(Output::File {
-            tmp: BufWriter::with_capacity(1 << 20, tmp),
+            tmp: BufWriter::with_capacity(1 << 20, file),
+            name,
             dest: path.to_path_buf(),
+            _lock: lock,
         })
     }
 
@@ -108,14 +156,14 @@ impl Output {
         match self {
             Output::Stdout(mut w) => w.flush().map_err(|e| Error::create("(stdout)", e)),
             Output::Special(mut f, p) => f.flush().map_err(|e| Error::create(p, e)),
-            Output::File { tmp, dest } => {
+            Output::File {
+                tmp, name, dest, ..
+            } => {
                 let tmp = tmp
                     .into_inner()
                     .map_err(|e| Error::create(&dest, e.into_error()))?;
-                tmp.as_file()
-                    .sync_all()
-                    .map_err(|e| Error::create(&dest, e))?;
-                tmp.persist(&dest)
+                tmp.sync_all().map_err(|e| Error::create(&dest, e))?;
+                name.persist(&dest)
                     .map_err(|e| Error::create(&dest, e.error))?;
                 if let Some(dir) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
                     // The rename is durable only once the directory is synced.

@@ -32,12 +32,11 @@ const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 /// Runs as PID 1 of the hook's namespaces, inside the root: runs the hook
 /// as its child, then names every process still there (the kernel kills
 /// them when this ends) and exits with the hook's status.
-const INIT: &str = r#""$@" &
-wait $!
+const INIT: &str = r#""$@"
 status=$?
 for d in /proc/[0-9]*; do
     [ "${d#/proc/}" = 1 ] && continue
-    read -r comm < "$d/comm" 2>/dev/null || continue
+    { read -r comm < "$d/comm"; } 2>&- || continue
     echo "mkve-left-running: ${d#/proc/} $comm" >&2
 done
 exit $status"#;

@@ -538,7 +538,12 @@ pub fn unpack<R: Read>(
         count += 1;
         let Some(dest) = dest else { continue };
         let target = dest.join(&rel);
-        let io = |e: std::io::Error| bad(&rel, &e.to_string());
+        let io = |e: std::io::Error| {
+            if crate::error::is_no_room(&e) {
+                return Error::create(dest.join(&rel), e);
+            }
+            bad(&rel, &e.to_string())
+        };
         let mtime = entry.header().mtime().unwrap_or(0) as i64;
         match kind {
             EntryType::Directory => {

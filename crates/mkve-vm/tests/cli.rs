@@ -32,6 +32,7 @@ fn bundle_for(h: Hypervisor) -> PathBuf {
             signing: Signing::Unsigned,
             gnupg_home: None,
             report: &mkve_core::exec::Silent,
+            output: std::path::Path::new("(test)"),
         };
         let mut bytes = Vec::new();
         bundle::make(&opts, &mut bytes).unwrap();

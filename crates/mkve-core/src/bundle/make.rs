@@ -62,6 +62,8 @@ pub struct MakeOptions<'a> {
     pub gnupg_home: Option<PathBuf>,
     /// Where progress and notes go.
     pub report: &'a dyn Report,
+    /// Where the bundle goes (`-` is stdout), named in errors.
+    pub output: &'a Path,
 }
 
 /// Write the bundle to `out`; return its metadata.
@@ -203,14 +205,15 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
     };
 
     let mut b = tar::Builder::new(out);
-    let label = Path::new("(output)");
+    let label = files::display_name(opts.output);
+    let label = label.as_path();
     append_bytes(&mut b, META, &meta_json, created_secs).at(label)?;
     if let Some(sig) = &signature {
         append_bytes(&mut b, SIGNATURE, sig, created_secs).at(label)?;
     }
-    append_file(&mut b, ROOTFS, &rootfs_path, created_secs)?;
+    append_file(&mut b, ROOTFS, &rootfs_path, created_secs, label)?;
     for (name, path) in &conf_files {
-        append_file(&mut b, name, path, created_secs)?;
+        append_file(&mut b, name, path, created_secs, label)?;
     }
     b.into_inner().and_then(|w| w.flush()).at(label)?;
     Ok(meta)
@@ -281,16 +284,25 @@ fn append_bytes<W: Write>(
     b.append_data(&mut header(data.len() as u64, mtime), name, data)
 }
 
+/// Append the file `path` as member `name` of the bundle `output`; no room
+/// to write is the output's failure, anything else the file's.
 fn append_file<W: Write>(
     b: &mut tar::Builder<W>,
     name: &str,
     path: &Path,
     mtime: u64,
+    output: &Path,
 ) -> Result<()> {
     let f = std::fs::File::open(path).at(path)?;
     let len = f.metadata().at(path)?.len();
     b.append_data(&mut header(len, mtime), name, f.take(len))
-        .at(path)
+        .map_err(|e| {
+            if crate::error::is_no_room(&e) {
+                Error::create(output, e)
+            } else {
+                Error::io(path, e)
+            }
+        })
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

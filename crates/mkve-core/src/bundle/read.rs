@@ -278,20 +278,24 @@ fn unpack_rootfs(
         let unpacked = unpacker
             .join()
             .map_err(|_| bad("the unpack thread failed".into()))?;
-        if let Some(s) = size.filter(|s| beyond || total != *s) {
-            let got = if beyond {
-                format!("more than {s}")
-            } else {
-                total.to_string()
-            };
-            return Err(bad(format!(
+        let declared = |got: String, s: u64| {
+            bad(format!(
                 "decompresses to {got} bytes, but {META} declares {s} (unpacked_size)"
-            )));
+            ))
+        };
+        if let Some(s) = size.filter(|_| beyond) {
+            return Err(declared(format!("more than {s}"), s));
         }
+        // The unpacker's failure (a bad member, a full disk) comes first:
+        // it stopped reading, so the size read says nothing.
+        unpacked?;
         if let Some(e) = broken {
             return Err(bad(e.to_string()));
         }
-        unpacked.map(drop)
+        if let Some(s) = size.filter(|s| total != *s) {
+            return Err(declared(total.to_string(), s));
+        }
+        Ok(())
     })();
     std::io::copy(&mut tee, &mut std::io::sink()).map_err(|e| bad(e.to_string()))?;
     let digest = tee.finish();

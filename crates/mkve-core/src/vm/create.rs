@@ -49,6 +49,8 @@ struct Undo<'c> {
     domain: Option<Dom>,
     host: Option<u32>,
     file: Option<PathBuf>,
+    /// The create-in-progress marker, removed last either way.
+    marker: Option<PathBuf>,
 }
 
 impl<'c> Undo<'c> {
@@ -61,6 +63,7 @@ impl<'c> Undo<'c> {
             domain: None,
             host: None,
             file: None,
+            marker: None,
         }
     }
 
@@ -69,6 +72,9 @@ impl<'c> Undo<'c> {
         self.domain = None;
         self.host = None;
         self.file = None;
+        if let Some(m) = self.marker.take() {
+            let _ = std::fs::remove_file(m);
+        }
     }
 }
 
@@ -86,7 +92,15 @@ impl Drop for Undo<'_> {
         if let Some(f) = self.file.take() {
             let _ = std::fs::remove_file(f);
         }
+        if let Some(m) = self.marker.take() {
+            let _ = std::fs::remove_file(m);
+        }
     }
+}
+
+/// `vms/ID.creating`: there while a create makes machine ID.
+pub(super) fn creating_marker(vms: &Path, id: u32) -> PathBuf {
+    vms.join(format!("{id}.creating"))
 }
 
 /// A thread doing work on the side, joined when dropped.
@@ -157,12 +171,17 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     // other creates pass it by, so the IDs lock is needed only to choose.
     let (id, _machine_lock) = {
         let _ids_lock = ids::lock()?;
+        super::manage::sweep_killed_creates(&conn, &net, report);
         let used = taken_ids(&conn, &net, &vms)?;
         match o.id.map(MachineId::get) {
             Some(id) => (id, ids::claim(id, &used, &net, hv)?),
             None => ids::allocate(&used, &net, hv)?,
         }
     };
+    // Until the machine is whole, this marker says a create is making it:
+    // if this process is killed, the next create undoes what it made.
+    let marker = creating_marker(&vms, id);
+    std::fs::write(&marker, b"").map_err(|e| Error::create(&marker, e))?;
     let name = machine_name(o, &meta, id)?;
     let label = files::display_name(&o.bundle);
     let rootfs = unpacked.join("rootfs");
@@ -182,6 +201,7 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
         Background(None)
     };
     let mut undo = Undo::new(&conn, &net, report);
+    undo.marker = Some(marker);
     let dir = if hv == Hypervisor::Openvz {
         let node = crate::openvz::Node::system();
         let cached = node.cache_path(id);

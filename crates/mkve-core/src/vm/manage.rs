@@ -9,6 +9,7 @@ use super::staging::vms_dir;
 use super::{DomainType, Info, Machine, MachineState, Uris};
 use crate::error::{Error, IoContext, Result};
 use crate::exec::Report;
+use crate::hypervisor::Hypervisor;
 use crate::ids;
 use crate::ids::MachineId;
 use crate::libvirt::{self, domain, network, Connection, Dom};
@@ -280,7 +281,63 @@ fn remove_leftovers(conn: &Connection, id: MachineId, report: &dyn Report) -> Re
         network::remove_host(conn, &net, id.get(), report)?;
     }
     let dir = vms_dir().join(id.to_string());
-    crate::scratch::remove_tree(&dir).at(&dir)
+    crate::scratch::remove_tree(&dir).at(&dir)?;
+    let _ = std::fs::remove_file(super::create::creating_marker(&vms_dir(), id.get()));
+    Ok(())
+}
+
+/// Undo what creates that were killed left (see `create::creating_marker`):
+/// for each marker whose machine lock is free, the domain with that ID (on
+/// `conn` and every default URI), its DHCP entry, its files, OpenVZ's
+/// cached root, then the marker. Only what a create of mkve's made, and
+/// only while no operation holds the ID.
+pub(super) fn sweep_killed_creates(conn: &Connection, net: &NetConfig, report: &dyn Report) {
+    let vms = vms_dir();
+    let Ok(entries) = std::fs::read_dir(&vms) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(id) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".creating"))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let lock = Lock::try_acquire(&format!("machine-{id}.lock"), crate::lock::Mode::Exclusive);
+        let Ok(Some(_lock)) = lock else {
+            continue; // a create is making it now
+        };
+        report.warning(&format!(
+            "undoing what a killed create left of machine {id}"
+        ));
+        let mut uris: Vec<String> = vec![conn.uri().to_string()];
+        uris.extend(Hypervisor::searched_uris().into_iter().map(str::to_string));
+        for uri in uris {
+            let Ok(c) = libvirt::connect(&uri) else {
+                continue;
+            };
+            for d in c.domains().unwrap_or_default() {
+                let mine = d
+                    .xml()
+                    .ok()
+                    .and_then(|x| domain::record_of(&x))
+                    .is_some_and(|r| r.id == id);
+                if mine {
+                    d.discard();
+                }
+            }
+        }
+        if network::status(conn, net).is_ok_and(|s| s.defined) {
+            let _ = network::remove_host(conn, net, id, report);
+        }
+        let _ = crate::scratch::remove_tree(&vms.join(id.to_string()));
+        if Hypervisor::Openvz.node_lacks().is_none() {
+            let _ = std::fs::remove_file(crate::openvz::Node::system().cache_path(id));
+        }
+        let _ = std::fs::remove_file(e.path());
+    }
 }
 
 /// `delete ID` of an orphan: `None` when `target` is no orphan's ID.

@@ -1,0 +1,170 @@
+#!/bin/bash
+# Faults, as root, against a real libvirtd in a network namespace of the
+# test's own (tests/harness/libvirtd-netns):
+#   - kill -9 at random points of mkve-bundle (a build from a root, with a
+#     hook) and of mkve-vm create --start: after each, no output under its
+#     final name unless it is complete, no lock left held, no process left;
+#     the next run succeeds, and its sweep leaves no work root, no domain
+#     or DHCP entry without its machine;
+#   - a full disk (a 64 MiB tmpfs) under a build, an --extract and a
+#     create: exit 73 naming the path, nothing half-made left;
+#   - create, delete, start and stop racing on the same and on different
+#     machines: no lost or doubled ID, no machine without its root.
+# KILL_ROUNDS (default 5 each) and RACE_ROUNDS (default 10) set the rounds;
+# `make faults` runs 20 and 50. Prints the figures and "N passed, N failed".
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+bin=$top/target/debug
+harness=$top/tests/harness/libvirtd-netns
+ns=mkve-faults
+kill_rounds=${KILL_ROUNDS:-5}
+race_rounds=${RACE_ROUNDS:-10}
+work=$(mktemp -d /var/tmp/mkve-faults.XXXXXX)
+chmod 755 "$work"
+mkdir -p "$work/tmp" "$work/out"
+export MKVE_DATADIR=$top MKVE_CONFDIR=$work/etc MKVE_STATEDIR=$work/state MKVE_LOCKDIR=$work/lock
+export MKVE_CACHEDIR=$work/cache TMPDIR=$work/tmp SOURCE_DATE_EPOCH=1700000000
+passed=0 failed=0
+
+check() {
+    local what=$1; shift
+    if "$@"; then passed=$((passed + 1)); echo "ok - $what"
+    else failed=$((failed + 1)); echo "FAIL - $what"; fi
+}
+# A random delay of 0 to $1 tenths of a second.
+pause() { sleep "$(awk -v m="$1" -v r="$RANDOM" 'BEGIN { printf "%.2f", (r % (m * 10 + 1)) / 100 }')"; }
+# Every lock file in MKVE_LOCKDIR can be taken now.
+locks_free() {
+    local f
+    for f in "$MKVE_LOCKDIR"/*.lock; do
+        [ -e "$f" ] || continue
+        flock -n "$f" true || { echo "held: $f" >&2; return 1; }
+    done
+}
+json_list() { "$bin/mkve-vm" list --json; }
+machines() { json_list | python3 -c 'import json,sys; print(" ".join(str(m["id"]) for m in json.load(sys.stdin) if m["state"] != "orphan"))'; }
+orphans() { json_list | python3 -c 'import json,sys; print(" ".join(str(m["id"]) for m in json.load(sys.stdin) if m["state"] == "orphan"))'; }
+hosts() { "$bin/mkve-net" status --json | python3 -c 'import json,sys; print(" ".join(sorted(str(h["id"]) for h in json.load(sys.stdin)["hosts"])))'; }
+sorted() { tr ' ' '\n' | grep . | sort | tr '\n' ' '; }
+
+cleanup() {
+    mountpoint -q "$work/small" && umount "$work/small"
+    for id in $(json_list 2>/dev/null | python3 -c 'import json,sys; print(" ".join(str(m["id"]) for m in json.load(sys.stdin)))' 2>/dev/null); do
+        "$bin/mkve-vm" delete "$id" >/dev/null 2>&1
+    done
+    "$bin/mkve-net" delete --force >/dev/null 2>&1
+    "$harness" stop "$ns"
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# A small root with a few MB to pack, and a template whose hook takes a
+# moment, so that kills land in every phase of a build.
+root=$work/root
+mkdir -p "$root/bin" "$root/sbin" "$root/etc" "$root/var/lib"
+cp /usr/bin/busybox "$root/bin/busybox"
+ln -s busybox "$root/bin/sh"; ln -s ../bin/busybox "$root/sbin/init"
+head -c 8M /dev/urandom >"$root/var/lib/data"
+tpl=$work/tpl
+mkdir -p "$tpl/hooks" "$tpl/hooks-lists" "$tpl/version" "$tpl/packages-lists"
+echo lxc >"$tpl/hypervisors"; echo template_version=1 >"$tpl/version/lxc"
+echo chrony >"$tpl/packages-lists/lxc"; echo 10-busy >"$tpl/hooks-lists/lxc"
+printf '#!/bin/sh\ni=0\nwhile [ $i -lt 30000 ]; do i=$((i+1)); done\n' >"$tpl/hooks/10-busy"
+chmod +x "$tpl/hooks/10-busy"
+build() { "$bin/mkve-bundle" --no-config -q -H lxc --force-no-sign --rootfs "$root" -o "$1" "$tpl"; }
+
+# --- kill -9 of mkve-bundle --------------------------------------------
+held=0
+for i in $(seq "$kill_rounds"); do
+    out=$work/out/b$i.bun
+    build "$out" 2>/dev/null & pid=$!
+    pause 15
+    kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+    if [ -e "$out" ] && ! "$bin/mkve-bundle" --allow-unsigned --verify "$out" >/dev/null; then
+        echo "round $i: $out is there but incomplete" >&2; held=$((held + 1))
+    fi
+    locks_free || held=$((held + 1))
+    if pgrep -f "^$bin/mkve-bundle|10-busy" >/dev/null; then
+        echo "round $i: a process is left" >&2; held=$((held + 1))
+    fi
+done
+check "kill -9 of mkve-bundle, $kill_rounds rounds: no half output, no lock, no process" test "$held" = 0
+sleep 11  # older than the sweep's age (scratch::SWEEP_AGE)
+check "the next build succeeds" build "$work/out/after.bun"
+check "and its sweep leaves no work root" test -z "$(ls -A "$TMPDIR" | grep '^mkve-bundle\.')"
+check "nor any output a killed run was writing" test -z "$(ls -A "$work/out" | grep -v '\.bun$')"
+
+# --- kill -9 of mkve-vm create --start ------------------------------------
+LIBVIRT_DEFAULT_URI=$("$harness" start "$ns") || exit 69
+export LIBVIRT_DEFAULT_URI
+"$bin/mkve-net" create || exit 1
+"$bin/mkve-bundle" --no-config -q -H lxc --force-no-sign --rootfs "$root" -o "$work/tiny.bun" \
+    "$top/tests/fixtures/templates/good/two-containers" >/dev/null || exit 1
+held=0
+for i in $(seq "$kill_rounds"); do
+    "$bin/mkve-vm" -q create --allow-unsigned --start "$work/tiny.bun" >/dev/null 2>&1 & pid=$!
+    pause 10
+    kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+    locks_free || held=$((held + 1))
+done
+check "kill -9 of mkve-vm create --start, $kill_rounds rounds: no lock left held" test "$held" = 0
+sleep 11
+next=$("$bin/mkve-vm" -q create --allow-unsigned --start "$work/tiny.bun")
+check "the next create succeeds ($next)" test -n "$next"
+check "and leaves no create half-made (no marker)" test -z "$(ls "$MKVE_STATEDIR/vms" | grep '\.creating$')"
+check "no domain or DHCP entry without its machine" test "$(machines | sorted)" = "$(hosts | sorted)"
+check "no orphan" test -z "$(orphans)"
+check "no staging directory" test -z "$(ls -A "$MKVE_STATEDIR/vms" | grep '^\.new\.')"
+for id in $(machines); do
+    [ -d "$MKVE_STATEDIR/vms/$id/rootfs" ] || { echo "machine $id has no root" >&2; failed=$((failed + 1)); }
+done
+for id in $(machines); do "$bin/mkve-vm" -q delete "$id"; done
+
+# --- races ----------------------------------------------------------------
+bad=0
+for i in $(seq "$race_rounds"); do
+    a=$("$bin/mkve-vm" -q create --allow-unsigned --start "$work/tiny.bun")
+    b=$("$bin/mkve-vm" -q create --allow-unsigned "$work/tiny.bun")
+    # On the same machine: delete, start and stop; on others: creates.
+    "$bin/mkve-vm" -q delete "$a" 2>"$work/race.d" & p1=$!
+    "$bin/mkve-vm" -q stop --force "$a" 2>"$work/race.s" & p2=$!
+    "$bin/mkve-vm" -q start "$b" 2>"$work/race.t" & p3=$!
+    c=$("$bin/mkve-vm" -q create --allow-unsigned "$work/tiny.bun" 2>"$work/race.c") || bad=$((bad + 1))
+    wait "$p1" || bad=$((bad + 1))
+    wait "$p2" || grep -q "no machine $a" "$work/race.s" || bad=$((bad + 1))
+    wait "$p3" || bad=$((bad + 1))
+    "$bin/mkve-vm" -q delete "$b" || bad=$((bad + 1))
+    [ -d "$MKVE_STATEDIR/vms/$c/rootfs" ] || { echo "round $i: machine $c has no root" >&2; bad=$((bad + 1)); }
+    [ "$(machines | sorted)" = "$(hosts | sorted)" ] || { echo "round $i: machines $(machines), entries $(hosts)" >&2; bad=$((bad + 1)); }
+    "$bin/mkve-vm" -q delete "$c" || bad=$((bad + 1))
+done
+check "$race_rounds rounds of delete/stop/start/create racing: all as they should, no machine without its root or entry" test "$bad" = 0
+check "no ID left behind" test -z "$(machines)$(hosts)$(orphans)"
+
+# --- a full disk ----------------------------------------------------------
+mkdir -p "$work/small"
+mount -t tmpfs -o size=64m tmpfs "$work/small"
+big=$work/big-root
+cp -a "$root" "$big"
+head -c 100M /dev/urandom >"$big/var/lib/big"
+"$bin/mkve-bundle" --no-config -q -H lxc --force-no-sign --rootfs "$big" -o "$work/small/b.bun" \
+    "$top/tests/fixtures/templates/good/two-containers" 2>"$work/err"; rc=$?
+check "a build onto a full disk: exit 73 naming the output ($rc: $(head -c 200 "$work/err"))" \
+    sh -c "[ $rc = 73 ] && grep -q '$work/small/b.bun' '$work/err'"
+check "and nothing is left there" test -z "$(ls -A "$work/small")"
+"$bin/mkve-bundle" --no-config -q -H lxc --force-no-sign --rootfs "$big" -o "$work/big.bun" \
+    "$top/tests/fixtures/templates/good/two-containers" || exit 1
+"$bin/mkve-bundle" --allow-unsigned --extract "$work/big.bun" -C "$work/small/x" 2>"$work/err"; rc=$?
+check "--extract onto a full disk: exit 73 naming the path ($rc: $(head -c 200 "$work/err"))" \
+    sh -c "[ $rc = 73 ] && grep -q '$work/small/' '$work/err'"
+check "and nothing is left there" test -z "$(ls -A "$work/small")"
+MKVE_STATEDIR=$work/small/state "$bin/mkve-vm" create --allow-unsigned "$work/big.bun" 2>"$work/err"; rc=$?
+check "a create onto a full disk: exit 73 naming the path ($rc: $(head -c 200 "$work/err"))" \
+    sh -c "[ $rc = 73 ] && grep -q '$work/small/state' '$work/err'"
+check "and leaves no machine, entry or files" \
+    test "$(machines)$(hosts)$(ls -A "$work/small/state/vms" 2>/dev/null | grep -v '\.lock$')" = ""
+umount "$work/small"
+
+echo "faults: kill rounds $kill_rounds each, race rounds $race_rounds"
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
