@@ -35,9 +35,7 @@ MAN5       := man/mkve-template.5 man/mkve-bundle.5 man/mkve-bundle-config.5
 MAN7       := man/mkve.7
 DEMO       ?= target/demo
 
-
-.PHONY: faults
-.PHONY: all deps test man lint demo check-templates deb rpm install $(addprefix install-,$(TOOLS)) install-data install-man uninstall clean
+.PHONY: all deps test man lint faults demo check-templates deb rpm install $(addprefix install-,$(TOOLS)) install-data install-man uninstall clean
 
 all:
 	$(CARGO) build --release --locked
