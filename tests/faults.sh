@@ -84,8 +84,11 @@ for i in $(seq "$kill_rounds"); do
         echo "round $i: $out is there but incomplete" >&2; held=$((held + 1))
     fi
     locks_free || held=$((held + 1))
+    # The kernel kills the hook's namespace as the tool dies: give it a
+    # moment, no more.
+    for _ in $(seq 50); do pgrep -f "^$bin/mkve-bundle|10-busy" >/dev/null || break; sleep 0.1; done
     if pgrep -f "^$bin/mkve-bundle|10-busy" >/dev/null; then
-        echo "round $i: a process is left" >&2; held=$((held + 1))
+        echo "round $i: a process is left: $(pgrep -af "^$bin/mkve-bundle|10-busy")" >&2; held=$((held + 1))
     fi
 done
 check "kill -9 of mkve-bundle, $kill_rounds rounds: no half output, no lock, no process" test "$held" = 0
