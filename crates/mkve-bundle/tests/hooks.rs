@@ -97,8 +97,7 @@ fn a_mount_a_failing_hook_leaves_is_gone_and_the_host_untouched() {
     let env = new_env();
     // A directory of the host's, and a hook that mounts a tmpfs on the
     // root's /mnt, writes there, then fails.
-    let host = env.home.path().join("host-data");
-    std::fs::create_dir_all(&host).unwrap();
+    let host = env.make_dir("host-data");
     std::fs::write(host.join("precious"), "keep me").unwrap();
     let (r, out) = build_with_hook(
         &env,
@@ -172,8 +171,7 @@ fn a_hook_whose_interpreter_the_root_lacks_is_named() {
 #[ignore = "needs root: hooks run by chroot in a busybox root"]
 fn a_build_killed_during_a_hook_leaves_nothing_running_and_its_work_root_is_swept() {
     let env = new_env();
-    let tmp = env.home.path().join("tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
+    let tmp = env.make_dir("tmp");
     let t = template_with_hook(env.home.path(), "#!/bin/sh\nsleep 302\n");
     let mut child = env
         .cmd()

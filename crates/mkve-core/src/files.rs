@@ -69,11 +69,7 @@ fn sweep_parts(dir: &Path) {
         }
         let old = e
             .metadata()
-            .ok()
-            .filter(|m| m.is_file())
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age >= crate::scratch::SWEEP_AGE);
+            .is_ok_and(|m| m.is_file() && crate::scratch::stale(&m));
         let Ok(f) = File::open(e.path()) else {
             continue;
         };

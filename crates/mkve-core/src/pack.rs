@@ -151,7 +151,8 @@ impl PackStats {
 
 /// Write the tree under `root` as a tar stream to `out`; return `out`.
 pub fn pack_dir<W: Write>(root: &Path, out: W, opts: &PackOptions) -> Result<(W, PackStats)> {
-    let mut b = tar::Builder::new(Counting { inner: out, n: 0 });
+    let mut n = 0u64;
+    let mut b = tar::Builder::new(Tap::new(out, |buf: &[u8]| n += buf.len() as u64));
     let mut stats = PackStats::default();
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
     let walk = walkdir::WalkDir::new(root)
@@ -253,21 +254,33 @@ pub fn pack_dir<W: Write>(root: &Path, out: W, opts: &PackOptions) -> Result<(W,
         }
         stats.entries += 1;
     }
-    let out = b.into_inner().at(root)?;
-    stats.tar_bytes = out.n;
-    Ok((out.inner, stats))
+    let out = b.into_inner().at(root)?.into_inner();
+    stats.tar_bytes = n;
+    Ok((out, stats))
 }
 
-/// A writer that counts what goes through it.
-struct Counting<W> {
+/// A writer that hands `seen` every byte written through it (to count or
+/// hash what goes by).
+pub(crate) struct Tap<W, F> {
     inner: W,
-    n: u64,
+    seen: F,
 }
 
-impl<W: Write> Write for Counting<W> {
+impl<W: Write, F: FnMut(&[u8])> Tap<W, F> {
+    pub fn new(inner: W, seen: F) -> Self {
+        Tap { inner, seen }
+    }
+
+    /// The writer, the tap gone (and with it what it borrowed).
+    pub fn into_inner(self) -> W {
+        self.inner
+    }
+}
+
+impl<W: Write, F: FnMut(&[u8])> Write for Tap<W, F> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let k = self.inner.write(buf)?;
-        self.n += k as u64;
+        (self.seen)(&buf[..k]);
         Ok(k)
     }
 

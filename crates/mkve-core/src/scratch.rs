@@ -117,6 +117,15 @@ impl Drop for Scratch {
     }
 }
 
+/// Whether what `m` describes was last changed [`SWEEP_AGE`] ago or more:
+/// old enough that a run which is not holding its lock is gone.
+pub(crate) fn stale(m: &std::fs::Metadata) -> bool {
+    m.modified()
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age >= SWEEP_AGE)
+}
+
 /// Remove the scratch directories named `PREFIX*` in `parent` that no run
 /// holds the lock of, and older than [`SWEEP_AGE`]. Returns what it removed.
 pub fn sweep(parent: &Path, prefix: &str) -> Vec<PathBuf> {
@@ -125,13 +134,7 @@ pub fn sweep(parent: &Path, prefix: &str) -> Vec<PathBuf> {
         return swept;
     };
     for e in entries.flatten() {
-        let old = e
-            .metadata()
-            .ok()
-            .filter(|m| m.is_dir())
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age >= SWEEP_AGE);
+        let old = e.metadata().is_ok_and(|m| m.is_dir() && stale(&m));
         if !old || !e.file_name().to_string_lossy().starts_with(prefix) {
             continue;
         }

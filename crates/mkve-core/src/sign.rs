@@ -317,15 +317,13 @@ mod tests {
     ) -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>, String) {
         let home = tempfile::tempdir().unwrap();
         let gpg = |args: &[&str]| {
-            let o = std::process::Command::new("gpg")
-                .arg("--homedir")
-                .arg(home.path())
-                .args(["--batch", "--quiet", "--yes"])
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-            o.stdout
+            mkve_testkit::output_of(
+                std::process::Command::new("gpg")
+                    .arg("--homedir")
+                    .arg(home.path())
+                    .args(["--batch", "--quiet", "--yes"])
+                    .args(args),
+            )
         };
         let uid = format!("{name} <{name}@example.invalid>");
         gpg(
@@ -347,15 +345,7 @@ mod tests {
             "--detach-sign",
             data.to_str().unwrap(),
         ]);
-        let listing = String::from_utf8(gpg(&["--with-colons", "--list-keys"])).unwrap();
-        let fpr = listing
-            .lines()
-            .find_map(|l| l.strip_prefix("fpr:"))
-            .unwrap()
-            .split(':')
-            .nth(8)
-            .unwrap()
-            .to_string();
+        let fpr = mkve_testkit::first_fingerprint(&gpg(&["--with-colons", "--list-keys"]));
         if revoke {
             let cert = home.path().join(format!("openpgp-revocs.d/{fpr}.rev"));
             // GnuPG escapes the certificate's first line against accidents.

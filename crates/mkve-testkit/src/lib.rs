@@ -290,6 +290,17 @@ pub fn linked_as(bin: &str, name: &str) -> (tempfile::TempDir, PathBuf) {
 /// The stdout of `c`, a program the tests use (tar, gpg…), which must
 /// succeed.
 #[track_caller]
+/// The first fingerprint in a `gpg --with-colons` listing (field 10 of
+/// its first `fpr` record).
+pub fn first_fingerprint(colons: &[u8]) -> String {
+    String::from_utf8_lossy(colons)
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .and_then(|l| l.split(':').nth(9))
+        .unwrap()
+        .to_string()
+}
+
 pub fn output_of(c: &mut Command) -> Vec<u8> {
     let out = c.output().unwrap();
     assert!(
@@ -408,15 +419,7 @@ pub fn key(name: &str) -> Key {
         "sign",
         "never",
     ]);
-    let listing = String::from_utf8(gpg(&["--with-colons", "--list-secret-keys"])).unwrap();
-    let fingerprint = listing
-        .lines()
-        .find(|l| l.starts_with("fpr:"))
-        .unwrap()
-        .split(':')
-        .nth(9)
-        .unwrap()
-        .to_string();
+    let fingerprint = first_fingerprint(&gpg(&["--with-colons", "--list-secret-keys"]));
     let keyring = shared_dir().join(format!("{name}.gpg"));
     std::fs::write(&keyring, gpg(&["--export"])).unwrap();
     Key {

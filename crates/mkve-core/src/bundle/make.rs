@@ -148,14 +148,15 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
     let start = std::time::Instant::now();
     let rootfs_path = work.path().join(ROOTFS);
     let file = std::fs::File::create(&rootfs_path).map_err(|e| Error::create(&rootfs_path, e))?;
-    let hashing = HashWriter {
-        inner: std::io::BufWriter::with_capacity(1 << 20, file),
-        hash: Sha256::new(),
-    };
+    let mut hash = Sha256::new();
+    let hashing = pack::Tap::new(
+        std::io::BufWriter::with_capacity(1 << 20, file),
+        |b: &[u8]| hash.update(b),
+    );
     let (hashing, stats) =
         pack::pack_dir_compressed(&root, hashing, Compression::Zstd, &pack_opts)?;
     let file = hashing
-        .inner
+        .into_inner()
         .into_inner()
         .map_err(|e| Error::io(&rootfs_path, e.into_error()))?;
     drop(file);
@@ -165,7 +166,7 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
     report.progress(&stats.describe(start.elapsed()));
 
     let mut members = std::collections::BTreeMap::new();
-    members.insert(ROOTFS.to_string(), hex(&hashing.hash.finalize()));
+    members.insert(ROOTFS.to_string(), hex(&hash.finalize()));
     let conf_files = conf_members(profile.conf.as_deref())?;
     for (name, path) in &conf_files {
         members.insert(name.clone(), sha256_file(path)?);
@@ -314,20 +315,4 @@ fn sha256_file(path: &Path) -> Result<String> {
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h).at(path)?;
     Ok(hex(&h.finalize()))
-}
-
-struct HashWriter<W> {
-    inner: W,
-    hash: Sha256,
-}
-
-impl<W: Write> Write for HashWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
