@@ -27,18 +27,22 @@ fn template_with_hook(dir: &Path, script: &str) -> PathBuf {
     t
 }
 
+/// mkve-bundle building `template` for lxc from the busybox root to `out`.
+fn build_cmd(env: &Env, template: &Path, out: &Path) -> std::process::Command {
+    let mut c = env.cmd();
+    c.args(["-H", "lxc", "--force-no-sign", "--rootfs"])
+        .arg(busybox_root())
+        .arg("-o")
+        .arg(out)
+        .arg(template);
+    c
+}
+
 /// Build the template with the hook `script`; the run, the output path.
 fn build_with_hook(env: &Env, script: &str) -> (Run, PathBuf) {
     let t = template_with_hook(env.home.path(), script);
     let out = env.home.path().join("out.bun");
-    let r = run(env
-        .cmd()
-        .args(["-H", "lxc", "--force-no-sign", "--rootfs"])
-        .arg(busybox_root())
-        .arg("-o")
-        .arg(&out)
-        .arg(&t));
-    (r, out)
+    (run(&mut build_cmd(env, &t, &out)), out)
 }
 
 fn new_env() -> Env {
@@ -173,14 +177,8 @@ fn a_build_killed_during_a_hook_leaves_nothing_running_and_its_work_root_is_swep
     let env = new_env();
     let tmp = env.make_dir("tmp");
     let t = template_with_hook(env.home.path(), "#!/bin/sh\nsleep 302\n");
-    let mut child = env
-        .cmd()
+    let mut child = build_cmd(&env, &t, &env.home.path().join("killed.bun"))
         .env("TMPDIR", &tmp)
-        .args(["-H", "lxc", "--force-no-sign", "--rootfs"])
-        .arg(busybox_root())
-        .arg("-o")
-        .arg(env.home.path().join("killed.bun"))
-        .arg(&t)
         .spawn()
         .unwrap();
     let sleeping = || {
@@ -218,14 +216,7 @@ fn a_build_killed_during_a_hook_leaves_nothing_running_and_its_work_root_is_swep
     // next build sweeps it.
     std::thread::sleep(mkve_core::scratch::SWEEP_AGE + Duration::from_secs(1));
     let t2 = template_with_hook(&env.home.path().join("2"), "#!/bin/sh\ntrue\n");
-    let r = run(env
-        .cmd()
-        .env("TMPDIR", &tmp)
-        .args(["-H", "lxc", "--force-no-sign", "--rootfs"])
-        .arg(busybox_root())
-        .arg("-o")
-        .arg(env.home.path().join("next.bun"))
-        .arg(&t2));
+    let r = run(build_cmd(&env, &t2, &env.home.path().join("next.bun")).env("TMPDIR", &tmp));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(left(&tmp), 0, "swept, and the new one removed");
 }
