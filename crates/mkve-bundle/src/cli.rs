@@ -46,7 +46,7 @@ pub struct Cli {
     #[arg(long)]
     pub force_no_sign: bool,
     /// Sign with this key [default: GnuPG's default key]
-    #[arg(long, value_name = "KEYID")]
+    #[arg(long, value_name = "KEYID", conflicts_with = "force_no_sign")]
     pub sign_key: Option<String>,
     /// Check the template and build nothing
     #[arg(long, group = "mode")]

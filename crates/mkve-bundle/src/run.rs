@@ -26,9 +26,10 @@ pub fn run(cli: Cli) -> Result<()> {
         let report = read_bundle(&cli, &b, Check::Digests, true, cli.directory.as_deref())?;
         let n = report.meta.members.len();
         return mkve_cli::outln!(
-            "{}: {}, {n} members verified",
+            "{}: {}, {n} member{} verified",
             files::display_name(&b).display(),
-            report.signature.describe()
+            report.signature.describe(),
+            if n == 1 { "" } else { "s" }
         );
     }
 

@@ -205,7 +205,7 @@ fn signed_bundles_verify_against_the_right_keyring_only() {
     assert_eq!(
         r.stdout,
         format!(
-            "{}: good signature by {}, 1 members verified\n",
+            "{}: good signature by {}, 1 member verified\n",
             b.display(),
             key.fingerprint
         )
@@ -515,6 +515,20 @@ fn a_closed_stdout_ends_quietly_with_status_0() {
             .arg(&path),
     );
     assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    // A bundle is data, not results: one cut off on its way is a failure.
+    let env = new_env();
+    let r = run_with_closed_stdout(
+        env.cmd()
+            .args(busybox_build_args())
+            .args(["-H", "lxc", "--force-no-sign", "-o", "-"])
+            .arg(good("ntp-server")),
+    );
+    assert_eq!(r.code, 73, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("(stdout): cannot create: Broken pipe"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

@@ -148,7 +148,7 @@ fn a_broken_config_names_the_file_and_line() {
         ),
         (
             "force_no_sign=perhaps\n",
-            ": force_no_sign=\"perhaps\": expected yes or no",
+            ": force_no_sign=\"perhaps\": expected yes (or true, on, 1) or no (or false, off, 0, empty)",
         ),
     ] {
         let path = env.write_config(config);

@@ -65,18 +65,17 @@ where
         .bin(name.clone())
         .completer(name.clone())
         .complete();
-    let cmd = C::command().bin_name(name);
+    // The name it runs under in --version too (hsh-pack); leaked once.
+    let cmd = C::command()
+        .name(&*Box::leak(name.clone().into_boxed_str()))
+        .bin_name(name);
     let args = match argv(&cmd) {
         Ok(a) => a,
         Err(e) => return report_error(&e),
     };
     let matches = cmd.get_matches_from(args);
     let cli = C::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let result = run(cli, &matches).and_then(|()| {
-        std::io::stdout()
-            .flush()
-            .map_err(|e| Error::io("(stdout)", e))
-    });
+    let result = run(cli, &matches).and_then(|()| std::io::stdout().flush().map_err(stdout_error));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if closed_pipe(&e) => ExitCode::SUCCESS,
@@ -84,10 +83,18 @@ where
     }
 }
 
-/// Whether `e` is our reader having gone away.
+/// Whether `e` is our results' reader having gone away.
 fn closed_pipe(e: &Error) -> bool {
-    matches!(e, Error::Io { source, .. } | Error::CannotCreate { source, .. }
-        if source.kind() == std::io::ErrorKind::BrokenPipe)
+    matches!(e, Error::ReaderGone)
+}
+
+/// A failure to print results: the reader gone, or a real error.
+fn stdout_error(e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Error::ReaderGone
+    } else {
+        Error::io("(stdout)", e)
+    }
 }
 
 /// Print `err` as `TOOL: message` (every line that is not an indented
@@ -128,7 +135,7 @@ pub fn write_stdout(args: std::fmt::Arguments) -> Result<()> {
     std::io::stdout()
         .lock()
         .write_fmt(args)
-        .map_err(|e| Error::io("(stdout)", e))
+        .map_err(stdout_error)
 }
 
 /// Print `v` as pretty JSON on stdout (the `--json` of every tool).
@@ -141,9 +148,9 @@ pub fn print_json(v: &impl serde::Serialize) -> Result<()> {
 #[derive(Args, Debug, Clone, Copy, Default)]
 pub struct Verbosity {
     /// No progress lines
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Show the commands run, their output and the XML given to libvirt, on stderr
+    /// Show the commands run and their output (and what is given to libvirt), on stderr
     #[arg(short, long, global = true)]
     pub verbose: bool,
 }
@@ -197,28 +204,27 @@ impl Report for Term {
 
 /// How a root is built from packages (mkve-bundle, mkve-cache).
 #[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Building roots")]
 pub struct RootArgs {
     /// Release to install [default: the host's]
-    #[arg(long)]
+    #[arg(long, help_heading = "Building roots")]
     pub suite: Option<String>,
     /// Mirror URI, apt sources line or file (repeatable) [default: the host's apt sources]
-    #[arg(long, value_name = "MIRROR")]
+    #[arg(long, value_name = "MIRROR", help_heading = "Building roots")]
     pub mirror: Vec<String>,
     /// Architecture [default: the host's]
-    #[arg(long)]
+    #[arg(long, help_heading = "Building roots")]
     pub arch: Option<String>,
     /// mmdebstrap variant [default: minbase]
-    #[arg(long)]
+    #[arg(long, help_heading = "Building roots")]
     pub variant: Option<String>,
     /// Backend: mmdebstrap or hasher [default: by the host's distribution]
-    #[arg(long)]
+    #[arg(long, help_heading = "Building roots")]
     pub backend: Option<String>,
     /// Do not use or fill the package-layer cache
-    #[arg(long, conflicts_with = "refresh")]
+    #[arg(long, conflicts_with = "refresh", help_heading = "Building roots")]
     pub no_cache: bool,
     /// Build the package layer again and replace the cached one
-    #[arg(long)]
+    #[arg(long, help_heading = "Building roots")]
     pub refresh: bool,
 }
 
@@ -286,10 +292,15 @@ mod tests {
 
     #[test]
     fn a_closed_pipe_is_not_an_error_worth_telling() {
-        let pipe = Error::io("(stdout)", std::io::ErrorKind::BrokenPipe.into());
-        assert!(closed_pipe(&pipe));
-        let other = Error::io("(stdout)", std::io::ErrorKind::PermissionDenied.into());
+        assert!(closed_pipe(&stdout_error(
+            std::io::ErrorKind::BrokenPipe.into()
+        )));
+        let other = stdout_error(std::io::ErrorKind::PermissionDenied.into());
         assert!(!closed_pipe(&other));
+        // A bundle written to a pipe that closed is an output not made.
+        let data = Error::io("(stdout)", std::io::ErrorKind::BrokenPipe.into());
+        assert!(!closed_pipe(&data));
+        assert_eq!(data.exit_code(), 73);
     }
 
     #[test]

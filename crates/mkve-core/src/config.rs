@@ -35,7 +35,7 @@ const READER: &str = r#"__mkve_print() {
         esac
     done >&3
 }
-exit() { __mkve_exit_line=${BASH_LINENO[0]}; builtin exit "$@"; }
+exit() { local s=$?; __mkve_exit_line=${BASH_LINENO[0]}; builtin exit "${1:-$s}"; }
 trap '__mkve_err_line=$LINENO' ERR
 trap '__mkve_status=$?
 if [ "$__mkve_status" = 0 ]; then __mkve_print
@@ -135,7 +135,7 @@ impl Config {
             Some(other) => Err(Error::InvalidConfig(Problem::new(
                 &self.path,
                 None,
-                format!("{name}=\"{other}\": expected yes or no"),
+                format!("{name}=\"{other}\": expected yes (or true, on, 1) or no (or false, off, 0, empty)"),
             ))),
         }
     }
@@ -311,6 +311,7 @@ mod tests {
             // exit 0 ends the file with the values so far.
             ("hypervisor=qemu\nexit 0\nhypervisor=lxc\n", Some("qemu")),
             ("exit\nhypervisor=lxc\n", None),
+            ("true\nexit\nhypervisor=lxc\n", None),
         ] {
             assert_eq!(value(text).as_deref(), want, "{text:?}");
         }
@@ -340,6 +341,10 @@ mod tests {
         );
         assert!(
             err("set -u\nx=$undefined\n").contains("bundle-config:2: undefined: unbound variable")
+        );
+        // A bare exit exits with the last command's status, as in bash.
+        assert!(
+            err("hypervisor=qemu\nfalse\nexit\n").contains("bundle-config:3: ended with status 1")
         );
     }
 
@@ -379,7 +384,7 @@ mod tests {
         );
         assert_eq!(
             c.flag("verbose").unwrap_err().to_string(),
-            "cfg: verbose=\"maybe\": expected yes or no"
+            "cfg: verbose=\"maybe\": expected yes (or true, on, 1) or no (or false, off, 0, empty)"
         );
     }
 

@@ -92,6 +92,13 @@ pub enum Error {
 
     #[error("{0}")]
     Other(String),
+
+    /// The reader of a tool's results went away (`mkve-vm list | head`):
+    /// the tool ends quietly with status 0, as ripgrep does. Only results a
+    /// tool prints are this; a bundle written to a pipe that closes early
+    /// is `CannotCreate`.
+    #[error("the reader of the results went away")]
+    ReaderGone,
 }
 
 fn quoted(names: &[String]) -> String {
@@ -123,6 +130,7 @@ impl Error {
             Error::Unavailable { .. } => exit::UNAVAILABLE,
             Error::CannotCreate { .. } => exit::CANTCREAT,
             Error::Process(_) | Error::Io { .. } | Error::Other(_) => exit::FAILURE,
+            Error::ReaderGone => exit::OK,
         }
     }
 
@@ -163,13 +171,17 @@ impl Error {
     }
 }
 
-/// Whether `e` says there is no room to write: ENOSPC, EDQUOT, EROFS,
-/// EFBIG.
+/// Whether `e` says an output cannot be written: no room (ENOSPC, EDQUOT,
+/// EFBIG), a read-only file system, or its reader gone (a closed pipe: the
+/// results' reader going away is mkve-cli's to forgive, not data's).
 pub fn is_no_room(e: &std::io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::ENOSPC | libc::EDQUOT | libc::EROFS | libc::EFBIG)
-    ) || e.kind() == std::io::ErrorKind::StorageFull
+    ) || matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::BrokenPipe
+    )
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -27,6 +27,15 @@ pub fn display_name(path: &Path) -> PathBuf {
     }
 }
 
+/// Name used in messages for an output: `-` reads as "(stdout)".
+pub fn output_name(path: &Path) -> PathBuf {
+    if path == Path::new("-") {
+        PathBuf::from("(stdout)")
+    } else {
+        path.to_path_buf()
+    }
+}
+
 /// The directory `path` is in (`.` for a bare name) and its file name.
 fn parent_and_name(path: &Path) -> (&Path, String) {
     let dir = match path.parent() {

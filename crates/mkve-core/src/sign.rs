@@ -145,8 +145,9 @@ pub fn verify_detached(data: &[u8], sig: &[u8], keyring: Option<&Path>) -> Resul
         Some(k) => Some((
             k,
             std::fs::read(k).map_err(|e| {
-                let hint = if e.kind() == std::io::ErrorKind::NotFound {
-                    " (give --keyring FILE)"
+                let default = crate::paths::default_keyring();
+                let hint = if e.kind() == std::io::ErrorKind::NotFound && k == default {
+                    " (the default keyring: give --keyring FILE)"
                 } else {
                     ""
                 };

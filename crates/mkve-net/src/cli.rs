@@ -43,6 +43,7 @@ pub enum Command {
     },
     /// Print the address of the machine with this ID
     Ip {
+        /// The machine's ID
         id: MachineId,
         /// As JSON: {"id": ID, "address": "…"}
         #[arg(long)]

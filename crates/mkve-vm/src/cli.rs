@@ -31,6 +31,7 @@ pub struct Cli {
 /// A machine named on the command line: its ID or its name.
 #[derive(Args, Debug)]
 pub struct Target {
+    /// The machine: its ID or its name
     #[arg(value_name = "MACHINE", add = ArgValueCandidates::new(machines))]
     pub machine: String,
 }
@@ -53,6 +54,7 @@ pub enum Command {
     Stop {
         #[command(flatten)]
         target: Target,
+        /// Pull the plug instead of asking the machine to shut down
         #[arg(long)]
         force: bool,
     },
@@ -64,6 +66,7 @@ pub enum Command {
     Autostart {
         #[command(flatten)]
         target: Target,
+        /// Turn autostart off
         #[arg(long)]
         off: bool,
     },
@@ -71,11 +74,13 @@ pub enum Command {
     Info {
         #[command(flatten)]
         target: Target,
+        /// As JSON (keys in mkve-vm(1))
         #[arg(long)]
         json: bool,
     },
     /// Say which hypervisors this node can run now, and why not the others
     Doctor {
+        /// As JSON
         #[arg(long)]
         json: bool,
     },
@@ -84,6 +89,7 @@ pub enum Command {
     ProbeKvm,
     /// List mkve's machines
     List {
+        /// As JSON (keys in mkve-vm(1))
         #[arg(long)]
         json: bool,
     },

@@ -17,16 +17,17 @@ pub fn list(machines: &[Machine], as_json: bool) -> Result<()> {
         return print_json(&machines);
     }
     outln!(
-        "{:<5} {:<24} {:<6} {:<9} {:<15} TEMPLATE",
+        "{:<5} {:<24} {:<6} {:<9} {:<15} {:<20} VERSION",
         "ID",
         "NAME",
         "HV",
         "STATE",
-        "ADDRESS"
+        "ADDRESS",
+        "TEMPLATE"
     )?;
     for m in machines {
         outln!(
-            "{:<5} {:<24} {:<6} {:<9} {:<15} {} {}",
+            "{:<5} {:<24} {:<6} {:<9} {:<15} {:<20} {}",
             m.id,
             m.name,
             m.hypervisor,

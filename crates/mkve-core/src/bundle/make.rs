@@ -206,7 +206,7 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
     };
 
     let mut b = tar::Builder::new(out);
-    let label = files::display_name(opts.output);
+    let label = files::output_name(opts.output);
     let label = label.as_path();
     append_bytes(&mut b, META, &meta_json, created_secs).at(label)?;
     if let Some(sig) = &signature {

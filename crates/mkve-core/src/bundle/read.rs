@@ -78,9 +78,11 @@ fn trailing_zeros(mut r: impl Read) -> std::result::Result<(), String> {
             Err(e) => return Err(format!("after the end of the archive: {e}")),
         };
         if let Some(i) = buf[..n].iter().position(|b| *b != 0) {
+            // The reader stopped at the first of the two zero blocks that
+            // end an archive: count from after the second.
             return Err(format!(
                 "data after the end of the archive ({} bytes past its end-of-archive blocks): not part of a bundle",
-                at + i as u64
+                (at + i as u64).saturating_sub(512)
             ));
         }
         at += n as u64;

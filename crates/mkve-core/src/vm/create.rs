@@ -114,6 +114,22 @@ impl Drop for Background {
     }
 }
 
+/// Refuse an `--id` the network has no address for, or (once the
+/// hypervisor is known) below that hypervisor's first ID.
+fn check_id(o: &CreateOptions, hv: Option<Hypervisor>) -> Result<()> {
+    let Some(id) = o.id.map(MachineId::get) else {
+        return Ok(());
+    };
+    NetConfig::load()?.address_of(id)?;
+    match hv {
+        Some(hv) if id < hv.first_id() => Err(Error::Usage(format!(
+            "ID {id} is below {}, the first for {hv}",
+            hv.first_id()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Refuse a name for a hypervisor that names machines itself.
 fn check_name(o: &CreateOptions, hv: Hypervisor) -> Result<()> {
     if !hv.takes_names() && o.name.is_some() {
@@ -140,8 +156,9 @@ fn check(o: &CreateOptions, hv: Hypervisor) -> Result<()> {
 
 /// Create a machine from a bundle; return its ID.
 pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
+    // Told before the bundle is read, as far as they can be.
+    check_id(o, o.hypervisor)?;
     if let Some(hv) = o.hypervisor {
-        // Told before the bundle is read, when it can be.
         check(o, hv)?;
     }
     let vms = vms_dir();
@@ -152,6 +169,7 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     let meta = read_bundle(o, Check::Digests, Some(&unpacked))?;
     let hv = meta.hypervisor;
     check(o, hv)?;
+    check_id(o, Some(hv))?;
     let boot = if hv.boots_disk_image() {
         reachable_by_others(&vms)?;
         Some(find_boot(&unpacked, &files::display_name(&o.bundle))?)
@@ -346,9 +364,11 @@ fn read_bundle(o: &CreateOptions, check: Check, unpack_to: Option<&Path>) -> Res
 /// taken, no file made. The bundle's signature is checked, its payload not
 /// read. The ID is `--id`, or the next free one on the node as it is now.
 pub fn print_xml(o: &CreateOptions) -> Result<String> {
+    check_id(o, o.hypervisor)?;
     let meta = read_bundle(o, Check::Meta, None)?;
     let hv = meta.hypervisor;
     check_name(o, hv)?;
+    check_id(o, Some(hv))?;
     let net = NetConfig::load()?;
     let id = match o.id {
         Some(id) => id.get(),

@@ -93,12 +93,14 @@ impl Memory {
     pub const MAX_MIB: u64 = 16 << 20;
 
     pub fn from_mib(mib: u64) -> Result<Memory, String> {
-        within(
-            &mib.to_string(),
-            "memory in MiB",
-            Self::MIN_MIB..=Self::MAX_MIB,
-        )
-        .map(Memory)
+        if !(Self::MIN_MIB..=Self::MAX_MIB).contains(&mib) {
+            return Err(format!(
+                "{mib}M is out of range for memory: {}M to {}G",
+                Self::MIN_MIB,
+                Self::MAX_MIB >> 10
+            ));
+        }
+        Ok(Memory(mib))
     }
 
     pub fn mib(self) -> u64 {
@@ -210,7 +212,7 @@ mod tests {
         assert!("0".parse::<Memory>().is_err());
         assert_eq!(
             "8M".parse::<Memory>().unwrap_err(),
-            "8 is out of range for memory in MiB: 16 to 16777216"
+            "8M is out of range for memory: 16M to 16384G"
         );
         assert!("99999999999999999999G".parse::<Memory>().is_err());
     }
