@@ -317,7 +317,8 @@ fn values_out_of_range_are_refused_before_the_bundle_is_read() {
         (&["--blkio-weight", "10000"], "100 to 1000"),
         (&["--cpu-shares", "1"], "2 to 262144"),
         (&["--vcpus", "0"], "1 to 4096"),
-        (&["--memory", "1M"], "16 to"),
+        (&["--memory", "1M"], "16M to 16384G"),
+        (&["--id", "99999"], "does not fit the mkve network"),
         (&["--id", "42"], "IDs start at 100"),
     ] {
         // The bundle does not exist: a value refused first is refused by
