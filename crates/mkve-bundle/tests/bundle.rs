@@ -142,7 +142,11 @@ fn hooks_run_in_order_in_a_copy_with_conf_and_the_bundle_unpacks() {
         std::fs::read_to_string(dest.join("conf/sub/file")).unwrap(),
         "nested\n"
     );
-    assert!(dest.join("meta.json").is_file());
+    assert_eq!(
+        dir_names(&dest),
+        ["conf", "meta.json", "rootfs"],
+        "what the bundle holds, and nothing of the staging (its lock file)"
+    );
     assert!(std::fs::symlink_metadata(root.join("bin/sh"))
         .unwrap()
         .file_type()

@@ -386,8 +386,10 @@ impl<R: Read> Read for HashTee<R> {
     }
 }
 
-/// A temporary directory beside the destination, renamed into place only
-/// when the whole bundle checked out; removed otherwise.
+/// A directory in a scratch directory beside the destination, renamed into
+/// place only when the whole bundle checked out; removed otherwise. Only
+/// the directory inside is renamed: the scratch directory's lock file
+/// stays behind with it, and goes when the guard drops.
 struct Staging {
     tmp: PathBuf,
     dest: PathBuf,
@@ -397,7 +399,8 @@ struct Staging {
 impl Staging {
     fn new(dest: &Path, meta: &[u8], sig: Option<&[u8]>) -> Result<Staging> {
         let guard = crate::files::temp_dir_beside(dest)?;
-        let tmp = guard.path().to_path_buf();
+        let tmp = guard.path().join("bundle");
+        std::fs::create_dir(&tmp).map_err(|e| Error::create(dest, e))?;
         std::fs::write(tmp.join(META), meta).map_err(|e| Error::create(dest, e))?;
         if let Some(s) = sig {
             std::fs::write(tmp.join(SIGNATURE), s).map_err(|e| Error::create(dest, e))?;
@@ -445,7 +448,7 @@ impl Staging {
 
     fn commit(self) -> Result<()> {
         std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::create(&self.dest, e))?;
-        // The guard's directory is gone (renamed); its drop finds nothing.
+        // The guard's drop removes what is left: its lock file.
         Ok(())
     }
 }
