@@ -589,11 +589,12 @@ pub fn read_list(path: &Path) -> Result<Option<Vec<(usize, String)>>, Problem> {
         text.lines()
             .enumerate()
             .filter_map(|(i, l)| {
-                let l = match l.find('#') {
-                    Some(0) => "",
-                    Some(at) if l[..at].ends_with(char::is_whitespace) => &l[..at],
-                    _ => l,
-                };
+                // The first `#` that starts the line or follows white
+                // space, not merely the first `#`: `c#sharp # x` is c#sharp.
+                let comment = l.char_indices().find(|&(at, c)| {
+                    c == '#' && (at == 0 || l[..at].ends_with(char::is_whitespace))
+                });
+                let l = comment.map_or(l, |(at, _)| &l[..at]);
                 let l = l.trim();
                 (!l.is_empty()).then(|| (i + 1, l.to_string()))
             })
@@ -614,14 +615,18 @@ mod tests {
     fn lists_drop_comments_and_blank_lines_and_keep_numbers() {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("l");
-        write(&f, "# head\n\nvsftpd  # the server\n  chrony\nc#sharp\n");
+        write(
+            &f,
+            "# head\n\nvsftpd  # the server\n  chrony\nc#sharp\nc#sharp # a#b\n",
+        );
         let got = read_list(&f).unwrap().unwrap();
         assert_eq!(
             got,
             vec![
                 (3, "vsftpd".into()),
                 (4, "chrony".into()),
-                (5, "c#sharp".into())
+                (5, "c#sharp".into()),
+                (6, "c#sharp".into())
             ]
         );
         assert_eq!(read_list(&d.path().join("none")).unwrap(), None);
