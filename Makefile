@@ -9,6 +9,7 @@
 #   make check-templates build every shipped template for every hypervisor (slow)
 #   make deb             the Debian packages (dpkg-buildpackage), checked by lintian
 #   make rpm             the ALT spec, parsed and built with Debian's rpm
+#   make fuzz            run each fuzzer FUZZ_SECONDS (600), keep its corpus (not in CI)
 
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
@@ -35,7 +36,7 @@ MAN5       := man/mkve-template.5 man/mkve-bundle.5 man/mkve-bundle-config.5
 MAN7       := man/mkve.7
 DEMO       ?= target/demo
 
-.PHONY: all deps test man lint faults demo check-templates deb rpm install $(addprefix install-,$(TOOLS)) install-data install-man uninstall clean
+.PHONY: all deps test man lint faults demo check-templates fuzz deb rpm install $(addprefix install-,$(TOOLS)) install-data install-man uninstall clean
 
 all:
 	$(CARGO) build --release --locked
@@ -80,6 +81,15 @@ demo: deps all
 
 check-templates: deps all
 	./scripts/check-templates $(RELEASE)/mkve-bundle
+
+# The fuzzers (fuzz/README.md), one after the other on one core, each for
+# FUZZ_SECONDS; the corpora they grow are minimised into fuzz/corpus and
+# crashing inputs kept in fuzz/crashes, which `make test` replays. Slow by
+# design, so not part of test or CI.
+FUZZ_SECONDS ?= 600
+
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run
 
 install: $(addprefix install-,$(TOOLS)) install-data install-man
 

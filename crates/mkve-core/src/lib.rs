@@ -13,6 +13,8 @@ pub mod doctor;
 pub mod error;
 pub mod exec;
 pub mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hooks;
 pub mod hypervisor;
 #[cfg(feature = "libvirt")]
