@@ -51,14 +51,9 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        // An unpacked root may hold directories without write or search
-        // permission, which a user other than root cannot empty.
-        for e in walkdir::WalkDir::new(self.path()).into_iter().flatten() {
-            if e.file_type().is_dir() {
-                let _ = std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o700));
-            }
-        }
-        // Never across a mount; the TempDir's own removal then finds nothing.
+        // remove_tree opens what an unpacked root closed to its owner, and
+        // never crosses a mount; the TempDir's own removal then finds
+        // nothing.
         let _ = crate::scratch::remove_tree(self.path());
     }
 }

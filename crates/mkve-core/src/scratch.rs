@@ -24,7 +24,54 @@ pub const SWEEP_AGE: Duration = Duration::from_secs(10);
 /// A directory on another file system (a mount point) is left in place,
 /// with what leads to it, and the first one is named in the error. A
 /// symbolic link is removed, never followed. A missing `path` is fine.
+///
+/// A directory its owner may not read, write or enter (an unpacked root
+/// can hold one: its modes are the archive's) stops a user other than root
+/// short; such directories of the user's own are then opened to their
+/// owner, and the removal tried again.
 pub fn remove_tree(path: &Path) -> std::io::Result<()> {
+    match remove_tree_once(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            open_to_owner(path);
+            remove_tree_once(path)
+        }
+        done => done,
+    }
+}
+
+/// Give the owner read, write and search permission on each directory of
+/// theirs under `path` (on its file system) that lacks one, each before it
+/// is read.
+fn open_to_owner(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(top) = std::fs::symlink_metadata(path) else {
+        return;
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    let mut dirs = vec![path.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(m) = std::fs::symlink_metadata(&dir) else {
+            continue;
+        };
+        if !m.is_dir() || m.dev() != top.dev() {
+            continue;
+        }
+        if m.uid() == me && m.mode() & 0o700 != 0o700 {
+            let mode = (m.mode() | 0o700) & 0o7777;
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode));
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(e.path());
+            }
+        }
+    }
+}
+
+fn remove_tree_once(path: &Path) -> std::io::Result<()> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -183,6 +230,43 @@ mod tests {
         drop(s);
         assert!(!p.exists());
         assert!(Path::new("/etc/passwd").exists(), "links are not followed");
+    }
+
+    /// As a user other than root, for whom a directory's modes count: as
+    /// root, the test drops to nobody (65534) in a child process.
+    #[test]
+    fn directories_closed_to_their_owner_are_removed_too() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let top = d.path().join("root");
+        for (dir, mode) in [("a", 0o000), ("b", 0o500), ("c", 0o300), ("c/d", 0o100)] {
+            std::fs::create_dir_all(top.join(dir)).unwrap();
+            std::fs::write(top.join(dir).join("f"), "x").unwrap();
+            std::fs::set_permissions(top.join(dir), std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let remove = || remove_tree(&top).is_ok() && !top.exists();
+        if !nix::unistd::geteuid().is_root() {
+            assert!(remove());
+            return;
+        }
+        let nobody = nix::unistd::Uid::from_raw(65534);
+        for e in walkdir::WalkDir::new(d.path()) {
+            let e = e.unwrap();
+            std::os::unix::fs::lchown(e.path(), Some(nobody.as_raw()), None).unwrap();
+        }
+        // The child only calls the file system (glibc's malloc stays
+        // usable after a fork) and exits without unwinding.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                let ok = nix::unistd::setuid(nobody).is_ok() && remove();
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+            }
+        }
+        assert!(!top.exists());
     }
 
     #[test]
