@@ -750,12 +750,15 @@ fn unpack_file<R: Read>(
     }
     // After chown, which clears set-user-ID bits.
     f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
-    let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_secs(h.mtime().unwrap_or(0));
-    f.set_times(
-        std::fs::FileTimes::new()
-            .set_modified(mtime)
-            .set_accessed(mtime),
-    )?;
+    // An mtime past what the system's time can hold is left as it is.
+    let secs = std::time::Duration::from_secs(h.mtime().unwrap_or(0));
+    if let Some(mtime) = std::time::UNIX_EPOCH.checked_add(secs) {
+        f.set_times(
+            std::fs::FileTimes::new()
+                .set_modified(mtime)
+                .set_accessed(mtime),
+        )?;
+    }
     Ok(())
 }
 

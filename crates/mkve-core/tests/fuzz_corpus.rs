@@ -1,0 +1,64 @@
+//! Every input the fuzzers kept (`fuzz/corpus/TARGET/`) and every one that
+//! crashed a target (`fuzz/crashes/TARGET/`), replayed through the same
+//! target function (`mkve_core::fuzzing`): a fixed crash that comes back
+//! fails here, in a plain `cargo test`, without a fuzzer.
+
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+
+fn inputs(target: &str) -> Vec<PathBuf> {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+    let mut files: Vec<PathBuf> = ["corpus", "crashes"]
+        .iter()
+        .filter_map(|kind| std::fs::read_dir(fuzz.join(kind).join(target)).ok())
+        .flat_map(|rd| rd.map(|e| e.unwrap().path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+fn replay(target: &str, run: fn(&[u8])) {
+    let files = inputs(target);
+    assert!(!files.is_empty(), "no input for {target} in fuzz/corpus");
+    for f in files {
+        let data = std::fs::read(&f).unwrap();
+        // A panic names the target's check; this names the input.
+        eprintln!("{}", f.display());
+        run(&data);
+    }
+}
+
+#[test]
+fn template() {
+    replay("template", mkve_core::fuzzing::template);
+}
+
+#[test]
+fn list() {
+    replay("list", mkve_core::fuzzing::list);
+}
+
+#[test]
+fn vps_conf() {
+    replay("vps_conf", mkve_core::fuzzing::vps_conf);
+}
+
+#[test]
+fn rootfs() {
+    replay("rootfs", mkve_core::fuzzing::rootfs);
+}
+
+#[cfg(feature = "gpg")]
+#[test]
+fn meta() {
+    replay("meta", mkve_core::fuzzing::meta);
+}
+
+#[cfg(feature = "gpg")]
+#[test]
+fn bundle() {
+    replay("bundle", mkve_core::fuzzing::bundle);
+}
