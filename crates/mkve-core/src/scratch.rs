@@ -244,28 +244,41 @@ mod tests {
             std::fs::write(top.join(dir).join("f"), "x").unwrap();
             std::fs::set_permissions(top.join(dir), std::fs::Permissions::from_mode(mode)).unwrap();
         }
-        let remove = || remove_tree(&top).is_ok() && !top.exists();
-        if !nix::unistd::geteuid().is_root() {
-            assert!(remove());
+        // As root, the removal runs as nobody in a process of its own: this
+        // test binary again, running only this test with CHILD set (no
+        // fork in a threaded process, which can deadlock).
+        const CHILD: &str = "MKVE_SCRATCH_TEST_AS_NOBODY";
+        if let Some(dir) = std::env::var_os(CHILD) {
+            let top = std::path::PathBuf::from(dir);
+            assert!(remove_tree(&top).is_ok() && !top.exists());
             return;
         }
-        let nobody = nix::unistd::Uid::from_raw(65534);
+        if !nix::unistd::geteuid().is_root() {
+            assert!(remove_tree(&top).is_ok() && !top.exists());
+            return;
+        }
+        let nobody = 65534;
+        // A copy nobody can run wherever this binary was built.
+        let exe = d.path().join("test-exe");
+        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
         for e in walkdir::WalkDir::new(d.path()) {
             let e = e.unwrap();
-            std::os::unix::fs::lchown(e.path(), Some(nobody.as_raw()), None).unwrap();
+            std::os::unix::fs::lchown(e.path(), Some(nobody), None).unwrap();
         }
-        // The child only calls the file system (glibc's malloc stays
-        // usable after a fork) and exits without unwinding.
-        match unsafe { nix::unistd::fork() }.unwrap() {
-            nix::unistd::ForkResult::Child => {
-                let ok = nix::unistd::setuid(nobody).is_ok() && remove();
-                unsafe { libc::_exit(if ok { 0 } else { 1 }) }
-            }
-            nix::unistd::ForkResult::Parent { child } => {
-                let status = nix::sys::wait::waitpid(child, None).unwrap();
-                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
-            }
-        }
+        let status = std::os::unix::process::CommandExt::uid(
+            std::process::Command::new(&exe)
+                .stdout(std::process::Stdio::null())
+                .args([
+                    "scratch::tests::directories_closed_to_their_owner_are_removed_too",
+                    "--exact",
+                    "--test-threads=1",
+                ])
+                .env(CHILD, &top),
+            nobody,
+        )
+        .status()
+        .unwrap();
+        assert!(status.success(), "{status}");
         assert!(!top.exists());
     }
 
