@@ -40,8 +40,6 @@ pub struct Cli {
     /// Directory for --all-hypervisors
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
-    #[command(flatten)]
-    pub root: RootArgs,
     /// Do not sign meta.json
     #[arg(long)]
     pub force_no_sign: bool,
@@ -73,6 +71,8 @@ pub struct Cli {
     pub no_config: bool,
     #[command(flatten)]
     pub verbosity: Verbosity,
+    #[command(flatten)]
+    pub root: RootArgs,
 }
 
 /// Shell completion: template names under $MKVE_DATADIR/templates, and

@@ -45,9 +45,9 @@ pub struct Cli {
     #[arg(long, value_name = "ROOT", conflicts_with_all = ["packages", "command", "copy", "hook", "dir"])]
     pub tarify_only: Option<PathBuf>,
     #[command(flatten)]
-    pub root: RootArgs,
-    #[command(flatten)]
     pub verbosity: Verbosity,
+    #[command(flatten)]
+    pub root: RootArgs,
 }
 
 /// --copy, --hook and --command in the order they were given.

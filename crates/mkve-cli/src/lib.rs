@@ -203,28 +203,30 @@ impl Report for Term {
 }
 
 /// How a root is built from packages (mkve-bundle, mkve-cache).
+/// Flatten it last: its heading goes on to the arguments that follow.
 #[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Building roots")]
 pub struct RootArgs {
     /// Release to install [default: the host's]
-    #[arg(long, help_heading = "Building roots")]
+    #[arg(long)]
     pub suite: Option<String>,
     /// Mirror URI, apt sources line or file (repeatable) [default: the host's apt sources]
-    #[arg(long, value_name = "MIRROR", help_heading = "Building roots")]
+    #[arg(long, value_name = "MIRROR")]
     pub mirror: Vec<String>,
     /// Architecture [default: the host's]
-    #[arg(long, help_heading = "Building roots")]
+    #[arg(long)]
     pub arch: Option<String>,
     /// mmdebstrap variant [default: minbase]
-    #[arg(long, help_heading = "Building roots")]
+    #[arg(long)]
     pub variant: Option<String>,
     /// Backend: mmdebstrap or hasher [default: by the host's distribution]
-    #[arg(long, help_heading = "Building roots")]
+    #[arg(long)]
     pub backend: Option<String>,
     /// Do not use or fill the package-layer cache
-    #[arg(long, conflicts_with = "refresh", help_heading = "Building roots")]
+    #[arg(long, conflicts_with = "refresh")]
     pub no_cache: bool,
     /// Build the package layer again and replace the cached one
-    #[arg(long, help_heading = "Building roots")]
+    #[arg(long)]
     pub refresh: bool,
 }
 

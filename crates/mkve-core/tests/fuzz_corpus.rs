@@ -31,34 +31,26 @@ fn replay(target: &str, run: fn(&[u8])) {
     }
 }
 
-#[test]
-fn template() {
-    replay("template", mkve_core::fuzzing::template);
+/// One test per target, named after it.
+macro_rules! replayed {
+    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
+        $(
+            $(#[$attr])*
+            #[test]
+            fn $name() {
+                replay(stringify!($name), mkve_core::fuzzing::$name);
+            }
+        )*
+    };
 }
 
-#[test]
-fn list() {
-    replay("list", mkve_core::fuzzing::list);
-}
-
-#[test]
-fn vps_conf() {
-    replay("vps_conf", mkve_core::fuzzing::vps_conf);
-}
-
-#[test]
-fn rootfs() {
-    replay("rootfs", mkve_core::fuzzing::rootfs);
-}
-
-#[cfg(feature = "gpg")]
-#[test]
-fn meta() {
-    replay("meta", mkve_core::fuzzing::meta);
-}
-
-#[cfg(feature = "gpg")]
-#[test]
-fn bundle() {
-    replay("bundle", mkve_core::fuzzing::bundle);
-}
+replayed!(
+    template,
+    list,
+    vps_conf,
+    rootfs,
+    #[cfg(feature = "gpg")]
+    meta,
+    #[cfg(feature = "gpg")]
+    bundle,
+);
