@@ -606,19 +606,15 @@ pub fn read_list(path: &Path) -> Result<Option<Vec<(usize, String)>>, Problem> {
 mod tests {
     use super::*;
 
-    fn write(path: &Path, text: &str) {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
+    use crate::testing::write;
 
     #[test]
     fn lists_drop_comments_and_blank_lines_and_keep_numbers() {
-        let d = tempfile::tempdir().unwrap();
-        let f = d.path().join("l");
-        write(
-            &f,
+        let d = crate::testing::tree(&[(
+            "l",
             "# head\n\nvsftpd  # the server\n  chrony\nc#sharp\nc#sharp # a#b\n",
-        );
+        )]);
+        let f = d.path().join("l");
         let got = read_list(&f).unwrap().unwrap();
         assert_eq!(
             got,
@@ -670,12 +666,11 @@ mod tests {
 
     #[test]
     fn vps_conf_accepts_quoted_and_bare_values() {
-        let d = tempfile::tempdir().unwrap();
-        let f = d.path().join("config");
-        write(
-            &f,
+        let d = crate::testing::tree(&[(
+            "config",
             "# c\nOSTEMPLATE=\"pptp-server\"\nDEVNODES=\"/dev/ppp:rw \"\nONBOOT=yes\nbad line\n",
-        );
+        )]);
+        let f = d.path().join("config");
         let mut problems = vec![];
         assert_eq!(parse_vps_conf(&f, &mut problems), None);
         assert_eq!(problems.len(), 1);
