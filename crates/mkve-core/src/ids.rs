@@ -119,13 +119,8 @@ pub fn next_free(used: &BTreeSet<u32>, net: &NetConfig, hv: Hypervisor) -> Resul
 /// hypervisor's default URI that answers.
 pub fn used_on_node(conn: &Connection) -> Result<BTreeSet<u32>> {
     let mut used = used_on(conn)?;
-    for uri in Hypervisor::searched_uris() {
-        if uri == conn.uri() {
-            continue;
-        }
-        if let Ok(c) = crate::libvirt::connect(uri) {
-            used.extend(used_on(&c).unwrap_or_default());
-        }
+    for c in crate::libvirt::node_connections(conn).iter().skip(1) {
+        used.extend(used_on(c).unwrap_or_default());
     }
     Ok(used)
 }

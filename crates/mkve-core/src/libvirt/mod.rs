@@ -41,6 +41,20 @@ pub fn connect(uri: &str) -> Result<Connection> {
         })
 }
 
+/// The connections of the node: `conn`, then every hypervisor's default
+/// URI that answers (`Hypervisor::searched_uris`), each once.
+pub fn node_connections(conn: &Connection) -> Vec<Connection> {
+    let mut all = vec![conn.clone()];
+    for uri in crate::hypervisor::Hypervisor::searched_uris() {
+        if uri != conn.uri() {
+            if let Ok(c) = connect(uri) {
+                all.push(c);
+            }
+        }
+    }
+    all
+}
+
 /// An open connection to one libvirt driver (a URI).
 #[derive(Clone)]
 pub struct Connection {

@@ -312,12 +312,7 @@ pub(super) fn sweep_killed_creates(conn: &Connection, net: &NetConfig, report: &
         report.warning(&format!(
             "undoing what a killed create left of machine {id}"
         ));
-        let mut uris: Vec<String> = vec![conn.uri().to_string()];
-        uris.extend(Hypervisor::searched_uris().into_iter().map(str::to_string));
-        for uri in uris {
-            let Ok(c) = libvirt::connect(&uri) else {
-                continue;
-            };
+        for c in libvirt::node_connections(conn) {
             for d in c.domains().unwrap_or_default() {
                 let mine = d
                     .xml()
