@@ -311,66 +311,18 @@ mod tests {
     /// A throw-away GnuPG home whose key was made and signed `data` in
     /// the past (gpg --faked-system-time); `revoke` also revokes the key.
     /// Returns (home, keyring file, signature, fingerprint).
-    fn old_signature(
-        name: &str,
-        expire: &str,
-        revoke: bool,
-    ) -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>, String) {
-        let home = tempfile::tempdir().unwrap();
-        let gpg = |args: &[&str]| {
-            mkve_testkit::output_of(
-                std::process::Command::new("gpg")
-                    .arg("--homedir")
-                    .arg(home.path())
-                    .args(["--batch", "--quiet", "--yes"])
-                    .args(args),
-            )
-        };
-        let uid = format!("{name} <{name}@example.invalid>");
-        gpg(
-            &["--passphrase", "", "--faked-system-time", "20200101T000000"]
-                .iter()
-                .copied()
-                .chain(["--quick-gen-key", &uid, "ed25519", "sign", expire])
-                .collect::<Vec<_>>(),
-        );
-        let data = home.path().join("data");
-        std::fs::write(&data, b"meta").unwrap();
-        let sig = home.path().join("data.asc");
-        gpg(&[
-            "--faked-system-time",
-            "20200601T000000",
-            "--armor",
-            "--output",
-            sig.to_str().unwrap(),
-            "--detach-sign",
-            data.to_str().unwrap(),
-        ]);
-        let fpr = mkve_testkit::first_fingerprint(&gpg(&["--with-colons", "--list-keys"]));
-        if revoke {
-            let cert = home.path().join(format!("openpgp-revocs.d/{fpr}.rev"));
-            // GnuPG escapes the certificate's first line against accidents.
-            let text = std::fs::read_to_string(&cert).unwrap().replace(
-                ":-----BEGIN PGP PUBLIC KEY BLOCK-----",
-                "-----BEGIN PGP PUBLIC KEY BLOCK-----",
-            );
-            std::fs::write(&cert, text).unwrap();
-            gpg(&["--import", cert.to_str().unwrap()]);
-        }
-        let keyring = home.path().join("keyring.gpg");
-        std::fs::write(&keyring, gpg(&["--export"])).unwrap();
-        let signature = std::fs::read(&sig).unwrap();
-        let _ = std::process::Command::new("gpgconf")
-            .arg("--homedir")
-            .arg(home.path())
-            .args(["--kill", "all"])
-            .output();
-        (home, keyring, signature, fpr)
+    /// The keyring, signature of b"meta" and fingerprint of an old key
+    /// kept in tests/fixtures/keys (remade by its `make`).
+    fn old_signature(name: &str) -> (std::path::PathBuf, Vec<u8>, String) {
+        let dir = mkve_testkit::fixtures().join("keys");
+        let sig = std::fs::read(dir.join(format!("{name}.asc"))).unwrap();
+        let fpr = std::fs::read_to_string(dir.join(format!("{name}.fpr"))).unwrap();
+        (dir.join(format!("{name}.gpg")), sig, fpr.trim().to_string())
     }
 
     #[test]
     fn an_expired_key_is_refused_saying_when_it_expired() {
-        let (_home, keyring, sig, fpr) = old_signature("expired", "1y", false);
+        let (keyring, sig, fpr) = old_signature("expired");
         match verify_detached(b"meta", &sig, Some(&keyring)).unwrap() {
             SigStatus::Bad {
                 fingerprint,
@@ -389,7 +341,7 @@ mod tests {
 
     #[test]
     fn a_revoked_key_is_refused_saying_so() {
-        let (_home, keyring, sig, fpr) = old_signature("revoked", "never", true);
+        let (keyring, sig, fpr) = old_signature("revoked");
         match verify_detached(b"meta", &sig, Some(&keyring)).unwrap() {
             SigStatus::Bad { reason, .. } => {
                 assert_eq!(reason, format!("the key {fpr} has been revoked"));

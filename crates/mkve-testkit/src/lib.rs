@@ -302,13 +302,68 @@ pub fn first_fingerprint(colons: &[u8]) -> String {
 }
 
 pub fn output_of(c: &mut Command) -> Vec<u8> {
-    let out = c.output().unwrap();
+    let out = output_within(c, std::time::Duration::from_secs(120));
     assert!(
         out.status.success(),
         "{c:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// Run `c` to its end as `output()` does, but kill it and fail the test
+/// when it runs longer than `limit`: a stuck tool (a GnuPG agent that never
+/// answers) fails the test, naming the command, instead of hanging the run.
+#[track_caller]
+pub fn output_within(c: &mut Command, limit: std::time::Duration) -> std::process::Output {
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{c:?}: {e}"));
+    // Read in threads that send what they read: a process the command
+    // left behind (a daemon) may hold the pipes after it ends.
+    let read = |r: Option<Box<dyn std::io::Read + Send>>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            let _ = tx.send(buf);
+        });
+        rx
+    };
+    let out = read(child.stdout.take().map(|r| Box::new(r) as _));
+    let err = read(child.stderr.take().map(|r| Box::new(r) as _));
+    let start = std::time::Instant::now();
+    let late = || -> ! {
+        panic!("{c:?} ran for over {} s: killed", limit.as_secs());
+    };
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            late();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let collect = |rx: std::sync::mpsc::Receiver<Vec<u8>>| {
+        rx.recv_timeout(limit.saturating_sub(start.elapsed()))
+            .unwrap_or_else(|_| {
+                panic!("{c:?} ended but something it started still holds its output")
+            })
+    };
+    let (stdout, stderr) = (collect(out), collect(err));
+    std::process::Output {
+        status,
+        stdout,
+        stderr,
+    }
 }
 
 /// Fail unless virt-xml-validate accepts `xml` as a libvirt `kind`
