@@ -151,11 +151,10 @@ impl Template {
             }
         };
         let params = match read("params", &mut problems) {
-            Some((path, text)) => crate::params::parse(&text, &path)
-                .unwrap_or_else(|p| {
-                    problems.extend(p);
-                    Vec::new()
-                }),
+            Some((path, text)) => crate::params::parse(&text, &path).unwrap_or_else(|p| {
+                problems.extend(p);
+                Vec::new()
+            }),
             None => Vec::new(),
         };
         let probes = match read("probes", &mut problems) {
