@@ -17,7 +17,7 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:-$top/target/debug}
-rounds=${ROUNDS:-3}
+rounds=${ROUNDS:-4}
 harness=$top/tests/harness/libvirtd-netns
 ns=mkve-bench-boot
 work=$(mktemp -d /var/tmp/mkve-bench.XXXXXX)
@@ -44,7 +44,7 @@ boot() {
     for r in $(seq "$rounds"); do
         s=$(now)
         "$bin/mkve-vm" start "$id"
-        "$harness" exec "$ns" "$top/tests/harness/ntp-query" "192.0.2.$id" 600 >/dev/null
+        "$harness" exec "$ns" "$top/tests/harness/ntp-query" "192.0.2.$id" 600 0.2 >/dev/null
         e=$(echo "$(now) - $s" | bc)
         echo "$variant boot $r: $e s" >&2
         if [ "$r" = 1 ]; then first[$variant]=$e; else sum=$(echo "$sum + $e" | bc); fi
