@@ -8,7 +8,7 @@ use std::path::Path;
 use mkve_core::bundle::{self, Check, MakeOptions, ReadOptions, RootSource, Signing};
 use mkve_core::files::{self, Output};
 use mkve_core::template::{Hypervisor, Template};
-use mkve_core::{paths, Error, Result};
+use mkve_core::{params, paths, probe, Error, Result};
 
 use crate::cli::Cli;
 
@@ -16,10 +16,29 @@ pub fn run(cli: Cli) -> Result<()> {
     let report = cli.verbosity.term();
 
     if let Some(b) = &cli.info {
-        let report = read_bundle(&cli, b, Check::Meta, false, None)?;
-        let mut v = serde_json::to_value(&report.meta).map_err(|e| Error::Other(e.to_string()))?;
-        v["signature"] =
-            serde_json::to_value(&report.signature).map_err(|e| Error::Other(e.to_string()))?;
+        let report = read_bundle(&cli, b, Check::Conf, false, None)?;
+        let mut v = json(&report.meta)?;
+        v["signature"] = json(&report.signature)?;
+        // What the operator gives at create, and how the service is told
+        // up (mkve-template(5)), from the bundle's own members.
+        let label = files::display_name(b);
+        let member = |m: &str| report.conf.get(m).map(|t| (label.join(m), t));
+        let params = match member(params::MEMBER) {
+            Some((path, text)) => {
+                params::parse(text, &path).map_err(|mut p| Error::InvalidBundle(p.remove(0)))?
+            }
+            None => Vec::new(),
+        };
+        let probes = match member(probe::MEMBER) {
+            Some((path, text)) => probe::parse(text, &path)
+                .map_err(|mut p| Error::InvalidBundle(p.remove(0)))?
+                .into_iter()
+                .map(|p| p.text)
+                .collect(),
+            None => Vec::new(),
+        };
+        v["params"] = json(&params)?;
+        v["probes"] = json(&probes)?;
         return mkve_cli::print_json(&v);
     }
     if let Some(b) = cli.verify.clone().or(cli.extract.clone()) {
@@ -145,4 +164,8 @@ fn read_bundle(
         unpack_to,
     };
     bundle::read(files::open_input(path)?, &files::display_name(path), &opts)
+}
+
+fn json(x: &impl serde::Serialize) -> Result<serde_json::Value> {
+    serde_json::to_value(x).map_err(|e| Error::Other(e.to_string()))
 }

@@ -667,3 +667,91 @@ fn a_sparse_file_unpacks_sparse() {
         m.blocks() * 512
     );
 }
+
+/// A bundle of the with-params fixture from a plain directory (no hooks,
+/// no root needed).
+fn with_params_bundle(env: &Env) -> PathBuf {
+    let root = env.make_dir("plain-root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/os-release"), "ID=test\n").unwrap();
+    let out = env.home.path().join("with-params.bun");
+    let r = run(env
+        .cmd()
+        .args([
+            "--no-config",
+            "-q",
+            "-H",
+            "lxc",
+            "--force-no-sign",
+            "--rootfs",
+        ])
+        .arg(&root)
+        .arg("-o")
+        .arg(&out)
+        .arg(good("with-params")));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    out
+}
+
+#[test]
+fn params_and_probes_travel_as_conf_members_and_info_shows_them() {
+    let env = new_env();
+    let b = with_params_bundle(&env);
+    let names: Vec<String> = members(&std::fs::read(&b).unwrap())
+        .into_iter()
+        .map(|m| m.0)
+        .collect();
+    assert_eq!(
+        names,
+        ["meta.json", "rootfs.tar.zst", "conf/params", "conf/probes"]
+    );
+    let v = info(&b, &[]);
+    assert_eq!(
+        v["params"][0],
+        serde_json::json!({"name": "admin_password", "required": true, "secret": true,
+            "default": null, "description": "password of the user admin"})
+    );
+    assert_eq!(v["params"][1]["default"], "192.0.2.1");
+    assert_eq!(
+        v["probes"],
+        serde_json::json!(["tcp 25 banner '^220 '", "udp 123 ntp", "dns 53 localhost A"])
+    );
+    // A changed declaration is a changed member: refused, like any payload.
+    let mut m = members(&std::fs::read(&b).unwrap());
+    m[2].1 = b"admin_password - - no longer required\n".to_vec();
+    let (_d, bad) = write_bundle(&assemble(&m));
+    let r = run(new_env().cmd().arg("--info").arg(&bad));
+    r.assert_stderr(65, "member \"conf/params\": sha256");
+}
+
+#[test]
+fn bad_params_and_probes_lines_are_named_with_file_and_line() {
+    let env = new_env();
+    let t = env.make_dir("t");
+    for e in walkdir::WalkDir::new(good("with-params")).min_depth(1) {
+        let e = e.unwrap();
+        let to = t.join(e.path().strip_prefix(good("with-params")).unwrap());
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(&to).unwrap();
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+        }
+    }
+    std::fs::write(
+        t.join("params"),
+        "ok - - fine\nBad - - x\npw required,secret x y\n",
+    )
+    .unwrap();
+    std::fs::write(t.join("probes"), "tcp 25\nicmp 1\n").unwrap();
+    let r = run(env.cmd().args(["--no-config", "--check"]).arg(&t));
+    assert_eq!(r.code, 65, "{}", r.stderr);
+    let p = t.display();
+    assert_eq!(
+        r.stderr,
+        format!(
+            "mkve-bundle: {p}/params:2: \"Bad\" is not a parameter name ([a-z][a-z0-9_]*, at most 64 bytes)\n\
+             mkve-bundle: {p}/params:3: pw: a required parameter has no default\n\
+             mkve-bundle: {p}/probes:2: \"icmp\" is not a probe kind (tcp, udp, dns, http)\n"
+        )
+    );
+}

@@ -10,7 +10,8 @@ fn the_man_page_and_the_options_agree() {
         env!("CARGO_BIN_EXE_mkve-bundle"),
         "mkve-bundle.1",
         // --out: the original's spelling, a hidden alias of --output;
-        // gpg --export and mmdebstrap --include in examples.
-        &["--out", "--export", "--include"],
+        // gpg --export and mmdebstrap --include in examples;
+        // mkve-vm create --param, which the parameters are for.
+        &["--out", "--export", "--include", "--param"],
     );
 }

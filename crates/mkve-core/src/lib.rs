@@ -27,7 +27,9 @@ pub mod net;
 #[cfg(feature = "libvirt")]
 pub mod openvz;
 pub mod pack;
+pub mod params;
 pub mod paths;
+pub mod probe;
 pub mod report;
 pub mod root;
 pub mod scratch;

@@ -41,7 +41,15 @@ pub struct Template {
     /// In the order of the `hypervisors` file.
     pub hypervisors: Vec<Hypervisor>,
     pub profiles: BTreeMap<Hypervisor, Profile>,
+    /// `params`: what the operator gives at create (mkve-template(5)).
+    pub params: Vec<crate::params::Param>,
+    /// `probes`: how to tell that the service is up.
+    pub probes: Vec<crate::probe::Probe>,
 }
+
+/// The template-level files a bundle carries as `conf/NAME` for every
+/// hypervisor: `params` and `probes`.
+pub const SHARED_CONF: [&str; 2] = ["params", "probes"];
 
 impl Template {
     /// Find a template given on the command line: a path (anything with a
@@ -131,6 +139,46 @@ impl Template {
                 profiles.insert(h, p);
             }
         }
+        let read = |file: &str, problems: &mut Vec<Problem>| {
+            let path = dir.join(file);
+            match std::fs::read(&path) {
+                Ok(text) => Some((path, text)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => {
+                    problems.push(Problem::new(&path, None, e.to_string()));
+                    None
+                }
+            }
+        };
+        let params = match read("params", &mut problems) {
+            Some((path, text)) => crate::params::parse(&text, &path).unwrap_or_else(|p| {
+                problems.extend(p);
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        let probes = match read("probes", &mut problems) {
+            Some((path, text)) => crate::probe::parse(&text, &path).unwrap_or_else(|p| {
+                problems.extend(p);
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        for p in profiles.values() {
+            for file in SHARED_CONF {
+                if let Some(c) = p.conf.as_deref().map(|c| c.join(file)) {
+                    if c.exists() {
+                        problems.push(Problem::new(
+                            &c,
+                            None,
+                            format!(
+                                "{file} is declared once for every hypervisor, in the template's own {file} file"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
         if !problems.is_empty() {
             return Err(Error::InvalidTemplate(problems));
         }
@@ -139,6 +187,8 @@ impl Template {
             dir: dir.to_path_buf(),
             hypervisors: listed.into_iter().map(|(h, _)| h).collect(),
             profiles,
+            params,
+            probes,
         })
     }
 

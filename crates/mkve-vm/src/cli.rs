@@ -11,6 +11,7 @@ use mkve_cli::{Connect, KeyringArgs, Verbosity};
 use mkve_core::access::Access;
 use mkve_core::hypervisor::Hypervisor;
 use mkve_core::ids::MachineId;
+use mkve_core::params::{self, Given};
 use mkve_core::vm::{
     self, BlkioWeight, CpuShares, CreateOptions, DiskFormat, MachineName, Memory, Vcpus,
 };
@@ -78,6 +79,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Wait until every probe of the machines answers (exit 69 at the timeout)
+    Wait {
+        /// The machines: IDs or names
+        #[arg(value_name = "MACHINE", required = true, add = ArgValueCandidates::new(machines))]
+        machines: Vec<String>,
+        /// Give up after SECONDS in all
+        #[arg(long, value_name = "SECONDS", default_value = "300")]
+        timeout: u64,
+    },
     /// Say which hypervisors this node can run now, and why not the others
     Doctor {
         /// As JSON
@@ -141,6 +151,12 @@ pub struct CreateArgs {
     /// Disk image format for qemu, kvm and xen: raw or qcow2
     #[arg(long, value_name = "FORMAT", default_value = "raw", add = ArgValueCandidates::new(disk_formats))]
     pub disk_format: DiskFormat,
+    /// Give the template parameter NAME (see mkve-bundle --info)
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = |s: &str| Given::parse(s, false))]
+    pub params: Vec<Given>,
+    /// Give the template parameter NAME from FILE, one trailing newline dropped (- for stdin); for secrets
+    #[arg(long = "param-file", value_name = "NAME=FILE", value_parser = |s: &str| Given::parse(s, true))]
+    pub param_files: Vec<Given>,
 }
 
 impl CreateArgs {
@@ -148,14 +164,29 @@ impl CreateArgs {
     /// before anything is made.
     pub fn options(self, connect: Option<String>) -> Result<CreateOptions> {
         let dash = |p: &Option<PathBuf>| p.as_deref().is_some_and(mkve_cli::is_dash);
-        if mkve_cli::is_dash(&self.bundle)
-            && (dash(&self.root_password_file) || dash(&self.ssh_key))
-        {
+        let params_dashed = self
+            .param_files
+            .iter()
+            .filter(|g| matches!(g, Given::File(_, f) if mkve_cli::is_dash(f)))
+            .count();
+        let dashed = [
+            mkve_cli::is_dash(&self.bundle),
+            dash(&self.root_password_file),
+            dash(&self.ssh_key),
+        ]
+        .iter()
+        .filter(|d| **d)
+        .count()
+            + params_dashed;
+        if dashed > 1 {
             return Err(Error::Usage(
-                "the bundle is read from stdin: give the password or key as a file".into(),
+                "stdin (-) can be read once: give the bundle, password, key or parameters as files"
+                    .into(),
             ));
         }
         let access = Access::read(self.root_password_file.as_deref(), self.ssh_key.as_deref())?;
+        let given: Vec<Given> = self.params.into_iter().chain(self.param_files).collect();
+        let params = params::read_given(&given)?;
         Ok(CreateOptions {
             bundle: self.bundle,
             hypervisor: self.hypervisor,
@@ -172,6 +203,7 @@ impl CreateArgs {
             start: self.start,
             access,
             disk_format: self.disk_format,
+            params,
         })
     }
 }

@@ -29,6 +29,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Autostart { target, off } => vm::autostart(&uris, &target.machine, !off),
         Command::Info { target, json } => show::info(&vm::info(&uris, &target.machine)?, json),
         Command::List { json } => show::list(&vm::list(&uris)?, json),
+        Command::Wait { machines, timeout } => {
+            vm::wait(&uris, &machines, Duration::from_secs(timeout), &report)
+        }
         Command::ProbeKvm => kvm::probe().map_err(Error::Other),
         Command::Doctor { json } => {
             let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;

@@ -59,7 +59,14 @@ pub fn info(i: &Info, as_json: bool) -> Result<()> {
         m.version,
         i.autostart
     )?;
-    outln!("bundle     {}\nuri        {}", i.bundle, i.uri)
+    outln!("bundle     {}\nuri        {}", i.bundle, i.uri)?;
+    // One line a probe: up or down, the probe as declared, what answered.
+    for (n, o) in i.probes.iter().enumerate() {
+        let head = if n == 0 { "probes" } else { "" };
+        let state = if o.up { "up" } else { "down" };
+        outln!("{head:<10} {state:<4} {}: {}", o.probe, o.detail)?;
+    }
+    Ok(())
 }
 
 pub fn doctor(caps: &[Capability], as_json: bool) -> Result<()> {

@@ -328,3 +328,77 @@ fn values_out_of_range_are_refused_before_the_bundle_is_read() {
         assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
     }
 }
+
+/// An unsigned lxc bundle of the with-params fixture, from a plain root.
+fn with_params_bundle(env: &Env) -> PathBuf {
+    let root = env.make_dir("plain-root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    let t = Template::load(&good("with-params"), &hooks_dir(), Some(Hypervisor::Lxc)).unwrap();
+    let opts = MakeOptions {
+        template: &t,
+        hypervisor: Hypervisor::Lxc,
+        root: RootSource::Dir(root),
+        signing: Signing::Unsigned,
+        gnupg_home: None,
+        report: &mkve_core::exec::Silent,
+        output: std::path::Path::new("(test)"),
+    };
+    let mut bytes = Vec::new();
+    bundle::make(&opts, &mut bytes).unwrap();
+    let out = env.home.path().join("p.bun");
+    std::fs::write(&out, bytes).unwrap();
+    out
+}
+
+#[test]
+fn parameters_are_checked_against_the_bundle_before_anything_is_made() {
+    let env = new_env();
+    let b = with_params_bundle(&env);
+    let state = env.home.path().join("state");
+    let secret = env.home.path().join("pw");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let create = |args: &[&str]| {
+        let mut c = env.cmd();
+        c.env("MKVE_STATEDIR", &state)
+            .args(["-c", "lxc+unix:///?socket=/nonexistent/libvirt-sock"])
+            .args(["create", "--allow-unsigned"])
+            .args(args);
+        c
+    };
+    let r = run(create(&[]).arg(&b));
+    let name = b.display();
+    assert_eq!(
+        (r.code, r.stderr),
+        (
+            2,
+            format!("mkve-vm: {name} needs a parameter: admin_password (password of the user admin; give --param-file admin_password=…)\n")
+        )
+    );
+    let r = run(create(&["--param", "nope=1", "--param", "admin_password=x"]).arg(&b));
+    assert_eq!(
+        (r.code, r.stderr),
+        (
+            2,
+            format!(
+                "mkve-vm: {name} has no parameter nope (it has: admin_password, forwarder, motd)\n"
+            )
+        )
+    );
+    let r = run(create(&["--param", "admin_password=x", "--param-file"])
+        .arg(format!("admin_password={}", secret.display()))
+        .arg(&b));
+    r.assert_stderr(2, "parameter admin_password is given twice");
+    let r = run(&mut create(&["--param-file", "admin_password=-", "-"]));
+    r.assert_stderr(2, "stdin (-) can be read once");
+    let r = run(create(&["--param", "Admin=x"]).arg(&b));
+    r.assert_stderr(2, "\"Admin\" is not a parameter name");
+    let r = run(create(&["--param-file", "admin_password=/nonexistent/pw"]).arg(&b));
+    r.assert_stderr(1, "/nonexistent/pw");
+    // All given: the create goes on to libvirt, which is not there.
+    let r = run(create(&["--param-file"])
+        .arg(format!("admin_password={}", secret.display()))
+        .arg(&b));
+    assert_eq!(r.code, 69, "{}", r.stderr);
+    let leftovers = dir_names(&state.join("vms"));
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -167,7 +167,14 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
 
     let mut members = std::collections::BTreeMap::new();
     members.insert(ROOTFS.to_string(), hex(&hash.finalize()));
-    let conf_files = conf_members(profile.conf.as_deref())?;
+    let mut conf_files = conf_members(profile.conf.as_deref())?;
+    for file in crate::template::SHARED_CONF {
+        let path = opts.template.dir.join(file);
+        if path.is_file() {
+            conf_files.push((format!("{CONF}/{file}"), path));
+        }
+    }
+    conf_files.sort();
     for (name, path) in &conf_files {
         members.insert(name.clone(), sha256_file(path)?);
     }

@@ -25,6 +25,10 @@ use crate::sign::{self, SigStatus};
 pub enum Check {
     /// meta.json and the signature only.
     Meta,
+    /// Also the `conf/` members, whose digests are checked and whose
+    /// contents the report carries (`Report::conf`); the root is skipped,
+    /// not decompressed nor checked.
+    Conf,
     /// Also every payload digest.
     Digests,
 }
@@ -47,7 +51,13 @@ pub struct ReadOptions<'a> {
 pub struct Report {
     pub meta: Meta,
     pub signature: SigStatus,
+    /// The `conf/` members by name, with `Check::Conf` (those under
+    /// 64 KiB: what mkve itself reads, `conf/params` and `conf/probes`).
+    pub conf: std::collections::BTreeMap<String, Vec<u8>>,
 }
+
+/// The largest `conf/` member a report carries, in bytes.
+const CONF_KEPT_MAX: u64 = 64 << 10;
 
 pub fn read<R: Read>(r: R, label: &Path, opts: &ReadOptions) -> Result<Report> {
     let bad = |why: String| Error::bundle(label, why);
@@ -148,7 +158,11 @@ fn read_members<R: Read>(
             format!("{}{hint}", signature.describe()),
         ));
     }
-    let report = Report { meta, signature };
+    let mut report = Report {
+        meta,
+        signature,
+        conf: Default::default(),
+    };
     if opts.check == Check::Meta && opts.unpack_to.is_none() {
         return Ok((report, None));
     }
@@ -176,7 +190,21 @@ fn read_members<R: Read>(
                 report.meta.unpacked_size,
                 label,
             )?,
+            (None, ROOTFS) if opts.check == Check::Conf => {
+                std::io::copy(&mut entry, &mut std::io::sink())
+                    .map_err(|e| bad(format!("member \"{name}\": {e}")))?;
+                drop(entry);
+                pending = next()?;
+                continue;
+            }
             (None, ROOTFS) => unpack_rootfs(&mut entry, None, report.meta.unpacked_size, label)?,
+            (None, _) if opts.check == Check::Conf && entry.size() <= CONF_KEPT_MAX => {
+                let bytes = read_small(&mut entry, CONF_KEPT_MAX)
+                    .map_err(|e| bad(format!("member \"{name}\": {e}")))?;
+                let digest = hex(&Sha256::digest(&bytes));
+                report.conf.insert(name.clone(), bytes);
+                digest
+            }
             (Some(s), _) if name.starts_with(&format!("{CONF}/")) => {
                 s.write_conf(&name, &mut entry, label)?
             }

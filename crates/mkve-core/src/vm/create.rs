@@ -38,6 +38,9 @@ pub struct CreateOptions {
     pub access: Access,
     /// The disk image's format for qemu, kvm and xen.
     pub disk_format: DiskFormat,
+    /// The template parameters given (`params::read_given`), checked
+    /// against what the bundle declares before anything is made.
+    pub params: Vec<(String, String)>,
 }
 
 /// Everything a create made so far; dropped without `keep`, it is undone.
@@ -170,6 +173,12 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     let hv = meta.hypervisor;
     check(o, hv)?;
     check_id(o, Some(hv))?;
+    let label = files::display_name(&o.bundle);
+    let params = crate::params::resolve(
+        &crate::params::of_unpacked(&unpacked, &label.to_string_lossy())?,
+        &o.params,
+        &label.to_string_lossy(),
+    )?;
     let boot = if hv.boots_disk_image() {
         reachable_by_others(&vms)?;
         Some(find_boot(&unpacked, &files::display_name(&o.bundle))?)
@@ -201,9 +210,9 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     let marker = creating_marker(&vms, id);
     std::fs::write(&marker, b"").map_err(|e| Error::create(&marker, e))?;
     let name = machine_name(o, &meta, id)?;
-    let label = files::display_name(&o.bundle);
     let rootfs = unpacked.join("rootfs");
     o.access.apply(&rootfs, &label)?;
+    params.write(&rootfs)?;
     crate::access::set_identity(&rootfs, &name, net.host)?;
     // The root a disk image was made from goes while the domain is
     // defined; joined before this function returns, whichever way.

@@ -241,6 +241,7 @@ pub fn info(uris: &Uris, target: &str) -> Result<Info> {
         autostart: d.autostart().unwrap_or(false),
         bundle: record.bundle,
         uri: m.uri.clone(),
+        probes: super::wait::probe_once(&m)?,
         machine: m,
     })
 }

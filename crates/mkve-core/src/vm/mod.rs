@@ -6,6 +6,8 @@
 //! - `disk.rs`: the disk image qemu, kvm and xen boot
 //! - `staging.rs`: where creates unpack, and the sweep of killed ones
 //! - `manage.rs`: finding machines and their lifecycle (start, stop, delete…)
+//! - `wait.rs`: the template's probes, run against the machine (`info`,
+//!   `wait`)
 //! - `spec.rs`: what a machine may be (names, resources), checked by every
 //!   way in before anything is made
 //!
@@ -16,6 +18,7 @@ mod disk;
 mod manage;
 mod spec;
 mod staging;
+mod wait;
 
 use serde::Serialize;
 
@@ -23,6 +26,7 @@ pub use create::{create, print_xml, CreateOptions};
 pub use disk::DiskFormat;
 pub use manage::{autostart, console, delete, find, info, list, reboot, start, stop};
 pub use spec::{BlkioWeight, CpuShares, MachineName, Memory, Vcpus};
+pub use wait::{probe_once, probes_of, wait};
 
 use crate::hypervisor::Hypervisor;
 use crate::ids::MachineId;
@@ -117,6 +121,8 @@ pub struct Info {
     pub autostart: bool,
     pub bundle: String,
     pub uri: String,
+    /// Each probe of its template, run when `info` was asked.
+    pub probes: Vec<crate::probe::Outcome>,
 }
 
 /// Where to look for machines.
