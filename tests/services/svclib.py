@@ -80,20 +80,33 @@ def machine_cat(path):
     if not cat:
         fail("MACHINE_CAT is not set (run me from tests/services.sh)")
     r = subprocess.run(shlex.split(cat) + [path], stdout=subprocess.PIPE,
-                       stderr=subprocess.DEVNULL)
-    return r.stdout if r.returncode == 0 else None
+                       stderr=subprocess.PIPE)
+    if r.returncode != 0:
+        step(f"reading {path}: exit {r.returncode}: {r.stderr.decode(errors='replace').strip()}")
+        return None
+    return r.stdout
 
 
-def wait_file_has(path, marker, seconds=120, pause=3.0):
-    """Read the machine's file until it holds marker (bytes), for up to
-    seconds; the text read, or None."""
+def wait_file_has(path, marker):
+    """Read the machine's file until it holds marker (bytes); the text
+    read, or None. In a container a read is cheap: every 2 s for 120 s.
+    A guest is stopped for each read and boots again after it, and what
+    was still queued in it is only handled once it is up again: the first
+    read waits 15 s (for the service to finish what it was given), the
+    next ones 90 s (a boot under TCG, then the work), for up to 420 s."""
+    if os.environ.get("MACHINE_HV", "lxc") in ("lxc", "openvz"):
+        first, pause, seconds = 0.0, 2.0, 120.0
+    else:
+        first, pause, seconds = 15.0, 90.0, 420.0
     end = time.monotonic() + seconds
+    time.sleep(first)
     while True:
         text = machine_cat(path)
         if text is not None and marker in text:
             return text
         if time.monotonic() + pause >= end:
             return None
+        step(f"{path}: not there yet; reading again in {pause:.0f} s")
         time.sleep(pause)
 
 
