@@ -23,6 +23,7 @@
 #   MACHINE_HV, MACHINE_ID, MKVE_STATEDIR, MKVE_VM, LIBVIRT_DEFAULT_URI
 #
 # (tests/services/README says the same for those writing a check.)
+# Then the template's probes (mkve-vm wait) must find the service up too.
 # A table closes the run: service, hypervisor, build time, start → first
 # answer, result. Exit 0 only if every check passed.
 #
@@ -174,6 +175,12 @@ for hv in "${hvs[@]}"; do
         t1=$EPOCHREALTIME
         [ -s "$run/answered" ] && t1=$(head -n1 "$run/answered")
         answer_s=$(elapsed "$t0" "$t1")
+        # The template's probes (mkve-vm wait) must see the service up too,
+        # from the namespace where the machine's address is.
+        if [ "$result" = ok ] && [ -f "$top/templates/$t/probes" ] &&
+            ! "$harness" exec "$ns" "$bin/mkve-vm" -c "$uri" wait --timeout 120 "$id"; then
+            result=probes-failed
+        fi
         if [ "$result" != ok ]; then
             failed=$((failed + 1))
             answer_s=-
