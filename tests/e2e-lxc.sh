@@ -70,6 +70,9 @@ check "NTP answers at 192.0.2.$id inside the namespace" \
 check "info shows it running at its address" sh -c "'$bin/mkve-vm' info '$id' | grep -q '^address    192.0.2.$id\$'"
 "$bin/mkve-vm" autostart "$id"
 check "autostart turns on" sh -c "'$bin/mkve-vm' info --json '$id' | grep -q '\"autostart\": true'"
+check "stop waits until the container is off" sh -c \
+    "'$bin/mkve-vm' stop --timeout 90 '$id' && '$bin/mkve-vm' list | grep -q '^$id .*shut off'"
+"$bin/mkve-vm" start "$id"
 "$bin/mkve-vm" stop --force "$id"
 check "stop --force stops it" sh -c "'$bin/mkve-vm' list | grep -q '^$id .*shut off'"
 "$bin/mkve-vm" console "$id" </dev/null 2>"$work/console.err"; rc=$?
@@ -150,6 +153,8 @@ if [ -n "$qid" ]; then
 else
     check "NTP answers from the qemu guest (none was made)" false
 fi
+check "the qemu guest shuts down when asked (ACPI), and stop waits for it" sh -c \
+    "'$bin/mkve-vm' -c '$qemu' stop --timeout 180 '$qid' && '$bin/mkve-vm' -c '$qemu' list | grep -q '^$qid .*shut off'"
 "$bin/mkve-vm" -c "$qemu" delete "$qid"
 check "deleting the qemu machine leaves no files" test ! -e "$MKVE_STATEDIR/vms/$qid"
 check "and no DHCP entry" test "$(hosts)" = 0

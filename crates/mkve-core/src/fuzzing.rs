@@ -184,6 +184,65 @@ pub fn list(data: &[u8]) {
     }
 }
 
+/// A params declaration (`conf/params`, mkve-template(5)):
+/// `params::parse`. Errors name a line of the input; what is read has
+/// valid names, no name twice, and no required parameter with a default.
+pub fn params(data: &[u8]) {
+    let lines = String::from_utf8_lossy(data).lines().count();
+    match crate::params::parse(data, std::path::Path::new("params")) {
+        Err(problems) => {
+            if problems.is_empty() {
+                panic!("refused with no problem told");
+            }
+            for p in &problems {
+                if p.line.is_some_and(|n| n == 0 || n > lines) {
+                    panic!("an error on line {:?} of {lines} lines", p.line);
+                }
+            }
+        }
+        Ok(ps) => {
+            let mut names = std::collections::BTreeSet::new();
+            for p in &ps {
+                if !crate::params::is_name(&p.name) || !names.insert(p.name.clone()) {
+                    panic!("parameter {:?} read", p.name);
+                }
+                if p.required && p.default.is_some() {
+                    panic!("{}: required with a default", p.name);
+                }
+            }
+        }
+    }
+}
+
+/// A probes file (`conf/probes`, mkve-template(5)): `probe::parse`.
+/// Errors name a line of the input; a probe read, written back as its
+/// text, reads as the same probe.
+pub fn probes(data: &[u8]) {
+    let lines = String::from_utf8_lossy(data).lines().count();
+    match crate::probe::parse(data, std::path::Path::new("probes")) {
+        Err(problems) => {
+            for p in &problems {
+                if p.line.is_some_and(|n| n == 0 || n > lines) {
+                    panic!("an error on line {:?} of {lines} lines", p.line);
+                }
+            }
+        }
+        Ok(ps) => {
+            let text: String = ps.iter().map(|p| format!("{}\n", p.text)).collect();
+            match crate::probe::parse(text.as_bytes(), std::path::Path::new("again")) {
+                Ok(again) if again.len() == ps.len() => {
+                    for (a, b) in ps.iter().zip(&again) {
+                        if a.text != b.text || a.port != b.port {
+                            panic!("{:?} reads back as {:?}", a.text, b.text);
+                        }
+                    }
+                }
+                other => panic!("{text:?} does not read back: {other:?}"),
+            }
+        }
+    }
+}
+
 /// vps.conf(5) (`conf/openvz/config`): `template::parse_vps_conf`. What
 /// it reads, written back as `NAME="value"` lines, reads the same.
 pub fn vps_conf(data: &[u8]) {

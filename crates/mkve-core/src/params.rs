@@ -77,8 +77,18 @@ pub fn parse(text: &[u8], path: &Path) -> std::result::Result<Vec<Param>, Vec<Pr
     let mut out: Vec<Param> = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
-        let line = line.trim();
+        let line = line.trim_matches([' ', '\t']);
         if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        // Shown on terminals and written back: no control characters
+        // (a banner regex says \t or \x0c instead).
+        if let Some(c) = line.chars().find(|c| c.is_control() && *c != '\t') {
+            problems.push(Problem::new(
+                path,
+                Some(n),
+                format!("control character U+{:04X} in the line", c as u32),
+            ));
             continue;
         }
         let mut bad = |why: String| problems.push(Problem::new(path, Some(n), why));
@@ -381,6 +391,10 @@ mod tests {
                 "t/params:3: parameter \"a\" is declared twice",
             ),
             ("a mandatory - x\n", "t/params:1: flag \"mandatory\" of a"),
+            (
+                "a - - \x1b]0;owned\x07\n",
+                "t/params:1: control character U+001B",
+            ),
             (
                 "a required x y\n",
                 "t/params:1: a: a required parameter has no default",

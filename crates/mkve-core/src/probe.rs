@@ -151,8 +151,18 @@ pub fn parse(text: &[u8], path: &Path) -> std::result::Result<Vec<Probe>, Vec<Pr
     };
     let (mut out, mut problems) = (Vec::new(), Vec::new());
     for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
+        let line = line.trim_matches([' ', '\t']);
         if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        // Shown on terminals and written back: no control characters
+        // (a banner regex says \t or \x0c instead).
+        if let Some(c) = line.chars().find(|c| c.is_control() && *c != '\t') {
+            problems.push(Problem::new(
+                path,
+                Some(i + 1),
+                format!("control character U+{:04X} in the line", c as u32),
+            ));
             continue;
         }
         let parsed = shell_words::split(line)
@@ -455,6 +465,14 @@ mod tests {
             ("http 80 x\n", "t/probes:1: expected http PORT [PATH]"),
             ("icmp 1\n", "t/probes:1: \"icmp\" is not a probe kind"),
             ("tcp 25 banner \"x\n", "t/probes:1: missing closing quote"),
+            (
+                "tcp 1 banner \"\x0c\"\n",
+                "t/probes:1: control character U+000C",
+            ),
+            (
+                "tcp 1 banner \"\x1b[31m\"\n",
+                "t/probes:1: control character U+001B",
+            ),
         ] {
             let errs = p(text).unwrap_err();
             assert!(errs[0].starts_with(want), "{text:?}: {errs:?}");

@@ -48,6 +48,8 @@ replayed!(
     template,
     list,
     vps_conf,
+    params,
+    probes,
     rootfs,
     #[cfg(feature = "gpg")]
     meta,

@@ -58,6 +58,9 @@ pub enum Command {
         /// Pull the plug instead of asking the machine to shut down
         #[arg(long)]
         force: bool,
+        /// Wait SECONDS at most for it to be off (0: ask and return)
+        #[arg(long, value_name = "SECONDS", default_value = "120", conflicts_with = "force")]
+        timeout: u64,
     },
     /// Restart a machine
     Reboot(Target),

@@ -23,7 +23,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Create(args) => show::id(vm::create(&args.options(cli.connect.uri)?, &report)?),
         Command::Start(t) => vm::start(&uris, &t.machine),
         Command::Console { target, force } => vm::console(&uris, &target.machine, force),
-        Command::Stop { target, force } => vm::stop(&uris, &target.machine, force),
+        Command::Stop {
+            target,
+            force,
+            timeout,
+        } => vm::stop(&uris, &target.machine, force, Duration::from_secs(timeout)),
         Command::Reboot(t) => vm::reboot(&uris, &t.machine),
         Command::Delete(t) => vm::delete(&uris, &t.machine, &report).map(drop),
         Command::Autostart { target, off } => vm::autostart(&uris, &target.machine, !off),

@@ -246,15 +246,41 @@ pub fn info(uris: &Uris, target: &str) -> Result<Info> {
     })
 }
 
-/// Ask the machine to shut down, or with `force` pull the plug.
-pub fn stop(uris: &Uris, target: &str, force: bool) -> Result<()> {
-    let (_, d, m, _lock) = find_locked(uris, target)?;
-    if d.is_active()? {
-        if force {
-            d.destroy(&what(&m))?;
-        } else {
-            d.shutdown(&what(&m))?;
+/// Ask the machine to shut down and wait until it is off, for `timeout`
+/// at most (asking again every 15 s: a guest still booting may miss the
+/// first request); a zero `timeout` only asks. With `force` pull the plug.
+/// Errors: the machine is still running at the timeout (69).
+pub fn stop(uris: &Uris, target: &str, force: bool, timeout: std::time::Duration) -> Result<()> {
+    let (_, d, m, lock) = find_locked(uris, target)?;
+    if !d.is_active()? {
+        return Ok(());
+    }
+    if force {
+        return d.destroy(&what(&m));
+    }
+    d.shutdown(&what(&m))?;
+    // Waiting needs no lock: the domain handle is this machine's (by UUID).
+    drop(lock);
+    if timeout.is_zero() {
+        return Ok(());
+    }
+    let start = std::time::Instant::now();
+    let mut asked = start;
+    while d.is_active()? {
+        if start.elapsed() >= timeout {
+            return Err(Error::Unavailable {
+                what: what(&m),
+                why: format!(
+                    "still running {} s after it was asked to shut down: mkve-vm stop --force pulls the plug",
+                    timeout.as_secs()
+                ),
+            });
         }
+        if asked.elapsed() >= std::time::Duration::from_secs(15) {
+            let _ = d.shutdown(&what(&m));
+            asked = std::time::Instant::now();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
     Ok(())
 }
