@@ -23,6 +23,7 @@
 #   MACHINE_HV, MACHINE_ID, MKVE_STATEDIR, MKVE_VM, LIBVIRT_DEFAULT_URI
 #
 # (tests/services/README says the same for those writing a check.)
+# Then the template's probes (mkve-vm wait) must find the service up too.
 # A table closes the run: service, hypervisor, build time, start → first
 # answer, result. Exit 0 only if every check passed.
 #
@@ -95,32 +96,6 @@ qemu_uri=$("$harness" uri "$ns" qemu)
 export LIBVIRT_DEFAULT_URI=$lxc_uri
 "$bin/mkve-net" create || exit 1
 
-# Does mkve-vm create take --param yet? Until it does, parameters of an lxc
-# machine are written into its root before its first start, as create would.
-has_param=no
-"$bin/mkve-vm" create --help 2>/dev/null | grep -q -- '--param' && has_param=yes
-
-# secret NAME TEMPLATE: is NAME flagged secret in the template's params?
-secret() {
-    awk -v n="$1" '$1 == n && $2 ~ /(^|,)secret(,|$)/ { s = 1 } END { exit !s }' \
-        "$top/templates/$2/params" 2>/dev/null
-}
-
-# write_params TEMPLATE ID: the stand-in for --param (lxc only).
-write_params() {
-    local t=$1 id=$2 line name value dir
-    dir=$MKVE_STATEDIR/vms/$id/rootfs/etc/mkve/params
-    [ -L "$MKVE_STATEDIR/vms/$id/rootfs/etc" ] && return 1  # never follow the machine's links
-    mkdir -p "$dir" || return 1
-    while IFS= read -r line; do
-        [[ $line =~ ^[[:space:]]*(#|$) ]] && continue
-        name=${line%%=*} value=${line#*=}
-        [ -L "$dir/$name" ] && return 1
-        printf %s "$value" >"$dir/$name" || return 1
-        if secret "$name" "$t"; then chmod 600 "$dir/$name"; else chmod 644 "$dir/$name"; fi
-    done <"$top/tests/services/$t/params"
-}
-
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
 rows=()
@@ -147,7 +122,7 @@ for hv in "${hvs[@]}"; do
             rows+=("$t $hv $build_s - setup-failed"); failed=$((failed + 1)); continue
         fi
         params=()
-        if [ -f "$tests/params" ] && [ "$has_param" = yes ]; then
+        if [ -f "$tests/params" ]; then
             while IFS= read -r line; do
                 [[ $line =~ ^[[:space:]]*(#|$) ]] || params+=(--param "$line")
             done <"$tests/params"
@@ -156,13 +131,6 @@ for hv in "${hvs[@]}"; do
         if [ -z "$id" ]; then
             kill_setup "$run"
             rows+=("$t $hv $build_s - create-failed"); failed=$((failed + 1)); continue
-        fi
-        if [ -f "$tests/params" ] && [ "$has_param" = no ]; then
-            if [ "$hv" != lxc ] || ! write_params "$t" "$id"; then
-                echo "services: cannot give $t's parameters to a $hv machine without mkve-vm create --param" >&2
-                "$bin/mkve-vm" -c "$uri" -q delete "$id"; kill_setup "$run"
-                rows+=("$t $hv $build_s - params-failed"); failed=$((failed + 1)); continue
-            fi
         fi
         addr=192.0.2.$id
         t0=$EPOCHREALTIME
@@ -174,6 +142,12 @@ for hv in "${hvs[@]}"; do
         t1=$EPOCHREALTIME
         [ -s "$run/answered" ] && t1=$(head -n1 "$run/answered")
         answer_s=$(elapsed "$t0" "$t1")
+        # The template's probes (mkve-vm wait) must see the service up too,
+        # from the namespace where the machine's address is.
+        if [ "$result" = ok ] && [ -f "$top/templates/$t/probes" ] &&
+            ! "$harness" exec "$ns" "$bin/mkve-vm" -c "$uri" wait --timeout 120 "$id"; then
+            result=probes-failed
+        fi
         if [ "$result" != ok ]; then
             failed=$((failed + 1))
             answer_s=-
