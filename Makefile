@@ -6,6 +6,7 @@
 #   make man             lint the man pages
 #   make lint            rustfmt and clippy, warnings as errors
 #   make faults          the kill -9, disk-full and race suites, long runs
+#   make check-services  every service template answers its client, lxc and qemu (slow)
 #   make check-templates build every shipped template for every hypervisor (slow)
 #   make deb             the Debian packages (dpkg-buildpackage), checked by lintian
 #   make rpm             the ALT spec, parsed and built with Debian's rpm
@@ -36,7 +37,7 @@ MAN5       := man/mkve-template.5 man/mkve-bundle.5 man/mkve-bundle-config.5
 MAN7       := man/mkve.7
 DEMO       ?= target/demo
 
-.PHONY: all deps test man lint faults demo check-templates fuzz deb rpm install $(addprefix install-,$(TOOLS)) install-data install-man uninstall clean
+.PHONY: all deps test man lint faults check-services demo check-templates fuzz deb rpm install $(addprefix install-,$(TOOLS)) install-data install-man uninstall clean
 
 all:
 	$(CARGO) build --release --locked
@@ -52,6 +53,16 @@ test: deps man
 	$(CARGO) build --locked --workspace
 	tests/e2e-lxc.sh
 	tests/faults.sh
+	tests/services.sh
+	tests/services.sh -H qemu ntp-server smtp-server
+
+# Every service template answering its real client on lxc and on qemu
+# (TCG): the whole 9 x 2 matrix, closed by its table (service, hypervisor,
+# build time, start -> first answer, result). make test runs the nine on
+# lxc and two on qemu.
+check-services: deps
+	$(CARGO) build --locked --workspace
+	tests/services.sh -H lxc,qemu
 
 # The fault suites' long runs: 20 kill -9 trials each, 50 rounds of races
 # (make test runs 5 and 10).
