@@ -59,7 +59,12 @@ pub enum Command {
         #[arg(long)]
         force: bool,
         /// Wait SECONDS at most for it to be off (0: ask and return)
-        #[arg(long, value_name = "SECONDS", default_value = "120", conflicts_with = "force")]
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            default_value = "120",
+            conflicts_with = "force"
+        )]
         timeout: u64,
     },
     /// Restart a machine
