@@ -5,6 +5,12 @@
 //! keyring file given is imported into a throw-away home, and a signature is
 //! valid only when GnuPG calls it good *and* its key's full fingerprint is
 //! one of that keyring's — the same rule as gpgv(1).
+//!
+//! gpgme talks to the gpg it runs through pipes that are not close-on-exec
+//! while it makes them: a process another thread spawns meanwhile inherits
+//! them, and gpgme waits for their end until that process is gone. A
+//! long-lived process started while another thread may be in here must
+//! close its descriptors above 2 (as mkve-testkit's clean-up shell does).
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -64,16 +64,28 @@ for home in "$1"/gnupg-*/; do
 done
 rm -rf --one-file-system "$1"
 "#;
-    let child = Command::new("sh")
-        .arg("-c")
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
         .arg(script)
         .arg("mkve-tests-clean-up")
         .arg(dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sh runs");
+        .stderr(Stdio::null());
+    // This shell outlives every test: it must hold no descriptor but its
+    // own three. Another thread may have made pipes that are not
+    // close-on-exec at the moment of the fork (gpgme does, for the gpg it
+    // runs); kept here, they would never reach their end of file and that
+    // thread would wait forever (it hung a CI run).
+    // SAFETY: close_range is a system call, async-signal-safe; nothing else
+    // runs between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().expect("sh runs");
     // Never waited for (it outlives us), and its stdin never written to nor
     // closed by us: the write end lives until the process exits.
     std::mem::forget(child);
