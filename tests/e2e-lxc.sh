@@ -144,9 +144,11 @@ check "the ID is free again ($again)" test "$again" = 100
 # direct kernel boot from the root's /boot.
 qemu=$("$harness" uri "$ns" qemu)
 "$bin/mkve-bundle" --no-config -q -H qemu --force-no-sign -o "$work/ntp-qemu.bun" ntp-server || exit 1
-qid=$("$bin/mkve-vm" -c "$qemu" -q create --allow-unsigned --start --disk-format qcow2 "$work/ntp-qemu.bun")
+qid=$("$bin/mkve-vm" -c "$qemu" -q create --allow-unsigned --start --disk-format qcow2 --disk-size 3G "$work/ntp-qemu.bun")
 check "a qemu machine is created and started ($qid)" test -n "$qid"
 check "its qcow2 disk, kernel and initrd are in place" test -s "$MKVE_STATEDIR/vms/$qid/disk.qcow2" -a -s "$MKVE_STATEDIR/vms/$qid/vmlinuz"
+check "its disk is the 3G asked for" sh -c \
+    "qemu-img info --output=json '$MKVE_STATEDIR/vms/$qid/disk.qcow2' | grep -q '\"virtual-size\": 3221225472'"
 if [ -n "$qid" ]; then
     check "NTP answers at 192.0.2.$qid from the qemu guest" \
         "$harness" exec "$ns" "$top/tests/harness/ntp-query" "192.0.2.$qid" 420

@@ -13,7 +13,7 @@ use mkve_core::hypervisor::Hypervisor;
 use mkve_core::ids::MachineId;
 use mkve_core::params::{self, Given};
 use mkve_core::vm::{
-    self, BlkioWeight, CpuShares, CreateOptions, DiskFormat, MachineName, Memory, Vcpus,
+    self, BlkioWeight, CpuShares, CreateOptions, DiskFormat, DiskSize, MachineName, Memory, Vcpus,
 };
 use mkve_core::{Error, Result};
 
@@ -40,7 +40,7 @@ pub struct Target {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a machine from a bundle (- for stdin) and print its ID
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// Attach to a machine's console; Ctrl-] detaches
     Console {
         #[command(flatten)]
@@ -159,6 +159,9 @@ pub struct CreateArgs {
     /// Disk image format for qemu, kvm and xen: raw or qcow2
     #[arg(long, value_name = "FORMAT", default_value = "raw", add = ArgValueCandidates::new(disk_formats))]
     pub disk_format: DiskFormat,
+    /// Disk size for qemu, kvm and xen, as 20G (256M to 64T) [default: 1.5 times the root + 512M, at least 1G]
+    #[arg(long, value_name = "SIZE")]
+    pub disk_size: Option<DiskSize>,
     /// Give the template parameter NAME (see mkve-bundle --info)
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = |s: &str| Given::parse(s, false))]
     pub params: Vec<Given>,
@@ -211,6 +214,7 @@ impl CreateArgs {
             start: self.start,
             access,
             disk_format: self.disk_format,
+            disk_size: self.disk_size,
             params,
         })
     }

@@ -394,6 +394,17 @@ fn parameters_are_checked_against_the_bundle_before_anything_is_made() {
     r.assert_stderr(2, "\"Admin\" is not a parameter name");
     let r = run(create(&["--param-file", "admin_password=/nonexistent/pw"]).arg(&b));
     r.assert_stderr(1, "/nonexistent/pw");
+    // A disk size for a machine whose root is a directory.
+    let r = run(create(&["--param", "admin_password=x", "--disk-size", "2G"]).arg(&b));
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (
+            2,
+            "mkve-vm: --disk-size: LXC machines have no disk image (their root is a directory)\n"
+        )
+    );
+    let r = run(create(&["--disk-size", "100M"]).arg(&b));
+    r.assert_stderr(2, "100M is out of range for a disk: 256M to 64T");
     // All given: the create goes on to libvirt, which is not there.
     let r = run(create(&["--param-file"])
         .arg(format!("admin_password={}", secret.display()))

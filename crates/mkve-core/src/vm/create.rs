@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::disk::{find_boot, make_disk, reachable_by_others, DiskFormat};
-use super::spec::{BlkioWeight, CpuShares, MachineName, Memory, Vcpus};
+use super::disk::{disk_bytes, find_boot, make_disk, reachable_by_others, DiskFormat};
+use super::spec::{BlkioWeight, CpuShares, DiskSize, MachineName, Memory, Vcpus};
 use super::staging::{staging, vms_dir};
 use crate::access::Access;
 use crate::bundle::{self, Check, ReadOptions};
@@ -38,6 +38,8 @@ pub struct CreateOptions {
     pub access: Access,
     /// The disk image's format for qemu, kvm and xen.
     pub disk_format: DiskFormat,
+    /// The disk's size for qemu, kvm and xen; `None`: from the root's.
+    pub disk_size: Option<DiskSize>,
     /// The template parameters given (`params::read_given`), checked
     /// against what the bundle declares before anything is made.
     pub params: Vec<(String, String)>,
@@ -145,9 +147,16 @@ fn check_name(o: &CreateOptions, hv: Hypervisor) -> Result<()> {
 }
 
 /// Refuse what `o` cannot make for `hv` on this node, before anything is
-/// made: see `check_name`, and a hypervisor the node lacks.
+/// made: see `check_name`, a disk size for a machine without a disk image,
+/// and a hypervisor the node lacks.
 fn check(o: &CreateOptions, hv: Hypervisor) -> Result<()> {
     check_name(o, hv)?;
+    if o.disk_size.is_some() && !hv.boots_disk_image() {
+        return Err(Error::Usage(format!(
+            "--disk-size: {} machines have no disk image (their root is a directory)",
+            hv.title()
+        )));
+    }
     if let Some(why) = hv.node_lacks() {
         return Err(Error::Unavailable {
             what: format!("{} machines", hv.title()),
@@ -181,7 +190,8 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     )?;
     let boot = if hv.boots_disk_image() {
         reachable_by_others(&vms)?;
-        Some(find_boot(&unpacked, &files::display_name(&o.bundle))?)
+        let boot = find_boot(&unpacked, &files::display_name(&o.bundle))?;
+        Some((boot, disk_bytes(&unpacked, o.disk_size)?))
     } else {
         None
     };
@@ -216,8 +226,8 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     crate::access::set_identity(&rootfs, &name, net.host)?;
     // The root a disk image was made from goes while the domain is
     // defined; joined before this function returns, whichever way.
-    let _removing = if let Some(boot) = &boot {
-        make_disk(&unpacked, boot, o.disk_format, report)?;
+    let _removing = if let Some((boot, size)) = &boot {
+        make_disk(&unpacked, boot, o.disk_format, *size, report)?;
         let trash = staging.path().join("made-into-disk");
         let root = unpacked.join("rootfs");
         std::fs::rename(&root, &trash).at(&root)?;

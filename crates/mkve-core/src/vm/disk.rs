@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::spec::DiskSize;
 use crate::error::{Error, IoContext, Result};
 use crate::exec::{Cmd, Report};
 
@@ -113,27 +114,42 @@ pub(super) fn find_boot(unpacked: &Path, label: &Path) -> Result<Boot> {
     })
 }
 
-/// Make the disk image of the unpacked bundle's `rootfs/`, with the
-/// kernel and initrd copied beside it.
-pub(super) fn make_disk(
-    unpacked: &Path,
-    boot: &Boot,
-    format: DiskFormat,
-    report: &dyn Report,
-) -> Result<()> {
-    let root = unpacked.join("rootfs");
-    std::fs::copy(&boot.kernel, unpacked.join("vmlinuz")).at(&boot.kernel)?;
-    std::fs::copy(&boot.initrd, unpacked.join("initrd.img")).at(&boot.initrd)?;
-    // Room for the root and for the machine's own writes: 1.5 times the
-    // files plus 512 MiB, at least 1 GiB.
-    let used: u64 = walkdir::WalkDir::new(&root)
+/// The disk image's size in bytes for the root in `unpacked/rootfs`: the
+/// size asked for, else 1.5 times the root's files plus 512 MiB (at least
+/// 1 GiB). Errors: the size asked for cannot hold the files with room for
+/// the file system's own blocks (a tenth and 64 MiB more) (exit 2).
+pub(super) fn disk_bytes(unpacked: &Path, asked: Option<DiskSize>) -> Result<u64> {
+    let used: u64 = walkdir::WalkDir::new(unpacked.join("rootfs"))
         .into_iter()
         .filter_map(|e| e.ok())
         .filter_map(|e| e.metadata().ok())
         .filter(|m| m.is_file())
         .map(|m| m.len())
         .sum();
-    let size = (used + used / 2 + (512 << 20)).max(1 << 30);
+    let least = used + used / 10 + (64 << 20);
+    match asked {
+        Some(s) if s.bytes() < least => Err(Error::Usage(format!(
+            "--disk-size {}M: the root needs at least {}M",
+            s.mib(),
+            least.div_ceil(1 << 20)
+        ))),
+        Some(s) => Ok(s.bytes()),
+        None => Ok((used + used / 2 + (512 << 20)).max(1 << 30)),
+    }
+}
+
+/// Make the disk image of the unpacked bundle's `rootfs/`, with the
+/// kernel and initrd copied beside it.
+pub(super) fn make_disk(
+    unpacked: &Path,
+    boot: &Boot,
+    format: DiskFormat,
+    size: u64,
+    report: &dyn Report,
+) -> Result<()> {
+    let root = unpacked.join("rootfs");
+    std::fs::copy(&boot.kernel, unpacked.join("vmlinuz")).at(&boot.kernel)?;
+    std::fs::copy(&boot.initrd, unpacked.join("initrd.img")).at(&boot.initrd)?;
     let image = unpacked.join("disk.img");
     report.progress(&format!("making a {} MiB disk image", size >> 20));
     let f = std::fs::File::create(&image).map_err(|e| Error::create(&image, e))?;

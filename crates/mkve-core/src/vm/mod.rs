@@ -25,7 +25,7 @@ use serde::Serialize;
 pub use create::{create, print_xml, CreateOptions};
 pub use disk::DiskFormat;
 pub use manage::{autostart, console, delete, find, info, list, reboot, start, stop};
-pub use spec::{BlkioWeight, CpuShares, MachineName, Memory, Vcpus};
+pub use spec::{BlkioWeight, CpuShares, DiskSize, MachineName, Memory, Vcpus};
 pub use wait::{probe_once, probes_of, wait};
 
 use crate::hypervisor::Hypervisor;

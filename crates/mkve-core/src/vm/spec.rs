@@ -108,26 +108,65 @@ impl Memory {
     }
 }
 
+/// A size in MiB written `512`, `512M`, `2G` or `1T` (binary units).
+fn parse_mib(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_uppercase();
+    let (num, mult) = if let Some(n) = t.strip_suffix('T') {
+        (n, 1 << 20)
+    } else if let Some(n) = t.strip_suffix('G') {
+        (n, 1 << 10)
+    } else if let Some(n) = t.strip_suffix('M') {
+        (n, 1)
+    } else {
+        (t.as_str(), 1)
+    };
+    let n: u64 = num
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("\"{s}\" is not a size like 512M or 1G"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("\"{s}\" is too large"))
+}
+
 impl FromStr for Memory {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let t = s.trim().to_ascii_uppercase();
-        let (num, mult) = if let Some(n) = t.strip_suffix('G') {
-            (n, 1024)
-        } else if let Some(n) = t.strip_suffix('M') {
-            (n, 1)
-        } else {
-            (t.as_str(), 1)
-        };
-        let n: u64 = num
-            .parse()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| format!("\"{s}\" is not a size like 512M or 1G"))?;
-        let mib = n
-            .checked_mul(mult)
-            .ok_or_else(|| format!("\"{s}\" is too large"))?;
-        Memory::from_mib(mib)
+        Memory::from_mib(parse_mib(s)?)
+    }
+}
+
+/// The size of a qemu, kvm or xen machine's disk in MiB: 256 MiB to 64 TiB.
+/// Written as `Memory` is (`20G`, `1T`). The root must fit in it with room
+/// to spare, which is known once the bundle is unpacked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskSize(u64);
+
+impl DiskSize {
+    pub const MIN_MIB: u64 = 256;
+    pub const MAX_MIB: u64 = 64 << 20;
+
+    pub fn mib(self) -> u64 {
+        self.0
+    }
+
+    pub fn bytes(self) -> u64 {
+        self.0 << 20
+    }
+}
+
+impl FromStr for DiskSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mib = parse_mib(s)?;
+        if !(Self::MIN_MIB..=Self::MAX_MIB).contains(&mib) {
+            return Err(format!(
+                "{mib}M is out of range for a disk: {}M to {}T",
+                Self::MIN_MIB,
+                Self::MAX_MIB >> 20
+            ));
+        }
+        Ok(DiskSize(mib))
     }
 }
 
@@ -215,6 +254,14 @@ mod tests {
             "8M is out of range for memory: 16M to 16384G"
         );
         assert!("99999999999999999999G".parse::<Memory>().is_err());
+        assert_eq!("20G".parse::<DiskSize>().unwrap().bytes(), 20 << 30);
+        assert_eq!("1t".parse::<DiskSize>().unwrap().mib(), 1 << 20);
+        assert_eq!(
+            "128M".parse::<DiskSize>().unwrap_err(),
+            "128M is out of range for a disk: 256M to 64T"
+        );
+        assert!("65T".parse::<DiskSize>().is_err());
+        assert!("99999999999999999T".parse::<DiskSize>().is_err());
     }
 
     #[test]
