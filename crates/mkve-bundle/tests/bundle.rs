@@ -11,6 +11,7 @@ fn new_env() -> Env {
     Env::new(env!("CARGO_BIN_EXE_mkve-bundle"))
 }
 
+use sha2::Digest;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -714,7 +715,11 @@ fn params_and_probes_travel_as_conf_members_and_info_shows_them() {
     assert_eq!(v["params"][1]["default"], "192.0.2.1");
     assert_eq!(
         v["probes"],
-        serde_json::json!(["tcp 25 banner '^220 '", "udp 123 ntp", "dns 53 localhost A"])
+        serde_json::json!([
+            "tcp 25 banner \"^220 \"",
+            "udp 123 ntp",
+            "dns 53 localhost A"
+        ])
     );
     // A changed declaration is a changed member: refused, like any payload.
     let mut m = members(&std::fs::read(&b).unwrap());
@@ -722,6 +727,37 @@ fn params_and_probes_travel_as_conf_members_and_info_shows_them() {
     let (_d, bad) = write_bundle(&assemble(&m));
     let r = run(new_env().cmd().arg("--info").arg(&bad));
     r.assert_stderr(65, "member \"conf/params\": sha256");
+    // A declaration that does not parse, listed with its right digest, is
+    // refused by every reader, --verify and --extract too.
+    for (member, text, why) in [
+        (
+            2,
+            "Bad - - x\n",
+            "conf/params:1: \"Bad\" is not a parameter name",
+        ),
+        (3, "tcp 0\n", "conf/probes:1: \"0\" is not a port"),
+    ] {
+        let mut m = members(&std::fs::read(&b).unwrap());
+        m[member].1 = text.as_bytes().to_vec();
+        let digest = sha2::Sha256::digest(text.as_bytes());
+        let hexed: String = digest.iter().map(|x| format!("{x:02x}")).collect();
+        let mut meta: serde_json::Value = serde_json::from_slice(&m[0].1).unwrap();
+        meta["members"][&m[member].0] = hexed.into();
+        m[0].1 = serde_json::to_vec(&meta).unwrap();
+        let (_d, bad) = write_bundle(&assemble(&m));
+        for args in [&["--info"][..], &["--verify"], &["--extract"]] {
+            let dest = env.home.path().join("x");
+            let r = run(new_env()
+                .cmd()
+                .args(args)
+                .arg(&bad)
+                .args(["--allow-unsigned", "-C"])
+                .arg(&dest));
+            assert_eq!(r.code, 65, "{args:?}: {}", r.stderr);
+            assert!(r.stderr.contains(why), "{args:?}: {}", r.stderr);
+            assert!(!dest.exists(), "{args:?} left {}", dest.display());
+        }
+    }
 }
 
 #[test]
@@ -752,6 +788,18 @@ fn bad_params_and_probes_lines_are_named_with_file_and_line() {
             "mkve-bundle: {p}/params:2: \"Bad\" is not a parameter name ([a-z][a-z0-9_]*, at most 64 bytes)\n\
              mkve-bundle: {p}/params:3: pw: a required parameter has no default\n\
              mkve-bundle: {p}/probes:2: \"icmp\" is not a probe kind (tcp, udp, dns, http)\n"
+        )
+    );
+    // A link in their place is refused, not followed.
+    std::fs::remove_file(t.join("params")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", t.join("params")).unwrap();
+    std::fs::write(t.join("probes"), "tcp 25\n").unwrap();
+    let r = run(env.cmd().args(["--no-config", "--check"]).arg(&t));
+    assert_eq!(
+        (r.code, r.stderr),
+        (
+            65,
+            format!("mkve-bundle: {p}/params: not a regular file (a symbolic link or a directory is refused)\n")
         )
     );
 }

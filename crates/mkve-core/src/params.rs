@@ -113,6 +113,10 @@ pub fn parse(text: &[u8], path: &Path) -> std::result::Result<Vec<Param>, Vec<Pr
         if flags != "-" {
             for f in flags.split(',') {
                 match f {
+                    "required" | "secret" if flags.split(',').filter(|g| *g == f).count() > 1 => {
+                        bad(format!("flag \"{f}\" of {name} is given twice"));
+                        break;
+                    }
                     "required" => required = true,
                     "secret" => secret = true,
                     _ => bad(format!(
@@ -120,6 +124,11 @@ pub fn parse(text: &[u8], path: &Path) -> std::result::Result<Vec<Param>, Vec<Pr
                     )),
                 }
             }
+        }
+        if default.contains(['"', '\'', '\\']) {
+            bad(format!(
+                "{name}: a default is one word without quotes or backslashes"
+            ));
         }
         let default = (default != "-").then(|| default.to_string());
         if required && default.is_some() {
@@ -239,7 +248,9 @@ pub fn read_given(given: &[Given]) -> Result<Vec<(String, String)>> {
                 } else {
                     std::fs::File::open(file).and_then(|f| f.take(limit).read_to_end(&mut bytes))
                 };
-                read.at(file)?;
+                read.map_err(|e| {
+                    Error::Usage(format!("--param-file {name}={}: {e}", file.display()))
+                })?;
                 if bytes.ends_with(b"\n") {
                     bytes.pop();
                     if bytes.ends_with(b"\r") {

@@ -91,11 +91,20 @@ fn is_dns_name(name: &str) -> bool {
             }))
 }
 
-fn parse_line(words: &[String]) -> std::result::Result<Probe, String> {
-    let text = shell_words::join(words);
+fn parse_line(line: &str, words: &[String]) -> std::result::Result<Probe, String> {
+    let text = line.to_string();
     let kind = words.first().map(String::as_str).unwrap_or("");
+    if !["tcp", "udp", "dns", "http"].contains(&kind) {
+        return Err(format!(
+            "\"{kind}\" is not a probe kind (tcp, udp, dns, http)"
+        ));
+    }
     let port = match words.get(1) {
         None => return Err(format!("{kind}: no port")),
+        // Decimal digits, no sign, no leading zero: one way to write a port.
+        Some(p) if p.starts_with('0') || !p.bytes().all(|c| c.is_ascii_digit()) => {
+            return Err(format!("\"{p}\" is not a port (1 to 65535)"))
+        }
         Some(p) => p
             .parse::<u16>()
             .ok()
@@ -167,7 +176,7 @@ pub fn parse(text: &[u8], path: &Path) -> std::result::Result<Vec<Probe>, Vec<Pr
         }
         let parsed = shell_words::split(line)
             .map_err(|e| format!("{e}"))
-            .and_then(|w| parse_line(&w));
+            .and_then(|w| parse_line(line, &w));
         match parsed {
             Ok(p) => out.push(p),
             Err(why) => problems.push(Problem::new(path, Some(i + 1), why)),
@@ -443,7 +452,7 @@ mod tests {
     fn probes_parse() {
         let ps = p("# c\ntcp 25 banner \"^220 \"\nudp 123 ntp\ndns 53 localhost A\nhttp 3128\nhttp 80 /x\ntcp 88\n").unwrap();
         assert_eq!(ps.len(), 6);
-        assert_eq!(ps[0].text, "tcp 25 banner '^220 '");
+        assert_eq!(ps[0].text, "tcp 25 banner \"^220 \"");
         assert!(matches!(ps[2].kind, Kind::Dns { qtype: 1, .. }));
         assert!(matches!(&ps[4].kind, Kind::Http { path } if path == "/x"));
     }
@@ -464,6 +473,9 @@ mod tests {
             ),
             ("http 80 x\n", "t/probes:1: expected http PORT [PATH]"),
             ("icmp 1\n", "t/probes:1: \"icmp\" is not a probe kind"),
+            ("icmp\n", "t/probes:1: \"icmp\" is not a probe kind"),
+            ("tcp +25\n", "t/probes:1: \"+25\" is not a port"),
+            ("tcp 025\n", "t/probes:1: \"025\" is not a port"),
             ("tcp 25 banner \"x\n", "t/probes:1: missing closing quote"),
             (
                 "tcp 1 banner \"\x0c\"\n",

@@ -141,6 +141,18 @@ impl Template {
         }
         let read = |file: &str, problems: &mut Vec<Problem>| {
             let path = dir.join(file);
+            // A regular file, as conf/ holds: a link would read the build
+            // host's files (and show their lines in errors).
+            if let Ok(md) = std::fs::symlink_metadata(&path) {
+                if !md.is_file() {
+                    problems.push(Problem::new(
+                        &path,
+                        None,
+                        "not a regular file (a symbolic link or a directory is refused)",
+                    ));
+                    return None;
+                }
+            }
             match std::fs::read(&path) {
                 Ok(text) => Some((path, text)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,

@@ -393,7 +393,10 @@ fn parameters_are_checked_against_the_bundle_before_anything_is_made() {
     let r = run(create(&["--param", "Admin=x"]).arg(&b));
     r.assert_stderr(2, "\"Admin\" is not a parameter name");
     let r = run(create(&["--param-file", "admin_password=/nonexistent/pw"]).arg(&b));
-    r.assert_stderr(1, "/nonexistent/pw");
+    r.assert_stderr(
+        2,
+        "--param-file admin_password=/nonexistent/pw: No such file or directory",
+    );
     // A disk size for a machine whose root is a directory.
     let r = run(create(&["--param", "admin_password=x", "--disk-size", "2G"]).arg(&b));
     assert_eq!(

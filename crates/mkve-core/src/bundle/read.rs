@@ -205,6 +205,31 @@ fn read_members<R: Read>(
                 report.conf.insert(name.clone(), bytes);
                 digest
             }
+            // The members mkve itself reads are checked as they are read,
+            // whatever the mode: a bundle whose declarations do not parse
+            // is refused by --verify and create alike.
+            (_, crate::params::MEMBER | crate::probe::MEMBER) => {
+                let bytes = read_small(&mut entry, CONF_KEPT_MAX)
+                    .map_err(|e| bad(format!("member \"{name}\": {e}")))?;
+                let digest = hex(&Sha256::digest(&bytes));
+                if &digest != expected {
+                    return Err(bad(format!(
+                        "member \"{name}\": sha256 {digest} does not match {META} ({expected})"
+                    )));
+                }
+                let at = label.join(&name);
+                let parsed = if name == crate::params::MEMBER {
+                    crate::params::parse(&bytes, &at).map(drop)
+                } else {
+                    crate::probe::parse(&bytes, &at).map(drop)
+                };
+                parsed.map_err(|mut p| Error::InvalidBundle(p.remove(0)))?;
+                if let Some(s) = &staging {
+                    s.write_conf(&name, &mut bytes.as_slice(), label)?;
+                }
+                report.conf.insert(name.clone(), bytes);
+                digest
+            }
             (Some(s), _) if name.starts_with(&format!("{CONF}/")) => {
                 s.write_conf(&name, &mut entry, label)?
             }

@@ -68,7 +68,9 @@ fn host_answers(addr: Ipv4Addr, timeout: Duration) -> std::result::Result<(), St
 /// Errors: a machine that is not there (2) or not running (69); the time
 /// is up (69, naming what is still silent and its last answer).
 pub fn wait(uris: &Uris, targets: &[String], timeout: Duration, report: &dyn Report) -> Result<()> {
-    let deadline = Instant::now() + timeout;
+    // A timeout past what the clock can say is no deadline at all.
+    let deadline = Instant::now().checked_add(timeout);
+    let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
     for target in targets {
         let (_, d, m) = find(uris, target)?;
         let what = format!("machine {}", m.id);
@@ -84,9 +86,11 @@ pub fn wait(uris: &Uris, targets: &[String], timeout: Duration, report: &dyn Rep
                     why: "not running: mkve-vm start it first".into(),
                 });
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            let each = PROBE_TIMEOUT.min(left.max(Duration::from_millis(100)));
             silent.retain_mut(|(i, last)| {
+                // Each probe gets what is left of the time, 3 s at most.
+                let each = left()
+                    .unwrap_or(PROBE_TIMEOUT)
+                    .clamp(Duration::from_millis(100), PROBE_TIMEOUT);
                 let result = match probes.get(*i) {
                     Some(p) => {
                         let o = p.run(addr, each);
@@ -108,7 +112,7 @@ pub fn wait(uris: &Uris, targets: &[String], timeout: Duration, report: &dyn Rep
             let Some((i, last)) = silent.first() else {
                 break;
             };
-            if Instant::now() >= deadline {
+            if left().is_some_and(|l| l.is_zero()) {
                 let probe = match probes.get(*i) {
                     Some(p) => format!("probe \"{}\"", p.text),
                     None => format!("{addr} (its bundle declares no probes)"),
@@ -125,7 +129,7 @@ pub fn wait(uris: &Uris, targets: &[String], timeout: Duration, report: &dyn Rep
                     ),
                 });
             }
-            std::thread::sleep(ROUND.min(deadline.saturating_duration_since(Instant::now())));
+            std::thread::sleep(left().map_or(ROUND, |l| ROUND.min(l)));
         }
         report.progress(&format!("{what} is up"));
     }
