@@ -276,19 +276,29 @@ pub fn read_given(given: &[Given]) -> Result<Vec<(String, String)>> {
 /// naming the parameter): a name the bundle does not declare, a required
 /// parameter without a value.
 pub fn resolve(declared: &[Param], given: &[(String, String)], label: &str) -> Result<Values> {
-    for (name, _) in given {
-        if !declared.iter().any(|p| &p.name == name) {
-            let known = declared
-                .iter()
-                .map(|p| p.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(Error::Usage(if known.is_empty() {
-                format!("{label} declares no parameters: {name} is not one")
-            } else {
-                format!("{label} has no parameter {name} (it has: {known})")
-            }));
-        }
+    let unknown: Vec<&str> = given
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| !declared.iter().any(|p| p.name == *n))
+        .collect();
+    if !unknown.is_empty() {
+        let known = declared
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (one, list) = (unknown.len() == 1, unknown.join(", "));
+        return Err(Error::Usage(if known.is_empty() {
+            format!(
+                "{label} declares no parameters: {list} {}",
+                if one { "is not one" } else { "are not" }
+            )
+        } else {
+            format!(
+                "{label} has no parameter{} {list} (it has: {known})",
+                if one { "" } else { "s" }
+            )
+        }));
     }
     let mut out = BTreeMap::new();
     let mut missing = Vec::new();
@@ -442,6 +452,16 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "b.bun has no parameter nope (it has: pw, fwd, opt)"
+        );
+        let e = resolve(
+            &ps,
+            &[("x".into(), "1".into()), ("y".into(), "2".into())],
+            "b.bun",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "b.bun has no parameters x, y (it has: pw, fwd, opt)"
         );
         let e = resolve(&[], &[("x".into(), "y".into())], "b.bun").unwrap_err();
         assert_eq!(e.to_string(), "b.bun declares no parameters: x is not one");
