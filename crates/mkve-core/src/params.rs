@@ -187,15 +187,16 @@ impl Given {
 
     /// Parse `NAME=VALUE` (`file` false) or `NAME=FILE`.
     pub fn parse(s: &str, file: bool) -> std::result::Result<Given, String> {
+        // The argument is not repeated whole: it may be a mistyped secret.
         let Some((name, value)) = s.split_once('=') else {
             return Err(format!(
-                "\"{s}\": expected NAME={}",
+                "expected NAME={} (the argument has no =)",
                 if file { "FILE" } else { "VALUE" }
             ));
         };
         if !is_name(name) {
             return Err(format!(
-                "\"{name}\" is not a parameter name ([a-z][a-z0-9_]*)"
+                "\"{name}\" is not a parameter name ([a-z][a-z0-9_]*, at most 64 bytes)"
             ));
         }
         if file {

@@ -163,11 +163,11 @@ pub struct CreateArgs {
     #[arg(long, value_name = "SIZE")]
     pub disk_size: Option<DiskSize>,
     /// Give the template parameter NAME (see mkve-bundle --info)
-    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = |s: &str| Given::parse(s, false))]
-    pub params: Vec<Given>,
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
     /// Give the template parameter NAME from FILE, one trailing newline dropped (- for stdin); for secrets
-    #[arg(long = "param-file", value_name = "NAME=FILE", value_parser = |s: &str| Given::parse(s, true))]
-    pub param_files: Vec<Given>,
+    #[arg(long = "param-file", value_name = "NAME=FILE")]
+    pub param_files: Vec<String>,
 }
 
 impl CreateArgs {
@@ -175,8 +175,16 @@ impl CreateArgs {
     /// before anything is made.
     pub fn options(self, connect: Option<String>) -> Result<CreateOptions> {
         let dash = |p: &Option<PathBuf>| p.as_deref().is_some_and(mkve_cli::is_dash);
-        let params_dashed = self
-            .param_files
+        // Parsed here, not by clap, whose error would repeat the whole
+        // argument: a value may be a secret.
+        let parse = |args: &[String], file: bool, opt: &str| -> Result<Vec<Given>> {
+            args.iter()
+                .map(|a| Given::parse(a, file).map_err(|e| Error::Usage(format!("{opt}: {e}"))))
+                .collect()
+        };
+        let param_values = parse(&self.params, false, "--param")?;
+        let param_files = parse(&self.param_files, true, "--param-file")?;
+        let params_dashed = param_files
             .iter()
             .filter(|g| matches!(g, Given::File(_, f) if mkve_cli::is_dash(f)))
             .count();
@@ -196,7 +204,7 @@ impl CreateArgs {
             ));
         }
         let access = Access::read(self.root_password_file.as_deref(), self.ssh_key.as_deref())?;
-        let given: Vec<Given> = self.params.into_iter().chain(self.param_files).collect();
+        let given: Vec<Given> = param_values.into_iter().chain(param_files).collect();
         let params = params::read_given(&given)?;
         Ok(CreateOptions {
             bundle: self.bundle,

@@ -392,6 +392,12 @@ fn parameters_are_checked_against_the_bundle_before_anything_is_made() {
     r.assert_stderr(2, "stdin (-) can be read once");
     let r = run(create(&["--param", "Admin=x"]).arg(&b));
     r.assert_stderr(2, "\"Admin\" is not a parameter name");
+    // A mistyped argument is not repeated: its value may be a secret.
+    for arg in ["Admin_password=hunter2", "hunter2"] {
+        let r = run(create(&["--param", arg]).arg(&b));
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(!r.stderr.contains("hunter2"), "{}", r.stderr);
+    }
     let r = run(create(&["--param-file", "admin_password=/nonexistent/pw"]).arg(&b));
     r.assert_stderr(
         2,
