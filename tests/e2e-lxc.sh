@@ -148,7 +148,7 @@ qid=$("$bin/mkve-vm" -c "$qemu" -q create --allow-unsigned --start --disk-format
 check "a qemu machine is created and started ($qid)" test -n "$qid"
 check "its qcow2 disk, kernel and initrd are in place" test -s "$MKVE_STATEDIR/vms/$qid/disk.qcow2" -a -s "$MKVE_STATEDIR/vms/$qid/vmlinuz"
 check "its disk is the 3G asked for" sh -c \
-    "qemu-img info --output=json '$MKVE_STATEDIR/vms/$qid/disk.qcow2' | grep -q '\"virtual-size\": 3221225472'"
+    "qemu-img info -U --output=json '$MKVE_STATEDIR/vms/$qid/disk.qcow2' | grep -q '\"virtual-size\": 3221225472'"
 if [ -n "$qid" ]; then
     check "NTP answers at 192.0.2.$qid from the qemu guest" \
         "$harness" exec "$ns" "$top/tests/harness/ntp-query" "192.0.2.$qid" 420
