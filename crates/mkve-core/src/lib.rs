@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod config;
 #[cfg(feature = "libvirt")]
 pub mod console;
+mod declared;
 #[cfg(feature = "libvirt")]
 pub mod doctor;
 pub mod error;

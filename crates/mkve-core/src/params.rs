@@ -37,8 +37,7 @@ pub const MEMBER: &str = "conf/params";
 /// The largest value, in bytes (a value is a password or an address, not a
 /// file's contents).
 pub const VALUE_MAX: usize = 64 << 10;
-/// The largest declaration file, in bytes, and the most parameters.
-const FILE_MAX: usize = 64 << 10;
+/// The most parameters.
 const COUNT_MAX: usize = 256;
 
 /// One declared parameter.
@@ -64,33 +63,11 @@ pub fn is_name(s: &str) -> bool {
 /// its number.
 pub fn parse(text: &[u8], path: &Path) -> std::result::Result<Vec<Param>, Vec<Problem>> {
     let mut problems = Vec::new();
-    if text.len() > FILE_MAX {
-        return Err(vec![Problem::new(
-            path,
-            None,
-            format!("larger than {FILE_MAX} bytes"),
-        )]);
-    }
-    let Ok(text) = std::str::from_utf8(text) else {
-        return Err(vec![Problem::new(path, None, "not UTF-8 text")]);
+    let Some(lines) = crate::declared::lines(text, path, &mut problems) else {
+        return Err(problems);
     };
     let mut out: Vec<Param> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let n = i + 1;
-        let line = line.trim_matches([' ', '\t']);
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        // Shown on terminals and written back: no control characters
-        // (a banner regex says \t or \x0c instead).
-        if let Some(c) = line.chars().find(|c| c.is_control() && *c != '\t') {
-            problems.push(Problem::new(
-                path,
-                Some(n),
-                format!("control character U+{:04X} in the line", c as u32),
-            ));
-            continue;
-        }
+    for (n, line) in lines {
         let mut bad = |why: String| problems.push(Problem::new(path, Some(n), why));
         let mut words = line.split_whitespace();
         let (Some(name), Some(flags), Some(default)) = (words.next(), words.next(), words.next())
@@ -159,15 +136,7 @@ pub fn parse(text: &[u8], path: &Path) -> std::result::Result<Vec<Param>, Vec<Pr
 /// Read the declarations of an unpacked bundle (`dir/conf/params`), none
 /// when it has none. Errors: the member is not a valid declaration (65).
 pub fn of_unpacked(dir: &Path, label: &str) -> Result<Vec<Param>> {
-    let path = dir.join(MEMBER);
-    match std::fs::read(&path) {
-        Ok(text) => parse(&text, &Path::new(label).join(MEMBER)).map_err(|mut p| {
-            // A bundle is made from a checked template: one line says it.
-            Error::InvalidBundle(p.remove(0))
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(Error::io(&path, e)),
-    }
+    crate::declared::of_dir(dir, MEMBER, label, parse)
 }
 
 /// A value given on the command line: `NAME=VALUE` (`--param`) or

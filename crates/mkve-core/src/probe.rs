@@ -24,11 +24,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::error::{Error, Problem, Result};
+use crate::error::{Problem, Result};
 
 /// The bundle member that declares them.
 pub const MEMBER: &str = "conf/probes";
-const FILE_MAX: usize = 64 << 10;
 const COUNT_MAX: usize = 64;
 /// The most a banner or status line is read, in bytes.
 const LINE_MAX: usize = 512;
@@ -148,43 +147,22 @@ fn parse_line(line: &str, words: &[String]) -> std::result::Result<Probe, String
 /// Parse a probes file's text; `path` names it in errors. Errors: every
 /// bad line, with its number.
 pub fn parse(text: &[u8], path: &Path) -> std::result::Result<Vec<Probe>, Vec<Problem>> {
-    if text.len() > FILE_MAX {
-        return Err(vec![Problem::new(
-            path,
-            None,
-            format!("larger than {FILE_MAX} bytes"),
-        )]);
-    }
-    let Ok(text) = std::str::from_utf8(text) else {
-        return Err(vec![Problem::new(path, None, "not UTF-8 text")]);
-    };
     let (mut out, mut problems) = (Vec::new(), Vec::new());
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim_matches([' ', '\t']);
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        // Shown on terminals and written back: no control characters
-        // (a banner regex says \t or \x0c instead).
-        if let Some(c) = line.chars().find(|c| c.is_control() && *c != '\t') {
-            problems.push(Problem::new(
-                path,
-                Some(i + 1),
-                format!("control character U+{:04X} in the line", c as u32),
-            ));
-            continue;
-        }
+    let Some(lines) = crate::declared::lines(text, path, &mut problems) else {
+        return Err(problems);
+    };
+    for (n, line) in lines {
         let parsed = shell_words::split(line)
             .map_err(|e| format!("{e}"))
             .and_then(|w| parse_line(line, &w));
         match parsed {
             Ok(p) => out.push(p),
-            Err(why) => problems.push(Problem::new(path, Some(i + 1), why)),
+            Err(why) => problems.push(Problem::new(path, Some(n), why)),
         }
         if out.len() > COUNT_MAX {
             problems.push(Problem::new(
                 path,
-                Some(i + 1),
+                Some(n),
                 format!("more than {COUNT_MAX} probes"),
             ));
             break;
@@ -201,13 +179,7 @@ pub fn parse(text: &[u8], path: &Path) -> std::result::Result<Vec<Probe>, Vec<Pr
 /// (`dir/conf/probes`), none when there are none. `label` names the
 /// bundle in errors. Errors: the member does not parse (65).
 pub fn of_dir(dir: &Path, label: &str) -> Result<Vec<Probe>> {
-    let path = dir.join(MEMBER);
-    match std::fs::read(&path) {
-        Ok(text) => parse(&text, &Path::new(label).join(MEMBER))
-            .map_err(|mut p| Error::InvalidBundle(p.remove(0))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(Error::io(&path, e)),
-    }
+    crate::declared::of_dir(dir, MEMBER, label, parse)
 }
 
 impl Probe {

@@ -24,23 +24,28 @@ fn bundle_for(h: Hypervisor) -> PathBuf {
     let out = dir.join(format!("{h}.bun"));
     if !out.exists() {
         std::fs::create_dir_all(dir).unwrap();
-        let t = Template::load(&good("ntp-server"), &hooks_dir(), Some(h)).unwrap();
-        let opts = MakeOptions {
-            template: &t,
-            hypervisor: h,
-            root: RootSource::Dir(busybox_root().to_path_buf()),
-            signing: Signing::Unsigned,
-            gnupg_home: None,
-            report: &mkve_core::exec::Silent,
-            output: std::path::Path::new("(test)"),
-        };
-        let mut bytes = Vec::new();
-        bundle::make(&opts, &mut bytes).unwrap();
         let tmp = out.with_extension("tmp");
-        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::write(&tmp, make_bundle("ntp-server", h, busybox_root())).unwrap();
         std::fs::rename(tmp, &out).unwrap();
     }
     out
+}
+
+/// An unsigned bundle of the fixture template `name` for `h`, from `root`.
+fn make_bundle(name: &str, h: Hypervisor, root: &std::path::Path) -> Vec<u8> {
+    let t = Template::load(&good(name), &hooks_dir(), Some(h)).unwrap();
+    let opts = MakeOptions {
+        template: &t,
+        hypervisor: h,
+        root: RootSource::Dir(root.to_path_buf()),
+        signing: Signing::Unsigned,
+        gnupg_home: None,
+        report: &mkve_core::exec::Silent,
+        output: std::path::Path::new("(test)"),
+    };
+    let mut bytes = Vec::new();
+    bundle::make(&opts, &mut bytes).unwrap();
+    bytes
 }
 
 fn validate(xml: &str) {
@@ -333,20 +338,8 @@ fn values_out_of_range_are_refused_before_the_bundle_is_read() {
 fn with_params_bundle(env: &Env) -> PathBuf {
     let root = env.make_dir("plain-root");
     std::fs::create_dir_all(root.join("etc")).unwrap();
-    let t = Template::load(&good("with-params"), &hooks_dir(), Some(Hypervisor::Lxc)).unwrap();
-    let opts = MakeOptions {
-        template: &t,
-        hypervisor: Hypervisor::Lxc,
-        root: RootSource::Dir(root),
-        signing: Signing::Unsigned,
-        gnupg_home: None,
-        report: &mkve_core::exec::Silent,
-        output: std::path::Path::new("(test)"),
-    };
-    let mut bytes = Vec::new();
-    bundle::make(&opts, &mut bytes).unwrap();
     let out = env.home.path().join("p.bun");
-    std::fs::write(&out, bytes).unwrap();
+    std::fs::write(&out, make_bundle("with-params", Hypervisor::Lxc, &root)).unwrap();
     out
 }
 

@@ -205,28 +205,17 @@ fn read_members<R: Read>(
                 report.conf.insert(name.clone(), bytes);
                 digest
             }
-            // The members mkve itself reads are checked as they are read,
-            // whatever the mode: a bundle whose declarations do not parse
-            // is refused by --verify and create alike.
+            // The members mkve itself reads are kept, whatever the mode, and
+            // parsed once their digest holds (below): a bundle whose
+            // declarations do not parse is refused by --verify and create
+            // alike.
             (_, crate::params::MEMBER | crate::probe::MEMBER) => {
                 let bytes = read_small(&mut entry, CONF_KEPT_MAX)
                     .map_err(|e| bad(format!("member \"{name}\": {e}")))?;
-                let digest = hex(&Sha256::digest(&bytes));
-                if &digest != expected {
-                    return Err(bad(format!(
-                        "member \"{name}\": sha256 {digest} does not match {META} ({expected})"
-                    )));
-                }
-                let at = label.join(&name);
-                let parsed = if name == crate::params::MEMBER {
-                    crate::params::parse(&bytes, &at).map(drop)
-                } else {
-                    crate::probe::parse(&bytes, &at).map(drop)
-                };
-                parsed.map_err(|mut p| Error::InvalidBundle(p.remove(0)))?;
                 if let Some(s) = &staging {
                     s.write_conf(&name, &mut bytes.as_slice(), label)?;
                 }
+                let digest = hex(&Sha256::digest(&bytes));
                 report.conf.insert(name.clone(), bytes);
                 digest
             }
@@ -245,6 +234,13 @@ fn read_members<R: Read>(
                 "member \"{name}\": sha256 {digest} does not match {META} ({expected})"
             )));
         }
+        let at = label.join(&name);
+        let parsed = match (name.as_str(), report.conf.get(&name)) {
+            (crate::params::MEMBER, Some(b)) => crate::params::parse(b, &at).map(drop),
+            (crate::probe::MEMBER, Some(b)) => crate::probe::parse(b, &at).map(drop),
+            _ => Ok(()),
+        };
+        parsed.map_err(|mut p| Error::InvalidBundle(p.remove(0)))?;
         drop(entry);
         pending = next()?;
     }
