@@ -131,8 +131,11 @@ install-mkve-net: all
 	install -D -m 0755 $(RELEASE)/mkve-net $(DESTDIR)$(BINDIR)/mkve-net
 	$(call install-completions,mkve-net,$(RELEASE)/mkve-net)
 
+# libvirt's lxc hook mounts a machine's overlay root before a start mkve
+# did not ask for (mkve-vm(1), BASES); libvirtd reads hooks as it starts.
 install-mkve-vm: all
 	install -D -m 0755 $(RELEASE)/mkve-vm $(DESTDIR)$(BINDIR)/mkve-vm
+	install -D -m 0755 packaging/libvirt-hook-lxc $(DESTDIR)$(SYSCONFDIR)/libvirt/hooks/lxc.d/mkve
 	$(call install-completions,mkve-vm,$(RELEASE)/mkve-vm)
 
 # Hooks are one script under several names: keep the links (cp -P).

@@ -9,7 +9,9 @@
 #   - a full disk (a 64 MiB tmpfs) under a build, an --extract and a
 #     create: exit 73 naming the path, nothing half-made left;
 #   - create, delete, start and stop racing on the same and on different
-#     machines: no lost or doubled ID, no machine without its root.
+#     machines: no lost or doubled ID, no machine without its root;
+#   - kill -9 while a create makes a base: no base looks finished that is
+#     not; the next create works; bases --prune clears what was left.
 # KILL_ROUNDS (default 5 each) and RACE_ROUNDS (default 10) set the rounds;
 # `make faults` runs 20 and 50. Prints the figures and "N passed, N failed".
 set -uo pipefail
@@ -122,6 +124,36 @@ for id in $(machines); do
     [ -d "$MKVE_STATEDIR/vms/$id/rootfs" ] || { echo "machine $id has no root" >&2; failed=$((failed + 1)); }
 done
 for id in $(machines); do "$bin/mkve-vm" -q delete "$id"; done
+
+# --- kill -9 while a base is made (mkve-vm(1), BASES) ------------------------
+# A root of 100 MB: its first create unpacks it and makes the base for about
+# a second. Each round's machine (if the create finished) is deleted, and
+# its base with it, so every round makes the base again.
+based=$work/based-root
+cp -a "$root" "$based"
+head -c 100M /dev/urandom >"$based/var/lib/big"
+"$bin/mkve-bundle" --no-config -q -H lxc --force-no-sign --rootfs "$based" -o "$work/based.bun" \
+    "$top/tests/fixtures/templates/good/two-containers" >/dev/null || exit 1
+rm -rf "$based"
+unfinished=0
+for i in $(seq "$kill_rounds"); do
+    "$bin/mkve-vm" -q create --allow-unsigned "$work/based.bun" >/dev/null 2>&1 & pid=$!
+    pause 15
+    kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+    for b in "$MKVE_STATEDIR"/bases/*; do
+        case "$(basename "$b")" in .*) continue ;; esac
+        [ -s "$b/base.json" ] || { echo "round $i: $b has no record" >&2; unfinished=$((unfinished + 1)); }
+    done
+    sleep 0.5
+    for id in $(machines); do "$bin/mkve-vm" -q delete "$id"; done
+done
+check "kill -9 while a base is made, $kill_rounds rounds: no base looks finished that is not" test "$unfinished" = 0
+sleep 11
+m=$("$bin/mkve-vm" -q create --allow-unsigned "$work/based.bun")
+check "the next create makes the base, or stands on it ($m)" sh -c "test -n '$m' && test -s \"\$(dirname \"\$(ls -d '$MKVE_STATEDIR'/bases/*/rootfs)\")/base.json\""
+"$bin/mkve-vm" -q delete "$m"
+"$bin/mkve-vm" -q bases --prune >/dev/null
+check "bases --prune leaves no base and nothing killed makers left" test -z "$(ls -A "$MKVE_STATEDIR/bases")"
 
 # --- races ----------------------------------------------------------------
 bad=0

@@ -162,6 +162,7 @@ fn read_bundle(
         allow_unsigned: cli.keys.allow_unsigned,
         check,
         unpack_to,
+        skip_root: None,
     };
     bundle::read(files::open_input(path)?, &files::display_name(path), &opts)
 }

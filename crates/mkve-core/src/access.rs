@@ -164,7 +164,7 @@ impl Access {
 
 /// Root's home directory as the root's /etc/passwd says; /root if it
 /// does not.
-fn root_home(root: &Path) -> PathBuf {
+pub(crate) fn root_home(root: &Path) -> PathBuf {
     resolve_in_root(root, Path::new("/etc/passwd"))
         .ok()
         .and_then(|p| std::fs::read_to_string(p).ok())

@@ -414,6 +414,7 @@ pub fn bundle(data: &[u8]) {
             allow_unsigned: true,
             check,
             unpack_to,
+            skip_root: None,
         };
         bundle::read(data, label, &opts)
     };

@@ -69,8 +69,22 @@ pub enum Command {
     },
     /// Restart a machine
     Reboot(Target),
-    /// Delete a machine and everything mkve made for it
+    /// Delete a machine and everything mkve made for it (its base too, if no other machine stands on it)
     Delete(Target),
+    /// Make a stopped machine independent of its base (a whole disk or root of its own)
+    Detach(Target),
+    /// List the bases machines stand on: size and machines
+    Bases {
+        /// Check each base's contents in full against the digest recorded when it was made (exit 65 if one differs)
+        #[arg(long)]
+        verify: bool,
+        /// Remove the bases no machine stands on
+        #[arg(long, conflicts_with = "verify")]
+        prune: bool,
+        /// As JSON (keys in mkve-vm(1))
+        #[arg(long)]
+        json: bool,
+    },
     /// Start a machine with libvirt, or not (--off)
     Autostart {
         #[command(flatten)]
@@ -102,6 +116,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// libvirt's lxc hook: mount an lxc machine's overlay root before it starts (domain XML on stdin)
+    #[command(name = "__lxc-hook", hide = true)]
+    LxcHook,
     /// Run the KVM probe in this process (used by doctor)
     #[command(name = "__probe-kvm", hide = true)]
     ProbeKvm,
@@ -156,10 +173,13 @@ pub struct CreateArgs {
     /// Add the OpenSSH public keys in FILE to root's authorized_keys
     #[arg(long, value_name = "FILE")]
     pub ssh_key: Option<PathBuf>,
-    /// Disk image format for qemu, kvm and xen: raw or qcow2
-    #[arg(long, value_name = "FORMAT", default_value = "raw", add = ArgValueCandidates::new(disk_formats))]
-    pub disk_format: DiskFormat,
-    /// Disk size for qemu, kvm and xen, as 20G (256M to 64T) [default: 1.5 times the root + 512M, at least 1G]
+    /// Disk image format for qemu, kvm and xen: raw or qcow2 [default: qcow2 on a base, raw with --no-base]
+    #[arg(long, value_name = "FORMAT", add = ArgValueCandidates::new(disk_formats))]
+    pub disk_format: Option<DiskFormat>,
+    /// Make a private root or disk instead of standing on the bundle's base
+    #[arg(long)]
+    pub no_base: bool,
+    /// Disk size for qemu, kvm and xen, as 20G (256M to 64T); on a base the root file system grows to it at the first boot [default: 1.5 times the root + 512M, at least 1G]
     #[arg(long, value_name = "SIZE")]
     pub disk_size: Option<DiskSize>,
     /// Give the template parameter NAME (see mkve-bundle --info)
@@ -224,6 +244,7 @@ impl CreateArgs {
             disk_format: self.disk_format,
             disk_size: self.disk_size,
             params,
+            no_base: self.no_base,
         })
     }
 }

@@ -30,11 +30,24 @@ fn run(cli: Cli) -> Result<()> {
         } => vm::stop(&uris, &target.machine, force, Duration::from_secs(timeout)),
         Command::Reboot(t) => vm::reboot(&uris, &t.machine),
         Command::Delete(t) => vm::delete(&uris, &t.machine, &report).map(drop),
+        Command::Detach(t) => vm::detach(&uris, &t.machine, &report).map(drop),
+        Command::Bases {
+            verify: _,
+            prune: true,
+            json,
+        } => show::pruned(&vm::prune_bases(&report)?, json),
+        Command::Bases { verify, json, .. } => show::bases(&vm::bases(verify, &report)?, json),
         Command::Autostart { target, off } => vm::autostart(&uris, &target.machine, !off),
         Command::Info { target, json } => show::info(&vm::info(&uris, &target.machine)?, json),
         Command::List { json } => show::list(&vm::list(&uris)?, json),
         Command::Wait { machines, timeout } => {
             vm::wait(&uris, &machines, Duration::from_secs(timeout), &report)
+        }
+        Command::LxcHook => {
+            let mut xml = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut xml)
+                .map_err(|e| Error::io("(stdin)", e))?;
+            vm::prepare_lxc_root(&xml)
         }
         Command::ProbeKvm => kvm::probe().map_err(Error::Other),
         Command::Doctor { json } => {

@@ -4,8 +4,8 @@
 use mkve_cli::{outln, print_json};
 use mkve_core::doctor::Capability;
 use mkve_core::ids::MachineId;
-use mkve_core::vm::{Info, Machine};
-use mkve_core::Result;
+use mkve_core::vm::{self, BaseInfo, BaseKind, Info, Machine};
+use mkve_core::{Error, Result};
 
 /// A new machine's ID, the result of `create`.
 pub fn id(id: MachineId) -> Result<()> {
@@ -65,6 +65,75 @@ pub fn info(i: &Info, as_json: bool) -> Result<()> {
         let head = if n == 0 { "probes" } else { "" };
         let state = if o.up { "up" } else { "down" };
         outln!("{head:<10} {state:<4} {}: {}", o.probe, o.detail)?;
+    }
+    Ok(())
+}
+
+/// `bases`: one line a base; with --verify, exit 65 when one differs.
+pub fn bases(bases: &[BaseInfo], as_json: bool) -> Result<()> {
+    if as_json {
+        print_json(&bases)?;
+    } else {
+        let verified = bases.iter().any(|b| b.verified.is_some());
+        outln!(
+            "{:<12} {:<4} {:<20} {:<10} {:>9} {}MACHINES",
+            "BASE",
+            "KIND",
+            "TEMPLATE",
+            "VERSION",
+            "SIZE",
+            if verified { "VERIFIED  " } else { "" }
+        )?;
+        for b in bases {
+            let kind = match b.kind {
+                BaseKind::Disk => "disk",
+                BaseKind::Root => "root",
+            };
+            outln!(
+                "{:<12} {:<4} {:<20} {:<10} {:>8}M {}{}",
+                vm::short_digest(&b.digest),
+                kind,
+                b.template,
+                b.version,
+                b.bytes.div_ceil(1 << 20),
+                b.verified
+                    .as_deref()
+                    .map(|v| format!("{v:<9} "))
+                    .unwrap_or_default(),
+                if b.machines.is_empty() {
+                    "-".to_string()
+                } else {
+                    b.machines.join(",")
+                }
+            )?;
+        }
+    }
+    let changed: Vec<&BaseInfo> = bases
+        .iter()
+        .filter(|b| b.verified.as_deref().is_some_and(|v| v != "ok"))
+        .collect();
+    match changed.first() {
+        None => Ok(()),
+        Some(b) => Err(Error::InvalidBundle(mkve_core::error::Problem::new(
+            vm::bases_dir().join(&b.digest),
+            None,
+            format!(
+                "base of {} {} {}; its machines cannot be trusted: delete them, or mkve-vm detach and check them",
+                b.template,
+                b.version,
+                b.verified.as_deref().unwrap_or_default().to_lowercase()
+            ),
+        ))),
+    }
+}
+
+/// `bases --prune`: the digests removed.
+pub fn pruned(digests: &[String], as_json: bool) -> Result<()> {
+    if as_json {
+        return print_json(&digests);
+    }
+    for d in digests {
+        outln!("removed {d}")?;
     }
     Ok(())
 }

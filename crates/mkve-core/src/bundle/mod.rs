@@ -8,9 +8,10 @@ mod make;
 pub(crate) mod meta;
 mod read;
 
+pub(crate) use make::hex;
 pub use make::{make, MakeOptions, RootSource, Signing};
 pub use meta::{Installed, Meta, Packages, TemplateRef, FORMAT};
-pub use read::{read, Check, ReadOptions, Report};
+pub use read::{read, Check, ReadOptions, Report, SkipRoot};
 
 pub const META: &str = "meta.json";
 pub const SIGNATURE: &str = "meta.json.asc";

@@ -33,6 +33,10 @@ pub enum Check {
     Digests,
 }
 
+/// Whether to skip the root of the bundle whose checked meta.json it is
+/// given (see `ReadOptions::skip_root`).
+pub type SkipRoot<'a> = dyn Fn(&Meta) -> Result<bool> + 'a;
+
 pub struct ReadOptions<'a> {
     /// Keys the signature is checked against; `None`: report who signed
     /// but trust nobody.
@@ -45,6 +49,10 @@ pub struct ReadOptions<'a> {
     /// Unpack into this directory, which must not exist yet: `meta.json`,
     /// `meta.json.asc`, `rootfs/` and `conf/` appear there.
     pub unpack_to: Option<&'a Path>,
+    /// Asked once meta.json and its signature are checked: `true` skips
+    /// the root (read past, neither decompressed nor checked, nor
+    /// unpacked), as when a machine's base already holds it.
+    pub skip_root: Option<&'a SkipRoot<'a>>,
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +175,10 @@ fn read_members<R: Read>(
         return Ok((report, None));
     }
 
+    let skip_root = match opts.skip_root {
+        Some(ask) => ask(&report.meta)?,
+        None => false,
+    };
     let staging = match opts.unpack_to {
         None => None,
         Some(dest) => Some(Staging::new(dest, &meta_bytes, sig_bytes.as_deref())?),
@@ -184,13 +196,13 @@ fn read_members<R: Read>(
             return Err(bad(format!("member \"{name}\" is not a regular file")));
         }
         let digest = match (&staging, name.as_str()) {
-            (Some(s), ROOTFS) => unpack_rootfs(
+            (Some(s), ROOTFS) if !skip_root => unpack_rootfs(
                 &mut entry,
                 Some(&s.tmp.join("rootfs")),
                 report.meta.unpacked_size,
                 label,
             )?,
-            (None, ROOTFS) if opts.check == Check::Conf => {
+            (_, ROOTFS) if skip_root || opts.check == Check::Conf => {
                 std::io::copy(&mut entry, &mut std::io::sink())
                     .map_err(|e| bad(format!("member \"{name}\": {e}")))?;
                 drop(entry);

@@ -16,12 +16,15 @@ pub const NS: &str = "urn:mkve:vm:1";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Storage {
     /// qemu, kvm, xen: a disk image holding the root, and the kernel and
-    /// initrd copied out of the root's /boot for direct kernel boot.
+    /// initrd copied out of the root's /boot for direct kernel boot; on a
+    /// base, the seed disk (raw ext4, read-only, the second disk) named to
+    /// the guest by `mkve.seed=/dev/vdb` (xen: xvdb) on its command line.
     Disk {
         image: PathBuf,
         format: String,
         kernel: PathBuf,
         initrd: Option<PathBuf>,
+        seed: Option<PathBuf>,
     },
     /// lxc: the root as a directory.
     Dir(PathBuf),
@@ -123,17 +126,25 @@ pub fn xml(s: &VmSpec) -> String {
             format,
             kernel,
             initrd,
+            seed,
         } => {
             let xen = s.hypervisor == Hypervisor::Xen;
-            let (os_type, dev, bus, console) = if xen {
+            let (os_type, dev, seed_dev, bus, console) = if xen {
                 (
                     "<type arch='x86_64' machine='xenpv'>linux</type>",
                     "xvda",
+                    "xvdb",
                     "xen",
                     "hvc0",
                 )
             } else {
-                ("<type arch='x86_64'>hvm</type>", "vda", "virtio", "ttyS0")
+                (
+                    "<type arch='x86_64'>hvm</type>",
+                    "vda",
+                    "vdb",
+                    "virtio",
+                    "ttyS0",
+                )
             };
             x.push_str(&format!(
                 "  <os>\n    {os_type}\n    <kernel>{}</kernel>\n",
@@ -148,8 +159,12 @@ pub fn xml(s: &VmSpec) -> String {
             // quiet: the kernel's messages below warnings stay off the
             // serial console, which under TCG costs boot time (Debian's
             // installed default too; bench/qemu-boot.sh has the figures).
+            let seeded = match seed {
+                Some(_) => format!(" mkve.seed=/dev/{seed_dev}"),
+                None => String::new(),
+            };
             x.push_str(&format!(
-                "    <cmdline>root=/dev/{dev} rw console={console} quiet</cmdline>\n  </os>\n"
+                "    <cmdline>root=/dev/{dev} rw console={console} quiet{seeded}</cmdline>\n  </os>\n"
             ));
             if !xen {
                 // ACPI: without it the guest never sees the power button, and
@@ -169,6 +184,12 @@ pub fn xml(s: &VmSpec) -> String {
                 "    <disk type='file' device='disk'>\n      {driver}\n      <source file='{}'/>\n      <target dev='{dev}' bus='{bus}'/>\n    </disk>\n",
                 esc(&image.to_string_lossy())
             ));
+            if let Some(sd) = seed {
+                x.push_str(&format!(
+                    "    <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n      <source file='{}'/>\n      <target dev='{seed_dev}' bus='{bus}'/>\n      <readonly/>\n    </disk>\n",
+                    esc(&sd.to_string_lossy())
+                ));
+            }
             x.push_str(&network_if);
             if xen {
                 x.push_str("    <console type='pty'>\n      <target type='xen' port='0'/>\n    </console>\n");
@@ -223,6 +244,7 @@ mod tests {
                 format: "raw".into(),
                 kernel: "/var/lib/mkve/vms/101/vmlinuz".into(),
                 initrd: Some("/var/lib/mkve/vms/101/initrd.img".into()),
+                seed: None,
             },
         };
         VmSpec {

@@ -1,10 +1,16 @@
-//! Bundle → machine. The bundle is verified and unpacked before anything
-//! is made; the ID is taken under the IDs lock and held by the defined
-//! domain; a failed create undoes everything it made (`Undo`).
+//! Bundle → machine. The bundle is verified and unpacked (or its base
+//! found, base.rs) before anything is made; the ID is taken under the IDs
+//! lock and held by the defined domain; a failed create undoes everything
+//! it made (`Undo`).
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
-use super::disk::{disk_bytes, find_boot, make_disk, reachable_by_others, DiskFormat};
+use super::base::{self, Base, Kind};
+use super::disk::{
+    disk_bytes, find_boot, machine_bytes, make_disk, reachable_by_others, DiskFormat,
+};
+use super::seed;
 use super::spec::{BlkioWeight, CpuShares, DiskSize, MachineName, Memory, Vcpus};
 use super::staging::{staging, vms_dir};
 use crate::access::Access;
@@ -36,13 +42,17 @@ pub struct CreateOptions {
     pub start: bool,
     /// Root's password and SSH keys to set before the first boot.
     pub access: Access,
-    /// The disk image's format for qemu, kvm and xen.
-    pub disk_format: DiskFormat,
+    /// The disk image's format for qemu, kvm and xen; `None`: qcow2 on a
+    /// base, raw for a private disk.
+    pub disk_format: Option<DiskFormat>,
     /// The disk's size for qemu, kvm and xen; `None`: from the root's.
     pub disk_size: Option<DiskSize>,
     /// The template parameters given (`params::read_given`), checked
     /// against what the bundle declares before anything is made.
     pub params: Vec<(String, String)>,
+    /// Make a private root or disk instead of standing on the bundle's
+    /// base (base.rs).
+    pub no_base: bool,
 }
 
 /// Everything a create made so far; dropped without `keep`, it is undone.
@@ -50,6 +60,7 @@ struct Undo<'c> {
     report: &'c dyn Report,
     conn: &'c Connection,
     net: &'c NetConfig,
+    /// The machine's directory; an overlay mounted in it goes first.
     dir: Option<PathBuf>,
     domain: Option<Dom>,
     host: Option<u32>,
@@ -92,7 +103,7 @@ impl Drop for Undo<'_> {
             let _ = network::remove_host(self.conn, self.net, id, self.report);
         }
         if let Some(dir) = self.dir.take() {
-            let _ = remove_tree(&dir);
+            let _ = super::overlay::remove_machine_dir(&dir);
         }
         if let Some(f) = self.file.take() {
             let _ = std::fs::remove_file(f);
@@ -101,6 +112,27 @@ impl Drop for Undo<'_> {
             let _ = std::fs::remove_file(m);
         }
     }
+}
+
+/// A machine's seed disk, in its directory (seed.rs).
+const SEED_DISK: &str = "seed.img";
+
+/// Rename `root` into `staging` out of the way and remove it on a thread
+/// of its own, joined when the result is dropped.
+fn remove_in_background(staging: &crate::scratch::Scratch, root: &Path) -> Result<Background> {
+    let trash = staging.path().join("made-into-disk");
+    std::fs::rename(root, &trash).at(root)?;
+    Ok(Background(Some(std::thread::spawn(move || {
+        let _ = remove_tree(&trash);
+    }))))
+}
+
+fn copy_owner_and_mode(path: &Path, like: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if nix::unistd::geteuid().is_root() {
+        std::os::unix::fs::lchown(path, Some(like.uid()), Some(like.gid())).at(path)?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(like.mode() & 0o7777)).at(path)
 }
 
 /// `vms/ID.creating`: there while a create makes machine ID.
@@ -166,6 +198,18 @@ fn check(o: &CreateOptions, hv: Hypervisor) -> Result<()> {
     Ok(())
 }
 
+/// Where a create's machine stands, decided once the bundle's signature
+/// holds (with the base's lock held from then until the machine's
+/// directory names the base).
+enum Plan {
+    /// A private root or disk, as `--no-base` asks.
+    Private,
+    /// On this base, which is there.
+    OnBase(Base, crate::lock::Lock),
+    /// On a base made now, from the root this create unpacks.
+    MakeBase(Kind, String, crate::lock::Lock),
+}
+
 /// Create a machine from a bundle; return its ID.
 pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     // Told before the bundle is read, as far as they can be.
@@ -177,8 +221,26 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     // Verify and unpack first: nothing is made from a bundle that fails.
     let staging = staging(&vms)?;
     let unpacked = staging.path().join("bundle");
-    report.progress("verifying and unpacking the bundle");
-    let meta = read_bundle(o, Check::Digests, Some(&unpacked))?;
+    report.progress("verifying the bundle");
+    let plan = RefCell::new(Plan::Private);
+    let decide = |meta: &bundle::Meta| -> Result<bool> {
+        let Some(kind) = Kind::of(meta.hypervisor).filter(|_| !o.no_base) else {
+            return Ok(false);
+        };
+        let Some(digest) = meta.members.get(bundle::ROOTFS) else {
+            return Ok(false);
+        };
+        let lock = base::lock(digest)?;
+        if let Some(b) = base::open(digest)? {
+            report.progress(&format!("on base {}", base::short(digest)));
+            *plan.borrow_mut() = Plan::OnBase(b, lock);
+            return Ok(true);
+        }
+        report.progress("unpacking the bundle");
+        *plan.borrow_mut() = Plan::MakeBase(kind, digest.clone(), lock);
+        Ok(false)
+    };
+    let meta = read_bundle(o, Check::Digests, Some(&unpacked), Some(&decide))?;
     let hv = meta.hypervisor;
     check(o, hv)?;
     check_id(o, Some(hv))?;
@@ -188,12 +250,66 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
         &o.params,
         &label.to_string_lossy(),
     )?;
-    let boot = if hv.boots_disk_image() {
+    let rootfs = unpacked.join("rootfs");
+    // A disk base only from a root that can take a seed at its first boot.
+    let plan = match plan.into_inner() {
+        Plan::MakeBase(Kind::Disk, _, _) if !rootfs.join(base::SEED_PROGRAM).is_file() => {
+            report.warning(&format!(
+                "{}: its root has no /{} (hook 06-mkve-seed): the machine gets a private disk, as with --no-base",
+                label.display(),
+                base::SEED_PROGRAM
+            ));
+            Plan::Private
+        }
+        p => p,
+    };
+    if !matches!(plan, Plan::Private) && o.disk_format == Some(DiskFormat::Raw) {
+        return Err(Error::Usage(
+            "--disk-format raw: a machine on a base is a qcow2 overlay of it; add --no-base for a private raw disk".into(),
+        ));
+    }
+    let mut boot = None;
+    if hv.boots_disk_image() {
         reachable_by_others(&vms)?;
-        let boot = find_boot(&unpacked, &files::display_name(&o.bundle))?;
-        Some((boot, disk_bytes(&unpacked, o.disk_size)?))
-    } else {
-        None
+        if let Plan::Private = plan {
+            boot = Some((
+                find_boot(&unpacked, &label)?,
+                disk_bytes(&unpacked, o.disk_size)?,
+            ));
+        }
+    }
+    if let Plan::MakeBase(Kind::Disk, _, _) = &plan {
+        // Told before the base is made.
+        machine_bytes(base::root_bytes(&rootfs), o.disk_size)?;
+        super::disk::find_boot(&unpacked, &label)?;
+    }
+    // The root a disk image was made from goes while the domain is
+    // defined; joined before this function returns, whichever way.
+    let mut removing = Background(None);
+    let base = match plan {
+        Plan::Private => None,
+        Plan::OnBase(b, lock) => Some((b, lock)),
+        Plan::MakeBase(kind, digest, lock) => {
+            let b = base::make(&digest, kind, &meta, &rootfs, &label, report)?;
+            if kind == Kind::Disk {
+                removing = remove_in_background(&staging, &rootfs)?;
+            }
+            Some((b, lock))
+        }
+    };
+    // The machine holds its base from now on; the lock can go.
+    let base = match base {
+        Some((b, _lock)) => {
+            let r = unpacked.join(base::REF);
+            std::fs::write(&r, format!("{}\n", b.record.digest))
+                .map_err(|e| Error::create(&r, e))?;
+            Some(b)
+        }
+        None => None,
+    };
+    let disk_size = match &base {
+        Some(b) if hv.boots_disk_image() => Some(machine_bytes(b.record.root_bytes, o.disk_size)?),
+        _ => None,
     };
     let conn = libvirt::connect(&libvirt::uri(o.connect.as_deref(), hv.default_uri()))?;
     let net = NetConfig::load()?;
@@ -220,23 +336,63 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     let marker = creating_marker(&vms, id);
     std::fs::write(&marker, b"").map_err(|e| Error::create(&marker, e))?;
     let name = machine_name(o, &meta, id)?;
-    let rootfs = unpacked.join("rootfs");
-    o.access.apply(&rootfs, &label)?;
-    params.write(&rootfs)?;
-    crate::access::set_identity(&rootfs, &name, net.host)?;
-    // The root a disk image was made from goes while the domain is
-    // defined; joined before this function returns, whichever way.
-    let _removing = if let Some((boot, size)) = &boot {
-        make_disk(&unpacked, boot, o.disk_format, *size, report)?;
-        let trash = staging.path().join("made-into-disk");
-        let root = unpacked.join("rootfs");
-        std::fs::rename(&root, &trash).at(&root)?;
-        Background(Some(std::thread::spawn(move || {
-            let _ = remove_tree(&trash);
-        })))
-    } else {
-        Background(None)
+    let data = seed::Data {
+        access: &o.access,
+        params: &params,
+        name: &name,
+        resolver: net.host,
+        label: &label,
     };
+    let disk_format = match &base {
+        Some(_) => DiskFormat::Qcow2,
+        None => o.disk_format.unwrap_or_default(),
+    };
+    match &base {
+        None => {
+            data.apply(&rootfs)?;
+            if let Some((boot, size)) = &boot {
+                make_disk(&unpacked, boot, disk_format, *size, report)?;
+                removing = remove_in_background(&staging, &rootfs)?;
+            }
+        }
+        Some(b) if b.record.kind == Kind::Disk => {
+            report.progress("making the machine's seed and overlay");
+            let tree = staging.path().join("seed");
+            seed::make_tree(
+                &seed::Source::Image(&b.disk()),
+                &data,
+                staging.path(),
+                &tree,
+                report,
+            )?;
+            seed::make_disk(&tree, &unpacked.join(SEED_DISK), report)?;
+            let size = disk_size.unwrap_or(0);
+            super::disk::make_overlay(
+                &b.disk(),
+                &unpacked.join(DiskFormat::Qcow2.file()),
+                size,
+                report,
+            )?;
+        }
+        Some(b) => {
+            report.progress("making the machine's seed");
+            let upper = unpacked.join("upper");
+            seed::make_tree(
+                &seed::Source::Dir(&b.root()),
+                &data,
+                staging.path(),
+                &upper,
+                report,
+            )?;
+            // The merged root's own mode and owner are the upper layer's.
+            let like = std::fs::symlink_metadata(b.root()).at(b.root())?;
+            copy_owner_and_mode(&upper, &like)?;
+            for d in ["work", "rootfs"] {
+                let p = unpacked.join(d);
+                std::fs::create_dir(&p).map_err(|e| Error::create(&p, e))?;
+            }
+        }
+    }
     let mut undo = Undo::new(&conn, &net, report);
     undo.marker = Some(marker);
     let dir = if hv == Hypervisor::Openvz {
@@ -255,14 +411,18 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .at(&dir)?;
         undo.dir = Some(dir.clone());
+        if super::overlay::is_overlay(&dir) {
+            super::overlay::mount(&dir)?;
+        }
         dir
     };
 
-    let spec = spec_for(o, &meta, id, &net, &dir)?;
+    let spec = spec_for(o, &meta, id, &net, &dir, base.as_ref())?;
     let xml = domain::xml(&spec);
     report.note(&format!("defining {}:\n{xml}", spec.name));
     let what = format!("machine {id} ({})", spec.name);
     undo.domain = Some(conn.define(&xml, &what)?);
+    drop(removing);
     if hv == Hypervisor::Openvz {
         // vzctl has unpacked it: the cache entry is not needed any more.
         if let Some(f) = undo.file.take() {
@@ -305,6 +465,7 @@ fn spec_for(
     id: u32,
     net: &NetConfig,
     dir: &Path,
+    base: Option<&Base>,
 ) -> Result<domain::VmSpec> {
     let hv = meta.hypervisor;
     let name = machine_name(o, meta, id)?;
@@ -330,21 +491,45 @@ fn spec_for(
         mac: mac_of(id),
         network: net.name.clone(),
         bridge: net.bridge.clone(),
-        storage: storage_for(hv, dir, id, o.disk_format),
+        storage: storage_for(
+            hv,
+            dir,
+            id,
+            o.disk_format.unwrap_or_default(),
+            base.map(|b| b.dir.as_path()),
+        ),
     })
 }
 
 /// Where a machine's root lives, for each hypervisor: the root directory
-/// for lxc; a disk image and the kernel and initrd copied out of its /boot
-/// for the hypervisors that boot one; a template cache named after the ID
-/// for openvz.
-fn storage_for(hv: Hypervisor, dir: &Path, id: u32, disk: DiskFormat) -> domain::Storage {
+/// (an overlay's mount point on a base) for lxc; a disk image and the
+/// kernel and initrd copied out of its /boot for the hypervisors that boot
+/// one, or on a base (`base`: its directory) a qcow2 overlay, the seed
+/// disk, and the base's kernel and initrd; a template cache named after
+/// the ID for openvz.
+fn storage_for(
+    hv: Hypervisor,
+    dir: &Path,
+    id: u32,
+    disk: DiskFormat,
+    base: Option<&Path>,
+) -> domain::Storage {
     if hv.boots_disk_image() {
-        return domain::Storage::Disk {
-            image: dir.join(disk.file()),
-            format: disk.name().into(),
-            kernel: dir.join("vmlinuz"),
-            initrd: Some(dir.join("initrd.img")),
+        return match base {
+            None => domain::Storage::Disk {
+                image: dir.join(disk.file()),
+                format: disk.name().into(),
+                kernel: dir.join("vmlinuz"),
+                initrd: Some(dir.join("initrd.img")),
+                seed: None,
+            },
+            Some(b) => domain::Storage::Disk {
+                image: dir.join(DiskFormat::Qcow2.file()),
+                format: DiskFormat::Qcow2.name().into(),
+                kernel: b.join("vmlinuz"),
+                initrd: Some(b.join("initrd.img")),
+                seed: Some(dir.join(SEED_DISK)),
+            },
         };
     }
     match hv {
@@ -356,7 +541,12 @@ fn storage_for(hv: Hypervisor, dir: &Path, id: u32, disk: DiskFormat) -> domain:
 /// Read the bundle of `o`: its signature against the keyring first, then
 /// as much as `check` asks, unpacking into `unpack_to`; and refuse it when
 /// it is for another hypervisor than `--hypervisor` says.
-fn read_bundle(o: &CreateOptions, check: Check, unpack_to: Option<&Path>) -> Result<bundle::Meta> {
+fn read_bundle(
+    o: &CreateOptions,
+    check: Check,
+    unpack_to: Option<&Path>,
+    skip_root: Option<&bundle::SkipRoot>,
+) -> Result<bundle::Meta> {
     let default_keyring = crate::paths::default_keyring();
     let report = bundle::read(
         files::open_input(&o.bundle)?,
@@ -367,6 +557,7 @@ fn read_bundle(o: &CreateOptions, check: Check, unpack_to: Option<&Path>) -> Res
             allow_unsigned: o.allow_unsigned,
             check,
             unpack_to,
+            skip_root,
         },
     )?;
     let hv = report.meta.hypervisor;
@@ -384,7 +575,7 @@ fn read_bundle(o: &CreateOptions, check: Check, unpack_to: Option<&Path>) -> Res
 /// read. The ID is `--id`, or the next free one on the node as it is now.
 pub fn print_xml(o: &CreateOptions) -> Result<String> {
     check_id(o, o.hypervisor)?;
-    let meta = read_bundle(o, Check::Meta, None)?;
+    let meta = read_bundle(o, Check::Meta, None, None)?;
     let hv = meta.hypervisor;
     check_name(o, hv)?;
     check_id(o, Some(hv))?;
@@ -396,12 +587,30 @@ pub fn print_xml(o: &CreateOptions) -> Result<String> {
             ids::next_free(&taken_ids(&conn, &net, &vms_dir())?, &net, hv)?
         }
     };
+    // The base it would stand on (made by the create, if not there).
+    let base = match (Kind::of(hv), meta.members.get(bundle::ROOTFS)) {
+        (Some(kind), Some(digest)) if !o.no_base => Some(Base {
+            dir: base::bases_dir().join(digest),
+            record: base::Record {
+                digest: digest.clone(),
+                kind,
+                template: meta.template.name.clone(),
+                version: meta.template.version.clone(),
+                made: 0,
+                root_bytes: 0,
+                fingerprint: String::new(),
+                content: String::new(),
+            },
+        }),
+        _ => None,
+    };
     Ok(domain::xml(&spec_for(
         o,
         &meta,
         id,
         &net,
         &vms_dir().join(id.to_string()),
+        base.as_ref(),
     )?))
 }
 

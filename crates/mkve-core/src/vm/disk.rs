@@ -71,21 +71,23 @@ pub(super) fn reachable_by_others(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Turn an unpacked bundle's `rootfs/` into what a qemu guest boots: the
-/// kernel and initrd of its /boot beside it (direct kernel boot), and an
-/// ext4 disk image made from the root without mounting anything
-/// (`mkfs.ext4 -d`). The caller removes the root directory.
 /// The kernel and initrd a machine boots directly, found in the root's
 /// /boot: the newest `vmlinuz-VERSION` and its `initrd.img-VERSION`.
 /// Checked as soon as the bundle is unpacked: a bundle without them is
 /// refused before anything is made.
 pub(super) struct Boot {
-    kernel: PathBuf,
-    initrd: PathBuf,
+    pub(super) kernel: PathBuf,
+    pub(super) initrd: PathBuf,
 }
 
+/// `find_boot_in` the unpacked bundle's `rootfs/`.
 pub(super) fn find_boot(unpacked: &Path, label: &Path) -> Result<Boot> {
-    let boot = unpacked.join("rootfs/boot");
+    find_boot_in(&unpacked.join("rootfs"), label)
+}
+
+/// The kernel and initrd in `root`'s /boot. Errors: none there (65).
+pub(super) fn find_boot_in(root: &Path, label: &Path) -> Result<Boot> {
+    let boot = root.join("boot");
     let mut kernels: Vec<String> = std::fs::read_dir(&boot)
         .map(|rd| {
             rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -114,32 +116,51 @@ pub(super) fn find_boot(unpacked: &Path, label: &Path) -> Result<Boot> {
     })
 }
 
-/// The disk image's size in bytes for the root in `unpacked/rootfs`: the
-/// size asked for, else 1.5 times the root's files plus 512 MiB (at least
-/// 1 GiB). Errors: the size asked for cannot hold the files with room for
-/// the file system's own blocks (a tenth and 64 MiB more) (exit 2).
-pub(super) fn disk_bytes(unpacked: &Path, asked: Option<DiskSize>) -> Result<u64> {
-    let used: u64 = walkdir::WalkDir::new(unpacked.join("rootfs"))
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum();
-    let least = used + used / 10 + (64 << 20);
+/// The smallest disk, in bytes, that holds a root of `used` bytes of
+/// files: a tenth and 64 MiB more for the file system's own blocks,
+/// rounded up to a MiB. A base's disk is made this size.
+pub(super) fn least_bytes(used: u64) -> u64 {
+    (used + used / 10 + (64 << 20)).div_ceil(1 << 20) << 20
+}
+
+/// A machine's disk size in bytes for a root of `used` bytes: the size
+/// asked for, else 1.5 times the root's files plus 512 MiB (at least
+/// 1 GiB). Errors: the size asked for is below `least_bytes` (exit 2).
+pub(super) fn machine_bytes(used: u64, asked: Option<DiskSize>) -> Result<u64> {
+    let least = least_bytes(used);
     match asked {
         Some(s) if s.bytes() < least => Err(Error::Usage(format!(
             "--disk-size {}M: the root needs at least {}M",
             s.mib(),
-            least.div_ceil(1 << 20)
+            least >> 20
         ))),
         Some(s) => Ok(s.bytes()),
         None => Ok((used + used / 2 + (512 << 20)).max(1 << 30)),
     }
 }
 
+/// `machine_bytes` for the root in `unpacked/rootfs`.
+pub(super) fn disk_bytes(unpacked: &Path, asked: Option<DiskSize>) -> Result<u64> {
+    machine_bytes(super::base::root_bytes(&unpacked.join("rootfs")), asked)
+}
+
+/// An ext4 image of `size` bytes at `image`, made from `root` without
+/// mounting anything (`mkfs.ext4 -d`; sparse where empty).
+pub(super) fn mkfs(root: &Path, image: &Path, size: u64, report: &dyn Report) -> Result<()> {
+    let f = std::fs::File::create(image).map_err(|e| Error::create(image, e))?;
+    f.set_len(size).map_err(|e| Error::create(image, e))?;
+    drop(f);
+    Cmd::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "mkve-root", "-d"])
+        .arg(root)
+        .arg(image)
+        .report(report)
+        .run_checked()
+}
+
 /// Make the disk image of the unpacked bundle's `rootfs/`, with the
-/// kernel and initrd copied beside it.
+/// kernel and initrd copied beside it (a private disk: `--no-base`). The
+/// caller removes the root directory.
 pub(super) fn make_disk(
     unpacked: &Path,
     boot: &Boot,
@@ -152,15 +173,7 @@ pub(super) fn make_disk(
     std::fs::copy(&boot.initrd, unpacked.join("initrd.img")).at(&boot.initrd)?;
     let image = unpacked.join("disk.img");
     report.progress(&format!("making a {} MiB disk image", size >> 20));
-    let f = std::fs::File::create(&image).map_err(|e| Error::create(&image, e))?;
-    f.set_len(size).map_err(|e| Error::create(&image, e))?;
-    drop(f);
-    Cmd::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "mkve-root", "-d"])
-        .arg(&root)
-        .arg(&image)
-        .report(report)
-        .run_checked()?;
+    mkfs(&root, &image, size, report)?;
     if format == DiskFormat::Qcow2 {
         let qcow2 = unpacked.join(DiskFormat::Qcow2.file());
         report.progress("converting the disk image to qcow2");
@@ -173,4 +186,22 @@ pub(super) fn make_disk(
         std::fs::remove_file(&image).at(&image)?;
     }
     Ok(())
+}
+
+/// A machine's disk on a base: a qcow2 overlay at `overlay` of `size`
+/// bytes whose backing file is the base's raw `disk.img` (no data is
+/// copied; the guest's writes go to the overlay).
+pub(super) fn make_overlay(
+    backing: &Path,
+    overlay: &Path,
+    size: u64,
+    report: &dyn Report,
+) -> Result<()> {
+    Cmd::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+        .arg(backing)
+        .arg(overlay)
+        .arg(size.to_string())
+        .report(report)
+        .run_checked()
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::staging::vms_dir;
 use super::{DomainType, Info, Machine, MachineState, Uris};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::exec::Report;
 use crate::hypervisor::Hypervisor;
 use crate::ids;
@@ -192,7 +192,18 @@ fn what(m: &Machine) -> String {
 pub fn start(uris: &Uris, target: &str) -> Result<()> {
     let (_, d, m, _lock) = find_locked(uris, target)?;
     if !d.is_active()? {
+        prepare_root(&m)?;
         d.start(&what(&m))?;
+    }
+    Ok(())
+}
+
+/// Before a start: an lxc machine on a base has its overlay mounted (the
+/// node may have rebooted since).
+pub(super) fn prepare_root(m: &Machine) -> Result<()> {
+    let dir = vms_dir().join(m.id.to_string());
+    if super::overlay::is_overlay(&dir) {
+        super::overlay::mount(&dir)?;
     }
     Ok(())
 }
@@ -301,6 +312,89 @@ pub fn delete(uris: &Uris, target: &str, report: &dyn Report) -> Result<MachineI
     Ok(m.id)
 }
 
+/// Make a machine independent of its base (base.rs), so that it can move
+/// to another node: qemu, kvm, xen: its overlay becomes a whole qcow2
+/// disk (`qemu-img convert`, to a temporary name, then renamed) with a
+/// kernel and initrd of its own; lxc: the merged root is copied into a
+/// plain directory. The machine must be off. Every step leaves a machine
+/// that boots; its base goes if no other machine holds it.
+/// Errors: no base (2), running (69).
+pub fn detach(uris: &Uris, target: &str, report: &dyn Report) -> Result<MachineId> {
+    let (conn, d, m, _lock) = find_locked(uris, target)?;
+    let dir = vms_dir().join(m.id.to_string());
+    let Some(digest) = super::base::of_machine(&dir) else {
+        return Err(Error::Usage(format!("{} stands on no base", what(&m))));
+    };
+    if d.is_active()? {
+        return Err(Error::Unavailable {
+            what: what(&m),
+            why:
+                "running: stop it first (mkve-vm stop); its disk must not change while it is copied"
+                    .into(),
+        });
+    }
+    let base_dir = super::base::bases_dir().join(&digest);
+    let hv = m.hypervisor.hypervisor();
+    if hv.is_some_and(Hypervisor::boots_disk_image) {
+        for f in ["vmlinuz", "initrd.img"] {
+            let (from, to, tmp) = (
+                base_dir.join(f),
+                dir.join(f),
+                dir.join(format!(".{f}.detach")),
+            );
+            std::fs::copy(&from, &tmp).map_err(|e| Error::create(&tmp, e))?;
+            std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                .map_err(|e| Error::io(&tmp, e))?;
+            std::fs::rename(&tmp, &to).map_err(|e| Error::create(&to, e))?;
+        }
+        let disk = dir.join(super::DiskFormat::Qcow2.file());
+        let tmp = dir.join(".disk.qcow2.detach");
+        report.progress(&format!("copying {}'s disk out of its base", what(&m)));
+        crate::exec::Cmd::new("qemu-img")
+            .args(["convert", "-f", "qcow2", "-O", "qcow2"])
+            .arg(&disk)
+            .arg(&tmp)
+            .report(report)
+            .run_checked()?;
+        std::fs::rename(&tmp, &disk).map_err(|e| Error::create(&disk, e))?;
+        let mut xml = d.xml()?;
+        for f in ["vmlinuz", "initrd.img"] {
+            xml = xml.replace(
+                &libvirt::esc(&base_dir.join(f).to_string_lossy()),
+                &libvirt::esc(&dir.join(f).to_string_lossy()),
+            );
+        }
+        conn.define(&xml, &what(&m))?;
+    } else if hv == Some(Hypervisor::Lxc) {
+        super::overlay::mount(&dir)?;
+        let tmp = dir.join(".rootfs.detach");
+        crate::scratch::remove_tree(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        report.progress(&format!("copying {}'s root out of its base", what(&m)));
+        crate::exec::Cmd::new("cp")
+            .args(["-a", "--no-target-directory"])
+            .arg(super::overlay::mount_point(&dir))
+            .arg(&tmp)
+            .report(report)
+            .run_checked()?;
+        super::overlay::unmount(&dir)?;
+        let point = super::overlay::mount_point(&dir);
+        let empty = dir.join(".rootfs.empty");
+        std::fs::rename(&point, &empty).map_err(|e| Error::io(&point, e))?;
+        std::fs::rename(&tmp, &point).map_err(|e| Error::create(&point, e))?;
+        let _ = std::fs::remove_dir(&empty);
+    } else {
+        return Err(Error::Usage(format!("{} stands on no base", what(&m))));
+    }
+    // The decision: from here on the machine is its own.
+    let r = dir.join(super::base::REF);
+    std::fs::remove_file(&r).map_err(|e| Error::io(&r, e))?;
+    for leftover in ["upper", "work"] {
+        let _ = crate::scratch::remove_tree(&dir.join(leftover));
+    }
+    super::base::release(&digest, report)?;
+    Ok(m.id)
+}
+
 /// The DHCP entry and files of machine `id`.
 fn remove_leftovers(conn: &Connection, id: MachineId, report: &dyn Report) -> Result<()> {
     let net = NetConfig::load()?;
@@ -308,8 +402,12 @@ fn remove_leftovers(conn: &Connection, id: MachineId, report: &dyn Report) -> Re
         network::remove_host(conn, &net, id.get(), report)?;
     }
     let dir = vms_dir().join(id.to_string());
-    crate::scratch::remove_tree(&dir).at(&dir)?;
+    let base = super::base::of_machine(&dir);
+    super::overlay::remove_machine_dir(&dir)?;
     let _ = std::fs::remove_file(super::create::creating_marker(&vms_dir(), id.get()));
+    if let Some(digest) = base {
+        super::base::release(&digest, report)?;
+    }
     Ok(())
 }
 
@@ -354,7 +452,7 @@ pub(super) fn sweep_killed_creates(conn: &Connection, net: &NetConfig, report: &
         if network::status(conn, net).is_ok_and(|s| s.defined) {
             let _ = network::remove_host(conn, net, id, report);
         }
-        let _ = crate::scratch::remove_tree(&vms.join(id.to_string()));
+        let _ = super::overlay::remove_machine_dir(&vms.join(id.to_string()));
         if Hypervisor::Openvz.node_lacks().is_none() {
             let _ = std::fs::remove_file(crate::openvz::Node::system().cache_path(id));
         }

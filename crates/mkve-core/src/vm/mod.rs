@@ -4,6 +4,9 @@
 //!
 //! - `create.rs`: bundle → machine (verify, unpack, define, undo on failure)
 //! - `disk.rs`: the disk image qemu, kvm and xen boot
+//! - `base.rs`: bases, what the machines of one bundle share; `seed.rs`:
+//!   what differs per machine on a base; `overlay.rs`: an lxc machine's
+//!   overlay mount on its base
 //! - `staging.rs`: where creates unpack, and the sweep of killed ones
 //! - `manage.rs`: finding machines and their lifecycle (start, stop, delete…)
 //! - `wait.rs`: the template's probes, run against the machine (`info`,
@@ -13,18 +16,26 @@
 //!
 //! OpenVZ's own steps are in `openvz.rs`, every libvirt call in `libvirt/`.
 
+mod base;
 mod create;
 mod disk;
 mod manage;
+mod overlay;
+mod seed;
 mod spec;
 mod staging;
 mod wait;
 
 use serde::Serialize;
 
+pub use base::{
+    bases_dir, list as bases, prune as prune_bases, short as short_digest, BaseInfo,
+    Kind as BaseKind,
+};
 pub use create::{create, print_xml, CreateOptions};
 pub use disk::DiskFormat;
-pub use manage::{autostart, console, delete, find, info, list, reboot, start, stop};
+pub use manage::{autostart, console, delete, detach, find, info, list, reboot, start, stop};
+pub use overlay::prepare_from_hook as prepare_lxc_root;
 pub use spec::{BlkioWeight, CpuShares, DiskSize, MachineName, Memory, Vcpus};
 pub use wait::{probe_once, probes_of, wait};
 

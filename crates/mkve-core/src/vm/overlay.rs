@@ -1,0 +1,147 @@
+//! An lxc machine on a base: its root `vms/ID/rootfs` is an overlayfs
+//! mount, the base's `rootfs/` its lower layer, `vms/ID/upper` (which
+//! starts as the machine's seed) its upper, `vms/ID/work` overlayfs's own.
+//! The mount lives in the node's mount namespace, where libvirt finds it
+//! at start; mkve mounts it when it makes the machine and before each
+//! start (`mkve-vm start`, `create --start`), and libvirt's lxc hook
+//! (`mkve-lxc-hook`, installed as `/etc/libvirt/hooks/lxc.d/mkve`) does
+//! before a start mkve did not ask for: autostart at the node's boot,
+//! `virsh start`. Nothing else is ever removed from a machine's directory
+//! while the mount is there.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+
+/// The mount point in a machine's directory.
+pub(super) fn mount_point(dir: &Path) -> PathBuf {
+    dir.join("rootfs")
+}
+
+/// Whether a file system is mounted at `path` (its device differs from
+/// its parent's).
+pub(super) fn is_mounted(path: &Path) -> bool {
+    let (Ok(m), Some(Ok(p))) = (
+        std::fs::symlink_metadata(path),
+        path.parent().map(std::fs::symlink_metadata),
+    ) else {
+        return false;
+    };
+    m.is_dir() && m.dev() != p.dev()
+}
+
+/// Whether the machine in `dir` is an overlay on a base.
+pub(super) fn is_overlay(dir: &Path) -> bool {
+    dir.join("upper").is_dir() && super::base::of_machine(dir).is_some()
+}
+
+/// The mount options for `dir` on the base root `lower`. Errors: a path
+/// overlayfs cannot take in its options (`,`, `:` or `\`).
+fn options(lower: &Path, dir: &Path) -> Result<String> {
+    let mut parts = Vec::new();
+    for (key, p) in [
+        ("lowerdir", lower.to_path_buf()),
+        ("upperdir", dir.join("upper")),
+        ("workdir", dir.join("work")),
+    ] {
+        let s = p
+            .to_str()
+            .filter(|s| !s.contains([',', ':', '\\']))
+            .ok_or_else(|| {
+                Error::create(
+                    &p,
+                    std::io::Error::other(
+                        "overlayfs cannot take this path (a comma, colon or backslash in it): set MKVE_STATEDIR elsewhere",
+                    ),
+                )
+            })?;
+        parts.push(format!("{key}={s}"));
+    }
+    Ok(parts.join(","))
+}
+
+/// Mount the machine in `dir` on its base, unless it is mounted. Errors:
+/// the base is gone, the mount fails.
+pub(super) fn mount(dir: &Path) -> Result<()> {
+    let point = mount_point(dir);
+    if is_mounted(&point) {
+        return Ok(());
+    }
+    let digest = super::base::of_machine(dir)
+        .ok_or_else(|| Error::Other(format!("{}: names no base", dir.display())))?;
+    // The state directory is the machine's directory's grandparent: from
+    // libvirt's hook, which runs without mkve's environment, too.
+    let state = dir
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("/"));
+    let lower = state.join("bases").join(&digest).join("rootfs");
+    if !lower.is_dir() {
+        return Err(Error::Unavailable {
+            what: format!("machine in {}", dir.display()),
+            why: format!(
+                "its base {} is gone (bases/{digest}/rootfs)",
+                super::base::short(&digest)
+            ),
+        });
+    }
+    std::fs::create_dir_all(dir.join("work")).map_err(|e| Error::create(dir.join("work"), e))?;
+    let opts = options(&lower, dir)?;
+    nix::mount::mount(
+        Some("overlay"),
+        &point,
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .map_err(|e| Error::create(&point, std::io::Error::from(e)))
+}
+
+/// Unmount the machine in `dir` if it is mounted. Errors: it is busy.
+pub(super) fn unmount(dir: &Path) -> Result<()> {
+    let point = mount_point(dir);
+    if !is_mounted(&point) {
+        return Ok(());
+    }
+    nix::mount::umount(&point).map_err(|e| Error::io(&point, std::io::Error::from(e)))?;
+    Ok(())
+}
+
+/// Remove a machine's directory: unmounted first, then everything in it
+/// on its own file system (never the base).
+pub(super) fn remove_machine_dir(dir: &Path) -> Result<()> {
+    unmount(dir)?;
+    crate::scratch::remove_tree(dir).at(dir)
+}
+
+/// libvirt's lxc hook, before a domain starts (`prepare begin`, its XML on
+/// stdin): mount the root of an lxc machine of mkve's on a base. Any
+/// other domain is left alone. Errors (the start is then refused by
+/// libvirt): the base is gone, the mount fails.
+pub fn prepare_from_hook(domain_xml: &str) -> Result<()> {
+    if crate::libvirt::domain::record_of(domain_xml).is_none() {
+        return Ok(());
+    }
+    let Ok(doc) = roxmltree::Document::parse(domain_xml) else {
+        return Ok(());
+    };
+    let root = doc.descendants().find(|n| {
+        n.has_tag_name("filesystem")
+            && n.children()
+                .any(|t| t.has_tag_name("target") && t.attribute("dir") == Some("/"))
+    });
+    let Some(source) = root
+        .and_then(|f| f.children().find(|c| c.has_tag_name("source")))
+        .and_then(|s| s.attribute("dir"))
+    else {
+        return Ok(());
+    };
+    let Some(dir) = Path::new(source).parent() else {
+        return Ok(());
+    };
+    if is_overlay(dir) {
+        mount(dir)?;
+    }
+    Ok(())
+}
