@@ -110,10 +110,48 @@ fn print_xml_takes_no_id_and_makes_nothing() {
         "{}",
         r.stdout
     );
-    assert!(r.stdout.contains("type='raw'") && r.stdout.contains("/142/disk.img'"));
+    // On the bundle's base: a qcow2 overlay, the base's kernel, the seed
+    // disk named on the kernel's command line.
+    validate(&r.stdout);
+    assert!(
+        r.stdout.contains("type='qcow2'")
+            && r.stdout.contains("/142/disk.qcow2'")
+            && r.stdout.contains("/142/seed.img'")
+            && r.stdout.contains("<readonly/>")
+            && r.stdout.contains(" mkve.seed=/dev/vdb</cmdline>")
+            && r.stdout.contains("/bases/"),
+        "{}",
+        r.stdout
+    );
     let r = run(env
         .cmd()
-        .args(["create", "--print-xml", "--allow-unsigned", "--id", "142"])
+        .args([
+            "create",
+            "--print-xml",
+            "--allow-unsigned",
+            "--id",
+            "142",
+            "--no-base",
+        ])
+        .arg(bundle_for(Hypervisor::Qemu)));
+    validate(&r.stdout);
+    assert!(
+        r.stdout.contains("type='raw'")
+            && r.stdout.contains("/142/disk.img'")
+            && !r.stdout.contains("seed"),
+        "{}",
+        r.stdout
+    );
+    let r = run(env
+        .cmd()
+        .args([
+            "create",
+            "--print-xml",
+            "--allow-unsigned",
+            "--id",
+            "142",
+            "--no-base",
+        ])
         .args(["--disk-format", "qcow2"])
         .arg(bundle_for(Hypervisor::Qemu)));
     validate(&r.stdout);
@@ -256,6 +294,34 @@ fn machines_are_found_by_id_or_name_only() {
         (r.code, r.stdout.trim()),
         (0, "[]"),
         "the test driver's own domain is not mkve's"
+    );
+}
+
+/// An empty node has no bases; detach names what it cannot find.
+#[test]
+fn bases_and_detach_on_an_empty_node() {
+    let env = new_env();
+    let state = env.home.path().join("state");
+    let r = run_ok(
+        env.cmd()
+            .env("MKVE_STATEDIR", &state)
+            .args(["bases", "--json"]),
+    );
+    assert_eq!(r.stdout.trim(), "[]");
+    let r = run_ok(env.cmd().env("MKVE_STATEDIR", &state).args(["bases"]));
+    assert!(r.stdout.starts_with("BASE "), "{}", r.stdout);
+    let r = run_ok(
+        env.cmd()
+            .env("MKVE_STATEDIR", &state)
+            .args(["bases", "--prune"]),
+    );
+    assert_eq!(r.stdout, "");
+    let r = run(env.cmd().args(["bases", "--prune", "--verify"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let r = run(env.cmd().args(["-c", "test:///default", "detach", "100"]));
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (2, "mkve-vm: no machine 100\n")
     );
 }
 

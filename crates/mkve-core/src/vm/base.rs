@@ -335,10 +335,17 @@ pub(super) fn of_machine(dir: &Path) -> Option<String> {
 /// Who holds each base: the machines' IDs (as their directories in
 /// `vms/` are named), creates in progress included (`.new.…`).
 fn holders() -> BTreeMap<String, Vec<String>> {
+    holders_in(&vms_dir())
+}
+
+fn holders_in(vms: &Path) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    if let Ok(rd) = std::fs::read_dir(vms_dir()) {
+    if let Ok(rd) = std::fs::read_dir(vms) {
         for e in rd.flatten() {
-            if let Some(d) = of_machine(&e.path()) {
+            // A machine's directory, or a create's staging directory
+            // (its machine's directory-to-be is `bundle/` in it).
+            let named = of_machine(&e.path()).or_else(|| of_machine(&e.path().join("bundle")));
+            if let Some(d) = named {
                 out.entry(d)
                     .or_default()
                     .push(e.file_name().to_string_lossy().into_owned());
@@ -559,6 +566,32 @@ mod tests {
         assert_eq!(c0, full_digest(d.path(), Kind::Disk).unwrap());
         std::fs::write(d.path().join("vmlinuz"), "other").unwrap();
         assert_ne!(c0, full_digest(d.path(), Kind::Disk).unwrap());
+    }
+
+    /// A create holds its base from the moment its staging directory names
+    /// it, before it has an ID: a delete of the base's last machine
+    /// meanwhile must not remove it.
+    #[test]
+    fn machines_and_creates_in_progress_hold_bases() {
+        let vms = tempfile::tempdir().unwrap();
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        for (dir, digest) in [
+            ("101", &a),
+            ("100", &a),
+            (".new.x1/bundle", &b),
+            ("102", &"../x".to_string()),
+        ] {
+            std::fs::create_dir_all(vms.path().join(dir)).unwrap();
+            std::fs::write(vms.path().join(dir).join(REF), format!("{digest}\n")).unwrap();
+        }
+        let h = holders_in(vms.path());
+        assert_eq!(h.get(&a).unwrap(), &["100", "101"]);
+        assert_eq!(h.get(&b).unwrap(), &[".new.x1"]);
+        assert_eq!(
+            h.len(),
+            2,
+            "a reference that is no digest holds nothing: {h:?}"
+        );
     }
 
     #[test]

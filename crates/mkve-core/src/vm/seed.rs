@@ -52,42 +52,100 @@ pub(super) enum Source<'a> {
     Image(&'a Path),
 }
 
+/// What the edits read or replace in `/etc`: a view holds these, not all
+/// of it (an lxc base's /etc is copied at every create).
+const EDITED: [&str; 6] = [
+    "etc/passwd",
+    "etc/shadow",
+    "etc/hosts",
+    "etc/hostname",
+    "etc/resolv.conf",
+    "etc/mkve",
+];
+
 impl Source<'_> {
-    /// Copy `/REL` (a directory) of the source to `view/REL`, keeping
-    /// modes, owners and links; nothing if the source has none.
-    fn bring(&self, rel: &Path, view: &Path, report: &dyn Report) -> Result<()> {
-        let dest = view.join(rel);
-        let parent = dest.parent().unwrap_or(view);
-        std::fs::create_dir_all(parent).map_err(|e| Error::create(parent, e))?;
+    /// Copy into `view` what the edits read under `/etc` (for an image, all
+    /// of `/etc`, in one debugfs run), keeping modes, owners and links,
+    /// and the directories leading to it.
+    fn bring_etc(&self, view: &Path, report: &dyn Report) -> Result<()> {
         match self {
             Source::Dir(root) => {
-                let src = root.join(rel);
-                if !std::fs::symlink_metadata(&src).is_ok_and(|m| m.is_dir()) {
+                let there: Vec<&str> = EDITED
+                    .into_iter()
+                    .filter(|r| root.join(r).symlink_metadata().is_ok())
+                    .collect();
+                if there.is_empty() {
                     return Ok(());
                 }
                 Cmd::new("cp")
-                    .args(["-a", "--no-target-directory"])
-                    .arg(&src)
-                    .arg(&dest)
+                    .args(["-a", "--parents"])
+                    .args(there)
+                    .arg(view)
+                    .current_dir(root)
                     .report(report)
                     .run_checked()
             }
-            Source::Image(image) => {
-                // rdump prints "File not found" and succeeds when there is
-                // nothing: the missing directory says it.
-                let abs = Path::new("/").join(rel);
-                Cmd::new("debugfs")
-                    .arg("-R")
-                    .arg(format!(
-                        "rdump \"{}\" \"{}\"",
-                        abs.display(),
-                        parent.display()
-                    ))
-                    .arg(image)
-                    .report(report)
-                    .run_checked()
-            }
+            Source::Image(_) => self.bring_dir(Path::new("etc"), view, report),
         }
+    }
+
+    /// Copy `/REL/.ssh` of the source (or, without it, `/REL` alone: a
+    /// directory, empty) into `view`, with the directories leading to it.
+    fn bring_home(&self, rel: &Path, view: &Path, report: &dyn Report) -> Result<()> {
+        match self {
+            Source::Dir(root) => {
+                let ssh = rel.join(".ssh");
+                if root.join(&ssh).symlink_metadata().is_ok() {
+                    return Cmd::new("cp")
+                        .args(["-a", "--parents"])
+                        .arg(&ssh)
+                        .arg(view)
+                        .current_dir(root)
+                        .report(report)
+                        .run_checked();
+                }
+                // The directories, each as the root has it.
+                let mut at = PathBuf::new();
+                for c in rel.components() {
+                    at.push(c);
+                    let Ok(m) = root.join(&at).symlink_metadata() else {
+                        break;
+                    };
+                    let made = view.join(&at);
+                    if !m.is_dir() || made.exists() {
+                        break;
+                    }
+                    std::fs::create_dir(&made).map_err(|e| Error::create(&made, e))?;
+                    copy_owner_and_mode(&made, &m)?;
+                }
+                Ok(())
+            }
+            Source::Image(_) => self.bring_dir(rel, view, report),
+        }
+    }
+
+    /// Copy the directory `/REL` of an image (recursively) into `view`;
+    /// nothing if the image has none.
+    fn bring_dir(&self, rel: &Path, view: &Path, report: &dyn Report) -> Result<()> {
+        let Source::Image(image) = self else {
+            return Ok(());
+        };
+        let dest = view.join(rel);
+        let parent = dest.parent().unwrap_or(view);
+        std::fs::create_dir_all(parent).map_err(|e| Error::create(parent, e))?;
+        // rdump says "File not found" and succeeds when there is nothing:
+        // the missing directory says it.
+        let abs = Path::new("/").join(rel);
+        Cmd::new("debugfs")
+            .arg("-R")
+            .arg(format!(
+                "rdump \"{}\" \"{}\"",
+                abs.display(),
+                parent.display()
+            ))
+            .arg(image)
+            .report(report)
+            .run_checked()
     }
 }
 
@@ -121,11 +179,11 @@ pub(super) fn make_tree(
 ) -> Result<()> {
     let view = work.join("view");
     std::fs::create_dir(&view).map_err(|e| Error::create(&view, e))?;
-    source.bring(Path::new("etc"), &view, report)?;
+    source.bring_etc(&view, report)?;
     let home = crate::access::root_home(&view);
     let home = home.strip_prefix("/").unwrap_or(&home).to_path_buf();
     if !home.as_os_str().is_empty() && !home.starts_with("etc") {
-        source.bring(&home, &view, report)?;
+        source.bring_home(&home, &view, report)?;
     }
     let before = stamps(&view);
     data.apply(&view)?;
