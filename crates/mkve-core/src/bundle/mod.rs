@@ -9,7 +9,7 @@ pub(crate) mod meta;
 mod read;
 
 pub use make::{make, MakeOptions, RootSource, Signing};
-pub use meta::{Installed, Meta, Packages, TemplateRef, FORMAT};
+pub use meta::{rfc3339, Installed, Meta, Packages, TemplateRef, FORMAT};
 pub use read::{read, Check, ReadOptions, Report};
 
 pub const META: &str = "meta.json";

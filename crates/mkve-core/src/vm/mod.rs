@@ -24,7 +24,9 @@ use serde::Serialize;
 
 pub use create::{create, print_xml, CreateOptions};
 pub use disk::DiskFormat;
-pub use manage::{autostart, console, delete, find, info, list, reboot, start, stop};
+pub use manage::{
+    autostart, console, delete, find, info, infos, list, open_console, reboot, start, stop,
+};
 pub use spec::{BlkioWeight, CpuShares, DiskSize, MachineName, Memory, Vcpus};
 pub use wait::{probe_once, probes_of, wait};
 
