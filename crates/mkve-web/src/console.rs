@@ -3,8 +3,9 @@
 //! xterm.js (console.html and mkve.js). Binary messages carry the bytes
 //! both ways; the stream's blocking reads run on a thread of their own,
 //! its writes on tokio's blocking threads. When either side ends, so does
-//! the other. Opening a console takes it from a client already attached
-//! (as `mkve-vm console --force`), so a page reloaded gets it back.
+//! the other, and the console is free for the next client (a page
+//! reloaded). A console another client holds is told as busy: only the
+//! qemu driver could take it (`--force`), the lxc driver refuses the flag.
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
@@ -35,7 +36,7 @@ pub async fn ws(
     let target = id.clone();
     let opened = app
         .act(&c.user, format!("console {id}"), move || {
-            vm::open_console(&uris, &target, true).map(|(_, con)| con)
+            vm::open_console(&uris, &target, false).map(|(_, con)| con)
         })
         .await;
     match opened {
