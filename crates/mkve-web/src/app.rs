@@ -39,8 +39,10 @@ pub struct Config {
     pub max_upload: u64,
     /// Where uploads and the action log live (`$MKVE_STATEDIR/web`).
     pub dir: PathBuf,
-    /// Progress and the action log on stderr.
+    /// Nothing but errors on stderr (`-q`).
     pub quiet: bool,
+    /// What creates give libvirt, and the programs' output, on stderr (`-v`).
+    pub verbose: bool,
 }
 
 impl Config {
@@ -58,6 +60,7 @@ impl Config {
             max_upload: 16 << 30,
             dir: mkve_core::paths::statedir().join("web"),
             quiet: true,
+            verbose: false,
         }
     }
 }

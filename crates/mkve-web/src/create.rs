@@ -112,6 +112,8 @@ impl Signatures {
 /// A create running: its progress lines and, once done, its result.
 pub struct Job {
     pub what: String,
+    /// Notes and programs' output go to stderr too (`-v`).
+    pub verbose: bool,
     pub lines: Mutex<Vec<String>>,
     pub done: Mutex<Option<std::result::Result<MachineId, String>>>,
     pub started: Instant,
@@ -127,6 +129,33 @@ impl Report for Job {
     fn warning(&self, msg: &str) {
         self.progress(&format!("warning: {msg}"));
     }
+
+    fn note(&self, msg: &str) {
+        if self.verbose {
+            eprintln!("{msg}");
+        }
+    }
+
+    fn verbose(&self) -> bool {
+        self.verbose
+    }
+
+    fn output(&self, bytes: &[u8]) {
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(bytes);
+    }
+}
+
+impl Job {
+    fn new(what: String, verbose: bool) -> Arc<Job> {
+        Arc::new(Job {
+            what,
+            verbose,
+            lines: Mutex::new(Vec::new()),
+            done: Mutex::new(None),
+            started: Instant::now(),
+        })
+    }
 }
 
 #[derive(Default)]
@@ -136,14 +165,9 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    fn add(&self, what: String) -> (u64, Arc<Job>) {
+    fn add(&self, what: String, verbose: bool) -> (u64, Arc<Job>) {
         let n = self.next.fetch_add(1, Ordering::SeqCst) + 1;
-        let job = Arc::new(Job {
-            what,
-            lines: Mutex::new(Vec::new()),
-            done: Mutex::new(None),
-            started: Instant::now(),
-        });
+        let job = Job::new(what, verbose);
         if let Ok(mut m) = self.map.lock() {
             // Jobs done an hour ago are forgotten.
             m.retain(|_, j| j.started.elapsed() < UPLOAD_TTL);
@@ -588,7 +612,9 @@ pub async fn start_job(
         )
             .into_response();
     };
-    let (n, job) = app.jobs.add(format!("create {}", upload.name));
+    let (n, job) = app
+        .jobs
+        .add(format!("create {}", upload.name), app.config.verbose);
     let app2 = app.clone();
     let user = c.user.clone();
     tokio::spawn(async move {
@@ -632,7 +658,8 @@ pub async fn api_create(app: &Shared, user: &str, mp: Multipart) -> Response {
         Ok(x) => x,
         Err(f) => return f.into_response(),
     };
-    let report: Arc<dyn Report + Send + Sync> = Arc::new(mkve_core::report::Silent);
+    let report: Arc<dyn Report + Send + Sync> =
+        Job::new(format!("create {}", upload.name), app.config.verbose);
     match run_create(app, user, upload, fields, report).await {
         Ok(id) => (
             StatusCode::CREATED,

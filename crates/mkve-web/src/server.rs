@@ -54,6 +54,7 @@ pub fn run(cli: Cli) -> Result<()> {
     config.tls = tls.is_some();
     config.max_upload = cli.max_upload.0;
     config.quiet = quiet;
+    config.verbose = cli.verbosity.verbose;
     let app = App::new(config)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
