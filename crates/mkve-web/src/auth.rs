@@ -114,6 +114,12 @@ pub fn random_hex(n: usize) -> Result<String, String> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
+impl Default for Sessions {
+    fn default() -> Sessions {
+        Sessions::new()
+    }
+}
+
 impl Sessions {
     pub fn new() -> Sessions {
         Sessions {

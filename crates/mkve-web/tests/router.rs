@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::sync::Mutex;
-
 use axum::body::Body;
 use axum::http::Request;
 use common::*;
@@ -19,7 +17,7 @@ use mkve_core::net::NetConfig;
 use mkve_core::vm;
 
 /// The test driver's node is one per process: one test at a time on it.
-static NODE: Mutex<()> = Mutex::new(());
+static NODE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn ids_in(page: &str, attr: &str) -> Vec<String> {
     page.match_indices(attr)
@@ -34,7 +32,7 @@ fn ids_in(page: &str, attr: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn pages_and_api_show_what_the_cli_lists() {
-    let _node = NODE.lock().unwrap_or_else(|e| e.into_inner());
+    let _node = NODE.lock().await;
     let d = dirs("webtest-net");
     let conn = test_conn();
     let net = NetConfig::load().unwrap();
@@ -112,7 +110,7 @@ async fn pages_and_api_show_what_the_cli_lists() {
 
 #[tokio::test]
 async fn actions_act_are_logged_and_delete_asks_for_the_id() {
-    let _node = NODE.lock().unwrap_or_else(|e| e.into_inner());
+    let _node = NODE.lock().await;
     let d = dirs("webtest-net");
     let conn = test_conn();
     let net = NetConfig::load().unwrap();
