@@ -88,7 +88,6 @@ impl App {
     /// be made (73).
     pub fn new(config: Config) -> Result<Shared> {
         crate::files::private_dir(&config.dir)?;
-        crate::create::clear_uploads(&config.dir);
         let log = ActionLog::open(&config.dir.join("actions.log"), config.quiet)?;
         let signatures = crate::create::Signatures::open(&config.dir.join("signatures.json"));
         Ok(Arc::new(App {

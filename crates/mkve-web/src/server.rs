@@ -55,13 +55,23 @@ pub fn run(cli: Cli) -> Result<()> {
     config.max_upload = cli.max_upload.0;
     config.quiet = quiet;
     config.verbose = cli.verbosity.verbose;
+    let dir = config.dir.clone();
     let app = App::new(config)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("mkve-web")
         .build()
         .map_err(|e| Error::Other(format!("cannot start the runtime: {e}")))?;
-    rt.block_on(serve(crate::app::router(app), &cli.listen, tls, quiet))
+    // What killed runs left in uploads/ goes once the address is ours (not
+    // before: a second server refused it must not touch the first's).
+    let bound = move || crate::create::clear_uploads(&dir);
+    rt.block_on(serve(
+        crate::app::router(app),
+        &cli.listen,
+        tls,
+        quiet,
+        bound,
+    ))
 }
 
 fn unavailable(what: impl std::fmt::Display, e: std::io::Error) -> Error {
@@ -111,9 +121,19 @@ pub fn bind_unix(path: &Path) -> Result<UnixListener> {
 }
 
 /// Serve `router` on `listen` until a stop signal, then give requests in
-/// flight [`GRACE`].
-pub async fn serve(router: Router, listen: &Listen, tls: Option<Tls>, quiet: bool) -> Result<()> {
-    let say = |what: String| {
+/// flight [`GRACE`]; `bound` runs once the address is taken.
+pub async fn serve(
+    router: Router,
+    listen: &Listen,
+    tls: Option<Tls>,
+    quiet: bool,
+    bound: impl FnOnce(),
+) -> Result<()> {
+    let mut bound = Some(bound);
+    let mut say = |what: String| {
+        if let Some(b) = bound.take() {
+            b();
+        }
         if !quiet {
             eprintln!("{}: listening on {what}", mkve_cli::tool());
         }
@@ -145,8 +165,8 @@ pub async fn serve(router: Router, listen: &Listen, tls: Option<Tls>, quiet: boo
             let l = TcpListener::bind(addr)
                 .await
                 .map_err(|e| unavailable(addr, e))?;
-            let bound = l.local_addr().map_err(|e| unavailable(addr, e))?;
-            say(format!("http://{bound}/"));
+            let at = l.local_addr().map_err(|e| unavailable(addr, e))?;
+            say(format!("http://{at}/"));
             let server = axum::serve(l, router.into_make_service_with_connect_info::<Peer>())
                 .with_graceful_shutdown(signal);
             tokio::select! {
@@ -167,14 +187,14 @@ pub async fn serve(router: Router, listen: &Listen, tls: Option<Tls>, quiet: boo
                 })?;
             let l = std::net::TcpListener::bind(addr).map_err(|e| unavailable(addr, e))?;
             l.set_nonblocking(true).map_err(|e| unavailable(addr, e))?;
-            let bound = l.local_addr().map_err(|e| unavailable(addr, e))?;
+            let at = l.local_addr().map_err(|e| unavailable(addr, e))?;
             let handle = axum_server::Handle::new();
             let h = handle.clone();
             tokio::spawn(async move {
                 signal.await;
                 h.graceful_shutdown(Some(GRACE));
             });
-            say(format!("https://{bound}/"));
+            say(format!("https://{at}/"));
             axum_server::from_tcp_rustls(l, config)
                 .handle(handle)
                 .serve(router.into_make_service_with_connect_info::<Peer>())
