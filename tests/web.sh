@@ -19,13 +19,13 @@ bin=${CARGO_TARGET_DIR:-$top/target}/debug
 harness=$top/tests/harness/libvirtd-netns
 ns=mkve-web-test
 shots=$top/target/web-screenshots
+for tool in mkve-bundle mkve-net mkve-vm mkve-web; do
+    [ -x "$bin/$tool" ] || { echo "web: $bin/$tool is not built (cargo build --workspace)" >&2; exit 1; }
+done
 work=$(mktemp -d /var/tmp/mkve-web.XXXXXX)
 chmod 755 "$work"
 export MKVE_DATADIR=$top MKVE_CONFDIR=$work/etc MKVE_STATEDIR=$work/state MKVE_LOCKDIR=$work/lock
 export GNUPGHOME=$work/gnupg SOURCE_DATE_EPOCH=1700000000
-for tool in mkve-bundle mkve-net mkve-vm mkve-web; do
-    [ -x "$bin/$tool" ] || { echo "web: $bin/$tool is not built (cargo build --workspace)" >&2; exit 1; }
-done
 web_pid=""
 
 cleanup() {

@@ -16,15 +16,12 @@ use tower::ServiceExt;
 
 /// Point mkve's directories at a temporary tree for this test process,
 /// once: `MKVE_CONFDIR` (with an mkve.conf naming `net`), `MKVE_STATEDIR`,
-/// `MKVE_LOCKDIR`.
+/// `MKVE_LOCKDIR`. The tree goes when the process ends (testkit's
+/// `shared_dir`).
 pub fn dirs(net: &str) -> &'static Path {
     static D: OnceLock<PathBuf> = OnceLock::new();
     D.get_or_init(|| {
-        let d = tempfile::Builder::new()
-            .prefix("mkve-web-test.")
-            .tempdir()
-            .unwrap()
-            .keep();
+        let d = mkve_testkit::shared_dir().join("web");
         std::fs::create_dir_all(d.join("conf")).unwrap();
         std::fs::write(
             d.join("conf/mkve.conf"),
