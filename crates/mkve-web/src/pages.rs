@@ -551,7 +551,7 @@ pub fn create_options(c: &Caller, token: &str, u: &Upload) -> Markup {
                 label { "CPU shares " input type="number" name="cpu_shares" min="2" max="262144"; span.muted { " 2 to 262144 (cgroup weight)" } }
                 label { "Block I/O weight " input type="number" name="blkio_weight" min="100" max="1000"; span.muted { " 100 to 1000" } }
                 @if hv.boots_disk_image() {
-                    label { "Disk format " select name="disk_format" { option value="raw" { "raw" } option value="qcow2" { "qcow2" } } }
+                    label { "Disk format " select name="disk_format" { option value="" { "default" } option value="raw" { "raw" } option value="qcow2" { "qcow2" } } }
                     label { "Disk size " input type="text" name="disk_size" placeholder="1.5 × the root + 512M"; }
                     label { input type="checkbox" name="vnc"; " VNC display (on 127.0.0.1)" }
                 }
