@@ -1,6 +1,7 @@
 # mkve: build, test and install.  GNU make.
 #   make                 build the binaries (release)
 #   make test            install what tests need, run every test, lint the man pages
+#   make test-web        mkve-web in headless Chromium (part of make test)
 #   make demo            build a bundle from the shipped ntp-server template and show it
 #   make install         PREFIX=/usr/local DESTDIR= ; install-<tool> for one tool
 #   make man             lint the man pages
@@ -19,6 +20,7 @@ MANDIR     ?= $(PREFIX)/share/man
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/vendor-completions
 FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSCONFDIR ?= /etc
 DESTDIR    ?=
 
@@ -31,13 +33,14 @@ export MKVE_BUILD_CONFDIR := $(SYSCONFDIR)/mkve
 
 RELEASE    := $(or $(CARGO_TARGET_DIR),target)/release
 VERSION    := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
-TOOLS      := mkve-bundle mkve-cache mkve-net mkve-vm
+TOOLS      := mkve-bundle mkve-cache mkve-net mkve-vm mkve-web
 MAN1       := man/mkve-bundle.1 man/mkve-cache.1 man/mkve-net.1 man/mkve-vm.1
 MAN5       := man/mkve-template.5 man/mkve-bundle.5 man/mkve-bundle-config.5
 MAN7       := man/mkve.7
+MAN8       := man/mkve-web.8
 DEMO       ?= target/demo
 
-.PHONY: all deps test man lint faults check-services demo check-templates fuzz deb rpm install $(addprefix install-,$(TOOLS)) install-data install-man uninstall clean
+.PHONY: all deps test test-web man lint faults check-services demo check-templates fuzz deb rpm install $(addprefix install-,$(TOOLS)) install-data install-man uninstall clean
 
 all:
 	$(CARGO) build --release --locked
@@ -52,9 +55,18 @@ test: deps man
 	$(CARGO) test --locked --workspace -- --include-ignored
 	$(CARGO) build --locked --workspace
 	tests/e2e-lxc.sh
+	tests/web.sh
 	tests/faults.sh
 	tests/services.sh
 	tests/services.sh -H qemu ntp-server smtp-server
+
+# mkve-web driven by headless Chromium through WebDriver, inside a network
+# namespace of its own (tests/web.sh): upload, create, start, console login,
+# stop, delete, a tampered bundle refused; screenshots in
+# target/web-screenshots. make test runs it.
+test-web: deps
+	$(CARGO) build --locked --workspace
+	tests/web.sh
 
 # Every service template answering its real client on lxc and on qemu
 # (TCG): the whole 9 x 2 matrix, closed by its table (service, hypervisor,
@@ -82,7 +94,7 @@ lint:
 	! $(CARGO) tree --locked -p mkve-cache -e normal | grep -E ' (virt|gpgme) v'
 
 man:
-	mandoc -Tlint -Wwarning $(MAN1) $(MAN5) $(MAN7)
+	mandoc -Tlint -Wwarning $(MAN1) $(MAN5) $(MAN7) $(MAN8)
 
 # The main job, end to end: build the ntp-server template for lxc, create
 # and start a container from it, show that NTP answers, stop and delete it
@@ -138,6 +150,16 @@ install-mkve-vm: all
 	install -D -m 0755 packaging/libvirt-hook-lxc $(DESTDIR)$(SYSCONFDIR)/libvirt/hooks/lxc.d/mkve
 	$(call install-completions,mkve-vm,$(RELEASE)/mkve-vm)
 
+# With its systemd unit (naming the binary where it is installed) and its
+# PAM policy.
+install-mkve-web: all
+	install -D -m 0755 $(RELEASE)/mkve-web $(DESTDIR)$(BINDIR)/mkve-web
+	$(call install-completions,mkve-web,$(RELEASE)/mkve-web)
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
+	sed 's|/usr/bin/mkve-web|$(BINDIR)/mkve-web|' packaging/mkve-web.service >$(DESTDIR)$(SYSTEMDUNITDIR)/mkve-web.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/mkve-web.service
+	install -D -m 0644 packaging/mkve-web.pam $(DESTDIR)$(SYSCONFDIR)/pam.d/mkve-web
+
 # Hooks are one script under several names: keep the links (cp -P).
 install-data:
 	install -d $(DESTDIR)$(DATADIR)/hooks $(DESTDIR)$(DATADIR)/templates $(DESTDIR)$(DATADIR)/hypervisors
@@ -149,6 +171,7 @@ install-man:
 	install -D -m 0644 -t $(DESTDIR)$(MANDIR)/man1 $(MAN1)
 	install -D -m 0644 -t $(DESTDIR)$(MANDIR)/man5 $(MAN5)
 	install -D -m 0644 -t $(DESTDIR)$(MANDIR)/man7 $(MAN7)
+	install -D -m 0644 -t $(DESTDIR)$(MANDIR)/man8 $(MAN8)
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(TOOLS)) $(DESTDIR)$(BINDIR)/hsh-pack $(DESTDIR)$(MANDIR)/man1/hsh-pack.1
@@ -159,12 +182,14 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MAN1)))
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(MAN5)))
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man7/,$(notdir $(MAN7)))
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man8/,$(notdir $(MAN8)))
+	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/mkve-web.service $(DESTDIR)$(SYSCONFDIR)/pam.d/mkve-web
 
 clean:
 	$(CARGO) clean
 	rm -rf $(DEMO)
 
-# The five Debian packages, built as the distribution would build them, and
+# The six Debian packages, built as the distribution would build them, and
 # lintian on them (errors and warnings fail); they land in target/deb.
 deb: deps
 	dpkg-buildpackage -b -us -uc

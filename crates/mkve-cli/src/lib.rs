@@ -140,8 +140,15 @@ pub fn write_stdout(args: std::fmt::Arguments) -> Result<()> {
 
 /// Print `v` as pretty JSON on stdout (the `--json` of every tool).
 pub fn print_json(v: &impl serde::Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| Error::Other(e.to_string()))?;
+    let text = json_text(v)?;
     outln!("{text}")
+}
+
+/// `v` as the `--json` of every tool prints it (pretty, without the
+/// trailing newline): what mkve-web's API answers too, so a script gets
+/// the same text from either.
+pub fn json_text(v: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string_pretty(v).map_err(|e| Error::Other(e.to_string()))
 }
 
 /// `-q` and `-v`, on every tool.

@@ -64,17 +64,34 @@ impl Access {
                 "--root-password-file and --ssh-key cannot both be read from stdin".into(),
             ));
         }
+        let password = password_file
+            .map(|p| read_all(p).map(|t| (p, t)))
+            .transpose()?;
+        let keys = key_file.map(|k| read_all(k).map(|t| (k, t))).transpose()?;
+        Access::from_texts(
+            password.as_ref().map(|(p, t)| (*p, t.as_str())),
+            keys.as_ref().map(|(k, t)| (*k, t.as_str())),
+        )
+    }
+
+    /// The same checks on texts already read (a web form's fields): the
+    /// password's first line, and the keys' lines; each text comes with
+    /// the name errors give it (its file, or a form field). Errors (65,
+    /// naming the name and line): an empty password, a private key, a line
+    /// that is not a public key, no key at all.
+    pub fn from_texts(
+        password: Option<(&Path, &str)>,
+        keys: Option<(&Path, &str)>,
+    ) -> Result<Access> {
         let mut access = Access::default();
-        if let Some(p) = password_file {
-            let text = read_all(p)?;
+        if let Some((p, text)) = password {
             let first = text.lines().next().unwrap_or("");
             if first.is_empty() {
                 return Err(invalid(p, Some(1), "the password is empty"));
             }
             access.password = Some(first.to_string());
         }
-        if let Some(k) = key_file {
-            let text = read_all(k)?;
+        if let Some((k, text)) = keys {
             for (n, line) in text.lines().enumerate() {
                 let line = line.trim();
                 if line.is_empty() || line.starts_with('#') {

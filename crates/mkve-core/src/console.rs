@@ -2,6 +2,8 @@
 //! terminal, the terminal is put in raw mode and Ctrl-] detaches (as in
 //! virsh); otherwise stdin is copied to the console until it ends, so
 //! scripts can drive a console through a pipe. Output goes to stdout.
+//! [`Console`] is the stream itself, for a caller with no terminal (the
+//! web front-end bridges it to a WebSocket).
 
 use std::io::Write;
 use std::os::fd::AsFd;
@@ -41,9 +43,78 @@ impl Drop for Raw {
     }
 }
 
+/// A machine's console, opened (`vm::open_console`): bytes the guest
+/// writes come out of [`Console::recv`], bytes for it go in through
+/// [`Console::send`]. Both block; clones share the stream, so one thread
+/// may read while another writes, and [`Console::close`] from either ends
+/// a `recv` waiting in the other.
+#[derive(Clone)]
+pub struct Console {
+    stream: Stream,
+    what: String,
+}
+
+impl Console {
+    pub(crate) fn new(stream: Stream, what: &str) -> Console {
+        Console {
+            stream,
+            what: what.to_string(),
+        }
+    }
+
+    /// `machine 101 (name)`, for messages.
+    pub fn what(&self) -> &str {
+        &self.what
+    }
+
+    /// Wait for output and put it in `buf`: its length, 0 when the
+    /// console closed. Errors: the stream failed or was closed by
+    /// [`Console::close`] (`machine 101 (name): console: …`).
+    pub fn recv(&self, buf: &mut [u8]) -> Result<usize> {
+        loop {
+            match self.stream.recv(buf) {
+                Ok(n) if n >= 0 => return Ok(n as usize),
+                Ok(_) => continue,
+                Err(e) => {
+                    return Err(Error::Other(format!(
+                        "{}: console: {}",
+                        self.what,
+                        e.message()
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Send all of `data` to the guest. Errors as [`Console::recv`].
+    pub fn send(&self, mut data: &[u8]) -> Result<()> {
+        while !data.is_empty() {
+            match self.stream.send(data) {
+                Ok(k) if k > 0 => data = &data[k as usize..],
+                Ok(_) => continue,
+                Err(e) => {
+                    return Err(Error::Other(format!(
+                        "{}: console: {}",
+                        self.what,
+                        e.message()
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// End the stream: a `recv` waiting elsewhere returns an error.
+    pub fn close(&self) {
+        let _ = self.stream.clone().abort();
+    }
+}
+
 /// Copy between stdin/stdout and `stream` (a console opened on it) until
 /// the console closes, stdin ends, or Ctrl-] on a terminal.
-pub fn attach(stream: Stream, what: &str) -> Result<()> {
+pub fn attach(console: Console) -> Result<()> {
+    let Console { stream, what } = console;
+    let what = what.as_str();
     let tty = nix::unistd::isatty(std::io::stdin().as_fd()).unwrap_or(false);
     if tty {
         eprint!("Connected to {what}; Ctrl-] detaches.\r\n");

@@ -196,6 +196,27 @@ impl<'r> Cmd<'r> {
             c.current_dir(d);
         }
         c.stdin(Stdio::null());
+        // A program run here gets no descriptor of this process but its
+        // own three: another thread may have made pipes that are not
+        // close-on-exec at the moment of the fork (gpgme does, for the gpg
+        // it runs), and a child holding one keeps that thread from its end
+        // of file (mkve-web runs creates on many threads). Marked
+        // close-on-exec rather than closed, so that std's own error pipe
+        // still reports a failed exec. Linux 5.11 and later; older kernels
+        // refuse the flag and nothing changes.
+        // SAFETY: close_range is a system call, async-signal-safe; nothing
+        // else runs between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+                libc::syscall(
+                    libc::SYS_close_range,
+                    3u32,
+                    u32::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC,
+                );
+                Ok(())
+            });
+        }
         if self.kill_with_parent {
             // SAFETY: prctl is async-signal-safe; nothing else runs
             // between fork and exec.
@@ -398,6 +419,36 @@ pub fn tail(output: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// A child gets none of this process's descriptors but its three, even
+    /// one another thread made without close-on-exec; and a program that
+    /// is not there is still told as such (std's error pipe survives).
+    #[test]
+    fn children_inherit_no_descriptor() {
+        let mut fds = [0i32; 2];
+        // SAFETY: pipe(2) writes two descriptors into the array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let pipe = std::fs::read_link(format!("/proc/self/fd/{}", fds[1])).unwrap();
+        let out = Cmd::new("sh")
+            .args([
+                "-c",
+                "for f in /proc/$$/fd/*; do readlink \"$f\"; done; true",
+            ])
+            .output_checked()
+            .unwrap();
+        let held = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            !held.lines().any(|l| std::path::Path::new(l) == pipe),
+            "the child holds {}: {held}",
+            pipe.display()
+        );
+        for fd in fds {
+            // SAFETY: our own descriptors, closed once.
+            unsafe { libc::close(fd) };
+        }
+        let e = Cmd::new("mkve-no-such-program").run_checked().unwrap_err();
+        assert!(e.to_string().contains("mkve-no-such-program"), "{e}");
+    }
+
     use super::*;
 
     #[test]

@@ -10,7 +10,7 @@ mod read;
 
 pub(crate) use make::hex;
 pub use make::{make, MakeOptions, RootSource, Signing};
-pub use meta::{Installed, Meta, Packages, TemplateRef, FORMAT};
+pub use meta::{rfc3339, Installed, Meta, Packages, TemplateRef, FORMAT};
 pub use read::{read, Check, ReadOptions, Report, SkipRoot};
 
 pub const META: &str = "meta.json";

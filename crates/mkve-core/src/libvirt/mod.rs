@@ -174,12 +174,18 @@ impl Dom {
             .map_err(|e| failed(format!("autostart of {what}"), e))
     }
 
-    /// Open the domain's first console on a new stream of `conn` and copy
-    /// it to and from stdin and stdout (see console.rs). `safe` asks the
-    /// driver to refuse a console that cannot be used safely (only the
-    /// qemu driver knows the flag); `force` takes the console from a
-    /// client already attached.
-    pub fn console(&self, conn: &Connection, safe: bool, force: bool, what: &str) -> Result<()> {
+    /// Open the domain's first console on a new stream of `conn` (see
+    /// console.rs). `safe` asks the driver to refuse a console that cannot
+    /// be used safely (only the qemu driver knows the flag); `force` takes
+    /// the console from a client attached to it. `what` names the machine
+    /// in errors.
+    pub fn open_console(
+        &self,
+        conn: &Connection,
+        safe: bool,
+        force: bool,
+        what: &str,
+    ) -> Result<crate::console::Console> {
         let stream = virt::stream::Stream::new(&conn.conn, 0).map_err(|e| failed("console", e))?;
         let mut flags = 0;
         if safe {
@@ -191,7 +197,7 @@ impl Dom {
         self.dom
             .open_console(None, &stream, flags)
             .map_err(|e| failed(format!("console of {what}"), e))?;
-        crate::console::attach(stream, what)
+        Ok(crate::console::Console::new(stream, what))
     }
 }
 

@@ -95,9 +95,17 @@ fn orphans(scan: &Scan) -> Result<BTreeMap<u32, Vec<&'static str>>> {
 /// `orphan`).
 pub fn list(uris: &Uris) -> Result<Vec<Machine>> {
     let scan = scan(uris)?;
+    let mut all = orphan_machines(&scan)?;
+    all.extend(scan.machines.into_iter().map(|(_, _, m)| m));
+    all.sort_by_key(|m| m.id);
+    Ok(all)
+}
+
+/// The orphans of `scan`, as machines in state `orphan`.
+fn orphan_machines(scan: &Scan) -> Result<Vec<Machine>> {
     let net = NetConfig::load()?;
     let mut all: Vec<Machine> = Vec::new();
-    for (id, what) in orphans(&scan)? {
+    for (id, what) in orphans(scan)? {
         let Ok(mid) = MachineId::new(id) else {
             continue;
         };
@@ -115,8 +123,6 @@ pub fn list(uris: &Uris) -> Result<Vec<Machine>> {
             uri: String::new(),
         });
     }
-    all.extend(scan.machines.into_iter().map(|(_, _, m)| m));
-    all.sort_by_key(|m| m.id);
     Ok(all)
 }
 
@@ -211,6 +217,17 @@ pub(super) fn prepare_root(m: &Machine) -> Result<()> {
 /// Attach to the machine's console (see console.rs). `force` takes it
 /// from another client attached to it.
 pub fn console(uris: &Uris, target: &str, force: bool) -> Result<()> {
+    crate::console::attach(open_console(uris, target, force)?.1)
+}
+
+/// Open the machine's console for a caller that copies it itself (the
+/// web front-end): the machine and its [`Console`](crate::console::Console).
+/// Errors: no such machine (2), not running (69), libvirt refused (1).
+pub fn open_console(
+    uris: &Uris,
+    target: &str,
+    force: bool,
+) -> Result<(Machine, crate::console::Console)> {
     let (conn, d, m) = find(uris, target)?;
     if !d.is_active()? {
         return Err(Error::Unavailable {
@@ -223,12 +240,13 @@ pub fn console(uris: &Uris, target: &str, force: bool) -> Result<()> {
         .hypervisor
         .hypervisor()
         .is_some_and(|h| h.driver() == "QEMU");
-    d.console(
+    let console = d.open_console(
         &conn,
         safe,
         force,
         &format!("machine {} ({})", m.id, m.name),
-    )
+    )?;
+    Ok((m, console))
 }
 
 /// Restart the machine.
@@ -245,6 +263,13 @@ pub fn autostart(uris: &Uris, target: &str, on: bool) -> Result<()> {
 
 pub fn info(uris: &Uris, target: &str) -> Result<Info> {
     let (_, d, m) = find(uris, target)?;
+    let mut i = info_of(&d, m)?;
+    i.probes = super::wait::probe_once(&i.machine)?;
+    Ok(i)
+}
+
+/// `info` without the probes (`probes` empty).
+fn info_of(d: &Dom, m: Machine) -> Result<Info> {
     let xml = d.xml()?;
     let record = domain::record_of(&xml)
         .ok_or_else(|| Error::Other(format!("machine {}: no mkve record", m.id)))?;
@@ -252,9 +277,36 @@ pub fn info(uris: &Uris, target: &str) -> Result<Info> {
         autostart: d.autostart().unwrap_or(false),
         bundle: record.bundle,
         uri: m.uri.clone(),
-        probes: super::wait::probe_once(&m)?,
+        probes: Vec::new(),
         machine: m,
     })
+}
+
+/// Every machine as `info` shows it, in one scan of the node, with no
+/// probe run (`probes` empty: they take seconds and reach the machines'
+/// addresses), for a page that shows them all often (the web
+/// front-end). Orphans are there as `list` has them (autostart false,
+/// bundle and URI empty).
+pub fn infos(uris: &Uris) -> Result<Vec<Info>> {
+    let scan = scan(uris)?;
+    let mut all: Vec<Info> = orphan_machines(&scan)?
+        .into_iter()
+        .map(|m| Info {
+            machine: m,
+            autostart: false,
+            bundle: String::new(),
+            uri: String::new(),
+            probes: Vec::new(),
+        })
+        .collect();
+    for (_, d, m) in scan.machines {
+        // A domain undefined meanwhile is not shown.
+        if let Ok(i) = info_of(&d, m) {
+            all.push(i);
+        }
+    }
+    all.sort_by_key(|i| i.machine.id);
+    Ok(all)
 }
 
 /// Ask the machine to shut down and wait until it is off, for `timeout`

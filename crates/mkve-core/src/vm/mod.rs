@@ -34,7 +34,9 @@ pub use base::{
 };
 pub use create::{create, print_xml, CreateOptions};
 pub use disk::DiskFormat;
-pub use manage::{autostart, console, delete, detach, find, info, list, reboot, start, stop};
+pub use manage::{
+    autostart, console, delete, detach, find, info, infos, list, open_console, reboot, start, stop,
+};
 pub use overlay::prepare_from_hook as prepare_lxc_root;
 pub use spec::{BlkioWeight, CpuShares, DiskSize, MachineName, Memory, Vcpus};
 pub use wait::{probe_once, probes_of, wait};

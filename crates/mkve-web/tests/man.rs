@@ -1,0 +1,15 @@
+//! mkve-web(8) and the binary agree: every long option the binary has is
+//! in the page, and the page names no option it lacks.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[test]
+fn the_man_page_and_the_options_agree() {
+    // mkve-vm's and mkve-net's --json, the log's words for a forced stop,
+    // and curl's --unix-socket in the examples.
+    mkve_testkit::assert_man_matches_help(
+        env!("CARGO_BIN_EXE_mkve-web"),
+        "mkve-web.8",
+        &["--json", "--force", "--unix-socket"],
+    );
+}
