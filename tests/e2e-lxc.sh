@@ -125,6 +125,7 @@ wait
 check "50 concurrent creates succeed" test "$(cat "$work"/err.* | wc -c)" = 0
 check "50 concurrent creates get 50 distinct IDs" test "$(sort -u "$work"/id.* | grep -c .)" = 50
 check "and 50 DHCP entries" test "$(hosts)" = 50
+check "and one base, made once under its lock ($(ls "$MKVE_STATEDIR/bases" | wc -l))" test "$(ls "$MKVE_STATEDIR/bases" | wc -l)" = 1
 "$bin/mkve-vm" -q create --allow-unsigned "$work/tiny.bun" >/dev/null & victim=$!
 sleep 0.3; kill -KILL "$victim" 2>/dev/null; wait "$victim" 2>/dev/null
 after=$("$bin/mkve-vm" -q create --allow-unsigned "$work/tiny.bun")
