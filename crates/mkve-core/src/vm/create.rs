@@ -127,14 +127,6 @@ fn remove_in_background(staging: &crate::scratch::Scratch, root: &Path) -> Resul
     }))))
 }
 
-fn copy_owner_and_mode(path: &Path, like: &std::fs::Metadata) -> Result<()> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    if nix::unistd::geteuid().is_root() {
-        std::os::unix::fs::lchown(path, Some(like.uid()), Some(like.gid())).at(path)?;
-    }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(like.mode() & 0o7777)).at(path)
-}
-
 /// `vms/ID.creating`: there while a create makes machine ID.
 pub(super) fn creating_marker(vms: &Path, id: u32) -> PathBuf {
     vms.join(format!("{id}.creating"))
@@ -386,7 +378,7 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
             )?;
             // The merged root's own mode and owner are the upper layer's.
             let like = std::fs::symlink_metadata(b.root()).at(b.root())?;
-            copy_owner_and_mode(&upper, &like)?;
+            seed::copy_owner_and_mode(&upper, &like)?;
             for d in ["work", "rootfs"] {
                 let p = unpacked.join(d);
                 std::fs::create_dir(&p).map_err(|e| Error::create(&p, e))?;

@@ -218,7 +218,9 @@ pub(super) fn make_tree(
     Ok(())
 }
 
-fn copy_owner_and_mode(path: &Path, like: &std::fs::Metadata) -> Result<()> {
+/// Give `path` the owner (when run as root) and mode of what `like`
+/// describes.
+pub(super) fn copy_owner_and_mode(path: &Path, like: &std::fs::Metadata) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if nix::unistd::geteuid().is_root() {
         std::os::unix::fs::lchown(path, Some(like.uid()), Some(like.gid())).at(path)?;
