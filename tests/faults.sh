@@ -136,11 +136,25 @@ head -c 100M /dev/urandom >"$based/var/lib/big"
     "$top/tests/fixtures/templates/good/two-containers" >/dev/null || exit 1
 rm -rf "$based"
 unfinished=0 midway=0
+scratch() { ls -A "$MKVE_STATEDIR/bases" 2>/dev/null | grep '^\.new\.' | sort | tr '\n' ' '; }
 for i in $(seq "$kill_rounds"); do
+    before=$(scratch)
     "$bin/mkve-vm" -q create --allow-unsigned "$work/based.bun" >/dev/null 2>&1 & pid=$!
-    pause 15
+    # Odd rounds at a random point; even rounds once the base's scratch
+    # directory appears (then within 0.2 s): the window of making it is
+    # short, and a random point alone may miss it every time.
+    if [ $((i % 2)) = 1 ]; then
+        pause 15
+    else
+        for _ in $(seq 500); do
+            [ "$(scratch)" = "$before" ] || break
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.01
+        done
+        pause 2
+    fi
     kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
-    ls -A "$MKVE_STATEDIR/bases" 2>/dev/null | grep -q '^\.new\.' && midway=$((midway + 1))
+    [ "$(scratch)" = "$before" ] || midway=$((midway + 1))
     for b in "$MKVE_STATEDIR"/bases/*; do
         [ -e "$b" ] || continue
         [ -s "$b/base.json" ] || { echo "round $i: $b has no record" >&2; unfinished=$((unfinished + 1)); }
