@@ -36,6 +36,7 @@ pub mod root;
 pub mod scratch;
 #[cfg(feature = "gpg")]
 pub mod sign;
+pub mod sums;
 pub mod template;
 #[cfg(test)]
 mod testing;
