@@ -55,6 +55,7 @@ test: deps man
 	$(CARGO) test --locked --workspace -- --include-ignored
 	$(CARGO) build --locked --workspace
 	tests/e2e-lxc.sh
+	tests/publish.sh
 	tests/web.sh
 	tests/faults.sh
 	tests/services.sh
