@@ -522,3 +522,136 @@ fn the_networks_failures_are_69_naming_the_url() {
     let r = fetch("http://127.0.0.1:1/d/", out.path(), &[]);
     r.assert_stderr(2, "names a directory");
 }
+
+/// `openssl s_server -WWW` serving the current directory over TLS on
+/// 127.0.0.1 with `cert`, until dropped.
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl TlsServer {
+    fn serve(dir: &Path, cert: &Path, key: &Path) -> TlsServer {
+        let port = free_port();
+        let mut child = Command::new("openssl")
+            .args(["s_server", "-quiet", "-WWW", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            .current_dir(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return TlsServer { child, port };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("openssl s_server did not start");
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn https_servers_are_checked_against_the_system_store_or_ssl_cert_file() {
+    let dir = published();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    // A CA of the test's own, and a certificate it signs for 127.0.0.1.
+    let openssl = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(w)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "openssl {args:?}: {o:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509", "-days", "2", "-subj", "/CN=mkve test CA"],
+            &ec[..],
+            &["-keyout", "ca.key", "-out", "ca.pem"],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req", "-subj", "/CN=127.0.0.1"],
+            &ec[..],
+            &["-keyout", "leaf.key", "-out", "leaf.csr"],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        w.join("ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+        "-out",
+        "leaf.pem",
+    ]);
+    let server = TlsServer::serve(dir, &w.join("leaf.pem"), &w.join("leaf.key"));
+    let url = format!("https://127.0.0.1:{}/lxc.bun", server.port);
+    let out = w.join("out");
+    std::fs::create_dir(&out).unwrap();
+
+    // Its CA is in no system store: refused, saying where trust comes from.
+    let r = fetch(&url, &out, &[]);
+    r.assert_stderr(
+        69,
+        &format!(
+            "https://127.0.0.1:{}/SHA256SUMS: TLS: invalid peer certificate",
+            server.port
+        ),
+    );
+    assert!(r.stderr.contains("SSL_CERT_FILE"), "{}", r.stderr);
+    assert!(dir_names(&out).is_empty());
+    // Trusted through SSL_CERT_FILE, as an operator's own CA would be.
+    let r = run(new_env()
+        .cmd()
+        .env("SSL_CERT_FILE", w.join("ca.pem"))
+        .current_dir(&out)
+        .arg("--fetch")
+        .arg(&url)
+        .arg("--keyring")
+        .arg(&signer().keyring));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        std::fs::read(out.join("lxc.bun")).unwrap(),
+        std::fs::read(&bundles().a).unwrap()
+    );
+}

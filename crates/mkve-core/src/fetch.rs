@@ -197,6 +197,15 @@ fn agent() -> Result<ureq::Agent> {
         .into())
 }
 
+/// Where a server's certificate is checked, said when it is refused.
+const TRUST: &str =
+    " (servers' certificates are checked against the system's store, /etc/ssl/certs, or SSL_CERT_FILE)";
+
+fn is_https(url: &str) -> bool {
+    url.get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+}
+
 /// Why a request to `url` failed, as `Error::Unavailable` naming it.
 fn unavailable(url: &str, e: &ureq::Error) -> Error {
     let why = match e {
@@ -206,9 +215,13 @@ fn unavailable(url: &str, e: &ureq::Error) -> Error {
         ),
         ureq::Error::HostNotFound => "host not found".into(),
         ureq::Error::ConnectionFailed => "cannot connect".into(),
+        // rustls's refusals come as invalid data on the connection.
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData && is_https(url) => {
+            format!("TLS: {io}{TRUST}")
+        }
         ureq::Error::Io(io) => io.to_string(),
-        ureq::Error::Tls(why) => format!("TLS: {why}"),
-        ureq::Error::Rustls(r) => format!("TLS: {r}"),
+        ureq::Error::Tls(why) => format!("TLS: {why}{TRUST}"),
+        ureq::Error::Rustls(r) => format!("TLS: {r}{TRUST}"),
         other => other.to_string(),
     };
     Error::Unavailable {
