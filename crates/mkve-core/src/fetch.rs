@@ -25,9 +25,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
-
-use crate::bundle::{self, Check, ReadOptions};
+use crate::bundle::{self, Check, HashTee, ReadOptions};
 use crate::error::{Error, Result};
 use crate::exec::Report;
 use crate::files::{CopyingReader, Output};
@@ -333,16 +331,15 @@ pub fn listed_sha256(agent: &ureq::Agent, url: &Url, keyring: &Path) -> Result<S
 }
 
 /// A bundle being downloaded: a reader of its bytes as they arrive,
-/// hashing them, telling progress (bytes of the total) to the report every
+/// hashing them on a thread of its own, telling progress (bytes of the total) to the report every
 /// few seconds. Its end is an error unless their sha256 is `expected`, and
 /// a failure of the network is kept too: [`Download::verdict`] and
 /// [`Download::finish`] give them as what they are, not as a bundle's
 /// broken tar.
 pub struct Download<'r> {
     url: String,
-    body: ureq::BodyReader<'static>,
+    body: HashTee<ureq::BodyReader<'static>>,
     expected: String,
-    hash: Sha256,
     bytes: u64,
     total: Option<u64>,
     report: &'r dyn Report,
@@ -372,9 +369,8 @@ pub fn open<'r>(url: &Url, keyring: &Path, report: &'r dyn Report) -> Result<Dow
     let now = Instant::now();
     Ok(Download {
         url: url.to_string(),
-        body: resp.into_body().into_reader(),
+        body: HashTee::new(resp.into_body().into_reader()),
         expected,
-        hash: Sha256::new(),
         bytes: 0,
         total,
         report,
@@ -430,7 +426,7 @@ impl Download<'_> {
 
     fn end(&mut self) -> std::io::Result<usize> {
         self.ended = true;
-        let got = format!("{:x}", std::mem::take(&mut self.hash).finalize());
+        let got = self.body.finish();
         if got != self.expected {
             let e = Error::bundle(
                 &self.url,
@@ -463,7 +459,6 @@ impl Read for Download<'_> {
         match self.body.read(buf) {
             Ok(0) if !buf.is_empty() => self.end(),
             Ok(n) => {
-                self.hash.update(&buf[..n]);
                 self.bytes += n as u64;
                 self.tell();
                 Ok(n)

@@ -11,7 +11,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::bundle::{self, Check, ReadOptions};
+use crate::bundle::{self, Check, HashTee, ReadOptions};
 use crate::error::{Error, IoContext, Result};
 use crate::exec::Report;
 use crate::files::{self, CopyingReader, Output};
@@ -162,14 +162,15 @@ fn verify_copying(
         unpack_to: None,
         skip_root: None,
     };
-    let input = File::open(path).at(path)?;
-    let mut copy = CopyingReader::new(input, out);
+    let mut input = HashTee::new(File::open(path).at(path)?);
+    let mut copy = CopyingReader::new(&mut input, out);
     let read = bundle::read(&mut copy, path, &opts);
     if let Some(e) = copy.take_write_error() {
         return Err(e);
     }
     read?;
-    copy.finish(path)
+    let bytes = copy.finish(path)?;
+    Ok((input.finish(), bytes))
 }
 
 /// An exclusive `flock` on the directory itself, held until dropped: no

@@ -13,6 +13,7 @@ mod read;
 pub(crate) use make::hex;
 pub use make::{make, MakeOptions, RootSource, Signing};
 pub use meta::{rfc3339, Installed, Meta, Packages, TemplateRef, FORMAT};
+pub(crate) use read::HashTee;
 pub use read::{read, Check, ReadOptions, Report, SkipRoot};
 
 pub const META: &str = "meta.json";
