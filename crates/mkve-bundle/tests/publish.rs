@@ -170,6 +170,22 @@ fn published_bundles_are_fetched_checked_against_the_signed_list() {
         r.stderr
     );
     assert_eq!(dir_names(&out), ["got.bun", "openvz.bun", "v.bun"]);
+
+    // A name with a space: listed as it is, asked for percent-encoded.
+    let spaced = work.path().join("ntp server.bun");
+    std::fs::copy(&b.a, &spaced).unwrap();
+    let r = publish(&dir, &[&spaced], &signer().home);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(std::fs::read_to_string(dir.join("SHA256SUMS"))
+        .unwrap()
+        .contains("  ntp server.bun\n"));
+    let r = fetch(&server.url("ntp%20server.bun"), &out, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "ntp server.bun\n");
+    assert_eq!(
+        std::fs::read(out.join("ntp server.bun")).unwrap(),
+        std::fs::read(&b.a).unwrap()
+    );
 }
 
 /// Copy the published `src` directory to `dst`.
