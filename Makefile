@@ -55,6 +55,7 @@ test: deps man
 	$(CARGO) test --locked --workspace -- --include-ignored
 	$(CARGO) build --locked --workspace
 	tests/e2e-lxc.sh
+	tests/publish.sh
 	tests/web.sh
 	tests/faults.sh
 	tests/services.sh
@@ -84,14 +85,15 @@ faults: deps
 
 # Each tool alone, with only the features of mkve-core it asks for: a tool
 # that reaches for libvirt or gpgme without declaring it fails to build
-# (mkve-cache links neither, mkve-bundle no libvirt, mkve-net no gpgme).
+# (mkve-cache links none of libvirt, gpgme and ureq, mkve-bundle no libvirt,
+# mkve-net no gpgme).
 LINT_ALONE := mkve-cache mkve-bundle mkve-net
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	for p in $(LINT_ALONE); do $(CARGO) clippy --locked -p $$p --all-targets -- -D warnings || exit 1; done
-	! $(CARGO) tree --locked -p mkve-cache -e normal | grep -E ' (virt|gpgme) v'
+	! $(CARGO) tree --locked -p mkve-cache -e normal | grep -E ' (virt|gpgme|ureq) v'
 
 man:
 	mandoc -Tlint -Wwarning $(MAN1) $(MAN5) $(MAN7) $(MAN8)

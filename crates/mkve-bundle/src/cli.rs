@@ -58,6 +58,12 @@ pub struct Cli {
     /// Verify a bundle and unpack it into the new directory given by -C
     #[arg(long, value_name = "BUNDLE", group = "mode", requires = "directory")]
     pub extract: Option<PathBuf>,
+    /// Verify bundles and publish them in DIR, keeping its signed SHA256SUMS (for --fetch, mkve-vm create URL, machinectl pull-tar)
+    #[arg(long, value_names = ["DIR", "BUNDLE"], num_args = 2.., group = "mode")]
+    pub publish: Vec<PathBuf>,
+    /// Download a published bundle (http:// or https://), checked against the signed SHA256SUMS beside it and verified, to -o FILE [default: its name, here]
+    #[arg(long, value_name = "URL", group = "mode")]
+    pub fetch: Option<String>,
     /// Directory to create for --extract
     #[arg(short = 'C', long, value_name = "DIR")]
     pub directory: Option<PathBuf>,

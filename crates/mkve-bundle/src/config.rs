@@ -304,6 +304,8 @@ mod tests {
             "info",
             "verify",
             "extract",
+            "publish",
+            "fetch",
             "config",
             "no_config",
             "help",

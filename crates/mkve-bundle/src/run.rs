@@ -3,10 +3,12 @@
 //! the core.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use mkve_core::bundle::{self, Check, MakeOptions, ReadOptions, RootSource, Signing};
+use mkve_core::fetch;
 use mkve_core::files::{self, Output};
+use mkve_core::publish::PublishOptions;
 use mkve_core::template::{Hypervisor, Template};
 use mkve_core::{params, paths, probe, Error, Result};
 
@@ -52,6 +54,13 @@ pub fn run(cli: Cli) -> Result<()> {
         );
     }
 
+    if let Some((dir, bundles)) = cli.publish.split_first() {
+        return publish(&cli, dir, bundles, &report);
+    }
+    if let Some(url) = &cli.fetch {
+        return fetch(&cli, &fetch::Url::parse(url)?, &report);
+    }
+
     let template_arg = cli.template.clone().ok_or_else(|| {
         Error::Usage(
             "no template given: name one, or set template= in ~/.mkve/bundle-config".into(),
@@ -95,13 +104,77 @@ pub fn run(cli: Cli) -> Result<()> {
         .output
         .clone()
         .ok_or_else(|| Error::Usage("no output given: --output FILE, or - for stdout".into()))?;
+    not_a_terminal(&output)?;
+    build(&cli, &template, hypervisor, &output, &report)
+}
+
+fn not_a_terminal(output: &Path) -> Result<()> {
     if output.as_os_str() == "-" && std::io::stdout().is_terminal() {
         return Err(Error::Usage(
             "refusing to write a bundle to a terminal: redirect stdout or give --output FILE"
                 .into(),
         ));
     }
-    build(&cli, &template, hypervisor, &output, &report)
+    Ok(())
+}
+
+/// The keyring bundles are checked against: --keyring, else the default
+/// one (which must then exist when `require`).
+fn keyring(cli: &Cli, require: bool) -> Option<PathBuf> {
+    let default = paths::default_keyring();
+    match &cli.keys.keyring {
+        Some(k) => Some(k.clone()),
+        None if require || default.exists() => Some(default),
+        None => None,
+    }
+}
+
+/// --publish: print where each bundle is now.
+fn publish(
+    cli: &Cli,
+    dir: &Path,
+    bundles: &[PathBuf],
+    report: &dyn mkve_core::exec::Report,
+) -> Result<()> {
+    let keyring = keyring(cli, true).unwrap_or_else(paths::default_keyring);
+    let published = mkve_core::publish::publish(&PublishOptions {
+        dir,
+        bundles,
+        keyring: &keyring,
+        allow_unsigned: cli.keys.allow_unsigned,
+        sign_key: cli.sign_key.as_deref(),
+        gnupg_home: None,
+        report,
+    })?;
+    for p in published {
+        mkve_cli::outln!("{}", p.path.display())?;
+    }
+    Ok(())
+}
+
+/// --fetch: print the bundle's path unless it went to stdout.
+fn fetch(cli: &Cli, url: &fetch::Url, report: &dyn mkve_core::exec::Report) -> Result<()> {
+    let output = cli
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(url.name()));
+    not_a_terminal(&output)?;
+    let keyring = keyring(cli, true);
+    let opts = ReadOptions {
+        keyring: keyring.as_deref(),
+        require_signature: true,
+        allow_unsigned: cli.keys.allow_unsigned,
+        check: Check::Digests,
+        unpack_to: None,
+        skip_root: None,
+    };
+    let mut out = Output::create(&output)?;
+    fetch::read(url, &opts, Some(&mut out), report)?;
+    out.commit()?;
+    if output.as_os_str() != "-" {
+        mkve_cli::outln!("{}", output.display())?;
+    }
+    Ok(())
 }
 
 /// Make one bundle; print its path unless it went to stdout.
@@ -150,14 +223,9 @@ fn read_bundle(
     require: bool,
     unpack_to: Option<&std::path::Path>,
 ) -> Result<bundle::Report> {
-    let default = paths::default_keyring();
-    let keyring = match &cli.keys.keyring {
-        Some(k) => Some(k.as_path()),
-        None if require || default.exists() => Some(default.as_path()),
-        None => None,
-    };
+    let keyring = keyring(cli, require);
     let opts = ReadOptions {
-        keyring,
+        keyring: keyring.as_deref(),
         require_signature: require,
         allow_unsigned: cli.keys.allow_unsigned,
         check,

@@ -11,7 +11,8 @@ fn the_man_page_and_the_options_agree() {
         "mkve-bundle.1",
         // --out: the original's spelling, a hidden alias of --output;
         // gpg --export and mmdebstrap --include in examples;
-        // mkve-vm create --param, which the parameters are for.
-        &["--out", "--export", "--include", "--param"],
+        // mkve-vm create --param, which the parameters are for;
+        // gpg --detach-sign, which writes what SHA256SUMS.gpg is.
+        &["--out", "--export", "--include", "--param", "--detach-sign"],
     );
 }

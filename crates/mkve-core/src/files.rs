@@ -197,6 +197,65 @@ impl Write for Output {
     }
 }
 
+/// A reader that, given an [`Output`], writes every byte read through it
+/// there: a bundle copied while it is verified, in one pass.
+/// A failed write stops the reading (the reader gets an error) and is kept
+/// apart, so that the caller reports it as the output's (exit status 73)
+/// rather than as bad data: see [`CopyingReader::take_write_error`].
+pub struct CopyingReader<'a, R> {
+    inner: R,
+    out: Option<&'a mut Output>,
+    bytes: u64,
+    write_error: Option<std::io::Error>,
+}
+
+impl<'a, R: Read> CopyingReader<'a, R> {
+    pub fn new(inner: R, out: Option<&'a mut Output>) -> Self {
+        CopyingReader {
+            inner,
+            out,
+            bytes: 0,
+            write_error: None,
+        }
+    }
+
+    /// The error of a write to the output that failed, as
+    /// `Error::CannotCreate` naming it; `None` when every write succeeded.
+    pub fn take_write_error(&mut self) -> Option<Error> {
+        let e = self.write_error.take()?;
+        let path = self.out.as_ref().map_or(Path::new("-"), |o| o.path());
+        Some(Error::create(output_name(path), e))
+    }
+
+    /// Copy what the reader has not read yet, and return the count of
+    /// bytes. `label` names the input in a read error.
+    pub fn finish(mut self, label: &Path) -> Result<u64> {
+        let copied = std::io::copy(&mut self, &mut std::io::sink());
+        if let Some(e) = self.take_write_error() {
+            return Err(e);
+        }
+        copied.at(label)?;
+        Ok(self.bytes)
+    }
+}
+
+impl<R: Read> Read for CopyingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.write_error.is_some() {
+            return Err(std::io::Error::other("the copy could not be written"));
+        }
+        let n = self.inner.read(buf)?;
+        if let Some(out) = self.out.as_mut() {
+            if let Err(e) = out.write_all(&buf[..n]) {
+                self.write_error = Some(e);
+                return Err(std::io::Error::other("the copy could not be written"));
+            }
+        }
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,5 +306,30 @@ mod tests {
     fn a_directory_cannot_be_an_output() {
         let d = tempfile::tempdir().unwrap();
         assert_eq!(Output::create(d.path()).err().unwrap().exit_code(), 73);
+    }
+
+    #[test]
+    fn a_copying_reader_copies_what_is_read_and_the_rest() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("copy");
+        let mut out = Output::create(&dest).unwrap();
+        let mut r = CopyingReader::new(&b"hello world"[..], Some(&mut out));
+        let mut first = [0u8; 5];
+        r.read_exact(&mut first).unwrap();
+        assert_eq!(r.finish(Path::new("in")).unwrap(), 11);
+        out.commit().unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"hello world");
+    }
+
+    #[test]
+    fn a_copying_reader_tells_a_failed_write_as_the_outputs() {
+        let mut out = Output::create(Path::new("/dev/full")).unwrap();
+        let big = vec![0u8; 4 << 20];
+        let mut r = CopyingReader::new(&big[..], Some(&mut out));
+        assert!(std::io::copy(&mut r, &mut std::io::sink()).is_err());
+        let e = r.take_write_error().unwrap();
+        assert_eq!(e.exit_code(), 73);
+        assert!(e.to_string().starts_with("/dev/full: cannot create"), "{e}");
+        assert!(r.take_write_error().is_none());
     }
 }

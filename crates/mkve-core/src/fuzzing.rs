@@ -243,6 +243,33 @@ pub fn probes(data: &[u8]) {
     }
 }
 
+/// A checksum list (`SHA256SUMS`, as fetched from a server):
+/// `Sums::parse`. Errors name a line of the input; every name read is one
+/// `check_name` allows (no line points outside the list's directory), and
+/// the list written back reads the same.
+pub fn sums(data: &[u8]) {
+    let lines = data.split(|b| *b == b'\n').count();
+    match crate::sums::Sums::parse(data, Path::new("SHA256SUMS")) {
+        Err(crate::Error::InvalidBundle(p)) => {
+            if p.line.is_none_or(|n| n == 0 || n > lines) {
+                panic!("an error on line {:?} of {lines} lines", p.line);
+            }
+        }
+        Err(other) => panic!("refused as {other:?}, not as data"),
+        Ok(s) => {
+            for (name, _) in s.iter() {
+                if crate::sums::check_name(name).is_err() {
+                    panic!("name {name:?} read");
+                }
+            }
+            match crate::sums::Sums::parse(&s.to_bytes(), Path::new("again")) {
+                Ok(again) if again == s => {}
+                other => panic!("does not read back: {other:?}"),
+            }
+        }
+    }
+}
+
 /// vps.conf(5) (`conf/openvz/config`): `template::parse_vps_conf`. What
 /// it reads, written back as `NAME="value"` lines, reads the same.
 pub fn vps_conf(data: &[u8]) {

@@ -13,6 +13,8 @@ mod declared;
 pub mod doctor;
 pub mod error;
 pub mod exec;
+#[cfg(all(feature = "http", feature = "gpg"))]
+pub mod fetch;
 pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -31,15 +33,18 @@ pub mod pack;
 pub mod params;
 pub mod paths;
 pub mod probe;
+#[cfg(feature = "gpg")]
+pub mod publish;
 pub mod report;
 pub mod root;
 pub mod scratch;
 #[cfg(feature = "gpg")]
 pub mod sign;
+pub mod sums;
 pub mod template;
 #[cfg(test)]
 mod testing;
-#[cfg(all(feature = "libvirt", feature = "gpg"))]
+#[cfg(all(feature = "libvirt", feature = "gpg", feature = "http"))]
 pub mod vm;
 
 pub use error::{Error, Result};

@@ -68,8 +68,28 @@ pub fn sign_detached(
     key: Option<&str>,
     home: Option<&Path>,
 ) -> Result<(Vec<u8>, String)> {
+    sign(data, key, home, true)
+}
+
+/// [`sign_detached`], the signature in OpenPGP's binary form (what
+/// `gpg --detach-sign` writes): the form of `SHA256SUMS.gpg`, which
+/// systemd-importd reads (machinectl(1) `pull-tar`).
+pub fn sign_detached_binary(
+    data: &[u8],
+    key: Option<&str>,
+    home: Option<&Path>,
+) -> Result<(Vec<u8>, String)> {
+    sign(data, key, home, false)
+}
+
+fn sign(
+    data: &[u8],
+    key: Option<&str>,
+    home: Option<&Path>,
+    armor: bool,
+) -> Result<(Vec<u8>, String)> {
     let mut ctx = gpg_context()?;
-    ctx.set_armor(true);
+    ctx.set_armor(armor);
     if let Some(h) = home {
         let h = h
             .to_str()
@@ -302,6 +322,18 @@ mod tests {
             verify_detached(b"meta", b"garbage", Some(good)).unwrap(),
             SigStatus::Bad { .. }
         ));
+
+        // The binary form: an OpenPGP packet (a new- or old-format
+        // signature packet tag), verified the same.
+        let (bin, _) = sign_detached_binary(b"meta", None, Some(home)).unwrap();
+        assert!(matches!(bin[0], 0x88..=0x8b | 0xc2), "{:x}", bin[0]);
+        assert!(!bin.starts_with(b"-----"));
+        assert!(verify_detached(b"meta", &bin, Some(good))
+            .unwrap()
+            .is_valid());
+        assert!(!verify_detached(b"metA", &bin, Some(good))
+            .unwrap()
+            .is_valid());
 
         let (_, by_name) =
             sign_detached(b"meta", Some("sign-test@example.invalid"), Some(home)).unwrap();

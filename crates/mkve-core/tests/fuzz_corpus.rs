@@ -50,6 +50,7 @@ replayed!(
     vps_conf,
     params,
     probes,
+    sums,
     rootfs,
     #[cfg(feature = "gpg")]
     meta,

@@ -727,3 +727,83 @@ pub fn complete(bin: &str, words: &[&str], env: &[(&str, &Path)]) -> Vec<String>
         .map(str::to_string)
         .collect()
 }
+
+/// `python3 -m http.server` serving a directory on 127.0.0.1, at a port
+/// that was free, until dropped (or until the thread that started it
+/// ends: it is killed then, so a test killed or panicking leaves none).
+pub struct HttpServer {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (nothing listens there).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl HttpServer {
+    /// Serve `dir`; returns once the server accepts connections.
+    pub fn serve(dir: &Path) -> HttpServer {
+        // Another process may take the port between our look and python's
+        // bind: then python ends, and another port is tried.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut cmd = Command::new("python3");
+            cmd.args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
+                .arg(dir)
+                .arg(port.to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            // SAFETY: prctl and close_range are system calls,
+            // async-signal-safe; nothing else runs between fork and exec.
+            // The server dies with the thread that started it, and holds
+            // no descriptor another thread made meanwhile (see
+            // clean_up_at_exit).
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+                    Ok(())
+                });
+            }
+            let mut child = cmd.spawn().expect("python3 runs");
+            if listening(&mut child, port) {
+                return HttpServer { child, port };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("python3 -m http.server did not start on 127.0.0.1");
+    }
+
+    /// `http://127.0.0.1:PORT/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+/// Whether `child` listens on `port` within 5 s (false once it ended).
+fn listening(child: &mut std::process::Child, port: u16) -> bool {
+    for _ in 0..100 {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -39,7 +39,7 @@ pub struct Target {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Create a machine from a bundle (- for stdin) and print its ID
+    /// Create a machine from a bundle (- for stdin, or a URL) and print its ID
     Create(Box<CreateArgs>),
     /// Attach to a machine's console; Ctrl-] detaches
     Console {
@@ -133,7 +133,7 @@ pub enum Command {
 /// The options of `create`.
 #[derive(Args, Debug)]
 pub struct CreateArgs {
-    /// The bundle: a file, or - for stdin
+    /// The bundle: a file, - for stdin, or the http:// or https:// URL of a published one
     pub bundle: PathBuf,
     /// Refuse a bundle for another hypervisor
     #[arg(short = 'H', long, value_name = "HV", add = ArgValueCandidates::new(mkve_cli::hypervisors))]

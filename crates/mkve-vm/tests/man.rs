@@ -6,6 +6,11 @@
 
 #[test]
 fn the_man_page_and_the_options_agree() {
-    // mkve-bundle --info shows the parameters --param gives.
-    mkve_testkit::assert_man_matches_help(env!("CARGO_BIN_EXE_mkve-vm"), "mkve-vm.1", &["--info"]);
+    // mkve-bundle --info shows the parameters --param gives, and
+    // mkve-bundle --publish makes what create takes by URL.
+    mkve_testkit::assert_man_matches_help(
+        env!("CARGO_BIN_EXE_mkve-vm"),
+        "mkve-vm.1",
+        &["--info", "--publish"],
+    );
 }

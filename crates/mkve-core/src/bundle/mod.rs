@@ -8,9 +8,12 @@ mod make;
 pub(crate) mod meta;
 mod read;
 
+// The machines' bases name their contents by it.
+#[cfg(feature = "libvirt")]
 pub(crate) use make::hex;
 pub use make::{make, MakeOptions, RootSource, Signing};
 pub use meta::{rfc3339, Installed, Meta, Packages, TemplateRef, FORMAT};
+pub(crate) use read::HashTee;
 pub use read::{read, Check, ReadOptions, Report, SkipRoot};
 
 pub const META: &str = "meta.json";

@@ -400,15 +400,17 @@ impl Read for ChannelReader {
     }
 }
 
-/// A reader that hands a copy of every chunk to a hashing thread.
-struct HashTee<R> {
+/// A reader that hands a copy of every chunk to a hashing thread, so
+/// hashing overlaps with what the reading thread does with the bytes
+/// (decompressing them); `finish` gives the sha256 of all read.
+pub(crate) struct HashTee<R> {
     inner: R,
     tx: Option<SyncSender<Vec<u8>>>,
     worker: Option<JoinHandle<String>>,
 }
 
 impl<R: Read> HashTee<R> {
-    fn new(inner: R) -> Self {
+    pub(crate) fn new(inner: R) -> Self {
         let (tx, rx) = sync_channel::<Vec<u8>>(16);
         let worker = std::thread::spawn(move || {
             let mut h = Sha256::new();
@@ -424,7 +426,10 @@ impl<R: Read> HashTee<R> {
         }
     }
 
-    fn finish(mut self) -> String {
+    /// The sha256 of every byte read (64 lower-case hex digits); empty,
+    /// which matches no digest, if the hashing thread failed. Reading
+    /// after it hashes nothing more.
+    pub(crate) fn finish(&mut self) -> String {
         drop(self.tx.take());
         self.worker
             .take()

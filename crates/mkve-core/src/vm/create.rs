@@ -26,6 +26,8 @@ use crate::scratch::remove_tree;
 
 /// What `create` makes, every value already checked by its type.
 pub struct CreateOptions {
+    /// A bundle file, `-` for stdin, or the `http://` or `https://` URL
+    /// of a published one (`fetch::Url::of_arg`).
     pub bundle: PathBuf,
     /// Refuse a bundle for another hypervisor.
     pub hypervisor: Option<Hypervisor>,
@@ -232,7 +234,7 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
         *plan.borrow_mut() = Plan::MakeBase(kind, digest.clone(), lock);
         Ok(false)
     };
-    let meta = read_bundle(o, Check::Digests, Some(&unpacked), Some(&decide))?;
+    let meta = read_bundle(o, Check::Digests, Some(&unpacked), Some(&decide), report)?;
     let hv = meta.hypervisor;
     check(o, hv)?;
     check_id(o, Some(hv))?;
@@ -532,26 +534,34 @@ fn storage_for(
 
 /// Read the bundle of `o`: its signature against the keyring first, then
 /// as much as `check` asks, unpacking into `unpack_to`; and refuse it when
-/// it is for another hypervisor than `--hypervisor` says.
+/// it is for another hypervisor than `--hypervisor` says. A URL's bundle
+/// is streamed from its server once the signed list beside it names its
+/// sha256, and with `Check::Digests` every byte of it is read and matched
+/// against the list before this returns (fetch.rs).
 fn read_bundle(
     o: &CreateOptions,
     check: Check,
     unpack_to: Option<&Path>,
     skip_root: Option<&bundle::SkipRoot>,
+    progress: &dyn Report,
 ) -> Result<bundle::Meta> {
     let default_keyring = crate::paths::default_keyring();
-    let report = bundle::read(
-        files::open_input(&o.bundle)?,
-        &files::display_name(&o.bundle),
-        &ReadOptions {
-            keyring: Some(o.keyring.as_deref().unwrap_or(&default_keyring)),
-            require_signature: true,
-            allow_unsigned: o.allow_unsigned,
-            check,
-            unpack_to,
-            skip_root,
-        },
-    )?;
+    let opts = ReadOptions {
+        keyring: Some(o.keyring.as_deref().unwrap_or(&default_keyring)),
+        require_signature: true,
+        allow_unsigned: o.allow_unsigned,
+        check,
+        unpack_to,
+        skip_root,
+    };
+    let report = match crate::fetch::Url::of_arg(&o.bundle) {
+        Some(url) => crate::fetch::read(&url?, &opts, None, progress)?,
+        None => bundle::read(
+            files::open_input(&o.bundle)?,
+            &files::display_name(&o.bundle),
+            &opts,
+        )?,
+    };
     let hv = report.meta.hypervisor;
     if let Some(h) = o.hypervisor.filter(|h| *h != hv) {
         return Err(Error::bundle(
@@ -567,7 +577,7 @@ fn read_bundle(
 /// read. The ID is `--id`, or the next free one on the node as it is now.
 pub fn print_xml(o: &CreateOptions) -> Result<String> {
     check_id(o, o.hypervisor)?;
-    let meta = read_bundle(o, Check::Meta, None, None)?;
+    let meta = read_bundle(o, Check::Meta, None, None, &crate::report::Silent)?;
     let hv = meta.hypervisor;
     check_name(o, hv)?;
     check_id(o, Some(hv))?;

@@ -1,0 +1,673 @@
+//! Publishing bundles (`--publish`) and fetching them back (`--fetch`)
+//! from a directory served by `python3 -m http.server` on 127.0.0.1: the
+//! list and its signature as sha256sum and gpgv read them; a fetch that
+//! works; every kind of bad directory refused with exit status 65 leaving
+//! no file; the network's failures told as 69, naming the URL.
+//!
+//! No root needed: the bundles are built from a plain root with no hooks.
+//! All traffic is to 127.0.0.1.
+
+// Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use mkve_testkit::*;
+
+fn new_env() -> Env {
+    Env::new(env!("CARGO_BIN_EXE_mkve-bundle"))
+}
+
+/// Two different bundles of one root, both signed by the test signer: for
+/// lxc and for openvz.
+struct Bundles {
+    a: PathBuf,
+    b: PathBuf,
+}
+
+fn bundles() -> &'static Bundles {
+    static B: OnceLock<Bundles> = OnceLock::new();
+    B.get_or_init(|| {
+        let dir = shared_dir().join("publish-bundles");
+        let root = dir.join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::write(root.join("etc/hostname"), "template\n").unwrap();
+        // Enough bytes that half a bundle is still a tar's worth of data.
+        let noise: Vec<u8> = (0..300_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        std::fs::write(root.join("bin/noise"), noise).unwrap();
+        let build = |hv: &str| {
+            let out = dir.join(format!("{hv}.bun"));
+            let env = new_env();
+            run_ok(
+                env.cmd()
+                    .env("GNUPGHOME", &signer().home)
+                    .args(["-H", hv, "--rootfs"])
+                    .arg(&root)
+                    .arg("-o")
+                    .arg(&out)
+                    .arg(good("two-containers")),
+            );
+            out
+        };
+        Bundles {
+            a: build("lxc"),
+            b: build("openvz"),
+        }
+    })
+}
+
+/// `mkve-bundle --publish DIR BUNDLES… --keyring (the signer's)`, signing
+/// with the GnuPG home `home`.
+fn publish(dir: &Path, bundles: &[&Path], home: &Path) -> Run {
+    run(new_env()
+        .cmd()
+        .env("GNUPGHOME", home)
+        .arg("--publish")
+        .arg(dir)
+        .args(bundles)
+        .arg("--keyring")
+        .arg(&signer().keyring))
+}
+
+/// `mkve-bundle --fetch URL --keyring (the signer's) EXTRA…`, in `cwd`.
+fn fetch(url: &str, cwd: &Path, extra: &[&str]) -> Run {
+    run(new_env()
+        .cmd()
+        .current_dir(cwd)
+        .arg("--fetch")
+        .arg(url)
+        .arg("--keyring")
+        .arg(&signer().keyring)
+        .args(extra))
+}
+
+/// The directory's list as the test expects it: `HEX  NAME` lines sorted.
+fn expected_list(entries: &[(&str, &Path)]) -> String {
+    let mut lines: Vec<String> = entries
+        .iter()
+        .map(|(n, p)| format!("{}  {n}\n", sha256(&std::fs::read(p).unwrap())))
+        .collect();
+    lines.sort_by(|a, b| a[66..].cmp(&b[66..]));
+    lines.concat()
+}
+
+#[test]
+fn published_bundles_are_fetched_checked_against_the_signed_list() {
+    let b = bundles();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("pub");
+    let r = publish(&dir, &[&b.a, &b.b], &signer().home);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        format!(
+            "{}\n{}\n",
+            dir.join("lxc.bun").display(),
+            dir.join("openvz.bun").display()
+        )
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap(),
+        expected_list(&[("lxc.bun", &b.a), ("openvz.bun", &b.b)])
+    );
+    assert_eq!(
+        dir_names(&dir),
+        ["SHA256SUMS", "SHA256SUMS.gpg", "lxc.bun", "openvz.bun"]
+    );
+    // What sha256sum and gpgv (as systemd-importd runs gpg) make of it.
+    let ok = Command::new("sha256sum")
+        .args(["-c", "--strict", "SHA256SUMS"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{ok:?}");
+    let gpgv = Command::new("gpgv")
+        .arg("--keyring")
+        .arg(&signer().keyring)
+        .arg(dir.join("SHA256SUMS.gpg"))
+        .arg(dir.join("SHA256SUMS"))
+        .output()
+        .unwrap();
+    assert!(gpgv.status.success(), "{gpgv:?}");
+    let sig = std::fs::read(dir.join("SHA256SUMS.gpg")).unwrap();
+    assert!(!sig.starts_with(b"-----BEGIN"), "a binary signature");
+
+    let server = HttpServer::serve(&dir);
+    let out = work.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let r = fetch(&server.url("lxc.bun"), &out, &["-o", "got.bun"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "got.bun\n");
+    assert_eq!(
+        std::fs::read(out.join("got.bun")).unwrap(),
+        std::fs::read(&b.a).unwrap()
+    );
+    // By default, under its name in the current directory.
+    let r = fetch(&server.url("openvz.bun"), &out, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "openvz.bun\n");
+    assert_eq!(
+        std::fs::read(out.join("openvz.bun")).unwrap(),
+        std::fs::read(&b.b).unwrap()
+    );
+    // To stdout, as it arrives.
+    let r = fetch(&server.url("lxc.bun"), &out, &["-o", "-"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.raw_stdout, std::fs::read(&b.a).unwrap());
+    // Progress (bytes and rate) with -v.
+    let r = fetch(&server.url("lxc.bun"), &out, &["-v", "-o", "v.bun"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("sha256 as listed") && r.stderr.contains("/s)"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(dir_names(&out), ["got.bun", "openvz.bun", "v.bun"]);
+
+    // A name with a space: listed as it is, asked for percent-encoded.
+    let spaced = work.path().join("ntp server.bun");
+    std::fs::copy(&b.a, &spaced).unwrap();
+    let r = publish(&dir, &[&spaced], &signer().home);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(std::fs::read_to_string(dir.join("SHA256SUMS"))
+        .unwrap()
+        .contains("  ntp server.bun\n"));
+    let r = fetch(&server.url("ntp%20server.bun"), &out, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "ntp server.bun\n");
+    assert_eq!(
+        std::fs::read(out.join("ntp server.bun")).unwrap(),
+        std::fs::read(&b.a).unwrap()
+    );
+}
+
+/// Copy the published `src` directory to `dst`.
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn every_bad_published_directory_is_refused_with_65_and_leaves_no_file() {
+    let b = bundles();
+    let work = tempfile::tempdir().unwrap();
+    let good = work.path().join("good");
+    let r = publish(&good, &[&b.a], &signer().home);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let a = std::fs::read(&b.a).unwrap();
+    let sums = std::fs::read_to_string(good.join("SHA256SUMS")).unwrap();
+
+    // Each case a copy of the good directory with one thing wrong.
+    let case = |name: &str| {
+        let d = work.path().join(name);
+        copy_dir(&good, &d);
+        d
+    };
+    let edited = case("edited");
+    let other = sha256(&std::fs::read(&b.b).unwrap());
+    std::fs::write(edited.join("SHA256SUMS"), sums.replace(&sums[..64], &other)).unwrap();
+    let unsigned = case("unsigned");
+    std::fs::remove_file(unsigned.join("SHA256SUMS.gpg")).unwrap();
+    let swapped = case("swapped");
+    std::fs::copy(&b.b, swapped.join("lxc.bun")).unwrap();
+    let truncated = case("truncated");
+    std::fs::write(truncated.join("lxc.bun"), &a[..a.len() / 2]).unwrap();
+    let flipped = case("flipped");
+    let mut f = a.clone();
+    let at = f.len() - 20_000;
+    f[at] ^= 1;
+    std::fs::write(flipped.join("lxc.bun"), f).unwrap();
+    // Signed by a key the fetch does not trust.
+    let stranger_dir = work.path().join("stranger");
+    let r = publish(&stranger_dir, &[&b.a], &stranger().home);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("a key not in"),
+        "a list the keyring cannot check is told: {}",
+        r.stderr
+    );
+
+    let server = HttpServer::serve(work.path());
+    let out = work.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    for (dir, name, part) in [
+        ("edited", "lxc.bun", "/edited/SHA256SUMS.gpg: bad signature"),
+        (
+            "unsigned",
+            "lxc.bun",
+            "/unsigned/SHA256SUMS.gpg: not found (HTTP 404): the checksum list is not signed",
+        ),
+        ("swapped", "lxc.bun", "/swapped/lxc.bun: sha256 "),
+        ("truncated", "lxc.bun", "/truncated/lxc.bun: "),
+        ("flipped", "lxc.bun", "/flipped/lxc.bun: "),
+        ("stranger", "lxc.bun", "a key not in the keyring"),
+        (
+            "good",
+            "openvz.bun",
+            "/good/SHA256SUMS: does not list \"openvz.bun\"",
+        ),
+    ] {
+        let url = server.url(&format!("{dir}/{name}"));
+        for o in ["new.bun", "-"] {
+            let r = fetch(&url, &out, &["-o", o]);
+            assert_eq!(r.code, 65, "{dir} -o {o}: {}", r.stderr);
+            assert!(
+                r.stderr.starts_with("mkve-bundle: http://127.0.0.1:") && r.stderr.contains(part),
+                "{dir}: {}",
+                r.stderr
+            );
+            assert_eq!(r.stderr.lines().count(), 1, "one line: {}", r.stderr);
+            assert!(dir_names(&out).is_empty(), "{dir}: {:?}", dir_names(&out));
+        }
+    }
+    // A swapped bundle is a good bundle: only the list tells it apart.
+    let r = fetch(&server.url("swapped/lxc.bun"), &out, &[]);
+    assert!(
+        r.stderr.contains("does not match SHA256SUMS"),
+        "{}",
+        r.stderr
+    );
+    let r = run(new_env()
+        .cmd()
+        .arg("--verify")
+        .arg(swapped.join("lxc.bun"))
+        .arg("--keyring")
+        .arg(&signer().keyring));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // --allow-unsigned is for bundles: the list is signed, always.
+    let r = fetch(&server.url("unsigned/lxc.bun"), &out, &["--allow-unsigned"]);
+    assert_eq!(r.code, 65, "{}", r.stderr);
+    // And the default keyring, when there is none.
+    let r = run(new_env()
+        .cmd()
+        .current_dir(&out)
+        .arg("--fetch")
+        .arg(server.url("good/lxc.bun")));
+    r.assert_stderr(65, "the default keyring: give --keyring FILE");
+    assert!(dir_names(&out).is_empty());
+    // The good one still works, through the same server.
+    let r = fetch(&server.url("good/lxc.bun"), &out, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn publishing_again_replaces_a_line_keeps_the_others_and_drops_the_gone() {
+    let b = bundles();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("pub");
+    let home = &signer().home;
+    assert_eq!(publish(&dir, &[&b.a, &b.b], home).code, 0);
+    // lxc.bun published again, with other bytes (a valid bundle).
+    let again = work.path().join("again");
+    std::fs::create_dir(&again).unwrap();
+    std::fs::copy(&b.b, again.join("lxc.bun")).unwrap();
+    let r = publish(&dir, &[&again.join("lxc.bun")], home);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap(),
+        expected_list(&[("lxc.bun", &b.b), ("openvz.bun", &b.b)])
+    );
+    // A bundle removed by hand loses its line at the next publish.
+    std::fs::remove_file(dir.join("openvz.bun")).unwrap();
+    let r = publish(&dir, &[&b.a], home);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap(),
+        expected_list(&[("lxc.bun", &b.a)])
+    );
+
+    // A list edited by hand: its lines are not taken on trust. A bundle
+    // slipped in with it that verifies is listed again, signed anew...
+    std::fs::copy(&b.b, dir.join("extra.bun")).unwrap();
+    let mut list = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
+    list.push_str(&format!("{}  extra.bun\n", "0".repeat(64)));
+    std::fs::write(dir.join("SHA256SUMS"), &list).unwrap();
+    std::fs::copy(&b.b, work.path().join("openvz.bun")).unwrap();
+    let r = publish(&dir, &[&work.path().join("openvz.bun")], home);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("SHA256SUMS.gpg: bad signature")
+            && r.stderr.contains("verifying the 2 bundles it lists again"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap(),
+        expected_list(&[("lxc.bun", &b.a), ("extra.bun", &b.b), ("openvz.bun", &b.b)])
+    );
+    // ... one that does not stops the publish, and nothing changes.
+    std::fs::write(dir.join("extra.bun"), b"not a bundle").unwrap();
+    let list = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
+    let list = format!("{}{}", "1".repeat(64), &list[64..]);
+    std::fs::write(dir.join("SHA256SUMS"), &list).unwrap();
+    let before: Vec<(std::ffi::OsString, Vec<u8>)> = dir_names(&dir)
+        .into_iter()
+        .map(|n| (n.clone(), std::fs::read(dir.join(&n)).unwrap()))
+        .collect();
+    let r = publish(&dir, &[&b.a], home);
+    r.assert_stderr(65, "extra.bun");
+    let after: Vec<(std::ffi::OsString, Vec<u8>)> = dir_names(&dir)
+        .into_iter()
+        .map(|n| (n.clone(), std::fs::read(dir.join(&n)).unwrap()))
+        .collect();
+    assert!(before == after, "the directory changed");
+}
+
+#[test]
+fn a_bundle_that_does_not_verify_is_not_published() {
+    let b = bundles();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("pub");
+    let mut bytes = std::fs::read(&b.a).unwrap();
+    let at = bytes.len() - 20_000;
+    bytes[at] ^= 1;
+    let bad = work.path().join("bad.bun");
+    std::fs::write(&bad, bytes).unwrap();
+    let r = publish(&dir, &[&b.a, &bad], &signer().home);
+    r.assert_stderr(65, "bad.bun: member \"rootfs.tar.zst\"");
+    assert!(dir_names(&dir).is_empty(), "{:?}", dir_names(&dir));
+
+    // Unsigned: refused, unless --allow-unsigned; the list is signed.
+    let env = new_env();
+    let unsigned = work.path().join("unsigned.bun");
+    run_ok(
+        env.cmd()
+            .args(["-H", "lxc", "--force-no-sign", "--rootfs"])
+            .arg(shared_dir().join("publish-bundles/root"))
+            .arg("-o")
+            .arg(&unsigned)
+            .arg(good("two-containers")),
+    );
+    publish(&dir, &[&unsigned], &signer().home).assert_stderr(65, "not signed");
+    assert!(dir_names(&dir).is_empty());
+    let r = run(new_env()
+        .cmd()
+        .env("GNUPGHOME", &signer().home)
+        .arg("--publish")
+        .arg(&dir)
+        .arg(&unsigned)
+        .args(["--allow-unsigned", "--keyring"])
+        .arg(&signer().keyring));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        dir_names(&dir),
+        ["SHA256SUMS", "SHA256SUMS.gpg", "unsigned.bun"]
+    );
+
+    // No name outside the directory, no name twice, no stdin.
+    for (args, part) in [
+        (vec!["-"], "has none"),
+        (vec![".hidden.bun"], "starts with \".\""),
+        (vec!["SHA256SUMS"], "the name of the list"),
+    ] {
+        let r = run(new_env().cmd().arg("--publish").arg(&dir).args(&args));
+        r.assert_stderr(2, part);
+    }
+    let r = publish(&dir, &[&b.a, &work.path().join("lxc.bun")], &signer().home);
+    r.assert_stderr(2, "also named \"lxc.bun\"");
+}
+
+/// A one-shot HTTP server on 127.0.0.1 for what python's will not do:
+/// each connection is answered by `answer` (given the request's path),
+/// which writes the whole answer; it serves `count` connections.
+fn serve_raw(count: usize, answer: fn(&str, &mut std::net::TcpStream)) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for _ in 0..count {
+            let Ok((mut s, _)) = l.accept() else { return };
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&req);
+            let path = text.split(' ').nth(1).unwrap_or("").to_string();
+            answer(&path, &mut s);
+        }
+    });
+    port
+}
+
+/// The good directory's files, for the raw servers.
+fn published() -> &'static Path {
+    static D: OnceLock<PathBuf> = OnceLock::new();
+    D.get_or_init(|| {
+        let d = shared_dir().join("publish-raw");
+        let r = publish(&d, &[&bundles().a], &signer().home);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        d
+    })
+}
+
+fn send_file(name: &str, s: &mut std::net::TcpStream, cut: bool) {
+    let Ok(body) = std::fs::read(published().join(name)) else {
+        let _ = s
+            .write_all(b"HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+        return;
+    };
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let _ = s.write_all(head.as_bytes());
+    let _ = s.write_all(if cut { &body[..body.len() / 2] } else { &body });
+}
+
+#[test]
+fn the_networks_failures_are_69_naming_the_url() {
+    published();
+    let out = tempfile::tempdir().unwrap();
+    let refused = free_port();
+    let r = fetch(
+        &format!("http://127.0.0.1:{refused}/d/lxc.bun"),
+        out.path(),
+        &[],
+    );
+    r.assert_stderr(
+        69,
+        &format!("mkve-bundle: http://127.0.0.1:{refused}/d/SHA256SUMS: "),
+    );
+    assert!(r.stderr.contains("refused"), "{}", r.stderr);
+
+    // A server that accepts and never answers: the timeout.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let started = std::time::Instant::now();
+    let r = run(new_env()
+        .cmd()
+        .env("MKVE_HTTP_TIMEOUT", "1")
+        .current_dir(out.path())
+        .arg("--fetch")
+        .arg(format!("http://127.0.0.1:{port}/lxc.bun"))
+        .arg("--keyring")
+        .arg(&signer().keyring));
+    r.assert_stderr(69, "SHA256SUMS: timed out");
+    assert!(started.elapsed().as_secs() < 30, "{:?}", started.elapsed());
+    drop(silent);
+
+    // The bundle cut short by the server: the network's failure, not the
+    // bundle's.
+    let port = serve_raw(3, |path, s| {
+        let name = path.trim_start_matches('/');
+        send_file(name, s, name == "lxc.bun")
+    });
+    let r = fetch(&format!("http://127.0.0.1:{port}/lxc.bun"), out.path(), &[]);
+    r.assert_stderr(
+        69,
+        &format!("http://127.0.0.1:{port}/lxc.bun: the server closed the connection"),
+    );
+    // An error answered for the bundle, a missing list.
+    let port = serve_raw(3, |path, s| {
+        if path == "/lxc.bun" {
+            let _ = s.write_all(b"HTTP/1.1 500 Internal Server Error\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+        } else {
+            send_file(path.trim_start_matches('/'), s, false)
+        }
+    });
+    let r = fetch(&format!("http://127.0.0.1:{port}/lxc.bun"), out.path(), &[]);
+    r.assert_stderr(
+        69,
+        "lxc.bun: the server answered HTTP 500 Internal Server Error",
+    );
+    let port = serve_raw(1, |_, s| {
+        let _ = s
+            .write_all(b"HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+    });
+    let r = fetch(
+        &format!("http://127.0.0.1:{port}/x/lxc.bun"),
+        out.path(),
+        &[],
+    );
+    r.assert_stderr(69, "/x/SHA256SUMS: not found (HTTP 404)");
+    assert!(dir_names(out.path()).is_empty());
+    // A URL that is not one of a bundle: a usage error, before any request.
+    let r = fetch("http://127.0.0.1:1/d/", out.path(), &[]);
+    r.assert_stderr(2, "names a directory");
+}
+
+/// `openssl s_server -WWW` serving the current directory over TLS on
+/// 127.0.0.1 with `cert`, until dropped.
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl TlsServer {
+    fn serve(dir: &Path, cert: &Path, key: &Path) -> TlsServer {
+        let port = free_port();
+        let mut child = Command::new("openssl")
+            .args(["s_server", "-quiet", "-WWW", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            .current_dir(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return TlsServer { child, port };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("openssl s_server did not start");
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn https_servers_are_checked_against_the_system_store_or_ssl_cert_file() {
+    let dir = published();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    // A CA of the test's own, and a certificate it signs for 127.0.0.1.
+    let openssl = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(w)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "openssl {args:?}: {o:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509", "-days", "2", "-subj", "/CN=mkve test CA"],
+            &ec[..],
+            &["-keyout", "ca.key", "-out", "ca.pem"],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req", "-subj", "/CN=127.0.0.1"],
+            &ec[..],
+            &["-keyout", "leaf.key", "-out", "leaf.csr"],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        w.join("ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+        "-out",
+        "leaf.pem",
+    ]);
+    let server = TlsServer::serve(dir, &w.join("leaf.pem"), &w.join("leaf.key"));
+    let url = format!("https://127.0.0.1:{}/lxc.bun", server.port);
+    let out = w.join("out");
+    std::fs::create_dir(&out).unwrap();
+
+    // Its CA is in no system store: refused, saying where trust comes from.
+    let r = fetch(&url, &out, &[]);
+    r.assert_stderr(
+        69,
+        &format!(
+            "https://127.0.0.1:{}/SHA256SUMS: TLS: invalid peer certificate",
+            server.port
+        ),
+    );
+    assert!(r.stderr.contains("SSL_CERT_FILE"), "{}", r.stderr);
+    assert!(dir_names(&out).is_empty());
+    // Trusted through SSL_CERT_FILE, as an operator's own CA would be.
+    let r = run(new_env()
+        .cmd()
+        .env("SSL_CERT_FILE", w.join("ca.pem"))
+        .current_dir(&out)
+        .arg("--fetch")
+        .arg(&url)
+        .arg("--keyring")
+        .arg(&signer().keyring));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        std::fs::read(out.join("lxc.bun")).unwrap(),
+        std::fs::read(&bundles().a).unwrap()
+    );
+}
