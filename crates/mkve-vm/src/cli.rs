@@ -188,6 +188,9 @@ pub struct CreateArgs {
     /// Give the template parameter NAME from FILE, one trailing newline dropped (- for stdin); for secrets
     #[arg(long = "param-file", value_name = "NAME=FILE")]
     pub param_files: Vec<String>,
+    /// When a node mkve.conf lists does not answer, take an ID with what this node knows (it may be one a machine holds there)
+    #[arg(long)]
+    pub local_ids: bool,
 }
 
 impl CreateArgs {
@@ -245,6 +248,7 @@ impl CreateArgs {
             disk_size: self.disk_size,
             params,
             no_base: self.no_base,
+            local_ids: self.local_ids,
         })
     }
 }

@@ -41,13 +41,14 @@ pub fn connect(uri: &str) -> Result<Connection> {
         })
 }
 
-/// The connections of the node: `conn`, then every hypervisor's default
-/// URI that answers (`Hypervisor::searched_uris`), each once.
+/// The connections of the node: `conn`, then every URI of this node that
+/// answers (mkve.conf's for this node, else each hypervisor's default:
+/// `nodes::local_uris`), each once.
 pub fn node_connections(conn: &Connection) -> Vec<Connection> {
     let mut all = vec![conn.clone()];
-    for uri in crate::hypervisor::Hypervisor::searched_uris() {
+    for uri in crate::nodes::local_uris() {
         if uri != conn.uri() {
-            if let Ok(c) = connect(uri) {
+            if let Ok(c) = connect(&uri) {
                 all.push(c);
             }
         }

@@ -52,6 +52,15 @@ fn scan(uris: &Uris) -> Result<Scan> {
     Ok(out)
 }
 
+/// The mkve machines on `conn` (reached at `uri`), running or not.
+pub(super) fn machines_on(conn: &Connection, uri: &str) -> Result<Vec<Machine>> {
+    Ok(conn
+        .domains()?
+        .iter()
+        .filter_map(|d| machine(d, uri))
+        .collect())
+}
+
 /// The IDs that have a directory in `vms` (a machine's, or an orphan's).
 pub(super) fn ids_with_files(vms: &Path) -> BTreeSet<u32> {
     std::fs::read_dir(vms)
