@@ -159,6 +159,10 @@ pub struct Nodes {
     pub ssh_command: Vec<String>,
 }
 
+/// A node's keys as given: each key after `node.NAME.`, with its line and
+/// value.
+type NodeKeys = BTreeMap<String, (usize, String)>;
+
 /// The keys a node takes after `node.NAME.`, for messages.
 const NODE_KEYS: &str = "ids, uri.HYPERVISOR, ssh, address, mkve_vm";
 
@@ -192,7 +196,7 @@ impl Nodes {
         };
         let bad = |n: usize, msg: String| Error::InvalidConfig(Problem::new(path, Some(n), msg));
         // Each node's keys as given, and where; each key once.
-        let mut given: Vec<(String, usize, BTreeMap<String, (usize, String)>)> = Vec::new();
+        let mut given: Vec<(String, usize, NodeKeys)> = Vec::new();
         let mut this_line = 0;
         let mut seen: BTreeSet<String> = BTreeSet::new();
         for (n, line) in lines {
@@ -405,7 +409,7 @@ fn check_name(s: &str) -> std::result::Result<(), String> {
 fn node(
     name: &str,
     first_line: usize,
-    keys: &BTreeMap<String, (usize, String)>,
+    keys: &NodeKeys,
     net: &NetConfig,
 ) -> std::result::Result<Node, (usize, String)> {
     let mut n = Node {

@@ -646,7 +646,7 @@ pub fn print_xml(o: &CreateOptions) -> Result<String> {
 /// other hypervisor's default connection that answers, those whose MAC or
 /// address a DHCP entry holds in the network (mkve's orphans, and entries
 /// other tools made), and those with files left in `vms`.
-fn taken_ids(
+pub(super) fn taken_ids(
     conn: &Connection,
     net: &NetConfig,
     vms: &Path,

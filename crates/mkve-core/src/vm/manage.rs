@@ -183,7 +183,7 @@ pub fn find(uris: &Uris, target: &str) -> Result<(Connection, Dom, Machine)> {
 /// The machine named by `target`, with its machine lock held: found, then
 /// locked, then found again by ID and UUID, so what an operation acts on
 /// is the machine that was named, not one made with its ID meanwhile.
-fn find_locked(uris: &Uris, target: &str) -> Result<(Connection, Dom, Machine, Lock)> {
+pub(super) fn find_locked(uris: &Uris, target: &str) -> Result<(Connection, Dom, Machine, Lock)> {
     let (_, d, m) = find(uris, target)?;
     let uuid = d.uuid()?;
     let lock = ids::machine_lock(m.id.get())?;
@@ -457,7 +457,11 @@ pub fn detach(uris: &Uris, target: &str, report: &dyn Report) -> Result<MachineI
 }
 
 /// The DHCP entry and files of machine `id`.
-fn remove_leftovers(conn: &Connection, id: MachineId, report: &dyn Report) -> Result<()> {
+pub(super) fn remove_leftovers(
+    conn: &Connection,
+    id: MachineId,
+    report: &dyn Report,
+) -> Result<()> {
     let net = NetConfig::load()?;
     if network::status(conn, &net)?.defined {
         network::remove_host(conn, &net, id.get(), report)?;

@@ -9,7 +9,9 @@
 //!   overlay mount on its base
 //! - `staging.rs`: where creates unpack, and the sweep of killed ones
 //! - `manage.rs`: finding machines and their lifecycle (start, stop, delete…)
-//! - `site.rs`: machines across the nodes mkve.conf lists
+//! - `site.rs`: machines across the nodes mkve.conf lists; `remote.rs`:
+//!   another node's mkve-vm over ssh (commands, creates); `migrate.rs`:
+//!   a machine moving to another node
 //! - `wait.rs`: the template's probes, run against the machine (`info`,
 //!   `wait`)
 //! - `spec.rs`: what a machine may be (names, resources), checked by every
@@ -21,7 +23,9 @@ mod base;
 mod create;
 mod disk;
 mod manage;
+mod migrate;
 mod overlay;
+mod remote;
 mod seed;
 mod site;
 mod spec;
@@ -39,7 +43,9 @@ pub use disk::DiskFormat;
 pub use manage::{
     autostart, console, delete, detach, find, info, infos, list, open_console, reboot, start, stop,
 };
+pub use migrate::{migrate, receive, MigrateOptions};
 pub use overlay::prepare_from_hook as prepare_lxc_root;
+pub use remote::{create_from_stream, create_on, forward};
 pub use site::{list_nodes, NodeMachine, SiteList, Unreachable};
 pub use spec::{BlkioWeight, CpuShares, DiskSize, MachineName, Memory, Vcpus};
 pub use wait::{probe_once, probes_of, wait};
