@@ -365,8 +365,12 @@ sed "s|^node.n2.uri.qemu=.*|node.n2.uri.qemu=qemu+ssh://root@10.88.0.2/system?so
     "$work/n1/etc/mkve.conf" >"$work/bad/mkve.conf"
 on 1 env MKVE_CONFDIR="$work/bad" "$bin/mkve-vm" migrate "$Q" n2 2>"$work/err"; rc=$?
 check "a live move through a wrong URI fails (69)" test "$rc" = 69
+sshd_stop 2
+vm 1 migrate "$Q" n2 2>"$work/err"; rc=$?
+check "a live move to a node that is down fails (69)" test "$rc" = 69
+sshd_start 2
 again=$(ask 1 "10.77.0.$Q")
-check "the guest still runs on n1, not rebooted ($again)" bash -c \
+check "after these, the guest still runs on n1, not rebooted ($again)" bash -c \
     "test '${again%% *}' = '${first%% *}' && test -z \"\$(ls -A '$work/n2/state/vms' 2>/dev/null | grep -x '$Q')\""
 # Downtime: the last answer on n1 and the first on n2, polled every 0.1 s.
 poll() { while :; do ask "$1" "10.77.0.$Q" >/dev/null && date +%s%N; sleep 0.1; done; }

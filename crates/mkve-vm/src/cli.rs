@@ -131,7 +131,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
         /// Every node mkve.conf lists, with a NODE column; a node that does not answer is told
-        #[arg(long, conflicts_with = "node")]
+        #[arg(long)]
         all_nodes: bool,
     },
     /// Move a machine to another node: qemu and kvm live, lxc offline (stopped, moved, started there)

@@ -26,6 +26,11 @@ fn run(cli: Cli) -> Result<()> {
                     let o = args.options(cli.connect.uri)?;
                     mkve_cli::out!("{}", vm::create_on(&nodes, node, &o, print, &report)?)
                 }
+                Command::List {
+                    all_nodes: true, ..
+                } => Err(Error::Usage(
+                    "--node and --all-nodes: give one (every node is listed from here)".into(),
+                )),
                 Command::LxcHook | Command::ProbeKvm | Command::CreateStream | Command::Receive => {
                     Err(Error::Usage("--node: not for this command".into()))
                 }
