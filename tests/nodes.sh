@@ -344,6 +344,9 @@ check "and its autostart" bash -c "virsh -c '$(local_uri 2 lxc)' dominfo \"\$(na
 check "and its record" test "$(vm 2 info --json "$L" | json 'd["template"] + " " + d["address"]')" = "nodes-guest 10.77.0.$L"
 check "its root landed whole on n2 (no base there)" bash -c \
     "test -x '$work/n2/state/vms/$L/rootfs/bin/busybox' && test ! -e '$work/n2/state/vms/$L/base' && ! mountpoint -q '$work/n2/state/vms/$L/rootfs'"
+other=$(vm 1 -q create --allow-unsigned "$work/lxc.bun")
+check "a create on n1 passes by the ID its machine holds on n2 ($other)" test -n "$other" -a "$other" != "$L"
+vm 1 -q delete "$other"
 check "nothing of it is left on n1, nor its base" bash -c \
     "test ! -e '$work/n1/state/vms/$L' && test -z \"\$(ls -A '$work/n1/state/bases')\""
 vm 1 --node n2 migrate --force "$L" n1; rc=$?
@@ -400,6 +403,13 @@ check "its DHCP entry is n2's now" bash -c \
 B=$(vm 1 -q create --allow-unsigned --memory 128M --disk-size 256M "$work/qemu-base.bun" 2>/dev/null)
 vm 1 migrate "$B" n2 2>"$work/err"; rc=$?
 check "a qemu machine on a base is refused (2), told to detach" bash -c "test $rc = 2 && grep -q 'mkve-vm detach' '$work/err'"
+vm 1 -q detach "$B" && vm 1 start "$B"
+check "detached and started, it answers on n1" answers 1 "10.77.0.$B" 180
+bfirst=$(ask 1 "10.77.0.$B")
+vm 1 migrate "$B" n2 2>"$work/err"; rc=$?
+bafter=$(ask 2 "10.77.0.$B")
+check "then it moves live, its seed disk with it (same boot ID: ${bafter%% *})" bash -c \
+    "test $rc = 0 && test -n '$bafter' && test '${bafter%% *}' = '${bfirst%% *}' && test -s '$work/n2/state/vms/$B/seed.img'"
 
 elapsed=$(($(date +%s) - started))
 echo "nodes: list --all-nodes ${list_ms} ms; 100 concurrent creates ${creates_s} s;" \
