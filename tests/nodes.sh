@@ -372,6 +372,13 @@ sshd_stop 2
 vm 1 migrate "$Q" n2 2>"$work/err"; rc=$?
 check "a live move to a node that is down fails (69)" test "$rc" = 69
 sshd_start 2
+# A failure midway: the target took the files and the DHCP entry, then
+# libvirt cannot stream the guest to the address given (nothing is there).
+{ cat "$work/n1/etc/mkve.conf"; echo "node.n2.address=10.88.0.9"; } >"$work/bad/mkve.conf"
+on 1 env MKVE_CONFDIR="$work/bad" "$bin/mkve-vm" migrate "$Q" n2 2>"$work/err"; rc=$?
+check "a live move that libvirt cannot finish fails (exit $rc)" test "$rc" = 1
+check "and undoes what it made on n2: no files, no DHCP entry" bash -c \
+    "test ! -e '$work/n2/state/vms/$Q' && ! on 2 '$bin/mkve-net' status | grep -q '10.77.0.$Q '"
 again=$(ask 1 "10.77.0.$Q")
 check "after these, the guest still runs on n1, not rebooted ($again)" bash -c \
     "test '${again%% *}' = '${first%% *}' && test -z \"\$(ls -A '$work/n2/state/vms' 2>/dev/null | grep -x '$Q')\""

@@ -588,7 +588,10 @@ pub fn receive(report: &dyn Report) -> Result<()> {
         .map_err(|e| Error::Usage(format!("(stdin): not a migration's header: {e}")))?;
     let id = MachineId::new(header.id).map_err(Error::Usage)?;
     let net = NetConfig::load()?;
-    let conn = libvirt::connect(&crate::nodes::local_uri(header.hypervisor))?;
+    let conn = libvirt::connect(&libvirt::uri(
+        None,
+        &crate::nodes::local_uri(header.hypervisor),
+    ))?;
     let status = network::status(&conn, &net)?;
     if !status.defined || !status.active {
         return Err(Error::Unavailable {
