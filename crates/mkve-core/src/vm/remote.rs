@@ -7,7 +7,8 @@
 //! A create's options are read and checked here, where they were typed
 //! (its password and key files, its parameter files, a keyring are this
 //! host's files), and travel with the bundle: on ssh's stdin, one line
-//! of JSON (`Request`) and then the bundle's bytes. The node checks them
+//! of JSON (`Request`) and then the bundle's bytes (a bundle given as an
+//! `http(s)://` URL is not streamed: the node fetches it). The node checks them
 //! again with the same types, verifies the bundle against its keyring (or
 //! the one sent), and makes the machine as any create there would.
 
@@ -97,6 +98,10 @@ pub fn forward(nodes: &Nodes, name: &str, args: &[String], tty: bool) -> Result<
 /// types (mkve-vm(1), NODES): the values as the command line gives them.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Request {
+    /// An `http://` or `https://` bundle, which the node fetches itself
+    /// (none is streamed); `None`: the bundle follows the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
     hypervisor: Option<String>,
     id: Option<String>,
     name: Option<String>,
@@ -120,6 +125,15 @@ struct Request {
     print_xml: bool,
 }
 
+/// The bundle as a URL, when it is one: a node fetches it itself rather
+/// than have it streamed.
+fn url_of(bundle: &Path) -> Option<String> {
+    bundle
+        .to_str()
+        .filter(|s| s.starts_with("http://") || s.starts_with("https://"))
+        .map(str::to_string)
+}
+
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
@@ -139,6 +153,7 @@ impl Request {
             None => None,
         };
         Ok(Request {
+            url: url_of(&o.bundle),
             hypervisor: o.hypervisor.map(|h| h.to_string()),
             id: o.id.map(|i| i.to_string()),
             name: o.name.as_ref().map(|n| n.to_string()),
@@ -187,7 +202,7 @@ impl Request {
             None => None,
         };
         Ok(CreateOptions {
-            bundle: PathBuf::from("-"),
+            bundle: PathBuf::from(self.url.as_deref().unwrap_or("-")),
             hypervisor: opt(&self.hypervisor)?,
             id: opt(&self.id)?,
             name: opt(&self.name)?,
@@ -229,9 +244,17 @@ pub fn create_on(
     let mut request =
         serde_json::to_vec(&Request::of(o, print_xml)?).map_err(|e| Error::Other(e.to_string()))?;
     request.push(b'\n');
-    let bundle = crate::files::open_input(&o.bundle)?;
+    let bundle: Box<dyn Read + Send> = match url_of(&o.bundle) {
+        Some(url) => {
+            report.progress(&format!("node {name} fetches {url}"));
+            Box::new(std::io::empty())
+        }
+        None => {
+            report.progress(&format!("streaming the bundle to node {name}"));
+            crate::files::open_input(&o.bundle)?
+        }
+    };
     let mut input = std::io::Cursor::new(request).chain(bundle);
-    report.progress(&format!("streaming the bundle to node {name}"));
     let cmd = ssh_command(nodes, node, &["__create-stream".into()], false)?.report(report);
     let (status, out) = cmd.run_with_input(&mut input)?;
     if !status.success() {
@@ -435,7 +458,12 @@ mod tests {
         assert!(!json.contains('\n'), "one line");
         let back: Request = serde_json::from_str(&json).unwrap();
         let got = back.options("(test)", &d.path().join("k.gpg")).unwrap();
-        assert_eq!(got.bundle, Path::new("-"));
+        assert_eq!(got.bundle, Path::new("-"), "the bundle follows the request");
+        let mut by_url: Request = serde_json::from_str(&json).unwrap();
+        by_url.url = url_of(Path::new("https://b.example/d/ntp.bun"));
+        let o2 = by_url.options("(test)", &d.path().join("k3.gpg")).unwrap();
+        assert_eq!(o2.bundle, Path::new("https://b.example/d/ntp.bun"));
+        assert_eq!(url_of(Path::new("./http:/x.bun")), None);
         assert_eq!(got.id.unwrap().get(), 205);
         assert_eq!(got.name.unwrap().as_str(), "web");
         assert_eq!((got.memory.mib(), got.vcpus.get()), (1024, 2));
