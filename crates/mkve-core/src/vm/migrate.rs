@@ -157,9 +157,13 @@ pub fn migrate(
         return Err(Error::Unavailable {
             what: format!("node {}", to.name),
             why: format!(
-                "network {} is {} there: mkve-vm --node {} ... needs it (mkve-net create on that node)",
+                "network {} is {} there: mkve-net create on node {} makes and starts it",
                 net.name,
-                if status.defined { "not active" } else { "not defined" },
+                if status.defined {
+                    "not active"
+                } else {
+                    "not defined"
+                },
                 to.name
             ),
         });
