@@ -1,6 +1,7 @@
 # mkve: build, test and install.  GNU make.
 #   make                 build the binaries (release)
 #   make test            install what tests need, run every test, lint the man pages
+#   make test-nodes      two nodes in two namespaces: all-nodes list, remote creates, migration
 #   make test-web        mkve-web in headless Chromium (part of make test)
 #   make demo            build a bundle from the shipped ntp-server template and show it
 #   make install         PREFIX=/usr/local DESTDIR= ; install-<tool> for one tool
@@ -40,7 +41,7 @@ MAN7       := man/mkve.7
 MAN8       := man/mkve-web.8
 DEMO       ?= target/demo
 
-.PHONY: all deps test test-web man lint faults check-services demo check-templates fuzz deb rpm install $(addprefix install-,$(TOOLS)) install-data install-man uninstall clean
+.PHONY: all deps test test-nodes test-web man lint faults check-services demo check-templates fuzz deb rpm install $(addprefix install-,$(TOOLS)) install-data install-man uninstall clean
 
 all:
 	$(CARGO) build --release --locked
@@ -56,10 +57,19 @@ test: deps man
 	$(CARGO) build --locked --workspace
 	tests/e2e-lxc.sh
 	tests/publish.sh
+	tests/nodes.sh
 	tests/web.sh
 	tests/faults.sh
 	tests/services.sh
 	tests/services.sh -H qemu ntp-server smtp-server
+
+# Many nodes (mkve-vm(1), NODES): two libvirtds in two network namespaces
+# joined by a veth pair, each with its own sshd; list --all-nodes, creates
+# on both at once, live and offline migration and their failures
+# (tests/nodes.sh). make test runs it.
+test-nodes: deps
+	$(CARGO) build --locked --workspace
+	tests/nodes.sh
 
 # mkve-web driven by headless Chromium through WebDriver, inside a network
 # namespace of its own (tests/web.sh): upload, create, start, console login,

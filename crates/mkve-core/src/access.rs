@@ -124,6 +124,17 @@ impl Access {
         self.password.is_none() && self.keys.is_empty()
     }
 
+    /// Root's password as given (a create on another node carries it
+    /// there, inside ssh, to be set and hashed where the machine is made).
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
+    /// The public keys, one line each.
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+
     /// Set root's password in `root`'s /etc/shadow and add the keys to
     /// root's authorized_keys. `label` names the bundle in errors.
     pub fn apply(&self, root: &Path, label: &Path) -> Result<()> {

@@ -93,6 +93,18 @@ pub enum Error {
     #[error("{0}")]
     Other(String),
 
+    /// mkve-vm failed on another node (mkve-vm(1), NODES), which said why
+    /// there; this one exits with the same status.
+    #[error("node {node}: {what} failed there with exit status {status}{detail}")]
+    Remote {
+        node: String,
+        what: String,
+        status: i32,
+        /// What it printed, as indented lines (empty when it went to the
+        /// terminal as it came).
+        detail: String,
+    },
+
     /// The reader of a tool's results went away (`mkve-vm list | head`):
     /// the tool ends quietly with status 0, as ripgrep does. Only results a
     /// tool prints are this; a bundle written to a pipe that closes early
@@ -130,6 +142,10 @@ impl Error {
             Error::Unavailable { .. } => exit::UNAVAILABLE,
             Error::CannotCreate { .. } => exit::CANTCREAT,
             Error::Process(_) | Error::Io { .. } | Error::Other(_) => exit::FAILURE,
+            Error::Remote { status, .. } => match *status {
+                s @ (exit::USAGE | exit::DATAERR | exit::UNAVAILABLE | exit::CANTCREAT) => s,
+                _ => exit::FAILURE,
+            },
             Error::ReaderGone => exit::OK,
         }
     }
@@ -227,6 +243,18 @@ mod tests {
             std::io::Error::from(std::io::ErrorKind::PermissionDenied),
         );
         assert_eq!(e.exit_code(), 73);
+        let remote = |status| Error::Remote {
+            node: "n2".into(),
+            what: "create".into(),
+            status,
+            detail: String::new(),
+        };
+        assert_eq!(remote(65).exit_code(), 65);
+        assert_eq!(remote(9).exit_code(), 1);
+        assert_eq!(
+            remote(65).to_string(),
+            "node n2: create failed there with exit status 65"
+        );
         let e = crate::exec::Cmd::new("false").run_checked().unwrap_err();
         assert_eq!(e.exit_code(), 1);
     }

@@ -12,6 +12,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
@@ -341,6 +342,157 @@ impl<'r> Cmd<'r> {
     }
 }
 
+impl Cmd<'_> {
+    /// Run with this process's own stdin, stdout and stderr (a command on
+    /// another node that the operator drives, its console say); return its
+    /// exit status, whatever it is. Only a program that cannot start is an
+    /// error.
+    pub fn status_inherited(&self) -> Result<ExitStatus> {
+        self.report.note(&format!("+ {}", self.display()));
+        let mut c = self.command();
+        c.stdin(Stdio::inherit());
+        let mut child = c.spawn().map_err(|e| self.spawn_error(e))?;
+        child.wait().map_err(|e| self.spawn_error(e))
+    }
+
+    /// Run with `input` copied to its stdin, its stdout captured and its
+    /// stderr this process's (what a remote mkve-vm tells, as it comes);
+    /// return its exit status and stdout, whatever the status. A program
+    /// that stops reading before `input` ends is no error here (its status
+    /// says why it stopped); failing to read `input` is.
+    pub fn run_with_input(&self, input: &mut dyn Read) -> Result<(ExitStatus, Vec<u8>)> {
+        self.report.note(&format!("+ {}", self.display()));
+        let mut c = self.command();
+        c.stdin(Stdio::piped()).stdout(Stdio::piped());
+        let mut child = c.spawn().map_err(|e| self.spawn_error(e))?;
+        let mut stdout = child.stdout.take();
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(s) = stdout.as_mut() {
+                let _ = s.read_to_end(&mut out);
+            }
+            out
+        });
+        let mut stdin = child.stdin.take();
+        let copied = match stdin.as_mut() {
+            Some(w) => copy_until_closed(input, w),
+            None => Ok(()),
+        };
+        drop(stdin);
+        let status = child.wait().map_err(|e| self.spawn_error(e))?;
+        let out = reader.join().unwrap_or_default();
+        copied.map_err(|e| Error::io("(input)", e))?;
+        Ok((status, out))
+    }
+
+    /// Start the program with its stdin and stdout as pipes for this
+    /// process to talk through, and its stderr kept for the error a
+    /// failure makes (see [`Talk`]).
+    pub fn talk(&self) -> Result<Talk<'_>> {
+        self.report.note(&format!("+ {}", self.display()));
+        let mut c = self.command();
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().map_err(|e| self.spawn_error(e))?;
+        let mut err = child.stderr.take();
+        let stderr = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(s) = err.as_mut() {
+                let _ = s.read_to_end(&mut out);
+            }
+            out
+        });
+        Ok(Talk {
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take().map(std::io::BufReader::new),
+            child,
+            stderr: Some(stderr),
+            cmd: self,
+        })
+    }
+}
+
+/// Copy `input` into `w` until `input` ends or `w`'s reader goes away (a
+/// broken pipe is not an error: the reader's status tells why).
+fn copy_until_closed(input: &mut dyn Read, w: &mut dyn Write) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        match w.write_all(&buf[..n]) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A running program this process talks to through its stdin and stdout
+/// ([`Cmd::talk`]). Dropped without [`Talk::finish`], its stdin is closed
+/// and it is waited for.
+pub struct Talk<'c> {
+    child: std::process::Child,
+    pub stdin: Option<std::process::ChildStdin>,
+    pub stdout: Option<std::io::BufReader<std::process::ChildStdout>>,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+    cmd: &'c Cmd<'c>,
+}
+
+impl Talk<'_> {
+    /// One line of its stdout, without the newline; `None` at its end.
+    pub fn read_line(&mut self) -> Result<Option<String>> {
+        let Some(r) = self.stdout.as_mut() else {
+            return Ok(None);
+        };
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(r, &mut line)
+            .map_err(|e| Error::io(Path::new(&self.cmd.program), e))?;
+        Ok((n > 0).then(|| line.trim_end_matches('\n').to_string()))
+    }
+
+    /// Close its stdin, wait for it, and fail unless it succeeded (the
+    /// error quotes what it printed on stderr).
+    pub fn finish(mut self) -> Result<()> {
+        let (status, stderr) = self.wait()?;
+        if !status.success() {
+            return Err(self.cmd.failure(Some(status), false, stderr));
+        }
+        Ok(())
+    }
+
+    /// Close its stdin and wait for it: its status and what it printed
+    /// on stderr.
+    pub fn wait(&mut self) -> Result<(ExitStatus, Vec<u8>)> {
+        drop(self.stdin.take());
+        drop(self.stdout.take());
+        let status = self.child.wait().map_err(|e| self.cmd.spawn_error(e))?;
+        let stderr = self
+            .stderr
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
+        Ok((status, stderr))
+    }
+
+    /// The error its failure makes, from what `wait` returned.
+    pub fn failure(&self, status: ExitStatus, stderr: Vec<u8>) -> Error {
+        self.cmd.failure(Some(status), false, stderr)
+    }
+}
+
+impl Drop for Talk<'_> {
+    fn drop(&mut self) {
+        if self.stderr.is_some() {
+            let _ = self.wait();
+        }
+    }
+}
+
 /// A program `run_lines` ran to its end.
 #[derive(Debug)]
 pub struct Finished {
@@ -476,6 +628,32 @@ mod tests {
     fn missing_program_is_unavailable() {
         let err = Cmd::new("mkve-no-such-program").run_checked().unwrap_err();
         assert_eq!(err.exit_code(), 69, "{err}");
+    }
+
+    #[test]
+    fn input_goes_in_and_output_comes_back_whatever_the_status() {
+        let (status, out) = Cmd::new("sh")
+            .args(["-c", "head -c 3; exit 5"])
+            .run_with_input(&mut &b"abcdefgh"[..])
+            .unwrap();
+        assert_eq!((status.code(), out.as_slice()), (Some(5), &b"abc"[..]));
+        // A reader that stops early (a broken pipe) is told by its status.
+        let big = vec![b'x'; 1 << 22];
+        let (status, _) = Cmd::new("true")
+            .run_with_input(&mut big.as_slice())
+            .unwrap();
+        assert!(status.success());
+    }
+
+    #[test]
+    fn a_talk_is_lines_both_ways_and_its_failure_quotes_stderr() {
+        let cmd = Cmd::new("sh").args(["-c", "read x; echo got $x; echo bad >&2; exit 2"]);
+        let mut t = cmd.talk().unwrap();
+        t.stdin.as_mut().unwrap().write_all(b"hello\n").unwrap();
+        assert_eq!(t.read_line().unwrap().as_deref(), Some("got hello"));
+        assert_eq!(t.read_line().unwrap(), None);
+        let e = t.finish().unwrap_err();
+        assert_eq!(e.to_string(), "sh failed with exit status 2\n  bad");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::hypervisor::Hypervisor;
 use crate::libvirt::{domain, Connection};
 use crate::lock::{Lock, Mode};
 use crate::net::{NetConfig, FIRST_ID};
+use crate::nodes::IdRange;
 
 /// A machine's ID: a whole number from [`FIRST_ID`] (100) up, unique on
 /// the node across all its hypervisors. How high it may go depends on the
@@ -70,11 +71,17 @@ pub fn machine_lock(id: u32) -> Result<Lock> {
 }
 
 /// Under the IDs lock: the smallest ID not in `used` that fits the
-/// network and whose machine lock is free now, with that lock held.
-pub fn allocate(used: &BTreeSet<u32>, net: &NetConfig, hv: Hypervisor) -> Result<(u32, Lock)> {
+/// network and `range` (this node's, when mkve.conf lists nodes) and
+/// whose machine lock is free now, with that lock held.
+pub fn allocate(
+    used: &BTreeSet<u32>,
+    net: &NetConfig,
+    hv: Hypervisor,
+    range: Option<IdRange>,
+) -> Result<(u32, Lock)> {
     let mut busy = used.clone();
     loop {
-        let id = next_free(&busy, net, hv)?;
+        let id = next_free(&busy, net, hv, range)?;
         match Lock::try_acquire(&format!("machine-{id}.lock"), Mode::Exclusive)? {
             Some(lock) => return Ok((id, lock)),
             None => {
@@ -85,8 +92,15 @@ pub fn allocate(used: &BTreeSet<u32>, net: &NetConfig, hv: Hypervisor) -> Result
 }
 
 /// Under the IDs lock: the ID `id` asked for, with its machine lock, or
-/// why it cannot be had.
-pub fn claim(id: u32, used: &BTreeSet<u32>, net: &NetConfig, hv: Hypervisor) -> Result<Lock> {
+/// why it cannot be had (2): below the hypervisor's first, outside the
+/// network or this node's `range`, taken.
+pub fn claim(
+    id: u32,
+    used: &BTreeSet<u32>,
+    net: &NetConfig,
+    hv: Hypervisor,
+    range: Option<IdRange>,
+) -> Result<Lock> {
     if id < hv.first_id() {
         return Err(Error::Usage(format!(
             "ID {id} is below {}, the first for {hv}",
@@ -94,6 +108,7 @@ pub fn claim(id: u32, used: &BTreeSet<u32>, net: &NetConfig, hv: Hypervisor) -> 
         )));
     }
     net.address_of(id)?;
+    check_range(id, range)?;
     let busy = || Error::Usage(format!("ID {id} is taken"));
     if used.contains(&id) {
         return Err(busy());
@@ -101,17 +116,37 @@ pub fn claim(id: u32, used: &BTreeSet<u32>, net: &NetConfig, hv: Hypervisor) -> 
     Lock::try_acquire(&format!("machine-{id}.lock"), Mode::Exclusive)?.ok_or_else(busy)
 }
 
-/// The smallest ID not in `used` that fits the network.
-pub fn next_free(used: &BTreeSet<u32>, net: &NetConfig, hv: Hypervisor) -> Result<u32> {
-    (hv.first_id()..=net.last_id())
+/// Refuse (2) an ID outside this node's `range`: another node gives it
+/// out.
+pub fn check_range(id: u32, range: Option<IdRange>) -> Result<()> {
+    match range {
+        Some(r) if !r.contains(id) => Err(Error::Usage(format!(
+            "ID {id} is outside this node's range {r} (mkve.conf): another node gives it out"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The smallest ID not in `used` that fits the network and `range` (this
+/// node's, when mkve.conf lists nodes). Errors (69): none is free.
+pub fn next_free(
+    used: &BTreeSet<u32>,
+    net: &NetConfig,
+    hv: Hypervisor,
+    range: Option<IdRange>,
+) -> Result<u32> {
+    let (first, last) = match range {
+        Some(r) => (r.first.max(hv.first_id()), r.last.min(net.last_id())),
+        None => (hv.first_id(), net.last_id()),
+    };
+    (first..=last)
         .find(|id| !used.contains(id) && net.address_of(*id).is_ok())
         .ok_or_else(|| Error::Unavailable {
             what: "machine IDs".into(),
-            why: format!(
-                "all IDs from {} to {} are taken",
-                hv.first_id(),
-                net.last_id()
-            ),
+            why: match range {
+                Some(r) => format!("all IDs of this node's range {r} are taken (mkve.conf)"),
+                None => format!("all IDs from {first} to {last} are taken"),
+            },
         })
 }
 
@@ -146,22 +181,70 @@ mod tests {
     fn the_smallest_free_id_from_100_openvz_from_101() {
         let net = NetConfig::default();
         let used: BTreeSet<u32> = [100, 101, 103].into();
-        assert_eq!(next_free(&used, &net, Hypervisor::Lxc).unwrap(), 102);
+        assert_eq!(next_free(&used, &net, Hypervisor::Lxc, None).unwrap(), 102);
         assert_eq!(
-            next_free(&BTreeSet::new(), &net, Hypervisor::Qemu).unwrap(),
+            next_free(&BTreeSet::new(), &net, Hypervisor::Qemu, None).unwrap(),
             100
         );
         assert_eq!(
-            next_free(&BTreeSet::new(), &net, Hypervisor::Openvz).unwrap(),
+            next_free(&BTreeSet::new(), &net, Hypervisor::Openvz, None).unwrap(),
             101
         );
         let full: BTreeSet<u32> = (100..=254).collect();
-        let e = next_free(&full, &net, Hypervisor::Lxc).unwrap_err();
+        let e = next_free(&full, &net, Hypervisor::Lxc, None).unwrap_err();
         assert_eq!(
             e.to_string(),
             "machine IDs: all IDs from 100 to 254 are taken"
         );
         assert_eq!(e.exit_code(), 69);
+    }
+
+    /// Each node gives out IDs from its own range and passes by those in
+    /// use on any node (a machine that moved keeps its ID), so two nodes
+    /// never give out the same ID, even when machines have moved between
+    /// them.
+    #[test]
+    fn a_node_allocates_from_its_range_passing_by_ids_used_anywhere() {
+        let net = NetConfig::default();
+        let n1 = Some(IdRange {
+            first: 100,
+            last: 149,
+        });
+        let n2 = Some(IdRange {
+            first: 150,
+            last: 199,
+        });
+        // Machines on n1: 100, 101 and 150 (moved there from n2); on n2:
+        // 151, and 102 (moved there from n1).
+        let on_n1: BTreeSet<u32> = [100, 101, 150].into();
+        let on_n2: BTreeSet<u32> = [151, 102].into();
+        let all: BTreeSet<u32> = on_n1.union(&on_n2).copied().collect();
+        assert_eq!(next_free(&all, &net, Hypervisor::Lxc, n1).unwrap(), 103);
+        assert_eq!(next_free(&all, &net, Hypervisor::Lxc, n2).unwrap(), 152);
+        // With only local knowledge n1 would hand out 102 a second time:
+        // what --local-ids risks, and why a silent node stops a create.
+        assert_eq!(next_free(&on_n1, &net, Hypervisor::Lxc, n1).unwrap(), 102);
+        // OpenVZ starts at 101 inside a range that starts lower.
+        assert_eq!(
+            next_free(&BTreeSet::new(), &net, Hypervisor::Openvz, n1).unwrap(),
+            101
+        );
+        // A full range fails clearly, though the network has room.
+        let full: BTreeSet<u32> = (150..=199).collect();
+        let e = next_free(&full, &net, Hypervisor::Lxc, n2).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "machine IDs: all IDs of this node's range 150-199 are taken (mkve.conf)"
+        );
+        assert_eq!(e.exit_code(), 69);
+        // An ID asked for outside the range is another node's to give.
+        let e = check_range(160, n1).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "ID 160 is outside this node's range 100-149 (mkve.conf): another node gives it out"
+        );
+        assert_eq!(e.exit_code(), 2);
+        assert!(check_range(120, n1).is_ok() && check_range(160, None).is_ok());
     }
 
     #[test]
@@ -196,7 +279,7 @@ mod tests {
         let used = used_on(&conn).unwrap();
         assert_eq!(used, [100, 104].into());
         assert_eq!(
-            next_free(&used, &NetConfig::default(), Hypervisor::Lxc).unwrap(),
+            next_free(&used, &NetConfig::default(), Hypervisor::Lxc, None).unwrap(),
             101
         );
     }

@@ -27,6 +27,7 @@ pub mod kvm;
 pub mod libvirt;
 pub mod lock;
 pub mod net;
+pub mod nodes;
 #[cfg(feature = "libvirt")]
 pub mod openvz;
 pub mod pack;

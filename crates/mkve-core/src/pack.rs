@@ -105,8 +105,9 @@ pub fn decompressor<'a, R: Read + 'a>(r: R) -> std::io::Result<Box<dyn Read + 'a
 pub struct PackOptions {
     /// Newer mtimes are set to this (`SOURCE_DATE_EPOCH`).
     pub clamp_mtime: Option<u64>,
-    /// Paths relative to the root that are left out (the build host's
-    /// files in a root built from packages: `root::BUILD_HOST_FILES`).
+    /// Paths relative to the root that are left out, a directory with
+    /// all below it (the build host's files in a root built from
+    /// packages: `root::BUILD_HOST_FILES`).
     pub exclude: Vec<PathBuf>,
 }
 
@@ -159,7 +160,8 @@ pub fn pack_dir<W: Write>(root: &Path, out: W, opts: &PackOptions) -> Result<(W,
         .follow_links(false)
         .sort_by_file_name()
         .min_depth(1);
-    for entry in walk {
+    let mut walk = walk.into_iter();
+    while let Some(entry) = walk.next() {
         let entry = entry.map_err(|e| {
             let path = e.path().unwrap_or(root).to_path_buf();
             let io = e
@@ -173,6 +175,9 @@ pub fn pack_dir<W: Write>(root: &Path, out: W, opts: &PackOptions) -> Result<(W,
         let path = entry.path();
         let rel = path.strip_prefix(root).unwrap_or(path);
         if opts.exclude.iter().any(|x| x == rel) {
+            if entry.file_type().is_dir() {
+                walk.skip_current_dir();
+            }
             continue;
         }
         // Every call on a path this long fails (ENAMETOOLONG).
@@ -910,7 +915,7 @@ mod tests {
     fn excluded_paths_are_left_out() {
         let src = sample_root();
         let opts = PackOptions {
-            exclude: vec!["etc/hostname".into()],
+            exclude: vec!["etc/hostname".into(), "usr".into()],
             ..Default::default()
         };
         let (bytes, _) = pack_dir(src.path(), Vec::new(), &opts).unwrap();
@@ -927,6 +932,8 @@ mod tests {
             names.iter().any(|n| n.ends_with("etc/abs-link")),
             "{names:?}"
         );
+        // An excluded directory goes with everything below it.
+        assert!(!names.iter().any(|n| n.starts_with("usr")), "{names:?}");
     }
 
     fn pack_bytes(root: &Path, c: Compression) -> Vec<u8> {

@@ -6,7 +6,6 @@ mod show;
 use std::process::ExitCode;
 
 use cli::{Cli, Command};
-use mkve_core::hypervisor::Hypervisor;
 use mkve_core::libvirt::{self, network};
 use mkve_core::net::NetConfig;
 use mkve_core::Result;
@@ -18,10 +17,12 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     let report = cli.verbosity.term();
     let cfg = NetConfig::load()?;
+    // -c, else LIBVIRT_DEFAULT_URI, else this node's URI in mkve.conf,
+    // else qemu's default.
     let conn = || {
         libvirt::connect(&libvirt::uri(
             cli.connect.uri.as_deref(),
-            Hypervisor::Qemu.default_uri(),
+            &mkve_core::nodes::network_uri(),
         ))
     };
     match cli.command {

@@ -23,6 +23,9 @@ use mkve_core::{Error, Result};
 pub struct Cli {
     #[command(flatten)]
     pub connect: Connect,
+    /// Act on this node of mkve.conf (over ssh; see NODES in mkve-vm(1))
+    #[arg(long, global = true, value_name = "NAME", add = ArgValueCandidates::new(nodes))]
+    pub node: Option<String>,
     #[command(flatten)]
     pub verbosity: Verbosity,
     #[command(subcommand)]
@@ -127,7 +130,30 @@ pub enum Command {
         /// As JSON (keys in mkve-vm(1))
         #[arg(long)]
         json: bool,
+        /// Every node mkve.conf lists, with a NODE column; a node that does not answer is told
+        #[arg(long)]
+        all_nodes: bool,
     },
+    /// Move a machine to another node: qemu and kvm live, lxc offline (stopped, moved, started there)
+    Migrate {
+        #[command(flatten)]
+        target: Target,
+        /// The node it moves to, as mkve.conf names it
+        #[arg(value_name = "NODE", add = ArgValueCandidates::new(nodes))]
+        to: String,
+        /// Offline: wait SECONDS at most for the machine to shut down
+        #[arg(long, value_name = "SECONDS", default_value = "120")]
+        timeout: u64,
+        /// Offline: pull the plug instead of asking the machine to shut down
+        #[arg(long)]
+        force: bool,
+    },
+    /// A create sent by mkve-vm --node: the request line, then the bundle, on stdin
+    #[command(name = "__create-stream", hide = true)]
+    CreateStream,
+    /// A machine moving here (mkve-vm migrate on its node): its files on stdin
+    #[command(name = "__receive", hide = true)]
+    Receive,
 }
 
 /// The options of `create`.
@@ -188,6 +214,9 @@ pub struct CreateArgs {
     /// Give the template parameter NAME from FILE, one trailing newline dropped (- for stdin); for secrets
     #[arg(long = "param-file", value_name = "NAME=FILE")]
     pub param_files: Vec<String>,
+    /// When a node mkve.conf lists does not answer, take an ID with what this node knows (it may be one a machine holds there)
+    #[arg(long)]
+    pub local_ids: bool,
 }
 
 impl CreateArgs {
@@ -245,6 +274,7 @@ impl CreateArgs {
             disk_size: self.disk_size,
             params,
             no_base: self.no_base,
+            local_ids: self.local_ids,
         })
     }
 }
@@ -261,6 +291,36 @@ fn machines() -> Vec<CompletionCandidate> {
         }
     }
     out
+}
+
+/// Shell completion: the nodes mkve.conf lists.
+fn nodes() -> Vec<CompletionCandidate> {
+    mkve_core::nodes::Nodes::load()
+        .map(|n| {
+            n.list
+                .iter()
+                .map(|n| CompletionCandidate::new(n.name.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The command line as typed, without `--node NAME`: what runs on that
+/// node. Errors (2): an argument that is not UTF-8.
+pub fn forwarded_args() -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut args = std::env::args_os().skip(1);
+    while let Some(a) = args.next() {
+        let a = a
+            .into_string()
+            .map_err(|a| Error::Usage(format!("{}: not UTF-8", a.to_string_lossy())))?;
+        if a == "--node" {
+            args.next();
+        } else if !a.starts_with("--node=") {
+            out.push(a);
+        }
+    }
+    Ok(out)
 }
 
 fn disk_formats() -> Vec<CompletionCandidate> {

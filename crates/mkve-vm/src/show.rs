@@ -3,8 +3,9 @@
 
 use mkve_cli::{outln, print_json};
 use mkve_core::doctor::Capability;
+use mkve_core::exec::Report;
 use mkve_core::ids::MachineId;
-use mkve_core::vm::{self, BaseInfo, BaseKind, Info, Machine};
+use mkve_core::vm::{self, BaseInfo, BaseKind, Info, Machine, NodeMachine, SiteList};
 use mkve_core::{Error, Result};
 
 /// A new machine's ID, the result of `create`.
@@ -28,6 +29,44 @@ pub fn list(machines: &[Machine], as_json: bool) -> Result<()> {
     for m in machines {
         outln!(
             "{:<5} {:<24} {:<6} {:<9} {:<15} {:<20} {}",
+            m.id,
+            m.name,
+            m.hypervisor,
+            m.state,
+            m.address,
+            m.template,
+            m.version
+        )?;
+    }
+    Ok(())
+}
+
+/// `list --all-nodes`: a NODE column first; each node or URI that did not
+/// answer told on stderr (and under `unreachable` in JSON).
+pub fn site(all: &SiteList, as_json: bool, report: &dyn Report) -> Result<()> {
+    for u in &all.unreachable {
+        report.warning(&format!(
+            "node {} does not answer at {}: {}",
+            u.node, u.uri, u.error
+        ));
+    }
+    if as_json {
+        return print_json(all);
+    }
+    outln!(
+        "{:<8} {:<5} {:<24} {:<6} {:<9} {:<15} {:<20} VERSION",
+        "NODE",
+        "ID",
+        "NAME",
+        "HV",
+        "STATE",
+        "ADDRESS",
+        "TEMPLATE"
+    )?;
+    for NodeMachine { node, machine: m } in &all.machines {
+        outln!(
+            "{:<8} {:<5} {:<24} {:<6} {:<9} {:<15} {:<20} {}",
+            node,
             m.id,
             m.name,
             m.hypervisor,

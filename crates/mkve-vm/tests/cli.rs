@@ -481,3 +481,63 @@ fn parameters_are_checked_against_the_bundle_before_anything_is_made() {
     let leftovers = dir_names(&state.join("vms"));
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// The node options refuse what mkve.conf does not describe, before
+/// anything is asked of any node: a node it does not list, --all-nodes
+/// with no nodes, a malformed node key (file and line, 65), a create on a
+/// host that lists nodes but is none of them, and a node ssh cannot reach
+/// (69: here a destination whose ssh command is `false`).
+#[test]
+fn node_options_refuse_what_mkve_conf_does_not_describe() {
+    let env = new_env();
+    let etc = env.home.path().join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    let conf = etc.join("mkve.conf");
+    let r = run(env.cmd().args(["list", "--all-nodes"]));
+    r.assert_stderr(2, "--all-nodes: ");
+    assert!(r.stderr.contains("lists no nodes"), "{}", r.stderr);
+    std::fs::write(
+        &conf,
+        "node_ssh_command=false\nnode.n1.ids=100-149\nnode.n1.uri.lxc=lxc:///\n\
+         node.n2.ids=150-199\nnode.n2.uri.lxc=lxc:///\nnode.n2.ssh=root@n2\n",
+    )
+    .unwrap();
+    let r = run(env.cmd().args(["--node", "n9", "list"]));
+    r.assert_stderr(2, "no node n9 in ");
+    assert!(r.stderr.contains("(nodes: n1, n2)"), "{}", r.stderr);
+    let r = run(env.cmd().args(["--node", "n1", "list"]));
+    r.assert_stderr(65, "node n1: no node.n1.ssh=DESTINATION");
+    // `false` exits 1, as a command failing there would.
+    let r = run(env.cmd().args(["--node", "n2", "start", "150"]));
+    r.assert_stderr(1, "mkve-vm: node n2: start failed there with exit status 1");
+    let r = run(env.cmd().args(["--node", "n2", "list", "--all-nodes"]));
+    r.assert_stderr(2, "--node and --all-nodes: give one");
+    std::fs::write(
+        env.home.path().join("b.bun"),
+        b"not a bundle, never read: the create stops before",
+    )
+    .unwrap();
+    let r = run(env
+        .cmd()
+        .args(["create", "--allow-unsigned"])
+        .arg(env.home.path().join("b.bun")));
+    r.assert_stderr(65, "lists nodes but not which one this is (this_node=NAME)");
+    std::fs::write(&conf, "node.n1.ids=100-149\nnode.n1.uri.qemu=a b\n").unwrap();
+    let r = run(env.cmd().args(["list", "--all-nodes"]));
+    r.assert_stderr(
+        65,
+        &format!(
+            "{}:2: node.n1.uri.qemu: \"a b\" is not a URI",
+            conf.display()
+        ),
+    );
+    // ssh's own failure (255) is a node that does not answer.
+    std::fs::write(
+        &conf,
+        "node_ssh_command=sh -c 'exit 255'\nnode.n2.ids=150-199\n\
+         node.n2.uri.lxc=lxc:///\nnode.n2.ssh=root@n2\n",
+    )
+    .unwrap();
+    let r = run(env.cmd().args(["--node", "n2", "info", "150"]));
+    r.assert_stderr(69, "node n2 (root@n2): ssh did not reach it");
+}

@@ -390,6 +390,9 @@ pub fn create_options(
         disk_size: parsed::<DiskSize>("disk_size", get("disk_size"))?,
         params: params::read_given(&given)?,
         no_base: flag("no_base"),
+        // A node that does not answer stops a create from the web: the
+        // operator who means to go on says so on the command line.
+        local_ids: false,
     })
 }
 

@@ -87,6 +87,53 @@ pub fn record_of(domain_xml: &str) -> Option<Record> {
     })
 }
 
+/// A file a domain's XML names: a disk image, or a kernel or initrd it
+/// boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainFile {
+    pub path: PathBuf,
+    /// A disk the guest writes (its image changes while it runs).
+    pub writable: bool,
+    /// A disk's format (`<driver type=…>`: raw, qcow2); empty otherwise.
+    pub format: String,
+}
+
+/// Every file a domain's XML names: `<kernel>`, `<initrd>`, and each
+/// file-backed `<disk>`'s source (writable unless `<readonly/>`). What a
+/// machine takes with it when it moves to another node.
+pub fn files_of(domain_xml: &str) -> std::result::Result<Vec<DomainFile>, String> {
+    let doc = roxmltree::Document::parse(domain_xml).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for n in doc.descendants() {
+        if (n.has_tag_name("kernel") || n.has_tag_name("initrd"))
+            && n.parent().is_some_and(|p| p.has_tag_name("os"))
+        {
+            if let Some(t) = n.text().map(str::trim).filter(|t| !t.is_empty()) {
+                out.push(DomainFile {
+                    path: t.into(),
+                    writable: false,
+                    format: String::new(),
+                });
+            }
+        }
+        if n.has_tag_name("disk") && n.attribute("type") == Some("file") {
+            let child = |name: &str| n.children().find(|c| c.has_tag_name(name));
+            let Some(file) = child("source").and_then(|s| s.attribute("file")) else {
+                continue;
+            };
+            out.push(DomainFile {
+                path: file.into(),
+                writable: child("readonly").is_none(),
+                format: child("driver")
+                    .and_then(|d| d.attribute("type"))
+                    .unwrap_or("raw")
+                    .to_string(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 pub fn xml(s: &VmSpec) -> String {
     let mut x = String::new();
     let ty = s.hypervisor.domain_type();
@@ -287,6 +334,35 @@ mod tests {
         for h in [Hypervisor::Qemu, Hypervisor::Kvm] {
             assert!(xml(&spec(h)).contains("<features>\n    <acpi/>"), "{h}");
         }
+    }
+
+    #[test]
+    fn the_files_a_machine_takes_with_it() {
+        let mut s = spec(Hypervisor::Qemu);
+        s.storage = Storage::Disk {
+            image: "/s/vms/101/disk.qcow2".into(),
+            format: "qcow2".into(),
+            kernel: "/s/vms/101/vmlinuz".into(),
+            initrd: Some("/s/vms/101/initrd.img".into()),
+            seed: Some("/s/vms/101/seed.img".into()),
+        };
+        let files = files_of(&xml(&s)).unwrap();
+        let f = |p: &str, w: bool, fmt: &str| DomainFile {
+            path: p.into(),
+            writable: w,
+            format: fmt.into(),
+        };
+        assert_eq!(
+            files,
+            [
+                f("/s/vms/101/vmlinuz", false, ""),
+                f("/s/vms/101/initrd.img", false, ""),
+                f("/s/vms/101/disk.qcow2", true, "qcow2"),
+                f("/s/vms/101/seed.img", false, "raw"),
+            ]
+        );
+        assert_eq!(files_of(&xml(&spec(Hypervisor::Lxc))).unwrap(), []);
+        assert!(files_of("<domain").is_err());
     }
 
     #[test]

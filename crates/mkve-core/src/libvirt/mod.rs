@@ -41,13 +41,14 @@ pub fn connect(uri: &str) -> Result<Connection> {
         })
 }
 
-/// The connections of the node: `conn`, then every hypervisor's default
-/// URI that answers (`Hypervisor::searched_uris`), each once.
+/// The connections of the node: `conn`, then every URI of this node that
+/// answers (mkve.conf's for this node, else each hypervisor's default:
+/// `nodes::local_uris`), each once.
 pub fn node_connections(conn: &Connection) -> Vec<Connection> {
     let mut all = vec![conn.clone()];
-    for uri in crate::hypervisor::Hypervisor::searched_uris() {
+    for uri in crate::nodes::local_uris() {
         if uri != conn.uri() {
-            if let Ok(c) = connect(uri) {
+            if let Ok(c) = connect(&uri) {
                 all.push(c);
             }
         }
@@ -87,6 +88,14 @@ impl Connection {
         Ok(all.into_iter().map(|d| Dom { dom: d }).collect())
     }
 
+    /// The domain named `name`, if there is one.
+    pub fn domain(&self, name: &str) -> Option<Dom> {
+        self.conn
+            .lookup_domain_by_name(name)
+            .ok()
+            .map(|d| Dom { dom: d })
+    }
+
     /// Define (persistently) the domain `xml`; `what` names it in errors.
     pub fn define(&self, xml: &str, what: &str) -> Result<Dom> {
         self.conn
@@ -115,6 +124,48 @@ impl Dom {
     /// The domain's XML as libvirt keeps it (virDomainGetXMLDesc).
     pub fn xml(&self) -> Result<String> {
         self.dom.xml_desc(0).map_err(|e| failed("domain XML", e))
+    }
+
+    /// The XML the domain is defined with (not its running state's), as
+    /// another node defines it (virDomainGetXMLDesc, XML_INACTIVE).
+    pub fn inactive_xml(&self) -> Result<String> {
+        self.dom
+            .xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE)
+            .map_err(|e| failed("domain XML", e))
+    }
+
+    /// The XML a running domain migrates with (XML_MIGRATABLE): what a
+    /// changed destination XML must keep the guest's view of.
+    pub fn migratable_xml(&self) -> Result<String> {
+        self.dom
+            .xml_desc(virt::sys::VIR_DOMAIN_XML_MIGRATABLE)
+            .map_err(|e| failed("domain XML", e))
+    }
+
+    /// Move the running domain live to the libvirt at `dest` (the source's
+    /// libvirtd talks to it itself: peer to peer), its memory and writable
+    /// disks streamed to `migrate_uri` (`tcp://HOST`; `None`: the host
+    /// the destination names), defined there with `dest_xml` and undefined
+    /// here once it runs there (virDomainMigrateToURI2 with PEER2PEER,
+    /// LIVE, PERSIST_DEST, UNDEFINE_SOURCE, NON_SHARED_DISK: disks are
+    /// copied into images of the same size made at the destination
+    /// beforehand; read-only disks are not copied).
+    pub fn migrate_live(
+        &self,
+        dest: &str,
+        migrate_uri: Option<&str>,
+        dest_xml: &str,
+        what: &str,
+    ) -> Result<()> {
+        use virt::sys;
+        let flags = sys::VIR_MIGRATE_PEER2PEER
+            | sys::VIR_MIGRATE_LIVE
+            | sys::VIR_MIGRATE_PERSIST_DEST
+            | sys::VIR_MIGRATE_UNDEFINE_SOURCE
+            | sys::VIR_MIGRATE_NON_SHARED_DISK;
+        self.dom
+            .migrate_to_uri2(Some(dest), migrate_uri, Some(dest_xml), flags, None, 0)
+            .map_err(|e| failed(format!("migrating {what} to {dest}"), e))
     }
 
     pub fn is_active(&self) -> Result<bool> {

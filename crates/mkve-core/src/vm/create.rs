@@ -22,6 +22,7 @@ use crate::hypervisor::Hypervisor;
 use crate::ids::{self, MachineId};
 use crate::libvirt::{self, domain, network, Connection, Dom};
 use crate::net::{mac_of, NetConfig};
+use crate::nodes::Nodes;
 use crate::scratch::remove_tree;
 
 /// What `create` makes, every value already checked by its type.
@@ -55,6 +56,9 @@ pub struct CreateOptions {
     /// Make a private root or disk instead of standing on the bundle's
     /// base (base.rs).
     pub no_base: bool,
+    /// When mkve.conf lists nodes and one does not answer, go on with the
+    /// IDs this node knows of instead of failing (site.rs).
+    pub local_ids: bool,
 }
 
 /// Everything a create made so far; dropped without `keep`, it is undone.
@@ -152,6 +156,7 @@ fn check_id(o: &CreateOptions, hv: Option<Hypervisor>) -> Result<()> {
         return Ok(());
     };
     NetConfig::load()?.address_of(id)?;
+    ids::check_range(id, Nodes::load()?.local_range()?)?;
     match hv {
         Some(hv) if id < hv.first_id() => Err(Error::Usage(format!(
             "ID {id} is below {}, the first for {hv}",
@@ -211,6 +216,14 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     if let Some(hv) = o.hypervisor {
         check(o, hv)?;
     }
+    // When mkve.conf lists nodes: this node's range, and the IDs held on
+    // the others (a machine that moved keeps its ID), asked once before
+    // anything is made: the ranges are disjoint, so only a migration
+    // changes what another node holds of this one's range, and a
+    // migration never lands on an ID its target holds.
+    let nodes = Nodes::load()?;
+    let range = nodes.local_range()?;
+    let elsewhere = super::site::used_elsewhere(&nodes, &NetConfig::load()?, o.local_ids, report)?;
     let vms = vms_dir();
     // Verify and unpack first: nothing is made from a bundle that fails.
     let staging = staging(&vms)?;
@@ -305,7 +318,10 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
         Some(b) if hv.boots_disk_image() => Some(machine_bytes(b.record.root_bytes, o.disk_size)?),
         _ => None,
     };
-    let conn = libvirt::connect(&libvirt::uri(o.connect.as_deref(), hv.default_uri()))?;
+    let conn = libvirt::connect(&libvirt::uri(
+        o.connect.as_deref(),
+        &crate::nodes::local_uri(hv),
+    ))?;
     let net = NetConfig::load()?;
     if !network::status(&conn, &net)?.defined {
         return Err(Error::Unavailable {
@@ -319,10 +335,11 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     let (id, _machine_lock) = {
         let _ids_lock = ids::lock()?;
         super::manage::sweep_killed_creates(&conn, &net, report);
-        let used = taken_ids(&conn, &net, &vms)?;
+        let mut used = taken_ids(&conn, &net, &vms)?;
+        used.extend(&elsewhere);
         match o.id.map(MachineId::get) {
-            Some(id) => (id, ids::claim(id, &used, &net, hv)?),
-            None => ids::allocate(&used, &net, hv)?,
+            Some(id) => (id, ids::claim(id, &used, &net, hv, range)?),
+            None => ids::allocate(&used, &net, hv, range)?,
         }
     };
     // Until the machine is whole, this marker says a create is making it:
@@ -585,8 +602,19 @@ pub fn print_xml(o: &CreateOptions) -> Result<String> {
     let id = match o.id {
         Some(id) => id.get(),
         None => {
-            let conn = libvirt::connect(&libvirt::uri(o.connect.as_deref(), hv.default_uri()))?;
-            ids::next_free(&taken_ids(&conn, &net, &vms_dir())?, &net, hv)?
+            let conn = libvirt::connect(&libvirt::uri(
+                o.connect.as_deref(),
+                &crate::nodes::local_uri(hv),
+            ))?;
+            let nodes = Nodes::load()?;
+            let mut used = taken_ids(&conn, &net, &vms_dir())?;
+            used.extend(super::site::used_elsewhere(
+                &nodes,
+                &net,
+                o.local_ids,
+                &crate::exec::Silent,
+            )?);
+            ids::next_free(&used, &net, hv, nodes.local_range()?)?
         }
     };
     // The base it would stand on (made by the create, if not there).
@@ -620,7 +648,7 @@ pub fn print_xml(o: &CreateOptions) -> Result<String> {
 /// other hypervisor's default connection that answers, those whose MAC or
 /// address a DHCP entry holds in the network (mkve's orphans, and entries
 /// other tools made), and those with files left in `vms`.
-fn taken_ids(
+pub(super) fn taken_ids(
     conn: &Connection,
     net: &NetConfig,
     vms: &Path,

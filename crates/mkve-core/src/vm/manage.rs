@@ -52,6 +52,15 @@ fn scan(uris: &Uris) -> Result<Scan> {
     Ok(out)
 }
 
+/// The mkve machines on `conn` (reached at `uri`), running or not.
+pub(super) fn machines_on(conn: &Connection, uri: &str) -> Result<Vec<Machine>> {
+    Ok(conn
+        .domains()?
+        .iter()
+        .filter_map(|d| machine(d, uri))
+        .collect())
+}
+
 /// The IDs that have a directory in `vms` (a machine's, or an orphan's).
 pub(super) fn ids_with_files(vms: &Path) -> BTreeSet<u32> {
     std::fs::read_dir(vms)
@@ -174,7 +183,7 @@ pub fn find(uris: &Uris, target: &str) -> Result<(Connection, Dom, Machine)> {
 /// The machine named by `target`, with its machine lock held: found, then
 /// locked, then found again by ID and UUID, so what an operation acts on
 /// is the machine that was named, not one made with its ID meanwhile.
-fn find_locked(uris: &Uris, target: &str) -> Result<(Connection, Dom, Machine, Lock)> {
+pub(super) fn find_locked(uris: &Uris, target: &str) -> Result<(Connection, Dom, Machine, Lock)> {
     let (_, d, m) = find(uris, target)?;
     let uuid = d.uuid()?;
     let lock = ids::machine_lock(m.id.get())?;
@@ -448,7 +457,11 @@ pub fn detach(uris: &Uris, target: &str, report: &dyn Report) -> Result<MachineI
 }
 
 /// The DHCP entry and files of machine `id`.
-fn remove_leftovers(conn: &Connection, id: MachineId, report: &dyn Report) -> Result<()> {
+pub(super) fn remove_leftovers(
+    conn: &Connection,
+    id: MachineId,
+    report: &dyn Report,
+) -> Result<()> {
     let net = NetConfig::load()?;
     if network::status(conn, &net)?.defined {
         network::remove_host(conn, &net, id.get(), report)?;

@@ -9,6 +9,9 @@
 //!   overlay mount on its base
 //! - `staging.rs`: where creates unpack, and the sweep of killed ones
 //! - `manage.rs`: finding machines and their lifecycle (start, stop, delete…)
+//! - `site.rs`: machines across the nodes mkve.conf lists; `remote.rs`:
+//!   another node's mkve-vm over ssh (commands, creates); `migrate.rs`:
+//!   a machine moving to another node
 //! - `wait.rs`: the template's probes, run against the machine (`info`,
 //!   `wait`)
 //! - `spec.rs`: what a machine may be (names, resources), checked by every
@@ -20,8 +23,11 @@ mod base;
 mod create;
 mod disk;
 mod manage;
+mod migrate;
 mod overlay;
+mod remote;
 mod seed;
+mod site;
 mod spec;
 mod staging;
 mod wait;
@@ -37,7 +43,10 @@ pub use disk::DiskFormat;
 pub use manage::{
     autostart, console, delete, detach, find, info, infos, list, open_console, reboot, start, stop,
 };
+pub use migrate::{migrate, receive, MigrateOptions};
 pub use overlay::prepare_from_hook as prepare_lxc_root;
+pub use remote::{create_from_stream, create_on, forward};
+pub use site::{list_nodes, NodeMachine, SiteList, Unreachable};
 pub use spec::{BlkioWeight, CpuShares, DiskSize, MachineName, Memory, Vcpus};
 pub use wait::{probe_once, probes_of, wait};
 
@@ -148,23 +157,33 @@ pub struct Uris {
 }
 
 /// The URIs to look for machines on: the one given (or
-/// `LIBVIRT_DEFAULT_URI`), else every hypervisor's default that mkve uses
-/// on this node.
+/// `LIBVIRT_DEFAULT_URI`); else this node's in mkve.conf (mkve-vm(1),
+/// NODES), each of which must answer; else every hypervisor's default
+/// that mkve uses on this node.
 pub fn uris(given: Option<&str>) -> Uris {
     let env = std::env::var("LIBVIRT_DEFAULT_URI")
         .ok()
         .filter(|u| !u.is_empty());
-    match given.map(str::to_string).or(env) {
-        Some(u) => Uris {
+    if let Some(u) = given.map(str::to_string).or(env) {
+        return Uris {
             list: vec![u],
             explicit: true,
-        },
-        None => Uris {
-            list: Hypervisor::searched_uris()
-                .into_iter()
-                .map(str::to_string)
-                .collect(),
-            explicit: false,
-        },
+        };
+    }
+    if let Some(list) = crate::nodes::Nodes::load()
+        .ok()
+        .and_then(|n| n.local_uris())
+    {
+        return Uris {
+            list,
+            explicit: true,
+        };
+    }
+    Uris {
+        list: Hypervisor::searched_uris()
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
+        explicit: false,
     }
 }

@@ -1,0 +1,420 @@
+#!/bin/bash
+# Many nodes (mkve-vm(1), NODES), with two of them on this one machine:
+# two private libvirtds (tests/harness/libvirtd-netns), one in each of the
+# network namespaces mkve-n1 and mkve-n2, each with a host UUID of its own,
+# joined by a veth pair on a private link (10.88.0.1 and 10.88.0.2), each
+# with its own state, lock and configuration directories and its own sshd
+# (throw-away host and user keys, a known_hosts written here). Each node's
+# mkve.conf lists both: its own libvirt through the harness's unix socket,
+# the other's as a real node's is reached, qemu+ssh:// and lxc+ssh:// (the
+# socket named in the URI, ssh through a wrapper that reads this test's
+# ssh_config), and the other's files through ssh. The commands an operator
+# types on n1 run here with n1's environment inside n1's network namespace
+# (`on 1`), in this machine's mount namespace (so an lxc machine's overlay
+# mount reaches the daemon, as it does on a real node).
+#
+# The mkve network: each node has its own mkve-network (bridge mkvebr0,
+# isolated) on one shared prefix, 10.77.0.0/16, with the same host address
+# 10.77.0.1 on both; a machine's address comes from its ID, so it keeps it
+# when it moves, and its gateway and resolver (10.77.0.1) are its node's
+# wherever it is. Machines are reached from the node they are on; routing
+# the prefix between nodes is the site's choice, not mkve's.
+#
+# Guests: busybox (static) answering HTTP on port 80 with its boot ID and
+# uptime (/cgi-bin/uptime), as an lxc container and as a qemu guest (TCG)
+# that boots Debian's cloud kernel straight into a busybox initramfs,
+# taken from the linux-image-cloud-amd64 package, which scripts/deps
+# unpacks into $CARGO_TARGET_DIR/tmp/nodes-kernel (NODES_KERNEL_DEB=FILE
+# gives one): the test itself reaches nothing outside its namespaces.
+# Live migration keeps its boot ID and its uptime goes on; the guest
+# writes its boot ID into its disk at boot, which must be in the disk on
+# the target.
+#
+# Run by `make test` after the cargo tests, as root.
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+target=${CARGO_TARGET_DIR:-$top/target}
+bin=$target/debug
+harness=$top/tests/harness/libvirtd-netns
+for tool in mkve-bundle mkve-net mkve-vm; do
+    [ -x "$bin/$tool" ] || { echo "nodes: $bin/$tool is not built (cargo build --workspace)" >&2; exit 1; }
+done
+for p in /usr/sbin/sshd ssh nc nsenter qemu-img curl; do
+    command -v "$p" >/dev/null || { echo "nodes: $p is missing (scripts/deps installs it)" >&2; exit 69; }
+done
+work=$(mktemp -d /var/tmp/mkve-nodes.XXXXXX)
+chmod 755 "$work"  # qemu runs as its own user and must reach the disks below
+export MKVE_DATADIR=$top SOURCE_DATE_EPOCH=1700000000
+unset LIBVIRT_DEFAULT_URI
+passed=0 failed=0
+started=$(date +%s)
+
+check() {
+    local what=$1; shift
+    if "$@"; then passed=$((passed + 1)); echo "ok - $what"
+    else failed=$((failed + 1)); echo "FAIL - $what"; fi
+}
+
+sock() { echo "/run/mkve-test-libvirtd/mkve-n$1/run/libvirt-sock"; }
+local_uri() { if [ "$2" = qemu ]; then echo "qemu+unix:///system?socket=$(sock "$1")"; else echo "lxc+unix:///?socket=$(sock "$1")"; fi; }
+# The command line the operator types on node N: its environment, inside
+# its network namespace.
+on() {
+    local n=$1; shift
+    nsenter --net="/run/netns/mkve-n$n" env MKVE_CONFDIR="$work/n$n/etc" MKVE_STATEDIR="$work/n$n/state" \
+        MKVE_LOCKDIR="$work/n$n/lock" "$@"
+}
+vm() { local n=$1; shift; on "$n" "$bin/mkve-vm" "$@"; }
+# What answers at ADDRESS, asked from inside node N's namespace: "BOOT-ID UPTIME".
+ask() { ip netns exec "mkve-n$1" curl -sf -m 3 "http://$2/cgi-bin/uptime" 2>/dev/null; }
+answers() { # N ADDRESS SECONDS
+    local end=$(($(date +%s) + $3))
+    while [ "$(date +%s)" -lt "$end" ]; do ask "$1" "$2" >/dev/null && return 0; sleep 0.5; done
+    return 1
+}
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+names_on() { virsh -c "$(local_uri "$1" "$2")" list --all --name 2>/dev/null | grep . | sort; }
+
+sshd_start() {
+    nsenter --net="/run/netns/mkve-n$1" /usr/sbin/sshd -f "$work/n$1/sshd_config" -E "$work/n$1/sshd.log"
+}
+sshd_stop() {
+    local p; p=$(cat "$work/n$1/sshd.pid" 2>/dev/null) && kill "$p" 2>/dev/null
+    for _ in $(seq 50); do [ -e "$work/n$1/sshd.pid" ] && kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+}
+
+cleanup() {
+    if [ -n "${NODES_KEEP:-}" ]; then echo "nodes: kept $work and both nodes (NODES_KEEP)" >&2; return; fi
+    for n in 1 2; do
+        for id in $(vm "$n" list --json 2>/dev/null | json '" ".join(str(m["id"]) for m in d)' 2>/dev/null); do
+            vm "$n" delete "$id" >/dev/null 2>&1
+        done
+        "$harness" stop "mkve-n$n"  # its sshd, the veth and the namespace go with it
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+# The checks run in bash -c: they see these.
+export work bin top
+export -f sock local_uri on vm ask answers json names_on
+
+# --- two nodes -------------------------------------------------------------
+ssh-keygen -q -t ed25519 -N '' -C mkve-nodes-test -f "$work/id" || exit 1
+: >"$work/known_hosts"
+for n in 1 2; do
+    mkdir -p "$work/n$n/etc" "$work/n$n/state" "$work/n$n/lock"
+    ssh-keygen -q -t ed25519 -N '' -C "mkve-n$n" -f "$work/n$n/host_key" || exit 1
+    echo "10.88.0.$n $(cut -d' ' -f1,2 "$work/n$n/host_key.pub")" >>"$work/known_hosts"
+    MKVE_STATEDIR=$work/n$n/state MKVE_VM=$bin/mkve-vm "$harness" start "mkve-n$n" >/dev/null || exit 69
+    # Many creates at once each open a few sessions: no early drops.
+    cat >"$work/n$n/sshd_config" <<EOF
+ListenAddress 10.88.0.$n:22
+HostKey $work/n$n/host_key
+AuthorizedKeysFile $work/id.pub
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PidFile $work/n$n/sshd.pid
+MaxStartups 400
+MaxSessions 400
+LogLevel ERROR
+SetEnv MKVE_CONFDIR=$work/n$n/etc MKVE_STATEDIR=$work/n$n/state MKVE_LOCKDIR=$work/n$n/lock MKVE_DATADIR=$top
+EOF
+done
+# The private link: made in the namespaces, never in this machine's.
+ip -n mkve-n1 link add mkve-l1 type veth peer name mkve-l2 netns mkve-n2 || exit 1
+ip -n mkve-n1 addr add 10.88.0.1/24 dev mkve-l1 && ip -n mkve-n1 link set mkve-l1 up
+ip -n mkve-n2 addr add 10.88.0.2/24 dev mkve-l2 && ip -n mkve-n2 link set mkve-l2 up
+mkdir -p /run/sshd  # sshd's privilege separation directory
+for n in 1 2; do sshd_start "$n" || exit 1; done
+cat >"$work/ssh_config" <<EOF
+Host *
+  IdentityFile $work/id
+  IdentitiesOnly yes
+  UserKnownHostsFile $work/known_hosts
+  GlobalKnownHostsFile /dev/null
+  StrictHostKeyChecking yes
+  BatchMode yes
+  ConnectTimeout 5
+  LogLevel ERROR
+EOF
+printf '#!/bin/sh\nexec ssh -F %s "$@"\n' "$work/ssh_config" >"$work/ssh"
+chmod 755 "$work/ssh"
+remote_uri() { # N HV: node N's URI as the other node reaches it
+    local path; if [ "$2" = qemu ]; then path=/system; else path=/; fi
+    echo "$2+ssh://root@10.88.0.$1$path?socket=$(sock "$1")&command=$work/ssh"
+}
+write_conf() { # N [URI-of-n2-for-qemu]: node N's mkve.conf
+    local n=$1 other
+    {
+        echo "network_address=10.77.0.1/16"
+        echo "this_node=n$n"
+        echo "node_ssh_command=$work/ssh"
+        for other in 1 2; do
+            echo "node.n$other.ids=$([ "$other" = 1 ] && echo 100-4999 || echo 5000-9999)"
+            for hv in lxc qemu; do
+                if [ "$other" = "$n" ]; then echo "node.n$other.uri.$hv=$(local_uri "$other" "$hv")"
+                else echo "node.n$other.uri.$hv=$(remote_uri "$other" "$hv")"; fi
+            done
+            echo "node.n$other.ssh=root@10.88.0.$other"
+            echo "node.n$other.mkve_vm=$bin/mkve-vm"
+        done
+    }
+}
+for n in 1 2; do write_conf "$n" >"$work/n$n/etc/mkve.conf"; done
+check "node n1 reaches n2's libvirt over ssh" bash -c \
+    "nsenter --net=/run/netns/mkve-n1 virsh -c '$(remote_uri 2 qemu)' uri >/dev/null"
+check "and n2 reaches n1's" bash -c \
+    "nsenter --net=/run/netns/mkve-n2 virsh -c '$(remote_uri 1 lxc)' uri >/dev/null"
+on 1 "$bin/mkve-net" create || exit 1
+
+# --- the guests --------------------------------------------------------------
+kdir=$target/tmp/nodes-kernel
+if [ -n "${NODES_KERNEL_DEB:-}" ] && ! ls "$kdir"/boot/vmlinuz-* >/dev/null 2>&1; then
+    rm -rf "$kdir.new" && dpkg-deb -x "$NODES_KERNEL_DEB" "$kdir.new" && mv "$kdir.new" "$kdir"
+fi
+ls "$kdir"/boot/vmlinuz-* >/dev/null 2>&1 ||
+    { echo "nodes: no kernel in $kdir: scripts/deps unpacks linux-image-cloud-amd64 there (or NODES_KERNEL_DEB=FILE)" >&2; exit 69; }
+kernel=$(ls "$kdir"/boot/vmlinuz-* | head -1)
+kver=${kernel##*/vmlinuz-}
+root=$work/root
+mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,www/cgi-bin,usr/share/udhcpc}
+cp /usr/bin/busybox "$root/bin/busybox"
+ln -s busybox "$root/bin/sh"; ln -s ../bin/busybox "$root/sbin/init"
+printf '::sysinit:/etc/rc\n::respawn:/bin/sh\n' >"$root/etc/inittab"
+cat >"$root/etc/rc" <<'EOF'
+#!/bin/sh
+/bin/busybox --install -s /bin
+ip link set lo up
+ip link set eth0 up
+udhcpc -i eth0 -s /usr/share/udhcpc/default.script -b -S -t 30 -T 1 -A 1
+if [ -b /dev/vda ]; then
+    echo "mkve-disk-marker $(cat /proc/sys/kernel/random/boot_id)" | dd of=/dev/vda bs=1M seek=200 conv=notrunc,sync count=1 2>/dev/null
+fi
+httpd -p 80 -h /www
+EOF
+cat >"$root/usr/share/udhcpc/default.script" <<'EOF'
+#!/bin/sh
+case "$1" in
+bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/${mask:-16}" dev "$interface"
+             [ -n "$router" ] && ip route replace default via "${router%% *}" ;;
+esac
+EOF
+cat >"$root/www/cgi-bin/uptime" <<'EOF'
+#!/bin/sh
+printf 'Content-Type: text/plain\r\n\r\n'
+echo "$(cat /proc/sys/kernel/random/boot_id) $(cut -d' ' -f1 /proc/uptime)"
+EOF
+chmod 755 "$root/etc/rc" "$root/usr/share/udhcpc/default.script" "$root/www/cgi-bin/uptime"
+template=$top/tests/fixtures/templates/good/nodes-guest
+"$bin/mkve-bundle" --no-config -q -H lxc --force-no-sign --rootfs "$root" -o "$work/lxc.bun" "$template" >/dev/null || exit 1
+# The qemu guest: the same root as an initramfs, with the virtio modules.
+init=$work/initramfs
+cp -a "$root" "$init" && mkdir -p "$init/lib/modules"
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net virtio_blk; do
+    cp "$(find "$kdir/lib/modules/$kver" -name "$m.ko" | head -1)" "$init/lib/modules/" || exit 1
+done
+cat >"$init/init" <<'EOF'
+#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sys /sys
+/bin/busybox mount -t devtmpfs dev /dev
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net virtio_blk; do
+    /bin/busybox insmod /lib/modules/$m.ko
+done
+exec /sbin/init
+EOF
+chmod 755 "$init/init"
+qroot=$work/qroot
+cp -a "$root" "$qroot" && mkdir -p "$qroot/boot"
+cp "$kernel" "$qroot/boot/vmlinuz-$kver"
+(cd "$init" && find . | busybox cpio -o -H newc 2>/dev/null | gzip -1) >"$qroot/boot/initrd.img-$kver"
+"$bin/mkve-bundle" --no-config -q -H qemu --force-no-sign --rootfs "$qroot" -o "$work/qemu.bun" "$template" >/dev/null || exit 1
+# The same with the seed program: its machines stand on a base disk.
+mkdir -p "$qroot/usr/lib/mkve" && printf '#!/bin/sh\n' >"$qroot/usr/lib/mkve/seed" && chmod 755 "$qroot/usr/lib/mkve/seed"
+"$bin/mkve-bundle" --no-config -q -H qemu --force-no-sign --rootfs "$qroot" -o "$work/qemu-base.bun" "$template" >/dev/null || exit 1
+
+# --- a container that cannot move to a node without the mkve network --------
+L=$(vm 1 -q create --allow-unsigned --start "$work/lxc.bun")
+check "a container is made on n1 ($L), in n1's range" test "${L:-0}" -ge 100 -a "${L:-0}" -le 4999
+check "it answers at 10.77.0.$L on n1" answers 1 "10.77.0.$L" 60
+vm 1 migrate --force "$L" n2 2>"$work/err"; rc=$?
+check "a move to n2, which has no mkve-network, fails (69) and says why" \
+    bash -c "test $rc = 69 && grep -q 'network mkve-network is not defined there' '$work/err'"
+check "and leaves it running on n1" bash -c "answers 1 10.77.0.$L 20 && test \"\$(names_on 1 lxc)\" = \"\$(vm 1 info --json $L | json 'd[\"name\"]')\""
+on 2 "$bin/mkve-net" create || exit 1
+
+# --- one view of both nodes ----------------------------------------------------
+C2=$(vm 1 -q --node n2 create --allow-unsigned --start "$work/lxc.bun")
+check "a create on n2, from n1, streams the bundle there ($C2, in n2's range)" test "${C2:-0}" -ge 5000 -a "${C2:-0}" -le 9999
+check "it is made in n2's state directory" test -d "$work/n2/state/vms/$C2" -a ! -e "$work/n1/state/vms/$C2"
+a2=$(on 2 "$bin/mkve-net" ip "$C2")
+check "it answers at its address $a2 on n2" answers 2 "$a2" 60
+check "--node forwards other commands: info on n2" bash -c "vm 1 --node n2 info $C2 | grep -q '^state      running'"
+t0=$(date +%s%N)
+vm 1 list --all-nodes --json >"$work/all.json"; rc=$?
+list_ms=$((($(date +%s%N) - t0) / 1000000))
+agree() { # N: the machines list --all-nodes puts on node N are virsh's there
+    local n=$1 listed virsh
+    listed=$(json "'\n'.join(sorted(m['name'] for m in d['machines'] if m['node'] == 'n$n'))" <"$work/all.json")
+    virsh=$( (names_on "$n" lxc; names_on "$n" qemu) | sort)
+    [ "$listed" = "$virsh" ] || { echo "n$n: listed [$listed], virsh [$virsh]" >&2; return 1; }
+}
+export -f agree
+check "list --all-nodes ($list_ms ms) agrees with virsh list on n1" bash -c "test $rc = 0 && agree 1"
+check "and on n2" agree 2
+check "its table has a NODE column" bash -c "vm 1 list --all-nodes | grep -Eq '^n2 +$C2 '"
+
+# --- a node that does not answer ---------------------------------------------
+sshd_stop 2
+vm 1 list --all-nodes --json >"$work/all.json" 2>"$work/err"; rc=$?
+check "with n2 down, list --all-nodes still lists n1 (exit $rc)" bash -c \
+    "test $rc = 0 && json \"[m['id'] for m in d['machines']]\" <'$work/all.json' | grep -q '$L'"
+check "and tells n2 as unreachable, in JSON and on stderr" bash -c \
+    "json \"sorted(set(u['node'] for u in d['unreachable']))\" <'$work/all.json' | grep -qx \"\\['n2'\\]\" && grep -q 'node n2 does not answer' '$work/err'"
+vm 1 -q create --allow-unsigned "$work/lxc.bun" >/dev/null 2>"$work/err"; rc=$?
+check "a create on n1 fails (69) while n2 cannot say which IDs it holds" bash -c \
+    "test $rc = 69 && grep -q 'node n2 .*--local-ids' '$work/err'"
+local_id=$(vm 1 -q create --allow-unsigned --local-ids "$work/lxc.bun" 2>"$work/err")
+check "--local-ids goes on with what n1 knows ($local_id), saying so" bash -c \
+    "test -n '$local_id' && grep -q 'going on without its IDs' '$work/err'"
+vm 1 -q delete "$local_id"
+vm 1 migrate --force "$L" n2 2>"$work/err"; rc=$?
+check "a move to a node that is down fails (69)" test "$rc" = 69
+check "and leaves the container running on n1" answers 1 "10.77.0.$L" 20
+sshd_start 2
+
+# --- 2 x 50 concurrent creates, spread over both nodes ------------------------
+t0=$(date +%s)
+for i in $(seq 50); do
+    (vm 1 -q create --allow-unsigned "$work/lxc.bun" >"$work/id1.$i" 2>"$work/e1.$i"; echo $? >"$work/rc1.$i") &
+    (vm 1 -q --node n2 create --allow-unsigned "$work/lxc.bun" >"$work/id2.$i" 2>"$work/e2.$i"; echo $? >"$work/rc2.$i") &
+done
+wait
+creates_s=$(($(date +%s) - t0))
+# (A node's login shell may say things of its own on stderr: only
+# mkve-vm's words count.)
+check "100 concurrent creates, 50 on each node, succeed (${creates_s} s)" sh -c \
+    "test \"\$(cat '$work'/rc1.* '$work'/rc2.* | sort -u)\" = 0 && ! grep -h '^mkve-vm' '$work'/e1.* '$work'/e2.*"
+check "n1's are in n1's range, n2's in n2's" bash -c "
+    test \"\$(cat '$work'/id1.* | awk '\$1 >= 100 && \$1 <= 4999' | wc -l)\" = 50 &&
+    test \"\$(cat '$work'/id2.* | awk '\$1 >= 5000 && \$1 <= 9999' | wc -l)\" = 50"
+vm 1 list --all-nodes --json >"$work/all.json"
+check "no ID twice across the nodes" bash -c \
+    "json \"len(d['machines']) == 102 == len(set(m['id'] for m in d['machines']))\" <'$work/all.json' | grep -qx True"
+check "no address twice" bash -c \
+    "json \"len(set(m['address'] for m in d['machines']))\" <'$work/all.json' | grep -qx 102"
+macs() { for n in 1 2; do on "$n" "$bin/mkve-net" status --json | json "'\n'.join(h['mac'] for h in d['hosts'])"; done; }
+export -f macs
+check "no MAC twice in the two networks' DHCP entries (102 in all)" bash -c \
+    "test \"\$(macs | sort -u | grep -c .)\" = 102 && test \"\$(macs | grep -c .)\" = 102"
+for i in $(seq 50); do vm 1 delete "$(cat "$work/id1.$i")" >/dev/null 2>&1 & vm 2 delete "$(cat "$work/id2.$i")" >/dev/null 2>&1 & done
+wait
+
+# --- moving a container offline ----------------------------------------------
+# A DHCP entry another tool left on n2 holds L's address there.
+stranger="<host mac='00:16:3e:12:34:56' name='stranger' ip='10.77.0.$L'/>"
+virsh -q -c "$(local_uri 2 qemu)" net-update mkve-network add ip-dhcp-host "$stranger" --live --config
+vm 1 migrate --force "$L" n2 2>"$work/err"; rc=$?
+check "a move to a node where its ID is taken fails (2)" bash -c "test $rc = 2 && grep -q 'ID $L is taken here' '$work/err'"
+check "and leaves the container running on n1" answers 1 "10.77.0.$L" 20
+virsh -q -c "$(local_uri 2 qemu)" net-update mkve-network delete ip-dhcp-host "$stranger" --live --config
+mkdir -p "$work/bad" && sed "s|^node.n2.uri.lxc=.*|node.n2.uri.lxc=lxc+ssh://root@10.88.0.2/?socket=/nonexistent\&command=$work/ssh|" \
+    "$work/n1/etc/mkve.conf" >"$work/bad/mkve.conf"
+on 1 env MKVE_CONFDIR="$work/bad" "$bin/mkve-vm" migrate --force "$L" n2 2>"$work/err"; rc=$?
+check "a move through a wrong URI fails (69)" test "$rc" = 69
+check "and leaves the container running on n1" answers 1 "10.77.0.$L" 20
+vm 1 autostart "$L"
+check "the container stands on its base on n1" test -s "$work/n1/state/vms/$L/base"
+vm 1 migrate --force "$L" n2; rc=$?
+check "the container moves to n2 offline" test "$rc" = 0
+check "it answers again at 10.77.0.$L, on n2" answers 2 "10.77.0.$L" 60
+check "list --all-nodes has it on n2 only" bash -c \
+    "vm 1 list --all-nodes --json | json \"[m['node'] for m in d['machines'] if m['id'] == $L]\" | grep -qx \"\\['n2'\\]\""
+check "its DHCP entry moved with it" bash -c \
+    "on 2 '$bin/mkve-net' status | grep -q '10.77.0.$L ' && ! on 1 '$bin/mkve-net' status | grep -q '10.77.0.$L '"
+check "and its autostart" bash -c "virsh -c '$(local_uri 2 lxc)' dominfo \"\$(names_on 2 lxc | grep -- '-$L\$')\" | grep -q '^Autostart: *enable'"
+check "and its record" test "$(vm 2 info --json "$L" | json 'd["template"] + " " + d["address"]')" = "nodes-guest 10.77.0.$L"
+check "its root landed whole on n2 (no base there)" bash -c \
+    "test -x '$work/n2/state/vms/$L/rootfs/bin/busybox' && test ! -e '$work/n2/state/vms/$L/base' && ! mountpoint -q '$work/n2/state/vms/$L/rootfs'"
+other=$(vm 1 -q create --allow-unsigned "$work/lxc.bun")
+check "a create on n1 passes by the ID its machine holds on n2 ($other)" test -n "$other" -a "$other" != "$L"
+vm 1 -q delete "$other"
+check "nothing of it is left on n1, nor its base" bash -c \
+    "test ! -e '$work/n1/state/vms/$L' && test -z \"\$(ls -A '$work/n1/state/bases')\""
+vm 1 --node n2 migrate --force "$L" n1; rc=$?
+check "migrate through --node: n2 moves it back to n1" bash -c "test $rc = 0 && answers 1 10.77.0.$L 60"
+
+# --- moving a qemu guest live ----------------------------------------------------
+Q=$(vm 1 -q create --allow-unsigned --start --memory 128M --disk-size 256M "$work/qemu.bun" 2>"$work/err")
+check "a qemu guest (TCG) is made on n1 ($Q)" test -n "$Q"
+check "it answers at 10.77.0.$Q on n1" answers 1 "10.77.0.$Q" 180
+first=$(ask 1 "10.77.0.$Q")
+sum_before=$(cd "$work/n1/state/vms/$Q" && sha256sum vmlinuz initrd.img)
+virsh -q -c "$(local_uri 2 qemu)" net-update mkve-network add ip-dhcp-host \
+    "<host mac='00:16:3e:12:34:57' name='stranger' ip='10.77.0.$Q'/>" --live --config
+vm 1 migrate "$Q" n2 2>"$work/err"; rc=$?
+check "a live move to a node where its ID is taken fails (2)" test "$rc" = 2
+virsh -q -c "$(local_uri 2 qemu)" net-update mkve-network delete ip-dhcp-host \
+    "<host mac='00:16:3e:12:34:57' name='stranger' ip='10.77.0.$Q'/>" --live --config
+sed "s|^node.n2.uri.qemu=.*|node.n2.uri.qemu=qemu+ssh://root@10.88.0.2/system?socket=/nonexistent\&command=$work/ssh|" \
+    "$work/n1/etc/mkve.conf" >"$work/bad/mkve.conf"
+on 1 env MKVE_CONFDIR="$work/bad" "$bin/mkve-vm" migrate "$Q" n2 2>"$work/err"; rc=$?
+check "a live move through a wrong URI fails (69)" test "$rc" = 69
+sshd_stop 2
+vm 1 migrate "$Q" n2 2>"$work/err"; rc=$?
+check "a live move to a node that is down fails (69)" test "$rc" = 69
+sshd_start 2
+# A failure midway: the target took the files and the DHCP entry, then
+# libvirt cannot stream the guest to the address given (nothing is there).
+{ cat "$work/n1/etc/mkve.conf"; echo "node.n2.address=10.88.0.9"; } >"$work/bad/mkve.conf"
+on 1 env MKVE_CONFDIR="$work/bad" "$bin/mkve-vm" migrate "$Q" n2 2>"$work/err"; rc=$?
+check "a live move that libvirt cannot finish fails (exit $rc)" test "$rc" = 1
+check "and undoes what it made on n2: no files, no DHCP entry" bash -c \
+    "test ! -e '$work/n2/state/vms/$Q' && ! on 2 '$bin/mkve-net' status | grep -q '10.77.0.$Q '"
+again=$(ask 1 "10.77.0.$Q")
+check "after these, the guest still runs on n1, not rebooted ($again)" bash -c \
+    "test '${again%% *}' = '${first%% *}' && test -z \"\$(ls -A '$work/n2/state/vms' 2>/dev/null | grep -x '$Q')\""
+# Downtime: the last answer on n1 and the first on n2, polled every 0.1 s.
+poll() { while :; do ask "$1" "10.77.0.$Q" >/dev/null && date +%s%N; sleep 0.1; done; }
+poll 1 >"$work/seen1" & p1=$!
+poll 2 >"$work/seen2" & p2=$!
+t0=$(date +%s%N)
+vm 1 migrate "$Q" n2 2>"$work/err"; rc=$?
+migrate_ms=$((($(date +%s%N) - t0) / 1000000))
+sleep 2; kill "$p1" "$p2" 2>/dev/null; wait "$p1" "$p2" 2>/dev/null
+cat "$work/err" >&2
+check "the guest moves to n2 live ($migrate_ms ms)" test "$rc" = 0
+after=$(ask 2 "10.77.0.$Q")
+check "it answers at 10.77.0.$Q on n2 with the same boot ID, its uptime gone on (${first#* } s, then ${after#* } s)" \
+    bash -c "test -n '$after' && test '${after%% *}' = '${first%% *}' && awk 'BEGIN {exit !(${after#* } > ${first#* })}'"
+if [ -s "$work/seen1" ] && [ -s "$work/seen2" ]; then
+    downtime_ms=$((($(head -1 "$work/seen2") - $(tail -1 "$work/seen1")) / 1000000))
+else
+    downtime_ms=unknown
+fi
+check "its disk was copied: the mark it wrote at boot is in its disk on n2" \
+    grep -aq "mkve-disk-marker ${first%% *}" "$work/n2/state/vms/$Q/disk.img"
+check "its kernel and initrd are on n2, the same" bash -c \
+    "cd '$work/n2/state/vms/$Q' && test \"\$(sha256sum vmlinuz initrd.img)\" = '$sum_before'"
+check "nothing of it is left on n1" bash -c "test ! -e '$work/n1/state/vms/$Q' && test -z \"\$(names_on 1 qemu)\""
+check "its DHCP entry is n2's now" bash -c \
+    "on 2 '$bin/mkve-net' status | grep -q '10.77.0.$Q ' && ! on 1 '$bin/mkve-net' status | grep -q '10.77.0.$Q '"
+B=$(vm 1 -q create --allow-unsigned --memory 128M --disk-size 256M "$work/qemu-base.bun" 2>/dev/null)
+vm 1 migrate "$B" n2 2>"$work/err"; rc=$?
+check "a qemu machine on a base is refused (2), told to detach" bash -c "test $rc = 2 && grep -q 'mkve-vm detach' '$work/err'"
+vm 1 -q detach "$B" && vm 1 start "$B"
+check "detached and started, it answers on n1" answers 1 "10.77.0.$B" 180
+bfirst=$(ask 1 "10.77.0.$B")
+vm 1 migrate "$B" n2 2>"$work/err"; rc=$?
+bafter=$(ask 2 "10.77.0.$B")
+check "then it moves live, its seed disk with it (same boot ID: ${bafter%% *})" bash -c \
+    "test $rc = 0 && test -n '$bafter' && test '${bafter%% *}' = '${bfirst%% *}' && test -s '$work/n2/state/vms/$B/seed.img'"
+
+elapsed=$(($(date +%s) - started))
+echo "nodes: list --all-nodes ${list_ms} ms; 100 concurrent creates ${creates_s} s;" \
+    "live migration ${migrate_ms} ms, downtime ${downtime_ms} ms; suite ${elapsed} s"
+echo "nodes: $passed passed, $failed failed"
+[ "$failed" = 0 ]
