@@ -40,8 +40,12 @@ impl Node {
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .unwrap();
+        // With MKVE_STATEDIR, the harness shares it with the daemon (lxc
+        // overlay roots) and unmounts what is left below it at stop, even
+        // when a test failed before it deleted its machines.
         let out = Command::new(harness())
             .args(["start", NS])
+            .env("MKVE_STATEDIR", dir.path().join("state"))
             .output()
             .unwrap();
         assert!(
