@@ -13,30 +13,42 @@ pub fn id(id: MachineId) -> Result<()> {
     outln!("{id}")
 }
 
+/// `list`'s columns, header or one machine (`list` and `list --all-nodes`
+/// print the same ones).
+const HEADER: [&str; 7] = [
+    "ID", "NAME", "HV", "STATE", "ADDRESS", "TEMPLATE", "VERSION",
+];
+
+fn columns(c: [String; 7]) -> String {
+    format!(
+        "{:<5} {:<24} {:<6} {:<9} {:<15} {:<20} {}",
+        c[0], c[1], c[2], c[3], c[4], c[5], c[6]
+    )
+}
+
+fn row(m: &Machine) -> String {
+    columns([
+        m.id.to_string(),
+        m.name.clone(),
+        m.hypervisor.to_string(),
+        m.state.to_string(),
+        m.address.to_string(),
+        m.template.clone(),
+        m.version.clone(),
+    ])
+}
+
+fn header() -> String {
+    columns(HEADER.map(String::from))
+}
+
 pub fn list(machines: &[Machine], as_json: bool) -> Result<()> {
     if as_json {
         return print_json(&machines);
     }
-    outln!(
-        "{:<5} {:<24} {:<6} {:<9} {:<15} {:<20} VERSION",
-        "ID",
-        "NAME",
-        "HV",
-        "STATE",
-        "ADDRESS",
-        "TEMPLATE"
-    )?;
+    outln!("{}", header())?;
     for m in machines {
-        outln!(
-            "{:<5} {:<24} {:<6} {:<9} {:<15} {:<20} {}",
-            m.id,
-            m.name,
-            m.hypervisor,
-            m.state,
-            m.address,
-            m.template,
-            m.version
-        )?;
+        outln!("{}", row(m))?;
     }
     Ok(())
 }
@@ -53,28 +65,9 @@ pub fn site(all: &SiteList, as_json: bool, report: &dyn Report) -> Result<()> {
     if as_json {
         return print_json(all);
     }
-    outln!(
-        "{:<8} {:<5} {:<24} {:<6} {:<9} {:<15} {:<20} VERSION",
-        "NODE",
-        "ID",
-        "NAME",
-        "HV",
-        "STATE",
-        "ADDRESS",
-        "TEMPLATE"
-    )?;
-    for NodeMachine { node, machine: m } in &all.machines {
-        outln!(
-            "{:<8} {:<5} {:<24} {:<6} {:<9} {:<15} {:<20} {}",
-            node,
-            m.id,
-            m.name,
-            m.hypervisor,
-            m.state,
-            m.address,
-            m.template,
-            m.version
-        )?;
+    outln!("{:<8} {}", "NODE", header())?;
+    for NodeMachine { node, machine } in &all.machines {
+        outln!("{:<8} {}", node, row(machine))?;
     }
     Ok(())
 }
