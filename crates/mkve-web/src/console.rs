@@ -73,13 +73,46 @@ async fn bridge(socket: WebSocket, con: Console) {
     };
     let writer = con.clone();
     let input = async {
-        while let Some(Ok(msg)) = from_browser.next().await {
-            let bytes: Vec<u8> = match msg {
-                Message::Binary(b) => b.to_vec(),
-                Message::Text(t) => t.as_bytes().to_vec(),
-                Message::Close(_) => break,
-                _ => continue,
+        // What arrives within BATCH of the first message goes to the guest
+        // in one write. libvirt's remote driver holds its lock while the
+        // reading thread waits in recv, so a write waits until the guest
+        // prints something: typed text the guest does not echo (a
+        // password) would stall after its first key. xterm.js sends a key
+        // per message; one write carries a line typed or pasted.
+        const BATCH: std::time::Duration = std::time::Duration::from_millis(60);
+        // The bytes of a message; `None` when the browser closed.
+        fn bytes_of(msg: Message) -> Option<Vec<u8>> {
+            match msg {
+                Message::Binary(b) => Some(b.to_vec()),
+                Message::Text(t) => Some(t.as_bytes().to_vec()),
+                Message::Close(_) => None,
+                _ => Some(Vec::new()),
+            }
+        }
+        let mut ended = false;
+        while !ended {
+            let Some(Ok(first)) = from_browser.next().await else {
+                break;
             };
+            let mut bytes = Vec::new();
+            match bytes_of(first) {
+                Some(b) => bytes.extend(b),
+                None => ended = true,
+            }
+            let until = tokio::time::Instant::now() + BATCH;
+            while !ended {
+                match tokio::time::timeout_at(until, from_browser.next()).await {
+                    Ok(Some(Ok(msg))) => match bytes_of(msg) {
+                        Some(b) => bytes.extend(b),
+                        None => ended = true,
+                    },
+                    Ok(_) => ended = true,
+                    Err(_) => break,
+                }
+            }
+            if bytes.is_empty() {
+                continue;
+            }
             let w = writer.clone();
             if blocking(move || w.send(&bytes)).await.is_err() {
                 break;
