@@ -165,9 +165,9 @@ const DISK_FILES: [&str; 3] = ["disk.img", "initrd.img", "vmlinuz"];
 /// The files of a base that its fingerprint and digest cover, in order:
 /// `DISK_FILES`, or everything under `rootfs/` (sorted by name). Nothing
 /// else in its directory (its record, a maker's lock) counts.
-fn payload(dir: &Path, kind: Kind) -> Result<Vec<PathBuf>> {
-    match kind {
-        Kind::Disk => Ok(DISK_FILES.iter().map(|f| dir.join(f)).collect()),
+fn payload(dir: &Path, kind: Kind) -> Result<Vec<Entry>> {
+    let paths: Vec<PathBuf> = match kind {
+        Kind::Disk => DISK_FILES.iter().map(|f| dir.join(f)).collect(),
         Kind::Root => walkdir::WalkDir::new(dir.join("rootfs"))
             .follow_links(false)
             .same_file_system(true)
@@ -177,8 +177,25 @@ fn payload(dir: &Path, kind: Kind) -> Result<Vec<PathBuf>> {
                 e.map(|e| e.into_path())
                     .map_err(|e| changed(dir, e.to_string()))
             })
-            .collect(),
-    }
+            .collect::<Result<_>>()?,
+    };
+    paths
+        .into_iter()
+        .map(|path| {
+            let meta = path
+                .symlink_metadata()
+                .map_err(|e| changed(&path, format!("base file: {e}")))?;
+            let rel = path.strip_prefix(dir).unwrap_or(&path).to_path_buf();
+            Ok(Entry { path, rel, meta })
+        })
+        .collect()
+}
+
+/// A file of a base: where it is, its path in the base, what it is.
+struct Entry {
+    path: PathBuf,
+    rel: PathBuf,
+    meta: std::fs::Metadata,
 }
 
 /// sha256 over `path size mtime_ns inode` of every file of the base: no
@@ -186,11 +203,7 @@ fn payload(dir: &Path, kind: Kind) -> Result<Vec<PathBuf>> {
 /// running guest's backing files to the qemu user and back.
 pub(super) fn fingerprint(dir: &Path, kind: Kind) -> Result<String> {
     let mut h = Sha256::new();
-    for p in payload(dir, kind)? {
-        let m = p
-            .symlink_metadata()
-            .map_err(|e| changed(&p, format!("base file: {e}")))?;
-        let rel = p.strip_prefix(dir).unwrap_or(&p);
+    for Entry { rel, meta: m, .. } in payload(dir, kind)? {
         h.update(rel.as_os_str().as_encoded_bytes());
         h.update(
             format!(
@@ -212,11 +225,12 @@ pub(super) fn fingerprint(dir: &Path, kind: Kind) -> Result<String> {
 /// base is made.
 pub(super) fn full_digest(dir: &Path, kind: Kind) -> Result<String> {
     let mut h = Sha256::new();
-    for p in payload(dir, kind)? {
-        let m = p
-            .symlink_metadata()
-            .map_err(|e| changed(&p, format!("base file: {e}")))?;
-        let rel = p.strip_prefix(dir).unwrap_or(&p);
+    for Entry {
+        path: p,
+        rel,
+        meta: m,
+    } in payload(dir, kind)?
+    {
         h.update(rel.as_os_str().as_encoded_bytes());
         let owner = match kind {
             Kind::Root => format!("{}:{}", m.uid(), m.gid()),
@@ -257,20 +271,21 @@ pub(super) fn root_bytes(root: &Path) -> u64 {
 }
 
 /// Make base `digest` of `kind` from an unpacked, verified root (which is
-/// moved or consumed: the caller removes what is left of it), with the
-/// lock of `digest` held by the caller.
+/// moved or consumed: the caller removes what is left of it) whose files
+/// take `bytes` (`root_bytes`), with the lock of `digest` held by the
+/// caller.
 pub(super) fn make(
     digest: &str,
     kind: Kind,
     meta: &crate::bundle::Meta,
     root: &Path,
+    bytes: u64,
     label: &Path,
     report: &dyn Report,
 ) -> Result<Base> {
     let bases = bases_dir();
     let scratch = Scratch::new_in(&bases, ".new.")?;
     let s = scratch.path();
-    let bytes = root_bytes(root);
     match kind {
         Kind::Disk => {
             let boot = super::disk::find_boot_in(root, label)?;

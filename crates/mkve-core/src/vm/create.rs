@@ -285,9 +285,11 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
             ));
         }
     }
-    if let Plan::MakeBase(Kind::Disk, _, _) = &plan {
-        // Told before the base is made.
-        machine_bytes(base::root_bytes(&rootfs), o.disk_size)?;
+    // The root's size, walked once: a disk base's size and the machine's
+    // are reckoned from it, and told before the base is made.
+    let root_bytes = matches!(plan, Plan::MakeBase(..)).then(|| base::root_bytes(&rootfs));
+    if let (Plan::MakeBase(Kind::Disk, _, _), Some(b)) = (&plan, root_bytes) {
+        machine_bytes(b, o.disk_size)?;
         super::disk::find_boot(&unpacked, &label)?;
     }
     // The root a disk image was made from goes while the domain is
@@ -297,7 +299,8 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
         Plan::Private => None,
         Plan::OnBase(b, lock) => Some((b, lock)),
         Plan::MakeBase(kind, digest, lock) => {
-            let b = base::make(&digest, kind, &meta, &rootfs, &label, report)?;
+            let bytes = root_bytes.unwrap_or_else(|| base::root_bytes(&rootfs));
+            let b = base::make(&digest, kind, &meta, &rootfs, bytes, &label, report)?;
             if kind == Kind::Disk {
                 removing = remove_in_background(&staging, &rootfs)?;
             }
