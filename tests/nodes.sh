@@ -137,7 +137,7 @@ Host *
   GlobalKnownHostsFile /dev/null
   StrictHostKeyChecking yes
   BatchMode yes
-  ConnectTimeout 5
+  ConnectTimeout 30
   LogLevel ERROR
 EOF
 printf '#!/bin/sh\nexec ssh -F %s "$@"\n' "$work/ssh_config" >"$work/ssh"
@@ -294,6 +294,12 @@ for i in $(seq 50); do
 done
 wait
 creates_s=$(($(date +%s) - t0))
+# What went wrong, if anything, for the log: exit codes and mkve-vm's words.
+if [ "$(cat "$work"/rc1.* "$work"/rc2.* | sort -u)" != 0 ]; then
+    echo "# exit codes: $(cat "$work"/rc1.* "$work"/rc2.* | sort | uniq -c | tr '\n' ' ')"
+    cat "$work"/e1.* "$work"/e2.* | sort | uniq -c | sort -rn | head -20 | sed 's/^/# /'
+    for n in 1 2; do tail -5 "$work/n$n/sshd.log" 2>/dev/null | sed "s/^/# sshd n$n: /"; done
+fi
 # (A node's login shell may say things of its own on stderr: only
 # mkve-vm's words count.)
 check "100 concurrent creates, 50 on each node, succeed (${creates_s} s)" sh -c \

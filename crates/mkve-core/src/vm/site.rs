@@ -5,6 +5,7 @@
 //! taken for a node without machines.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -134,7 +135,7 @@ pub(super) fn used_elsewhere(
     let answers: Vec<Result<BTreeSet<u32>>> = std::thread::scope(|s| {
         let handles: Vec<_> = asks
             .iter()
-            .map(|(_, uri)| s.spawn(move || used_at(uri, net)))
+            .map(|(_, uri)| s.spawn(move || used_at_patiently(uri, net)))
             .collect();
         handles
             .into_iter()
@@ -166,6 +167,31 @@ pub(super) fn used_elsewhere(
         }
     }
     Ok(used)
+}
+
+/// Pauses between the asks of a node that did not answer: a node whose
+/// sshd or libvirtd is busy with many connections at once (many creates
+/// on several nodes) answers a moment later; one that is down has failed
+/// three times after 4 s.
+#[cfg(not(test))]
+const ASK_AGAIN_AFTER: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(3)];
+/// (Unit tests ask a node that is not there: not patiently.)
+#[cfg(test)]
+const ASK_AGAIN_AFTER: [Duration; 2] = [Duration::from_millis(10), Duration::from_millis(10)];
+
+/// [`used_at`], asked again after each of [`ASK_AGAIN_AFTER`] while it
+/// fails: the last failure is the answer. Only reads, so asking again is
+/// harmless.
+fn used_at_patiently(uri: &str, net: &NetConfig) -> Result<BTreeSet<u32>> {
+    let mut answer = used_at(uri, net);
+    for pause in ASK_AGAIN_AFTER {
+        if answer.is_ok() {
+            break;
+        }
+        std::thread::sleep(pause);
+        answer = used_at(uri, net);
+    }
+    answer
 }
 
 /// The IDs of the mkve domains at `uri`, and those its mkve network's DHCP
