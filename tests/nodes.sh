@@ -21,7 +21,9 @@
 # the prefix between nodes is the site's choice, not mkve's.
 #
 # Guests: busybox (static) answering HTTP on port 80 with its boot ID and
-# uptime (/cgi-bin/uptime), as an lxc container and as a qemu guest (TCG)
+# uptime (/cgi-bin/uptime) and NTP on port 123 (Debian's chronyd, from
+# the package scripts/deps unpacks into $CARGO_TARGET_DIR/tmp/nodes-chrony,
+# with its libraries), as an lxc container and as a qemu guest (TCG)
 # that boots Debian's cloud kernel straight into a busybox initramfs,
 # taken from the linux-image-cloud-amd64 package, which scripts/deps
 # unpacks into $CARGO_TARGET_DIR/tmp/nodes-kernel (NODES_KERNEL_DEB=FILE
@@ -67,6 +69,9 @@ on() {
 vm() { local n=$1; shift; on "$n" "$bin/mkve-vm" "$@"; }
 # What answers at ADDRESS, asked from inside node N's namespace: "BOOT-ID UPTIME".
 ask() { ip netns exec "mkve-n$1" curl -sf -m 3 "http://$2/cgi-bin/uptime" 2>/dev/null; }
+# Whether an NTP server answers at ADDRESS, asked from inside node N's
+# namespace within SECONDS (default 20).
+ntp() { ip netns exec "mkve-n$1" "$top/tests/harness/ntp-query" "$2" "${3:-20}" 1 >/dev/null; }
 answers() { # N ADDRESS SECONDS
     local end=$(($(date +%s) + $3))
     while [ "$(date +%s)" -lt "$end" ]; do ask "$1" "$2" >/dev/null && return 0; sleep 0.5; done
@@ -96,7 +101,7 @@ cleanup() {
 trap cleanup EXIT
 # The checks run in bash -c: they see these.
 export work bin top
-export -f sock local_uri on vm ask answers json names_on
+export -f sock local_uri on vm ask ntp answers json names_on
 
 # --- two nodes -------------------------------------------------------------
 ssh-keygen -q -t ed25519 -N '' -C mkve-nodes-test -f "$work/id" || exit 1
@@ -177,11 +182,23 @@ if [ -n "${NODES_KERNEL_DEB:-}" ] && ! ls "$kdir"/boot/vmlinuz-* >/dev/null 2>&1
 fi
 ls "$kdir"/boot/vmlinuz-* >/dev/null 2>&1 ||
     { echo "nodes: no kernel in $kdir: scripts/deps unpacks linux-image-cloud-amd64 there (or NODES_KERNEL_DEB=FILE)" >&2; exit 69; }
+chronyd=$target/tmp/nodes-chrony/usr/sbin/chronyd
+[ -x "$chronyd" ] ||
+    { echo "nodes: no $chronyd: scripts/deps unpacks Debian's chrony there" >&2; exit 69; }
 kernel=$(ls "$kdir"/boot/vmlinuz-* | head -1)
 kver=${kernel##*/vmlinuz-}
 root=$work/root
-mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,www/cgi-bin,usr/share/udhcpc}
+mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,run,tmp,www/cgi-bin,usr/share/udhcpc,usr/sbin}
 cp /usr/bin/busybox "$root/bin/busybox"
+# The guest's NTP server: Debian's chronyd and the libraries it links,
+# serving its own clock (it sets no clock: -x).
+cp "$chronyd" "$root/usr/sbin/chronyd"
+for lib in $(ldd "$chronyd" | grep -o '/[^ ]*'); do
+    mkdir -p "$root${lib%/*}" && cp -L "$lib" "$root$lib" || exit 1
+done
+echo 'root:x:0:0:root:/:/bin/sh' >"$root/etc/passwd"
+echo 'root:x:0:' >"$root/etc/group"
+printf 'local stratum 8\nallow all\ncmdport 0\npidfile /run/chronyd.pid\n' >"$root/etc/chrony.conf"
 ln -s busybox "$root/bin/sh"; ln -s ../bin/busybox "$root/sbin/init"
 printf '::sysinit:/etc/rc\n::respawn:/bin/sh\n' >"$root/etc/inittab"
 cat >"$root/etc/rc" <<'EOF'
@@ -193,6 +210,7 @@ udhcpc -i eth0 -s /usr/share/udhcpc/default.script -b -S -t 30 -T 1 -A 1
 if [ -b /dev/vda ]; then
     echo "mkve-disk-marker $(cat /proc/sys/kernel/random/boot_id)" | dd of=/dev/vda bs=1M seek=200 conv=notrunc,sync count=1 2>/dev/null
 fi
+chronyd -x -u root -f /etc/chrony.conf
 httpd -p 80 -h /www
 EOF
 cat >"$root/usr/share/udhcpc/default.script" <<'EOF'
@@ -240,6 +258,7 @@ mkdir -p "$qroot/usr/lib/mkve" && printf '#!/bin/sh\n' >"$qroot/usr/lib/mkve/see
 L=$(vm 1 -q create --allow-unsigned --start "$work/lxc.bun")
 check "a container is made on n1 ($L), in n1's range" test "${L:-0}" -ge 100 -a "${L:-0}" -le 4999
 check "it answers at 10.77.0.$L on n1" answers 1 "10.77.0.$L" 60
+check "and serves NTP there" ntp 1 "10.77.0.$L"
 vm 1 migrate --force "$L" n2 2>"$work/err"; rc=$?
 check "a move to n2, which has no mkve-network, fails (69) and says why" \
     bash -c "test $rc = 69 && grep -q 'network mkve-network is not defined there' '$work/err'"
@@ -337,6 +356,7 @@ check "the container stands on its base on n1" test -s "$work/n1/state/vms/$L/ba
 vm 1 migrate --force "$L" n2; rc=$?
 check "the container moves to n2 offline" test "$rc" = 0
 check "it answers again at 10.77.0.$L, on n2" answers 2 "10.77.0.$L" 60
+check "and serves NTP there" ntp 2 "10.77.0.$L"
 check "list --all-nodes has it on n2 only" bash -c \
     "vm 1 list --all-nodes --json | json \"[m['node'] for m in d['machines'] if m['id'] == $L]\" | grep -qx \"\\['n2'\\]\""
 check "its DHCP entry moved with it" bash -c \
@@ -357,6 +377,7 @@ check "migrate through --node: n2 moves it back to n1" bash -c "test $rc = 0 && 
 Q=$(vm 1 -q create --allow-unsigned --start --memory 128M --disk-size 256M "$work/qemu.bun" 2>"$work/err")
 check "a qemu guest (TCG) is made on n1 ($Q)" test -n "$Q"
 check "it answers at 10.77.0.$Q on n1" answers 1 "10.77.0.$Q" 180
+check "and serves NTP there" ntp 1 "10.77.0.$Q"
 first=$(ask 1 "10.77.0.$Q")
 sum_before=$(cd "$work/n1/state/vms/$Q" && sha256sum vmlinuz initrd.img)
 virsh -q -c "$(local_uri 2 qemu)" net-update mkve-network add ip-dhcp-host \
@@ -401,6 +422,7 @@ if [ -s "$work/seen1" ] && [ -s "$work/seen2" ]; then
 else
     downtime_ms=unknown
 fi
+check "and still serves NTP at 10.77.0.$Q, on n2" ntp 2 "10.77.0.$Q"
 check "its disk was copied: the mark it wrote at boot is in its disk on n2" \
     grep -aq "mkve-disk-marker ${first%% *}" "$work/n2/state/vms/$Q/disk.img"
 check "its kernel and initrd are on n2, the same" bash -c \
