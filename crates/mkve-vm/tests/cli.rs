@@ -541,3 +541,40 @@ fn node_options_refuse_what_mkve_conf_does_not_describe() {
     let r = run(env.cmd().args(["--node", "n2", "info", "150"]));
     r.assert_stderr(69, "node n2 (root@n2): ssh did not reach it");
 }
+
+/// A create that fails after it made its bundle's base (here: the node has
+/// no mkve network) takes the base away again; nothing else is left.
+#[test]
+fn a_failed_create_leaves_no_base_it_made() {
+    let env = new_env();
+    let state = env.home.path().join("state");
+    let r = run(env
+        .cmd()
+        .env("MKVE_STATEDIR", &state)
+        .args(["-c", "test:///default", "create", "--allow-unsigned"])
+        .arg(bundle_for(Hypervisor::Lxc)));
+    assert_eq!(r.code, 69, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("network mkve-network") && r.stderr.contains("mkve-net create"),
+        "{}",
+        r.stderr
+    );
+    let r = run_ok(
+        env.cmd()
+            .env("MKVE_STATEDIR", &state)
+            .args(["bases", "--json"]),
+    );
+    assert_eq!(r.stdout.trim(), "[]");
+    fn files_under(d: &std::path::Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                files_under(&e.path(), out);
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    let mut left = Vec::new();
+    files_under(&state, &mut left);
+    assert!(left.is_empty(), "{left:?}");
+}

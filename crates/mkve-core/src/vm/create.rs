@@ -120,6 +120,22 @@ impl Drop for Undo<'_> {
     }
 }
 
+/// The base a create made and its staging directory's hold on it
+/// (`bundle/base`): dropped set, the create failed, and the base goes
+/// unless another machine or create holds it by then ([`base::release`]).
+struct MadeBase<'r>(Option<(String, PathBuf, &'r dyn Report)>);
+
+impl Drop for MadeBase<'_> {
+    fn drop(&mut self) {
+        if let Some((digest, hold, report)) = self.0.take() {
+            let _ = std::fs::remove_file(hold);
+            if let Err(e) = base::release(&digest, report) {
+                report.warning(&format!("base {}: {e}", base::short(&digest)));
+            }
+        }
+    }
+}
+
 /// A machine's seed disk, in its directory (seed.rs).
 const SEED_DISK: &str = "seed.img";
 
@@ -295,6 +311,7 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     // The root a disk image was made from goes while the domain is
     // defined; joined before this function returns, whichever way.
     let mut removing = Background(None);
+    let made = matches!(plan, Plan::MakeBase(..));
     let base = match plan {
         Plan::Private => None,
         Plan::OnBase(b, lock) => Some((b, lock)),
@@ -307,12 +324,17 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
             Some((b, lock))
         }
     };
-    // The machine holds its base from now on; the lock can go.
+    // The machine holds its base from now on; the lock can go. A base this
+    // create made goes again if the create fails.
+    let mut made_base = MadeBase(None);
     let base = match base {
         Some((b, _lock)) => {
             let r = unpacked.join(base::REF);
             std::fs::write(&r, format!("{}\n", b.record.digest))
                 .map_err(|e| Error::create(&r, e))?;
+            if made {
+                made_base.0 = Some((b.record.digest.clone(), r, report));
+            }
             Some(b)
         }
         None => None,
@@ -458,6 +480,7 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
         }
     }
     undo.keep();
+    made_base.0 = None;
     MachineId::new(id).map_err(Error::Other)
 }
 
