@@ -121,8 +121,8 @@ def main():
         screen = lambda: d.execute_script("return mkveScreen()")
         term = d.find_element(By.CSS_SELECTOR, ".xterm-helper-textarea")
 
-        def until_screen(text, after=0):
-            WebDriverWait(d, 60).until(lambda _: text in screen()[after:])
+        def until_screen(text, after=0, seconds=60):
+            WebDriverWait(d, seconds).until(lambda _: text in screen()[after:])
             return len(screen())
 
         at = until_screen("login:")
@@ -132,8 +132,14 @@ def main():
         # the prompt: what is typed before that is thrown away (it made
         # this test flaky). Half a second lets it get there.
         time.sleep(0.5)
-        term.send_keys(PASSWORD + "\n")
-        until_screen("# ", 0)
+        # Typed slowly, a key per message, at a prompt that echoes
+        # nothing: each key must reach the guest while nothing comes back
+        # (a blocking console stream held them until the guest printed,
+        # here busybox login's 60 s timeout).
+        for key in PASSWORD + "\n":
+            term.send_keys(key)
+            time.sleep(0.3)
+        until_screen("# ", 0, seconds=15)
         term.send_keys("echo mkve-$((6*7))\n")
         until_screen("mkve-42")
         ok("root logs in on the console with the password given at create")

@@ -17,7 +17,7 @@ set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 bin=${CARGO_TARGET_DIR:-$top/target}/debug
 harness=$top/tests/harness/libvirtd-netns
-ns=mkve-web-test
+ns=${WEB_NS:-mkve-web-test}
 shots=$top/target/web-screenshots
 for tool in mkve-bundle mkve-net mkve-vm mkve-web; do
     [ -x "$bin/$tool" ] || { echo "web: $bin/$tool is not built (cargo build --workspace)" >&2; exit 1; }

@@ -74,11 +74,10 @@ async fn bridge(socket: WebSocket, con: Console) {
     let writer = con.clone();
     let input = async {
         // What arrives within BATCH of the first message goes to the guest
-        // in one write. libvirt's remote driver holds its lock while the
-        // reading thread waits in recv, so a write waits until the guest
-        // prints something: typed text the guest does not echo (a
-        // password) would stall after its first key. xterm.js sends a key
-        // per message; one write carries a line typed or pasted.
+        // in one write: xterm.js sends a key per message, and a line typed
+        // fast or pasted then crosses libvirt once. Keys typed slowly at a
+        // prompt that echoes nothing (a password) go one by one, while the
+        // reading thread waits in recv (tests/web-browser.py types one so).
         const BATCH: std::time::Duration = std::time::Duration::from_millis(60);
         // The bytes of a message; `None` when the browser closed.
         fn bytes_of(msg: Message) -> Option<Vec<u8>> {
