@@ -188,6 +188,26 @@ impl Dom {
             .map_err(|e| failed(format!("stopping {what}"), e))
     }
 
+    /// Ask the guest to shut down: `Ok(true)` asked, `Ok(false)` the
+    /// driver cannot ask it yet while it runs (libvirt's lxc driver until
+    /// its controller told it the container's init process: "Init process
+    /// ID is not yet known", VIR_ERR_OPERATION_INVALID), `why` then being
+    /// libvirt's words. Errors: any other refusal.
+    pub fn shutdown_if_ready(&self, what: &str, why: &mut String) -> Result<bool> {
+        match self.dom.shutdown() {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.code()
+                    .is_known_and(|c| matches!(c, virt::error::ErrorNumber::OperationInvalid))
+                    && self.dom.is_active().unwrap_or(false) =>
+            {
+                *why = e.message().to_string();
+                Ok(false)
+            }
+            Err(e) => Err(failed(format!("stopping {what}"), e)),
+        }
+    }
+
     /// Stop at once (pull the plug).
     pub fn destroy(&self, what: &str) -> Result<()> {
         self.dom

@@ -320,9 +320,13 @@ pub fn infos(uris: &Uris) -> Result<Vec<Info>> {
 
 /// Ask the machine to shut down and wait until it is off, for `timeout`
 /// at most (asking again every 15 s: a guest still booting may miss the
-/// first request); a zero `timeout` only asks. With `force` pull the plug.
-/// Errors: the machine is still running at the timeout (69).
+/// first request); a zero `timeout` only asks. A machine the driver
+/// cannot ask yet (an lxc container whose init libvirt does not know yet,
+/// just after its start) is asked again every second, for `timeout`, or
+/// 10 s when `timeout` is zero. With `force` pull the plug. Errors: the
+/// machine is still running at the timeout, or could not be asked (69).
 pub fn stop(uris: &Uris, target: &str, force: bool, timeout: std::time::Duration) -> Result<()> {
+    use std::time::{Duration, Instant};
     let (_, d, m, lock) = find_locked(uris, target)?;
     if !d.is_active()? {
         return Ok(());
@@ -330,14 +334,34 @@ pub fn stop(uris: &Uris, target: &str, force: bool, timeout: std::time::Duration
     if force {
         return d.destroy(&what(&m));
     }
-    d.shutdown(&what(&m))?;
+    let start = Instant::now();
+    let mut why = String::new();
+    let ask_for = if timeout.is_zero() {
+        Duration::from_secs(10)
+    } else {
+        timeout
+    };
+    while !d.shutdown_if_ready(&what(&m), &mut why)? {
+        if !d.is_active()? {
+            return Ok(());
+        }
+        if start.elapsed() >= ask_for {
+            return Err(Error::Unavailable {
+                what: what(&m),
+                why: format!(
+                    "could not be asked to shut down for {} s ({why}): mkve-vm stop --force pulls the plug",
+                    ask_for.as_secs()
+                ),
+            });
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
     // Waiting needs no lock: the domain handle is this machine's (by UUID).
     drop(lock);
     if timeout.is_zero() {
         return Ok(());
     }
-    let start = std::time::Instant::now();
-    let mut asked = start;
+    let mut asked = Instant::now();
     while d.is_active()? {
         if start.elapsed() >= timeout {
             return Err(Error::Unavailable {
@@ -348,11 +372,11 @@ pub fn stop(uris: &Uris, target: &str, force: bool, timeout: std::time::Duration
                 ),
             });
         }
-        if asked.elapsed() >= std::time::Duration::from_secs(15) {
+        if asked.elapsed() >= Duration::from_secs(15) {
             let _ = d.shutdown(&what(&m));
-            asked = std::time::Instant::now();
+            asked = Instant::now();
         }
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(200));
     }
     Ok(())
 }
