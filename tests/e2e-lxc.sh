@@ -123,6 +123,8 @@ ln -s busybox "$root/bin/sh"; ln -s ../bin/busybox "$root/sbin/init"
 for i in $(seq 50); do "$bin/mkve-vm" -q create --allow-unsigned "$work/tiny.bun" >"$work/id.$i" 2>"$work/err.$i" & done
 wait
 check "50 concurrent creates succeed" test "$(cat "$work"/err.* | wc -c)" = 0
+# What they said, for the log, if anything.
+cat "$work"/err.* | sort | uniq -c | sort -rn | head -10 | sed 's/^/# /'
 check "50 concurrent creates get 50 distinct IDs" test "$(sort -u "$work"/id.* | grep -c .)" = 50
 check "and 50 DHCP entries" test "$(hosts)" = 50
 check "and one base, made once under its lock ($(ls "$MKVE_STATEDIR/bases" | wc -l))" test "$(ls "$MKVE_STATEDIR/bases" | wc -l)" = 1
