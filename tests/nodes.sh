@@ -1,7 +1,8 @@
 #!/bin/bash
 # Many nodes (mkve-vm(1), NODES), with two of them on this one machine:
 # two private libvirtds (tests/harness/libvirtd-netns), one in each of the
-# network namespaces mkve-n1 and mkve-n2, each with a host UUID of its own,
+# network namespaces mkve-n1 and mkve-n2 (NODES_NS=PREFIX names them
+# PREFIX1 and PREFIX2, for two runs at once), each with a host UUID of its own,
 # joined by a veth pair on a private link (10.88.0.1 and 10.88.0.2), each
 # with its own state, lock and configuration directories and its own sshd
 # (throw-away host and user keys, a known_hosts written here). Each node's
@@ -48,6 +49,7 @@ work=$(mktemp -d /var/tmp/mkve-nodes.XXXXXX)
 chmod 755 "$work"  # qemu runs as its own user and must reach the disks below
 export MKVE_DATADIR=$top SOURCE_DATE_EPOCH=1700000000
 unset LIBVIRT_DEFAULT_URI
+ns=${NODES_NS:-mkve-n}
 passed=0 failed=0
 started=$(date +%s)
 
@@ -57,21 +59,21 @@ check() {
     else failed=$((failed + 1)); echo "FAIL - $what"; fi
 }
 
-sock() { echo "/run/mkve-test-libvirtd/mkve-n$1/run/libvirt-sock"; }
+sock() { echo "/run/mkve-test-libvirtd/$ns$1/run/libvirt-sock"; }
 local_uri() { if [ "$2" = qemu ]; then echo "qemu+unix:///system?socket=$(sock "$1")"; else echo "lxc+unix:///?socket=$(sock "$1")"; fi; }
 # The command line the operator types on node N: its environment, inside
 # its network namespace.
 on() {
     local n=$1; shift
-    nsenter --net="/run/netns/mkve-n$n" env MKVE_CONFDIR="$work/n$n/etc" MKVE_STATEDIR="$work/n$n/state" \
+    nsenter --net="/run/netns/$ns$n" env MKVE_CONFDIR="$work/n$n/etc" MKVE_STATEDIR="$work/n$n/state" \
         MKVE_LOCKDIR="$work/n$n/lock" "$@"
 }
 vm() { local n=$1; shift; on "$n" "$bin/mkve-vm" "$@"; }
 # What answers at ADDRESS, asked from inside node N's namespace: "BOOT-ID UPTIME".
-ask() { ip netns exec "mkve-n$1" curl -sf -m 3 "http://$2/cgi-bin/uptime" 2>/dev/null; }
+ask() { ip netns exec "$ns$1" curl -sf -m 3 "http://$2/cgi-bin/uptime" 2>/dev/null; }
 # Whether an NTP server answers at ADDRESS, asked from inside node N's
 # namespace within SECONDS (default 20).
-ntp() { ip netns exec "mkve-n$1" "$top/tests/harness/ntp-query" "$2" "${3:-20}" 1 >/dev/null; }
+ntp() { ip netns exec "$ns$1" "$top/tests/harness/ntp-query" "$2" "${3:-20}" 1 >/dev/null; }
 answers() { # N ADDRESS SECONDS
     local end=$(($(date +%s) + $3))
     while [ "$(date +%s)" -lt "$end" ]; do ask "$1" "$2" >/dev/null && return 0; sleep 0.5; done
@@ -81,7 +83,7 @@ json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 names_on() { virsh -c "$(local_uri "$1" "$2")" list --all --name 2>/dev/null | grep . | sort; }
 
 sshd_start() {
-    nsenter --net="/run/netns/mkve-n$1" /usr/sbin/sshd -f "$work/n$1/sshd_config" -E "$work/n$1/sshd.log"
+    nsenter --net="/run/netns/$ns$1" /usr/sbin/sshd -f "$work/n$1/sshd_config" -E "$work/n$1/sshd.log"
 }
 sshd_stop() {
     local p; p=$(cat "$work/n$1/sshd.pid" 2>/dev/null) && kill "$p" 2>/dev/null
@@ -94,13 +96,13 @@ cleanup() {
         for id in $(vm "$n" list --json 2>/dev/null | json '" ".join(str(m["id"]) for m in d)' 2>/dev/null); do
             vm "$n" delete "$id" >/dev/null 2>&1
         done
-        "$harness" stop "mkve-n$n"  # its sshd, the veth and the namespace go with it
+        "$harness" stop "$ns$n"  # its sshd, the veth and the namespace go with it
     done
     rm -rf "$work"
 }
 trap cleanup EXIT
 # The checks run in bash -c: they see these.
-export work bin top
+export work bin top ns
 export -f sock local_uri on vm ask ntp answers json names_on
 
 # --- two nodes -------------------------------------------------------------
@@ -108,9 +110,9 @@ ssh-keygen -q -t ed25519 -N '' -C mkve-nodes-test -f "$work/id" || exit 1
 : >"$work/known_hosts"
 for n in 1 2; do
     mkdir -p "$work/n$n/etc" "$work/n$n/state" "$work/n$n/lock"
-    ssh-keygen -q -t ed25519 -N '' -C "mkve-n$n" -f "$work/n$n/host_key" || exit 1
+    ssh-keygen -q -t ed25519 -N '' -C "$ns$n" -f "$work/n$n/host_key" || exit 1
     echo "10.88.0.$n $(cut -d' ' -f1,2 "$work/n$n/host_key.pub")" >>"$work/known_hosts"
-    MKVE_STATEDIR=$work/n$n/state MKVE_VM=$bin/mkve-vm "$harness" start "mkve-n$n" >/dev/null || exit 69
+    MKVE_STATEDIR=$work/n$n/state MKVE_VM=$bin/mkve-vm "$harness" start "$ns$n" >/dev/null || exit 69
     # Many creates at once each open a few sessions: no early drops.
     cat >"$work/n$n/sshd_config" <<EOF
 ListenAddress 10.88.0.$n:22
@@ -129,9 +131,9 @@ SetEnv MKVE_CONFDIR=$work/n$n/etc MKVE_STATEDIR=$work/n$n/state MKVE_LOCKDIR=$wo
 EOF
 done
 # The private link: made in the namespaces, never in this machine's.
-ip -n mkve-n1 link add mkve-l1 type veth peer name mkve-l2 netns mkve-n2 || exit 1
-ip -n mkve-n1 addr add 10.88.0.1/24 dev mkve-l1 && ip -n mkve-n1 link set mkve-l1 up
-ip -n mkve-n2 addr add 10.88.0.2/24 dev mkve-l2 && ip -n mkve-n2 link set mkve-l2 up
+ip -n "${ns}1" link add mkve-l1 type veth peer name mkve-l2 netns "${ns}2" || exit 1
+ip -n "${ns}1" addr add 10.88.0.1/24 dev mkve-l1 && ip -n "${ns}1" link set mkve-l1 up
+ip -n "${ns}2" addr add 10.88.0.2/24 dev mkve-l2 && ip -n "${ns}2" link set mkve-l2 up
 mkdir -p /run/sshd  # sshd's privilege separation directory
 for n in 1 2; do sshd_start "$n" || exit 1; done
 cat >"$work/ssh_config" <<EOF
@@ -170,9 +172,9 @@ write_conf() { # N [URI-of-n2-for-qemu]: node N's mkve.conf
 }
 for n in 1 2; do write_conf "$n" >"$work/n$n/etc/mkve.conf"; done
 check "node n1 reaches n2's libvirt over ssh" bash -c \
-    "nsenter --net=/run/netns/mkve-n1 virsh -c '$(remote_uri 2 qemu)' uri >/dev/null"
+    "nsenter --net=/run/netns/${ns}1 virsh -c '$(remote_uri 2 qemu)' uri >/dev/null"
 check "and n2 reaches n1's" bash -c \
-    "nsenter --net=/run/netns/mkve-n2 virsh -c '$(remote_uri 1 lxc)' uri >/dev/null"
+    "nsenter --net=/run/netns/${ns}2 virsh -c '$(remote_uri 1 lxc)' uri >/dev/null"
 on 1 "$bin/mkve-net" create || exit 1
 
 # --- the guests --------------------------------------------------------------
