@@ -375,6 +375,95 @@ check "nothing of it is left on n1, nor its base" bash -c \
 vm 1 --node n2 migrate --force "$L" n1; rc=$?
 check "migrate through --node: n2 moves it back to n1" bash -c "test $rc = 0 && answers 1 10.77.0.$L 60"
 
+# --- a killed offline move ---------------------------------------------------
+# The source's mkve-vm migrate killed (SIGKILL) at moments spread over an
+# lxc move: before it stopped the machine, while the files stream (the
+# target's staging directory is there), once they are in place there, once
+# the target defined the machine, as the source commits (its marker says
+# so), and at a plain delay. Whatever the moment, once the processes the
+# move left end: the machine is whole on exactly one node (its domain, its
+# files, its DHCP entry there only), nothing half-received is on the
+# other, no ssh or __receive is left, no mount, and it runs and answers
+# with the autostart it had, started again by mkve itself. One round also
+# kills the helper that does that, and `start` on the source finishes the
+# move instead.
+where_is() { # the node (1 or 2) whose libvirt holds machine $L, "1 2" if both
+    local n out=""; for n in 1 2; do names_on "$n" lxc | grep -q -- "-$L\$" && out="$out $n"; done; echo $out
+}
+leftover_procs() { pgrep -f "$bin/mkve-vm (__receive|__finish-move|migrate)|ssh -F $work/ssh_config"; }
+settled() { # wait up to 30 s for the move's processes to end
+    local i; for i in $(seq 300); do leftover_procs >/dev/null || return 0; sleep 0.1; done; return 1
+}
+has_dhcp() { on "$1" "$bin/mkve-net" status | grep -q "10.77.0.$L "; }
+nothing_on() { # N: nothing of machine $L on node N
+    local s=$work/n$1/state/vms bad=""
+    names_on "$1" lxc | grep -q -- "-$L\$" && bad="$bad domain"
+    [ -e "$s/$L" ] && bad="$bad files"
+    [ -e "$s/$L.moving" ] && bad="$bad marker"
+    compgen -G "$s/.new.*" >/dev/null && bad="$bad staging($(ls -d "$s"/.new.* | tr '\n' ' '))"
+    has_dhcp "$1" && bad="$bad dhcp"
+    findmnt -rn -o TARGET | grep -q "^$s/$L\(/\|\$\)" && bad="$bad mount"
+    [ -z "$bad" ] || { echo "n$1 has:$bad" >&2; return 1; }
+}
+whole_on() { # N: machine $L whole on node N, running, its autostart on
+    local s=$work/n$1/state/vms name
+    name=$(names_on "$1" lxc | grep -- "-$L\$")
+    [ -d "$s/$L" ] || { echo "n$1: no $s/$L" >&2; return 1; }
+    [ ! -e "$s/$L.moving" ] || { echo "n$1: its move marker is left" >&2; return 1; }
+    has_dhcp "$1" || { echo "n$1: no DHCP entry" >&2; return 1; }
+    virsh -c "$(local_uri "$1" lxc)" domstate "$name" | grep -qx running || { echo "n$1: $name is not running" >&2; return 1; }
+    virsh -c "$(local_uri "$1" lxc)" dominfo "$name" | grep -q '^Autostart: *enable' || { echo "n$1: $name lost its autostart" >&2; return 1; }
+}
+wait_for() { # CONDITION: poll it every 10 ms, up to 20 s
+    local i; for i in $(seq 2000); do eval "$1" && return 0; sleep 0.01; done; return 1
+}
+export -f where_is leftover_procs has_dhcp nothing_on whole_on
+export L
+kill_round() { # WHEN [guard]: kill the move at WHEN (seconds or a moment); with guard, its helper too
+    local when=$1 src dst pid t0 ms at="" helper
+    src=$(where_is); dst=$((3 - src))
+    if [ "$src" != 1 ] && [ "$src" != 2 ]; then check "killed move ($when): machine $L is on one node before it" false; return; fi
+    t0=$(date +%s%N)
+    vm "$src" migrate --force "$L" "n$dst" >/dev/null 2>"$work/kerr" &
+    case $when in
+    stream) wait_for "compgen -G '$work/n$dst/state/vms/.new.*' >/dev/null" ;;
+    received) wait_for "test -d '$work/n$dst/state/vms/$L'" ;;
+    defined) wait_for "names_on $dst lxc | grep -q -- '-$L\$'" ;;
+    committing) wait_for "grep -qs committing '$work/n$src/state/vms/$L.moving'" ;;
+    *) sleep "$when" ;;
+    esac
+    pid=$(pgrep -f "^$bin/mkve-vm migrate --force $L n$dst")
+    helper=$(pgrep -f "^$bin/mkve-vm __finish-move $L")
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    if [ -n "$pid" ]; then
+        if [ "${2:-}" = guard ]; then kill -9 $helper $pid 2>/dev/null; else kill -9 "$pid"; fi
+        at="killed at $ms ms"
+    else
+        at="ended before $ms ms"
+    fi
+    wait
+    check "killed move n$src -> n$dst ($when, $at): its processes end" settled
+    leftover_procs | sed 's/^/# left: /'
+    local holder; holder=$(where_is)
+    check "  the machine is defined on one node only (n${holder// /, n})" bash -c "test '$holder' = 1 -o '$holder' = 2"
+    [ "$holder" = 1 ] || [ "$holder" = 2 ] || return
+    check "  nothing of it, nor a mount, on n$((3 - holder))" nothing_on $((3 - holder))
+    if [ "${2:-}" = guard ] && [ "$holder" = "$src" ]; then
+        vm "$src" list >/dev/null 2>"$work/lerr"
+        check "  list on n$src tells the interrupted move" grep -q "move .*interrupted" "$work/lerr"
+        check "  start on n$src finishes it" vm "$src" start "$L"
+    fi
+    check "  it is whole and runs on n$holder, its autostart on" bash -c "for i in \$(seq 100); do whole_on $holder 2>/dev/null && exit 0; sleep 0.2; done; whole_on $holder"
+    check "  and answers at 10.77.0.$L there" answers "$holder" "10.77.0.$L" 30
+}
+kill_started=$(date +%s)
+for when in 0.3 stream received defined committing 1.5; do kill_round "$when"; done
+kill_round received guard
+check "after the killed moves, it still serves NTP" ntp "$(where_is)" "10.77.0.$L"
+vm "$(where_is)" migrate --force "$L" n1 2>/dev/null
+check "and moves back to n1 whole" bash -c "test \"\$(where_is)\" = 1 && whole_on 1 && nothing_on 2"
+kill_s=$(($(date +%s) - kill_started))
+
 # --- moving a qemu guest live ----------------------------------------------------
 Q=$(vm 1 -q create --allow-unsigned --start --memory 128M --disk-size 256M "$work/qemu.bun" 2>"$work/err")
 check "a qemu guest (TCG) is made on n1 ($Q)" test -n "$Q"
@@ -445,6 +534,6 @@ check "then it moves live, its seed disk with it (same boot ID: ${bafter%% *})" 
 
 elapsed=$(($(date +%s) - started))
 echo "nodes: list --all-nodes ${list_ms} ms; 100 concurrent creates ${creates_s} s;" \
-    "live migration ${migrate_ms} ms, downtime ${downtime_ms} ms; suite ${elapsed} s"
+    "live migration ${migrate_ms} ms, downtime ${downtime_ms} ms; killed moves ${kill_s} s; suite ${elapsed} s"
 echo "nodes: $passed passed, $failed failed"
 [ "$failed" = 0 ]
