@@ -444,6 +444,8 @@ kill_round() { # WHEN [guard]: kill the move at WHEN (seconds or a moment); with
     wait
     check "killed move n$src -> n$dst ($when, $at): its processes end" settled
     leftover_procs | sed 's/^/# left: /'
+    # What the move and its watcher said (the watcher tells how it resolved it).
+    grep -v '^$' "$work/kerr" | sed 's/^/# /'
     local holder; holder=$(where_is)
     check "  the machine is defined on one node only (n${holder// /, n})" bash -c "test '$holder' = 1 -o '$holder' = 2"
     [ "$holder" = 1 ] || [ "$holder" = 2 ] || return

@@ -100,7 +100,14 @@ fn run(cli: Cli) -> Result<()> {
         Command::CreateStream => mkve_cli::out!("{}", vm::create_from_stream(&report)?),
         Command::Receive => vm::receive(&report),
         Command::Arrived { id, uuid } => {
-            mkve_cli::outln!("{}", if vm::arrived(&uris, id, &uuid)? { "yes" } else { "no" })
+            mkve_cli::outln!(
+                "{}",
+                if vm::arrived(&uris, id, &uuid)? {
+                    "yes"
+                } else {
+                    "no"
+                }
+            )
         }
         Command::FinishMove { id } => vm::finish_move(&uris, id, &report),
         Command::Wait { machines, timeout } => {

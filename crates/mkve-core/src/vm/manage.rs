@@ -180,6 +180,9 @@ pub fn find(uris: &Uris, target: &str) -> Result<(Connection, Dom, Machine)> {
         .ok_or_else(|| Error::Usage(format!("no machine {target}")))
 }
 
+/// A machine with its connection and domain.
+pub(super) type Found = (Connection, Dom, Machine);
+
 /// Machine `id` on `uris` if its domain has the UUID `uuid`, and a
 /// connection that answered (for the network), whether or not it is
 /// there. Errors: a URI given does not answer, libvirt fails.
@@ -187,7 +190,7 @@ pub(super) fn by_id(
     uris: &Uris,
     id: MachineId,
     uuid: &str,
-) -> Result<(Option<(Connection, Dom, Machine)>, Option<Connection>)> {
+) -> Result<(Option<Found>, Option<Connection>)> {
     let scan = scan(uris)?;
     let found = scan
         .machines
@@ -582,7 +585,9 @@ mod tests {
     /// network and directories of the test's own.
     #[test]
     fn orphans_are_listed_and_deleted() {
-        let _env = crate::testing::ENV.lock().unwrap_or_else(|e| e.into_inner());
+        let _env = crate::testing::ENV
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let d = crate::testing::tree(&[(
             "conf/mkve.conf",
             "network_name=orphans-net\nnetwork_bridge=orphbr0\n",

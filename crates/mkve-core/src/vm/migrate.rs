@@ -628,9 +628,14 @@ impl Moving<'_> {
         let path = mark_path(&vms_dir(), self.m.id.get());
         let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
         // Declared before `undo`, dropped after it: it finds the mark gone
-        // when this run ends by itself.
+        // when this run ends by itself. It looks where the machine is.
         let _watcher = Cmd::new(exe)
-            .args(["__finish-move".to_string(), self.m.id.to_string()])
+            .args([
+                "-c",
+                self.conn.uri(),
+                "__finish-move",
+                &self.m.id.to_string(),
+            ])
             .report(self.report)
             .spawn_watcher()?;
         let mut mark = Mark {
@@ -650,7 +655,10 @@ impl Moving<'_> {
             return done;
         }
         mark.step = Step::Committing;
-        mark.write(&path)?;
+        if let Err(e) = mark.write(&path) {
+            agent.abort();
+            return Err(e);
+        }
         undo.disarm();
         self.finish(agent, None, false)
     }
@@ -1176,14 +1184,13 @@ mod tests {
     /// move under way, not an interrupted one.
     #[test]
     fn an_interrupted_move_is_resolved_by_its_mark() {
-        let _env = crate::testing::ENV.lock().unwrap_or_else(|e| e.into_inner());
+        let _env = crate::testing::ENV
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let d = tempfile::tempdir().unwrap();
         let answer = d.path().join("answer");
         let ssh = d.path().join("ssh");
-        crate::testing::write(
-            &ssh,
-            &format!("#!/bin/sh\nexec cat {}\n", answer.display()),
-        );
+        crate::testing::write(&ssh, &format!("#!/bin/sh\nexec cat {}\n", answer.display()));
         std::fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
         crate::testing::write(
