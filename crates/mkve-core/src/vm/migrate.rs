@@ -42,7 +42,8 @@
 //! removes it last, once its own copy is gone (or, on a failure, once the
 //! machine runs here again). A mark left over is resolved under the
 //! machine's lock by [`resume`]: `moving`, the machine is started again
-//! here if it ran; `committing`, the target is asked (`mkve-vm __arrived
+//! here if it ran (one still running that the move asked to shut down is
+//! waited for first, up to the move's `--timeout`); `committing`, the target is asked (`mkve-vm __arrived
 //! ID UUID`, under its lock there, so after its `__receive` ended)
 //! whether it holds the machine: yes, the copy here is removed (the move
 //! finished); no, it is started again here; no answer, nothing is done
@@ -130,6 +131,12 @@ pub(super) struct Mark {
     pub uuid: String,
     /// It ran before the move.
     pub running: bool,
+    /// The seconds it was given to shut down when asked to (0: the plug
+    /// was pulled, or it did not run): a machine found running is
+    /// waited for that long after the mark was written, as it may be
+    /// going down.
+    #[serde(default)]
+    pub shutdown: u64,
     pub step: Step,
 }
 
@@ -267,6 +274,9 @@ pub(super) fn resume(uris: &Uris, id: MachineId, report: &dyn Report) -> Result<
     }
     match &here {
         Some((_, d, m)) => {
+            if mark.running && d.is_active()? && mark.shutdown > 0 {
+                wait_shutdown(d, &path, mark.shutdown, report)?;
+            }
             if mark.running && !d.is_active()? {
                 report.progress(&format!(
                     "starting {what} again where it was: its move to node {} was interrupted",
@@ -283,6 +293,29 @@ pub(super) fn resume(uris: &Uris, id: MachineId, report: &dyn Report) -> Result<
     }
     remove_mark(&path)?;
     Ok(Resumed::Here(mark.to))
+}
+
+/// Wait for a machine that may be shutting down (a move asked it to, and
+/// was killed): until it is off, or `seconds` after the move's mark at
+/// `path` was written.
+fn wait_shutdown(d: &Dom, path: &Path, seconds: u64, report: &dyn Report) -> Result<()> {
+    let since = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .unwrap_or_default();
+    let Some(left) = Duration::from_secs(seconds).checked_sub(since) else {
+        return Ok(());
+    };
+    report.progress(&format!(
+        "waiting up to {} s for the machine to finish shutting down, as its move asked",
+        left.as_secs()
+    ));
+    let start = std::time::Instant::now();
+    while d.is_active()? && start.elapsed() < left {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
 }
 
 fn remove_mark(path: &Path) -> Result<()> {
@@ -642,6 +675,11 @@ impl Moving<'_> {
             to: self.to.name.clone(),
             uuid: self.d.uuid()?,
             running,
+            shutdown: if running && !o.force {
+                o.timeout.as_secs()
+            } else {
+                0
+            },
             step: Step::Moving,
         };
         mark.write(&path)?;
@@ -1160,6 +1198,7 @@ mod tests {
             to: "n2".into(),
             uuid: "0f1e2d3c-0000-4000-8000-000000000101".into(),
             running: true,
+            shutdown: 0,
             step: Step::Moving,
         };
         mark.write(&path).unwrap();
@@ -1230,6 +1269,7 @@ mod tests {
             to: "n2".into(),
             uuid: dom.uuid().unwrap(),
             running: true,
+            shutdown: 0,
             step: Step::Moving,
         };
         assert_eq!(resume(&uris, id, &Silent).unwrap(), Resumed::Nothing);
@@ -1246,6 +1286,18 @@ mod tests {
         );
         assert!(dom.is_active().unwrap(), "started again: it ran");
         assert!(!path.exists() && interrupted_moves().is_empty());
+        // Found running, as when a move was killed while the machine shut
+        // down: waited for (here 1 s, in vain), then left as it is.
+        mark.shutdown = 1;
+        mark.write(&path).unwrap();
+        let t0 = std::time::Instant::now();
+        assert_eq!(
+            resume(&uris, id, &Silent).unwrap(),
+            Resumed::Here("n2".into())
+        );
+        assert!(t0.elapsed() >= Duration::from_millis(500));
+        assert!(dom.is_active().unwrap() && !path.exists());
+        mark.shutdown = 0;
 
         dom.destroy("moving-141").unwrap();
         mark.step = Step::Committing;
