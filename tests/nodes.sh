@@ -377,20 +377,22 @@ check "migrate through --node: n2 moves it back to n1" bash -c "test $rc = 0 && 
 
 # --- a killed offline move ---------------------------------------------------
 # The source's mkve-vm migrate killed (SIGKILL) at moments spread over an
-# lxc move: before it stopped the machine, while the files stream (the
-# target's staging directory is there), once they are in place there, once
-# the target defined the machine, as the source commits (its marker says
-# so), and at a plain delay. Whatever the moment, once the processes the
-# move left end: the machine is whole on exactly one node (its domain, its
-# files, its DHCP entry there only), nothing half-received is on the
-# other, no ssh or __receive is left, no mount, and it runs and answers
-# with the autostart it had, started again by mkve itself. One round also
-# kills the helper that does that, and `start` on the source finishes the
-# move instead.
+# lxc move (mkve-vm(1), NODES, "A killed move"): before it stopped the
+# machine, while its root streams (its files appear in the target's
+# staging directory), once the files are in place there, once the target
+# defined the machine, as the source commits (its mark says so), and at a
+# plain delay. Whatever the moment, once the processes the move left end:
+# the machine is whole on exactly one node (its domain, its files, its
+# DHCP entry there only, no mark left), nothing half-received is on the
+# other (no files, staging directory, domain, DHCP entry or mount), no
+# ssh, __receive or watcher is left, and it runs and answers with the
+# autostart it had, started again by mkve itself (the move's watcher).
+# One round kills the watcher too: list then warns of the interrupted
+# move, and `start` on the source resolves it.
 where_is() { # the node (1 or 2) whose libvirt holds machine $L, "1 2" if both
     local n out=""; for n in 1 2; do names_on "$n" lxc | grep -q -- "-$L\$" && out="$out $n"; done; echo $out
 }
-leftover_procs() { pgrep -f "$bin/mkve-vm (__receive|__finish-move|migrate)|ssh -F $work/ssh_config"; }
+leftover_procs() { pgrep -af "$bin/mkve-vm .*(__receive|__finish-move|__arrived|migrate)|ssh -F $work/ssh_config"; }
 settled() { # wait up to 30 s for the move's processes to end
     local i; for i in $(seq 300); do leftover_procs >/dev/null || return 0; sleep 0.1; done; return 1
 }
@@ -426,14 +428,14 @@ kill_round() { # WHEN [guard]: kill the move at WHEN (seconds or a moment); with
     t0=$(date +%s%N)
     vm "$src" migrate --force "$L" "n$dst" >/dev/null 2>"$work/kerr" &
     case $when in
-    stream) wait_for "compgen -G '$work/n$dst/state/vms/.new.*' >/dev/null" ;;
+    stream) wait_for "compgen -G '$work/n$dst/state/vms/.new.*/machine/rootfs/*' >/dev/null" ;;
     received) wait_for "test -d '$work/n$dst/state/vms/$L'" ;;
     defined) wait_for "names_on $dst lxc | grep -q -- '-$L\$'" ;;
     committing) wait_for "grep -qs committing '$work/n$src/state/vms/$L.moving'" ;;
     *) sleep "$when" ;;
     esac
     pid=$(pgrep -f "^$bin/mkve-vm migrate --force $L n$dst")
-    helper=$(pgrep -f "^$bin/mkve-vm __finish-move $L")
+    helper=$(pgrep -f "^$bin/mkve-vm .*__finish-move $L\$")
     ms=$((($(date +%s%N) - t0) / 1000000))
     if [ -n "$pid" ]; then
         if [ "${2:-}" = guard ]; then kill -9 $helper $pid 2>/dev/null; else kill -9 "$pid"; fi
@@ -445,11 +447,12 @@ kill_round() { # WHEN [guard]: kill the move at WHEN (seconds or a moment); with
     check "killed move n$src -> n$dst ($when, $at): its processes end" settled
     leftover_procs | sed 's/^/# left: /'
     # What the move and its watcher said (the watcher tells how it resolved it).
-    grep -v '^$' "$work/kerr" | sed 's/^/# /'
+    grep '^mkve-vm' "$work/kerr" | sed 's/^/# /'
     local holder; holder=$(where_is)
     check "  the machine is defined on one node only (n${holder// /, n})" bash -c "test '$holder' = 1 -o '$holder' = 2"
     [ "$holder" = 1 ] || [ "$holder" = 2 ] || return
     check "  nothing of it, nor a mount, on n$((3 - holder))" nothing_on $((3 - holder))
+    [ "${2:-}" = guard ] && check "  its watcher was there, killed with it" test -n "$helper"
     if [ "${2:-}" = guard ] && [ "$holder" = "$src" ]; then
         vm "$src" list >/dev/null 2>"$work/lerr"
         check "  list on n$src tells the interrupted move" grep -q "move .*interrupted" "$work/lerr"
