@@ -1,7 +1,8 @@
 #!/bin/bash
 # Many nodes (mkve-vm(1), NODES), with two of them on this one machine:
 # two private libvirtds (tests/harness/libvirtd-netns), one in each of the
-# network namespaces mkve-n1 and mkve-n2, each with a host UUID of its own,
+# network namespaces mkve-n1 and mkve-n2 (NODES_NS=PREFIX names them
+# PREFIX1 and PREFIX2, for two runs at once), each with a host UUID of its own,
 # joined by a veth pair on a private link (10.88.0.1 and 10.88.0.2), each
 # with its own state, lock and configuration directories and its own sshd
 # (throw-away host and user keys, a known_hosts written here). Each node's
@@ -48,6 +49,7 @@ work=$(mktemp -d /var/tmp/mkve-nodes.XXXXXX)
 chmod 755 "$work"  # qemu runs as its own user and must reach the disks below
 export MKVE_DATADIR=$top SOURCE_DATE_EPOCH=1700000000
 unset LIBVIRT_DEFAULT_URI
+ns=${NODES_NS:-mkve-n}
 passed=0 failed=0
 started=$(date +%s)
 
@@ -57,21 +59,21 @@ check() {
     else failed=$((failed + 1)); echo "FAIL - $what"; fi
 }
 
-sock() { echo "/run/mkve-test-libvirtd/mkve-n$1/run/libvirt-sock"; }
+sock() { echo "/run/mkve-test-libvirtd/$ns$1/run/libvirt-sock"; }
 local_uri() { if [ "$2" = qemu ]; then echo "qemu+unix:///system?socket=$(sock "$1")"; else echo "lxc+unix:///?socket=$(sock "$1")"; fi; }
 # The command line the operator types on node N: its environment, inside
 # its network namespace.
 on() {
     local n=$1; shift
-    nsenter --net="/run/netns/mkve-n$n" env MKVE_CONFDIR="$work/n$n/etc" MKVE_STATEDIR="$work/n$n/state" \
+    nsenter --net="/run/netns/$ns$n" env MKVE_CONFDIR="$work/n$n/etc" MKVE_STATEDIR="$work/n$n/state" \
         MKVE_LOCKDIR="$work/n$n/lock" "$@"
 }
 vm() { local n=$1; shift; on "$n" "$bin/mkve-vm" "$@"; }
 # What answers at ADDRESS, asked from inside node N's namespace: "BOOT-ID UPTIME".
-ask() { ip netns exec "mkve-n$1" curl -sf -m 3 "http://$2/cgi-bin/uptime" 2>/dev/null; }
+ask() { ip netns exec "$ns$1" curl -sf -m 3 "http://$2/cgi-bin/uptime" 2>/dev/null; }
 # Whether an NTP server answers at ADDRESS, asked from inside node N's
 # namespace within SECONDS (default 20).
-ntp() { ip netns exec "mkve-n$1" "$top/tests/harness/ntp-query" "$2" "${3:-20}" 1 >/dev/null; }
+ntp() { ip netns exec "$ns$1" "$top/tests/harness/ntp-query" "$2" "${3:-20}" 1 >/dev/null; }
 answers() { # N ADDRESS SECONDS
     local end=$(($(date +%s) + $3))
     while [ "$(date +%s)" -lt "$end" ]; do ask "$1" "$2" >/dev/null && return 0; sleep 0.5; done
@@ -81,7 +83,7 @@ json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 names_on() { virsh -c "$(local_uri "$1" "$2")" list --all --name 2>/dev/null | grep . | sort; }
 
 sshd_start() {
-    nsenter --net="/run/netns/mkve-n$1" /usr/sbin/sshd -f "$work/n$1/sshd_config" -E "$work/n$1/sshd.log"
+    nsenter --net="/run/netns/$ns$1" /usr/sbin/sshd -f "$work/n$1/sshd_config" -E "$work/n$1/sshd.log"
 }
 sshd_stop() {
     local p; p=$(cat "$work/n$1/sshd.pid" 2>/dev/null) && kill "$p" 2>/dev/null
@@ -94,13 +96,13 @@ cleanup() {
         for id in $(vm "$n" list --json 2>/dev/null | json '" ".join(str(m["id"]) for m in d)' 2>/dev/null); do
             vm "$n" delete "$id" >/dev/null 2>&1
         done
-        "$harness" stop "mkve-n$n"  # its sshd, the veth and the namespace go with it
+        "$harness" stop "$ns$n"  # its sshd, the veth and the namespace go with it
     done
     rm -rf "$work"
 }
 trap cleanup EXIT
 # The checks run in bash -c: they see these.
-export work bin top
+export work bin top ns
 export -f sock local_uri on vm ask ntp answers json names_on
 
 # --- two nodes -------------------------------------------------------------
@@ -108,9 +110,9 @@ ssh-keygen -q -t ed25519 -N '' -C mkve-nodes-test -f "$work/id" || exit 1
 : >"$work/known_hosts"
 for n in 1 2; do
     mkdir -p "$work/n$n/etc" "$work/n$n/state" "$work/n$n/lock"
-    ssh-keygen -q -t ed25519 -N '' -C "mkve-n$n" -f "$work/n$n/host_key" || exit 1
+    ssh-keygen -q -t ed25519 -N '' -C "$ns$n" -f "$work/n$n/host_key" || exit 1
     echo "10.88.0.$n $(cut -d' ' -f1,2 "$work/n$n/host_key.pub")" >>"$work/known_hosts"
-    MKVE_STATEDIR=$work/n$n/state MKVE_VM=$bin/mkve-vm "$harness" start "mkve-n$n" >/dev/null || exit 69
+    MKVE_STATEDIR=$work/n$n/state MKVE_VM=$bin/mkve-vm "$harness" start "$ns$n" >/dev/null || exit 69
     # Many creates at once each open a few sessions: no early drops.
     cat >"$work/n$n/sshd_config" <<EOF
 ListenAddress 10.88.0.$n:22
@@ -129,9 +131,9 @@ SetEnv MKVE_CONFDIR=$work/n$n/etc MKVE_STATEDIR=$work/n$n/state MKVE_LOCKDIR=$wo
 EOF
 done
 # The private link: made in the namespaces, never in this machine's.
-ip -n mkve-n1 link add mkve-l1 type veth peer name mkve-l2 netns mkve-n2 || exit 1
-ip -n mkve-n1 addr add 10.88.0.1/24 dev mkve-l1 && ip -n mkve-n1 link set mkve-l1 up
-ip -n mkve-n2 addr add 10.88.0.2/24 dev mkve-l2 && ip -n mkve-n2 link set mkve-l2 up
+ip -n "${ns}1" link add mkve-l1 type veth peer name mkve-l2 netns "${ns}2" || exit 1
+ip -n "${ns}1" addr add 10.88.0.1/24 dev mkve-l1 && ip -n "${ns}1" link set mkve-l1 up
+ip -n "${ns}2" addr add 10.88.0.2/24 dev mkve-l2 && ip -n "${ns}2" link set mkve-l2 up
 mkdir -p /run/sshd  # sshd's privilege separation directory
 for n in 1 2; do sshd_start "$n" || exit 1; done
 cat >"$work/ssh_config" <<EOF
@@ -170,9 +172,9 @@ write_conf() { # N [URI-of-n2-for-qemu]: node N's mkve.conf
 }
 for n in 1 2; do write_conf "$n" >"$work/n$n/etc/mkve.conf"; done
 check "node n1 reaches n2's libvirt over ssh" bash -c \
-    "nsenter --net=/run/netns/mkve-n1 virsh -c '$(remote_uri 2 qemu)' uri >/dev/null"
+    "nsenter --net=/run/netns/${ns}1 virsh -c '$(remote_uri 2 qemu)' uri >/dev/null"
 check "and n2 reaches n1's" bash -c \
-    "nsenter --net=/run/netns/mkve-n2 virsh -c '$(remote_uri 1 lxc)' uri >/dev/null"
+    "nsenter --net=/run/netns/${ns}2 virsh -c '$(remote_uri 1 lxc)' uri >/dev/null"
 on 1 "$bin/mkve-net" create || exit 1
 
 # --- the guests --------------------------------------------------------------
@@ -373,6 +375,100 @@ check "nothing of it is left on n1, nor its base" bash -c \
 vm 1 --node n2 migrate --force "$L" n1; rc=$?
 check "migrate through --node: n2 moves it back to n1" bash -c "test $rc = 0 && answers 1 10.77.0.$L 60"
 
+# --- a killed offline move ---------------------------------------------------
+# The source's mkve-vm migrate killed (SIGKILL) at moments spread over an
+# lxc move (mkve-vm(1), NODES, "A killed move"): before it stopped the
+# machine, while its root streams (its files appear in the target's
+# staging directory), once the files are in place there, once the target
+# defined the machine, as the source commits (its mark says so), and at a
+# plain delay. Whatever the moment, once the processes the move left end:
+# the machine is whole on exactly one node (its domain, its files, its
+# DHCP entry there only, no mark left), nothing half-received is on the
+# other (no files, staging directory, domain, DHCP entry or mount), no
+# ssh, __receive or watcher is left, and it runs and answers with the
+# autostart it had, started again by mkve itself (the move's watcher).
+# One round kills the watcher too: list then warns of the interrupted
+# move, and `start` on the source resolves it.
+where_is() { # the node (1 or 2) whose libvirt holds machine $L, "1 2" if both
+    local n out=""; for n in 1 2; do names_on "$n" lxc | grep -q -- "-$L\$" && out="$out $n"; done; echo $out
+}
+leftover_procs() { pgrep -af "$bin/mkve-vm .*(__receive|__finish-move|__arrived|migrate)|ssh -F $work/ssh_config"; }
+settled() { # wait up to 30 s for the move's processes to end
+    local i; for i in $(seq 300); do leftover_procs >/dev/null || return 0; sleep 0.1; done; return 1
+}
+has_dhcp() { on "$1" "$bin/mkve-net" status | grep -q "10.77.0.$L "; }
+nothing_on() { # N: nothing of machine $L on node N
+    local s=$work/n$1/state/vms bad=""
+    names_on "$1" lxc | grep -q -- "-$L\$" && bad="$bad domain"
+    [ -e "$s/$L" ] && bad="$bad files"
+    [ -e "$s/$L.moving" ] && bad="$bad marker"
+    compgen -G "$s/.new.*" >/dev/null && bad="$bad staging($(ls -d "$s"/.new.* | tr '\n' ' '))"
+    has_dhcp "$1" && bad="$bad dhcp"
+    findmnt -rn -o TARGET | grep -q "^$s/$L\(/\|\$\)" && bad="$bad mount"
+    [ -z "$bad" ] || { echo "n$1 has:$bad" >&2; return 1; }
+}
+whole_on() { # N: machine $L whole on node N, running, its autostart on
+    local s=$work/n$1/state/vms name
+    name=$(names_on "$1" lxc | grep -- "-$L\$")
+    [ -d "$s/$L" ] || { echo "n$1: no $s/$L" >&2; return 1; }
+    [ ! -e "$s/$L.moving" ] || { echo "n$1: its move marker is left" >&2; return 1; }
+    has_dhcp "$1" || { echo "n$1: no DHCP entry" >&2; return 1; }
+    virsh -c "$(local_uri "$1" lxc)" domstate "$name" | grep -qx running || { echo "n$1: $name is not running" >&2; return 1; }
+    virsh -c "$(local_uri "$1" lxc)" dominfo "$name" | grep -q '^Autostart: *enable' || { echo "n$1: $name lost its autostart" >&2; return 1; }
+}
+wait_for() { # CONDITION: poll it every 10 ms, up to 20 s
+    local i; for i in $(seq 2000); do eval "$1" && return 0; sleep 0.01; done; return 1
+}
+export -f where_is leftover_procs has_dhcp nothing_on whole_on
+export L
+kill_round() { # WHEN [guard]: kill the move at WHEN (seconds or a moment); with guard, its helper too
+    local when=$1 src dst pid t0 ms at="" helper
+    src=$(where_is); dst=$((3 - src))
+    if [ "$src" != 1 ] && [ "$src" != 2 ]; then check "killed move ($when): machine $L is on one node before it" false; return; fi
+    t0=$(date +%s%N)
+    vm "$src" migrate --force "$L" "n$dst" >/dev/null 2>"$work/kerr" &
+    case $when in
+    stream) wait_for "compgen -G '$work/n$dst/state/vms/.new.*/machine/rootfs/*' >/dev/null" ;;
+    received) wait_for "test -d '$work/n$dst/state/vms/$L'" ;;
+    defined) wait_for "names_on $dst lxc | grep -q -- '-$L\$'" ;;
+    committing) wait_for "grep -qs committing '$work/n$src/state/vms/$L.moving'" ;;
+    *) sleep "$when" ;;
+    esac
+    pid=$(pgrep -f "^$bin/mkve-vm migrate --force $L n$dst")
+    helper=$(pgrep -f "^$bin/mkve-vm .*__finish-move $L\$")
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    if [ -n "$pid" ]; then
+        if [ "${2:-}" = guard ]; then kill -9 $helper $pid 2>/dev/null; else kill -9 "$pid"; fi
+        at="killed at $ms ms"
+    else
+        at="ended before $ms ms"
+    fi
+    wait
+    check "killed move n$src -> n$dst ($when, $at): its processes end" settled
+    leftover_procs | sed 's/^/# left: /'
+    # What the move and its watcher said (the watcher tells how it resolved it).
+    grep '^mkve-vm' "$work/kerr" | sed 's/^/# /'
+    local holder; holder=$(where_is)
+    check "  the machine is defined on one node only (n${holder// /, n})" bash -c "test '$holder' = 1 -o '$holder' = 2"
+    [ "$holder" = 1 ] || [ "$holder" = 2 ] || return
+    check "  nothing of it, nor a mount, on n$((3 - holder))" nothing_on $((3 - holder))
+    [ "${2:-}" = guard ] && check "  its watcher was there, killed with it" test -n "$helper"
+    if [ "${2:-}" = guard ] && [ "$holder" = "$src" ]; then
+        vm "$src" list >/dev/null 2>"$work/lerr"
+        check "  list on n$src tells the interrupted move" grep -q "move .*interrupted" "$work/lerr"
+        check "  start on n$src finishes it" vm "$src" start "$L"
+    fi
+    check "  it is whole and runs on n$holder, its autostart on" bash -c "for i in \$(seq 100); do whole_on $holder 2>/dev/null && exit 0; sleep 0.2; done; whole_on $holder"
+    check "  and answers at 10.77.0.$L there" answers "$holder" "10.77.0.$L" 30
+}
+kill_started=$(date +%s)
+for when in 0.3 stream received defined committing 1.5; do kill_round "$when"; done
+kill_round received guard
+check "after the killed moves, it still serves NTP" ntp "$(where_is)" "10.77.0.$L"
+vm "$(where_is)" migrate --force "$L" n1 2>/dev/null
+check "and moves back to n1 whole" bash -c "test \"\$(where_is)\" = 1 && whole_on 1 && nothing_on 2"
+kill_s=$(($(date +%s) - kill_started))
+
 # --- moving a qemu guest live ----------------------------------------------------
 Q=$(vm 1 -q create --allow-unsigned --start --memory 128M --disk-size 256M "$work/qemu.bun" 2>"$work/err")
 check "a qemu guest (TCG) is made on n1 ($Q)" test -n "$Q"
@@ -443,6 +539,6 @@ check "then it moves live, its seed disk with it (same boot ID: ${bafter%% *})" 
 
 elapsed=$(($(date +%s) - started))
 echo "nodes: list --all-nodes ${list_ms} ms; 100 concurrent creates ${creates_s} s;" \
-    "live migration ${migrate_ms} ms, downtime ${downtime_ms} ms; suite ${elapsed} s"
+    "live migration ${migrate_ms} ms, downtime ${downtime_ms} ms; killed moves ${kill_s} s; suite ${elapsed} s"
 echo "nodes: $passed passed, $failed failed"
 [ "$failed" = 0 ]

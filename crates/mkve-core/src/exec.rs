@@ -413,6 +413,46 @@ impl Cmd<'_> {
     }
 }
 
+impl Cmd<'_> {
+    /// Start the program to watch this process: its stdin a pipe from
+    /// here that ends when this process ends, however it ends (killed
+    /// too), its stdout nowhere, its stderr this process's, and in a
+    /// process group of its own, so that a terminal's Ctrl-C, which ends
+    /// this process, does not end it too. It is not waited for past a
+    /// moment: it may outlive this process, which is what it is for.
+    pub fn spawn_watcher(&self) -> Result<Watcher> {
+        self.report.note(&format!("+ {}", self.display()));
+        let mut c = self.command();
+        c.stdin(Stdio::piped()).stdout(Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut c, 0);
+        let mut child = c.spawn().map_err(|e| self.spawn_error(e))?;
+        Ok(Watcher {
+            stdin: child.stdin.take(),
+            child,
+        })
+    }
+}
+
+/// A program watching this process ([`Cmd::spawn_watcher`]). Dropped, its
+/// stdin is closed (it sees this process end) and it is waited for a
+/// moment, so that one that ends at once is not left a zombie.
+pub struct Watcher {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        for _ in 0..50 {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// Copy `input` into `w` until `input` ends or `w`'s reader goes away (a
 /// broken pipe is not an error: the reader's status tells why).
 fn copy_until_closed(input: &mut dyn Read, w: &mut dyn Write) -> std::io::Result<()> {

@@ -17,3 +17,7 @@ pub fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
 }
+
+/// Held by a test that sets the `MKVE_*DIR` variables (they are the
+/// process's, and tests run on many threads at once).
+pub static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -154,6 +154,12 @@ pub enum Command {
     /// A machine moving here (mkve-vm migrate on its node): its files on stdin
     #[command(name = "__receive", hide = true)]
     Receive,
+    /// Whether a machine moved here is here (its ID and domain UUID), asked by its old node
+    #[command(name = "__arrived", hide = true)]
+    Arrived { id: MachineId, uuid: String },
+    /// A move's watcher: when stdin ends, resolve what the move left of the machine
+    #[command(name = "__finish-move", hide = true)]
+    FinishMove { id: MachineId },
 }
 
 /// The options of `create`.

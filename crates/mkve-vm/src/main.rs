@@ -31,7 +31,12 @@ fn run(cli: Cli) -> Result<()> {
                 } => Err(Error::Usage(
                     "--node and --all-nodes: give one (every node is listed from here)".into(),
                 )),
-                Command::LxcHook | Command::ProbeKvm | Command::CreateStream | Command::Receive => {
+                Command::LxcHook
+                | Command::ProbeKvm
+                | Command::CreateStream
+                | Command::Receive
+                | Command::Arrived { .. }
+                | Command::FinishMove { .. } => {
                     Err(Error::Usage("--node: not for this command".into()))
                 }
                 c => {
@@ -65,12 +70,20 @@ fn run(cli: Cli) -> Result<()> {
         } => show::pruned(&vm::prune_bases(&report)?, json),
         Command::Bases { verify, json, .. } => show::bases(&vm::bases(verify, &report)?, json),
         Command::Autostart { target, off } => vm::autostart(&uris, &target.machine, !off),
-        Command::Info { target, json } => show::info(&vm::info(&uris, &target.machine)?, json),
+        Command::Info { target, json } => {
+            let i = vm::info(&uris, &target.machine)?;
+            interrupted(&report, Some(i.machine.id));
+            show::info(&i, json)
+        }
         Command::List {
             json,
             all_nodes: true,
         } => show::site(&vm::list_nodes(&Nodes::load()?)?, json, &report),
-        Command::List { json, .. } => show::list(&vm::list(&uris)?, json),
+        Command::List { json, .. } => {
+            let all = vm::list(&uris)?;
+            interrupted(&report, None);
+            show::list(&all, json)
+        }
         Command::Migrate {
             target,
             to,
@@ -86,6 +99,17 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::CreateStream => mkve_cli::out!("{}", vm::create_from_stream(&report)?),
         Command::Receive => vm::receive(&report),
+        Command::Arrived { id, uuid } => {
+            mkve_cli::outln!(
+                "{}",
+                if vm::arrived(&uris, id, &uuid)? {
+                    "yes"
+                } else {
+                    "no"
+                }
+            )
+        }
+        Command::FinishMove { id } => vm::finish_move(&uris, id, &report),
         Command::Wait { machines, timeout } => {
             vm::wait(&uris, &machines, Duration::from_secs(timeout), &report)
         }
@@ -100,6 +124,19 @@ fn run(cli: Cli) -> Result<()> {
             let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
             let probe = || kvm::answers(&exe, "__probe-kvm", Duration::from_secs(5));
             show::doctor(&doctor::doctor(cli.connect.uri.as_deref(), probe), json)
+        }
+    }
+}
+
+/// Warn of the moves from this node that were interrupted (of machine
+/// `only`, or all).
+fn interrupted(report: &dyn mkve_core::exec::Report, only: Option<mkve_core::ids::MachineId>) {
+    for (id, to) in vm::interrupted_moves() {
+        if only.is_none_or(|o| o == id) {
+            report.warning(&format!(
+                "machine {id}: its move to node {to} was interrupted: \
+                 any command on it here (mkve-vm start {id}) finishes or undoes it"
+            ));
         }
     }
 }

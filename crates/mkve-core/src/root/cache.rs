@@ -192,8 +192,11 @@ mod tests {
     #[test]
     fn same_set_hits_other_set_builds_refresh_rebuilds() {
         let d = tempfile::tempdir().unwrap();
-        // The cache and lock directories come from the environment; this
-        // test is the only one in the crate that sets them.
+        // The cache and lock directories come from the environment, the
+        // process's: tests that set it hold testing::ENV.
+        let _env = crate::testing::ENV
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         std::env::set_var("MKVE_CACHEDIR", d.path().join("cache"));
         std::env::set_var("MKVE_LOCKDIR", d.path().join("lock"));
         let fake = Fake {

@@ -180,9 +180,31 @@ pub fn find(uris: &Uris, target: &str) -> Result<(Connection, Dom, Machine)> {
         .ok_or_else(|| Error::Usage(format!("no machine {target}")))
 }
 
+/// A machine with its connection and domain.
+pub(super) type Found = (Connection, Dom, Machine);
+
+/// Machine `id` on `uris` if its domain has the UUID `uuid`, and a
+/// connection that answered (for the network), whether or not it is
+/// there. Errors: a URI given does not answer, libvirt fails.
+pub(super) fn by_id(
+    uris: &Uris,
+    id: MachineId,
+    uuid: &str,
+) -> Result<(Option<Found>, Option<Connection>)> {
+    let scan = scan(uris)?;
+    let found = scan
+        .machines
+        .into_iter()
+        .find(|(_, d, m)| m.id == id && d.uuid().is_ok_and(|u| u == uuid));
+    Ok((found, scan.any))
+}
+
 /// The machine named by `target`, with its machine lock held: found, then
 /// locked, then found again by ID and UUID, so what an operation acts on
-/// is the machine that was named, not one made with its ID meanwhile.
+/// is the machine that was named, not one made with its ID meanwhile. A
+/// move of it that was interrupted here is resolved first (migrate.rs):
+/// the machine started again if it ran, or, when the node it moved to
+/// took it, its copy here removed and the command refused (2).
 pub(super) fn find_locked(uris: &Uris, target: &str) -> Result<(Connection, Dom, Machine, Lock)> {
     let (_, d, m) = find(uris, target)?;
     let uuid = d.uuid()?;
@@ -192,7 +214,13 @@ pub(super) fn find_locked(uris: &Uris, target: &str) -> Result<(Connection, Dom,
         .into_iter()
         .find(|(_, d, m2)| m2.id == m.id && d.uuid().is_ok_and(|u| u == uuid));
     match again {
-        Some((c, d, m)) => Ok((c, d, m, lock)),
+        Some((c, d, m)) => match super::migrate::resume(uris, m.id, &crate::exec::Silent)? {
+            super::migrate::Resumed::Moved(node) => Err(Error::Usage(format!(
+                "machine {target} is on node {node}: its move there had been interrupted, \
+                 and is finished now (its copy here is removed)"
+            ))),
+            _ => Ok((c, d, m, lock)),
+        },
         None => Err(Error::Usage(format!(
             "no machine {target}: it was deleted meanwhile"
         ))),
@@ -494,6 +522,8 @@ pub(super) fn remove_leftovers(
     let base = super::base::of_machine(&dir);
     super::overlay::remove_machine_dir(&dir)?;
     let _ = std::fs::remove_file(super::create::creating_marker(&vms_dir(), id.get()));
+    // Last: an interrupted move's mark says what is left until then.
+    let _ = std::fs::remove_file(super::migrate::mark_path(&vms_dir(), id.get()));
     if let Some(digest) = base {
         super::base::release(&digest, report)?;
     }
@@ -579,6 +609,9 @@ mod tests {
     /// network and directories of the test's own.
     #[test]
     fn orphans_are_listed_and_deleted() {
+        let _env = crate::testing::ENV
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let d = crate::testing::tree(&[(
             "conf/mkve.conf",
             "network_name=orphans-net\nnetwork_bridge=orphbr0\n",

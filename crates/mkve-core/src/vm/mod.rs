@@ -43,7 +43,7 @@ pub use disk::DiskFormat;
 pub use manage::{
     autostart, console, delete, detach, find, info, infos, list, open_console, reboot, start, stop,
 };
-pub use migrate::{migrate, receive, MigrateOptions};
+pub use migrate::{arrived, finish_move, interrupted_moves, migrate, receive, MigrateOptions};
 pub use overlay::prepare_from_hook as prepare_lxc_root;
 pub use remote::{create_from_stream, create_on, forward};
 pub use site::{list_nodes, NodeMachine, SiteList, Unreachable};
