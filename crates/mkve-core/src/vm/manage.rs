@@ -369,18 +369,20 @@ pub fn stop(uris: &Uris, target: &str, force: bool, timeout: std::time::Duration
     } else {
         timeout
     };
+    // Why it is given up on, and what the operator can do.
+    let give_up = |why: String| Error::Unavailable {
+        what: what(&m),
+        why: format!("{why}: mkve-vm stop --force pulls the plug"),
+    };
     while !d.shutdown_if_ready(&what(&m), &mut why)? {
         if !d.is_active()? {
             return Ok(());
         }
         if start.elapsed() >= ask_for {
-            return Err(Error::Unavailable {
-                what: what(&m),
-                why: format!(
-                    "could not be asked to shut down for {} s ({why}): mkve-vm stop --force pulls the plug",
-                    ask_for.as_secs()
-                ),
-            });
+            return Err(give_up(format!(
+                "could not be asked to shut down for {} s ({why})",
+                ask_for.as_secs()
+            )));
         }
         std::thread::sleep(Duration::from_secs(1));
     }
@@ -392,13 +394,10 @@ pub fn stop(uris: &Uris, target: &str, force: bool, timeout: std::time::Duration
     let mut asked = Instant::now();
     while d.is_active()? {
         if start.elapsed() >= timeout {
-            return Err(Error::Unavailable {
-                what: what(&m),
-                why: format!(
-                    "still running {} s after it was asked to shut down: mkve-vm stop --force pulls the plug",
-                    timeout.as_secs()
-                ),
-            });
+            return Err(give_up(format!(
+                "still running {} s after it was asked to shut down",
+                timeout.as_secs()
+            )));
         }
         if asked.elapsed() >= Duration::from_secs(15) {
             let _ = d.shutdown(&what(&m));
