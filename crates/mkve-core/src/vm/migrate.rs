@@ -752,8 +752,25 @@ impl Moving<'_> {
             "stopping {what} (up to {} s)",
             o.timeout.as_secs()
         ));
-        self.d.shutdown(&what)?;
         let start = std::time::Instant::now();
+        // A container just started may not be askable yet (manage::stop).
+        let mut why = String::new();
+        while !self.d.shutdown_if_ready(&what, &mut why)? {
+            if !self.d.is_active()? {
+                return Ok(());
+            }
+            if start.elapsed() >= o.timeout {
+                return Err(Error::Unavailable {
+                    what,
+                    why: format!(
+                        "could not be asked to shut down for {} s ({why}): nothing moved; \
+                         --force pulls the plug",
+                        o.timeout.as_secs()
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
         while self.d.is_active()? {
             if start.elapsed() >= o.timeout {
                 return Err(Error::Unavailable {
