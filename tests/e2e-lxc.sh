@@ -68,6 +68,8 @@ check "its ID completes in the shell" sh -c "COMPLETE=bash _CLAP_IFS='
 check "NTP answers at 192.0.2.$id inside the namespace" \
     "$harness" exec "$ns" "$top/tests/harness/ntp-query" "192.0.2.$id" 180
 check "info shows it running at its address" sh -c "'$bin/mkve-vm' info '$id' | grep -q '^address    192.0.2.$id\$'"
+check "and its bundle, taken unsigned, as not verified" sh -c \
+    "'$bin/mkve-vm' info '$id' | grep -qx 'signature  not verified' && '$bin/mkve-vm' info --json '$id' | grep -q '\"signed_by\": null'"
 "$bin/mkve-vm" autostart "$id"
 check "autostart turns on" sh -c "'$bin/mkve-vm' info --json '$id' | grep -q '\"autostart\": true'"
 check "stop waits until the container is off" sh -c \

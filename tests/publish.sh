@@ -127,6 +127,10 @@ check "create from the URL prints an ID ($id)" test "${id:-0}" -ge 100
 check "the machine is defined, on the bundle's base ($(node))" \
     test "$(machines) $(ls "$MKVE_STATEDIR/bases" | wc -l)" = "$id 1"
 check "its root is the published bundle's" grep -qx tiny "$MKVE_STATEDIR/vms/$id/rootfs/etc/published"
+fpr=$(gpg --batch --with-colons --list-keys 2>/dev/null | awk -F: '$1 == "fpr" {print $10; exit}')
+check "its record says whose good signature was checked (${fpr:-no key})" sh -c \
+    "'$bin/mkve-vm' info --json '$id' | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)[\"signed_by\"] != \"$fpr\")' &&
+     '$bin/mkve-vm' info '$id' | grep -qx 'signature  good, key $fpr'"
 xml=$("$bin/mkve-vm" create --print-xml "$url/good/tiny.bun" 2>/dev/null)
 check "--print-xml reads a URL too" sh -c "echo \"\$1\" | grep -q \"<domain type='lxc'>\"" sh "$xml"
 "$bin/mkve-bundle" --no-config -q --fetch "$url/good/tiny.bun" -o "$work/fetched.bun" >/dev/null

@@ -271,6 +271,7 @@ mod tests {
                     template: "t".into(),
                     version: "1".into(),
                     bundle: "00".repeat(32),
+                    signed_by: None,
                 })
             );
             conn.define(&xml, name).unwrap();

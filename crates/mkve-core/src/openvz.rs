@@ -138,8 +138,12 @@ pub fn merge(base: &str, defaults: &[(String, String)], record: &Record) -> Stri
 
 /// mkve's record as one vps.conf value (no quotes, no spaces in values).
 pub fn describe(r: &Record) -> String {
+    let signed = match &r.signed_by {
+        Some(f) => format!(" signed={f}"),
+        None => String::new(),
+    };
     format!(
-        "mkve:vm:1 id={} address={} template={} version={} bundle={}",
+        "mkve:vm:1 id={} address={} template={} version={} bundle={}{signed}",
         r.id, r.address, r.template, r.version, r.bundle
     )
 }
@@ -163,6 +167,7 @@ pub fn record_from_conf(conf: &str) -> Option<Record> {
         template: field("template")?,
         version: field("version")?,
         bundle: field("bundle")?,
+        signed_by: field("signed"),
     })
 }
 
@@ -177,6 +182,7 @@ mod tests {
             template: "ntp-server".into(),
             version: "1.0".into(),
             bundle: "ab".repeat(32),
+            signed_by: Some("0123456789ABCDEF0123456789ABCDEF01234567".into()),
         }
     }
 

@@ -91,7 +91,15 @@ pub fn info(i: &Info, as_json: bool) -> Result<()> {
         m.version,
         i.autostart
     )?;
-    outln!("bundle     {}\nuri        {}", i.bundle, i.uri)?;
+    let signature = match &i.signed_by {
+        Some(f) => format!("good, key {f}"),
+        None => "not verified".into(),
+    };
+    outln!(
+        "bundle     {}\nsignature  {signature}\nuri        {}",
+        i.bundle,
+        i.uri
+    )?;
     // One line a probe: up or down, the probe as declared, what answered.
     for (n, o) in i.probes.iter().enumerate() {
         let head = if n == 0 { "probes" } else { "" };

@@ -127,12 +127,21 @@ fn state_class(s: MachineState) -> &'static str {
     }
 }
 
-/// What was checked of a machine's bundle's signature, if mkve-web made it.
+/// What was checked of a machine's bundle's signature: as its record says
+/// (made by mkve-web or mkve-vm); for a machine made before mkve recorded
+/// it, what mkve-web saw if it made it.
 fn signature(app: &App, i: &Info) -> Markup {
+    if let Some(f) = &i.signed_by {
+        return html! { span title=(format!("good signature by {f}")) { "verified" } };
+    }
     match app.signatures.of(i.machine.id, &i.bundle) {
         Some(s) if s.starts_with("good signature") => html! { span title=(s) { "verified" } },
         Some(s) => html! { span title=(s) { (s) } },
-        None => html! { span.muted title="made outside mkve-web" { "unknown" } },
+        None => html! {
+            span.muted title="taken unsigned (--allow-unsigned), or made before mkve recorded signatures" {
+                "not verified"
+            }
+        },
     }
 }
 

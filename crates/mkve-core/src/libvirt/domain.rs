@@ -40,6 +40,11 @@ pub struct Record {
     pub template: String,
     pub version: String,
     pub bundle: String,
+    /// The fingerprint of the key whose good signature on the bundle was
+    /// checked against the keyring when the machine was made; `None`: a
+    /// bundle accepted unsigned (`--allow-unsigned`), or a machine made
+    /// before mkve recorded it.
+    pub signed_by: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -59,9 +64,13 @@ pub struct VmSpec {
 }
 
 pub fn metadata_xml(r: &Record) -> String {
+    let signed = match &r.signed_by {
+        Some(f) => format!("\n      <mkve:signature fingerprint='{}'/>", esc(f)),
+        None => String::new(),
+    };
     format!(
         "<mkve:vm xmlns:mkve='{NS}'>\n      <mkve:id>{}</mkve:id>\n      <mkve:address>{}</mkve:address>\n      \
-         <mkve:template name='{}' version='{}'/>\n      <mkve:bundle sha256='{}'/>\n    </mkve:vm>",
+         <mkve:template name='{}' version='{}'/>\n      <mkve:bundle sha256='{}'/>{signed}\n    </mkve:vm>",
         r.id,
         r.address,
         esc(&r.template),
@@ -84,6 +93,9 @@ pub fn record_of(domain_xml: &str) -> Option<Record> {
         template: template.attribute("name")?.to_string(),
         version: template.attribute("version")?.to_string(),
         bundle: child("bundle")?.attribute("sha256")?.to_string(),
+        signed_by: child("signature")
+            .and_then(|s| s.attribute("fingerprint"))
+            .map(str::to_string),
     })
 }
 
@@ -301,6 +313,7 @@ mod tests {
                 template: "ntp-server".into(),
                 version: "1.0".into(),
                 bundle: "ab".repeat(32),
+                signed_by: Some("0123456789ABCDEF0123456789ABCDEF01234567".into()),
             },
             name: "ntp-101".into(),
             hypervisor: h,
@@ -327,6 +340,15 @@ mod tests {
                 "{h}: the record reads back"
             );
         }
+        // A bundle taken unsigned (or a machine made before mkve recorded
+        // signatures): no signature element, none read back.
+        let mut unsigned = spec(Hypervisor::Lxc);
+        unsigned.record.signed_by = None;
+        let text = xml(&unsigned);
+        assert!(!text.contains("signature"), "{text}");
+        assert_eq!(record_of(&text).unwrap().signed_by, None);
+        assert!(xml(&spec(Hypervisor::Qemu))
+            .contains("<mkve:signature fingerprint='0123456789ABCDEF0123456789ABCDEF01234567'/>"));
         assert!(xml(&spec(Hypervisor::Qemu)).contains("<domain type='qemu'>"));
         assert!(xml(&spec(Hypervisor::Kvm)).contains("<domain type='kvm'>"));
         assert!(xml(&spec(Hypervisor::Xen)).contains("machine='xenpv'"));

@@ -263,7 +263,7 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
         *plan.borrow_mut() = Plan::MakeBase(kind, digest.clone(), lock);
         Ok(false)
     };
-    let meta = read_bundle(o, Check::Digests, Some(&unpacked), Some(&decide), report)?;
+    let (meta, signed_by) = read_bundle(o, Check::Digests, Some(&unpacked), Some(&decide), report)?;
     let hv = meta.hypervisor;
     check(o, hv)?;
     check_id(o, Some(hv))?;
@@ -453,7 +453,7 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
         dir
     };
 
-    let spec = spec_for(o, &meta, id, &net, &dir, base.as_ref())?;
+    let spec = spec_for(o, &meta, signed_by, id, &net, &dir, base.as_ref())?;
     let xml = domain::xml(&spec);
     report.note(&format!("defining {}:\n{xml}", spec.name));
     let what = format!("machine {id} ({})", spec.name);
@@ -499,6 +499,7 @@ fn machine_name(o: &CreateOptions, meta: &bundle::Meta, id: u32) -> Result<Strin
 fn spec_for(
     o: &CreateOptions,
     meta: &bundle::Meta,
+    signed_by: Option<String>,
     id: u32,
     net: &NetConfig,
     dir: &Path,
@@ -517,6 +518,7 @@ fn spec_for(
                 .get(bundle::ROOTFS)
                 .cloned()
                 .unwrap_or_default(),
+            signed_by,
         },
         name,
         hypervisor: hv,
@@ -577,7 +579,9 @@ fn storage_for(
 
 /// Read the bundle of `o`: its signature against the keyring first, then
 /// as much as `check` asks, unpacking into `unpack_to`; and refuse it when
-/// it is for another hypervisor than `--hypervisor` says. A URL's bundle
+/// it is for another hypervisor than `--hypervisor` says. Its meta, and
+/// the fingerprint of the key whose good signature it bears (`None`: taken
+/// unsigned, with `--allow-unsigned`). A URL's bundle
 /// is streamed from its server once the signed list beside it names its
 /// sha256, and with `Check::Digests` every byte of it is read and matched
 /// against the list before this returns (fetch.rs).
@@ -587,7 +591,7 @@ fn read_bundle(
     unpack_to: Option<&Path>,
     skip_root: Option<&bundle::SkipRoot>,
     progress: &dyn Report,
-) -> Result<bundle::Meta> {
+) -> Result<(bundle::Meta, Option<String>)> {
     let default_keyring = crate::paths::default_keyring();
     let opts = ReadOptions {
         keyring: Some(o.keyring.as_deref().unwrap_or(&default_keyring)),
@@ -612,7 +616,11 @@ fn read_bundle(
             format!("is a bundle for {hv}, not {h}"),
         ));
     }
-    Ok(report.meta)
+    let signed_by = match report.signature {
+        crate::sign::SigStatus::Valid { fingerprint } => Some(fingerprint),
+        _ => None,
+    };
+    Ok((report.meta, signed_by))
 }
 
 /// The domain XML `create` would define, touching nothing: no ID is
@@ -620,7 +628,7 @@ fn read_bundle(
 /// read. The ID is `--id`, or the next free one on the node as it is now.
 pub fn print_xml(o: &CreateOptions) -> Result<String> {
     check_id(o, o.hypervisor)?;
-    let meta = read_bundle(o, Check::Meta, None, None, &crate::report::Silent)?;
+    let (meta, signed_by) = read_bundle(o, Check::Meta, None, None, &crate::report::Silent)?;
     let hv = meta.hypervisor;
     check_name(o, hv)?;
     check_id(o, Some(hv))?;
@@ -663,6 +671,7 @@ pub fn print_xml(o: &CreateOptions) -> Result<String> {
     Ok(domain::xml(&spec_for(
         o,
         &meta,
+        signed_by,
         id,
         &net,
         &vms_dir().join(id.to_string()),

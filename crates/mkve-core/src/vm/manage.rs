@@ -313,6 +313,7 @@ fn info_of(d: &Dom, m: Machine) -> Result<Info> {
     Ok(Info {
         autostart: d.autostart().unwrap_or(false),
         bundle: record.bundle,
+        signed_by: record.signed_by,
         uri: m.uri.clone(),
         probes: Vec::new(),
         machine: m,
@@ -332,6 +333,7 @@ pub fn infos(uris: &Uris) -> Result<Vec<Info>> {
             machine: m,
             autostart: false,
             bundle: String::new(),
+            signed_by: None,
             uri: String::new(),
             probes: Vec::new(),
         })

@@ -142,6 +142,10 @@ pub struct Info {
     pub machine: Machine,
     pub autostart: bool,
     pub bundle: String,
+    /// The fingerprint of the key whose good signature on the bundle was
+    /// checked when the machine was made; `null`: not verified (taken
+    /// unsigned, or made before mkve recorded it).
+    pub signed_by: Option<String>,
     pub uri: String,
     /// Each probe of its template, run when `info` was asked.
     pub probes: Vec<crate::probe::Outcome>,

@@ -240,6 +240,7 @@ mod tests {
                 template: "t".into(),
                 version: "1".into(),
                 bundle: "00".repeat(32),
+                signed_by: None,
             })
         );
         let dom = conn.define(&xml, "site-120").unwrap();
