@@ -545,6 +545,7 @@ fn node_options_refuse_what_mkve_conf_does_not_describe() {
 /// A create that fails after it made its bundle's base (here: the node has
 /// no mkve network) takes the base away again; nothing else is left.
 #[test]
+#[ignore = "needs root: hooks run by chroot in a busybox root with a device node"]
 fn a_failed_create_leaves_no_base_it_made() {
     let env = new_env();
     let state = env.home.path().join("state");
