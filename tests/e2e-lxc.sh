@@ -23,14 +23,7 @@ for tool in mkve-bundle mkve-net mkve-vm; do
     [ -x "$bin/$tool" ] || { echo "e2e: $bin/$tool is not built (cargo build --workspace)" >&2; exit 1; }
 done
 
-check() {
-    local what=$1; shift
-    if "$@"; then passed=$((passed + 1)); echo "ok - $what"
-    else failed=$((failed + 1)); echo "FAIL - $what"; fi
-}
-
-machines() { "$bin/mkve-vm" list --json | python3 -c 'import json,sys; print(" ".join(str(m["id"]) for m in json.load(sys.stdin)))'; }
-hosts() { "$bin/mkve-net" status --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["hosts"]))'; }
+. "$top/tests/harness/checks.sh"
 
 cleanup() {
     for id in $(machines 2>/dev/null); do "$bin/mkve-vm" delete "$id" >/dev/null 2>&1; done

@@ -28,11 +28,7 @@ export MKVE_DATADIR=$top MKVE_CONFDIR=$work/etc MKVE_STATEDIR=$work/state MKVE_L
 export MKVE_CACHEDIR=$work/cache TMPDIR=$work/tmp SOURCE_DATE_EPOCH=1700000000
 passed=0 failed=0
 
-check() {
-    local what=$1; shift
-    if "$@"; then passed=$((passed + 1)); echo "ok - $what"
-    else failed=$((failed + 1)); echo "FAIL - $what"; fi
-}
+. "$top/tests/harness/checks.sh"
 # A random delay of 0 to $1 tenths of a second.
 pause() { sleep "$(awk -v m="$1" -v r="$RANDOM" 'BEGIN { printf "%.2f", (r % (m * 10 + 1)) / 100 }')"; }
 # Every lock file in MKVE_LOCKDIR can be taken now.

@@ -53,11 +53,7 @@ ns=${NODES_NS:-mkve-n}
 passed=0 failed=0
 started=$(date +%s)
 
-check() {
-    local what=$1; shift
-    if "$@"; then passed=$((passed + 1)); echo "ok - $what"
-    else failed=$((failed + 1)); echo "FAIL - $what"; fi
-}
+. "$top/tests/harness/checks.sh"
 
 sock() { echo "/run/mkve-test-libvirtd/$ns$1/run/libvirt-sock"; }
 local_uri() { if [ "$2" = qemu ]; then echo "qemu+unix:///system?socket=$(sock "$1")"; else echo "lxc+unix:///?socket=$(sock "$1")"; fi; }

@@ -29,14 +29,8 @@ export GNUPGHOME=$work/gnupg SOURCE_DATE_EPOCH=1700000000
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
 passed=0 failed=0 server_pid=""
 
-check() {
-    local what=$1; shift
-    if "$@"; then passed=$((passed + 1)); echo "ok - $what"
-    else failed=$((failed + 1)); echo "FAIL - $what"; fi
-}
+. "$top/tests/harness/checks.sh"
 
-machines() { "$bin/mkve-vm" list --json | python3 -c 'import json,sys; print(" ".join(str(m["id"]) for m in json.load(sys.stdin)))'; }
-hosts() { "$bin/mkve-net" status --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["hosts"]))'; }
 domains() { virsh -q list --all --name | grep -c .; }
 # What a create leaves on the node: domains, DHCP entries, files in vms/
 # (hidden ones too), bases.

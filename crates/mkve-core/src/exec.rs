@@ -365,14 +365,7 @@ impl Cmd<'_> {
         let mut c = self.command();
         c.stdin(Stdio::piped()).stdout(Stdio::piped());
         let mut child = c.spawn().map_err(|e| self.spawn_error(e))?;
-        let mut stdout = child.stdout.take();
-        let reader = std::thread::spawn(move || {
-            let mut out = Vec::new();
-            if let Some(s) = stdout.as_mut() {
-                let _ = s.read_to_end(&mut out);
-            }
-            out
-        });
+        let reader = read_on_thread(child.stdout.take());
         let mut stdin = child.stdin.take();
         let copied = match stdin.as_mut() {
             Some(w) => copy_until_closed(input, w),
@@ -395,14 +388,7 @@ impl Cmd<'_> {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = c.spawn().map_err(|e| self.spawn_error(e))?;
-        let mut err = child.stderr.take();
-        let stderr = std::thread::spawn(move || {
-            let mut out = Vec::new();
-            if let Some(s) = err.as_mut() {
-                let _ = s.read_to_end(&mut out);
-            }
-            out
-        });
+        let stderr = read_on_thread(child.stderr.take());
         Ok(Talk {
             stdin: child.stdin.take(),
             stdout: child.stdout.take().map(std::io::BufReader::new),
@@ -451,6 +437,19 @@ impl Drop for Watcher {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Read a child's pipe to its end on a thread of its own (so that the
+/// child never waits on a full pipe while this process does something
+/// else); joined, what it read (nothing without a pipe).
+fn read_on_thread<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut out);
+        }
+        out
+    })
 }
 
 /// Copy `input` into `w` until `input` ends or `w`'s reader goes away (a
