@@ -39,7 +39,7 @@ MAN1       := man/mkve-bundle.1 man/mkve-cache.1 man/mkve-net.1 man/mkve-vm.1
 MAN5       := man/mkve-template.5 man/mkve-bundle.5 man/mkve-bundle-config.5
 MAN7       := man/mkve.7
 MAN8       := man/mkve-web.8
-DEMO       ?= target/demo
+DEMO       ?= $(or $(CARGO_TARGET_DIR),target)/demo
 
 .PHONY: all deps test test-nodes test-web man lint faults check-services demo check-templates fuzz deb rpm install $(addprefix install-,$(TOOLS)) install-data install-man uninstall clean
 
@@ -115,7 +115,7 @@ demo: deps all
 	scripts/demo $(RELEASE) $(DEMO)
 
 check-templates: deps all
-	./scripts/check-templates $(RELEASE)/mkve-bundle
+	./scripts/check-templates $(RELEASE)
 
 # The fuzzers (fuzz/README.md), one after the other on one core, each for
 # FUZZ_SECONDS; the corpora they grow are minimised into fuzz/corpus and

@@ -15,18 +15,16 @@
 #   scaled to N (a private disk is ~1 GB: 100 of them would not fit here);
 # - lxc: the second create and its disk, on a base and with --no-base.
 set -euo pipefail
-top=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/../tests/harness/lib.sh"
 qbundle=$(realpath "${1:?a qemu bundle (mkve-bundle -H qemu ntp-server)}")
 lbundle=$(realpath "${2:?an lxc bundle (mkve-bundle -H lxc ntp-server)}")
-bin=${3:-$top/target/release}
+use_bins bench/bases.sh release "${3:-}"
 n=${N:-100}
 nobase=${NOBASE:-10}
-harness=$top/tests/harness/libvirtd-netns
 ns=mkve-bench-bases
 work=$(mktemp -d /var/tmp/mkve-bench.XXXXXX)
 chmod 755 "$work"
 export MKVE_STATEDIR=$work/state MKVE_LOCKDIR=$work/lock MKVE_CONFDIR=$work/etc
-export MKVE_VM=$bin/mkve-vm
 "$harness" start "$ns" >/dev/null
 cleanup() {
     delete_all "$quri" >/dev/null 2>&1 || true

@@ -7,10 +7,11 @@
 #      build of the same command;
 #   3. mkve-cache --tarify-only --zstd vs tar --sort=name | zstd -T0 -3.
 # Prints the times and the ratios. Needs root, mmdebstrap and a mirror.
-#   bench/build-roots.sh [MKVE-CACHE]
+#   bench/build-roots.sh [BINDIR]     (default: the release build, tests/harness/lib.sh)
 set -euo pipefail
-top=$(cd "$(dirname "$0")/.." && pwd)
-cache_bin=${1:-$top/target/release/mkve-cache}
+. "$(dirname "$0")/../tests/harness/lib.sh"
+use_bins bench/build-roots.sh release "${1:-}"
+cache_bin=$bin/mkve-cache
 pkgs=(chrony linux-image-amd64)
 work=$(mktemp -d /var/tmp/mkve-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT

@@ -14,9 +14,9 @@
 # BUNDLE given is checked against KEYRING (default: its signature is not
 # checked, --allow-unsigned, so give an unsigned one or its keyring).
 set -euo pipefail
-top=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/../tests/harness/lib.sh"
 bundle=${1:-}
-bin=${2:-$top/target/release}
+use_bins bench/fetch.sh release "${2:-}"
 work=$(mktemp -d /var/tmp/mkve-bench-fetch.XXXXXX)
 export GNUPGHOME=$work/gnupg
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY

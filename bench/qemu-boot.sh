@@ -13,17 +13,16 @@
 # inside a private libvirtd's network namespace
 # (tests/harness/libvirtd-netns). Needs root and a Debian mirror (or a warm
 # layer cache); about 15 minutes.
-#   bench/qemu-boot.sh [BINDIR]       (default target/debug)
+#   bench/qemu-boot.sh [BINDIR]       (default: the debug build, tests/harness/lib.sh)
 set -euo pipefail
-top=$(cd "$(dirname "$0")/.." && pwd)
-bin=${1:-$top/target/debug}
+. "$(dirname "$0")/../tests/harness/lib.sh"
+use_bins bench/qemu-boot.sh debug "${1:-}"
 rounds=${ROUNDS:-4}
-harness=$top/tests/harness/libvirtd-netns
 ns=mkve-bench-boot
 work=$(mktemp -d /var/tmp/mkve-bench.XXXXXX)
 chmod 755 "$work"
 export MKVE_DATADIR=$top MKVE_STATEDIR=$work/state MKVE_LOCKDIR=$work/lock MKVE_CONFDIR=$work/etc
-export MKVE_CACHEDIR=${MKVE_CACHEDIR:-$top/target/tmp/mkve-layer-cache} SOURCE_DATE_EPOCH=1700000000
+export MKVE_CACHEDIR=${MKVE_CACHEDIR:-${CARGO_TARGET_DIR:-$top/target}/tmp/mkve-layer-cache} SOURCE_DATE_EPOCH=1700000000
 "$harness" start "$ns" >/dev/null
 trap '"$harness" stop "$ns"; rm -rf "$work"' EXIT
 uri=$("$harness" uri "$ns" qemu)

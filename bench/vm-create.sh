@@ -7,10 +7,9 @@
 # network namespace (tests/harness/libvirtd-netns). Needs root.
 #   bench/vm-create.sh BUNDLE [BINDIR]
 set -euo pipefail
-top=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/../tests/harness/lib.sh"
 bundle=$(realpath "${1:?a qemu bundle (mkve-bundle -H qemu ...)}")
-bin=${2:-$top/target/release}
-harness=$top/tests/harness/libvirtd-netns
+use_bins bench/vm-create.sh release "${2:-}"
 ns=mkve-bench
 work=$(mktemp -d /var/tmp/mkve-bench.XXXXXX)
 chmod 755 "$work"

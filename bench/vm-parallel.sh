@@ -13,9 +13,8 @@
 # Needs root.
 #   bench/vm-parallel.sh [BINDIR]
 set -euo pipefail
-top=$(cd "$(dirname "$0")/.." && pwd)
-bin=${1:-$top/target/release}
-harness=$top/tests/harness/libvirtd-netns
+. "$(dirname "$0")/../tests/harness/lib.sh"
+use_bins bench/vm-parallel.sh release "${1:-}"
 ns=mkve-bench-lxc
 work=$(mktemp -d /var/tmp/mkve-bench.XXXXXX)
 chmod 755 "$work"

@@ -9,21 +9,15 @@
 # and key are set at create, and root logs in on the console.
 # Run by `make test` after the cargo tests, as root.
 set -uo pipefail
-top=$(cd "$(dirname "$0")/.." && pwd)
-bin=$top/target/debug
-harness=$top/tests/harness/libvirtd-netns
+. "$(dirname "$0")/harness/lib.sh"
+use_bins e2e debug
 ns=mkve-e2e
 work=$(mktemp -d /var/tmp/mkve-e2e.XXXXXX)
 chmod 755 "$work"  # qemu runs as its own user and must reach the disks below
 export MKVE_DATADIR=$top MKVE_CONFDIR=$work/etc MKVE_STATEDIR=$work/state MKVE_LOCKDIR=$work/lock
 # (the first machine is made with MKVE_STATEDIR=state from $work: the same place)
-export MKVE_CACHEDIR=$top/target/tmp/mkve-layer-cache SOURCE_DATE_EPOCH=1700000000
+export MKVE_CACHEDIR=${CARGO_TARGET_DIR:-$top/target}/tmp/mkve-layer-cache SOURCE_DATE_EPOCH=1700000000
 passed=0 failed=0
-for tool in mkve-bundle mkve-net mkve-vm; do
-    [ -x "$bin/$tool" ] || { echo "e2e: $bin/$tool is not built (cargo build --workspace)" >&2; exit 1; }
-done
-
-. "$top/tests/harness/checks.sh"
 
 cleanup() {
     for id in $(machines 2>/dev/null); do "$bin/mkve-vm" delete "$id" >/dev/null 2>&1; done

@@ -15,9 +15,8 @@
 # KILL_ROUNDS (default 5 each) and RACE_ROUNDS (default 10) set the rounds;
 # `make faults` runs 20 and 50. Prints the figures and "N passed, N failed".
 set -uo pipefail
-top=$(cd "$(dirname "$0")/.." && pwd)
-bin=$top/target/debug
-harness=$top/tests/harness/libvirtd-netns
+. "$(dirname "$0")/harness/lib.sh"
+use_bins faults debug
 ns=mkve-faults
 kill_rounds=${KILL_ROUNDS:-5}
 race_rounds=${RACE_ROUNDS:-10}
@@ -27,8 +26,6 @@ mkdir -p "$work/tmp" "$work/out"
 export MKVE_DATADIR=$top MKVE_CONFDIR=$work/etc MKVE_STATEDIR=$work/state MKVE_LOCKDIR=$work/lock
 export MKVE_CACHEDIR=$work/cache TMPDIR=$work/tmp SOURCE_DATE_EPOCH=1700000000
 passed=0 failed=0
-
-. "$top/tests/harness/checks.sh"
 # A random delay of 0 to $1 tenths of a second.
 pause() { sleep "$(awk -v m="$1" -v r="$RANDOM" 'BEGIN { printf "%.2f", (r % (m * 10 + 1)) / 100 }')"; }
 # Every lock file in MKVE_LOCKDIR can be taken now.

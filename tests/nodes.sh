@@ -35,13 +35,9 @@
 #
 # Run by `make test` after the cargo tests, as root.
 set -uo pipefail
-top=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/harness/lib.sh"
+use_bins nodes debug
 target=${CARGO_TARGET_DIR:-$top/target}
-bin=$target/debug
-harness=$top/tests/harness/libvirtd-netns
-for tool in mkve-bundle mkve-net mkve-vm; do
-    [ -x "$bin/$tool" ] || { echo "nodes: $bin/$tool is not built (cargo build --workspace)" >&2; exit 1; }
-done
 for p in /usr/sbin/sshd ssh nc nsenter qemu-img curl; do
     command -v "$p" >/dev/null || { echo "nodes: $p is missing (scripts/deps installs it)" >&2; exit 69; }
 done
@@ -52,8 +48,6 @@ unset LIBVIRT_DEFAULT_URI
 ns=${NODES_NS:-mkve-n}
 passed=0 failed=0
 started=$(date +%s)
-
-. "$top/tests/harness/checks.sh"
 
 sock() { echo "/run/mkve-test-libvirtd/$ns$1/run/libvirt-sock"; }
 local_uri() { if [ "$2" = qemu ]; then echo "qemu+unix:///system?socket=$(sock "$1")"; else echo "lxc+unix:///?socket=$(sock "$1")"; fi; }
@@ -108,7 +102,7 @@ for n in 1 2; do
     mkdir -p "$work/n$n/etc" "$work/n$n/state" "$work/n$n/lock"
     ssh-keygen -q -t ed25519 -N '' -C "$ns$n" -f "$work/n$n/host_key" || exit 1
     echo "10.88.0.$n $(cut -d' ' -f1,2 "$work/n$n/host_key.pub")" >>"$work/known_hosts"
-    MKVE_STATEDIR=$work/n$n/state MKVE_VM=$bin/mkve-vm "$harness" start "$ns$n" >/dev/null || exit 69
+    MKVE_STATEDIR=$work/n$n/state "$harness" start "$ns$n" >/dev/null || exit 69
     # Many creates at once each open a few sessions: no early drops.
     cat >"$work/n$n/sshd_config" <<EOF
 ListenAddress 10.88.0.$n:22

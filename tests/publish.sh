@@ -14,13 +14,9 @@
 # proxies from the environment are dropped. GnuPG's home is the test's own,
 # its agent stopped at the end. Run by `make test`, as root.
 set -uo pipefail
-top=$(cd "$(dirname "$0")/.." && pwd)
-bin=${CARGO_TARGET_DIR:-$top/target}/debug
-harness=$top/tests/harness/libvirtd-netns
+. "$(dirname "$0")/harness/lib.sh"
+use_bins publish debug
 ns=mkve-pub-test
-for tool in mkve-bundle mkve-net mkve-vm; do
-    [ -x "$bin/$tool" ] || { echo "publish: $bin/$tool is not built (cargo build --workspace)" >&2; exit 1; }
-done
 started=$(date +%s)
 work=$(mktemp -d /var/tmp/mkve-pub.XXXXXX)
 chmod 755 "$work"
@@ -28,8 +24,6 @@ export MKVE_DATADIR=$top MKVE_CONFDIR=$work/etc MKVE_STATEDIR=$work/state MKVE_L
 export GNUPGHOME=$work/gnupg SOURCE_DATE_EPOCH=1700000000
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
 passed=0 failed=0 server_pid=""
-
-. "$top/tests/harness/checks.sh"
 
 domains() { virsh -q list --all --name | grep -c .; }
 # What a create leaves on the node: domains, DHCP entries, files in vms/

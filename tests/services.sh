@@ -30,9 +30,7 @@
 # The namespace is $MKVE_SVC_NS (default mkve-svc): two runs at once need
 # two names. Run as root, after cargo build --workspace.
 set -uo pipefail
-top=$(cd "$(dirname "$0")/.." && pwd)
-bin=${CARGO_TARGET_DIR:-$top/target}/debug
-harness=$top/tests/harness/libvirtd-netns
+. "$(dirname "$0")/harness/lib.sh"
 ns=${MKVE_SVC_NS:-mkve-svc}
 all="ntp-server caching-nameserver ftp-server imap-server smtp-server list-server proxy-server kerberos-server pptp-server"
 
@@ -53,14 +51,12 @@ done
 for t in $templates; do
     [ -d "$top/templates/$t" ] || { echo "services: no template $t in $top/templates" >&2; exit 2; }
 done
-for tool in mkve-bundle mkve-net mkve-vm; do
-    [ -x "$bin/$tool" ] || { echo "services: $bin/$tool is not built (cargo build --workspace)" >&2; exit 1; }
-done
+use_bins services debug
 
 work=$(mktemp -d /var/tmp/mkve-services.XXXXXX)
 chmod 755 "$work"  # qemu runs as its own user and must reach the disks below
 export MKVE_DATADIR=$top MKVE_CONFDIR=$work/etc MKVE_STATEDIR=$work/state MKVE_LOCKDIR=$work/lock
-export MKVE_CACHEDIR=$top/target/tmp/mkve-layer-cache SOURCE_DATE_EPOCH=1700000000
+export MKVE_CACHEDIR=${CARGO_TARGET_DIR:-$top/target}/tmp/mkve-layer-cache SOURCE_DATE_EPOCH=1700000000
 export MKVE_VM=$bin/mkve-vm
 export MACHINE_CAT=$top/tests/harness/machine-cat
 

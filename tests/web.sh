@@ -14,14 +14,10 @@
 #
 # Run by `make test` after the cargo tests, as root.
 set -uo pipefail
-top=$(cd "$(dirname "$0")/.." && pwd)
-bin=${CARGO_TARGET_DIR:-$top/target}/debug
-harness=$top/tests/harness/libvirtd-netns
+. "$(dirname "$0")/harness/lib.sh"
+use_bins web debug
 ns=${WEB_NS:-mkve-web-test}
-shots=$top/target/web-screenshots
-for tool in mkve-bundle mkve-net mkve-vm mkve-web; do
-    [ -x "$bin/$tool" ] || { echo "web: $bin/$tool is not built (cargo build --workspace)" >&2; exit 1; }
-done
+shots=${CARGO_TARGET_DIR:-$top/target}/web-screenshots
 work=$(mktemp -d /var/tmp/mkve-web.XXXXXX)
 chmod 755 "$work"
 export MKVE_DATADIR=$top MKVE_CONFDIR=$work/etc MKVE_STATEDIR=$work/state MKVE_LOCKDIR=$work/lock

@@ -42,10 +42,13 @@ impl Node {
         .unwrap();
         // With MKVE_STATEDIR, the harness shares it with the daemon (lxc
         // overlay roots) and unmounts what is left below it at stop, even
-        // when a test failed before it deleted its machines.
+        // when a test failed before it deleted its machines. MKVE_BINDIR:
+        // libvirt's lxc hook runs this build's mkve-vm.
+        let vm = bin("mkve-vm");
         let out = Command::new(harness())
             .args(["start", NS])
             .env("MKVE_STATEDIR", dir.path().join("state"))
+            .env("MKVE_BINDIR", vm.parent().unwrap())
             .output()
             .unwrap();
         assert!(
