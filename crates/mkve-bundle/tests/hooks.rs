@@ -129,6 +129,80 @@ fn a_mount_a_failing_hook_leaves_is_gone_and_the_host_untouched() {
     );
 }
 
+/// Issue 20, item 0: a directory of the host bind-mounted from outside
+/// onto the work root's `mnt/` (the same file system: the same device
+/// number) while a hook runs, and the hook then fails: the build's
+/// clean-up empties nothing of it, names the mount point it left, and
+/// removes the rest.
+#[test]
+#[ignore = "needs root: hooks run by chroot in a busybox root, bind mounts"]
+fn a_bind_mount_made_into_the_work_root_while_a_hook_runs_is_not_emptied() {
+    use nix::mount::{mount, umount, MsFlags};
+    let env = new_env();
+    let host = env.make_dir("host-data");
+    std::fs::create_dir(host.join("sub")).unwrap();
+    std::fs::write(host.join("precious"), "keep me").unwrap();
+    std::fs::write(host.join("sub/also"), "keep me too").unwrap();
+    let tmp = env.make_dir("tmp");
+    let t = template_with_hook(
+        env.home.path(),
+        "#!/bin/sh
+: >/started
+while [ ! -e /go ]; do sleep 0.1; done
+exit 1
+",
+    );
+    let out = env.home.path().join("out.bun");
+    let mut c = build_cmd(&env, &t, &out);
+    let child = c
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let root = loop {
+        let found = std::fs::read_dir(&tmp).unwrap().flatten().find_map(|e| {
+            let r = e.path().join("root");
+            r.join("started").exists().then_some(r)
+        });
+        if let Some(r) = found {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "the hook never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mnt = root.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    mount(
+        Some(&host),
+        &mnt,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .unwrap();
+    std::fs::write(root.join("go"), "").unwrap();
+    let r = child.wait_with_output().unwrap();
+    let kept = host.join("precious").exists() && host.join("sub/also").exists();
+    let _ = umount(&mnt);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{stderr}");
+    assert!(
+        kept,
+        "nothing of the bind-mounted directory is removed: {stderr}"
+    );
+    assert!(!out.exists(), "no bundle");
+    assert!(
+        stderr.contains(&format!("{} is a mount point", mnt.display())),
+        "the mount point left is named: {stderr}"
+    );
+    assert!(
+        !root.join("bin").exists(),
+        "the rest of the work root is removed"
+    );
+}
+
 #[test]
 #[ignore = "needs root: hooks run by chroot in a busybox root"]
 fn services_cannot_start_while_hooks_run_and_the_guards_are_not_packed() {

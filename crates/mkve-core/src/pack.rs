@@ -1278,10 +1278,7 @@ mod tests {
         assert_eq!(e.exit_code(), 65);
         // Removing it needs no path that long either.
         drop(dir);
-        let _ = std::process::Command::new("rm")
-            .arg("-rf")
-            .arg(root.path())
-            .status();
+        crate::scratch::remove_tree(root.path()).unwrap();
 
         let long = "d/".repeat(2100) + "f";
         let bytes = archive(|b| {

@@ -18,7 +18,13 @@ use std::process::{Command, Output};
 
 use mkve_testkit::top;
 
-const TOOLS: [&str; 5] = ["mkve-bundle", "mkve-cache", "mkve-net", "mkve-vm", "mkve-web"];
+const TOOLS: [&str; 5] = [
+    "mkve-bundle",
+    "mkve-cache",
+    "mkve-net",
+    "mkve-vm",
+    "mkve-web",
+];
 
 /// A command with none of the variables that name binaries or build
 /// directories, so the script under test decides alone.
@@ -109,13 +115,19 @@ fn a_bindir_given_is_the_one_used_and_made_absolute() {
         }
         c.output().unwrap()
     };
-    let want = format!("{0}|{0}", tmp.path().join("bin").canonicalize().unwrap().display());
+    let want = format!(
+        "{0}|{0}",
+        tmp.path().join("bin").canonicalize().unwrap().display()
+    );
     // As an argument, relative to the working directory.
     let out = run(&[], "bin");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want);
     // From MKVE_BINDIR, which wins over CARGO_TARGET_DIR.
-    let out = run(&[("MKVE_BINDIR", "bin"), ("CARGO_TARGET_DIR", "/nonexistent")], "");
+    let out = run(
+        &[("MKVE_BINDIR", "bin"), ("CARGO_TARGET_DIR", "/nonexistent")],
+        "",
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want);
     // From CARGO_TARGET_DIR/PROFILE.
@@ -133,13 +145,19 @@ fn a_bindir_given_is_the_one_used_and_made_absolute() {
     let out = c
         .current_dir(tmp.path())
         .arg("-c")
-        .arg(format!(". '{}'; use_bins demo release bin; echo reached", lib.display()))
+        .arg(format!(
+            ". '{}'; use_bins demo release bin; echo reached",
+            lib.display()
+        ))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(69));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("reached"));
     let err = stderr(&out);
-    assert!(err.starts_with("demo: bin/mkve-web is not built (cargo build --release"), "{err}");
+    assert!(
+        err.starts_with("demo: bin/mkve-web is not built (cargo build --release"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -150,7 +168,11 @@ fn the_private_libvirtd_needs_the_directory_of_its_hooks_mkve_vm() {
     let state = Path::new("/run/mkve-test-libvirtd").join(&ns);
     let out = clean(&harness).args(["start", &ns]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("MKVE_BINDIR is not set"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("MKVE_BINDIR is not set"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!state.exists());
 
     let tmp = tempfile::tempdir().unwrap();

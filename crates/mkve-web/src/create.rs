@@ -62,7 +62,7 @@ pub struct Upload {
 
 impl Drop for Upload {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = mkve_core::scratch::remove_tree(&self.dir);
     }
 }
 
@@ -233,7 +233,7 @@ async fn receive(app: &Shared, mut field: axum::extract::multipart::Field<'_>) -
     let name = safe_name(field.file_name());
     let path = dir.join(&name);
     let cleanup = |e: Error| {
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = mkve_core::scratch::remove_tree(&dir);
         e
     };
     let mut file = tokio::fs::File::create(&path)
@@ -511,7 +511,7 @@ async fn take_upload(
     match blocking(move || inspect(&app2, inc)).await {
         Ok(u) => Ok((u, fields)),
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = mkve_core::scratch::remove_tree(&dir);
             let f = failure(&e, &path, &name);
             app.log.push(crate::log::Entry {
                 time: crate::log::now(),
@@ -534,7 +534,7 @@ fn sweep(app: &Shared) {
 
 /// Remove what earlier runs left in `uploads/` (a restart forgets them).
 pub fn clear_uploads(dir: &Path) {
-    let _ = std::fs::remove_dir_all(dir.join("uploads"));
+    let _ = mkve_core::scratch::remove_tree(&dir.join("uploads"));
 }
 
 /// GET /create: the upload form.

@@ -9,7 +9,6 @@
 //! `virsh start`. Nothing else is ever removed from a machine's directory
 //! while the mount is there.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
@@ -19,16 +18,10 @@ pub(super) fn mount_point(dir: &Path) -> PathBuf {
     dir.join("rootfs")
 }
 
-/// Whether a file system is mounted at `path` (its device differs from
-/// its parent's).
+/// Whether a file system is mounted at `path`: told by its mount ID, as
+/// every removal tells it (`scratch::is_mount_point`), not its device.
 pub(super) fn is_mounted(path: &Path) -> bool {
-    let (Ok(m), Some(Ok(p))) = (
-        std::fs::symlink_metadata(path),
-        path.parent().map(std::fs::symlink_metadata),
-    ) else {
-        return false;
-    };
-    m.is_dir() && m.dev() != p.dev()
+    crate::scratch::is_mount_point(path)
 }
 
 /// Whether the machine in `dir` is an overlay on a base.
