@@ -735,6 +735,12 @@ fn params_and_probes_travel_as_conf_members_and_info_shows_them() {
             "Bad - - x\n",
             "conf/params:1: \"Bad\" is not a parameter name",
         ),
+        // One secret for every machine, carried by a bundle made by hand.
+        (
+            2,
+            "fwd - x y\nadmin_password secret changeme z\n",
+            "conf/params:2: admin_password: a secret parameter has no default",
+        ),
         (3, "tcp 0\n", "conf/probes:1: \"0\" is not a port"),
     ] {
         let mut m = members(&std::fs::read(&b).unwrap());
@@ -802,4 +808,91 @@ fn bad_params_and_probes_lines_are_named_with_file_and_line() {
             format!("mkve-bundle: {p}/params: not a regular file (a symbolic link or a directory is refused)\n")
         )
     );
+}
+
+/// Issue 20, item 7: what would make every machine of a bundle the same is
+/// refused at build (65), naming the file: a machine ID, D-Bus's copy of
+/// one, an SSH host key. An empty or `uninitialized` machine ID (first
+/// boot makes it) and a link to it are fine.
+#[test]
+fn a_root_holding_a_machine_identity_is_refused() {
+    let env = new_env();
+    let t = env.make_dir("tpl");
+    for d in ["version", "packages-lists"] {
+        std::fs::create_dir_all(t.join(d)).unwrap();
+    }
+    std::fs::write(t.join("hypervisors"), "lxc\n").unwrap();
+    std::fs::write(t.join("version/lxc"), "template_version=1\n").unwrap();
+    std::fs::write(t.join("packages-lists/lxc"), "chrony\n").unwrap();
+    let build = |root: &Path| {
+        let out = env.home.path().join("out.bun");
+        let r = run(env
+            .cmd()
+            .args(["-H", "lxc", "--force-no-sign", "--rootfs"])
+            .arg(root)
+            .arg("-o")
+            .arg(&out)
+            .arg(&t));
+        let made = out.exists();
+        let _ = std::fs::remove_file(&out);
+        (r, made)
+    };
+    let cases: [(&str, &[u8], Option<&str>); 6] = [
+        (
+            "etc/machine-id",
+            b"4c4c4544004a3010804cb3c04f4d3532\n",
+            Some("etc/machine-id: a machine ID"),
+        ),
+        (
+            "var/lib/dbus/machine-id",
+            b"0123456789abcdef0123456789abcdef\n",
+            Some("var/lib/dbus/machine-id: a machine ID"),
+        ),
+        (
+            "etc/ssh/ssh_host_ed25519_key",
+            b"-----BEGIN OPENSSH PRIVATE KEY-----\n",
+            Some("etc/ssh/ssh_host_ed25519_key: an SSH host key"),
+        ),
+        (
+            "etc/ssh/ssh_host_rsa_key.pub",
+            b"ssh-rsa AAAA\n",
+            Some("etc/ssh/ssh_host_rsa_key.pub: an SSH host key"),
+        ),
+        ("etc/machine-id", b"", None),
+        ("etc/machine-id", b"uninitialized\n", None),
+    ];
+    for (i, (rel, content, refused)) in cases.into_iter().enumerate() {
+        let root = env.make_dir(&format!("root{i}"));
+        std::fs::create_dir_all(root.join("etc/ssh")).unwrap();
+        std::fs::write(root.join("etc/hostname"), "x\n").unwrap();
+        std::fs::write(root.join("etc/ssh/sshd_config"), "# sshd\n").unwrap();
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+        let (r, made) = build(&root);
+        match refused {
+            Some(why) => {
+                assert_eq!(r.code, 65, "{rel}: {}", r.stderr);
+                assert!(
+                    r.stderr
+                        .starts_with(&format!("mkve-bundle: {}/{why}", root.display()))
+                        && r.stderr.contains("would be shared by every machine")
+                        && r.stderr.lines().count() == 1,
+                    "{rel}: {}",
+                    r.stderr
+                );
+                assert!(!made, "{rel}: no bundle");
+            }
+            None => assert_eq!(r.code, 0, "{rel} {content:?}: {}", r.stderr),
+        }
+    }
+    // D-Bus's machine ID as a link to systemd's is not one of its own.
+    let root = env.make_dir("root-link");
+    std::fs::create_dir_all(root.join("var/lib/dbus")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/machine-id"), "").unwrap();
+    std::os::unix::fs::symlink("/etc/machine-id", root.join("var/lib/dbus/machine-id")).unwrap();
+    let (r, made) = build(&root);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(made);
 }

@@ -110,6 +110,12 @@ pub fn parse(text: &[u8], path: &Path) -> std::result::Result<Vec<Param>, Vec<Pr
         let default = (default != "-").then(|| default.to_string());
         if required && default.is_some() {
             bad(format!("{name}: a required parameter has no default"));
+        } else if secret && default.is_some() {
+            // A secret's default would be the same secret in every machine
+            // of the bundle, and written in the bundle for anyone to read.
+            bad(format!(
+                "{name}: a secret parameter has no default (every machine would share it): use - and give it at create"
+            ));
         }
         if description.is_empty() {
             bad(format!("{name}: no description"));
@@ -389,6 +395,18 @@ mod tests {
             (
                 "a required x y\n",
                 "t/params:1: a: a required parameter has no default",
+            ),
+            (
+                "admin_password secret changeme the admin's password\n",
+                "t/params:1: admin_password: a secret parameter has no default",
+            ),
+            (
+                "# ok\nfwd - 192.0.2.1 forwarder\ntoken secret,required x y\n",
+                "t/params:3: token: a required parameter has no default",
+            ),
+            (
+                "key secret - ok\npsk secret shared the pre-shared key\n",
+                "t/params:2: psk: a secret parameter has no default",
             ),
         ] {
             let errs = p(text).unwrap_err();

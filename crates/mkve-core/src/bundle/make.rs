@@ -140,6 +140,7 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
         chroot.run_hooks(&profile.hooks)?;
     }
 
+    refuse_identity(&root, &opts.root)?;
     report.progress("packing the root");
     let pack_opts = match &opts.root {
         RootSource::Packages { .. } => roots::pack_options(),
@@ -322,4 +323,63 @@ fn sha256_file(path: &Path) -> Result<String> {
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h).at(path)?;
     Ok(hex(&h.finalize()))
+}
+
+/// The files that make a machine itself, which a root packed into a bundle
+/// must not hold: every machine of the bundle would share them (and they
+/// would be readable in it). Each is made by the machine at its first
+/// boot when absent: systemd's machine ID (machine-id(5): an empty file
+/// or `uninitialized` means "not yet"), D-Bus's copy of it, and OpenSSH's
+/// host keys (made by `ssh-keygen -A` or the package's first start).
+const IDENTITY: &[&str] = &["etc/machine-id", "var/lib/dbus/machine-id", "etc/ssh"];
+
+/// Refuse (65) a root that holds a machine identity ([`IDENTITY`]),
+/// naming the file: in the root given (`--rootfs DIR`), or as the path
+/// inside the root the packages and hooks made.
+fn refuse_identity(root: &Path, source: &RootSource) -> Result<()> {
+    let shown = |rel: &str| match source {
+        RootSource::Dir(d) => d.join(rel),
+        _ => Path::new("/").join(rel),
+    };
+    let why = |rel: &str, what: &str| {
+        Error::template(
+            shown(rel),
+            None,
+            format!(
+                "{what} in the root would be shared by every machine of the bundle: remove it in a hook (each machine makes its own at first boot)"
+            ),
+        )
+    };
+    for rel in IDENTITY {
+        let p = root.join(rel);
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if *rel == "etc/ssh" {
+            if !m.is_dir() {
+                continue;
+            }
+            let mut keys: Vec<String> = std::fs::read_dir(&p)
+                .at(&p)?
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("ssh_host_") && n.contains("_key"))
+                .collect();
+            keys.sort();
+            if let Some(k) = keys.first() {
+                return Err(why(&format!("etc/ssh/{k}"), "an SSH host key"));
+            }
+            continue;
+        }
+        if !m.is_file() {
+            continue; // a link to /etc/machine-id, or nothing of its own
+        }
+        let text = std::fs::read(&p).at(&p)?;
+        let id = String::from_utf8_lossy(&text);
+        let id = id.trim();
+        if !id.is_empty() && id != "uninitialized" {
+            return Err(why(rel, "a machine ID"));
+        }
+    }
+    Ok(())
 }
