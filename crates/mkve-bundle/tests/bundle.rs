@@ -896,3 +896,90 @@ fn a_root_holding_a_machine_identity_is_refused() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(made);
 }
+
+/// Issue 20, item 5: a meta.json whose fields break mkve-template(5)'s own
+/// rules is refused by every reader at read (65), before anything is made,
+/// the value shown escaped: a control character in the template's name,
+/// in its version, in a hook's name, a package name that is not one, an
+/// installed version that is not one, a date that is not RFC 3339.
+#[test]
+fn meta_fields_are_held_to_the_template_rules_at_read() {
+    let env = new_env();
+    let b = with_params_bundle(&env);
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(Edit, &str); 7] = [
+        (
+            |m| m["template"]["name"] = "ntp\u{1b}]0;owned\u{7}".into(),
+            "template name \"ntp\\u{1b}]0;owned\\u{7}\"",
+        ),
+        (
+            |m| m["template"]["name"] = "../../etc".into(),
+            "template name \"../../etc\"",
+        ),
+        (
+            |m| m["template"]["version"] = "1.0 beta".into(),
+            "template_version \"1.0 beta\"",
+        ),
+        (
+            |m| m["hooks"] = serde_json::json!(["01-root\u{0}x"]),
+            "\"01-root\\0x\" is not a hook name",
+        ),
+        (
+            |m| m["packages"]["requested"] = serde_json::json!(["chrony;reboot"]),
+            "\"chrony;reboot\" is not a package name",
+        ),
+        (
+            |m| {
+                m["packages"]["installed"] =
+                    serde_json::json!([{"name": "chrony", "version": "4.3\u{1b}[2J"}])
+            },
+            "installed package \"chrony\" \"4.3\\u{1b}[2J\"",
+        ),
+        (
+            |m| m["created"] = "yesterday".into(),
+            "created \"yesterday\" is not an RFC 3339",
+        ),
+    ];
+    for (edit, why) in cases {
+        let mut m = members(&std::fs::read(&b).unwrap());
+        let mut meta: serde_json::Value = serde_json::from_slice(&m[0].1).unwrap();
+        edit(&mut meta);
+        m[0].1 = serde_json::to_vec_pretty(&meta).unwrap();
+        let (_d, bad) = write_bundle(&assemble(&m));
+        for args in [&["--info"][..], &["--verify"], &["--extract"]] {
+            let dest = env.home.path().join("x");
+            let r = run(new_env()
+                .cmd()
+                .args(args)
+                .arg(&bad)
+                .args(["--allow-unsigned", "-C"])
+                .arg(&dest));
+            assert_eq!(r.code, 65, "{args:?} {why}: {}", r.stderr);
+            assert!(r.stderr.contains(why), "{args:?}: {}", r.stderr);
+            assert!(
+                !r.stderr.contains('\u{1b}') && r.stderr.lines().count() == 1,
+                "{}",
+                r.stderr
+            );
+            assert!(!dest.exists(), "{args:?} left {}", dest.display());
+        }
+    }
+}
+
+/// The template's own name (its directory's) follows the same rule.
+#[test]
+fn a_template_whose_name_breaks_the_rule_is_refused() {
+    let env = new_env();
+    for name in ["ntp\u{1b}[2Jserver", "ntp server", "-ntp", &"n".repeat(53)] {
+        let t = env.home.path().join(name);
+        std::fs::create_dir_all(t.join("version")).unwrap();
+        std::fs::create_dir_all(t.join("packages-lists")).unwrap();
+        std::fs::write(t.join("hypervisors"), "lxc\n").unwrap();
+        std::fs::write(t.join("version/lxc"), "template_version=1\n").unwrap();
+        std::fs::write(t.join("packages-lists/lxc"), "chrony\n").unwrap();
+        let r = run(env.cmd().args(["--no-config", "--check"]).arg(&t));
+        assert_eq!(r.code, 65, "{name:?}: {}", r.stderr);
+        assert!(r.stderr.contains("template name \""), "{}", r.stderr);
+        assert!(!r.stderr.contains('\u{1b}'), "{}", r.stderr);
+    }
+}

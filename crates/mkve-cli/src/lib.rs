@@ -17,6 +17,7 @@ use std::sync::OnceLock;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches};
 use mkve_core::exec::Report;
 use mkve_core::root::{CachePolicy, RootSpec};
+use mkve_core::text::printable;
 use mkve_core::{Error, Result};
 
 static TOOL: OnceLock<String> = OnceLock::new();
@@ -101,7 +102,8 @@ fn stdout_error(e: std::io::Error) -> Error {
 /// continuation gets the prefix) and return its exit status.
 pub fn report_error(err: &Error) -> ExitCode {
     let mut text = String::new();
-    for line in err.to_string().lines() {
+    let message = err.to_string();
+    for line in printable(&message).lines() {
         if !line.starts_with(char::is_whitespace) {
             text.push_str(tool());
             text.push_str(": ");
@@ -132,9 +134,10 @@ macro_rules! out {
 
 #[doc(hidden)]
 pub fn write_stdout(args: std::fmt::Arguments) -> Result<()> {
+    let text = std::fmt::format(args);
     std::io::stdout()
         .lock()
-        .write_fmt(args)
+        .write_all(printable(&text).as_bytes())
         .map_err(stdout_error)
 }
 
@@ -148,7 +151,9 @@ pub fn print_json(v: &impl serde::Serialize) -> Result<()> {
 /// trailing newline): what mkve-web's API answers too, so a script gets
 /// the same text from either.
 pub fn json_text(v: &impl serde::Serialize) -> Result<String> {
-    serde_json::to_string_pretty(v).map_err(|e| Error::Other(e.to_string()))
+    serde_json::to_string_pretty(v)
+        .map(mkve_core::text::json_safe)
+        .map_err(|e| Error::Other(e.to_string()))
 }
 
 /// `-q` and `-v`, on every tool.
@@ -186,17 +191,17 @@ pub struct Term {
 impl Report for Term {
     fn progress(&self, msg: &str) {
         if self.verbose || (self.tty && !self.quiet) {
-            let _ = writeln!(std::io::stderr(), "{}: {msg}", tool());
+            let _ = writeln!(std::io::stderr(), "{}: {}", tool(), printable(msg));
         }
     }
 
     fn warning(&self, msg: &str) {
-        let _ = writeln!(std::io::stderr(), "{}: warning: {msg}", tool());
+        let _ = writeln!(std::io::stderr(), "{}: warning: {}", tool(), printable(msg));
     }
 
     fn note(&self, msg: &str) {
         if self.verbose {
-            let _ = writeln!(std::io::stderr(), "{msg}");
+            let _ = writeln!(std::io::stderr(), "{}", printable(msg));
         }
     }
 

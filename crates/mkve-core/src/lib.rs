@@ -45,6 +45,7 @@ pub mod sums;
 pub mod template;
 #[cfg(test)]
 mod testing;
+pub mod text;
 #[cfg(all(feature = "libvirt", feature = "gpg", feature = "http"))]
 pub mod vm;
 

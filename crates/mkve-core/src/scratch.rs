@@ -45,7 +45,11 @@ pub const SWEEP_AGE: Duration = Duration::from_secs(10);
 /// message), or the first system call that failed.
 pub fn remove_tree(path: &Path) -> std::io::Result<()> {
     let (parent, name) = split(path)?;
-    let pfd = rustix::fs::open(parent.as_path(), dir_flags(), FileMode::empty())?;
+    let pfd = match rustix::fs::open(parent.as_path(), dir_flags(), FileMode::empty()) {
+        Ok(fd) => fd,
+        Err(e) if e == rustix::io::Errno::NOENT => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
     let st = match statx_at(&pfd, &name) {
         Ok(st) => st,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -310,7 +314,8 @@ impl Drop for Scratch {
                 .map(PathBuf::from)
                 .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
                 .unwrap_or_else(|| "mkve".into());
-            eprintln!("{me}: warning: {}: not removed: {e}", self.path.display());
+            let msg = format!("{}: not removed: {e}", self.path.display());
+            eprintln!("{me}: warning: {}", crate::text::printable(&msg));
         }
     }
 }
@@ -369,6 +374,19 @@ mod tests {
         assert!(running.exists(), "a running one's stays");
         assert!(young.exists(), "one not yet locked stays");
         assert!(machine.exists(), "others are not touched");
+    }
+
+    #[test]
+    fn what_is_not_there_is_removed_already() {
+        let d = tempfile::tempdir().unwrap();
+        remove_tree(&d.path().join("none")).unwrap();
+        remove_tree(&d.path().join("no/parent/either")).unwrap();
+        std::fs::write(d.path().join("file"), "x").unwrap();
+        remove_tree(&d.path().join("file")).unwrap();
+        assert!(!d.path().join("file").exists());
+        std::os::unix::fs::symlink("/etc", d.path().join("link")).unwrap();
+        remove_tree(&d.path().join("link")).unwrap();
+        assert!(!d.path().join("link").exists() && Path::new("/etc/passwd").exists());
     }
 
     #[test]

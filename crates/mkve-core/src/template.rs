@@ -87,6 +87,9 @@ impl Template {
             return Err(Error::template(dir, None, why));
         }
         let name = template_name(dir);
+        if let Err(why) = check_name(&name) {
+            problems.push(Problem::new(dir, None, why));
+        }
         let hv_file = dir.join("hypervisors");
         let mut listed: Vec<(Hypervisor, usize)> = Vec::new();
         match read_list(&hv_file) {
@@ -344,15 +347,8 @@ fn load_version(path: &Path, why: &str, problems: &mut Vec<Problem>) -> Option<S
         let value = unquote(value.trim());
         if value.is_empty() {
             problems.push(Problem::new(path, Some(n), "template_version is empty"));
-        } else if !value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".+~:_-".contains(c))
-        {
-            problems.push(Problem::new(
-                path,
-                Some(n),
-                format!("template_version \"{value}\" has characters other than letters, digits and . + ~ : _ -"),
-            ));
+        } else if let Err(why) = check_version(value) {
+            problems.push(Problem::new(path, Some(n), why));
         } else if let Some((_, first)) = &version {
             problems.push(Problem::new(
                 path,
@@ -612,8 +608,62 @@ pub fn parse_vps_conf(path: &Path, problems: &mut Vec<Problem>) -> Option<Vec<(S
     (problems.len() == before).then_some(vars)
 }
 
+/// The longest template name: a machine's default name is
+/// `NAME-ID` (`MachineName`, at most 63 bytes), with room for a 10-digit ID.
+pub const NAME_MAX: usize = 52;
+
+/// mkve-template(5)'s rule for a template's name (its directory's name):
+/// letters, digits, `-`, `_` and `.`, starting with a letter or a digit,
+/// at most [`NAME_MAX`] bytes. Errors: why not, the name escaped.
+pub fn check_name(name: &str) -> std::result::Result<(), String> {
+    let shown = name.escape_debug();
+    if name.is_empty() || name.len() > NAME_MAX {
+        return Err(format!(
+            "template name \"{shown}\" must be 1 to {NAME_MAX} bytes long"
+        ));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(format!(
+            "template name \"{shown}\": letters, digits, - _ and . only, starting with a letter or a digit"
+        ));
+    }
+    Ok(())
+}
+
+/// mkve-template(5)'s rule for `template_version`: letters, digits and
+/// `.+~:_-`, not empty. Errors: why not, the value escaped.
+pub fn check_version(value: &str) -> std::result::Result<(), String> {
+    if value.is_empty() {
+        return Err("template_version is empty".into());
+    }
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || ".+~:_-".contains(c))
+    {
+        return Err(format!(
+            "template_version \"{}\" has characters other than letters, digits and . + ~ : _ -",
+            value.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// mkve-template(5)'s rule for a hook's name: a plain file name, no white
+/// space or control character.
+pub fn is_hook_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains('/')
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 /// Debian and ALT package names, with apt's `:arch` and `=version` suffixes.
-fn is_package_name(s: &str) -> bool {
+pub fn is_package_name(s: &str) -> bool {
     s.starts_with(|c: char| c.is_ascii_alphanumeric())
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "+-._:=~".contains(c))

@@ -579,3 +579,53 @@ fn a_failed_create_leaves_no_base_it_made() {
     files_under(&state, &mut left);
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Issue 20, item 4: what a domain's record holds (here: a template name
+/// with an 8-bit CSI and a right-to-left override, which XML can carry) is
+/// shown escaped in the table and in `info`, and exact, JSON-escaped, in
+/// `--json`; the terminal never receives the raw characters.
+#[test]
+fn control_characters_from_a_record_are_escaped_on_every_output() {
+    let env = new_env();
+    let d = env.home.path();
+    let node = d.join("node.xml");
+    std::fs::write(
+        &node,
+        format!(
+            "<node><domain type='test'><name>ntp-100</name><memory>65536</memory><vcpu>1</vcpu>\
+             <os><type>hvm</type></os><metadata><mkve:vm xmlns:mkve='{}'><mkve:id>100</mkve:id>\
+             <mkve:address>192.0.2.100</mkve:address><mkve:template name='ntp&#x9b;2J&#x202e;x' \
+             version='1&#x85;'/><mkve:bundle sha256='00'/></mkve:vm></metadata></domain></node>",
+            mkve_core::libvirt::domain::NS
+        ),
+    )
+    .unwrap();
+    let uri = format!("test://{}", node.display());
+    let raw = ['\u{9b}', '\u{202e}', '\u{85}'];
+    for args in [
+        &["list"][..],
+        &["info", "100"],
+        &["list", "--json"],
+        &["info", "--json", "100"],
+    ] {
+        let r = run_ok(
+            env.cmd()
+                .env("MKVE_STATEDIR", d.join("state"))
+                .args(["-c", &uri])
+                .args(args),
+        );
+        assert!(!r.stdout.contains(raw), "{args:?}: {:?}", r.stdout);
+        if args.contains(&"--json") {
+            let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+            let m = if v.is_array() { &v[0] } else { &v };
+            assert_eq!(m["template"], "ntp\u{9b}2J\u{202e}x", "the exact value");
+        } else {
+            assert!(
+                r.stdout.contains("ntp\\u{9b}2J\\u{202e}x"),
+                "{args:?}: {}",
+                r.stdout
+            );
+            assert!(r.stdout.contains("1\\u{85}"), "{args:?}: {}", r.stdout);
+        }
+    }
+}

@@ -211,6 +211,7 @@ pub fn router(app: Shared) -> Router {
         .route("/api/network", get(api::network))
         .route("/api/log", get(api::log))
         .merge(uploads)
+        .layer(axum::middleware::map_response(printable_body))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             crate::auth::guard,
@@ -235,6 +236,44 @@ pub fn router(app: Shared) -> Router {
             ),
         ))
         .with_state(app)
+}
+
+/// Every page and every JSON answer, whatever made it, with the control
+/// characters that came from a guest, a bundle or a node escaped
+/// (`mkve_core::text`): HTML as the CLI prints text, JSON with JSON's own
+/// escapes (the exact value kept). The pages' own markup has none, so this
+/// changes only what came from outside. Other bodies (assets, the
+/// console's WebSocket) pass as they are.
+async fn printable_body(resp: Response) -> Response {
+    let kind = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let (html, json) = (
+        kind.starts_with("text/html"),
+        kind.starts_with("application/json"),
+    );
+    if !html && !json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    // Pages and answers are built whole in memory: no limit is reached.
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(b) => b,
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    let text = match String::from_utf8(bytes.to_vec()) {
+        Ok(t) => t,
+        Err(_) => return Response::from_parts(parts, axum::body::Body::from(bytes)),
+    };
+    let text = if json {
+        mkve_core::text::json_safe(text)
+    } else {
+        mkve_core::text::printable(&text).into_owned()
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(text))
 }
 
 /// The machines, as `mkve-vm list` finds them.

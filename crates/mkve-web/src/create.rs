@@ -132,7 +132,7 @@ impl Report for Job {
 
     fn note(&self, msg: &str) {
         if self.verbose {
-            eprintln!("{msg}");
+            eprintln!("{}", mkve_core::text::printable(msg));
         }
     }
 

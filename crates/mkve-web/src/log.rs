@@ -98,15 +98,14 @@ impl ActionLog {
             } else {
                 format!(": {}", e.error)
             };
+            let line = format!("{}: {}: {}{tail}", e.user, e.action, e.result);
             eprintln!(
-                "{}: {}: {}: {}{tail}",
+                "{}: {}",
                 mkve_cli::tool(),
-                e.user,
-                e.action,
-                e.result
+                mkve_core::text::printable(&line)
             );
         }
-        if let Ok(line) = serde_json::to_string(&e) {
+        if let Ok(line) = serde_json::to_string(&e).map(mkve_core::text::json_safe) {
             let written = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)

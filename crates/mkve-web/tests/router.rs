@@ -332,3 +332,86 @@ async fn locally_only_loopback_names_and_same_origin_changes_pass() {
         .unwrap()
         .contains("default-src 'self'"));
 }
+
+/// Issue 20, item 4: a record's values with characters a terminal acts on
+/// (an 8-bit CSI, a right-to-left override, a C1 NEL) and a logged error
+/// with an ESC are shown escaped on every page, the log's included, and
+/// JSON-escaped (the exact value) in the API and the log file; nothing
+/// raw is answered.
+#[tokio::test]
+async fn control_characters_are_escaped_in_pages_api_and_log() {
+    let _node = NODE.lock().await;
+    let d = dirs("webtest-net");
+    let conn = test_conn();
+    let net = NetConfig::load().unwrap();
+    network::create(&conn, &net, &Silent).unwrap();
+    let template = "ntp\u{9b}2J\u{202e}x";
+    let record = mkve_core::libvirt::domain::Record {
+        id: 170,
+        address: "192.0.2.170".parse().unwrap(),
+        template: template.into(),
+        version: "1\u{85}".into(),
+        bundle: "0123abcd".into(),
+        signed_by: None,
+    };
+    let xml = format!(
+        "<domain type='test'><name>ctl-170</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>\
+         <os><type>hvm</type></os><metadata>{}</metadata></domain>",
+        mkve_core::libvirt::domain::metadata_xml(&record)
+    );
+    conn.define(&xml, "ctl-170").unwrap();
+    let dir = d.join("web-ctl");
+    let app = app(test_uris(), &dir, false);
+    app.log.push(mkve_web::log::Entry {
+        time: mkve_web::log::now(),
+        user: "root".into(),
+        action: "create evil.bun".into(),
+        result: "failed".into(),
+        error: "evil.bun: meta.json: \u{1b}]0;owned\u{7}".into(),
+    });
+    let raw = ['\u{9b}', '\u{202e}', '\u{85}', '\u{1b}', '\u{7}'];
+    for path in ["/", "/machines/table", "/machines/170", "/log"] {
+        let (status, page, _) = send(&app, get(path)).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            !page.contains(raw),
+            "{path} answers a raw control character"
+        );
+        if path == "/log" {
+            assert!(page.contains("\\u{1b}]0;owned\\u{7}"), "{page}");
+        } else {
+            assert!(page.contains("ntp\\u{9b}2J\\u{202e}x"), "{path}: {page}");
+        }
+    }
+    for path in ["/api/machines", "/api/machines/170", "/api/log"] {
+        let (status, body, _) = send(&app, get(path)).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            !body.contains(raw),
+            "{path} answers a raw control character"
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        fn strings(v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::String(s) => out.push(s.clone()),
+                serde_json::Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+                serde_json::Value::Object(o) => o.values().for_each(|x| strings(x, out)),
+                _ => {}
+            }
+        }
+        let mut all = Vec::new();
+        strings(&v, &mut all);
+        assert!(
+            all.iter()
+                .any(|s| s == template || s == "evil.bun: meta.json: \u{1b}]0;owned\u{7}"),
+            "{path}: the exact value: {body}"
+        );
+    }
+    let file = std::fs::read_to_string(dir.join("actions.log")).unwrap();
+    assert!(
+        !file.contains(raw),
+        "the log file holds no raw control character"
+    );
+    vm::delete(&test_uris(), "170", &Silent).unwrap();
+    network::delete(&conn, &net, true).unwrap();
+}

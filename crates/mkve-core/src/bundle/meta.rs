@@ -100,8 +100,65 @@ impl Meta {
         if !meta.members.contains_key(super::ROOTFS) {
             return Err(bad(format!("lists no {} member", super::ROOTFS)));
         }
+        meta.check_fields().map_err(bad)?;
         Ok(meta)
     }
+
+    /// The fields a template gave, checked by mkve-template(5)'s own rules
+    /// (a signature vouches for who made a bundle, not that its fields are
+    /// sound): the template's name and version, the package names, the
+    /// hook names; the installed packages' names and versions (Debian
+    /// policy 5.6.12: letters, digits and `.+~:-`); `created` as RFC 3339
+    /// UTC (`YYYY-MM-DDTHH:MM:SSZ`). Errors: the first field that breaks
+    /// its rule, its value escaped.
+    fn check_fields(&self) -> std::result::Result<(), String> {
+        use crate::template::{check_name, check_version, is_hook_name, is_package_name};
+        check_name(&self.template.name)?;
+        check_version(&self.template.version)?;
+        for p in &self.packages.requested {
+            if !is_package_name(p) {
+                return Err(format!("\"{}\" is not a package name", p.escape_debug()));
+            }
+        }
+        for i in &self.packages.installed {
+            let version_ok = !i.version.is_empty()
+                && i.version
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".+~:-".contains(c));
+            if !is_package_name(&i.name) || !version_ok {
+                return Err(format!(
+                    "installed package \"{}\" \"{}\" is not a package name and version",
+                    i.name.escape_debug(),
+                    i.version.escape_debug()
+                ));
+            }
+        }
+        for h in &self.hooks {
+            if !is_hook_name(h) {
+                return Err(format!("\"{}\" is not a hook name", h.escape_debug()));
+            }
+        }
+        if !is_rfc3339_utc(&self.created) {
+            return Err(format!(
+                "created \"{}\" is not an RFC 3339 UTC date (YYYY-MM-DDTHH:MM:SSZ)",
+                self.created.escape_debug()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`, as [`rfc3339`] writes it.
+fn is_rfc3339_utc(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 20
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
 }
 
 /// `rootfs.tar.zst`, or `conf/` and a relative path with no `.`, `..` or

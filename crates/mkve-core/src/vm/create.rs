@@ -369,8 +369,13 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     };
     // Until the machine is whole, this marker says a create is making it:
     // if this process is killed, the next create undoes what it made.
+    // Owned by the undo at once: a create refused from here on (a bad
+    // name, a seed that cannot be made) leaves no marker, only a killed
+    // one does.
+    let mut undo = Undo::new(&conn, &net, report);
     let marker = creating_marker(&vms, id);
     std::fs::write(&marker, b"").map_err(|e| Error::create(&marker, e))?;
+    undo.marker = Some(marker);
     let name = machine_name(o, &meta, id)?;
     let data = seed::Data {
         access: &o.access,
@@ -429,8 +434,6 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
             }
         }
     }
-    let mut undo = Undo::new(&conn, &net, report);
-    undo.marker = Some(marker);
     let dir = if hv == Hypervisor::Openvz {
         let node = crate::openvz::Node::system();
         let cached = node.cache_path(id);
