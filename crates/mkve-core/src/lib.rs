@@ -26,6 +26,7 @@ pub mod kvm;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
 pub mod lock;
+pub mod mkveconf;
 pub mod net;
 pub mod nodes;
 #[cfg(feature = "libvirt")]

@@ -32,28 +32,19 @@ impl Default for NetConfig {
 }
 
 impl NetConfig {
-    /// `$MKVE_CONFDIR/mkve.conf`, or the defaults when it does not exist.
-    pub fn load() -> Result<NetConfig> {
-        Self::from_file(&crate::paths::confdir().join("mkve.conf"))
-    }
-
     /// Read `network_name=`, `network_bridge=` and `network_address=A.B.C.D/N`
-    /// lines (blank lines and `#` comments allowed; other keys belong to
-    /// other parts of mkve and are left alone).
+    /// from mkve.conf at `path` (its lines as `mkveconf::lines` reads them:
+    /// the node keys are nodes.rs's); the defaults when it does not exist.
+    /// Commands read the file through `nodes::load`, which checks all of it.
     pub fn from_file(path: &Path) -> Result<NetConfig> {
         let mut c = NetConfig::default();
-        let lines = match crate::template::read_list(path) {
-            Ok(Some(l)) => l,
-            Ok(None) => return Ok(c),
-            Err(p) => return Err(Error::InvalidConfig(p)),
+        let Some(lines) = crate::mkveconf::lines(path)? else {
+            return Ok(c);
         };
         let bad = |n: usize, msg: String| Error::InvalidConfig(Problem::new(path, Some(n), msg));
-        for (n, line) in lines {
-            let Some((k, v)) = line.split_once('=') else {
-                return Err(bad(n, format!("expected KEY=VALUE, found \"{line}\"")));
-            };
-            let v = v.trim().trim_matches('"');
-            match k.trim() {
+        for crate::mkveconf::Line { n, key, value } in lines {
+            let v = value.as_str();
+            match key.as_str() {
                 "network_name" | "network_bridge" if !is_name(v) => {
                     return Err(bad(n, format!("\"{v}\" is not a name (letters, digits, . _ -; at most 15 for a bridge)")));
                 }
@@ -198,7 +189,7 @@ mod tests {
         let f = d.path().join("mkve.conf");
         std::fs::write(
             &f,
-            "# node\nnetwork_address=198.51.100.1/23\nnetwork_bridge=br-mkve\nvms_dir=/x\n",
+            "# node\nnetwork_address=198.51.100.1/23\nnetwork_bridge=br-mkve\n",
         )
         .unwrap();
         let c = NetConfig::from_file(&f).unwrap();

@@ -19,7 +19,7 @@
 //! Only the format and its checks live here; what is done with a node
 //! (listing it, creating and migrating there) is `vm/`'s.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -166,13 +166,28 @@ type NodeKeys = BTreeMap<String, (usize, String)>;
 /// The keys a node takes after `node.NAME.`, for messages.
 const NODE_KEYS: &str = "ids, uri.HYPERVISOR, ssh, address, mkve_vm";
 
+/// `$MKVE_CONFDIR/mkve.conf` read whole, the one way every command reads
+/// it: the network it describes (the defaults when the file does not
+/// exist) and the nodes it lists. Errors (65, file and line): anything
+/// `mkveconf::lines`, `NetConfig::from_file` or `Nodes::from_file` refuses.
+pub fn load() -> Result<(NetConfig, Nodes)> {
+    let path = crate::paths::confdir().join("mkve.conf");
+    let net = NetConfig::from_file(&path)?;
+    let nodes = Nodes::from_file(&path, &net)?;
+    Ok((net, nodes))
+}
+
+/// The network of `$MKVE_CONFDIR/mkve.conf`, the whole file checked
+/// ([`load`]).
+pub fn network() -> Result<NetConfig> {
+    load().map(|(net, _)| net)
+}
+
 impl Nodes {
     /// The nodes `$MKVE_CONFDIR/mkve.conf` lists; none when it does not
     /// exist or lists none. Errors: see [`Nodes::from_file`].
     pub fn load() -> Result<Nodes> {
-        let path = crate::paths::confdir().join("mkve.conf");
-        let net = NetConfig::from_file(&path)?;
-        Self::from_file(&path, &net)
+        load().map(|(_, nodes)| nodes)
     }
 
     /// Read the node keys of mkve.conf at `path` (other keys belong to
@@ -189,27 +204,18 @@ impl Nodes {
             list: Vec::new(),
             ssh_command: DEFAULT_SSH.iter().map(|s| s.to_string()).collect(),
         };
-        let lines = match crate::template::read_list(path) {
-            Ok(Some(l)) => l,
-            Ok(None) => return Ok(nodes),
-            Err(p) => return Err(Error::InvalidConfig(p)),
+        let Some(lines) = crate::mkveconf::lines(path)? else {
+            return Ok(nodes);
         };
         let bad = |n: usize, msg: String| Error::InvalidConfig(Problem::new(path, Some(n), msg));
-        // Each node's keys as given, and where; each key once.
+        // Each node's keys as given, and where (each key once: mkveconf).
         let mut given: Vec<(String, usize, NodeKeys)> = Vec::new();
         let mut this_line = 0;
-        let mut seen: BTreeSet<String> = BTreeSet::new();
-        for (n, line) in lines {
-            let Some((k, v)) = line.split_once('=') else {
-                continue; // NetConfig tells this one
-            };
-            let (k, v) = (k.trim(), v.trim().trim_matches('"'));
+        for crate::mkveconf::Line { n, key, value } in lines {
+            let (k, v) = (key.as_str(), value.as_str());
             let ours = k == "this_node" || k == "node_ssh_command" || k.starts_with("node.");
             if !ours {
                 continue;
-            }
-            if !seen.insert(k.to_string()) {
-                return Err(bad(n, format!("{k} is given twice")));
             }
             if v.is_empty() {
                 return Err(bad(n, format!("{k}: no value")));
@@ -485,8 +491,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("mkve.conf");
         std::fs::write(&f, text).unwrap();
-        let net = NetConfig::from_file(&f).unwrap();
-        let r = Nodes::from_file(&f, &net);
+        // As every command reads it: the lines' errors are the whole
+        // file's, before the network's or the nodes' own.
+        let r = NetConfig::from_file(&f).and_then(|net| Nodes::from_file(&f, &net));
         (d, r)
     }
 
@@ -502,8 +509,7 @@ mod tests {
              node.n2.uri.qemu=qemu+ssh://root@10.0.0.2/system\n\
              node.n2.uri.lxc=\"lxc+ssh://root@10.0.0.2/\"\n\
              node.n2.ssh=root@10.0.0.2\n\
-             node.n2.mkve_vm=/opt/mkve/bin/mkve-vm\n\
-             vms_dir=/x\n",
+             node.n2.mkve_vm=/opt/mkve/bin/mkve-vm\n",
         );
         let nodes = r.unwrap();
         assert_eq!(nodes.this.as_deref(), Some("n1"));

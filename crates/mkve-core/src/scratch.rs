@@ -222,7 +222,7 @@ fn empty_dir(
     let mut stack = vec![top];
     while let Some(frame) = stack.last_mut() {
         let Some(entry) = frame.entries.next() else {
-            let done = stack.pop().expect("a frame");
+            let Some(done) = stack.pop() else { break };
             match stack.last_mut() {
                 Some(up) if done.keep => up.keep = true,
                 Some(up) => rustix::fs::unlinkat(&up.fd, &done.name, AtFlags::REMOVEDIR)?,

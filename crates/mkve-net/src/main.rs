@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use cli::{Cli, Command};
 use mkve_core::libvirt::{self, network};
-use mkve_core::net::NetConfig;
 use mkve_core::Result;
 
 fn main() -> ExitCode {
@@ -16,7 +15,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     let report = cli.verbosity.term();
-    let cfg = NetConfig::load()?;
+    let cfg = mkve_core::nodes::network()?;
     // -c, else LIBVIRT_DEFAULT_URI, else this node's URI in mkve.conf,
     // else qemu's default.
     let conn = || {

@@ -288,7 +288,10 @@ impl CreateArgs {
 /// Shell completion: the IDs and names of the machines `list` shows.
 fn machines() -> Vec<CompletionCandidate> {
     let mut out = Vec::new();
-    for m in vm::list(&vm::uris(None)).unwrap_or_default() {
+    for m in vm::uris(None)
+        .and_then(|u| vm::list(&u))
+        .unwrap_or_default()
+    {
         out.push(CompletionCandidate::new(m.id.to_string()).help(Some(
             format!("{} ({}, {})", m.name, m.hypervisor, m.state).into(),
         )));

@@ -47,7 +47,7 @@ fn run(cli: Cli) -> Result<()> {
             };
         }
     }
-    let uris = vm::uris(cli.connect.uri.as_deref());
+    let uris = vm::uris(cli.connect.uri.as_deref())?;
     match cli.command {
         Command::Create(args) if args.print_xml => {
             mkve_cli::out!("{}", vm::print_xml(&args.options(cli.connect.uri)?)?)

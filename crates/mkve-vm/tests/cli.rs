@@ -629,3 +629,72 @@ fn control_characters_from_a_record_are_escaped_on_every_output() {
         }
     }
 }
+
+/// Issue 20, item 8: mkve.conf is read one way by every command: a
+/// misspelt top-level key, a byte-order mark, a node key that is wrong, a
+/// key given twice are refused (65) with the file, the line and the cause
+/// by `list`, `info`, `create` and `mkve-net status` alike.
+#[test]
+fn every_command_refuses_the_same_mkve_conf_the_same_way() {
+    let env = new_env();
+    let d = env.home.path();
+    let conf = d.join("etc");
+    std::fs::create_dir_all(&conf).unwrap();
+    let file = conf.join("mkve.conf");
+    let net = std::path::Path::new(env!("CARGO_BIN_EXE_mkve-vm")).with_file_name("mkve-net");
+    if !net.exists() {
+        // `cargo test -p mkve-vm` alone builds only this package's binary.
+        let st = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", "mkve-net"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    for (text, want) in [
+        (
+            &b"network_name=n\nnod_ssh_command=ssh -p 2222\n"[..],
+            ":2: unknown key \"nod_ssh_command\"",
+        ),
+        (
+            b"\xef\xbb\xbf# mkve.conf\nnetwork_name=n\n",
+            ":1: starts with a byte-order mark",
+        ),
+        (
+            b"node.n1.ids=100-199\nnode.n1.idz=1\n",
+            ":2: node.n1.idz: unknown key",
+        ),
+        (
+            b"this_node=n1\nnetwork_name=a\nnetwork_name=b\n",
+            ":3: network_name is given twice",
+        ),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let want = format!("{}{want}", file.display());
+        let vm: std::path::PathBuf = env!("CARGO_BIN_EXE_mkve-vm").into();
+        let runs = [
+            (vm.clone(), vec!["list"]),
+            (vm.clone(), vec!["-c", "test:///default", "list"]),
+            (vm.clone(), vec!["info", "100"]),
+            (
+                vm.clone(),
+                vec!["create", "--allow-unsigned", "/nonexistent.bun"],
+            ),
+            (net.clone(), vec!["-c", "test:///default", "status"]),
+        ];
+        for (exe, args) in runs {
+            let r = run(std::process::Command::new(&exe)
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap())
+                .env("MKVE_CONFDIR", &conf)
+                .env("MKVE_STATEDIR", d.join("state"))
+                .env("MKVE_LOCKDIR", d.join("lock"))
+                .args(&args));
+            assert_eq!(r.code, 65, "{args:?} on {text:?}: {}", r.stderr);
+            assert!(
+                r.stderr.contains(&want) && r.stderr.lines().count() == 1,
+                "{args:?} on {text:?}: {}",
+                r.stderr
+            );
+        }
+    }
+}

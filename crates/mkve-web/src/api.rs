@@ -26,7 +26,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use mkve_core::hypervisor::Hypervisor;
 use mkve_core::libvirt::{self, network};
-use mkve_core::net::NetConfig;
 use mkve_core::vm;
 use mkve_core::Error;
 use serde::Deserialize;
@@ -111,7 +110,7 @@ fn done(r: mkve_core::Result<()>) -> Response {
 /// `-c` names, else qemu's, as mkve-net's).
 pub fn network_status(connect: Option<&str>) -> mkve_core::Result<network::Status> {
     let conn = libvirt::connect(&libvirt::uri(connect, Hypervisor::Qemu.default_uri()))?;
-    network::status(&conn, &NetConfig::load()?)
+    network::status(&conn, &mkve_core::nodes::network()?)
 }
 
 pub async fn network(State(app): State<Shared>) -> Response {

@@ -281,7 +281,8 @@ pub fn uris(app: &App) -> Uris {
     app.config.uris.clone()
 }
 
-/// `vm::uris` for `-c`, as the CLI makes them.
-pub fn uris_for(connect: Option<&str>) -> Uris {
+/// `vm::uris` for `-c`, as the CLI makes them. Errors: mkve.conf is
+/// unsound (65), as for the CLI.
+pub fn uris_for(connect: Option<&str>) -> Result<Uris> {
     vm::uris(connect)
 }

@@ -689,7 +689,7 @@ mod tests {
     }
 
     fn config() -> crate::app::Config {
-        crate::app::Config::new(vm::uris(Some("test:///default")))
+        crate::app::Config::new(vm::uris(Some("test:///default")).unwrap())
     }
 
     #[test]

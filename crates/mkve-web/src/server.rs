@@ -46,7 +46,7 @@ pub fn run(cli: Cli) -> Result<()> {
             cli.listen
         );
     }
-    let mut config = Config::new(crate::app::uris_for(cli.connect.uri.as_deref()));
+    let mut config = Config::new(crate::app::uris_for(cli.connect.uri.as_deref())?);
     config.connect = cli.connect.uri;
     config.keyring = cli.keyring;
     config.login = login;

@@ -146,7 +146,7 @@ async fn a_machine_made_through_the_api_is_what_the_cli_lists() {
             mkve_testkit::good("two-containers").to_str().unwrap(),
         ],
     );
-    let uris = mkve_core::vm::uris(Some(&node.uri));
+    let uris = mkve_core::vm::uris(Some(&node.uri)).unwrap();
     let app = app(uris, &node.path().join("web"), false);
     let bytes = std::fs::read(&bundle).unwrap();
 

@@ -13,7 +13,6 @@ use axum::http::Request;
 use common::*;
 use mkve_core::exec::Silent;
 use mkve_core::libvirt::network;
-use mkve_core::net::NetConfig;
 use mkve_core::vm;
 
 /// The test driver's node is one per process: one test at a time on it.
@@ -35,7 +34,7 @@ async fn pages_and_api_show_what_the_cli_lists() {
     let _node = NODE.lock().await;
     let d = dirs("webtest-net");
     let conn = test_conn();
-    let net = NetConfig::load().unwrap();
+    let net = mkve_core::nodes::network().unwrap();
     network::create(&conn, &net, &Silent).unwrap();
     define_test_machine(&conn, 150, "web-a-150");
     define_test_machine(&conn, 151, "web-b-151");
@@ -113,7 +112,7 @@ async fn actions_act_are_logged_and_delete_asks_for_the_id() {
     let _node = NODE.lock().await;
     let d = dirs("webtest-net");
     let conn = test_conn();
-    let net = NetConfig::load().unwrap();
+    let net = mkve_core::nodes::network().unwrap();
     network::create(&conn, &net, &Silent).unwrap();
     define_test_machine(&conn, 160, "web-c-160");
     let app = app(test_uris(), &d.join("web2"), false);
@@ -343,7 +342,7 @@ async fn control_characters_are_escaped_in_pages_api_and_log() {
     let _node = NODE.lock().await;
     let d = dirs("webtest-net");
     let conn = test_conn();
-    let net = NetConfig::load().unwrap();
+    let net = mkve_core::nodes::network().unwrap();
     network::create(&conn, &net, &Silent).unwrap();
     let template = "ntp\u{9b}2J\u{202e}x";
     let record = mkve_core::libvirt::domain::Record {

@@ -171,7 +171,7 @@ fn check_id(o: &CreateOptions, hv: Option<Hypervisor>) -> Result<()> {
     let Some(id) = o.id.map(MachineId::get) else {
         return Ok(());
     };
-    NetConfig::load()?.address_of(id)?;
+    crate::nodes::network()?.address_of(id)?;
     ids::check_range(id, Nodes::load()?.local_range()?)?;
     match hv {
         Some(hv) if id < hv.first_id() => Err(Error::Usage(format!(
@@ -239,7 +239,8 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     // migration never lands on an ID its target holds.
     let nodes = Nodes::load()?;
     let range = nodes.local_range()?;
-    let elsewhere = super::site::used_elsewhere(&nodes, &NetConfig::load()?, o.local_ids, report)?;
+    let elsewhere =
+        super::site::used_elsewhere(&nodes, &crate::nodes::network()?, o.local_ids, report)?;
     let vms = vms_dir();
     // Verify and unpack first: nothing is made from a bundle that fails.
     let staging = staging(&vms)?;
@@ -347,7 +348,7 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
         o.connect.as_deref(),
         &crate::nodes::local_uri(hv),
     ))?;
-    let net = NetConfig::load()?;
+    let net = crate::nodes::network()?;
     if !network::status(&conn, &net)?.defined {
         return Err(Error::Unavailable {
             what: format!("network {}", net.name),
@@ -635,7 +636,7 @@ pub fn print_xml(o: &CreateOptions) -> Result<String> {
     let hv = meta.hypervisor;
     check_name(o, hv)?;
     check_id(o, Some(hv))?;
-    let net = NetConfig::load()?;
+    let net = crate::nodes::network()?;
     let id = match o.id {
         Some(id) => id.get(),
         None => {

@@ -83,7 +83,7 @@ fn orphans(scan: &Scan) -> Result<BTreeMap<u32, Vec<&'static str>>> {
     }
     let machines: BTreeSet<u32> = scan.machines.iter().map(|(_, _, m)| m.id.get()).collect();
     if let Some(conn) = &scan.any {
-        let net = NetConfig::load()?;
+        let net = crate::nodes::network()?;
         if network::status(conn, &net)?.defined {
             for h in network::status(conn, &net)?.hosts {
                 if let Some(id) = h.id.filter(|id| !machines.contains(id)) {
@@ -112,7 +112,7 @@ pub fn list(uris: &Uris) -> Result<Vec<Machine>> {
 
 /// The orphans of `scan`, as machines in state `orphan`.
 fn orphan_machines(scan: &Scan) -> Result<Vec<Machine>> {
-    let net = NetConfig::load()?;
+    let net = crate::nodes::network()?;
     let mut all: Vec<Machine> = Vec::new();
     for (id, what) in orphans(scan)? {
         let Ok(mid) = MachineId::new(id) else {
@@ -515,7 +515,7 @@ pub(super) fn remove_leftovers(
     id: MachineId,
     report: &dyn Report,
 ) -> Result<()> {
-    let net = NetConfig::load()?;
+    let net = crate::nodes::network()?;
     if network::status(conn, &net)?.defined {
         network::remove_host(conn, &net, id.get(), report)?;
     }
@@ -620,7 +620,7 @@ mod tests {
         std::env::set_var("MKVE_CONFDIR", d.path().join("conf"));
         std::env::set_var("MKVE_STATEDIR", d.path().join("state"));
         std::env::set_var("MKVE_LOCKDIR", d.path().join("lock"));
-        let net = NetConfig::load().unwrap();
+        let net = crate::nodes::network().unwrap();
         let conn = libvirt::connect("test:///default").unwrap();
         network::create(&conn, &net, &Silent).unwrap();
         network::add_host(&conn, &net, 100, "gone-100", &Silent).unwrap();

@@ -458,7 +458,7 @@ pub fn migrate(
         what: format!("node {}", to.name),
         why: e.to_string(),
     })?;
-    let net = NetConfig::load()?;
+    let net = crate::nodes::network()?;
     let status = network::status(&tconn, &net)?;
     if !status.defined || !status.active {
         return Err(Error::Unavailable {
@@ -993,7 +993,7 @@ pub fn receive(report: &dyn Report) -> Result<()> {
     let header: Header = serde_json::from_str(&line)
         .map_err(|e| Error::Usage(format!("(stdin): not a migration's header: {e}")))?;
     let id = MachineId::new(header.id).map_err(Error::Usage)?;
-    let net = NetConfig::load()?;
+    let net = crate::nodes::network()?;
     let conn = libvirt::connect(&libvirt::uri(
         None,
         &crate::nodes::local_uri(header.hypervisor),

@@ -163,31 +163,29 @@ pub struct Uris {
 /// The URIs to look for machines on: the one given (or
 /// `LIBVIRT_DEFAULT_URI`); else this node's in mkve.conf (mkve-vm(1),
 /// NODES), each of which must answer; else every hypervisor's default
-/// that mkve uses on this node.
-pub fn uris(given: Option<&str>) -> Uris {
+/// that mkve uses on this node. Errors (65): mkve.conf is unsound
+/// (`nodes::load`: a file one command refuses, every command refuses).
+pub fn uris(given: Option<&str>) -> crate::Result<Uris> {
     let env = std::env::var("LIBVIRT_DEFAULT_URI")
         .ok()
         .filter(|u| !u.is_empty());
     if let Some(u) = given.map(str::to_string).or(env) {
-        return Uris {
+        return Ok(Uris {
             list: vec![u],
             explicit: true,
-        };
+        });
     }
-    if let Some(list) = crate::nodes::Nodes::load()
-        .ok()
-        .and_then(|n| n.local_uris())
-    {
-        return Uris {
+    if let Some(list) = crate::nodes::Nodes::load()?.local_uris() {
+        return Ok(Uris {
             list,
             explicit: true,
-        };
+        });
     }
-    Uris {
+    Ok(Uris {
         list: Hypervisor::searched_uris()
             .into_iter()
             .map(str::to_string)
             .collect(),
         explicit: false,
-    }
+    })
 }
