@@ -204,6 +204,26 @@ rm -f "$work/flat.img"
 qid2=$("$bin/mkve-vm" -c "$qemu" -q create --allow-unsigned "$work/ntp-qemu.bun")
 check "a second qemu machine on the base takes under 10 MB of its own ($(du -sk "$MKVE_STATEDIR/vms/$qid2" | cut -f1) KiB)" \
     test "$(du -sk "$MKVE_STATEDIR/vms/$qid2" | cut -f1)" -lt 10240
+# A disk base removed under its machines (issue 20): every command that
+# acts on one of them refuses at once (65), naming the base and machines;
+# a create will not make the disk base again (their overlays would stand
+# on another image); bases lists it as missing. Then it is put back.
+qbase_dir=$(dirname "$qbase") qshort=$(basename "$(dirname "$qbase")" | cut -c1-12)
+mv "$qbase_dir" "$work/base-away"
+refused() { # refused WHAT ARGS...: exit 65 and the words
+    "$bin/mkve-vm" -c "$qemu" "$@" >/dev/null 2>"$work/refused.err"
+    local code=$?
+    [ "$code" = 65 ] && grep -q "base $qshort is missing (machines on it: .*$qid2" "$work/refused.err" ||
+        { echo "exit $code: $(cat "$work/refused.err")" >&2; return 1; }
+}
+check "a disk base gone: detach refuses (65), naming it and its machines" refused detach "$qid2"
+check "  start refuses too, at once" refused start "$qid2"
+check "  a create of its bundle will not make the disk base again" refused create --allow-unsigned "$work/ntp-qemu.bun"
+check "  bases lists it as missing, with its machines" sh -c \
+    "'$bin/mkve-vm' bases | grep -q '^$qshort - *MISSING .*$qid,$qid2'"
+check "  bases --verify says so and exits 65" sh -c \
+    "'$bin/mkve-vm' bases --verify >/dev/null 2>'$work/verify.err'; test \$? = 65 && grep -q 'is missing' '$work/verify.err'"
+mv "$work/base-away" "$qbase_dir"
 "$bin/mkve-vm" -c "$qemu" detach "$qid2"
 check "detach gives it a whole disk, kernel and initrd of its own" sh -c \
     "! qemu-img info -U '$MKVE_STATEDIR/vms/$qid2/disk.qcow2' | grep -q backing && test -s '$MKVE_STATEDIR/vms/$qid2/vmlinuz' && virsh -c '$qemu' dumpxml ntp-server-$qid2 | grep -q '<kernel>$MKVE_STATEDIR/vms/$qid2/vmlinuz</kernel>'"

@@ -140,6 +140,36 @@ check "the next create has no killed create to speak of" \
     bash -c "test -n '$next' && ! grep -qi killed '$work/next.err'"
 "$bin/mkve-vm" -q delete "$next"
 
+# --- an lxc base changed or removed under its machines (issue 20) ----------
+# A same-size edit with its mtime put back (the fingerprint covers ctime,
+# which no one sets back), then the base removed: start (and libvirt's own
+# start through the lxc hook) refuse at once with 65 naming the base and
+# its machines; bases and bases --verify say so; delete still cleans up.
+bid=$("$bin/mkve-vm" -q create --allow-unsigned "$work/tiny.bun")
+bdigest=$(cat "$MKVE_STATEDIR/vms/$bid/base") bshort=$(cut -c1-12 "$MKVE_STATEDIR/vms/$bid/base")
+data=$MKVE_STATEDIR/bases/$bdigest/rootfs/var/lib/data
+printf 'X' | dd of="$data" bs=1 seek=4096 conv=notrunc status=none
+touch -d "@$(stat -c %Y "$MKVE_STATEDIR/bases/$bdigest/rootfs/var/lib")" "$data"
+started=$SECONDS
+"$bin/mkve-vm" start "$bid" 2>"$work/changed.err"; code=$?
+check "start on a base edited in place (same size, same mtime) exits 65 at once ($code, $((SECONDS - started)) s)" \
+    test "$code" = 65 -a $((SECONDS - started)) -lt 10
+check "  naming the base and its machine" grep -q "base $bshort of .* was changed after it was made (machines on it: $bid)" "$work/changed.err"
+bname=$("$bin/mkve-vm" info --json "$bid" | python3 -c 'import json,sys; print(json.load(sys.stdin)["name"])')
+check "  virsh start (libvirt's lxc hook) refuses it too" sh -c "! virsh -q start '$bname' 2>/dev/null"
+check "  bases --verify: CHANGED, exit 65" sh -c "'$bin/mkve-vm' bases --verify >'$work/v.out' 2>/dev/null; test \$? = 65 && grep -q CHANGED '$work/v.out'"
+"$bin/mkve-vm" -q delete "$bid"
+bid=$("$bin/mkve-vm" -q create --allow-unsigned "$work/tiny.bun")
+bdigest=$(cat "$MKVE_STATEDIR/vms/$bid/base")
+rm -rf "$MKVE_STATEDIR/bases/$bdigest"
+"$bin/mkve-vm" start "$bid" 2>"$work/missing.err"; code=$?
+check "start on a base removed by rm -rf exits 65 ($code)" test "$code" = 65
+check "  naming the base and its machine" grep -q "base $bshort is missing (machines on it: $bid)" "$work/missing.err"
+check "  bases lists it as missing with its machine" sh -c "'$bin/mkve-vm' bases | grep -q '^$bshort - *MISSING .* $bid\$'"
+check "  bases --verify exits 65" sh -c "! '$bin/mkve-vm' bases --verify >/dev/null 2>&1"
+check "  delete still removes the machine" "$bin/mkve-vm" -q delete "$bid"
+check "  and then nothing is missing" test -z "$("$bin/mkve-vm" bases | tail -n +2)"
+
 # --- kill -9 while a base is made (mkve-vm(1), BASES) ------------------------
 # A root of 100 MB: its first create unpacks it and makes the base for about
 # a second. Each round's machine (if the create finished) is deleted, and
@@ -205,6 +235,65 @@ for i in $(seq "$race_rounds"); do
 done
 check "$race_rounds rounds of delete/stop/start/create racing: all as they should, no machine without its root or entry" test "$bad" = 0
 check "no ID left behind" test -z "$(machines)$(hosts)$(orphans)"
+
+# --- detach, delete and bases --prune racing start and create ---------------
+# On machines on a base: detach racing start of the same machine, delete
+# racing start of another, bases --prune racing a create that makes or
+# stands on the base. Each ends as one order or the other would: every
+# machine is whole (on a base that is there, or with a root of its own),
+# no base is pruned under a machine or a create, no entry without machine.
+bad=0
+for i in $(seq "$race_rounds"); do
+    x=$("$bin/mkve-vm" -q create --allow-unsigned "$work/tiny.bun")
+    y=$("$bin/mkve-vm" -q create --allow-unsigned "$work/tiny.bun")
+    "$bin/mkve-vm" -q detach "$x" 2>"$work/r.detach" & p1=$!
+    "$bin/mkve-vm" -q start "$x" 2>"$work/r.startx" & p2=$!
+    "$bin/mkve-vm" -q delete "$y" 2>"$work/r.delete" & p3=$!
+    "$bin/mkve-vm" -q start "$y" 2>"$work/r.starty" & p4=$!
+    "$bin/mkve-vm" -q bases --prune >/dev/null 2>"$work/r.prune" & p5=$!
+    z=$("$bin/mkve-vm" -q create --allow-unsigned --start "$work/tiny.bun" 2>"$work/r.create") ||
+        { echo "round $i: create: $(cat "$work/r.create")" >&2; bad=$((bad + 1)); }
+    wait "$p1" || grep -q "running: stop it first" "$work/r.detach" ||
+        { echo "round $i: detach: $(cat "$work/r.detach")" >&2; bad=$((bad + 1)); }
+    wait "$p2" || { echo "round $i: start $x: $(cat "$work/r.startx")" >&2; bad=$((bad + 1)); }
+    wait "$p3" || { echo "round $i: delete $y: $(cat "$work/r.delete")" >&2; bad=$((bad + 1)); }
+    wait "$p4" || grep -q "no machine $y" "$work/r.starty" ||
+        { echo "round $i: start $y: $(cat "$work/r.starty")" >&2; bad=$((bad + 1)); }
+    wait "$p5" || { echo "round $i: prune: $(cat "$work/r.prune")" >&2; bad=$((bad + 1)); }
+    for m in $(machines); do
+        if [ -e "$MKVE_STATEDIR/vms/$m/base" ]; then
+            d=$(cat "$MKVE_STATEDIR/vms/$m/base")
+            [ -s "$MKVE_STATEDIR/bases/$d/base.json" ] || { echo "round $i: machine $m's base $d is gone" >&2; bad=$((bad + 1)); }
+        elif [ ! -x "$MKVE_STATEDIR/vms/$m/rootfs/bin/busybox" ]; then
+            echo "round $i: machine $m, detached, has no root" >&2; bad=$((bad + 1))
+        fi
+    done
+    [ "$(machines | sorted)" = "$(hosts | sorted)" ] || { echo "round $i: machines $(machines), entries $(hosts)" >&2; bad=$((bad + 1)); }
+    for m in $(machines); do "$bin/mkve-vm" -q delete "$m" || bad=$((bad + 1)); done
+done
+check "$race_rounds rounds of detach/delete/prune racing start/create: each as one order or the other, every machine whole" test "$bad" = 0
+check "and nothing is left: no machine, entry or base" test -z "$(machines)$(hosts)$(ls -A "$MKVE_STATEDIR/bases" | grep -v '^\.')"
+
+# --- kill -9 of mkve-vm detach ---------------------------------------------
+# A machine on the 100 MB base, detached and killed at a random moment of
+# the copy and the moves: it is whole either way (on its base, or with a
+# root of its own), no lock is held, and it starts and runs.
+held=0
+for i in $(seq "$kill_rounds"); do
+    k=$("$bin/mkve-vm" -q create --allow-unsigned "$work/based.bun")
+    "$bin/mkve-vm" -q detach "$k" >/dev/null 2>&1 & pid=$!
+    pause 15
+    kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+    locks_free || held=$((held + 1))
+    if ! "$bin/mkve-vm" -q start "$k" 2>"$work/k.start"; then
+        echo "round $i: machine $k does not start after a killed detach: $(cat "$work/k.start")" >&2; held=$((held + 1))
+    elif [ ! -s "$MKVE_STATEDIR/vms/$k/rootfs/var/lib/big" ]; then
+        echo "round $i: machine $k started without its root" >&2; held=$((held + 1))
+    fi
+    "$bin/mkve-vm" -q delete "$k" || held=$((held + 1))
+done
+check "kill -9 of detach, $kill_rounds rounds: the machine whole and starting, no lock held" test "$held" = 0
+check "and nothing of it is left" test -z "$(machines)$(ls "$MKVE_STATEDIR/vms")"
 
 # --- a full disk ----------------------------------------------------------
 mkdir -p "$work/small"

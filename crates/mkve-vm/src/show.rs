@@ -126,14 +126,20 @@ pub fn bases(bases: &[BaseInfo], as_json: bool) -> Result<()> {
         )?;
         for b in bases {
             let kind = match b.kind {
-                BaseKind::Disk => "disk",
-                BaseKind::Root => "root",
+                Some(BaseKind::Disk) => "disk",
+                Some(BaseKind::Root) => "root",
+                None => "-",
+            };
+            let template = if b.missing {
+                "MISSING"
+            } else {
+                b.template.as_str()
             };
             outln!(
                 "{:<12} {:<4} {:<20} {:<10} {:>8}M {}{}",
                 vm::short_digest(&b.digest),
                 kind,
-                b.template,
+                template,
                 b.version,
                 b.bytes.div_ceil(1 << 20),
                 b.verified
@@ -154,6 +160,15 @@ pub fn bases(bases: &[BaseInfo], as_json: bool) -> Result<()> {
         .collect();
     match changed.first() {
         None => Ok(()),
+        Some(b) if b.missing => Err(Error::InvalidBundle(mkve_core::error::Problem::new(
+            vm::bases_dir().join(&b.digest),
+            None,
+            format!(
+                "base {} is missing: removed while machines {} stand on it; restore it, or delete them",
+                vm::short_digest(&b.digest),
+                b.machines.join(", ")
+            ),
+        ))),
         Some(b) => Err(Error::InvalidBundle(mkve_core::error::Problem::new(
             vm::bases_dir().join(&b.digest),
             None,

@@ -85,8 +85,15 @@ pub struct Record {
     /// disk sizes are reckoned from.
     pub root_bytes: u64,
     /// sha256 over each file's path, size, mtime and inode (see
-    /// `fingerprint`).
+    /// `fingerprint`), and its ctime when `fingerprint_ctime`.
     pub fingerprint: String,
+    /// Whether `fingerprint` covers each file's ctime: for a root base
+    /// made since ctime was added (an edit that keeps a file's size and
+    /// puts its mtime back still moves its ctime, which no one can set
+    /// back). Not for a disk base: libvirt gives a running guest's
+    /// backing file to the qemu user and back, which moves its ctime.
+    #[serde(default)]
+    pub fingerprint_ctime: bool,
     /// sha256 over each file's path, type, mode, owner (for a root) and
     /// contents or link target (see `full_digest`).
     pub content: String,
@@ -145,7 +152,7 @@ pub(super) fn open(digest: &str) -> Result<Option<Base>> {
     let record: Record = serde_json::from_slice(&text)
         .map_err(|e| changed(&rec_path, format!("unreadable base record: {e}")))?;
     let base = Base { dir, record };
-    let now = fingerprint(&base.dir, base.record.kind)?;
+    let now = fingerprint(&base.dir, base.record.kind, base.record.fingerprint_ctime)?;
     if now != base.record.fingerprint {
         return Err(changed(
             &base.dir,
@@ -157,6 +164,98 @@ pub(super) fn open(digest: &str) -> Result<Option<Base>> {
         ));
     }
     Ok(Some(base))
+}
+
+/// The base `digest` that machines stand on, checked before anything acts
+/// on one of them (start, the lxc hook, detach, migrate): there, and its
+/// fingerprint as recorded. `vms` is the machines' directory, `bases` the
+/// bases' (the lxc hook finds both from a machine's directory, without
+/// mkve's environment). Errors (65), naming the base and its machines:
+/// the base is missing (removed under them), or changed since it was made.
+pub(super) fn check_for_machines(vms: &Path, bases: &Path, digest: &str) -> Result<Base> {
+    let dir = bases.join(digest);
+    let machines = holders_in(vms).remove(digest).unwrap_or_default();
+    let on = if machines.is_empty() {
+        String::new()
+    } else {
+        format!(" (machines on it: {})", machines.join(", "))
+    };
+    let text = match std::fs::read(dir.join(RECORD)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(changed(
+                &dir,
+                format!(
+                    "base {} is missing{on}: it was removed while machines stand on it; \
+                     restore it, or delete its machines (mkve-vm bases lists it as missing)",
+                    short(digest)
+                ),
+            ))
+        }
+        Err(e) => return Err(Error::io(dir.join(RECORD), e)),
+    };
+    let record: Record = serde_json::from_slice(&text)
+        .map_err(|e| changed(&dir.join(RECORD), format!("unreadable base record: {e}")))?;
+    let now = fingerprint(&dir, record.kind, record.fingerprint_ctime).map_err(|e| {
+        changed(
+            &dir,
+            format!("base {} is not whole{on}: {e}", short(digest)),
+        )
+    })?;
+    if now != record.fingerprint {
+        return Err(changed(
+            &dir,
+            format!(
+                "base {} of {} {} was changed after it was made{on} (a file's size, time or inode differs): \
+                 mkve-vm bases --verify checks it in full",
+                short(digest),
+                record.template,
+                record.version
+            ),
+        ));
+    }
+    Ok(Base { dir, record })
+}
+
+/// Before a create makes base `digest` of `kind`: refuse (65) to make a
+/// disk base again while machines stand on the one that is gone. Their
+/// qcow2 overlays hold blocks of that disk image, and an image made again
+/// (mkfs.ext4 lays files out anew) is not it: they would start on a
+/// corrupt disk. A root base is made again from the same files, which an
+/// overlay's upper layer stands on as well as on the old.
+pub(super) fn refuse_remaking(kind: Kind, digest: &str) -> Result<()> {
+    if kind != Kind::Disk {
+        return Ok(());
+    }
+    let machines: Vec<String> = holders()
+        .remove(digest)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| !m.starts_with('.'))
+        .collect();
+    if machines.is_empty() {
+        return Ok(());
+    }
+    Err(changed(
+        &bases_dir().join(digest),
+        format!(
+            "base {} is missing (machines on it: {}): a disk base made again would not be the one \
+             their overlays were written on; restore it, or delete those machines first",
+            short(digest),
+            machines.join(", ")
+        ),
+    ))
+}
+
+/// [`check_for_machines`] for the machine in `dir` (`vms/ID`): `None` when
+/// it stands on no base.
+pub(super) fn check_of_machine(dir: &Path) -> Result<Option<Base>> {
+    let Some(digest) = of_machine(dir) else {
+        return Ok(None);
+    };
+    let vms = dir.parent().unwrap_or(Path::new("."));
+    let bases = vms.parent().unwrap_or(Path::new("/")).join("bases");
+    check_for_machines(vms, &bases, &digest).map(Some)
 }
 
 /// The files of a disk base, in the order they are covered.
@@ -198,23 +297,19 @@ struct Entry {
     meta: std::fs::Metadata,
 }
 
-/// sha256 over `path size mtime_ns inode` of every file of the base: no
-/// file's contents are read. Not the owner nor ctime: libvirt gives a
-/// running guest's backing files to the qemu user and back.
-pub(super) fn fingerprint(dir: &Path, kind: Kind) -> Result<String> {
+/// sha256 over `path size mtime_ns inode` of every file of the base, and
+/// its `ctime_ns` when `ctime`: no file's contents are read. Not the
+/// owner: libvirt gives a running guest's backing files to the qemu user
+/// and back (and so not the ctime of a disk base's files either).
+pub(super) fn fingerprint(dir: &Path, kind: Kind, ctime: bool) -> Result<String> {
     let mut h = Sha256::new();
     for Entry { rel, meta: m, .. } in payload(dir, kind)? {
         h.update(rel.as_os_str().as_encoded_bytes());
-        h.update(
-            format!(
-                "\0{} {} {} {}\n",
-                m.len(),
-                m.mtime(),
-                m.mtime_nsec(),
-                m.ino()
-            )
-            .as_bytes(),
-        );
+        h.update(format!("\0{} {} {} {}", m.len(), m.mtime(), m.mtime_nsec(), m.ino()).as_bytes());
+        if ctime {
+            h.update(format!(" {} {}", m.ctime(), m.ctime_nsec()).as_bytes());
+        }
+        h.update(b"\n");
     }
     Ok(hex(&h.finalize()))
 }
@@ -323,7 +418,8 @@ pub(super) fn make(
             .map(|d| d.as_secs())
             .unwrap_or(0),
         root_bytes: bytes,
-        fingerprint: fingerprint(s, kind)?,
+        fingerprint: fingerprint(s, kind, kind == Kind::Root)?,
+        fingerprint_ctime: kind == Kind::Root,
         content: full_digest(s, kind)?,
     };
     let json = serde_json::to_vec_pretty(&record).map_err(|e| Error::Other(e.to_string()))?;
@@ -406,7 +502,8 @@ pub fn short(digest: &str) -> &str {
 #[derive(Debug, Clone, Serialize)]
 pub struct BaseInfo {
     pub digest: String,
-    pub kind: Kind,
+    /// `None` (JSON `null`) for a missing base.
+    pub kind: Option<Kind>,
     pub template: String,
     pub version: String,
     /// Disk space it takes, in bytes (allocated blocks).
@@ -416,6 +513,10 @@ pub struct BaseInfo {
     /// With `--verify`: `ok`, or what differs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified: Option<String>,
+    /// Machines stand on it but it is gone (removed under them): its
+    /// kind, template and version are unknown (`-`), its size 0.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub missing: bool,
 }
 
 /// Every base on the node. With `verify`, each one's full digest is
@@ -451,12 +552,34 @@ pub fn list(verify: bool, report: &dyn Report) -> Result<Vec<BaseInfo>> {
             bytes: disk_usage(&dir),
             machines: holders.get(&digest).cloned().unwrap_or_default(),
             digest,
-            kind: record.kind,
+            kind: Some(record.kind),
             template: record.template,
             version: record.version,
             verified,
+            missing: false,
         });
     }
+    // Bases machines name that are not there (or not whole: no record).
+    for (digest, machines) in holders {
+        if out.iter().any(|b| b.digest == digest) {
+            continue;
+        }
+        // A create making it holds it before it is there: not missing.
+        if machines.iter().all(|m| m.starts_with('.')) {
+            continue;
+        }
+        out.push(BaseInfo {
+            digest,
+            kind: None,
+            template: "-".into(),
+            version: "-".into(),
+            bytes: 0,
+            machines,
+            verified: verify.then(|| "MISSING: removed while machines stand on it".into()),
+            missing: true,
+        });
+    }
+    out.sort_by(|a, b| a.digest.cmp(&b.digest));
     Ok(out)
 }
 
@@ -464,7 +587,7 @@ pub fn list(verify: bool, report: &dyn Report) -> Result<Vec<BaseInfo>> {
 fn check_in_full(dir: &Path, record: &Record) -> Result<String> {
     Ok(if full_digest(dir, record.kind)? != record.content {
         "CHANGED: its contents differ from what was made".into()
-    } else if fingerprint(dir, record.kind)? != record.fingerprint {
+    } else if fingerprint(dir, record.kind, record.fingerprint_ctime)? != record.fingerprint {
         "CHANGED: a file's size, time or inode differs (contents as made)".into()
     } else {
         "ok".into()
@@ -522,23 +645,27 @@ mod tests {
     fn a_changed_file_changes_the_fingerprint_and_the_digest() {
         let d = tree();
         let (f0, c0) = (
-            fingerprint(d.path(), Kind::Root).unwrap(),
+            fingerprint(d.path(), Kind::Root, false).unwrap(),
             full_digest(d.path(), Kind::Root).unwrap(),
         );
-        assert_eq!(f0, fingerprint(d.path(), Kind::Root).unwrap());
-        // Same size, new contents, same mtime: the fingerprint misses it
-        // (by design: no contents are read), the digest does not.
+        assert_eq!(f0, fingerprint(d.path(), Kind::Root, false).unwrap());
+        let fc = fingerprint(d.path(), Kind::Root, true).unwrap();
+        assert_eq!(fc, fingerprint(d.path(), Kind::Root, true).unwrap());
+        // Same size, new contents, same mtime: the fingerprint without
+        // ctime misses it (no contents are read), the one with ctime (a
+        // root base's since issue 20) and the digest do not.
         let p = d.path().join("rootfs/etc/hostname");
         let t = std::fs::metadata(&p).unwrap().modified().unwrap();
         let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
         std::os::unix::fs::FileExt::write_at(&f, b"BASE\n", 0).unwrap();
         f.set_modified(t).unwrap();
         drop(f);
-        assert_eq!(f0, fingerprint(d.path(), Kind::Root).unwrap());
+        assert_eq!(f0, fingerprint(d.path(), Kind::Root, false).unwrap());
+        assert_ne!(fc, fingerprint(d.path(), Kind::Root, true).unwrap());
         assert_ne!(c0, full_digest(d.path(), Kind::Root).unwrap());
         // A new file: both see it.
         std::fs::write(d.path().join("rootfs/etc/new"), "x").unwrap();
-        assert_ne!(f0, fingerprint(d.path(), Kind::Root).unwrap());
+        assert_ne!(f0, fingerprint(d.path(), Kind::Root, false).unwrap());
         // A link's target.
         let c1 = full_digest(d.path(), Kind::Root).unwrap();
         std::fs::remove_file(d.path().join("rootfs/etc/name")).unwrap();
@@ -552,13 +679,13 @@ mod tests {
     fn a_base_moved_whole_keeps_its_fingerprint() {
         let d = tree();
         let (f, c) = (
-            fingerprint(d.path(), Kind::Root).unwrap(),
+            fingerprint(d.path(), Kind::Root, false).unwrap(),
             full_digest(d.path(), Kind::Root).unwrap(),
         );
         let other = tempfile::tempdir().unwrap();
         let moved = other.path().join("moved");
         std::fs::rename(d.path(), &moved).unwrap();
-        assert_eq!(f, fingerprint(&moved, Kind::Root).unwrap());
+        assert_eq!(f, fingerprint(&moved, Kind::Root, false).unwrap());
         assert_eq!(c, full_digest(&moved, Kind::Root).unwrap());
         std::fs::rename(&moved, d.path()).unwrap();
     }
@@ -571,13 +698,13 @@ mod tests {
         }
         std::fs::write(d.path().join(".lock"), "").unwrap();
         let (f0, c0) = (
-            fingerprint(d.path(), Kind::Disk).unwrap(),
+            fingerprint(d.path(), Kind::Disk, false).unwrap(),
             full_digest(d.path(), Kind::Disk).unwrap(),
         );
         // What a maker leaves beside the files, or removes, does not count.
         std::fs::write(d.path().join(RECORD), "{}").unwrap();
         std::fs::remove_file(d.path().join(".lock")).unwrap();
-        assert_eq!(f0, fingerprint(d.path(), Kind::Disk).unwrap());
+        assert_eq!(f0, fingerprint(d.path(), Kind::Disk, false).unwrap());
         assert_eq!(c0, full_digest(d.path(), Kind::Disk).unwrap());
         std::fs::write(d.path().join("vmlinuz"), "other").unwrap();
         assert_ne!(c0, full_digest(d.path(), Kind::Disk).unwrap());

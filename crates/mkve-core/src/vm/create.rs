@@ -260,6 +260,7 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
             *plan.borrow_mut() = Plan::OnBase(b, lock);
             return Ok(true);
         }
+        base::refuse_remaking(kind, digest)?;
         report.progress("unpacking the bundle");
         *plan.borrow_mut() = Plan::MakeBase(kind, digest.clone(), lock);
         Ok(false)
@@ -667,6 +668,7 @@ pub fn print_xml(o: &CreateOptions) -> Result<String> {
                 made: 0,
                 root_bytes: 0,
                 fingerprint: String::new(),
+                fingerprint_ctime: false,
                 content: String::new(),
             },
         }),

@@ -247,6 +247,10 @@ pub(super) fn prepare_root(m: &Machine) -> Result<()> {
     let dir = vms_dir().join(m.id.to_string());
     if super::overlay::is_overlay(&dir) {
         super::overlay::mount(&dir)?;
+    } else {
+        // A disk machine's base: missing or changed, refused (65) here,
+        // not by qemu after a timeout.
+        super::base::check_of_machine(&dir)?;
     }
     Ok(())
 }
@@ -439,6 +443,8 @@ pub fn detach(uris: &Uris, target: &str, report: &dyn Report) -> Result<MachineI
     let Some(digest) = super::base::of_machine(&dir) else {
         return Err(Error::Usage(format!("{} stands on no base", what(&m))));
     };
+    // Missing or changed: refused (65) before anything is copied.
+    super::base::check_of_machine(&dir)?;
     if d.is_active()? {
         return Err(Error::Unavailable {
             what: what(&m),
@@ -495,7 +501,7 @@ pub fn detach(uris: &Uris, target: &str, report: &dyn Report) -> Result<MachineI
         let empty = dir.join(".rootfs.empty");
         std::fs::rename(&point, &empty).map_err(|e| Error::io(&point, e))?;
         std::fs::rename(&tmp, &point).map_err(|e| Error::create(&point, e))?;
-        let _ = std::fs::remove_dir(&empty);
+        let _ = crate::scratch::remove_tree(&empty);
     } else {
         return Err(Error::Usage(format!("{} stands on no base", what(&m))));
     }

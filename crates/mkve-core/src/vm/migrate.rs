@@ -427,6 +427,8 @@ pub fn migrate(
     let running = d.is_active()?;
     let files = domain::files_of(&d.inactive_xml()?)
         .map_err(|e| Error::Other(format!("{what}: its domain XML: {e}")))?;
+    // A machine on a missing or changed base: that first (65).
+    super::base::check_of_machine(&dir)?;
     if let Some(outside) = files.iter().find(|f| !f.path.starts_with(&dir)) {
         return Err(Error::Usage(match super::base::of_machine(&dir) {
             Some(digest) => format!(

@@ -58,9 +58,7 @@ fn options(lower: &Path, dir: &Path) -> Result<String> {
 /// the base is gone, the mount fails.
 pub(super) fn mount(dir: &Path) -> Result<()> {
     let point = mount_point(dir);
-    if is_mounted(&point) {
-        return Ok(());
-    }
+    undo_killed_detach(dir)?;
     let digest = super::base::of_machine(dir)
         .ok_or_else(|| Error::Other(format!("{}: names no base", dir.display())))?;
     // The state directory is the machine's directory's grandparent: from
@@ -69,16 +67,13 @@ pub(super) fn mount(dir: &Path) -> Result<()> {
         .parent()
         .and_then(Path::parent)
         .unwrap_or(Path::new("/"));
-    let lower = state.join("bases").join(&digest).join("rootfs");
-    if !lower.is_dir() {
-        return Err(Error::Unavailable {
-            what: format!("machine in {}", dir.display()),
-            why: format!(
-                "its base {} is gone (bases/{digest}/rootfs)",
-                super::base::short(&digest)
-            ),
-        });
+    // Missing or changed, it is refused (65) before anything is mounted
+    // or started, a mount made before it changed included.
+    let base = super::base::check_for_machines(&state.join("vms"), &state.join("bases"), &digest)?;
+    if is_mounted(&point) {
+        return Ok(());
     }
+    let lower = base.root();
     std::fs::create_dir_all(dir.join("work")).map_err(|e| Error::create(dir.join("work"), e))?;
     let opts = options(&lower, dir)?;
     nix::mount::mount(
@@ -89,6 +84,28 @@ pub(super) fn mount(dir: &Path) -> Result<()> {
         Some(opts.as_str()),
     )
     .map_err(|e| Error::create(&point, std::io::Error::from(e)))
+}
+
+/// What `detach` of an lxc machine killed midway left, undone (the caller
+/// holds the machine's lock): detach copies the merged root to
+/// `.rootfs.detach`, moves the mount point away to `.rootfs.empty`, moves
+/// the copy into its place, and only then drops the machine's hold on its
+/// base. Killed between the two moves, the machine has no `rootfs`: the
+/// mount point is put back (the machine is on its base as before, its
+/// upper layer untouched) and the copy removed. Errors: a move fails.
+pub(super) fn undo_killed_detach(dir: &Path) -> Result<()> {
+    let (point, empty, copy) = (
+        mount_point(dir),
+        dir.join(".rootfs.empty"),
+        dir.join(".rootfs.detach"),
+    );
+    if std::fs::symlink_metadata(&point).is_err() && empty.is_dir() {
+        std::fs::rename(&empty, &point).map_err(|e| Error::io(&empty, e))?;
+    }
+    if copy.exists() && super::base::of_machine(dir).is_some() {
+        crate::scratch::remove_tree(&copy).map_err(|e| Error::io(&copy, e))?;
+    }
+    Ok(())
 }
 
 /// Unmount the machine in `dir` if it is mounted. Errors: it is busy.
