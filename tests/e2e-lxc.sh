@@ -209,7 +209,7 @@ check "a second qemu machine on the base takes under 10 MB of its own ($(du -sk 
 # a create will not make the disk base again (their overlays would stand
 # on another image); bases lists it as missing. Then it is put back.
 qbase_dir=$(dirname "$qbase") qshort=$(basename "$(dirname "$qbase")" | cut -c1-12)
-mv "$qbase_dir" "$work/base-away"
+mv "$qbase_dir" "$MKVE_STATEDIR/base-away"  # the same mount: a rename, inodes kept
 refused() { # refused WHAT ARGS...: exit 65 and the words
     "$bin/mkve-vm" -c "$qemu" "$@" >/dev/null 2>"$work/refused.err"
     local code=$?
@@ -223,7 +223,7 @@ check "  bases lists it as missing, with its machines" sh -c \
     "'$bin/mkve-vm' bases | grep -q '^$qshort - *MISSING .*$qid,$qid2'"
 check "  bases --verify says so and exits 65" sh -c \
     "'$bin/mkve-vm' bases --verify >/dev/null 2>'$work/verify.err'; test \$? = 65 && grep -q 'is missing' '$work/verify.err'"
-mv "$work/base-away" "$qbase_dir"
+mv "$MKVE_STATEDIR/base-away" "$qbase_dir"
 "$bin/mkve-vm" -c "$qemu" detach "$qid2"
 check "detach gives it a whole disk, kernel and initrd of its own" sh -c \
     "! qemu-img info -U '$MKVE_STATEDIR/vms/$qid2/disk.qcow2' | grep -q backing && test -s '$MKVE_STATEDIR/vms/$qid2/vmlinuz' && virsh -c '$qemu' dumpxml ntp-server-$qid2 | grep -q '<kernel>$MKVE_STATEDIR/vms/$qid2/vmlinuz</kernel>'"
