@@ -218,7 +218,8 @@ fn empty_dir(
     let mut stack = vec![top];
     while let Some(frame) = stack.last_mut() {
         let Some(entry) = frame.entries.next() else {
-            let done = stack.pop().expect("a frame");
+            // The frame just looked at: there is one.
+            let Some(done) = stack.pop() else { break };
             match stack.last_mut() {
                 Some(up) if done.keep => up.keep = true,
                 Some(up) => rustix::fs::unlinkat(&up.fd, &done.name, AtFlags::REMOVEDIR)?,
