@@ -144,6 +144,7 @@ fn publish(
         allow_unsigned: cli.keys.allow_unsigned,
         sign_key: cli.sign_key.as_deref(),
         gnupg_home: None,
+        valid_for: cli.valid_for.map(|v| v.0),
         report,
     })?;
     for p in published {
@@ -159,6 +160,8 @@ fn fetch(cli: &Cli, url: &fetch::Url, report: &dyn mkve_core::exec::Report) -> R
         .clone()
         .unwrap_or_else(|| PathBuf::from(url.name()));
     not_a_terminal(&output)?;
+    // Stopped by a signal, the part file goes (mkve-bundle(1), SIGNALS).
+    mkve_core::interrupt::catch()?;
     let keyring = keyring(cli, true);
     let opts = ReadOptions {
         keyring: keyring.as_deref(),

@@ -268,6 +268,10 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     check(o, hv)?;
     check_id(o, Some(hv))?;
     let label = files::display_name(&o.bundle);
+    // A signal caught (a create from a URL: interrupt.rs) stops the create
+    // at the next of these checks, and what it made is undone.
+    let stop = || crate::interrupt::check(&label.to_string_lossy());
+    stop()?;
     let params = crate::params::resolve(
         &crate::params::of_unpacked(&unpacked, &label.to_string_lossy())?,
         &o.params,
@@ -357,6 +361,7 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     // The ID, with its machine lock held until the machine is whole (or
     // undone): no delete or other operation on it runs meanwhile, and
     // other creates pass it by, so the IDs lock is needed only to choose.
+    stop()?;
     let (id, _machine_lock) = {
         let _ids_lock = ids::lock()?;
         super::manage::sweep_killed_creates(&conn, &net, report);
@@ -371,6 +376,10 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     // if this process is killed, the next create undoes what it made.
     let marker = creating_marker(&vms, id);
     std::fs::write(&marker, b"").map_err(|e| Error::create(&marker, e))?;
+    // From here a failure (or a signal caught) undoes what was made, the
+    // marker last: only a killed create leaves it.
+    let mut undo = Undo::new(&conn, &net, report);
+    undo.marker = Some(marker);
     let name = machine_name(o, &meta, id)?;
     let data = seed::Data {
         access: &o.access,
@@ -429,8 +438,7 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
             }
         }
     }
-    let mut undo = Undo::new(&conn, &net, report);
-    undo.marker = Some(marker);
+    stop()?;
     let dir = if hv == Hypervisor::Openvz {
         let node = crate::openvz::Node::system();
         let cached = node.cache_path(id);
@@ -453,6 +461,7 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
         dir
     };
 
+    stop()?;
     let spec = spec_for(o, &meta, signed_by, id, &net, &dir, base.as_ref())?;
     let xml = domain::xml(&spec);
     report.note(&format!("defining {}:\n{xml}", spec.name));
@@ -473,12 +482,14 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     }
     network::add_host(&conn, &net, id, &spec.name, report)?;
     undo.host = Some(id);
+    stop()?;
     if o.start {
         report.progress(&format!("starting machine {id}"));
         if let Some(d) = &undo.domain {
             d.start(&what)?;
         }
     }
+    stop()?;
     undo.keep();
     made_base.0 = None;
     MachineId::new(id).map_err(Error::Other)
