@@ -1002,3 +1002,259 @@ fn a_signal_during_a_fetch_ends_it_at_once_leaving_no_part_file() {
         );
     }
 }
+
+/// `src`'s files put in place of `dst`'s.
+fn serve_copy_of(src: &Path, dst: &Path) {
+    if dst.exists() {
+        std::fs::remove_dir_all(dst).unwrap();
+    }
+    copy_dir(src, dst);
+}
+
+/// Sign `dir`'s SHA256SUMS by hand (gpg, the signer's key) with
+/// `notations` (`name=value`), as an older signature could have been.
+fn sign_by_hand(dir: &Path, notations: &[String]) {
+    let sig = dir.join("SHA256SUMS.gpg");
+    let _ = std::fs::remove_file(&sig);
+    let mut c = Command::new("gpg");
+    c.arg("--homedir")
+        .arg(&signer().home)
+        .args(["--batch", "--quiet", "--yes", "--detach-sign"]);
+    for n in notations {
+        c.args(["--sig-notation", n]);
+    }
+    let o = c
+        .arg("-o")
+        .arg(&sig)
+        .arg(dir.join("SHA256SUMS"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+}
+
+/// The serial `dir`'s list was signed with (gpg --list-packets).
+fn serial_of(dir: &Path) -> u64 {
+    let o = Command::new("gpg")
+        .arg("--homedir")
+        .arg(&signer().home)
+        .arg("--list-packets")
+        .arg(dir.join("SHA256SUMS.gpg"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let at = text.find("serial@mkve=").expect("a serial");
+    text[at + 12..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn an_older_list_served_in_place_of_a_newer_one_is_refused() {
+    let b = bundles();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let (v1, v2) = (w.join("v1"), w.join("v2"));
+    // The first list, then a second with another bundle added: each
+    // publish signs a greater serial, the clock's, never SOURCE_DATE_EPOCH's.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let pub_dir = w.join("pub");
+    assert_eq!(publish(&pub_dir, &[&b.a], &signer().home).code, 0);
+    copy_dir(&pub_dir, &v1);
+    let r = publish(&pub_dir, &[&b.b], &signer().home);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    copy_dir(&pub_dir, &v2);
+    let (s1, s2) = (serial_of(&v1), serial_of(&v2));
+    assert!(s1 >= now && s1 < now + 600, "serial {s1}, now {now}");
+    assert!(s2 > s1, "{s2} after {s1}");
+    // Still what sha256sum and gpgv read.
+    let ok = Command::new("sha256sum")
+        .args(["-c", "--strict", "SHA256SUMS"])
+        .current_dir(&v2)
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{ok:?}");
+    let gpgv = Command::new("gpgv")
+        .arg("--keyring")
+        .arg(&signer().keyring)
+        .arg(v2.join("SHA256SUMS.gpg"))
+        .arg(v2.join("SHA256SUMS"))
+        .output()
+        .unwrap();
+    assert!(gpgv.status.success(), "{gpgv:?}");
+
+    let served = w.join("served");
+    std::fs::create_dir(&served).unwrap();
+    let d = served.join("d");
+    let server = HttpServer::serve(&served);
+    let out = w.join("out");
+    std::fs::create_dir(&out).unwrap();
+    // One client: one home, so one memory, across its runs.
+    let env = new_env();
+    let fetch_as = |url: &str, o: &str| {
+        run(env
+            .cmd()
+            .current_dir(&out)
+            .arg("--fetch")
+            .arg(url)
+            .arg("--keyring")
+            .arg(&signer().keyring)
+            .args(["-o", o]))
+    };
+    // A first fetch believes what it is given: even the older list.
+    serve_copy_of(&v1, &d);
+    let r = fetch_as(&server.url("d/lxc.bun"), "1.bun");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    serve_copy_of(&v2, &d);
+    let r = fetch_as(&server.url("d/lxc.bun"), "2.bun");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = fetch_as(&server.url("d/openvz.bun"), "3.bun");
+    assert_eq!(r.code, 0, "the same list again: {}", r.stderr);
+    let fetched = dir_names(&out);
+
+    // Replays, each of another kind.
+    let same_serial = w.join("same-serial");
+    copy_dir(&v2, &same_serial);
+    let list = std::fs::read_to_string(same_serial.join("SHA256SUMS")).unwrap();
+    let one_line: String = list.lines().take(1).map(|l| format!("{l}\n")).collect();
+    std::fs::write(same_serial.join("SHA256SUMS"), one_line).unwrap();
+    sign_by_hand(&same_serial, &[format!("serial@mkve={s2}")]);
+    let unstamped = w.join("unstamped");
+    copy_dir(&v2, &unstamped);
+    sign_by_hand(&unstamped, &[]);
+    let older = format!("older (serial {s1}, signed ");
+    let seen = format!("before (serial {s2}, signed ");
+    for (name, dir, url, part) in [
+        // The issue's: the older list and its bundle in place of the new.
+        ("v1", &v1, server.url("d/lxc.bun"), older.as_str()),
+        // The same, asking for a bundle only the new list has.
+        ("v1 openvz", &v1, server.url("d/openvz.bun"), older.as_str()),
+        // The same directory under its host's name in upper case.
+        (
+            "v1, HTTP://",
+            &v1,
+            server.url("d/lxc.bun").replace("http://", "HTTP://"),
+            older.as_str(),
+        ),
+        // Another list signed with the serial already seen.
+        (
+            "same serial",
+            &same_serial,
+            server.url("d/lxc.bun"),
+            "another list with the same serial as the one",
+        ),
+        // A list signed afresh, by hand, with no serial.
+        (
+            "no serial",
+            &unstamped,
+            server.url("d/lxc.bun"),
+            "older (no serial, signed ",
+        ),
+    ] {
+        serve_copy_of(dir, &d);
+        let r = fetch_as(&url, "x.bun");
+        assert_eq!(r.code, 65, "{name}: {}", r.stderr);
+        assert!(
+            r.stderr
+                .to_ascii_lowercase()
+                .starts_with("mkve-bundle: http://127.0.0.1:")
+                && r.stderr.contains("/d/SHA256SUMS: ")
+                && r.stderr.contains(part)
+                && r.stderr.contains(&seen),
+            "{name}: {}",
+            r.stderr
+        );
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+        assert_eq!(dir_names(&out), fetched, "{name}");
+    }
+    // The newer list is still taken, and a newer one still.
+    serve_copy_of(&v2, &d);
+    assert_eq!(fetch_as(&server.url("d/lxc.bun"), "4.bun").code, 0);
+    let r = publish(&pub_dir, &[&b.a], &signer().home);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    serve_copy_of(&pub_dir, &d);
+    let r = fetch_as(&server.url("d/lxc.bun"), "5.bun");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn an_expired_list_is_refused() {
+    let b = bundles();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let short = w.join("short");
+    let r = run(new_env()
+        .cmd()
+        .env("GNUPGHOME", &signer().home)
+        .arg("--publish")
+        .arg(&short)
+        .arg(&b.a)
+        .args(["--valid-for", "1s", "-v", "--keyring"])
+        .arg(&signer().keyring));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains(", valid until "), "{}", r.stderr);
+    let long = w.join("long");
+    let r = run(new_env()
+        .cmd()
+        .env("GNUPGHOME", &signer().home)
+        .arg("--publish")
+        .arg(&long)
+        .arg(&b.a)
+        .args(["--valid-for", "7d", "--keyring"])
+        .arg(&signer().keyring));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Signed by hand, valid until a time long past.
+    let past = w.join("past");
+    copy_dir(&long, &past);
+    sign_by_hand(
+        &past,
+        &[
+            format!("serial@mkve={}", serial_of(&long) + 1),
+            "valid-until@mkve=2020-01-01T00:00:00Z".into(),
+        ],
+    );
+    // And one whose stamp does not read.
+    let garbled = w.join("garbled");
+    copy_dir(&long, &garbled);
+    sign_by_hand(&garbled, &["serial@mkve=12x".into()]);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let server = HttpServer::serve(w);
+    let out = w.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let r = fetch(&server.url("long/lxc.bun"), &out, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    std::fs::remove_file(out.join("lxc.bun")).unwrap();
+    for (dir, part) in [
+        ("short", "/short/SHA256SUMS: expired: signed "),
+        ("past", "/past/SHA256SUMS: expired: signed 2"),
+        (
+            "garbled",
+            "/garbled/SHA256SUMS.gpg: serial@mkve=\"12x\": not a serial",
+        ),
+    ] {
+        let r = fetch(&server.url(&format!("{dir}/lxc.bun")), &out, &[]);
+        r.assert_stderr(65, part);
+        assert!(dir_names(&out).is_empty(), "{dir}");
+    }
+    let r = fetch(&server.url("past/lxc.bun"), &out, &[]);
+    assert!(
+        r.stderr.contains("valid until 2020-01-01T00:00:00Z"),
+        "{}",
+        r.stderr
+    );
+    // --valid-for's values.
+    for bad in ["0s", "7", "1y", "-1d", "", "999999999w"] {
+        let r = run(new_env()
+            .cmd()
+            .arg("--publish")
+            .arg(w.join("never"))
+            .arg(&b.a)
+            .args(["--valid-for", bad]));
+        assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
+    }
+}

@@ -46,11 +46,6 @@ pub struct Seen {
 const MAX_BYTES: usize = 4096;
 
 impl Seen {
-    /// The order of lists: by serial, then by date.
-    fn order(&self) -> (u64, u64) {
-        (self.serial, self.signed)
-    }
-
     /// The file's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         format!(
@@ -172,9 +167,11 @@ pub fn dir() -> Result<PathBuf> {
 /// directory, and remember it when it is newer. A first list from a
 /// directory is accepted; the same list again too.
 ///
-/// Errors: a list older than the one remembered (a lower serial, or the
-/// same serial and an earlier date), or another list of the same serial
-/// and date: `Error::Signature` (65), saying which list this host has seen;
+/// Lists are ordered by serial; two without one (signed by hand) by the
+/// dates of their signatures.
+///
+/// Errors: a list older than the one remembered, or another list of the
+/// same serial (of the same date, without serials): `Error::Signature` (65), saying which list this host has seen;
 /// a memory file that does not read: `Error::InvalidBundle` (65) naming it;
 /// the memory not writable: `Error::CannotCreate` (73).
 pub fn accept(memory: &Path, list_url: &str, new: &Seen) -> Result<()> {
@@ -209,33 +206,43 @@ pub fn accept(memory: &Path, list_url: &str, new: &Seen) -> Result<()> {
             };
             format!("{serial}, signed {}", rfc3339(s.signed))
         };
-        if new.order() < old.order() {
-            return Err(Error::signature(
-                list_url,
-                format!(
-                    "older ({}) than the list this host accepted from {} before ({}): a replayed or frozen copy is refused (remembered in {})",
-                    said(new),
-                    new.url,
-                    said(old),
-                    path.display()
-                ),
-            ));
-        }
-        if new.order() == old.order() {
-            if new.sha256 == old.sha256 {
-                return Ok(());
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        let verdict = match new.serial.cmp(&old.serial) {
+            Greater => Greater,
+            Less => Less,
+            _ if new.sha256 == old.sha256 => return Ok(()),
+            // Lists without a serial (signed by hand) go by their dates.
+            Equal if new.serial == 0 => new.signed.cmp(&old.signed),
+            Equal => Equal,
+        };
+        match verdict {
+            Greater => {}
+            Less => {
+                return Err(Error::signature(
+                    list_url,
+                    format!(
+                        "older ({}) than the list this host accepted from {} before ({}): a replayed or frozen copy is refused (remembered in {})",
+                        said(new),
+                        new.url,
+                        said(old),
+                        path.display()
+                    ),
+                ))
             }
-            return Err(Error::signature(
-                list_url,
-                format!(
-                    "another list with the same {} as the one this host accepted from {} before (sha256 {}, not {}): refused (remembered in {})",
-                    said(new),
-                    new.url,
-                    new.sha256,
-                    old.sha256,
-                    path.display()
-                ),
-            ));
+            Equal => {
+                return Err(Error::signature(
+                    list_url,
+                    format!(
+                        "another list with the same {} as the one this host accepted from {} before ({}; sha256 {}, not {}): refused (remembered in {})",
+                        if new.serial == 0 { "date" } else { "serial" },
+                        new.url,
+                        said(old),
+                        new.sha256,
+                        old.sha256,
+                        path.display()
+                    ),
+                ))
+            }
         }
     }
     let mut out = crate::files::Output::create(&path)?;
@@ -308,9 +315,9 @@ mod tests {
                 seen(9, 200, G),
                 "older (serial 9, signed 1970-01-01T00:03:20Z)",
             ),
-            (seen(10, 99, G), "older"),
+            (seen(10, 99, G), "another list with the same serial"),
+            (seen(10, 101, G), "another list with the same serial"),
             (seen(0, 1000, G), "older (no serial"),
-            (seen(10, 100, G), "another list with the same serial 10"),
         ] {
             let e = accept(&m, list, &older).unwrap_err();
             assert_eq!(e.exit_code(), 65);
