@@ -82,6 +82,10 @@ pub fn run(cli: Cli) -> Result<()> {
             .output_dir
             .clone()
             .ok_or_else(|| Error::Usage("--all-hypervisors needs --output-dir".into()))?;
+        // Made at once as mkdir -p makes it (as --publish makes its
+        // directory), before any bundle is built: one that cannot be made
+        // is named now, not after the first build.
+        std::fs::create_dir_all(&dir).map_err(|e| Error::create(&dir, e))?;
         for &h in &template.hypervisors {
             let out = dir.join(format!("{}-{h}.bun", template.name));
             build(&cli, &template, h, &out, &report)?;

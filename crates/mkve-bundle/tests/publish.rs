@@ -1258,3 +1258,43 @@ fn an_expired_list_is_refused() {
         assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
     }
 }
+
+#[test]
+fn output_dir_is_made_at_once_or_named_when_it_cannot_be() {
+    bundles();
+    let root = shared_dir().join("publish-bundles/root");
+    let work = tempfile::tempdir().unwrap();
+    let all = |dir: &Path| {
+        run(new_env()
+            .cmd()
+            .args(["--all-hypervisors", "--force-no-sign", "--rootfs"])
+            .arg(&root)
+            .arg("--output-dir")
+            .arg(dir)
+            .arg(good("two-containers")))
+    };
+    // Missing, with a missing parent: made as mkdir -p makes it.
+    let nested = work.path().join("a/b/bundles");
+    let r = all(&nested);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        dir_names(&nested),
+        ["two-containers-lxc.bun", "two-containers-openvz.bun"]
+    );
+    // One that cannot be made: named, before anything is built.
+    let file = work.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    for dir in [
+        file.clone(),
+        file.join("sub"),
+        PathBuf::from("/proc/mkve-no"),
+    ] {
+        let r = all(&dir);
+        r.assert_stderr(
+            73,
+            &format!("mkve-bundle: {}: cannot create", dir.display()),
+        );
+        assert!(!r.stderr.contains("mkve-part"), "{}", r.stderr);
+    }
+    assert_eq!(dir_names(work.path()), ["a", "file"]);
+}
