@@ -61,6 +61,9 @@ pub struct Cli {
     /// Verify bundles and publish them in DIR, keeping its signed SHA256SUMS (for --fetch, mkve-vm create URL, machinectl pull-tar)
     #[arg(long, value_names = ["DIR", "BUNDLE"], num_args = 2.., group = "mode")]
     pub publish: Vec<PathBuf>,
+    /// With --publish: sign the list as valid for this long (N followed by s, m, h, d or w: 7d); fetches refuse it after that
+    #[arg(long, value_name = "DURATION")]
+    pub valid_for: Option<ValidFor>,
     /// Download a published bundle (http:// or https://), checked against the signed SHA256SUMS beside it and verified, to -o FILE [default: its name, here]
     #[arg(long, value_name = "URL", group = "mode")]
     pub fetch: Option<String>,
@@ -92,4 +95,32 @@ fn complete_template(current: &std::ffi::OsStr) -> Vec<CompletionCandidate> {
         .collect();
     out.extend(clap_complete::engine::PathCompleter::dir().complete(current));
     out
+}
+
+/// `--valid-for`: a number of seconds, minutes, hours, days or weeks
+/// (`90m`, `7d`), 1 second to 100 years.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValidFor(pub std::time::Duration);
+
+impl std::str::FromStr for ValidFor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("\"{s}\": a number followed by s, m, h, d or w (7d)");
+        let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+        let per: u64 = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            "w" => 604_800,
+            _ => return Err(bad()),
+        };
+        let n: u64 = n.parse().map_err(|_| bad())?;
+        let secs = n
+            .checked_mul(per)
+            .filter(|t| (1..=100 * 365 * 86_400).contains(t));
+        secs.map(|t| ValidFor(std::time::Duration::from_secs(t)))
+            .ok_or_else(|| format!("\"{s}\": from 1 second to 100 years"))
+    }
 }

@@ -82,6 +82,10 @@ pub fn run(cli: Cli) -> Result<()> {
             .output_dir
             .clone()
             .ok_or_else(|| Error::Usage("--all-hypervisors needs --output-dir".into()))?;
+        // Made at once as mkdir -p makes it (as --publish makes its
+        // directory), before any bundle is built: one that cannot be made
+        // is named now, not after the first build.
+        std::fs::create_dir_all(&dir).map_err(|e| Error::create(&dir, e))?;
         for &h in &template.hypervisors {
             let out = dir.join(format!("{}-{h}.bun", template.name));
             build(&cli, &template, h, &out, &report)?;
@@ -144,6 +148,7 @@ fn publish(
         allow_unsigned: cli.keys.allow_unsigned,
         sign_key: cli.sign_key.as_deref(),
         gnupg_home: None,
+        valid_for: cli.valid_for.map(|v| v.0),
         report,
     })?;
     for p in published {
@@ -159,6 +164,8 @@ fn fetch(cli: &Cli, url: &fetch::Url, report: &dyn mkve_core::exec::Report) -> R
         .clone()
         .unwrap_or_else(|| PathBuf::from(url.name()));
     not_a_terminal(&output)?;
+    // Stopped by a signal, the part file goes (mkve-bundle(1), SIGNALS).
+    mkve_core::interrupt::catch()?;
     let keyring = keyring(cli, true);
     let opts = ReadOptions {
         keyring: keyring.as_deref(),

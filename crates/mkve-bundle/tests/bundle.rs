@@ -562,9 +562,10 @@ fn nothing_but_zeros_may_follow_the_end_of_the_archive() {
                 "{which} + {what}: {msg}"
             );
         }
-        // Padding with zeros, as tar pads to a record, is fine.
+        // Padding with zeros to a record, as tar pads, is fine; a block
+        // of zeros more is not.
         let mut padded = bundle.to_vec();
-        padded.resize(padded.len() + 10240, 0);
+        padded.resize(padded.len().div_ceil(10240) * 10240, 0);
         let (_d, b) = write_bundle(&padded);
         let r = run(new_env()
             .cmd()
@@ -574,6 +575,12 @@ fn nothing_but_zeros_may_follow_the_end_of_the_archive() {
             .arg(&signer().keyring)
             .args(args));
         assert_eq!(r.code, 0, "{which} padded: {}", r.stderr);
+        padded.resize(padded.len() + 512, 0);
+        let msg = refused(&padded, args);
+        assert!(
+            msg.contains("more zeros after the end of the archive"),
+            "{which} + a block: {msg}"
+        );
     }
 }
 

@@ -572,3 +572,53 @@ fn variable_quiet() {
         "the result is still printed: {quiet}"
     );
 }
+
+#[test]
+fn variable_valid_for() {
+    // A bundle of a plain root (no hooks, no root needed), published with
+    // the file's valid_for: the list is signed valid until a day from now.
+    let env = new_env();
+    let root = env.make_dir("root");
+    std::fs::create_dir(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/hostname"), "x\n").unwrap();
+    let bundle = env.home.path().join("a.bun");
+    run_ok(
+        env.cmd()
+            .env("GNUPGHOME", &signer().home)
+            .args(["-H", "lxc", "--rootfs"])
+            .arg(&root)
+            .arg("-o")
+            .arg(&bundle)
+            .arg(good("two-containers")),
+    );
+    env.write_config("valid_for=1d\n");
+    let r = run_ok(
+        env.cmd()
+            .env("GNUPGHOME", &signer().home)
+            .arg("-v")
+            .arg("--publish")
+            .arg(env.home.path().join("pub"))
+            .arg(&bundle)
+            .arg("--keyring")
+            .arg(&signer().keyring),
+    );
+    let tomorrow = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 86_400;
+    let day = mkve_core::stamp::rfc3339(tomorrow);
+    assert!(
+        r.stderr.contains(&format!(", valid until {}", &day[..10])),
+        "{}",
+        r.stderr
+    );
+    env.write_config("valid_for=soon\n");
+    let r = run(env
+        .cmd()
+        .arg("--publish")
+        .arg(env.home.path().join("pub"))
+        .arg(&bundle));
+    assert_eq!(r.code, 65, "{}", r.stderr);
+    assert!(r.stderr.contains("valid_for"), "{}", r.stderr);
+}

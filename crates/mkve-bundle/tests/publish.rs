@@ -671,3 +671,630 @@ fn https_servers_are_checked_against_the_system_store_or_ssl_cert_file() {
         std::fs::read(&bundles().a).unwrap()
     );
 }
+
+/// How a raw server answers a request for a path.
+type Answer = fn(&str, &mut std::net::TcpStream);
+
+/// The head of a 200 answer with no length: the body ends when the
+/// connection does.
+const OPEN_ENDED: &[u8] = b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n";
+
+/// The good directory's bundle, then `byte` until the client goes.
+fn bundle_then_endless(s: &mut std::net::TcpStream, byte: u8) {
+    let body = std::fs::read(published().join("lxc.bun")).unwrap();
+    let _ = s.write_all(OPEN_ENDED);
+    let _ = s.write_all(&body);
+    let more = vec![byte; 64 << 10];
+    let started = std::time::Instant::now();
+    while s.write_all(&more).is_ok() && started.elapsed().as_secs() < 60 {}
+}
+
+/// How a fetch of `lxc.bun` from `port` ends, `-o o` in `out`, with the
+/// environment `env` added; and how long it took.
+fn fetch_timed(port: u16, out: &Path, o: &str, env: &[(&str, &str)]) -> (Run, f64) {
+    let started = std::time::Instant::now();
+    let r = run(new_env()
+        .cmd()
+        .envs(env.iter().copied())
+        .current_dir(out)
+        .arg("--fetch")
+        .arg(format!("http://127.0.0.1:{port}/lxc.bun"))
+        .arg("--keyring")
+        .arg(&signer().keyring)
+        .args(["-o", o]));
+    (r, started.elapsed().as_secs_f64())
+}
+
+#[test]
+fn a_download_that_never_ends_is_refused_at_once_and_leaves_no_file() {
+    published();
+    let out = tempfile::tempdir().unwrap();
+    let size = std::fs::metadata(published().join("lxc.bun"))
+        .unwrap()
+        .len();
+    let servers: [(&str, Answer, &str); 4] = [
+        // The issue's: a valid bundle, then zeros for ever.
+        (
+            "endless zeros",
+            |p, s| match p {
+                "/lxc.bun" => bundle_then_endless(s, 0),
+                _ => send_file(p.trim_start_matches('/'), s, false),
+            },
+            "more zeros after the end of the archive than pad it to a 10240-byte record",
+        ),
+        (
+            "endless bytes",
+            |p, s| match p {
+                "/lxc.bun" => bundle_then_endless(s, 1),
+                _ => send_file(p.trim_start_matches('/'), s, false),
+            },
+            "data after the end of the archive",
+        ),
+        // Finite, with its length told, but past the record.
+        (
+            "a MiB of zeros",
+            |p, s| match p {
+                "/lxc.bun" => {
+                    let mut body = std::fs::read(published().join("lxc.bun")).unwrap();
+                    body.resize(body.len() + (1 << 20), 0);
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = s.write_all(head.as_bytes());
+                    let _ = s.write_all(&body);
+                }
+                _ => send_file(p.trim_start_matches('/'), s, false),
+            },
+            "more zeros after the end of the archive",
+        ),
+        // Zeros to the record, then a block more.
+        (
+            "one block past the record",
+            |p, s| match p {
+                "/lxc.bun" => {
+                    let mut body = std::fs::read(published().join("lxc.bun")).unwrap();
+                    body.resize(body.len().div_ceil(10240) * 10240 + 512, 0);
+                    let _ = s.write_all(OPEN_ENDED);
+                    let _ = s.write_all(&body);
+                }
+                _ => send_file(p.trim_start_matches('/'), s, false),
+            },
+            "more zeros after the end of the archive",
+        ),
+    ];
+    for (what, answer, part) in servers {
+        let port = serve_raw(6, answer);
+        for o in ["got.bun", "-"] {
+            let (r, secs) = fetch_timed(port, out.path(), o, &[]);
+            r.assert_stderr(65, &format!("http://127.0.0.1:{port}/lxc.bun: {part}"));
+            assert_eq!(r.stderr.lines().count(), 1, "{what}: {}", r.stderr);
+            assert!(secs < 20.0, "{what} -o {o}: {secs} s");
+            assert!(
+                r.raw_stdout.len() as u64 <= size.div_ceil(10240) * 10240 + 64 * 1024,
+                "{what} -o {o}: {} bytes written",
+                r.raw_stdout.len()
+            );
+            assert!(
+                dir_names(out.path()).is_empty(),
+                "{what}: {:?}",
+                dir_names(out.path())
+            );
+        }
+    }
+
+    // A server that sends a little, often enough for the per-read timeout
+    // never to end it: the deadline does.
+    let port = serve_raw(3, |p, s| match p {
+        "/lxc.bun" => {
+            let body = std::fs::read(published().join("lxc.bun")).unwrap();
+            let _ = s.write_all(OPEN_ENDED);
+            for chunk in body.chunks(16) {
+                if s.write_all(chunk).is_err() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+        _ => send_file(p.trim_start_matches('/'), s, false),
+    });
+    let (r, secs) = fetch_timed(
+        port,
+        out.path(),
+        "slow.bun",
+        &[("MKVE_HTTP_DEADLINE", "3"), ("MKVE_HTTP_TIMEOUT", "2")],
+    );
+    r.assert_stderr(
+        69,
+        &format!("http://127.0.0.1:{port}/lxc.bun: the fetch took longer than its deadline, 3 s (MKVE_HTTP_DEADLINE sets the seconds)"),
+    );
+    assert!(secs < 15.0, "{secs} s");
+    assert!(dir_names(out.path()).is_empty());
+    // The deadline counts from the fetch's start: a list that comes slowly
+    // uses it up too.
+    let port = serve_raw(3, |p, s| {
+        if p == "/SHA256SUMS" {
+            let _ = s.write_all(OPEN_ENDED);
+            for _ in 0..100 {
+                if s.write_all(b"\n").is_err() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        } else {
+            send_file(p.trim_start_matches('/'), s, false)
+        }
+    });
+    let (r, secs) = fetch_timed(port, out.path(), "slow.bun", &[("MKVE_HTTP_DEADLINE", "2")]);
+    r.assert_stderr(
+        69,
+        "/SHA256SUMS: the fetch took longer than its deadline, 2 s",
+    );
+    assert!(secs < 15.0, "{secs} s");
+    let (r, _) = fetch_timed(port, out.path(), "x.bun", &[("MKVE_HTTP_DEADLINE", "0")]);
+    r.assert_stderr(2, "MKVE_HTTP_DEADLINE=0: a number of seconds, 1 or more");
+    assert!(dir_names(out.path()).is_empty());
+}
+
+#[test]
+fn endless_zeros_after_a_bundle_file_or_pipe_are_refused_within_a_record() {
+    let b = std::fs::read(&bundles().a).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let verify = |input: &Path| {
+        new_env()
+            .cmd()
+            .arg("--verify")
+            .arg(input)
+            .arg("--keyring")
+            .arg(&signer().keyring)
+            .output()
+            .unwrap()
+    };
+    // Files: padded to the record is a bundle; a block or a MiB more is not.
+    let record = b.len().div_ceil(10240) * 10240;
+    for (len, ok) in [
+        (record, true),
+        (record + 512, false),
+        (record + (1 << 20), false),
+    ] {
+        let mut bytes = b.clone();
+        bytes.resize(len, 0);
+        let f = work.path().join(format!("{len}.bun"));
+        std::fs::write(&f, &bytes).unwrap();
+        let o = verify(&f);
+        assert_eq!(o.status.success(), ok, "{len}: {o:?}");
+        if !ok {
+            assert_eq!(o.status.code(), Some(65));
+            let e = String::from_utf8_lossy(&o.stderr);
+            assert!(e.contains("more zeros after the end of the archive"), "{e}");
+        }
+    }
+    // A pipe that never ends: read to the record, no further.
+    let started = std::time::Instant::now();
+    let mut child = new_env()
+        .cmd()
+        .args(["--verify", "-", "--keyring"])
+        .arg(&signer().keyring)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&b);
+        let zeros = vec![0u8; 64 << 10];
+        let mut sent = 0u64;
+        while stdin.write_all(&zeros).is_ok() && sent < (1 << 34) {
+            sent += zeros.len() as u64;
+        }
+        sent
+    });
+    let o = child.wait_with_output().unwrap();
+    let sent = writer.join().unwrap();
+    assert_eq!(o.status.code(), Some(65), "{o:?}");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.starts_with("mkve-bundle: (stdin): more zeros after the end"),
+        "{e}"
+    );
+    assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+    assert!(
+        sent < 64 << 20,
+        "{sent} bytes of zeros taken before the refusal"
+    );
+}
+
+/// A server that sends the list and its signature, and for the bundle
+/// its head and `upto` bytes, then holds the connection open and silent.
+fn serve_stalling(count: usize, stall: fn(&str) -> Option<usize>) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for _ in 0..count {
+            let Ok((mut s, _)) = l.accept() else { return };
+            std::thread::spawn(move || {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&req).to_string();
+                let path = text.split(' ').nth(1).unwrap_or("").to_string();
+                match stall(&path) {
+                    None => send_file(path.trim_start_matches('/'), &mut s, false),
+                    Some(upto) => {
+                        if upto > 0 {
+                            let body = std::fs::read(published().join("lxc.bun")).unwrap();
+                            let head = format!(
+                                "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+                                body.len()
+                            );
+                            let _ = s.write_all(head.as_bytes());
+                            let _ = s.write_all(&body[..upto.min(body.len())]);
+                        }
+                        std::thread::sleep(std::time::Duration::from_secs(60));
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_signal_during_a_fetch_ends_it_at_once_leaving_no_part_file() {
+    use nix::sys::signal::Signal;
+    use std::os::unix::process::ExitStatusExt;
+    published();
+    let out = tempfile::tempdir().unwrap();
+    // Stalled in the bundle's middle, or before the list's answer.
+    let mid = serve_stalling(30, |p| (p == "/lxc.bun").then_some(2048));
+    let list = serve_stalling(30, |p| (p == "/SHA256SUMS").then_some(0));
+    for (port, sig) in [
+        (mid, Signal::SIGTERM),
+        (mid, Signal::SIGINT),
+        (mid, Signal::SIGHUP),
+        (list, Signal::SIGTERM),
+        (list, Signal::SIGHUP),
+    ] {
+        let child = new_env()
+            .cmd()
+            .current_dir(out.path())
+            .arg("--fetch")
+            .arg(format!("http://127.0.0.1:{port}/lxc.bun"))
+            .arg("--keyring")
+            .arg(&signer().keyring)
+            .args(["-o", "got.bun"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Its part file is there while it waits.
+        let started = std::time::Instant::now();
+        while dir_names(out.path()).is_empty() {
+            assert!(started.elapsed().as_secs() < 20, "no part file");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        let part = dir_names(out.path());
+        assert!(
+            part[0].to_string_lossy().starts_with(".got.bun.")
+                && part[0].to_string_lossy().ends_with(".mkve-part"),
+            "{part:?}"
+        );
+        let sent = std::time::Instant::now();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(sent.elapsed().as_secs() < 10, "{sig}: {:?}", sent.elapsed());
+        assert_eq!(o.status.signal(), Some(sig as i32), "{sig}: {o:?}");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            e.starts_with(&format!("mkve-bundle: http://127.0.0.1:{port}/"))
+                && e.trim_end().ends_with(&format!("interrupted by {sig}")),
+            "{e}"
+        );
+        assert!(
+            dir_names(out.path()).is_empty(),
+            "{sig}: {:?}",
+            dir_names(out.path())
+        );
+    }
+}
+
+/// `src`'s files put in place of `dst`'s.
+fn serve_copy_of(src: &Path, dst: &Path) {
+    if dst.exists() {
+        std::fs::remove_dir_all(dst).unwrap();
+    }
+    copy_dir(src, dst);
+}
+
+/// Sign `dir`'s SHA256SUMS by hand (gpg, the signer's key) with
+/// `notations` (`name=value`), as an older signature could have been.
+fn sign_by_hand(dir: &Path, notations: &[String]) {
+    let sig = dir.join("SHA256SUMS.gpg");
+    let _ = std::fs::remove_file(&sig);
+    let mut c = Command::new("gpg");
+    c.arg("--homedir")
+        .arg(&signer().home)
+        .args(["--batch", "--quiet", "--yes", "--detach-sign"]);
+    for n in notations {
+        c.args(["--sig-notation", n]);
+    }
+    let o = c
+        .arg("-o")
+        .arg(&sig)
+        .arg(dir.join("SHA256SUMS"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+}
+
+/// The serial `dir`'s list was signed with (gpg --list-packets).
+fn serial_of(dir: &Path) -> u64 {
+    let o = Command::new("gpg")
+        .arg("--homedir")
+        .arg(&signer().home)
+        .arg("--list-packets")
+        .arg(dir.join("SHA256SUMS.gpg"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let at = text.find("serial@mkve=").expect("a serial");
+    text[at + 12..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn an_older_list_served_in_place_of_a_newer_one_is_refused() {
+    let b = bundles();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let (v1, v2) = (w.join("v1"), w.join("v2"));
+    // The first list, then a second with another bundle added: each
+    // publish signs a greater serial, the clock's, never SOURCE_DATE_EPOCH's.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let pub_dir = w.join("pub");
+    assert_eq!(publish(&pub_dir, &[&b.a], &signer().home).code, 0);
+    copy_dir(&pub_dir, &v1);
+    let r = publish(&pub_dir, &[&b.b], &signer().home);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    copy_dir(&pub_dir, &v2);
+    let (s1, s2) = (serial_of(&v1), serial_of(&v2));
+    assert!(s1 >= now && s1 < now + 600, "serial {s1}, now {now}");
+    assert!(s2 > s1, "{s2} after {s1}");
+    // Still what sha256sum and gpgv read.
+    let ok = Command::new("sha256sum")
+        .args(["-c", "--strict", "SHA256SUMS"])
+        .current_dir(&v2)
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{ok:?}");
+    let gpgv = Command::new("gpgv")
+        .arg("--keyring")
+        .arg(&signer().keyring)
+        .arg(v2.join("SHA256SUMS.gpg"))
+        .arg(v2.join("SHA256SUMS"))
+        .output()
+        .unwrap();
+    assert!(gpgv.status.success(), "{gpgv:?}");
+
+    let served = w.join("served");
+    std::fs::create_dir(&served).unwrap();
+    let d = served.join("d");
+    let server = HttpServer::serve(&served);
+    let out = w.join("out");
+    std::fs::create_dir(&out).unwrap();
+    // One client: one home, so one memory, across its runs.
+    let env = new_env();
+    let fetch_as = |url: &str, o: &str| {
+        run(env
+            .cmd()
+            .current_dir(&out)
+            .arg("--fetch")
+            .arg(url)
+            .arg("--keyring")
+            .arg(&signer().keyring)
+            .args(["-o", o]))
+    };
+    // A first fetch believes what it is given: even the older list.
+    serve_copy_of(&v1, &d);
+    let r = fetch_as(&server.url("d/lxc.bun"), "1.bun");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    serve_copy_of(&v2, &d);
+    let r = fetch_as(&server.url("d/lxc.bun"), "2.bun");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = fetch_as(&server.url("d/openvz.bun"), "3.bun");
+    assert_eq!(r.code, 0, "the same list again: {}", r.stderr);
+    let fetched = dir_names(&out);
+
+    // Replays, each of another kind.
+    let same_serial = w.join("same-serial");
+    copy_dir(&v2, &same_serial);
+    let list = std::fs::read_to_string(same_serial.join("SHA256SUMS")).unwrap();
+    let one_line: String = list.lines().take(1).map(|l| format!("{l}\n")).collect();
+    std::fs::write(same_serial.join("SHA256SUMS"), one_line).unwrap();
+    sign_by_hand(&same_serial, &[format!("serial@mkve={s2}")]);
+    let unstamped = w.join("unstamped");
+    copy_dir(&v2, &unstamped);
+    sign_by_hand(&unstamped, &[]);
+    let older = format!("older (serial {s1}, signed ");
+    let seen = format!("before (serial {s2}, signed ");
+    for (name, dir, url, part) in [
+        // The issue's: the older list and its bundle in place of the new.
+        ("v1", &v1, server.url("d/lxc.bun"), older.as_str()),
+        // The same, asking for a bundle only the new list has.
+        ("v1 openvz", &v1, server.url("d/openvz.bun"), older.as_str()),
+        // The same directory under its host's name in upper case.
+        (
+            "v1, HTTP://",
+            &v1,
+            server.url("d/lxc.bun").replace("http://", "HTTP://"),
+            older.as_str(),
+        ),
+        // Another list signed with the serial already seen.
+        (
+            "same serial",
+            &same_serial,
+            server.url("d/lxc.bun"),
+            "another list with the same serial as the one",
+        ),
+        // A list signed afresh, by hand, with no serial.
+        (
+            "no serial",
+            &unstamped,
+            server.url("d/lxc.bun"),
+            "older (no serial, signed ",
+        ),
+    ] {
+        serve_copy_of(dir, &d);
+        let r = fetch_as(&url, "x.bun");
+        assert_eq!(r.code, 65, "{name}: {}", r.stderr);
+        assert!(
+            r.stderr
+                .to_ascii_lowercase()
+                .starts_with("mkve-bundle: http://127.0.0.1:")
+                && r.stderr.contains("/d/SHA256SUMS: ")
+                && r.stderr.contains(part)
+                && r.stderr.contains(&seen),
+            "{name}: {}",
+            r.stderr
+        );
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+        assert_eq!(dir_names(&out), fetched, "{name}");
+    }
+    // The newer list is still taken, and a newer one still.
+    serve_copy_of(&v2, &d);
+    assert_eq!(fetch_as(&server.url("d/lxc.bun"), "4.bun").code, 0);
+    let r = publish(&pub_dir, &[&b.a], &signer().home);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    serve_copy_of(&pub_dir, &d);
+    let r = fetch_as(&server.url("d/lxc.bun"), "5.bun");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn an_expired_list_is_refused() {
+    let b = bundles();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let short = w.join("short");
+    let r = run(new_env()
+        .cmd()
+        .env("GNUPGHOME", &signer().home)
+        .arg("--publish")
+        .arg(&short)
+        .arg(&b.a)
+        .args(["--valid-for", "1s", "-v", "--keyring"])
+        .arg(&signer().keyring));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains(", valid until "), "{}", r.stderr);
+    let long = w.join("long");
+    let r = run(new_env()
+        .cmd()
+        .env("GNUPGHOME", &signer().home)
+        .arg("--publish")
+        .arg(&long)
+        .arg(&b.a)
+        .args(["--valid-for", "7d", "--keyring"])
+        .arg(&signer().keyring));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Signed by hand, valid until a time long past.
+    let past = w.join("past");
+    copy_dir(&long, &past);
+    sign_by_hand(
+        &past,
+        &[
+            format!("serial@mkve={}", serial_of(&long) + 1),
+            "valid-until@mkve=2020-01-01T00:00:00Z".into(),
+        ],
+    );
+    // And one whose stamp does not read.
+    let garbled = w.join("garbled");
+    copy_dir(&long, &garbled);
+    sign_by_hand(&garbled, &["serial@mkve=12x".into()]);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let server = HttpServer::serve(w);
+    let out = w.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let r = fetch(&server.url("long/lxc.bun"), &out, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    std::fs::remove_file(out.join("lxc.bun")).unwrap();
+    for (dir, part) in [
+        ("short", "/short/SHA256SUMS: expired: signed "),
+        ("past", "/past/SHA256SUMS: expired: signed 2"),
+        (
+            "garbled",
+            "/garbled/SHA256SUMS.gpg: serial@mkve=\"12x\": not a serial",
+        ),
+    ] {
+        let r = fetch(&server.url(&format!("{dir}/lxc.bun")), &out, &[]);
+        r.assert_stderr(65, part);
+        assert!(dir_names(&out).is_empty(), "{dir}");
+    }
+    let r = fetch(&server.url("past/lxc.bun"), &out, &[]);
+    assert!(
+        r.stderr.contains("valid until 2020-01-01T00:00:00Z"),
+        "{}",
+        r.stderr
+    );
+    // --valid-for's values.
+    for bad in ["0s", "7", "1y", "-1d", "", "999999999w"] {
+        let r = run(new_env()
+            .cmd()
+            .arg("--publish")
+            .arg(w.join("never"))
+            .arg(&b.a)
+            .args(["--valid-for", bad]));
+        assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn output_dir_is_made_at_once_or_named_when_it_cannot_be() {
+    bundles();
+    let root = shared_dir().join("publish-bundles/root");
+    let work = tempfile::tempdir().unwrap();
+    let all = |dir: &Path| {
+        run(new_env()
+            .cmd()
+            .args(["--all-hypervisors", "--force-no-sign", "--rootfs"])
+            .arg(&root)
+            .arg("--output-dir")
+            .arg(dir)
+            .arg(good("two-containers")))
+    };
+    // Missing, with a missing parent: made as mkdir -p makes it.
+    let nested = work.path().join("a/b/bundles");
+    let r = all(&nested);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        dir_names(&nested),
+        ["two-containers-lxc.bun", "two-containers-openvz.bun"]
+    );
+    // One that cannot be made: named, before anything is built.
+    let file = work.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    for dir in [
+        file.clone(),
+        file.join("sub"),
+        PathBuf::from("/proc/mkve-no"),
+    ] {
+        let r = all(&dir);
+        r.assert_stderr(
+            73,
+            &format!("mkve-bundle: {}: cannot create", dir.display()),
+        );
+        assert!(!r.stderr.contains("mkve-part"), "{}", r.stderr);
+    }
+    assert_eq!(dir_names(work.path()), ["a", "file"]);
+}

@@ -80,7 +80,16 @@ where
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if closed_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => report_error(&e),
+        Err(e) => {
+            let code = report_error(&e);
+            // Stopped by a signal it caught, once its work is undone: it
+            // ends by that signal, as its parent expects (a shell's loop
+            // stops at a ^C).
+            if let Error::Interrupted { signal, .. } = e {
+                mkve_core::interrupt::resend(signal);
+            }
+            code
+        }
     }
 }
 

@@ -105,12 +105,24 @@ pub enum Error {
         detail: String,
     },
 
+    /// A signal (SIGINT, SIGTERM, SIGHUP) stopped a run that catches them
+    /// (interrupt.rs) while it worked on `what`; what it made is undone.
+    /// Its status is the shell's for a process a signal ended, 128 + the
+    /// signal's number; mkve-cli then ends by the signal itself.
+    #[error("{what}: interrupted by {}", signal_name(*.signal))]
+    Interrupted { what: String, signal: i32 },
+
     /// The reader of a tool's results went away (`mkve-vm list | head`):
     /// the tool ends quietly with status 0, as ripgrep does. Only results a
     /// tool prints are this; a bundle written to a pipe that closes early
     /// is `CannotCreate`.
     #[error("the reader of the results went away")]
     ReaderGone,
+}
+
+/// `SIGTERM` for 15, as kill -l names it.
+fn signal_name(n: i32) -> String {
+    nix::sys::signal::Signal::try_from(n).map_or_else(|_| format!("signal {n}"), |s| s.to_string())
 }
 
 fn quoted(names: &[String]) -> String {
@@ -146,6 +158,7 @@ impl Error {
                 s @ (exit::USAGE | exit::DATAERR | exit::UNAVAILABLE | exit::CANTCREAT) => s,
                 _ => exit::FAILURE,
             },
+            Error::Interrupted { signal, .. } => 128 + signal,
             Error::ReaderGone => exit::OK,
         }
     }

@@ -29,14 +29,23 @@ use crate::bundle::{self, Check, HashTee, ReadOptions};
 use crate::error::{Error, Result};
 use crate::exec::Report;
 use crate::files::{CopyingReader, Output};
+use crate::seen::Seen;
 use crate::sign;
+use crate::stamp::Stamp;
 use crate::sums::{self, Sums};
+use sha2::Digest;
 
 /// How long a server may stay silent, by default: while connecting, before
 /// it answers, and between two reads of a download.
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// The environment variable that changes it, in seconds.
 pub const TIMEOUT_VAR: &str = "MKVE_HTTP_TIMEOUT";
+/// How long a whole fetch may take, by default: the list, its signature
+/// and the bundle, from the first connection to the bundle's last byte.
+/// A server that sends slowly but never stops is cut off here.
+const DEADLINE: Duration = Duration::from_secs(3600);
+/// The environment variable that changes it, in seconds.
+pub const DEADLINE_VAR: &str = "MKVE_HTTP_DEADLINE";
 /// How often a download's progress is told.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
@@ -152,16 +161,31 @@ fn percent_decode(s: &str) -> std::result::Result<String, String> {
 
 /// The timeout: `MKVE_HTTP_TIMEOUT` seconds (1 or more), or 60.
 fn timeout() -> Result<Duration> {
-    timeout_of(std::env::var(TIMEOUT_VAR).ok().as_deref())
+    seconds_of(
+        TIMEOUT_VAR,
+        std::env::var(TIMEOUT_VAR).ok().as_deref(),
+        TIMEOUT,
+    )
 }
 
-fn timeout_of(var: Option<&str>) -> Result<Duration> {
-    match var {
-        None => Ok(TIMEOUT),
+/// The deadline: `MKVE_HTTP_DEADLINE` seconds (1 or more), or 3600.
+fn deadline() -> Result<Duration> {
+    seconds_of(
+        DEADLINE_VAR,
+        std::env::var(DEADLINE_VAR).ok().as_deref(),
+        DEADLINE,
+    )
+}
+
+/// `value` of the variable `var` as whole seconds, 1 or more; `default`
+/// when it is not set. Errors: anything else, `Error::Usage`.
+fn seconds_of(var: &str, value: Option<&str>, default: Duration) -> Result<Duration> {
+    match value {
+        None => Ok(default),
         Some(v) => match v.parse::<u64>() {
             Ok(n) if n > 0 => Ok(Duration::from_secs(n)),
             _ => Err(Error::Usage(format!(
-                "{TIMEOUT_VAR}={v}: a number of seconds, 1 or more"
+                "{var}={v}: a number of seconds, 1 or more"
             ))),
         },
     }
@@ -174,11 +198,12 @@ fn timeout_of(var: Option<&str>) -> Result<Duration> {
 /// operator's own CA is trusted once installed there); proxies from
 /// `http_proxy`, `https_proxy`, `no_proxy`; up to 10 redirects. Each phase
 /// (resolve, connect with the TLS handshake, send, the answer's head, each
-/// read of the body) may take the timeout, none of them more.
-fn agent() -> Result<ureq::Agent> {
+/// read of the body) may take the timeout, none of them more; the whole
+/// fetch, the deadline (see [`Session`]).
+fn agent(timeout: Duration) -> ureq::Agent {
     use ureq::tls::{RootCerts, TlsConfig};
-    let t = Some(timeout()?);
-    Ok(ureq::Agent::config_builder()
+    let t = Some(timeout);
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
         .user_agent(format!("mkve/{}", env!("CARGO_PKG_VERSION")))
         .tls_config(
@@ -192,7 +217,147 @@ fn agent() -> Result<ureq::Agent> {
         .timeout_recv_response(t)
         .timeout_per_read(t)
         .build()
-        .into())
+        .into()
+}
+
+/// One fetch: its client, its timeout and deadline, and its hold on the
+/// signals (interrupt.rs): a signal caught shuts the client's connections
+/// down, so a read blocked on a silent server returns at once, and every
+/// failure after it is `Error::Interrupted`.
+struct Session {
+    agent: ureq::Agent,
+    timeout: Duration,
+    limit: Duration,
+    deadline: Instant,
+    _hook: crate::interrupt::Hook,
+}
+
+impl Session {
+    fn new() -> Result<Session> {
+        let (timeout, limit) = (timeout()?, deadline()?);
+        let agent = agent(timeout);
+        let shut = agent.clone();
+        let hook = crate::interrupt::on_signal(move || shut.clone().shutdown());
+        Ok(Session {
+            agent,
+            timeout,
+            limit,
+            deadline: Instant::now() + limit,
+            _hook: hook,
+        })
+    }
+
+    /// Whether the fetch must stop now: interrupted, or past its deadline.
+    fn stopped(&self, url: &str) -> Result<()> {
+        crate::interrupt::check(url)?;
+        if Instant::now() >= self.deadline {
+            return Err(self.past_deadline(url));
+        }
+        Ok(())
+    }
+
+    fn past_deadline(&self, url: &str) -> Error {
+        Error::Unavailable {
+            what: url.to_string(),
+            why: format!(
+                "the fetch took longer than its deadline, {} s ({DEADLINE_VAR} sets the seconds)",
+                self.limit.as_secs()
+            ),
+        }
+    }
+
+    /// GET `url`: the answer when it is 200 OK; `Ok(None)` for 404 Not
+    /// Found or 410 Gone; `Error::Unavailable` for anything else. The
+    /// request and the reading of its body end by the fetch's deadline.
+    fn get(&self, url: &str) -> Result<Option<ureq::http::Response<ureq::Body>>> {
+        self.stopped(url)?;
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        let resp = self
+            .agent
+            .get(url)
+            .config()
+            .timeout_global(Some(left))
+            .build()
+            .call()
+            .map_err(|e| self.unavailable(url, &e))?;
+        let status = resp.status();
+        match status.as_u16() {
+            200 => Ok(Some(resp)),
+            404 | 410 => Ok(None),
+            _ => Err(Error::Unavailable {
+                what: url.to_string(),
+                why: format!("the server answered HTTP {status}"),
+            }),
+        }
+    }
+
+    /// A small file: its bytes, at most `max`; `Ok(None)` when the server
+    /// has none (404, 410).
+    fn get_small(&self, url: &str, max: u64) -> Result<Option<Vec<u8>>> {
+        let Some(resp) = self.get(url)? else {
+            return Ok(None);
+        };
+        let mut buf = Vec::new();
+        resp.into_body()
+            .into_reader()
+            .take(max + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| self.read_failure(url, e))?;
+        if buf.len() as u64 > max {
+            return Err(Error::bundle(url, format!("larger than {max} bytes")));
+        }
+        Ok(Some(buf))
+    }
+
+    /// Why a request to `url` failed, as `Error::Unavailable` naming it;
+    /// `Error::Interrupted` when a signal stopped it.
+    fn unavailable(&self, url: &str, e: &ureq::Error) -> Error {
+        if let Some(s) = crate::interrupt::caught() {
+            return crate::interrupt::interrupted(url, s);
+        }
+        let why = match e {
+            ureq::Error::Timeout(ureq::Timeout::Global) => return self.past_deadline(url),
+            ureq::Error::Timeout(t) => format!(
+                "timed out ({t}; {TIMEOUT_VAR} sets the seconds, {})",
+                self.timeout.as_secs()
+            ),
+            ureq::Error::HostNotFound => "host not found".into(),
+            ureq::Error::ConnectionFailed => "cannot connect".into(),
+            // rustls's refusals come as invalid data on the connection.
+            ureq::Error::Io(io)
+                if io.kind() == std::io::ErrorKind::InvalidData && is_https(url) =>
+            {
+                format!("TLS: {io}{TRUST}")
+            }
+            ureq::Error::Io(io) => io.to_string(),
+            ureq::Error::Tls(why) => format!("TLS: {why}{TRUST}"),
+            ureq::Error::Rustls(r) => format!("TLS: {r}{TRUST}"),
+            other => other.to_string(),
+        };
+        Error::Unavailable {
+            what: url.to_string(),
+            why,
+        }
+    }
+
+    /// A failed read of a body: the ureq error inside the `io::Error`,
+    /// when there is one.
+    fn read_failure(&self, url: &str, e: std::io::Error) -> Error {
+        if let Some(s) = crate::interrupt::caught() {
+            return crate::interrupt::interrupted(url, s);
+        }
+        match e.get_ref().and_then(|i| i.downcast_ref::<ureq::Error>()) {
+            Some(u) => self.unavailable(url, u),
+            None if e.kind() == std::io::ErrorKind::UnexpectedEof => Error::Unavailable {
+                what: url.to_string(),
+                why: "the server closed the connection before the end of the file".into(),
+            },
+            None => Error::Unavailable {
+                what: url.to_string(),
+                why: e.to_string(),
+            },
+        }
+    }
 }
 
 /// Where a server's certificate is checked, said when it is refused.
@@ -202,79 +367,6 @@ const TRUST: &str =
 fn is_https(url: &str) -> bool {
     url.get(..8)
         .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
-}
-
-/// Why a request to `url` failed, as `Error::Unavailable` naming it.
-fn unavailable(url: &str, e: &ureq::Error) -> Error {
-    let why = match e {
-        ureq::Error::Timeout(t) => format!(
-            "timed out ({t}; {TIMEOUT_VAR} sets the seconds, {})",
-            timeout().map_or(0, |d| d.as_secs())
-        ),
-        ureq::Error::HostNotFound => "host not found".into(),
-        ureq::Error::ConnectionFailed => "cannot connect".into(),
-        // rustls's refusals come as invalid data on the connection.
-        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData && is_https(url) => {
-            format!("TLS: {io}{TRUST}")
-        }
-        ureq::Error::Io(io) => io.to_string(),
-        ureq::Error::Tls(why) => format!("TLS: {why}{TRUST}"),
-        ureq::Error::Rustls(r) => format!("TLS: {r}{TRUST}"),
-        other => other.to_string(),
-    };
-    Error::Unavailable {
-        what: url.to_string(),
-        why,
-    }
-}
-
-/// A failed read of a body: the ureq error inside the `io::Error`, when
-/// there is one.
-fn read_failure(url: &str, e: std::io::Error) -> Error {
-    match e.get_ref().and_then(|i| i.downcast_ref::<ureq::Error>()) {
-        Some(u) => unavailable(url, u),
-        None if e.kind() == std::io::ErrorKind::UnexpectedEof => Error::Unavailable {
-            what: url.to_string(),
-            why: "the server closed the connection before the end of the file".into(),
-        },
-        None => Error::Unavailable {
-            what: url.to_string(),
-            why: e.to_string(),
-        },
-    }
-}
-
-/// GET `url`: the answer when it is 200 OK; `Ok(None)` for 404 Not Found
-/// or 410 Gone; `Error::Unavailable` for anything else.
-fn get(agent: &ureq::Agent, url: &str) -> Result<Option<ureq::http::Response<ureq::Body>>> {
-    let resp = agent.get(url).call().map_err(|e| unavailable(url, &e))?;
-    let status = resp.status();
-    match status.as_u16() {
-        200 => Ok(Some(resp)),
-        404 | 410 => Ok(None),
-        _ => Err(Error::Unavailable {
-            what: url.to_string(),
-            why: format!("the server answered HTTP {status}"),
-        }),
-    }
-}
-
-/// A small file: its bytes, at most `max`; `Ok(None)` when the server has
-/// none (404, 410).
-fn get_small(agent: &ureq::Agent, url: &str, max: u64) -> Result<Option<Vec<u8>>> {
-    let Some(resp) = get(agent, url)? else {
-        return Ok(None);
-    };
-    let mut buf = Vec::new();
-    resp.into_body()
-        .into_reader()
-        .take(max + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| read_failure(url, e))?;
-    if buf.len() as u64 > max {
-        return Err(Error::bundle(url, format!("larger than {max} bytes")));
-    }
-    Ok(Some(buf))
 }
 
 /// `n` bytes for a person: `812 bytes`, `3.4 KiB`, `12.0 MiB`, `1.2 GiB`.
@@ -296,22 +388,23 @@ fn size(n: u64) -> String {
 /// bad, or by a key not in `keyring`, or the list not naming the bundle:
 /// `Error::Signature`; a list that does not read: `Error::InvalidBundle`.
 /// `--allow-unsigned` has no say here: a directory's list is always signed.
-pub fn listed_sha256(agent: &ureq::Agent, url: &Url, keyring: &Path) -> Result<String> {
+fn listed_sha256(session: &Session, url: &Url, keyring: &Path) -> Result<String> {
     let list_url = url.beside(sums::FILE);
     let sig_url = url.beside(sums::SIGNATURE);
-    let Some(text) = get_small(agent, &list_url, sums::MAX_BYTES)? else {
+    let Some(text) = session.get_small(&list_url, sums::MAX_BYTES)? else {
         return Err(Error::Unavailable {
             what: list_url,
             why: "not found (HTTP 404): the bundle's directory is not published (mkve-bundle --publish)".into(),
         });
     };
-    let Some(sig) = get_small(agent, &sig_url, sums::SIGNATURE_MAX_BYTES)? else {
+    let Some(sig) = session.get_small(&sig_url, sums::SIGNATURE_MAX_BYTES)? else {
         return Err(Error::signature(
             &sig_url,
             "not found (HTTP 404): the checksum list is not signed, and an unsigned list is refused (--allow-unsigned is for bundles, not lists)",
         ));
     };
-    let status = sign::verify_detached(&text, &sig, Some(keyring))?;
+    let verified = sign::verify_detached_full(&text, &sig, Some(keyring))?;
+    let status = &verified.status;
     if !status.is_valid() {
         return Err(Error::signature(
             &sig_url,
@@ -319,6 +412,7 @@ pub fn listed_sha256(agent: &ureq::Agent, url: &Url, keyring: &Path) -> Result<S
         ));
     }
     let list = Sums::parse(&text, Path::new(&list_url))?;
+    fresh(url, &verified, &text)?;
     list.get(url.name()).map(str::to_string).ok_or_else(|| {
         Error::signature(
             &list_url,
@@ -330,6 +424,47 @@ pub fn listed_sha256(agent: &ureq::Agent, url: &Url, keyring: &Path) -> Result<S
     })
 }
 
+/// Whether the list beside `url` (its bytes `text`, its signature
+/// `verified`, good) may be believed now: not past the end of validity
+/// its signature carries, and not older than the newest list this host
+/// accepted from its directory (seen.rs), which it then becomes.
+///
+/// Errors: a stamp that does not read, an expired list, an older list or
+/// another of the same serial: `Error::Signature` (65); the memory, as
+/// `seen::accept` says.
+fn fresh(url: &Url, verified: &sign::Verified, text: &[u8]) -> Result<()> {
+    let sig_url = url.beside(sums::SIGNATURE);
+    let list_url = url.beside(sums::FILE);
+    let notations = verified
+        .notations
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()));
+    let stamp = Stamp::from_notations(notations).map_err(|why| Error::signature(&sig_url, why))?;
+    let signed = verified.created.unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if let Some(until) = stamp.and_then(|s| s.valid_until) {
+        if now > until {
+            return Err(Error::signature(
+                &list_url,
+                format!(
+                    "expired: signed {}, valid until {}; the directory was not published again since (mkve-bundle --publish), or is served frozen",
+                    crate::stamp::rfc3339(signed),
+                    crate::stamp::rfc3339(until)
+                ),
+            ));
+        }
+    }
+    let seen = Seen {
+        url: crate::seen::source(&url.beside("")),
+        serial: stamp.map_or(0, |s| s.serial),
+        signed,
+        sha256: crate::bundle::hex(&sha2::Sha256::digest(text)),
+    };
+    crate::seen::accept(&crate::seen::dir()?, &list_url, &seen)
+}
+
 /// A bundle being downloaded: a reader of its bytes as they arrive,
 /// hashing them on a thread of its own, telling progress (bytes of the total) to the report every
 /// few seconds. Its end is an error unless their sha256 is `expected`, and
@@ -337,6 +472,7 @@ pub fn listed_sha256(agent: &ureq::Agent, url: &Url, keyring: &Path) -> Result<S
 /// [`Download::finish`] give them as what they are, not as a bundle's
 /// broken tar.
 pub struct Download<'r> {
+    session: Session,
     url: String,
     body: HashTee<ureq::BodyReader<'static>>,
     expected: String,
@@ -352,10 +488,10 @@ pub struct Download<'r> {
 /// Start downloading the bundle at `url`, once the signed list beside it
 /// (checked against `keyring`, see [`listed_sha256`]) gives its sha256.
 pub fn open<'r>(url: &Url, keyring: &Path, report: &'r dyn Report) -> Result<Download<'r>> {
-    let agent = agent()?;
+    let session = Session::new()?;
     report.progress(&format!("checking {}", url.beside(sums::FILE)));
-    let expected = listed_sha256(&agent, url, keyring)?;
-    let Some(resp) = get(&agent, url.as_str())? else {
+    let expected = listed_sha256(&session, url, keyring)?;
+    let Some(resp) = session.get(url.as_str())? else {
         return Err(Error::Unavailable {
             what: url.to_string(),
             why: "not found (HTTP 404), though its directory's SHA256SUMS lists it".into(),
@@ -368,6 +504,7 @@ pub fn open<'r>(url: &Url, keyring: &Path, report: &'r dyn Report) -> Result<Dow
     ));
     let now = Instant::now();
     Ok(Download {
+        session,
         url: url.to_string(),
         body: HashTee::new(resp.into_body().into_reader()),
         expected,
@@ -397,7 +534,8 @@ impl Download<'_> {
         if let Some(f) = self.failure.take() {
             return Err(f);
         }
-        rest.map_err(|e| read_failure(&self.url, e)).map(drop)
+        rest.map_err(|e| self.session.read_failure(&self.url, e))
+            .map(drop)
     }
 
     fn fail(&mut self, e: Error) -> std::io::Error {
@@ -456,16 +594,28 @@ impl Read for Download<'_> {
         if self.ended {
             return Ok(0);
         }
+        if let Err(e) = self.session.stopped(&self.url) {
+            return Err(self.fail(e));
+        }
         match self.body.read(buf) {
-            Ok(0) if !buf.is_empty() => self.end(),
+            // A signal's shutdown of the socket reads as its end.
+            Ok(0) if !buf.is_empty() => match self.session.stopped(&self.url) {
+                Err(stop) => Err(self.fail(stop)),
+                Ok(()) => self.end(),
+            },
             Ok(n) => {
                 self.bytes += n as u64;
                 self.tell();
                 Ok(n)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                match self.session.stopped(&self.url) {
+                    Err(stop) => Err(self.fail(stop)),
+                    Ok(()) => Err(e),
+                }
+            }
             Err(e) => {
-                let failure = read_failure(&self.url, e);
+                let failure = self.session.read_failure(&self.url, e);
                 Err(self.fail(failure))
             }
         }
@@ -583,13 +733,18 @@ mod tests {
     }
 
     #[test]
-    fn the_timeout_is_seconds_from_the_environment() {
-        assert_eq!(timeout_of(None).unwrap(), TIMEOUT);
-        assert_eq!(timeout_of(Some("5")).unwrap(), Duration::from_secs(5));
-        for bad in ["0", "-1", "1.5", "x", ""] {
-            let e = timeout_of(Some(bad)).unwrap_err();
-            assert_eq!(e.exit_code(), 2, "{bad}");
-            assert!(e.to_string().starts_with("MKVE_HTTP_TIMEOUT="), "{e}");
+    fn the_timeout_and_the_deadline_are_seconds_from_the_environment() {
+        for (var, default) in [(TIMEOUT_VAR, TIMEOUT), (DEADLINE_VAR, DEADLINE)] {
+            assert_eq!(seconds_of(var, None, default).unwrap(), default);
+            assert_eq!(
+                seconds_of(var, Some("5"), default).unwrap(),
+                Duration::from_secs(5)
+            );
+            for bad in ["0", "-1", "1.5", "x", ""] {
+                let e = seconds_of(var, Some(bad), default).unwrap_err();
+                assert_eq!(e.exit_code(), 2, "{bad}");
+                assert!(e.to_string().starts_with(&format!("{var}=")), "{e}");
+            }
         }
     }
 }

@@ -270,6 +270,46 @@ pub fn sums(data: &[u8]) {
     }
 }
 
+/// The date and order of a signed list (stamp.rs), as its signature's
+/// notations: the input's lines, each `NAME=VALUE` (a line without `=` is
+/// a name with an empty value; bytes that are not UTF-8 are replaced, as a
+/// notation gpgme could not give as text is skipped). What reads writes
+/// back to notations that read the same; an end of validity reads only
+/// with a serial, and within the years 1970 to 9999.
+#[cfg(feature = "gpg")]
+pub fn stamp(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let pairs: Vec<(&str, &str)> = text
+        .split('\n')
+        .map(|l| l.split_once('=').unwrap_or((l, "")))
+        .collect();
+    match crate::stamp::Stamp::from_notations(pairs.iter().copied()) {
+        Err(why) if why.is_empty() => panic!("an error with no words"),
+        Err(_) | Ok(None) => {}
+        Ok(Some(s)) => {
+            if s.valid_until.is_some_and(|t| t > crate::stamp::LATEST) {
+                panic!("{s:?}: past 9999");
+            }
+            let n = s.notations();
+            match crate::stamp::Stamp::from_notations(n.iter().map(|(a, b)| (*a, b.as_str()))) {
+                Ok(Some(again)) if again == s => {}
+                other => panic!("{s:?} does not read back: {other:?}"),
+            }
+        }
+    }
+}
+
+/// What a client remembers of a directory it fetched from (seen.rs):
+/// `Seen::parse`. What reads writes back to the same bytes.
+#[cfg(feature = "gpg")]
+pub fn seen(data: &[u8]) {
+    if let Ok(s) = crate::seen::Seen::parse(data) {
+        if s.to_bytes() != data {
+            panic!("{s:?} writes back otherwise");
+        }
+    }
+}
+
 /// vps.conf(5) (`conf/openvz/config`): `template::parse_vps_conf`. What
 /// it reads, written back as `NAME="value"` lines, reads the same.
 pub fn vps_conf(data: &[u8]) {

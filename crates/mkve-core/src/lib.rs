@@ -22,6 +22,7 @@ pub mod hooks;
 pub mod hypervisor;
 #[cfg(feature = "libvirt")]
 pub mod ids;
+pub mod interrupt;
 pub mod kvm;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
@@ -41,7 +42,11 @@ pub mod report;
 pub mod root;
 pub mod scratch;
 #[cfg(feature = "gpg")]
+pub mod seen;
+#[cfg(feature = "gpg")]
 pub mod sign;
+#[cfg(feature = "gpg")]
+pub mod stamp;
 pub mod sums;
 pub mod template;
 #[cfg(test)]

@@ -16,6 +16,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::exec::Report;
 use crate::files::{self, CopyingReader, Output};
 use crate::sign;
+use crate::stamp::Stamp;
 use crate::sums::{self, Sums};
 
 pub struct PublishOptions<'a> {
@@ -34,6 +35,10 @@ pub struct PublishOptions<'a> {
     pub sign_key: Option<&'a str>,
     /// GnuPG's home for signing; `None`: `GNUPGHOME` or `~/.gnupg`.
     pub gnupg_home: Option<&'a Path>,
+    /// How long after this publish a client accepts the list
+    /// (`--valid-for`): signed as its end of validity (stamp.rs); `None`:
+    /// until it is replaced.
+    pub valid_for: Option<std::time::Duration>,
     pub report: &'a dyn Report,
 }
 
@@ -93,7 +98,18 @@ pub fn publish(o: &PublishOptions) -> Result<Vec<Published>> {
         list.insert(name, sha256).map_err(Error::Other)?;
     }
     let text = list.to_bytes();
-    let (signature, signer) = sign::sign_detached_binary(&text, o.sign_key, o.gnupg_home)?;
+    let stamp = next_stamp(o)?;
+    let (signature, signer) =
+        sign::sign_detached_binary_noted(&text, o.sign_key, o.gnupg_home, &stamp.notations())?;
+    o.report.note(&format!(
+        "{}: serial {}{}",
+        o.dir.join(sums::FILE).display(),
+        stamp.serial,
+        stamp
+            .valid_until
+            .map(|t| format!(", valid until {}", crate::stamp::rfc3339(t)))
+            .unwrap_or_default()
+    ));
     if !sign::verify_detached(&text, &signature, Some(o.keyring))?.is_valid() {
         o.report.warning(&format!(
             "{}: signed by {signer}, a key not in {}: a fetch that trusts only that keyring refuses it",
@@ -114,6 +130,55 @@ pub fn publish(o: &PublishOptions) -> Result<Vec<Published>> {
     write_file(&o.dir.join(sums::FILE), &text)?;
     write_file(&o.dir.join(sums::SIGNATURE), &signature)?;
     Ok(published)
+}
+
+/// The stamp of the list about to be signed (stamp.rs): its serial the
+/// time now in seconds (the system's clock, never `SOURCE_DATE_EPOCH`), or
+/// one more than the serial of the list in `o.dir` when that is not less;
+/// its end of validity `o.valid_for` from now. Called under the
+/// directory's lock. The old list's serial is read from its signature
+/// whoever made it: a serial only grows.
+///
+/// Errors: an end of validity past what a time can hold (`Error::Usage`).
+fn next_stamp(o: &PublishOptions) -> Result<Stamp> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let old = match (
+        read_limited(&o.dir.join(sums::FILE), sums::MAX_BYTES)?,
+        read_limited(&o.dir.join(sums::SIGNATURE), sums::SIGNATURE_MAX_BYTES)?,
+    ) {
+        (Some(text), Some(sig)) => {
+            let v = sign::verify_detached_full(&text, &sig, Some(o.keyring))?;
+            Stamp::from_notations(v.notations.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+                .ok()
+                .flatten()
+                .map(|s| s.serial)
+        }
+        _ => None,
+    };
+    let serial = match old {
+        Some(s) => now.max(s.saturating_add(1)),
+        None => now,
+    };
+    let valid_until = match o.valid_for {
+        None => None,
+        Some(d) => Some(
+            now.checked_add(d.as_secs())
+                .filter(|t| *t <= crate::stamp::LATEST)
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--valid-for {} s: ends after {}",
+                        d.as_secs(),
+                        crate::stamp::rfc3339(crate::stamp::LATEST)
+                    ))
+                })?,
+        ),
+    };
+    Ok(Stamp {
+        serial,
+        valid_until,
+    })
 }
 
 /// Each bundle's name in the directory: its own file name.

@@ -68,7 +68,7 @@ pub fn sign_detached(
     key: Option<&str>,
     home: Option<&Path>,
 ) -> Result<(Vec<u8>, String)> {
-    sign(data, key, home, true)
+    sign(data, key, home, true, &[])
 }
 
 /// [`sign_detached`], the signature in OpenPGP's binary form (what
@@ -79,7 +79,18 @@ pub fn sign_detached_binary(
     key: Option<&str>,
     home: Option<&Path>,
 ) -> Result<(Vec<u8>, String)> {
-    sign(data, key, home, false)
+    sign(data, key, home, false, &[])
+}
+
+/// [`sign_detached_binary`], the signature carrying `notations` (name,
+/// value): signed, human-readable, not critical (stamp.rs).
+pub fn sign_detached_binary_noted(
+    data: &[u8],
+    key: Option<&str>,
+    home: Option<&Path>,
+    notations: &[(&str, String)],
+) -> Result<(Vec<u8>, String)> {
+    sign(data, key, home, false, notations)
 }
 
 fn sign(
@@ -87,9 +98,23 @@ fn sign(
     key: Option<&str>,
     home: Option<&Path>,
     armor: bool,
+    notations: &[(&str, String)],
 ) -> Result<(Vec<u8>, String)> {
     let mut ctx = gpg_context()?;
     ctx.set_armor(armor);
+    for (name, value) in notations {
+        ctx.add_signature_notation(
+            *name,
+            value.as_str(),
+            gpgme::SignatureNotationFlags::HUMAN_READABLE,
+        )
+        .map_err(|e| {
+            Error::signature(
+                Path::new("(signing)"),
+                format!("cannot add the notation {name}: {e}"),
+            )
+        })?;
+    }
     if let Some(h) = home {
         let h = h
             .to_str()
@@ -162,10 +187,29 @@ impl Drop for ThrowawayHome {
     }
 }
 
+/// A verified signature, with what it says beside who made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub status: SigStatus,
+    /// When it was made, in seconds since 1970 (the signer's clock);
+    /// `None` when there is no signature to tell.
+    pub created: Option<u64>,
+    /// Its notations (name, value), in the order given, of every
+    /// signature it holds.
+    pub notations: Vec<(String, String)>,
+}
+
 /// Verify a detached signature of `data` against the keys in `keyring`
 /// (binary or armoured, as `gpg --export` writes it). With no keyring every
 /// signature is by an unknown key, which still tells who signed.
 pub fn verify_detached(data: &[u8], sig: &[u8], keyring: Option<&Path>) -> Result<SigStatus> {
+    Ok(verify_detached_full(data, sig, keyring)?.status)
+}
+
+/// [`verify_detached`], and when the signature was made and its
+/// notations (stamp.rs). With several signatures, the creation time is
+/// the first one's.
+pub fn verify_detached_full(data: &[u8], sig: &[u8], keyring: Option<&Path>) -> Result<Verified> {
     let keys = match keyring {
         None => None,
         Some(k) => Some((
@@ -226,17 +270,34 @@ pub fn verify_detached(data: &[u8], sig: &[u8], keyring: Option<&Path>) -> Resul
     let result = match ctx.verify_detached(sig, data) {
         Ok(r) => r,
         Err(e) => {
-            return Ok(SigStatus::Bad {
-                fingerprint: None,
-                reason: format!("unreadable signature: {e}"),
+            return Ok(Verified {
+                status: SigStatus::Bad {
+                    fingerprint: None,
+                    reason: format!("unreadable signature: {e}"),
+                },
+                created: None,
+                notations: Vec::new(),
             })
         }
     };
+    let mut created = None;
+    let mut notations = Vec::new();
     let mut status = SigStatus::Bad {
         fingerprint: None,
         reason: "no signature found".into(),
     };
     for (i, s) in result.signatures().enumerate() {
+        if i == 0 {
+            created = s
+                .creation_time()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs());
+        }
+        for n in s.notations() {
+            if let (Ok(name), Ok(value)) = (n.name(), n.value()) {
+                notations.push((name.to_string(), value.to_string()));
+            }
+        }
         let fpr = s.fingerprint().ok().map(str::to_string);
         let this = match s.status() {
             Ok(()) => match fpr.as_deref().and_then(|f| trusted.get(f)) {
@@ -260,7 +321,11 @@ pub fn verify_detached(data: &[u8], sig: &[u8], keyring: Option<&Path>) -> Resul
             status = this;
         }
     }
-    Ok(status)
+    Ok(Verified {
+        status,
+        created,
+        notations,
+    })
 }
 
 /// Why a signature by a known key is refused, in words: when an expired

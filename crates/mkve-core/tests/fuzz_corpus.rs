@@ -56,4 +56,8 @@ replayed!(
     meta,
     #[cfg(feature = "gpg")]
     bundle,
+    #[cfg(feature = "gpg")]
+    stamp,
+    #[cfg(feature = "gpg")]
+    seen,
 );

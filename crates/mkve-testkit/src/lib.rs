@@ -149,6 +149,10 @@ impl Env {
             .env("MKVE_DATADIR", h.join("share"))
             .env("MKVE_CONFDIR", h.join("etc"))
             .env("MKVE_CACHEDIR", &cache.dir)
+            // What a fetch remembers of each directory, among the rest:
+            // the test's own, whoever runs it.
+            .env("MKVE_STATEDIR", h.join("state"))
+            .env("XDG_CACHE_HOME", h.join("cache"))
             .env("MKVE_LOCKDIR", cache.dir.join("locks"))
             .env("MKVE_TEST_MMDEBSTRAP_LOG", h.join("mmdebstrap.log"))
             .env("GNUPGHOME", h.join("no-gnupg"))

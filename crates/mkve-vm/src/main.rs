@@ -52,7 +52,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Create(args) if args.print_xml => {
             mkve_cli::out!("{}", vm::print_xml(&args.options(cli.connect.uri)?)?)
         }
-        Command::Create(args) => show::id(vm::create(&args.options(cli.connect.uri)?, &report)?),
+        Command::Create(args) => {
+            let o = args.options(cli.connect.uri)?;
+            // A create from a URL undoes what it made when a signal stops
+            // it (mkve-vm(1), SIGNALS).
+            if mkve_core::fetch::Url::of_arg(&o.bundle).is_some() {
+                mkve_core::interrupt::catch()?;
+            }
+            show::id(vm::create(&o, &report)?)
+        }
         Command::Start(t) => vm::start(&uris, &t.machine),
         Command::Console { target, force } => vm::console(&uris, &target.machine, force),
         Command::Stop {

@@ -698,3 +698,208 @@ fn every_command_refuses_the_same_mkve_conf_the_same_way() {
         }
     }
 }
+
+/// A published directory of a signed lxc bundle of a plain root (no
+/// hooks, no root needed), published twice: copies of the first and the
+/// second list, with the bundle, in `work/v1` and `work/v2`.
+fn published_twice(work: &std::path::Path) {
+    let root = work.join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/hostname"), "x\n").unwrap();
+    let t = Template::load(&good("two-containers"), &hooks_dir(), Some(Hypervisor::Lxc)).unwrap();
+    let bun = work.join("lxc.bun");
+    let mut out = std::fs::File::create(&bun).unwrap();
+    bundle::make(
+        &MakeOptions {
+            template: &t,
+            hypervisor: Hypervisor::Lxc,
+            root: RootSource::Dir(root),
+            signing: Signing::Key(None),
+            gnupg_home: Some(signer().home.clone()),
+            report: &mkve_core::exec::Silent,
+            output: &bun,
+        },
+        &mut out,
+    )
+    .unwrap();
+    drop(out);
+    let dir = work.join("pub");
+    for v in ["v1", "v2"] {
+        mkve_core::publish::publish(&mkve_core::publish::PublishOptions {
+            dir: &dir,
+            bundles: std::slice::from_ref(&bun),
+            keyring: &signer().keyring,
+            allow_unsigned: false,
+            sign_key: None,
+            gnupg_home: Some(&signer().home),
+            valid_for: None,
+            report: &mkve_core::exec::Silent,
+        })
+        .unwrap();
+        let copy = work.join(v);
+        std::fs::create_dir(&copy).unwrap();
+        for f in ["lxc.bun", "SHA256SUMS", "SHA256SUMS.gpg"] {
+            std::fs::copy(dir.join(f), copy.join(f)).unwrap();
+        }
+    }
+}
+
+/// `src`'s files in place of `dst`'s.
+fn serve_copy_of(src: &std::path::Path, dst: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(dst);
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+}
+
+/// What a create's state directory holds under vms/ and bases/, its lock
+/// files left out: nothing when the create took nothing.
+fn made_in(state: &std::path::Path) -> Vec<String> {
+    let mut v = Vec::new();
+    for d in ["vms", "bases"] {
+        if let Ok(rd) = std::fs::read_dir(state.join(d)) {
+            v.extend(
+                rd.flatten()
+                    .map(|e| format!("{d}/{}", e.file_name().to_string_lossy()))
+                    .filter(|n| !n.ends_with(".lock")),
+            );
+        }
+    }
+    v
+}
+
+#[test]
+fn create_from_a_url_refuses_an_older_list_than_it_saw_before_taking_anything() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    published_twice(w);
+    let served = w.join("served");
+    let server = HttpServer::serve(&served);
+    let env = new_env();
+    let state = env.home.path().join("state");
+    let create = |name: &str| {
+        run(env
+            .cmd()
+            // Never a real libvirtd, whoever runs the test.
+            .args(["-c", "test:///default", "create", "--keyring"])
+            .arg(&signer().keyring)
+            .arg(server.url(&format!("d/{name}"))))
+    };
+    // The newer list is taken (the create then stops at libvirt, or makes
+    // the machine where there is one: either way, past the list).
+    serve_copy_of(&w.join("v2"), &served.join("d"));
+    let r = create("lxc.bun");
+    assert!(
+        !r.stderr.contains("SHA256SUMS"),
+        "the newer list is accepted: {}",
+        r.stderr
+    );
+    let before = made_in(&state);
+    serve_copy_of(&w.join("v1"), &served.join("d"));
+    let r = create("lxc.bun");
+    r.assert_stderr(65, "/d/SHA256SUMS: older (serial ");
+    assert!(
+        r.stderr.contains("than the list this host accepted"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(made_in(&state), before, "nothing made or taken");
+    // And its memory is root's own, under MKVE_STATEDIR, or a user's.
+    let sources = if nix_is_root() {
+        state.join("sources")
+    } else {
+        env.home.path().join("cache/mkve/sources")
+    };
+    assert!(sources.join(".lock").exists(), "{}", sources.display());
+}
+
+/// Whether the tests run as root: /proc/self belongs to the effective user.
+fn nix_is_root() -> bool {
+    std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0
+}
+
+#[test]
+fn a_signal_during_a_create_from_a_url_leaves_no_staging_directory() {
+    use std::io::{Read, Write};
+    use std::os::unix::process::ExitStatusExt;
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    published_twice(w);
+    let v2 = w.join("v2");
+    // A server that answers the list and its signature, then sends a part
+    // of the bundle and falls silent.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let v2 = v2.clone();
+            std::thread::spawn(move || {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&req).to_string();
+                let name = text
+                    .split(' ')
+                    .nth(1)
+                    .unwrap_or("/")
+                    .trim_start_matches('/');
+                let body = std::fs::read(v2.join(name)).unwrap_or_default();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes());
+                if name == "lxc.bun" {
+                    let _ = s.write_all(&body[..body.len() / 2]);
+                    std::thread::sleep(std::time::Duration::from_secs(60));
+                } else {
+                    let _ = s.write_all(&body);
+                }
+            });
+        }
+    });
+    for sig in ["TERM", "INT", "HUP"] {
+        let env = new_env();
+        let state = env.home.path().join("state");
+        let child = env
+            .cmd()
+            // Never a real libvirtd, whoever runs the test.
+            .args(["-c", "test:///default", "create", "--keyring"])
+            .arg(&signer().keyring)
+            .arg(format!("http://127.0.0.1:{port}/lxc.bun"))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Its staging directory is there while it waits.
+        let started = std::time::Instant::now();
+        while !made_in(&state).iter().any(|n| n.starts_with("vms/.new.")) {
+            assert!(started.elapsed().as_secs() < 20, "no staging directory");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        let sent = std::time::Instant::now();
+        let k = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(k.success());
+        let o = child.wait_with_output().unwrap();
+        assert!(sent.elapsed().as_secs() < 10, "{sig}: {:?}", sent.elapsed());
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.signal().is_some(), "{sig}: {o:?}");
+        assert!(
+            e.contains(&format!("interrupted by SIG{sig}")),
+            "{sig}: {e}"
+        );
+        assert_eq!(made_in(&state), Vec::<String>::new(), "{sig}: {e}");
+    }
+}

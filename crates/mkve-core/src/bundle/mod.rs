@@ -8,8 +8,8 @@ mod make;
 pub(crate) mod meta;
 mod read;
 
-// The machines' bases name their contents by it.
-#[cfg(feature = "libvirt")]
+// The machines' bases name their contents by it, and what a fetch
+// remembers its directories by.
 pub(crate) use make::hex;
 pub use make::{make, MakeOptions, RootSource, Signing};
 pub use meta::{rfc3339, Installed, Meta, Packages, TemplateRef, FORMAT};

@@ -67,43 +67,83 @@ pub struct Report {
 /// The largest `conf/` member a report carries, in bytes.
 const CONF_KEPT_MAX: u64 = 64 << 10;
 
+/// tar's record: 20 blocks of 512 bytes. An archive's end is its
+/// end-of-archive blocks and zeros up to the end of the record they end
+/// in (what tar(1) writes), no more.
+pub const RECORD: u64 = 10240;
+
+/// Read the bundle `r` (`label` names it in errors) as `opts` asks.
+///
+/// Unless only meta.json is asked for, the stream is read to its end,
+/// which must be the archive's: after the block of zeros that ends the
+/// last member's list come zero bytes up to the end of the 10,240-byte
+/// record ([`RECORD`]) that the second end-of-archive block ends in, and
+/// nothing else. Any other byte, or one zero byte more, is refused as soon
+/// as it is read (`Error::InvalidBundle`, 65): a stream of endless zeros
+/// is read no further than that record.
 pub fn read<R: Read>(r: R, label: &Path, opts: &ReadOptions) -> Result<Report> {
     let bad = |why: String| Error::bundle(label, why);
-    let mut ar = tar::Archive::new(r);
+    let mut ar = tar::Archive::new(Counted { inner: r, bytes: 0 });
     let (report, staging) = read_members(&mut ar, label, opts)?;
     if opts.check == Check::Meta && opts.unpack_to.is_none() {
         return Ok(report);
     }
-    // After the end of the archive (its zero blocks) there may be more
-    // zeros (padding to a record), and nothing else: another archive
-    // appended to a bundle is not part of it (GNU tar -i would read it).
-    trailing_zeros(ar.into_inner()).map_err(bad)?;
+    // Another archive appended to a bundle is not part of it (GNU tar -i
+    // would read it), nor are endless zeros.
+    let rest = ar.into_inner();
+    let at = rest.bytes;
+    trailing_zeros(rest.inner, at).map_err(bad)?;
     if let Some(s) = staging {
         s.commit()?;
     }
     Ok(report)
 }
 
-/// Everything after the end-of-archive marker is zeros, or the error.
-fn trailing_zeros(mut r: impl Read) -> std::result::Result<(), String> {
-    let mut buf = vec![0u8; 64 << 10];
-    let mut at: u64 = 0;
+/// A reader that counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    bytes: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// What follows the first end-of-archive block (the tar reader stops
+/// after it, `at` bytes into the stream): zeros to the end of the record
+/// the second block ends in, at most, and then the stream's end; or the
+/// error. Reads at most one byte past that record.
+fn trailing_zeros(mut r: impl Read, at: u64) -> std::result::Result<(), String> {
+    let end = (at + 512).div_ceil(RECORD) * RECORD;
+    let allowed = end - at;
+    let mut buf = vec![0u8; 16 << 10];
+    let mut read: u64 = 0;
     loop {
-        let n = match r.read(&mut buf) {
+        // One byte more than allowed, to tell the end from more.
+        let want = (allowed + 1 - read).min(buf.len() as u64) as usize;
+        let n = match r.read(&mut buf[..want]) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(format!("after the end of the archive: {e}")),
         };
         if let Some(i) = buf[..n].iter().position(|b| *b != 0) {
-            // The reader stopped at the first of the two zero blocks that
-            // end an archive: count from after the second.
+            // Counted from after the second end-of-archive block.
             return Err(format!(
                 "data after the end of the archive ({} bytes past its end-of-archive blocks): not part of a bundle",
-                (at + i as u64).saturating_sub(512)
+                (read + i as u64).saturating_sub(512)
             ));
         }
-        at += n as u64;
+        read += n as u64;
+        if read > allowed {
+            return Err(format!(
+                "more zeros after the end of the archive than pad it to a {RECORD}-byte record (the archive ends at byte {end}): not part of a bundle"
+            ));
+        }
     }
 }
 
@@ -516,5 +556,67 @@ impl Staging {
         std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::create(&self.dest, e))?;
         // The guard's drop removes what is left: its lock file.
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` zeros, then `tail`.
+    fn zeros_then(n: usize, tail: &[u8]) -> Vec<u8> {
+        let mut v = vec![0u8; n];
+        v.extend_from_slice(tail);
+        v
+    }
+
+    #[test]
+    fn an_archive_ends_with_its_record_and_not_a_byte_more() {
+        // The tar reader stopped after the first end-of-archive block at
+        // byte `at`: the second block and the padding to the record follow.
+        for at in [1024u64, 10240 - 512, 10240, 20480 + 1536, 9728] {
+            let end = (at + 512).div_ceil(RECORD) * RECORD;
+            let allowed = (end - at) as usize;
+            assert!(allowed >= 512, "{at}");
+            for ok in [0, 512, allowed - 1, allowed] {
+                assert_eq!(
+                    trailing_zeros(&zeros_then(ok, b"")[..], at),
+                    Ok(()),
+                    "{at} + {ok}"
+                );
+            }
+            for more in [allowed + 1, allowed + 512, allowed + RECORD as usize] {
+                let e = trailing_zeros(&zeros_then(more, b"")[..], at).unwrap_err();
+                assert!(e.contains("more zeros after the end"), "{at} + {more}: {e}");
+            }
+            let e = trailing_zeros(&zeros_then(512, b"\x07")[..], at).unwrap_err();
+            assert!(
+                e.contains("data after the end of the archive (0 bytes"),
+                "{e}"
+            );
+            let e = trailing_zeros(&zeros_then(allowed, b"x")[..], at).unwrap_err();
+            assert!(e.contains("data after the end"), "{e}");
+        }
+    }
+
+    /// A reader that never ends, counting what was asked of it.
+    struct Endless<'a>(u8, &'a mut u64);
+
+    impl Read for Endless<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            buf.fill(self.0);
+            *self.1 += buf.len() as u64;
+            Ok(buf.len())
+        }
+    }
+
+    #[test]
+    fn endless_zeros_or_bytes_are_refused_within_a_record() {
+        for byte in [0u8, 1, 0xff] {
+            let mut read = 0;
+            let e = trailing_zeros(Endless(byte, &mut read), 1024).unwrap_err();
+            assert!(e.contains("after the end of the archive"), "{byte}: {e}");
+            assert!(read <= RECORD + 1, "{byte}: {read} bytes read");
+        }
     }
 }

@@ -270,6 +270,10 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     check(o, hv)?;
     check_id(o, Some(hv))?;
     let label = files::display_name(&o.bundle);
+    // A signal caught (a create from a URL: interrupt.rs) stops the create
+    // at the next of these checks, and what it made is undone.
+    let stop = || crate::interrupt::check(&label.to_string_lossy());
+    stop()?;
     let params = crate::params::resolve(
         &crate::params::of_unpacked(&unpacked, &label.to_string_lossy())?,
         &o.params,
@@ -359,6 +363,7 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     // The ID, with its machine lock held until the machine is whole (or
     // undone): no delete or other operation on it runs meanwhile, and
     // other creates pass it by, so the IDs lock is needed only to choose.
+    stop()?;
     let (id, _machine_lock) = {
         let _ids_lock = ids::lock()?;
         super::manage::sweep_killed_creates(&conn, &net, report);
@@ -436,6 +441,7 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
             }
         }
     }
+    stop()?;
     let dir = if hv == Hypervisor::Openvz {
         let node = crate::openvz::Node::system();
         let cached = node.cache_path(id);
@@ -458,6 +464,7 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
         dir
     };
 
+    stop()?;
     let spec = spec_for(o, &meta, signed_by, id, &net, &dir, base.as_ref())?;
     let xml = domain::xml(&spec);
     report.note(&format!("defining {}:\n{xml}", spec.name));
@@ -478,12 +485,14 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     }
     network::add_host(&conn, &net, id, &spec.name, report)?;
     undo.host = Some(id);
+    stop()?;
     if o.start {
         report.progress(&format!("starting machine {id}"));
         if let Some(d) = &undo.domain {
             d.start(&what)?;
         }
     }
+    stop()?;
     undo.keep();
     made_base.0 = None;
     MachineId::new(id).map_err(Error::Other)
