@@ -12,11 +12,9 @@ set -uo pipefail
 . "$(dirname "$0")/harness/lib.sh"
 use_bins e2e debug
 ns=mkve-e2e
-work=$(mktemp -d /var/tmp/mkve-e2e.XXXXXX)
-chmod 755 "$work"  # qemu runs as its own user and must reach the disks below
-export MKVE_DATADIR=$top MKVE_CONFDIR=$work/etc MKVE_STATEDIR=$work/state MKVE_LOCKDIR=$work/lock
+suite_work e2e
 # (the first machine is made with MKVE_STATEDIR=state from $work: the same place)
-export MKVE_CACHEDIR=${CARGO_TARGET_DIR:-$top/target}/tmp/mkve-layer-cache SOURCE_DATE_EPOCH=1700000000
+export MKVE_CACHEDIR=${CARGO_TARGET_DIR:-$top/target}/tmp/mkve-layer-cache
 passed=0 failed=0
 
 cleanup() {
@@ -27,8 +25,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-LIBVIRT_DEFAULT_URI=$("$harness" start "$ns") || exit 69
-export LIBVIRT_DEFAULT_URI
+start_node "$ns"
 "$bin/mkve-net" create || exit 1
 
 # The service, end to end.
@@ -104,11 +101,8 @@ check "the ID lock is free" flock -n "$MKVE_LOCKDIR/ids.lock" true
 
 # IDs under concurrency: a tiny bundle, defined only.
 root=$work/tiny-root
-mkdir -p "$root/bin" "$root/sbin" "$root/etc"
-cp /usr/bin/busybox "$root/bin/busybox"
-ln -s busybox "$root/bin/sh"; ln -s ../bin/busybox "$root/sbin/init"
-"$bin/mkve-bundle" --no-config -q -H lxc --force-no-sign --rootfs "$root" -o "$work/tiny.bun" \
-    "$top/tests/fixtures/templates/good/two-containers" >/dev/null || exit 1
+busybox_root "$root"
+tiny_bundle "$root" "$work/tiny.bun" --force-no-sign || exit 1
 for i in $(seq 50); do "$bin/mkve-vm" -q create --allow-unsigned "$work/tiny.bun" >"$work/id.$i" 2>"$work/err.$i" & done
 wait
 check "50 concurrent creates succeed" test "$(cat "$work"/err.* | wc -c)" = 0

@@ -20,11 +20,9 @@ use_bins faults debug
 ns=mkve-faults
 kill_rounds=${KILL_ROUNDS:-5}
 race_rounds=${RACE_ROUNDS:-10}
-work=$(mktemp -d /var/tmp/mkve-faults.XXXXXX)
-chmod 755 "$work"
+suite_work faults
 mkdir -p "$work/tmp" "$work/out"
-export MKVE_DATADIR=$top MKVE_CONFDIR=$work/etc MKVE_STATEDIR=$work/state MKVE_LOCKDIR=$work/lock
-export MKVE_CACHEDIR=$work/cache TMPDIR=$work/tmp SOURCE_DATE_EPOCH=1700000000
+export MKVE_CACHEDIR=$work/cache TMPDIR=$work/tmp
 passed=0 failed=0
 # A random delay of 0 to $1 tenths of a second.
 pause() { sleep "$(awk -v m="$1" -v r="$RANDOM" 'BEGIN { printf "%.2f", (r % (m * 10 + 1)) / 100 }')"; }
@@ -56,9 +54,8 @@ trap cleanup EXIT
 # A small root with a few MB to pack, and a template whose hook takes a
 # moment, so that kills land in every phase of a build.
 root=$work/root
-mkdir -p "$root/bin" "$root/sbin" "$root/etc" "$root/var/lib"
-cp /usr/bin/busybox "$root/bin/busybox"
-ln -s busybox "$root/bin/sh"; ln -s ../bin/busybox "$root/sbin/init"
+busybox_root "$root"
+mkdir -p "$root/var/lib"
 head -c 8M /dev/urandom >"$root/var/lib/data"
 tpl=$work/tpl
 mkdir -p "$tpl/hooks" "$tpl/hooks-lists" "$tpl/version" "$tpl/packages-lists"
@@ -93,11 +90,9 @@ check "and its sweep leaves no work root" test -z "$(ls -A "$TMPDIR" | grep '^mk
 check "nor any output a killed run was writing" test -z "$(ls -A "$work/out" | grep -v '\.bun$')"
 
 # --- kill -9 of mkve-vm create --start ------------------------------------
-LIBVIRT_DEFAULT_URI=$("$harness" start "$ns") || exit 69
-export LIBVIRT_DEFAULT_URI
+start_node "$ns"
 "$bin/mkve-net" create || exit 1
-"$bin/mkve-bundle" --no-config -q -H lxc --force-no-sign --rootfs "$root" -o "$work/tiny.bun" \
-    "$top/tests/fixtures/templates/good/two-containers" >/dev/null || exit 1
+tiny_bundle "$root" "$work/tiny.bun" --force-no-sign || exit 1
 held=0
 for i in $(seq "$kill_rounds"); do
     "$bin/mkve-vm" -q create --allow-unsigned --start "$work/tiny.bun" >/dev/null 2>&1 & pid=$!
@@ -177,8 +172,7 @@ check "  and then nothing is missing" test -z "$("$bin/mkve-vm" bases | tail -n 
 based=$work/based-root
 cp -a "$root" "$based"
 head -c 100M /dev/urandom >"$based/var/lib/big"
-"$bin/mkve-bundle" --no-config -q -H lxc --force-no-sign --rootfs "$based" -o "$work/based.bun" \
-    "$top/tests/fixtures/templates/good/two-containers" >/dev/null || exit 1
+tiny_bundle "$based" "$work/based.bun" --force-no-sign || exit 1
 rm -rf "$based"
 unfinished=0 midway=0
 scratch() { ls -A "$MKVE_STATEDIR/bases" 2>/dev/null | grep '^\.new\.' | sort | tr '\n' ' '; }

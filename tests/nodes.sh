@@ -41,9 +41,7 @@ target=${CARGO_TARGET_DIR:-$top/target}
 for p in /usr/sbin/sshd ssh nc nsenter qemu-img curl; do
     command -v "$p" >/dev/null || { echo "nodes: $p is missing (scripts/deps installs it)" >&2; exit 69; }
 done
-work=$(mktemp -d /var/tmp/mkve-nodes.XXXXXX)
-chmod 755 "$work"  # qemu runs as its own user and must reach the disks below
-export MKVE_DATADIR=$top SOURCE_DATE_EPOCH=1700000000
+suite_work nodes --bare
 unset LIBVIRT_DEFAULT_URI
 ns=${NODES_NS:-mkve-n}
 passed=0 failed=0

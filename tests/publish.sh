@@ -18,10 +18,8 @@ set -uo pipefail
 use_bins publish debug
 ns=mkve-pub-test
 started=$(date +%s)
-work=$(mktemp -d /var/tmp/mkve-pub.XXXXXX)
-chmod 755 "$work"
-export MKVE_DATADIR=$top MKVE_CONFDIR=$work/etc MKVE_STATEDIR=$work/state MKVE_LOCKDIR=$work/lock
-export GNUPGHOME=$work/gnupg SOURCE_DATE_EPOCH=1700000000
+suite_work pub
+export GNUPGHOME=$work/gnupg
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
 passed=0 failed=0 server_pid=""
 
@@ -55,12 +53,9 @@ gpg --batch --quiet --export >"$MKVE_CONFDIR/trusted.gpg"
 # Two signed lxc bundles of a busybox root, told apart by one file.
 tiny() {
     local root=$work/root-$1
-    mkdir -p "$root/bin" "$root/sbin" "$root/etc"
-    cp /usr/bin/busybox "$root/bin/busybox"
-    ln -s busybox "$root/bin/sh"; ln -s ../bin/busybox "$root/sbin/init"
+    busybox_root "$root"
     echo "$1" >"$root/etc/published"
-    "$bin/mkve-bundle" --no-config -q -H lxc --rootfs "$root" -o "$work/$1.bun" \
-        "$top/tests/fixtures/templates/good/two-containers" >/dev/null
+    tiny_bundle "$root" "$work/$1.bun"
 }
 tiny tiny && tiny other || exit 1
 
@@ -88,7 +83,7 @@ for _ in $(seq 50); do
 done
 url=http://127.0.0.1:$port
 
-LIBVIRT_DEFAULT_URI=$("$harness" start "$ns") || exit 69
+start_node "$ns"
 export LIBVIRT_DEFAULT_URI
 "$bin/mkve-net" create >/dev/null || exit 1
 

@@ -53,10 +53,8 @@ for t in $templates; do
 done
 use_bins services debug
 
-work=$(mktemp -d /var/tmp/mkve-services.XXXXXX)
-chmod 755 "$work"  # qemu runs as its own user and must reach the disks below
-export MKVE_DATADIR=$top MKVE_CONFDIR=$work/etc MKVE_STATEDIR=$work/state MKVE_LOCKDIR=$work/lock
-export MKVE_CACHEDIR=${CARGO_TARGET_DIR:-$top/target}/tmp/mkve-layer-cache SOURCE_DATE_EPOCH=1700000000
+suite_work services
+export MKVE_CACHEDIR=${CARGO_TARGET_DIR:-$top/target}/tmp/mkve-layer-cache
 export MKVE_VM=$bin/mkve-vm
 export MACHINE_CAT=$top/tests/harness/machine-cat
 

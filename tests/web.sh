@@ -18,10 +18,8 @@ set -uo pipefail
 use_bins web debug
 ns=${WEB_NS:-mkve-web-test}
 shots=${CARGO_TARGET_DIR:-$top/target}/web-screenshots
-work=$(mktemp -d /var/tmp/mkve-web.XXXXXX)
-chmod 755 "$work"
-export MKVE_DATADIR=$top MKVE_CONFDIR=$work/etc MKVE_STATEDIR=$work/state MKVE_LOCKDIR=$work/lock
-export GNUPGHOME=$work/gnupg SOURCE_DATE_EPOCH=1700000000
+suite_work web
+export GNUPGHOME=$work/gnupg
 web_pid=""
 
 cleanup() {
@@ -42,10 +40,8 @@ trap cleanup EXIT
 # A root that logs in on its console (busybox init, /bin/login), and a key
 # of the test's own to sign its bundle with.
 root=$work/root
-mkdir -p "$root"/{bin,sbin,etc,root,tmp,dev,proc,sys}
-cp /usr/bin/busybox "$root/bin/busybox"
-for a in sh login cat echo ls mount poweroff; do ln -s busybox "$root/bin/$a"; done
-ln -s ../bin/busybox "$root/sbin/init"
+mkdir -p "$root"/{root,tmp,dev,proc,sys}
+busybox_root "$root" login cat echo ls mount poweroff
 echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
 echo 'root:*:19000:0:99999:7:::' >"$root/etc/shadow"
 echo 'root:x:0:' >"$root/etc/group"
@@ -53,8 +49,7 @@ printf '::sysinit:/bin/mount -t proc proc /proc\nconsole::respawn:/bin/login\n' 
 mkdir -m 700 "$GNUPGHOME"
 gpg --batch --quiet --passphrase '' --quick-gen-key 'mkve web test <web@example.invalid>' ed25519 sign never 2>/dev/null || exit 1
 gpg --batch --quiet --export >"$work/trusted.gpg"
-"$bin/mkve-bundle" --no-config -q -H lxc --rootfs "$root" -o "$work/tiny.bun" \
-    "$top/tests/fixtures/templates/good/two-containers" >/dev/null || exit 1
+tiny_bundle "$root" "$work/tiny.bun" || exit 1
 # One byte of the root's payload changed: the signature still holds, the
 # digest does not.
 python3 - "$work/tiny.bun" "$work/tampered.bun" <<'EOF' || exit 1
@@ -69,8 +64,7 @@ with open(sys.argv[2], "r+b") as f:
     f.write(bytes([b[0] ^ 0x55]))
 EOF
 
-LIBVIRT_DEFAULT_URI=$("$harness" start "$ns") || exit 69
-export LIBVIRT_DEFAULT_URI
+start_node "$ns"
 "$bin/mkve-net" create || exit 1
 # What the CLI says of the tampered bundle (it fails before anything is made).
 (cd "$work" && "$bin/mkve-vm" create --keyring "$work/trusted.gpg" tampered.bun) 2>"$work/tampered.err" >/dev/null

@@ -48,3 +48,46 @@ check() {
 machines() { "$bin/mkve-vm" list --json | python3 -c 'import json,sys; print(" ".join(str(m["id"]) for m in json.load(sys.stdin)))'; }
 # How many DHCP entries the mkve network has.
 hosts() { "$bin/mkve-net" status --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["hosts"]))'; }
+
+# suite_work NAME [--bare]: the suite's work directory, in $work:
+# /var/tmp/mkve-NAME.XXXXXX, mode 755 (qemu runs as its own user and must
+# reach the disks below). mkve's directories in it are exported
+# (MKVE_CONFDIR, MKVE_STATEDIR, MKVE_LOCKDIR; with --bare, none: a suite of
+# several nodes gives each its own), with MKVE_DATADIR this tree and
+# SOURCE_DATE_EPOCH fixed. The suite's cleanup removes it.
+suite_work() {
+    work=$(mktemp -d "/var/tmp/mkve-$1.XXXXXX") || exit 1
+    chmod 755 "$work"
+    export MKVE_DATADIR=$top SOURCE_DATE_EPOCH=1700000000
+    if [ "${2:-}" != --bare ]; then
+        export MKVE_CONFDIR=$work/etc MKVE_STATEDIR=$work/state MKVE_LOCKDIR=$work/lock
+    fi
+}
+
+# start_node NS: the private libvirtd (libvirtd-netns) in the network
+# namespace NS, for mkve's directories as exported; its lxc URI exported as
+# LIBVIRT_DEFAULT_URI. A daemon that does not come up ends the suite (69).
+start_node() {
+    LIBVIRT_DEFAULT_URI=$("$harness" start "$1") || exit 69
+    export LIBVIRT_DEFAULT_URI
+}
+
+# busybox_root DIR [APPLET...]: a tiny root a container boots: the static
+# busybox as /bin/busybox, /bin/sh and /sbin/init, /etc, and a link in
+# /bin for each APPLET.
+busybox_root() {
+    local dir=$1 a; shift
+    mkdir -p "$dir/bin" "$dir/sbin" "$dir/etc"
+    cp /usr/bin/busybox "$dir/bin/busybox"
+    for a in sh "$@"; do ln -sf busybox "$dir/bin/$a"; done
+    ln -sf ../bin/busybox "$dir/sbin/init"
+}
+
+# tiny_bundle ROOT OUT [MKVE-BUNDLE OPTION...]: an lxc bundle of ROOT made
+# with the fixture template two-containers (no hooks); signed with
+# GnuPG's default key unless an option says otherwise (--force-no-sign).
+tiny_bundle() {
+    local root=$1 out=$2; shift 2
+    "$bin/mkve-bundle" --no-config -q -H lxc "$@" --rootfs "$root" -o "$out" \
+        "$top/tests/fixtures/templates/good/two-containers" >/dev/null
+}

@@ -14,24 +14,36 @@ fn the_clean_up_shell_keeps_no_inherited_descriptor() {
     let pipe = std::fs::read_link(format!("/proc/self/fd/{}", fds[1])).unwrap();
     let dir = mkve_testkit::shared_dir();
     let me = std::process::id().to_string();
-    let shell = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .find(|e| {
-            let p = e.path();
-            let cmdline = std::fs::read(p.join("cmdline")).unwrap_or_default();
-            let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
-            let parent = stat
-                .rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().nth(1));
-            parent == Some(me.as_str())
-                && cmdline
-                    .split(|b| *b == 0)
-                    .any(|a| a == b"mkve-tests-clean-up")
-        })
-        .expect("the clean-up shell runs as this process's child")
-        .path();
+    // Looked for again for a few seconds: on a loaded machine /proc may
+    // not show the new child at once.
+    let find = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .find(|e| {
+                let p = e.path();
+                let cmdline = std::fs::read(p.join("cmdline")).unwrap_or_default();
+                let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
+                let parent = stat
+                    .rsplit(')')
+                    .next()
+                    .and_then(|r| r.split_whitespace().nth(1));
+                parent == Some(me.as_str())
+                    && cmdline
+                        .split(|b| *b == 0)
+                        .any(|a| a == b"mkve-tests-clean-up")
+            })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let shell = loop {
+        match find() {
+            Some(e) => break e.path(),
+            None if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            None => panic!("the clean-up shell runs as this process's child"),
+        }
+    };
     let held: Vec<(String, std::path::PathBuf)> = std::fs::read_dir(shell.join("fd"))
         .unwrap()
         .filter_map(|e| e.ok())
