@@ -27,6 +27,10 @@ use crate::app::ApiError;
 /// held in memory.
 pub const FIELD_MAX: usize = 1 << 20;
 
+/// The most fields a form may have: the options, and a parameter's many
+/// times over (a bundle declares 256 at most, `params::parse`).
+pub const FIELD_COUNT_MAX: usize = 512;
+
 /// The fields of a create besides the file `bundle` (see
 /// `create::create_options`); `param.NAME` too.
 pub const FIELDS: &[&str] = &[
@@ -149,10 +153,15 @@ pub struct NoOptions {}
 /// Check a form field's name as it comes, before its value is read:
 /// `bundle` or one of [`FIELDS`], or `param.NAME` with NAME a parameter's
 /// name; `seen` are the names that came before it, of which only `param`
-/// may come again. Errors (2): a field with no name, a name nobody reads
-/// (naming those read), a name given twice, a parameter name
-/// `--param NAME=…` refuses (core's words).
+/// may come again. Errors (2): more than [`FIELD_COUNT_MAX`] fields, a
+/// field with no name, a name nobody reads (naming those read), a name
+/// given twice, a parameter name `--param NAME=…` refuses (core's words).
 pub fn field_name(name: &str, seen: &[&str]) -> Result<()> {
+    if seen.len() >= FIELD_COUNT_MAX {
+        return Err(Error::Usage(format!(
+            "more than {FIELD_COUNT_MAX} form fields"
+        )));
+    }
     if name.is_empty() {
         return Err(Error::Usage(
             "a form field has no name (Content-Disposition: form-data; name=…)".into(),
@@ -362,5 +371,7 @@ mod tests {
         assert!(e("memroy", &[]).starts_with("no field \"memroy\": a create takes bundle, "));
         assert!(e("param.Admin", &[]).contains("\"Admin\" is not a parameter name"));
         assert!(e("", &[]).contains("has no name"));
+        let many = vec!["param"; FIELD_COUNT_MAX];
+        assert_eq!(e("param", &many), "more than 512 form fields");
     }
 }

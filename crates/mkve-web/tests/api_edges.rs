@@ -268,6 +268,12 @@ async fn fields_unknown_repeated_or_bad_are_refused() {
         (status, error.as_str()),
         (400, "the field ssh_key is longer than 1048576 bytes")
     );
+    // A form of many parameters is refused past the 512th field.
+    let names: Vec<String> = (0..600).map(|i| format!("param.p{i}")).collect();
+    let many: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"1"[..])).collect();
+    let (status, error, _) =
+        refused(&app, upload(form(&many, Some(&j)), Some(&multipart_type()))).await;
+    assert_eq!((status, error.as_str()), (400, "more than 512 form fields"));
     no_upload_left(&dir);
 }
 
