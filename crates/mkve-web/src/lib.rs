@@ -28,6 +28,8 @@ pub mod cli;
 pub mod console;
 pub mod create;
 mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod log;
 pub mod pages;
 mod pam;
