@@ -160,16 +160,30 @@ impl Given {
         }
     }
 
-    /// Parse `NAME=VALUE` (`file` false) or `NAME=FILE`.
+    /// Parse `NAME=VALUE` (`file` false) or `NAME=FILE`. Errors: see
+    /// [`Given::parse_bytes`].
     pub fn parse(s: &str, file: bool) -> std::result::Result<Given, String> {
+        Given::parse_bytes(s.as_bytes(), file)
+    }
+
+    /// Parse `NAME=VALUE` (`file` false) or `NAME=FILE` as given, which may
+    /// not be UTF-8 (a command line's argument, a web form's field): the
+    /// one check of a given value for `mkve-vm create --param` and
+    /// mkve-web alike. Errors (a message, for the caller to prefix with
+    /// the option): no `=`, a name that is not `[a-z][a-z0-9_]*` of at most
+    /// 64 bytes, no file named, a value longer than [`VALUE_MAX`] bytes, a
+    /// value holding a NUL byte or not UTF-8. A file name may be any bytes.
+    pub fn parse_bytes(s: &[u8], file: bool) -> std::result::Result<Given, String> {
+        use std::os::unix::ffi::OsStrExt;
         // The argument is not repeated whole: it may be a mistyped secret.
-        let Some((name, value)) = s.split_once('=') else {
+        let Some(eq) = s.iter().position(|&b| b == b'=') else {
             return Err(format!(
                 "expected NAME={} (the argument has no =)",
                 if file { "FILE" } else { "VALUE" }
             ));
         };
-        if !is_name(name) {
+        let (name, value) = (String::from_utf8_lossy(&s[..eq]), &s[eq + 1..]);
+        if !is_name(&name) {
             return Err(format!(
                 "\"{name}\" is not a parameter name ([a-z][a-z0-9_]*, at most 64 bytes)"
             ));
@@ -178,10 +192,15 @@ impl Given {
             if value.is_empty() {
                 return Err(format!("{name}: no file named"));
             }
-            Ok(Given::File(name.into(), value.into()))
+            Ok(Given::File(
+                name.into_owned(),
+                std::ffi::OsStr::from_bytes(value).into(),
+            ))
         } else {
-            check_value(name, value.as_bytes())?;
-            Ok(Given::Value(name.into(), value.into()))
+            check_value(&name, value)?;
+            let value = String::from_utf8(value.to_vec())
+                .map_err(|_| format!("{name}: the value is not UTF-8"))?;
+            Ok(Given::Value(name.into_owned(), value))
         }
     }
 }
@@ -476,6 +495,25 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(e.to_string(), "parameter pw is given twice");
+    }
+
+    #[test]
+    fn given_bytes_are_refused_as_the_words_say() {
+        let refused = |s: &[u8]| Given::parse_bytes(s, false).unwrap_err();
+        assert_eq!(refused(b"a=\xff"), "a: the value is not UTF-8");
+        assert_eq!(refused(b"a=x\0y"), "a: the value holds a NUL byte");
+        let long = [b"a=".as_slice(), &[b'x'; VALUE_MAX + 1]].concat();
+        assert_eq!(refused(&long), "a: the value is longer than 65536 bytes");
+        assert!(refused(b"\xff=1").contains("is not a parameter name"));
+        assert!(refused(b"\xff").contains("has no ="));
+        assert_eq!(
+            Given::parse_bytes(b"a=caf\xc3\xa9\x01", false).unwrap(),
+            Given::Value("a".into(), "caf\u{e9}\u{1}".into())
+        );
+        assert!(matches!(
+            Given::parse_bytes(b"a=/tmp/\xff", true).unwrap(),
+            Given::File(n, _) if n == "a"
+        ));
     }
 
     #[test]

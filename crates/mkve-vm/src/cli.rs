@@ -3,6 +3,8 @@
 //! checked by its core type while it is parsed (exit 2), before anything
 //! is made.
 
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -216,10 +218,10 @@ pub struct CreateArgs {
     pub disk_size: Option<DiskSize>,
     /// Give the template parameter NAME (see mkve-bundle --info)
     #[arg(long = "param", value_name = "NAME=VALUE")]
-    pub params: Vec<String>,
+    pub params: Vec<OsString>,
     /// Give the template parameter NAME from FILE, one trailing newline dropped (- for stdin); for secrets
     #[arg(long = "param-file", value_name = "NAME=FILE")]
-    pub param_files: Vec<String>,
+    pub param_files: Vec<OsString>,
     /// When a node mkve.conf lists does not answer, take an ID with what this node knows (it may be one a machine holds there)
     #[arg(long)]
     pub local_ids: bool,
@@ -231,10 +233,14 @@ impl CreateArgs {
     pub fn options(self, connect: Option<String>) -> Result<CreateOptions> {
         let dash = |p: &Option<PathBuf>| p.as_deref().is_some_and(mkve_cli::is_dash);
         // Parsed here, not by clap, whose error would repeat the whole
-        // argument: a value may be a secret.
-        let parse = |args: &[String], file: bool, opt: &str| -> Result<Vec<Given>> {
+        // argument (a value may be a secret), and as bytes: the check, and
+        // its words, are core's, as mkve-web's for the same field.
+        let parse = |args: &[OsString], file: bool, opt: &str| -> Result<Vec<Given>> {
             args.iter()
-                .map(|a| Given::parse(a, file).map_err(|e| Error::Usage(format!("{opt}: {e}"))))
+                .map(|a| {
+                    Given::parse_bytes(a.as_bytes(), file)
+                        .map_err(|e| Error::Usage(format!("{opt}: {e}")))
+                })
                 .collect()
         };
         let param_values = parse(&self.params, false, "--param")?;

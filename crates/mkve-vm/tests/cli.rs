@@ -6,6 +6,7 @@
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -451,6 +452,18 @@ fn parameters_are_checked_against_the_bundle_before_anything_is_made() {
     r.assert_stderr(2, "stdin (-) can be read once");
     let r = run(create(&["--param", "Admin=x"]).arg(&b));
     r.assert_stderr(2, "\"Admin\" is not a parameter name");
+    // A value that is not UTF-8: refused in core's words (params::Given::
+    // parse_bytes), those mkve-web answers for the same field.
+    let r = run(create(&["--param"])
+        .arg(std::ffi::OsStr::from_bytes(b"admin_password=\xff"))
+        .arg(&b));
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (
+            2,
+            "mkve-vm: --param: admin_password: the value is not UTF-8\n"
+        )
+    );
     // A mistyped argument is not repeated: its value may be a secret.
     for arg in ["Admin_password=hunter2", "hunter2"] {
         let r = run(create(&["--param", arg]).arg(&b));

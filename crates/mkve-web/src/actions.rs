@@ -47,6 +47,81 @@ impl Action {
         })
     }
 
+    /// The action `POST /api/machines/ID/WORD?QUERY` asks for: `start`,
+    /// `reboot` (no options), `stop` (`force=true|false`, `timeout=`
+    /// seconds, as `mkve-vm stop --force`, `--timeout`; not both),
+    /// `autostart` (`off=true|false`). Errors (2): another word, an
+    /// option the action does not take or given twice, a value that is not
+    /// UTF-8 or not the option's (`request::query`'s words).
+    pub fn from_api(word: &str, query: Option<&str>) -> Result<Action> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Stop {
+            force: Option<String>,
+            timeout: Option<String>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Autostart {
+            off: Option<String>,
+        }
+        fn flag(key: &str, v: Option<String>) -> Result<bool> {
+            match v.as_deref() {
+                None | Some("false") => Ok(false),
+                Some("true") => Ok(true),
+                Some(v) => Err(Error::Usage(format!(
+                    "the query: {key}={}: expected true or false",
+                    mkve_core::text::printable(v)
+                ))),
+            }
+        }
+        Ok(match word {
+            "start" | "reboot" => {
+                crate::request::query::<crate::request::NoOptions>(query)?;
+                if word == "start" {
+                    Action::Start
+                } else {
+                    Action::Reboot
+                }
+            }
+            "stop" => {
+                let q: Stop = crate::request::query(query)?;
+                let force = flag("force", q.force)?;
+                let waits = q.timeout.is_some();
+                let timeout = match q.timeout {
+                    None => STOP_TIMEOUT,
+                    // The same parse, and words, as mkve-vm stop --timeout.
+                    Some(t) => Duration::from_secs(t.parse::<u64>().map_err(|e| {
+                        Error::Usage(format!(
+                            "the query: timeout={}: {e}",
+                            mkve_core::text::printable(&t)
+                        ))
+                    })?),
+                };
+                if force && waits {
+                    return Err(Error::Usage(
+                        "the query: force=true cannot be used with timeout (a forced stop does \
+                         not wait)"
+                            .into(),
+                    ));
+                }
+                Action::Stop { force, timeout }
+            }
+            "autostart" => {
+                let q: Autostart = crate::request::query(query)?;
+                Action::Autostart {
+                    on: !flag("off", q.off)?,
+                }
+            }
+            w => {
+                return Err(Error::Usage(format!(
+                    "no action {}",
+                    mkve_core::text::printable(w)
+                )))
+            }
+        })
+    }
+
     /// The words of the log: `stop --force 101`.
     pub fn words(&self, target: &str) -> String {
         match self {

@@ -8,7 +8,7 @@
 //! | `GET /api/machines/ID` | `mkve-vm info --json ID` |
 //! | `POST /api/machines` (multipart: `bundle` and options) | `201 {"id": N}` |
 //! | `POST /api/machines/ID/start`, `reboot` | `204` |
-//! | `POST /api/machines/ID/stop[?force=true][&timeout=S]` | `204` |
+//! | `POST /api/machines/ID/stop[?force=true|?timeout=S]` | `204` |
 //! | `POST /api/machines/ID/autostart[?off=true]` | `204` |
 //! | `DELETE /api/machines/ID` | `204` |
 //! | `GET /api/network` | `mkve-net status --json` |
@@ -16,29 +16,30 @@
 //! | `GET /api/session` | `{"user": …, "csrf": …}`: the token changes need |
 //!
 //! A failure is `{"error": MESSAGE, "exit": STATUS}`: the CLI's message and
-//! exit status, with an HTTP status to match (app.rs `status_of`).
+//! exit status, with an HTTP status to match (app.rs `status_of`); so is
+//! every refusal of a request's form (request.rs): a query option, a form
+//! field or a path segment the route does not take, a body that is not
+//! multipart, an upload cut short (400, exit 2), a path no route takes
+//! (404), a method the route does not take (405).
 
-use std::time::Duration;
-
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use mkve_core::hypervisor::Hypervisor;
 use mkve_core::libvirt::{self, network};
 use mkve_core::vm;
-use mkve_core::Error;
-use serde::Deserialize;
 
-use crate::actions::{act, Action, STOP_TIMEOUT};
+use crate::actions::{act, Action};
 use crate::app::{blocking, json_response, ApiError, Shared};
 use crate::auth::Caller;
+use crate::request::{NoOptions, Query, Upload, UrlPath};
 
-pub async fn session(Extension(c): Extension<Caller>) -> Response {
+pub async fn session(Extension(c): Extension<Caller>, Query(_): Query<NoOptions>) -> Response {
     json_response(&serde_json::json!({ "user": c.user, "csrf": c.csrf }))
 }
 
-pub async fn list(State(app): State<Shared>) -> Response {
+pub async fn list(State(app): State<Shared>, Query(_): Query<NoOptions>) -> Response {
     let uris = app.config.uris.clone();
     match blocking(move || vm::list(&uris)).await {
         Ok(m) => json_response(&m),
@@ -46,7 +47,11 @@ pub async fn list(State(app): State<Shared>) -> Response {
     }
 }
 
-pub async fn info(State(app): State<Shared>, Path(id): Path<String>) -> Response {
+pub async fn info(
+    State(app): State<Shared>,
+    UrlPath(id): UrlPath<String>,
+    Query(_): Query<NoOptions>,
+) -> Response {
     let uris = app.config.uris.clone();
     match blocking(move || vm::info(&uris, &id)).await {
         Ok(i) => json_response(&i),
@@ -57,44 +62,29 @@ pub async fn info(State(app): State<Shared>, Path(id): Path<String>) -> Response
 pub async fn create(
     State(app): State<Shared>,
     Extension(c): Extension<Caller>,
-    mp: Multipart,
+    Query(_): Query<NoOptions>,
+    Upload(mp): Upload,
 ) -> Response {
     crate::create::api_create(&app, &c.user, mp).await
-}
-
-/// The query of `stop` and `autostart`.
-#[derive(Deserialize, Default)]
-pub struct Options {
-    #[serde(default)]
-    force: bool,
-    timeout: Option<u64>,
-    #[serde(default)]
-    off: bool,
 }
 
 pub async fn action(
     State(app): State<Shared>,
     Extension(c): Extension<Caller>,
-    Path((id, word)): Path<(String, String)>,
-    Query(q): Query<Options>,
+    UrlPath((id, word)): UrlPath<(String, String)>,
+    RawQuery(query): RawQuery,
 ) -> Response {
-    let a = match word.as_str() {
-        "start" => Action::Start,
-        "stop" => Action::Stop {
-            force: q.force,
-            timeout: q.timeout.map_or(STOP_TIMEOUT, Duration::from_secs),
-        },
-        "reboot" => Action::Reboot,
-        "autostart" => Action::Autostart { on: !q.off },
-        w => return ApiError(Error::Usage(format!("no action {w}"))).into_response(),
-    };
-    done(act(&app, &c.user, a, &id).await)
+    match Action::from_api(&word, query.as_deref()) {
+        Ok(a) => done(act(&app, &c.user, a, &id).await),
+        Err(e) => ApiError(e).into_response(),
+    }
 }
 
 pub async fn delete(
     State(app): State<Shared>,
     Extension(c): Extension<Caller>,
-    Path(id): Path<String>,
+    UrlPath(id): UrlPath<String>,
+    Query(_): Query<NoOptions>,
 ) -> Response {
     done(act(&app, &c.user, Action::Delete, &id).await)
 }
@@ -113,7 +103,7 @@ pub fn network_status(connect: Option<&str>) -> mkve_core::Result<network::Statu
     network::status(&conn, &mkve_core::nodes::network()?)
 }
 
-pub async fn network(State(app): State<Shared>) -> Response {
+pub async fn network(State(app): State<Shared>, Query(_): Query<NoOptions>) -> Response {
     let connect = app.config.connect.clone();
     match blocking(move || network_status(connect.as_deref())).await {
         Ok(s) => json_response(&s),
@@ -121,6 +111,6 @@ pub async fn network(State(app): State<Shared>) -> Response {
     }
 }
 
-pub async fn log(State(app): State<Shared>) -> Response {
+pub async fn log(State(app): State<Shared>, Query(_): Query<NoOptions>) -> Response {
     json_response(&app.log.newest_first())
 }

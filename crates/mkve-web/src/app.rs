@@ -211,6 +211,9 @@ pub fn router(app: Shared) -> Router {
         .route("/api/network", get(api::network))
         .route("/api/log", get(api::log))
         .merge(uploads)
+        // What no route takes: the API's JSON error under /api/.
+        .fallback(crate::request::fallback)
+        .method_not_allowed_fallback(crate::request::method_not_allowed)
         .layer(axum::middleware::map_response(printable_body))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

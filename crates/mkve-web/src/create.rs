@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{Multipart, Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::{Extension, Form};
+use axum::Extension;
 use mkve_core::access::Access;
 use mkve_core::bundle::{self, Check, ReadOptions};
 use mkve_core::hypervisor::Hypervisor;
@@ -42,13 +42,25 @@ use crate::auth::Caller;
 /// How long an upload waits for its create.
 const UPLOAD_TTL: Duration = Duration::from_secs(3600);
 
-/// The form fields of a create, in order (repeated names kept).
-pub type Fields = Vec<(String, String)>;
+/// The form fields of a create, in order, their values as sent (bytes:
+/// [`create_options`] checks them).
+pub type Fields = Vec<(String, Vec<u8>)>;
+
+/// An upload's directory in `uploads/`, removed with everything in it
+/// when dropped: an upload refused, cut short or used leaves nothing.
+struct UploadDir(PathBuf);
+
+impl Drop for UploadDir {
+    fn drop(&mut self) {
+        let _ = mkve_core::scratch::remove_tree(&self.0);
+    }
+}
 
 /// A bundle uploaded and read, waiting for its create options.
 pub struct Upload {
     /// Its directory in `uploads/`, removed with it.
-    dir: PathBuf,
+    #[allow(dead_code)]
+    dir: UploadDir,
     /// The bundle's path on disk.
     pub path: PathBuf,
     /// The file name it was sent with.
@@ -58,12 +70,6 @@ pub struct Upload {
     pub signature: SigStatus,
     pub params: Vec<Param>,
     at: Instant,
-}
-
-impl Drop for Upload {
-    fn drop(&mut self) {
-        let _ = mkve_core::scratch::remove_tree(&self.dir);
-    }
 }
 
 /// Machines made here and the signature of their bundle, kept in
@@ -215,58 +221,75 @@ pub fn reword(e: &Error, path: &Path, name: &str) -> String {
 
 /// An upload in progress: the directory and file it is written to.
 struct Incoming {
-    dir: PathBuf,
+    dir: UploadDir,
     path: PathBuf,
     name: String,
     size: u64,
 }
 
 /// Stream the multipart field `field` (the bundle) to a new directory in
-/// `uploads/`. Errors: larger than the cap (2, naming it), the disk full
-/// (73), the client gone (1).
+/// `uploads/`, removed again if it fails. Errors: larger than the cap (2,
+/// naming it), cut short or malformed (2), the disk full (73).
 async fn receive(app: &Shared, mut field: axum::extract::multipart::Field<'_>) -> Result<Incoming> {
     let uploads = app.config.dir.join("uploads");
     crate::files::private_dir(&uploads)?;
     let token = crate::auth::random_hex(16).map_err(Error::Other)?;
     let dir = uploads.join(&token);
     crate::files::private_dir(&dir)?;
+    let dir = UploadDir(dir);
     let name = safe_name(field.file_name());
-    let path = dir.join(&name);
-    let cleanup = |e: Error| {
-        let _ = mkve_core::scratch::remove_tree(&dir);
-        e
-    };
+    let path = dir.0.join(&name);
     let mut file = tokio::fs::File::create(&path)
         .await
-        .map_err(|e| cleanup(Error::create(&path, e)))?;
+        .map_err(|e| Error::create(&path, e))?;
     let mut size: u64 = 0;
     let max = app.config.max_upload;
-    loop {
-        let chunk = match field.chunk().await {
-            Ok(Some(c)) => c,
-            Ok(None) => break,
-            Err(e) => return Err(cleanup(Error::Other(format!("{name}: upload: {e}")))),
-        };
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| crate::request::multipart_error(&e))?
+    {
         size += chunk.len() as u64;
         if size > max {
-            return Err(cleanup(Error::Usage(format!(
+            return Err(Error::Usage(format!(
                 "{name}: larger than the {} MiB an upload may be (mkve-web --max-upload)",
                 max >> 20
-            ))));
+            )));
         }
         file.write_all(&chunk)
             .await
-            .map_err(|e| cleanup(Error::io(&path, e)))?;
+            .map_err(|e| Error::io(&path, e))?;
     }
-    file.flush()
-        .await
-        .map_err(|e| cleanup(Error::io(&path, e)))?;
+    file.flush().await.map_err(|e| Error::io(&path, e))?;
     Ok(Incoming {
         dir,
         path,
         name,
         size,
     })
+}
+
+/// The value of a form field other than the bundle, read whole up to
+/// `request::FIELD_MAX` bytes. Errors (2): longer, cut short or malformed.
+async fn field_value(
+    mut field: axum::extract::multipart::Field<'_>,
+    name: &str,
+) -> Result<Vec<u8>> {
+    let mut value = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| crate::request::multipart_error(&e))?
+    {
+        if value.len() + chunk.len() > crate::request::FIELD_MAX {
+            return Err(Error::Usage(format!(
+                "the field {name} is longer than {} bytes",
+                crate::request::FIELD_MAX
+            )));
+        }
+        value.extend_from_slice(&chunk);
+    }
+    Ok(value)
 }
 
 /// Read an upload's meta.json, signature and `conf/` members (its root is
@@ -316,36 +339,61 @@ fn inspect(app: &Shared, inc: Incoming) -> Result<Upload> {
 
 /// The one way form fields become `vm::create`'s options, for the page and
 /// the API alike; each value is checked by its core type, as mkve-vm's
-/// command line checks it. Fields: `hypervisor`, `id`, `name`, `memory`
-/// (default 512M), `vcpus` (1), `cpu_shares`, `blkio_weight`,
-/// `disk_format` (qcow2 on a base, raw without), `disk_size`, `no_base`,
-/// `vnc`, `start`, `allow_unsigned`
-/// (checkboxes: present and not `false`/`off`/`0`), `root_password`,
-/// `ssh_key` (the text of a public key file), `param.NAME` = VALUE or
-/// `param` = NAME=VALUE; empty fields are not given. Errors: a bad value
-/// (2), a bad password or key (65), each naming its field.
+/// command line checks it, with the same words. Fields: `hypervisor`,
+/// `id`, `name`, `memory` (default 512M), `vcpus` (1), `cpu_shares`,
+/// `blkio_weight`, `disk_format` (qcow2 on a base, raw without),
+/// `disk_size`, `no_base`, `vnc`, `start`, `allow_unsigned` (checkboxes:
+/// `on`, `true`, `yes`, `1`, or `off`, `false`, `no`, `0`),
+/// `root_password`, `ssh_key` (the text of a public key file),
+/// `param.NAME` = VALUE or `param` = NAME=VALUE (repeated); empty fields
+/// are not given. Errors, each naming its field: a field nobody reads or
+/// given twice, a value that is not UTF-8 or not the option's (2); a bad
+/// password or key (65).
 pub fn create_options(
     bundle: PathBuf,
-    fields: &[(String, String)],
+    fields: &[(String, Vec<u8>)],
     config: &crate::app::Config,
 ) -> Result<CreateOptions> {
-    let get = |k: &str| {
-        fields
-            .iter()
-            .rev()
-            .find(|(n, v)| n == k && !v.is_empty())
-            .map(|(_, v)| v.as_str())
+    let dashed = |k: &str| format!("--{}", k.replace('_', "-"));
+    let mut seen: Vec<&str> = Vec::new();
+    for (n, _) in fields {
+        crate::request::field_name(n, &seen)?;
+        if n == "bundle" {
+            return Err(Error::Usage(
+                "the field bundle is the bundle's file, not an option".into(),
+            ));
+        }
+        seen.push(n);
+    }
+    // Each name is there once at most (but param, read below).
+    let text = |k: &str| -> Result<Option<&str>> {
+        match fields.iter().find(|(n, v)| n == k && !v.is_empty()) {
+            None => Ok(None),
+            Some((_, v)) => std::str::from_utf8(v)
+                .map(Some)
+                .map_err(|_| Error::Usage(format!("{}: not UTF-8", dashed(k)))),
+        }
     };
-    let flag = |k: &str| get(k).is_some_and(|v| !matches!(v, "false" | "off" | "0" | "no"));
-    fn parsed<T: std::str::FromStr<Err = String>>(k: &str, v: Option<&str>) -> Result<Option<T>> {
+    let flag = |k: &str| -> Result<bool> {
+        match text(k)? {
+            None | Some("off" | "false" | "no" | "0") => Ok(false),
+            Some("on" | "true" | "yes" | "1") => Ok(true),
+            Some(v) => Err(Error::Usage(format!(
+                "{}: \"{}\" is neither on nor off",
+                dashed(k),
+                mkve_core::text::printable(v)
+            ))),
+        }
+    };
+    // The value as the command line's clap parses it: whole, untrimmed.
+    fn typed<T: std::str::FromStr<Err = String>>(k: &str, v: Option<&str>) -> Result<Option<T>> {
         v.map(|v| {
-            v.trim()
-                .parse::<T>()
+            v.parse::<T>()
                 .map_err(|e| Error::Usage(format!("--{}: {e}", k.replace('_', "-"))))
         })
         .transpose()
     }
-    let hypervisor = match get("hypervisor") {
+    let hypervisor = match text("hypervisor")? {
         Some(h) => Some(
             h.parse::<Hypervisor>()
                 .map_err(|e| Error::Usage(format!("--hypervisor: {e}")))?,
@@ -354,42 +402,43 @@ pub fn create_options(
     };
     let mut given = Vec::new();
     for (n, v) in fields {
-        if let Some(name) = n.strip_prefix("param.") {
-            if !v.is_empty() {
-                given.push(
-                    Given::parse(&format!("{name}={v}"), false)
-                        .map_err(|e| Error::Usage(format!("--param: {e}")))?,
-                );
-            }
-        } else if n == "param" && !v.is_empty() {
-            given.push(Given::parse(v, false).map_err(|e| Error::Usage(format!("--param: {e}")))?);
+        let arg = match n.strip_prefix("param.") {
+            Some(name) => [name.as_bytes(), b"=", v].concat(),
+            None if n == "param" => v.clone(),
+            None => continue,
+        };
+        if !v.is_empty() {
+            given.push(
+                Given::parse_bytes(&arg, false)
+                    .map_err(|e| Error::Usage(format!("--param: {e}")))?,
+            );
         }
     }
     let access = Access::from_texts(
-        get("root_password").map(|p| (Path::new("root password"), p)),
-        get("ssh_key").map(|k| (Path::new("SSH key"), k)),
+        text("root_password")?.map(|p| (Path::new("root password"), p)),
+        text("ssh_key")?.map(|k| (Path::new("SSH key"), k)),
     )?;
     Ok(CreateOptions {
         bundle,
         hypervisor,
-        id: parsed::<MachineId>("id", get("id"))?,
-        name: parsed::<MachineName>("name", get("name"))?,
-        memory: parsed::<Memory>("memory", get("memory"))?
+        id: typed::<MachineId>("id", text("id")?)?,
+        name: typed::<MachineName>("name", text("name")?)?,
+        memory: typed::<Memory>("memory", text("memory")?)?
             .map_or_else(|| "512M".parse().map_err(Error::Usage), Ok)?,
-        vcpus: parsed::<Vcpus>("vcpus", get("vcpus"))?
+        vcpus: typed::<Vcpus>("vcpus", text("vcpus")?)?
             .map_or_else(|| "1".parse().map_err(Error::Usage), Ok)?,
-        cpu_shares: parsed::<CpuShares>("cpu_shares", get("cpu_shares"))?,
-        blkio_weight: parsed::<BlkioWeight>("blkio_weight", get("blkio_weight"))?,
-        vnc: flag("vnc"),
+        cpu_shares: typed::<CpuShares>("cpu_shares", text("cpu_shares")?)?,
+        blkio_weight: typed::<BlkioWeight>("blkio_weight", text("blkio_weight")?)?,
+        vnc: flag("vnc")?,
         connect: config.connect.clone(),
         keyring: config.keyring.clone(),
-        allow_unsigned: flag("allow_unsigned"),
-        start: flag("start"),
+        allow_unsigned: flag("allow_unsigned")?,
+        start: flag("start")?,
         access,
-        disk_format: parsed::<DiskFormat>("disk_format", get("disk_format"))?,
-        disk_size: parsed::<DiskSize>("disk_size", get("disk_size"))?,
+        disk_format: typed::<DiskFormat>("disk_format", text("disk_format")?)?,
+        disk_size: typed::<DiskSize>("disk_size", text("disk_size")?)?,
         params: params::read_given(&given)?,
-        no_base: flag("no_base"),
+        no_base: flag("no_base")?,
         // A node that does not answer stops a create from the web: the
         // operator who means to go on says so on the command line.
         local_ids: false,
@@ -451,78 +500,82 @@ async fn run_create(
             app.log.record(user, &format!("{what}: machine {id}"), None);
             Ok(id)
         }
-        Err(e) => {
-            let f = failure(&e, &path, &name);
-            app.log.push(crate::log::Entry {
-                time: crate::log::now(),
-                user: user.to_string(),
-                action: what,
-                result: "failed".into(),
-                error: f.message.clone(),
-            });
-            Err(f)
-        }
+        Err(e) => Err(logged(app, user, what, failure(&e, &path, &name))),
     }
 }
 
-/// Receive the multipart field named `bundle` and read it; the other
-/// fields are returned as they are. Errors: no bundle (2), and those of
-/// `receive` and `inspect` (the path reworded).
-async fn take_upload(
+/// Record a failure in the action log as `action` by `user`; return it.
+fn logged(app: &Shared, user: &str, action: String, f: Failure) -> Failure {
+    app.log.push(crate::log::Entry {
+        time: crate::log::now(),
+        user: user.to_string(),
+        action,
+        result: "failed".into(),
+        error: f.message.clone(),
+    });
+    f
+}
+
+/// Receive a create's multipart form: the field `bundle` streamed to disk
+/// (`receive`), the others read whole, each name checked as it comes
+/// (`request::field_name`). Errors (2): no bundle, a field refused, a body
+/// cut short or malformed; and those of `receive`. Nothing of the upload
+/// is left after an error.
+async fn take_form(
     app: &Shared,
     user: &str,
     mut mp: Multipart,
-) -> std::result::Result<(Upload, Fields), Failure> {
-    let mut fields = Vec::new();
+) -> std::result::Result<(Incoming, Fields), Failure> {
+    let mut fields: Fields = Vec::new();
     let mut incoming = None;
-    let usage = |message: String| Failure {
-        status: StatusCode::BAD_REQUEST,
-        exit: 2,
-        message,
+    let refused = |e: Error| {
+        app.log.record(user, "upload", Some(&e));
+        failure(&e, Path::new(""), "")
     };
     loop {
         let field = match mp.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => return Err(usage(format!("upload: {e}"))),
+            Err(e) => return Err(refused(crate::request::multipart_error(&e))),
         };
         let n = field.name().unwrap_or("").to_string();
-        if n == "bundle" && incoming.is_none() {
-            match receive(app, field).await {
-                Ok(i) => incoming = Some(i),
-                Err(e) => {
-                    app.log.record(user, "upload", Some(&e));
-                    return Err(failure(&e, Path::new(""), ""));
-                }
-            }
+        let mut seen: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+        if incoming.is_some() {
+            seen.push("bundle");
+        }
+        crate::request::field_name(&n, &seen).map_err(refused)?;
+        if n == "bundle" {
+            incoming = Some(receive(app, field).await.map_err(refused)?);
         } else {
-            let v = field.text().await.map_err(|e| usage(format!("{n}: {e}")))?;
+            let v = field_value(field, &n).await.map_err(refused)?;
             fields.push((n, v));
         }
     }
     let Some(inc) = incoming else {
-        return Err(usage(
+        return Err(refused(Error::Usage(
             "no bundle: send the file as the field \"bundle\"".into(),
-        ));
+        )));
     };
+    Ok((inc, fields))
+}
+
+/// Read a received bundle (`inspect`). Errors: those of `inspect`, the
+/// path reworded to the name it was sent with, logged as `upload NAME`.
+async fn read_upload(
+    app: &Shared,
+    user: &str,
+    inc: Incoming,
+) -> std::result::Result<Upload, Failure> {
     let (path, name) = (inc.path.clone(), inc.name.clone());
-    let dir = inc.dir.clone();
     let app2 = app.clone();
-    match blocking(move || inspect(&app2, inc)).await {
-        Ok(u) => Ok((u, fields)),
-        Err(e) => {
-            let _ = mkve_core::scratch::remove_tree(&dir);
-            let f = failure(&e, &path, &name);
-            app.log.push(crate::log::Entry {
-                time: crate::log::now(),
-                user: user.to_string(),
-                action: format!("upload {name}"),
-                result: "failed".into(),
-                error: f.message.clone(),
-            });
-            Err(f)
-        }
-    }
+    blocking(move || inspect(&app2, inc)).await.map_err(|e| {
+        logged(
+            app,
+            user,
+            format!("upload {name}"),
+            failure(&e, &path, &name),
+        )
+    })
 }
 
 /// Forget uploads older than an hour (their files go with them).
@@ -551,8 +604,21 @@ pub async fn upload_page(
     mp: Multipart,
 ) -> Response {
     sweep(&app);
-    match take_upload(&app, &c.user, mp).await {
-        Ok((u, _)) => {
+    let upload = match take_form(&app, &c.user, mp).await {
+        // The options come on the next page.
+        Ok((_, fields)) if !fields.is_empty() => Err(Failure {
+            status: StatusCode::BAD_REQUEST,
+            exit: 2,
+            message: format!(
+                "the field {} is given with the bundle: its options come on the next page",
+                fields[0].0
+            ),
+        }),
+        Ok((inc, _)) => read_upload(&app, &c.user, inc).await,
+        Err(f) => Err(f),
+    };
+    match upload {
+        Ok(u) => {
             let token = match crate::auth::random_hex(16) {
                 Ok(t) => t,
                 Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
@@ -608,8 +674,13 @@ pub async fn start_job(
     Extension(c): Extension<Caller>,
     UrlPath(token): UrlPath<String>,
     headers: HeaderMap,
-    Form(fields): Form<Fields>,
+    body: axum::body::Bytes,
 ) -> Response {
+    // Read as bytes, as the API's fields are: create_options checks them.
+    let fields: Fields = crate::request::pairs(&body)
+        .into_iter()
+        .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
+        .collect();
     let upload = app.uploads.lock().ok().and_then(|mut m| m.remove(&token));
     let Some(upload) = upload else {
         return (
@@ -660,8 +731,18 @@ pub async fn job_status(State(app): State<Shared>, UrlPath(n): UrlPath<u64>) -> 
 /// them); `201 {"id": N}` once the machine is made, or the error.
 pub async fn api_create(app: &Shared, user: &str, mp: Multipart) -> Response {
     sweep(app);
-    let (upload, fields) = match take_upload(app, user, mp).await {
+    let (inc, fields) = match take_form(app, user, mp).await {
         Ok(x) => x,
+        Err(f) => return f.into_response(),
+    };
+    // The options first, as mkve-vm create checks its arguments before it
+    // reads the bundle.
+    if let Err(e) = create_options(inc.path.clone(), &fields, &app.config) {
+        let f = failure(&e, &inc.path, &inc.name);
+        return logged(app, user, format!("create {}", inc.name), f).into_response();
+    }
+    let upload = match read_upload(app, user, inc).await {
+        Ok(u) => u,
         Err(f) => return f.into_response(),
     };
     let report: Arc<dyn Report + Send + Sync> =
@@ -684,7 +765,7 @@ mod tests {
     fn fields(pairs: &[(&str, &str)]) -> Fields {
         pairs
             .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .map(|(a, b)| (a.to_string(), b.as_bytes().to_vec()))
             .collect()
     }
 

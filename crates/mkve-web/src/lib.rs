@@ -10,6 +10,7 @@
 //! - `app.rs`: configuration, shared state, the router, errors → HTTP
 //! - `auth.rs`: login (with `pam.rs`), sessions, CSRF, Origin and Host
 //! - `pages.rs`: the HTML; `api.rs`: the JSON; `assets.rs`: static files
+//! - `request.rs`: a request's query, form fields and path, read strictly
 //! - `actions.rs`: start, stop, reboot, autostart, delete
 //! - `create.rs`: uploads streamed to disk, the create options, jobs
 //! - `console.rs`: the console's WebSocket; `log.rs`: the action log
@@ -27,9 +28,12 @@ pub mod cli;
 pub mod console;
 pub mod create;
 mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod log;
 pub mod pages;
 mod pam;
+pub mod request;
 pub mod server;
 
 pub use app::{router, App, Config};

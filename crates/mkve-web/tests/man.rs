@@ -6,10 +6,11 @@
 #[test]
 fn the_man_page_and_the_options_agree() {
     // mkve-vm's and mkve-net's --json, the log's words for a forced stop,
-    // and curl's --unix-socket in the examples.
+    // mkve-vm stop's --timeout (the query's timeout), and curl's
+    // --unix-socket in the examples.
     mkve_testkit::assert_man_matches_help(
         env!("CARGO_BIN_EXE_mkve-web"),
         "mkve-web.8",
-        &["--json", "--force", "--unix-socket"],
+        &["--json", "--force", "--timeout", "--unix-socket"],
     );
 }
