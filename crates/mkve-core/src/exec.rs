@@ -10,6 +10,10 @@
 //! returns whatever the status; the calls that check say so (`_checked`).
 //! A program that is not installed is `Error::Unavailable` (exit 69).
 
+// FFI: `pre_exec` (the child's own session and death signal, set between
+// fork and exec) and the tests' raw pipes.
+#![allow(unsafe_code)]
+
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::{Read, Write};

@@ -12,6 +12,9 @@
 //! its own handlers), nothing changes: [`check`] never fails and a signal
 //! ends the process as it always did.
 
+// FFI: installing and restoring signal handlers (sigaction).
+#![allow(unsafe_code)]
+
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};

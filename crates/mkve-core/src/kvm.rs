@@ -4,6 +4,9 @@
 //! nested setups that hangs later). `answers` runs the probe in a child
 //! process with a time limit, so a probe that hangs cannot hang the caller.
 
+// FFI: the KVM ioctls of the probe (a VM, its memory and a vCPU, run).
+#![allow(unsafe_code)]
+
 use std::path::Path;
 use std::time::Duration;
 

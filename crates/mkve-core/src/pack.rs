@@ -809,26 +809,23 @@ impl Holey {
     /// Find the region at `pos`: data up to `data_end`, or a hole up to
     /// `next_data`. A file system without SEEK_HOLE says: all data.
     fn locate(&mut self) {
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.f);
-        // SAFETY: lseek on a descriptor this struct owns.
-        let data = unsafe { libc::lseek(fd, self.pos as i64, libc::SEEK_DATA) };
-        if data < 0 {
-            let enxio = std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO);
-            // ENXIO: no data after pos, the rest is a hole.
-            (self.next_data, self.data_end) = if enxio {
-                (self.len, self.len)
-            } else {
-                (self.pos, self.len)
-            };
-            return;
-        }
-        self.next_data = data as u64;
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(fd, self.next_data as i64, libc::SEEK_HOLE) };
-        self.data_end = if hole < 0 {
-            self.len
-        } else {
-            (hole as u64).min(self.len)
+        use rustix::fs::{seek, SeekFrom};
+        let data = match seek(&self.f, SeekFrom::Data(self.pos)) {
+            Ok(d) => d,
+            Err(e) => {
+                // ENXIO: no data after pos, the rest is a hole.
+                (self.next_data, self.data_end) = if e == rustix::io::Errno::NXIO {
+                    (self.len, self.len)
+                } else {
+                    (self.pos, self.len)
+                };
+                return;
+            }
+        };
+        self.next_data = data;
+        self.data_end = match seek(&self.f, SeekFrom::Hole(self.next_data)) {
+            Ok(hole) => hole.min(self.len),
+            Err(_) => self.len,
         };
     }
 }

@@ -26,7 +26,6 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use mkve_core::hypervisor::Hypervisor;
 use mkve_core::libvirt::{self, network};
 use mkve_core::vm;
 
@@ -96,10 +95,11 @@ fn done(r: mkve_core::Result<()>) -> Response {
     }
 }
 
-/// The network's state, as `mkve-net status --json` (the connection
-/// `-c` names, else qemu's, as mkve-net's).
+/// The network's state, as `mkve-net status --json`, on the connection
+/// mkve-net opens: `-c`, else `LIBVIRT_DEFAULT_URI`, else this node's URI
+/// in mkve.conf, else qemu's default (`nodes::network_uri`).
 pub fn network_status(connect: Option<&str>) -> mkve_core::Result<network::Status> {
-    let conn = libvirt::connect(&libvirt::uri(connect, Hypervisor::Qemu.default_uri()))?;
+    let conn = libvirt::connect(&network_uri(connect))?;
     network::status(&conn, &mkve_core::nodes::network()?)
 }
 
@@ -113,4 +113,9 @@ pub async fn network(State(app): State<Shared>, Query(_): Query<NoOptions>) -> R
 
 pub async fn log(State(app): State<Shared>, Query(_): Query<NoOptions>) -> Response {
     json_response(&app.log.newest_first())
+}
+
+/// The libvirt URI the network is reached on, as mkve-net chooses it.
+pub fn network_uri(connect: Option<&str>) -> String {
+    libvirt::uri(connect, &mkve_core::nodes::network_uri())
 }

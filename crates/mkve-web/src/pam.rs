@@ -8,6 +8,9 @@
 //! PAM blocks (pam_unix waits about 2 s after a wrong password): call
 //! [`authenticate`] on a blocking thread.
 
+// FFI: libpam's conversation callback and its C structures.
+#![allow(unsafe_code)]
+
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 
 /// The PAM service name, so the policy is `/etc/pam.d/mkve-web`.

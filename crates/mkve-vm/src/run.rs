@@ -1,0 +1,144 @@
+//! What mkve-vm does with its command line: `--node` forwarding, then
+//! one call into mkve-core per subcommand, its result printed by show.rs.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use crate::cli::{self, Cli, Command};
+use crate::show;
+use mkve_core::nodes::Nodes;
+use mkve_core::{doctor, kvm, vm, Error, Result};
+
+pub fn run(cli: Cli) -> Result<()> {
+    let report = cli.verbosity.term();
+    if let Some(node) = cli.node.as_deref() {
+        let nodes = Nodes::load()?;
+        if !nodes.is_this(node) {
+            return match cli.command {
+                Command::Create(args) => {
+                    let print = args.print_xml;
+                    let o = args.options(cli.connect.uri)?;
+                    mkve_cli::out!("{}", vm::create_on(&nodes, node, &o, print, &report)?)
+                }
+                Command::List {
+                    all_nodes: true, ..
+                } => Err(Error::Usage(
+                    "--node and --all-nodes: give one (every node is listed from here)".into(),
+                )),
+                Command::LxcHook
+                | Command::ProbeKvm
+                | Command::CreateStream
+                | Command::Receive
+                | Command::Arrived { .. }
+                | Command::FinishMove { .. } => {
+                    Err(Error::Usage("--node: not for this command".into()))
+                }
+                c => {
+                    let tty =
+                        matches!(c, Command::Console { .. }) && std::io::stdin().is_terminal();
+                    vm::forward(&nodes, node, &cli::forwarded_args()?, tty)
+                }
+            };
+        }
+    }
+    let uris = vm::uris(cli.connect.uri.as_deref())?;
+    match cli.command {
+        Command::Create(args) if args.print_xml => {
+            mkve_cli::out!("{}", vm::print_xml(&args.options(cli.connect.uri)?)?)
+        }
+        Command::Create(args) => {
+            let o = args.options(cli.connect.uri)?;
+            // A create from a URL undoes what it made when a signal stops
+            // it (mkve-vm(1), SIGNALS).
+            if mkve_core::fetch::Url::of_arg(&o.bundle).is_some() {
+                mkve_core::interrupt::catch()?;
+            }
+            show::id(vm::create(&o, &report)?)
+        }
+        Command::Start(t) => vm::start(&uris, &t.machine),
+        Command::Console { target, force } => vm::console(&uris, &target.machine, force),
+        Command::Stop {
+            target,
+            force,
+            timeout,
+        } => vm::stop(&uris, &target.machine, force, Duration::from_secs(timeout)),
+        Command::Reboot(t) => vm::reboot(&uris, &t.machine),
+        Command::Delete(t) => vm::delete(&uris, &t.machine, &report).map(drop),
+        Command::Detach(t) => vm::detach(&uris, &t.machine, &report).map(drop),
+        Command::Bases {
+            verify: _,
+            prune: true,
+            json,
+        } => show::pruned(&vm::prune_bases(&report)?, json),
+        Command::Bases { verify, json, .. } => show::bases(&vm::bases(verify, &report)?, json),
+        Command::Autostart { target, off } => vm::autostart(&uris, &target.machine, !off),
+        Command::Info { target, json } => {
+            let i = vm::info(&uris, &target.machine)?;
+            interrupted(&report, Some(i.machine.id));
+            show::info(&i, json)
+        }
+        Command::List {
+            json,
+            all_nodes: true,
+        } => show::site(&vm::list_nodes(&Nodes::load()?)?, json, &report),
+        Command::List { json, .. } => {
+            let all = vm::list(&uris)?;
+            interrupted(&report, None);
+            show::list(&all, json)
+        }
+        Command::Migrate {
+            target,
+            to,
+            timeout,
+            force,
+        } => {
+            let o = vm::MigrateOptions {
+                to,
+                timeout: Duration::from_secs(timeout),
+                force,
+            };
+            vm::migrate(&uris, &target.machine, &o, &report).map(drop)
+        }
+        Command::CreateStream => mkve_cli::out!("{}", vm::create_from_stream(&report)?),
+        Command::Receive => vm::receive(&report),
+        Command::Arrived { id, uuid } => {
+            mkve_cli::outln!(
+                "{}",
+                if vm::arrived(&uris, id, &uuid)? {
+                    "yes"
+                } else {
+                    "no"
+                }
+            )
+        }
+        Command::FinishMove { id } => vm::finish_move(&uris, id, &report),
+        Command::Wait { machines, timeout } => {
+            vm::wait(&uris, &machines, Duration::from_secs(timeout), &report)
+        }
+        Command::LxcHook => {
+            let mut xml = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut xml)
+                .map_err(|e| Error::io("(stdin)", e))?;
+            vm::prepare_lxc_root(&xml)
+        }
+        Command::ProbeKvm => kvm::probe().map_err(Error::Other),
+        Command::Doctor { json } => {
+            let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
+            let probe = || kvm::answers(&exe, "__probe-kvm", Duration::from_secs(5));
+            show::doctor(&doctor::doctor(cli.connect.uri.as_deref(), probe), json)
+        }
+    }
+}
+
+/// Warn of the moves from this node that were interrupted (of machine
+/// `only`, or all).
+fn interrupted(report: &dyn mkve_core::exec::Report, only: Option<mkve_core::ids::MachineId>) {
+    for (id, to) in vm::interrupted_moves() {
+        if only.is_none_or(|o| o == id) {
+            report.warning(&format!(
+                "machine {id}: its move to node {to} was interrupted: \
+                 any command on it here (mkve-vm start {id}) finishes or undoes it"
+            ));
+        }
+    }
+}
