@@ -55,6 +55,9 @@ pub struct Cli {
     /// Check a bundle's signature and every digest
     #[arg(long, value_name = "BUNDLE", group = "mode")]
     pub verify: Option<PathBuf>,
+    /// Print a bundle's SBOM (FORMAT spdx: SPDX 2.3 JSON as signed; cyclonedx: CycloneDX 1.5 JSON), its signature checked as --verify checks it
+    #[arg(long, value_names = ["FORMAT", "BUNDLE"], num_args = 2, group = "mode")]
+    pub sbom: Vec<PathBuf>,
     /// Verify a bundle and unpack it into the new directory given by -C
     #[arg(long, value_name = "BUNDLE", group = "mode", requires = "directory")]
     pub extract: Option<PathBuf>,

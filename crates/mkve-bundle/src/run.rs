@@ -43,6 +43,9 @@ pub fn run(cli: Cli) -> Result<()> {
         v["probes"] = json(&probes)?;
         return mkve_cli::print_json(&v);
     }
+    if let [format, b] = cli.sbom.as_slice() {
+        return sbom(&cli, format, b);
+    }
     if let Some(b) = cli.verify.clone().or(cli.extract.clone()) {
         let report = read_bundle(&cli, &b, Check::Digests, true, cli.directory.as_deref())?;
         let n = report.meta.members.len();
@@ -131,6 +134,43 @@ fn keyring(cli: &Cli, require: bool) -> Option<PathBuf> {
         None if require || default.exists() => Some(default),
         None => None,
     }
+}
+
+/// --sbom FORMAT BUNDLE: the SBOM member, checked, in SPDX or CycloneDX.
+fn sbom(cli: &Cli, format: &Path, b: &Path) -> Result<()> {
+    use mkve_core::bundle::sbom;
+    let cyclonedx = match format.to_str() {
+        Some("spdx") => false,
+        Some("cyclonedx") => true,
+        _ => {
+            return Err(Error::Usage(format!(
+                "--sbom: unknown format \"{}\" (spdx or cyclonedx)",
+                format.display()
+            )))
+        }
+    };
+    let report = read_bundle(cli, b, Check::Sbom, true, None)?;
+    let label = files::display_name(b);
+    let Some(bytes) = report.sbom else {
+        return Err(Error::bundle(
+            &label,
+            format!(
+                "format {} has no {} (bundles carry one from format 3)",
+                report.meta.format,
+                sbom::MEMBER
+            ),
+        ));
+    };
+    let v = if cyclonedx {
+        sbom::to_cyclonedx(&bytes, &label)?
+    } else {
+        let bad = |why: String| Error::bundle(&label, format!("{}: {why}", sbom::MEMBER));
+        let v: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        sbom::check_spdx(&v).map_err(bad)?;
+        v
+    };
+    mkve_cli::print_json(&v)
 }
 
 /// --publish: print where each bundle is now.
