@@ -64,11 +64,12 @@ fn pyspdxtools() -> PathBuf {
 fn the_sbom_is_a_signed_member_before_the_root_and_valid_spdx_and_cyclonedx() {
     let names: Vec<String> = members(signed_bundle()).into_iter().map(|m| m.0).collect();
     assert_eq!(
-        &names[..4],
+        &names[..5],
         [
             "meta.json",
             "meta.json.asc",
             "sbom.spdx.json",
+            "provenance.intoto.json",
             "rootfs.tar.zst"
         ]
     );
@@ -240,13 +241,14 @@ fn a_changed_sbom_is_refused_and_sbom_reads_nothing_past_it() {
 #[ignore = "needs root: hooks run by chroot in a busybox root with a device node"]
 fn a_format_2_bundle_is_still_read_and_has_no_sbom() {
     let mut m = members(signed_bundle());
-    m.retain(|x| x.0 != "meta.json.asc" && x.0 != "sbom.spdx.json");
+    m.retain(|x| {
+        !["meta.json.asc", "sbom.spdx.json", "provenance.intoto.json"].contains(&x.0.as_str())
+    });
     let mut meta: serde_json::Value = serde_json::from_slice(&m[0].1).unwrap();
     meta["format"] = 2.into();
-    meta["members"]
-        .as_object_mut()
-        .unwrap()
-        .remove("sbom.spdx.json");
+    let listed = meta["members"].as_object_mut().unwrap();
+    listed.remove("sbom.spdx.json");
+    listed.remove("provenance.intoto.json");
     m[0].1 = serde_json::to_vec(&meta).unwrap();
     let (_d, b) = temp_file("old.bun", assemble(&m));
     let r = run(new_env()
@@ -280,5 +282,71 @@ fn a_format_2_bundle_is_still_read_and_has_no_sbom() {
             .contains("meta.json: format 3 lists no sbom.spdx.json member"),
         "{}",
         r.stderr
+    );
+}
+
+/// The provenance: an in-toto statement whose subjects are the root and
+/// the SBOM with their digests; --verify refuses one whose subject does
+/// not match, naming it, even when meta.json lists its right digest.
+#[test]
+#[ignore = "needs root: hooks run by chroot in a busybox root with a device node"]
+fn the_provenance_names_the_root_and_the_sbom_and_verify_checks_its_subjects() {
+    let m = members(signed_bundle());
+    let meta: serde_json::Value = serde_json::from_slice(&m[0].1).unwrap();
+    let prov = &m
+        .iter()
+        .find(|x| x.0 == "provenance.intoto.json")
+        .unwrap()
+        .1;
+    let v: serde_json::Value = serde_json::from_slice(prov).unwrap();
+    assert_eq!(v["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(v["predicateType"], "https://slsa.dev/provenance/v1");
+    assert_eq!(v["subject"][0]["name"], "rootfs.tar.zst");
+    assert_eq!(
+        v["subject"][0]["digest"]["sha256"],
+        meta["members"]["rootfs.tar.zst"]
+    );
+    assert_eq!(
+        v["subject"][1]["digest"]["sha256"],
+        meta["members"]["sbom.spdx.json"]
+    );
+    let def = &v["predicate"]["buildDefinition"];
+    assert_eq!(def["externalParameters"]["template"]["name"], "ntp-server");
+    assert_eq!(def["internalParameters"]["hooks"][0]["name"], "01-own");
+    assert_eq!(
+        def["internalParameters"]["hooks"][0]["sha256"],
+        sha256(&std::fs::read(good("ntp-server").join("hooks/01-own")).unwrap())
+    );
+    assert_eq!(def["internalParameters"]["conf"][0]["name"], "conf/limits");
+
+    // A subject changed, its member's digest updated in meta.json: the
+    // signature no longer holds, so unsigned (--allow-unsigned) to reach
+    // the check itself.
+    let mut m = members(signed_bundle());
+    m.remove(1);
+    let i = m
+        .iter()
+        .position(|x| x.0 == "provenance.intoto.json")
+        .unwrap();
+    let mut v = v.clone();
+    v["subject"][1]["digest"]["sha256"] = "0".repeat(64).into();
+    m[i].1 = serde_json::to_vec(&v).unwrap();
+    let mut meta = meta.clone();
+    meta["members"]["provenance.intoto.json"] = sha256(&m[i].1).into();
+    m[0].1 = serde_json::to_vec(&meta).unwrap();
+    let (_d, b) = temp_file("b.bun", assemble(&m));
+    let r = run(new_env()
+        .cmd()
+        .args(["--allow-unsigned", "--verify"])
+        .arg(&b));
+    assert_eq!(r.code, 65, "{}", r.stderr);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "mkve-bundle: {}: provenance.intoto.json: subject \"sbom.spdx.json\": sha256 {} does not match the member's ({})\n",
+            b.display(),
+            "0".repeat(64),
+            meta["members"]["sbom.spdx.json"].as_str().unwrap()
+        )
     );
 }

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 
 use super::meta::{dpkg_installed, rfc3339, Meta, Packages, TemplateRef, FORMAT};
-use super::{sbom, CONF, META, ROOTFS, SIGNATURE};
+use super::{provenance, sbom, CONF, META, ROOTFS, SIGNATURE};
 use crate::error::{Error, IoContext, Problem, Result};
 use crate::exec::{Cmd, Report};
 use crate::files;
@@ -74,6 +74,7 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
     let mut requested = profile.packages.clone();
     let mut _layer = None;
     let mut apt_index = Vec::new();
+    let mut root_source = serde_json::json!({"given": "--rootfs"});
 
     let root: PathBuf = match (&opts.root, profile.hooks.is_empty()) {
         (
@@ -103,6 +104,15 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
                 copy
             };
             apt_index = roots::index::load_beside(&layer.root)?;
+            let r = &layer.resolved;
+            root_source = serde_json::json!({
+                "backend": r.backend,
+                "suite": r.suite,
+                "mirrors": r.mirrors,
+                "architecture": r.arch,
+                "variant": r.variant,
+                "packages": r.packages,
+            });
             _layer = Some(layer);
             root
         }
@@ -203,6 +213,31 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
     for (name, path) in &conf_files {
         members.insert(name.clone(), sha256_file(path)?);
     }
+    let mut hook_digests = Vec::new();
+    for h in &profile.hooks {
+        hook_digests.push((h.name.clone(), sha256_file(&h.path)?));
+    }
+    let provenance_json = provenance::make(&provenance::Build {
+        template: &opts.template.name,
+        version: &profile.version,
+        hypervisor: opts.hypervisor.as_str(),
+        hooks: hook_digests,
+        conf: conf_files
+            .iter()
+            .filter_map(|(n, _)| members.get(n).map(|d| (n.clone(), d.clone())))
+            .collect(),
+        root: root_source,
+        debs: &apt_index,
+        subjects: [ROOTFS, sbom::MEMBER]
+            .iter()
+            .filter_map(|n| members.get(*n).map(|d| (n.to_string(), d.clone())))
+            .collect(),
+        created: &created,
+    })?;
+    members.insert(
+        provenance::MEMBER.to_string(),
+        hex(&Sha256::digest(&provenance_json)),
+    );
 
     let meta = Meta {
         format: FORMAT,
@@ -240,6 +275,7 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
     }
     // Before the root, so a reader of the SBOM alone stops before it.
     append_bytes(&mut b, sbom::MEMBER, &sbom_json, created_secs).at(label)?;
+    append_bytes(&mut b, provenance::MEMBER, &provenance_json, created_secs).at(label)?;
     append_file(&mut b, ROOTFS, &rootfs_path, created_secs, label)?;
     for (name, path) in &conf_files {
         append_file(&mut b, name, path, created_secs, label)?;

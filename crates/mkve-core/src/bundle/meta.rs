@@ -86,9 +86,10 @@ impl Meta {
         for (path, digest) in &meta.members {
             if !is_payload_name(path) {
                 return Err(bad(format!(
-                    "member \"{path}\": payload members are {}, {} and {}/… with plain relative paths",
+                    "member \"{path}\": payload members are {}, {}, {} and {}/… with plain relative paths",
                     super::ROOTFS,
                     super::sbom::MEMBER,
+                    super::provenance::MEMBER,
                     super::CONF
                 )));
             }
@@ -105,12 +106,13 @@ impl Meta {
         if !meta.members.contains_key(super::ROOTFS) {
             return Err(bad(format!("lists no {} member", super::ROOTFS)));
         }
-        if meta.format >= 3 && !meta.members.contains_key(super::sbom::MEMBER) {
-            return Err(bad(format!(
-                "format {} lists no {} member",
-                meta.format,
-                super::sbom::MEMBER
-            )));
+        for need in [super::sbom::MEMBER, super::provenance::MEMBER] {
+            if meta.format >= 3 && !meta.members.contains_key(need) {
+                return Err(bad(format!(
+                    "format {} lists no {need} member",
+                    meta.format
+                )));
+            }
         }
         meta.check_fields().map_err(bad)?;
         Ok(meta)
@@ -173,7 +175,8 @@ fn is_rfc3339_utc(s: &str) -> bool {
         })
 }
 
-/// `rootfs.tar.zst`, `sbom.spdx.json`, or `conf/` and a relative path
+/// `rootfs.tar.zst`, `sbom.spdx.json`, `provenance.intoto.json`, or
+/// `conf/` and a relative path
 /// with no `.`, `..` or empty parts.
 fn is_payload_name(name: &str) -> bool {
     match name
@@ -186,7 +189,12 @@ fn is_payload_name(name: &str) -> bool {
                     .split('/')
                     .all(|p| !p.is_empty() && p != "." && p != "..")
         }
-        None => name == super::ROOTFS || name == super::sbom::MEMBER,
+        None => [
+            super::ROOTFS,
+            super::sbom::MEMBER,
+            super::provenance::MEMBER,
+        ]
+        .contains(&name),
     }
 }
 

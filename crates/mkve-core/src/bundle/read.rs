@@ -51,8 +51,8 @@ pub struct ReadOptions<'a> {
     pub allow_unsigned: bool,
     pub check: Check,
     /// Unpack into this directory, which must not exist yet: `meta.json`,
-    /// `meta.json.asc`, `sbom.spdx.json`, `rootfs/` and `conf/` appear
-    /// there.
+    /// `meta.json.asc`, `sbom.spdx.json`, `provenance.intoto.json`,
+    /// `rootfs/` and `conf/` appear there.
     pub unpack_to: Option<&'a Path>,
     /// Asked once meta.json and its signature are checked: `true` skips
     /// the root (read past, neither decompressed nor checked, nor
@@ -275,6 +275,18 @@ fn read_members<R: Read>(
                 }
                 let digest = hex(&Sha256::digest(&bytes));
                 report.sbom = Some(bytes);
+                digest
+            }
+            (_, super::provenance::MEMBER) => {
+                let bytes = read_small(&mut entry, super::provenance::MAX)
+                    .map_err(|e| bad(format!("member \"{name}\": {e}")))?;
+                if let Some(s) = &staging {
+                    s.write_conf(&name, &mut bytes.as_slice(), label)?;
+                }
+                let digest = hex(&Sha256::digest(&bytes));
+                if &digest == expected {
+                    super::provenance::check(&bytes, &report.meta.members, label)?;
+                }
                 digest
             }
             // The members mkve itself reads are kept, whatever the mode, and
