@@ -186,3 +186,55 @@ fn the_sbom_gives_each_deb_its_archive_sha256_cold_and_warm_alike() {
         sha256(&std::fs::read(deb).unwrap())
     );
 }
+
+/// --audit on two bundles built from real packages finds, with the
+/// fixture feed, what Debian's debsecan finds in their roots' dpkg status.
+#[test]
+#[ignore = "needs root and the network: mmdebstrap installs Debian packages"]
+fn audit_of_real_bundles_matches_debsecan() {
+    let env = new_env();
+    let (dir, feed) = debsecan_feed();
+    let mut all = std::collections::BTreeSet::new();
+    for template in ["ntp-server", "two-containers"] {
+        let out = env.home.path().join(format!("{template}.bun"));
+        run_ok(
+            env.cmd()
+                .args(["-H", "lxc", "--force-no-sign", "--hooks"])
+                .arg(hooks_dir())
+                .arg("-o")
+                .arg(&out)
+                .arg(good(template)),
+        );
+        let dest = env.home.path().join(template);
+        run_ok(
+            env.cmd()
+                .arg("--extract")
+                .arg(&out)
+                .arg("-C")
+                .arg(&dest)
+                .arg("--allow-unsigned"),
+        );
+        let theirs = debsecan_findings(dir.path(), &dest.join("rootfs/var/lib/dpkg/status"));
+        let r = run(env
+            .cmd()
+            .args([
+                "--allow-unsigned",
+                "--json",
+                "--accepted",
+                "/nonexistent",
+                "--audit",
+            ])
+            .arg(&out)
+            .arg("--feed")
+            .arg(&feed));
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        let ours = audit_pairs(&r.stdout);
+        assert!(ours.len() >= 3, "{template}: {ours:?}");
+        assert_eq!(ours, theirs, "{template}");
+        all.extend(ours);
+    }
+    eprintln!(
+        "{} (CVE, package) findings, the same as debsecan's",
+        all.len()
+    );
+}
