@@ -55,6 +55,21 @@ pub struct Cli {
     /// Check a bundle's signature and every digest
     #[arg(long, value_name = "BUNDLE", group = "mode")]
     pub verify: Option<PathBuf>,
+    /// Print a bundle's SBOM (FORMAT spdx: SPDX 2.3 JSON as signed; cyclonedx: CycloneDX 1.5 JSON), its signature checked as --verify checks it
+    #[arg(long, value_names = ["FORMAT", "BUNDLE"], num_args = 2, group = "mode")]
+    pub sbom: Vec<PathBuf>,
+    /// Audit bundles offline: the vulnerabilities of their SBOM's packages that --feed lists; exit 1 when one is open
+    #[arg(long, value_name = "BUNDLE", num_args = 1.., group = "mode")]
+    pub audit: Vec<PathBuf>,
+    /// With --audit: Debian's security tracker data for the bundles' suite, in debsecan's format (a file, or an http:// or https:// URL)
+    #[arg(long, value_name = "FILE|URL")]
+    pub feed: Option<String>,
+    /// With --audit: the decisions that hide accepted vulnerabilities [default: $MKVE_CONFDIR/accepted]
+    #[arg(long, value_name = "FILE")]
+    pub accepted: Option<PathBuf>,
+    /// With --audit: print the findings as a JSON array
+    #[arg(long)]
+    pub json: bool,
     /// Verify a bundle and unpack it into the new directory given by -C
     #[arg(long, value_name = "BUNDLE", group = "mode", requires = "directory")]
     pub extract: Option<PathBuf>,

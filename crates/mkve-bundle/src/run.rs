@@ -43,6 +43,12 @@ pub fn run(cli: Cli) -> Result<()> {
         v["probes"] = json(&probes)?;
         return mkve_cli::print_json(&v);
     }
+    if let [format, b] = cli.sbom.as_slice() {
+        return sbom(&cli, format, b);
+    }
+    if !cli.audit.is_empty() {
+        return audit(&cli, &cli.audit, &report);
+    }
     if let Some(b) = cli.verify.clone().or(cli.extract.clone()) {
         let report = read_bundle(&cli, &b, Check::Digests, true, cli.directory.as_deref())?;
         let n = report.meta.members.len();
@@ -131,6 +137,172 @@ fn keyring(cli: &Cli, require: bool) -> Option<PathBuf> {
         None if require || default.exists() => Some(default),
         None => None,
     }
+}
+
+/// --sbom FORMAT BUNDLE: the SBOM member, checked, in SPDX or CycloneDX.
+fn sbom(cli: &Cli, format: &Path, b: &Path) -> Result<()> {
+    use mkve_core::bundle::sbom;
+    let cyclonedx = match format.to_str() {
+        Some("spdx") => false,
+        Some("cyclonedx") => true,
+        _ => {
+            return Err(Error::Usage(format!(
+                "--sbom: unknown format \"{}\" (spdx or cyclonedx)",
+                format.display()
+            )))
+        }
+    };
+    let v = bundle_sbom(cli, b)?;
+    let v = if cyclonedx {
+        let bytes = serde_json::to_vec(&v).map_err(|e| Error::Other(e.to_string()))?;
+        sbom::to_cyclonedx(&bytes, &files::display_name(b))?
+    } else {
+        v
+    };
+    mkve_cli::print_json(&v)
+}
+
+/// The SBOM of a bundle, read as --sbom reads it: the signature checked,
+/// then meta.json and the SBOM only.
+fn bundle_sbom(cli: &Cli, b: &Path) -> Result<serde_json::Value> {
+    use mkve_core::bundle::sbom;
+    let report = read_bundle(cli, b, Check::Sbom, true, None)?;
+    let label = files::display_name(b);
+    let Some(bytes) = report.sbom else {
+        return Err(Error::bundle(
+            &label,
+            format!(
+                "format {} has no {} (bundles carry one from format 3)",
+                report.meta.format,
+                sbom::MEMBER
+            ),
+        ));
+    };
+    let bad = |why: String| Error::bundle(&label, format!("{}: {why}", sbom::MEMBER));
+    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    sbom::check_spdx(&v).map_err(bad)?;
+    Ok(v)
+}
+
+/// --audit BUNDLE… --feed FILE|URL: the open findings, as a table or
+/// JSON; exit status 1 (with a line on stderr) when there is one.
+fn audit(cli: &Cli, bundles: &[PathBuf], report: &dyn mkve_core::exec::Report) -> Result<()> {
+    use mkve_core::audit;
+    let feed_arg = cli
+        .feed
+        .as_deref()
+        .ok_or_else(|| Error::Usage("--audit needs --feed FILE|URL".into()))?;
+    let lower = feed_arg.to_ascii_lowercase();
+    let bytes = if lower.starts_with("http://") || lower.starts_with("https://") {
+        fetch::get_file(feed_arg, audit::FEED_MAX)?
+    } else {
+        let path = Path::new(feed_arg);
+        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(f, audit::FEED_MAX + 1), &mut buf)
+            .map_err(|e| Error::io(path, e))?;
+        if buf.len() as u64 > audit::FEED_MAX {
+            return Err(Error::bundle(
+                path,
+                format!("larger than {} bytes", audit::FEED_MAX),
+            ));
+        }
+        buf
+    };
+    let feed = audit::parse_feed(&bytes, Path::new(feed_arg))?;
+    let accepted_path = cli
+        .accepted
+        .clone()
+        .unwrap_or_else(|| paths::confdir().join(audit::ACCEPTED));
+    let accepted = audit::load_accepted(&accepted_path)?;
+    let mut open = Vec::new();
+    let mut hidden = 0;
+    for b in bundles {
+        let doc = bundle_sbom(cli, b)?;
+        let label = files::display_name(b);
+        let installed = audit::installed_from_spdx(&doc, &label)?;
+        for f in audit::findings(&feed, &installed) {
+            if accepted.iter().any(|a| a.covers(&f)) {
+                hidden += 1;
+            } else {
+                open.push((label.display().to_string(), f));
+            }
+        }
+    }
+    if hidden > 0 {
+        report.note(&format!(
+            "{hidden} accepted in {} not shown",
+            accepted_path.display()
+        ));
+    }
+    if cli.json {
+        let rows: Vec<serde_json::Value> = open
+            .iter()
+            .map(|(b, f)| {
+                let mut v = json(f)?;
+                v["bundle"] = b.clone().into();
+                Ok(v)
+            })
+            .collect::<Result<_>>()?;
+        mkve_cli::print_json(&rows)?;
+    } else if !open.is_empty() {
+        let mut table = vec![[
+            "BUNDLE",
+            "CVE",
+            "PACKAGE",
+            "SOURCE",
+            "INSTALLED",
+            "FIXED",
+            "URGENCY",
+            "REMOTE",
+        ]
+        .map(String::from)];
+        for (b, f) in &open {
+            table.push([
+                b.clone(),
+                f.cve.clone(),
+                f.package.clone(),
+                f.source.clone(),
+                f.installed.clone(),
+                f.fixed.clone().unwrap_or_else(|| "-".into()),
+                f.urgency.clone().unwrap_or_else(|| "-".into()),
+                match f.remote {
+                    Some(true) => "remote",
+                    Some(false) => "local",
+                    None => "-",
+                }
+                .into(),
+            ]);
+        }
+        let widths: Vec<usize> = (0..8)
+            .map(|i| {
+                table
+                    .iter()
+                    .map(|r| r[i].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        for row in &table {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            mkve_cli::outln!(
+                "{}",
+                mkve_core::text::printable(cells.join("  ").trim_end())
+            )?;
+        }
+    }
+    if open.is_empty() {
+        return Ok(());
+    }
+    let n = open.len();
+    Err(Error::Other(format!(
+        "{n} open vulnerabilit{} (a CVE in a package of a bundle)",
+        if n == 1 { "y" } else { "ies" }
+    )))
 }
 
 /// --publish: print where each bundle is now.

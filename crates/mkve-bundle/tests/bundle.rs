@@ -95,6 +95,8 @@ fn hooks_run_in_order_in_a_copy_with_conf_and_the_bundle_unpacks() {
         names,
         [
             "meta.json",
+            "sbom.spdx.json",
+            "provenance.intoto.json",
             "rootfs.tar.zst",
             "conf/limits",
             "conf/sub/file"
@@ -102,7 +104,7 @@ fn hooks_run_in_order_in_a_copy_with_conf_and_the_bundle_unpacks() {
     );
 
     let v = info(&b, &[]);
-    assert_eq!(v["format"], 2);
+    assert_eq!(v["format"], 3);
     assert!(v["unpacked_size"].as_u64().unwrap() > 10240, "{v}");
     assert_eq!(
         v["template"],
@@ -145,7 +147,13 @@ fn hooks_run_in_order_in_a_copy_with_conf_and_the_bundle_unpacks() {
     );
     assert_eq!(
         dir_names(&dest),
-        ["conf", "meta.json", "rootfs"],
+        [
+            "conf",
+            "meta.json",
+            "provenance.intoto.json",
+            "rootfs",
+            "sbom.spdx.json"
+        ],
         "what the bundle holds, and nothing of the staging (its lock file)"
     );
     assert!(std::fs::symlink_metadata(root.join("bin/sh"))
@@ -210,7 +218,7 @@ fn signed_bundles_verify_against_the_right_keyring_only() {
     assert_eq!(
         r.stdout,
         format!(
-            "{}: good signature by {}, 1 member verified\n",
+            "{}: good signature by {}, 3 members verified\n",
             b.display(),
             key.fingerprint
         )
@@ -256,7 +264,7 @@ fn unsigned_bundles_need_allow_unsigned() {
             .arg("--allow-unsigned")
             .stdin(std::fs::File::open(&b).unwrap()),
     );
-    assert_eq!(r.stdout, "(stdin): not signed, 3 members verified\n");
+    assert_eq!(r.stdout, "(stdin): not signed, 5 members verified\n");
 }
 
 #[test]
@@ -331,7 +339,7 @@ fn a_changed_payload_byte_is_refused() {
     assert!(err.contains("rootfs.tar.zst"), "{err}");
 
     let mut m = members(unsigned_bundle());
-    m[2].1.push(b'!'); // conf/limits
+    m[4].1.push(b'!'); // conf/limits
     let err = refused(&assemble(&m), &["--allow-unsigned"]);
     assert!(
         err.contains("member \"conf/limits\": sha256 ") && err.contains("does not match meta.json"),
@@ -366,7 +374,7 @@ fn members_must_be_exactly_those_listed() {
         .contains("member \"conf/sub/file\" listed in meta.json is missing"));
 
     let mut m = members(unsigned_bundle());
-    let dup = m[2].clone();
+    let dup = m[4].clone();
     m.push(dup);
     assert!(refused(&assemble(&m), &["--allow-unsigned"])
         .contains("member \"conf/limits\" appears twice"));
@@ -374,7 +382,7 @@ fn members_must_be_exactly_those_listed() {
     let mut m = members(unsigned_bundle());
     m.swap(0, 1);
     assert!(refused(&assemble(&m), &["--allow-unsigned"])
-        .contains("first member is \"rootfs.tar.zst\", not meta.json"));
+        .contains("first member is \"sbom.spdx.json\", not meta.json"));
 
     let m = edit_meta(unsigned_bundle(), |v| {
         v["members"]["../escape"] = sha256(b"x").into();
@@ -389,6 +397,8 @@ fn members_must_be_exactly_those_listed() {
 fn with_rootfs(inner: Vec<u8>) -> Vec<u8> {
     let zst = zstd::encode_all(&inner[..], 3).unwrap();
     let mut m = edit_meta(unsigned_bundle(), |v| {
+        // Format 2: a root and no SBOM.
+        v["format"] = 2.into();
         v["members"] = serde_json::json!({"rootfs.tar.zst": sha256(&zst)});
         v["unpacked_size"] = inner.len().into();
     });
@@ -479,7 +489,7 @@ fn a_reader_written_from_the_man_page_reads_our_bundles() {
     let r = read(unsigned_bundle(), None);
     assert_eq!(
         (r.code, r.stdout.as_str()),
-        (0, "ok 3 members\n"),
+        (0, "ok 5 members\n"),
         "{}",
         r.stderr
     );
@@ -618,7 +628,7 @@ fn a_root_must_decompress_to_the_size_meta_json_declares() {
         v.as_object_mut().unwrap().remove("unpacked_size");
     });
     assert!(refused(&assemble(&m), &["--allow-unsigned"])
-        .contains("format 2 declares no \"unpacked_size\""));
+        .contains("format 3 declares no \"unpacked_size\""));
     // Format 1: no size, read as before.
     let m = edit_meta(unsigned_bundle(), |v| {
         v.as_object_mut().unwrap().remove("unpacked_size");
@@ -711,7 +721,14 @@ fn params_and_probes_travel_as_conf_members_and_info_shows_them() {
         .collect();
     assert_eq!(
         names,
-        ["meta.json", "rootfs.tar.zst", "conf/params", "conf/probes"]
+        [
+            "meta.json",
+            "sbom.spdx.json",
+            "provenance.intoto.json",
+            "rootfs.tar.zst",
+            "conf/params",
+            "conf/probes"
+        ]
     );
     let v = info(&b, &[]);
     assert_eq!(
@@ -730,7 +747,7 @@ fn params_and_probes_travel_as_conf_members_and_info_shows_them() {
     );
     // A changed declaration is a changed member: refused, like any payload.
     let mut m = members(&std::fs::read(&b).unwrap());
-    m[2].1 = b"admin_password - - no longer required\n".to_vec();
+    m[4].1 = b"admin_password - - no longer required\n".to_vec();
     let (_d, bad) = write_bundle(&assemble(&m));
     let r = run(new_env().cmd().arg("--info").arg(&bad));
     r.assert_stderr(65, "member \"conf/params\": sha256");
@@ -738,17 +755,17 @@ fn params_and_probes_travel_as_conf_members_and_info_shows_them() {
     // refused by every reader, --verify and --extract too.
     for (member, text, why) in [
         (
-            2,
+            4,
             "Bad - - x\n",
             "conf/params:1: \"Bad\" is not a parameter name",
         ),
         // One secret for every machine, carried by a bundle made by hand.
         (
-            2,
+            4,
             "fwd - x y\nadmin_password secret changeme z\n",
             "conf/params:2: admin_password: a secret parameter has no default",
         ),
-        (3, "tcp 0\n", "conf/probes:1: \"0\" is not a port"),
+        (5, "tcp 0\n", "conf/probes:1: \"0\" is not a port"),
     ] {
         let mut m = members(&std::fs::read(&b).unwrap());
         m[member].1 = text.as_bytes().to_vec();

@@ -622,3 +622,72 @@ fn variable_valid_for() {
     assert_eq!(r.code, 65, "{}", r.stderr);
     assert!(r.stderr.contains("valid_for"), "{}", r.stderr);
 }
+
+/// A bundle of a plain root (no hooks, no root needed) whose dpkg database
+/// lists chrony 4.3-2+deb12u1, and the fixture feed: --audit finds
+/// CVE-2026-10006 in it.
+fn audited_bundle(env: &Env) -> (PathBuf, tempfile::TempDir, PathBuf) {
+    let root = env.make_dir("root");
+    std::fs::create_dir_all(root.join("var/lib/dpkg")).unwrap();
+    std::fs::write(
+        root.join("var/lib/dpkg/status"),
+        "Package: chrony\nStatus: install ok installed\nArchitecture: amd64\nVersion: 4.3-2+deb12u1\n",
+    )
+    .unwrap();
+    let bundle = env.home.path().join("a.bun");
+    run_ok(
+        env.cmd()
+            .args(["-H", "lxc", "--force-no-sign", "--rootfs"])
+            .arg(&root)
+            .arg("-o")
+            .arg(&bundle)
+            .arg(good("two-containers")),
+    );
+    let (dir, feed) = debsecan_feed();
+    (bundle, dir, feed)
+}
+
+#[test]
+fn variable_feed() {
+    let env = new_env();
+    let (bundle, _dir, feed) = audited_bundle(&env);
+    env.write_config(&format!("feed={}\n", feed.display()));
+    let r = run(env.cmd().args(["--allow-unsigned", "--audit"]).arg(&bundle));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stdout.contains("CVE-2026-10006"), "{}", r.stdout);
+}
+
+#[test]
+fn variable_json() {
+    let env = new_env();
+    let (bundle, _dir, feed) = audited_bundle(&env);
+    env.write_config("json=yes\n");
+    let r = run(env
+        .cmd()
+        .args(["--allow-unsigned", "--audit"])
+        .arg(&bundle)
+        .arg("--feed")
+        .arg(&feed));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(
+        audit_pairs(&r.stdout).into_iter().collect::<Vec<_>>(),
+        [("CVE-2026-10006".to_string(), "chrony".to_string())]
+    );
+}
+
+#[test]
+#[ignore = "needs root: an accepted file must be root's"]
+fn variable_accepted() {
+    let env = new_env();
+    let (bundle, _dir, feed) = audited_bundle(&env);
+    let accepted = env.home.path().join("accepted");
+    std::fs::write(&accepted, "CVE-2026-10006 chrony 2026-12-01 reviewed\n").unwrap();
+    env.write_config(&format!("accepted={}\n", accepted.display()));
+    let r = run(env
+        .cmd()
+        .args(["--allow-unsigned", "--audit"])
+        .arg(&bundle)
+        .arg("--feed")
+        .arg(&feed));
+    assert_eq!((r.code, r.stdout.as_str()), (0, ""), "{}", r.stderr);
+}

@@ -12,7 +12,15 @@ fn the_man_page_and_the_options_agree() {
         // --out: the original's spelling, a hidden alias of --output;
         // gpg --export and mmdebstrap --include in examples;
         // mkve-vm create --param, which the parameters are for;
-        // gpg --detach-sign, which writes what SHA256SUMS.gpg is.
-        &["--out", "--export", "--include", "--param", "--detach-sign"],
+        // gpg --detach-sign, which writes what SHA256SUMS.gpg is;
+        // dpkg --compare-versions, which --audit compares as.
+        &[
+            "--out",
+            "--export",
+            "--include",
+            "--param",
+            "--detach-sign",
+            "--compare-versions",
+        ],
     );
 }

@@ -360,6 +360,20 @@ impl Session {
     }
 }
 
+/// A file of at most `max` bytes at the http(s) URL `url` (a feed, not a
+/// bundle), with the timeouts, deadline and signals of every fetch.
+/// Errors: 69 when the server cannot be reached, answers anything but 200
+/// (404 included) or the transfer fails; 65 when the file is larger.
+pub fn get_file(url: &str, max: u64) -> Result<Vec<u8>> {
+    let session = Session::new()?;
+    session
+        .get_small(url, max)?
+        .ok_or_else(|| Error::Unavailable {
+            what: url.to_string(),
+            why: "not found (HTTP 404)".into(),
+        })
+}
+
 /// Where a server's certificate is checked, said when it is refused.
 const TRUST: &str =
     " (servers' certificates are checked against the system's store, /etc/ssl/certs, or SSL_CERT_FILE)";

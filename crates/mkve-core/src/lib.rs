@@ -3,11 +3,13 @@
 //! picture: template → root → bundle → VM.
 
 pub mod access;
+pub mod audit;
 #[cfg(feature = "gpg")]
 pub mod bundle;
 pub mod config;
 #[cfg(feature = "libvirt")]
 pub mod console;
+pub mod debversion;
 mod declared;
 #[cfg(feature = "libvirt")]
 pub mod doctor;

@@ -811,3 +811,60 @@ impl Drop for HttpServer {
         let _ = self.child.wait();
     }
 }
+
+/// The fixture feed (tests/fixtures/debsecan/bookworm.txt) compressed as
+/// debsecan reads it, as `bookworm` in a new directory: the directory
+/// (debsecan's `--source`, as file://DIR/) and the feed file.
+pub fn debsecan_feed() -> (tempfile::TempDir, PathBuf) {
+    use std::io::Write;
+    let text = std::fs::read(fixtures().join("debsecan/bookworm.txt")).unwrap();
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(&text).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let feed = d.path().join("bookworm");
+    std::fs::write(&feed, z.finish().unwrap()).unwrap();
+    (d, feed)
+}
+
+/// What Debian's debsecan finds with the feed in `dir` (see
+/// `debsecan_feed`) for the dpkg status file `status`: (CVE, binary
+/// package) pairs.
+pub fn debsecan_findings(
+    dir: &Path,
+    status: &Path,
+) -> std::collections::BTreeSet<(String, String)> {
+    let out = Command::new("debsecan")
+        .args(["--suite", "bookworm", "--format", "summary", "--source"])
+        .arg(format!("file://{}/", dir.display()))
+        .arg("--status")
+        .arg(status)
+        .output()
+        .expect("debsecan is installed (scripts/deps)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?.to_string(), w.next()?.to_string()))
+        })
+        .collect()
+}
+
+/// The (CVE, package) pairs of `mkve-bundle --audit --json`'s output.
+pub fn audit_pairs(json: &str) -> std::collections::BTreeSet<(String, String)> {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["cve"].as_str().unwrap().to_string(),
+                f["package"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}

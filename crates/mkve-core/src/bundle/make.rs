@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 
 use super::meta::{dpkg_installed, rfc3339, Meta, Packages, TemplateRef, FORMAT};
-use super::{CONF, META, ROOTFS, SIGNATURE};
+use super::{provenance, sbom, CONF, META, ROOTFS, SIGNATURE};
 use crate::error::{Error, IoContext, Problem, Result};
 use crate::exec::{Cmd, Report};
 use crate::files;
@@ -73,6 +73,8 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
     let mut work = crate::scratch::Scratch::new_in(&std::env::temp_dir(), "mkve-bundle.")?;
     let mut requested = profile.packages.clone();
     let mut _layer = None;
+    let mut apt_index = Vec::new();
+    let mut root_source = serde_json::json!({"given": "--rootfs"});
 
     let root: PathBuf = match (&opts.root, profile.hooks.is_empty()) {
         (
@@ -101,6 +103,16 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
                 copy_root(&layer.root, &copy, report)?;
                 copy
             };
+            apt_index = roots::index::load_beside(&layer.root)?;
+            let r = &layer.resolved;
+            root_source = serde_json::json!({
+                "backend": r.backend,
+                "suite": r.suite,
+                "mirrors": r.mirrors,
+                "architecture": r.arch,
+                "variant": r.variant,
+                "packages": r.packages,
+            });
             _layer = Some(layer);
             root
         }
@@ -166,8 +178,30 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
     }
     report.progress(&stats.describe(start.elapsed()));
 
+    let rootfs_sha256 = hex(&hash.finalize());
+    let created_secs = pack::source_date_epoch().unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    });
+    let created = rfc3339(created_secs);
+    report.progress("writing the SBOM");
+    let sbom_json = sbom::spdx(
+        &root,
+        &apt_index,
+        &pack_opts.exclude,
+        &sbom::Subject {
+            template: &opts.template.name,
+            version: &profile.version,
+            hypervisor: opts.hypervisor.as_str(),
+            created: &created,
+            rootfs_sha256: &rootfs_sha256,
+        },
+    )?;
     let mut members = std::collections::BTreeMap::new();
-    members.insert(ROOTFS.to_string(), hex(&hash.finalize()));
+    members.insert(ROOTFS.to_string(), rootfs_sha256);
+    members.insert(sbom::MEMBER.to_string(), hex(&Sha256::digest(&sbom_json)));
     let mut conf_files = conf_members(profile.conf.as_deref())?;
     for file in crate::template::SHARED_CONF {
         let path = opts.template.dir.join(file);
@@ -179,13 +213,32 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
     for (name, path) in &conf_files {
         members.insert(name.clone(), sha256_file(path)?);
     }
+    let mut hook_digests = Vec::new();
+    for h in &profile.hooks {
+        hook_digests.push((h.name.clone(), sha256_file(&h.path)?));
+    }
+    let provenance_json = provenance::make(&provenance::Build {
+        template: &opts.template.name,
+        version: &profile.version,
+        hypervisor: opts.hypervisor.as_str(),
+        hooks: hook_digests,
+        conf: conf_files
+            .iter()
+            .filter_map(|(n, _)| members.get(n).map(|d| (n.clone(), d.clone())))
+            .collect(),
+        root: root_source,
+        debs: &apt_index,
+        subjects: [ROOTFS, sbom::MEMBER]
+            .iter()
+            .filter_map(|n| members.get(*n).map(|d| (n.to_string(), d.clone())))
+            .collect(),
+        created: &created,
+    })?;
+    members.insert(
+        provenance::MEMBER.to_string(),
+        hex(&Sha256::digest(&provenance_json)),
+    );
 
-    let created_secs = pack::source_date_epoch().unwrap_or_else(|| {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    });
     let meta = Meta {
         format: FORMAT,
         template: TemplateRef {
@@ -198,7 +251,7 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
             installed: dpkg_installed(&root),
         },
         hooks: hook_names,
-        created: rfc3339(created_secs),
+        created,
         members,
         unpacked_size: Some(stats.tar_bytes),
     };
@@ -220,6 +273,9 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
     if let Some(sig) = &signature {
         append_bytes(&mut b, SIGNATURE, sig, created_secs).at(label)?;
     }
+    // Before the root, so a reader of the SBOM alone stops before it.
+    append_bytes(&mut b, sbom::MEMBER, &sbom_json, created_secs).at(label)?;
+    append_bytes(&mut b, provenance::MEMBER, &provenance_json, created_secs).at(label)?;
     append_file(&mut b, ROOTFS, &rootfs_path, created_secs, label)?;
     for (name, path) in &conf_files {
         append_file(&mut b, name, path, created_secs, label)?;

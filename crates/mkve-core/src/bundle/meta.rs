@@ -8,11 +8,12 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::template::Hypervisor;
 
-/// The format written. Format 1 (no `unpacked_size`) is still read.
-pub const FORMAT: u32 = 2;
+/// The format written. Formats 1 (no `unpacked_size`) and 2 (no SBOM)
+/// are still read.
+pub const FORMAT: u32 = 3;
 
 /// The formats read.
-pub const FORMATS: [u32; 2] = [1, 2];
+pub const FORMATS: [u32; 3] = [1, 2, 3];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
@@ -70,20 +71,25 @@ impl Meta {
             Some(f) if FORMATS.iter().any(|k| u64::from(*k) == f) => {}
             Some(f) => {
                 return Err(bad(format!(
-                    "format {f} is not supported (this mkve reads formats 1 and 2)"
+                    "format {f} is not supported (this mkve reads formats 1 to 3)"
                 )))
             }
             None => return Err(bad("no \"format\" number".into())),
         }
         let meta: Meta = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
         if meta.format >= 2 && meta.unpacked_size.is_none() {
-            return Err(bad("format 2 declares no \"unpacked_size\"".into()));
+            return Err(bad(format!(
+                "format {} declares no \"unpacked_size\"",
+                meta.format
+            )));
         }
         for (path, digest) in &meta.members {
             if !is_payload_name(path) {
                 return Err(bad(format!(
-                    "member \"{path}\": payload members are {} and {}/… with plain relative paths",
+                    "member \"{path}\": payload members are {}, {}, {} and {}/… with plain relative paths",
                     super::ROOTFS,
+                    super::sbom::MEMBER,
+                    super::provenance::MEMBER,
                     super::CONF
                 )));
             }
@@ -99,6 +105,14 @@ impl Meta {
         }
         if !meta.members.contains_key(super::ROOTFS) {
             return Err(bad(format!("lists no {} member", super::ROOTFS)));
+        }
+        for need in [super::sbom::MEMBER, super::provenance::MEMBER] {
+            if meta.format >= 3 && !meta.members.contains_key(need) {
+                return Err(bad(format!(
+                    "format {} lists no {need} member",
+                    meta.format
+                )));
+            }
         }
         meta.check_fields().map_err(bad)?;
         Ok(meta)
@@ -161,8 +175,9 @@ fn is_rfc3339_utc(s: &str) -> bool {
         })
 }
 
-/// `rootfs.tar.zst`, or `conf/` and a relative path with no `.`, `..` or
-/// empty parts.
+/// `rootfs.tar.zst`, `sbom.spdx.json`, `provenance.intoto.json`, or
+/// `conf/` and a relative path
+/// with no `.`, `..` or empty parts.
 fn is_payload_name(name: &str) -> bool {
     match name
         .strip_prefix(super::CONF)
@@ -174,7 +189,12 @@ fn is_payload_name(name: &str) -> bool {
                     .split('/')
                     .all(|p| !p.is_empty() && p != "." && p != "..")
         }
-        None => name == super::ROOTFS,
+        None => [
+            super::ROOTFS,
+            super::sbom::MEMBER,
+            super::provenance::MEMBER,
+        ]
+        .contains(&name),
     }
 }
 
@@ -264,7 +284,12 @@ mod tests {
 
     #[test]
     fn payload_names() {
-        for ok in ["rootfs.tar.zst", "conf/config", "conf/a/b"] {
+        for ok in [
+            "rootfs.tar.zst",
+            "sbom.spdx.json",
+            "conf/config",
+            "conf/a/b",
+        ] {
             assert!(is_payload_name(ok), "{ok}");
         }
         for bad in [
@@ -284,10 +309,10 @@ mod tests {
     #[test]
     fn other_formats_and_bad_digests_are_refused() {
         let l = Path::new("b.bun");
-        let e = Meta::from_json(br#"{"format": 3}"#, l).unwrap_err();
+        let e = Meta::from_json(br#"{"format": 4}"#, l).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "b.bun: meta.json: format 3 is not supported (this mkve reads formats 1 and 2)"
+            "b.bun: meta.json: format 4 is not supported (this mkve reads formats 1 to 3)"
         );
         let e = Meta::from_json(b"[", l).unwrap_err();
         assert!(e.to_string().starts_with("b.bun: meta.json: EOF"), "{e}");

@@ -1,12 +1,15 @@
-//! Bundle format 2 (mkve-bundle(5); format 1 is still read): an outer tar whose members are, in
-//! order, `meta.json`, `meta.json.asc` (absent when unsigned),
+//! Bundle format 3 (mkve-bundle(5); formats 1 and 2 are still read): an
+//! outer tar whose members are, in order, `meta.json`, `meta.json.asc`
+//! (absent when unsigned), `sbom.spdx.json`, `provenance.intoto.json`,
 //! `rootfs.tar.zst` and `conf/…`. meta.json lists the sha256 of every
 //! payload member, so the one signature covers everything and a reader
 //! checks it before it reads any payload.
 
 mod make;
 pub(crate) mod meta;
+pub mod provenance;
 mod read;
+pub mod sbom;
 
 // The machines' bases name their contents by it, and what a fetch
 // remembers its directories by.

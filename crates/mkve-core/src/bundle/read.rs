@@ -31,6 +31,10 @@ pub enum Check {
     Conf,
     /// Also every payload digest.
     Digests,
+    /// meta.json, the signature and the SBOM (`Report::sbom`), its digest
+    /// checked: reading stops after it (it comes before the root), and
+    /// at once for a bundle of format 1 or 2, which has none.
+    Sbom,
 }
 
 /// Whether to skip the root of the bundle whose checked meta.json it is
@@ -47,7 +51,8 @@ pub struct ReadOptions<'a> {
     pub allow_unsigned: bool,
     pub check: Check,
     /// Unpack into this directory, which must not exist yet: `meta.json`,
-    /// `meta.json.asc`, `rootfs/` and `conf/` appear there.
+    /// `meta.json.asc`, `sbom.spdx.json`, `provenance.intoto.json`,
+    /// `rootfs/` and `conf/` appear there.
     pub unpack_to: Option<&'a Path>,
     /// Asked once meta.json and its signature are checked: `true` skips
     /// the root (read past, neither decompressed nor checked, nor
@@ -62,6 +67,9 @@ pub struct Report {
     /// The `conf/` members by name, with `Check::Conf` (those under
     /// 64 KiB: what mkve itself reads, `conf/params` and `conf/probes`).
     pub conf: std::collections::BTreeMap<String, Vec<u8>>,
+    /// The `sbom.spdx.json` member's bytes, once its digest matched
+    /// (format 3; at most `sbom::MAX`).
+    pub sbom: Option<Vec<u8>>,
 }
 
 /// The largest `conf/` member a report carries, in bytes.
@@ -85,7 +93,7 @@ pub fn read<R: Read>(r: R, label: &Path, opts: &ReadOptions) -> Result<Report> {
     let bad = |why: String| Error::bundle(label, why);
     let mut ar = tar::Archive::new(Counted { inner: r, bytes: 0 });
     let (report, staging) = read_members(&mut ar, label, opts)?;
-    if opts.check == Check::Meta && opts.unpack_to.is_none() {
+    if matches!(opts.check, Check::Meta | Check::Sbom) && opts.unpack_to.is_none() {
         return Ok(report);
     }
     // Another archive appended to a bundle is not part of it (GNU tar -i
@@ -210,8 +218,10 @@ fn read_members<R: Read>(
         meta,
         signature,
         conf: Default::default(),
+        sbom: None,
     };
-    if opts.check == Check::Meta && opts.unpack_to.is_none() {
+    let no_sbom = opts.check == Check::Sbom && report.meta.format < 3;
+    if (opts.check == Check::Meta || no_sbom) && opts.unpack_to.is_none() {
         return Ok((report, None));
     }
 
@@ -242,7 +252,7 @@ fn read_members<R: Read>(
                 report.meta.unpacked_size,
                 label,
             )?,
-            (_, ROOTFS) if skip_root || opts.check == Check::Conf => {
+            (_, ROOTFS) if skip_root || matches!(opts.check, Check::Conf | Check::Sbom) => {
                 std::io::copy(&mut entry, &mut std::io::sink())
                     .map_err(|e| bad(format!("member \"{name}\": {e}")))?;
                 drop(entry);
@@ -255,6 +265,28 @@ fn read_members<R: Read>(
                     .map_err(|e| bad(format!("member \"{name}\": {e}")))?;
                 let digest = hex(&Sha256::digest(&bytes));
                 report.conf.insert(name.clone(), bytes);
+                digest
+            }
+            (_, super::sbom::MEMBER) => {
+                let bytes = read_small(&mut entry, super::sbom::MAX)
+                    .map_err(|e| bad(format!("member \"{name}\": {e}")))?;
+                if let Some(s) = &staging {
+                    s.write_conf(&name, &mut bytes.as_slice(), label)?;
+                }
+                let digest = hex(&Sha256::digest(&bytes));
+                report.sbom = Some(bytes);
+                digest
+            }
+            (_, super::provenance::MEMBER) => {
+                let bytes = read_small(&mut entry, super::provenance::MAX)
+                    .map_err(|e| bad(format!("member \"{name}\": {e}")))?;
+                if let Some(s) = &staging {
+                    s.write_conf(&name, &mut bytes.as_slice(), label)?;
+                }
+                let digest = hex(&Sha256::digest(&bytes));
+                if &digest == expected {
+                    super::provenance::check(&bytes, &report.meta.members, label)?;
+                }
                 digest
             }
             // The members mkve itself reads are kept, whatever the mode, and
@@ -293,6 +325,9 @@ fn read_members<R: Read>(
             _ => Ok(()),
         };
         parsed.map_err(|mut p| Error::InvalidBundle(p.remove(0)))?;
+        if opts.check == Check::Sbom && name == super::sbom::MEMBER && opts.unpack_to.is_none() {
+            return Ok((report, staging));
+        }
         drop(entry);
         pending = next()?;
     }

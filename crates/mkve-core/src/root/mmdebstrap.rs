@@ -15,7 +15,12 @@ pub struct Mmdebstrap;
 const DEFAULT_VARIANT: &str = "minbase";
 const UNSAFE_IO: &str = "etc/dpkg/dpkg.cfg.d/mkve-unsafe-io";
 /// 2: dpkg runs with force-unsafe-io, removed before the layer is kept.
-const RECIPE: u32 = 2;
+/// 3: apt's lists are copied out before mmdebstrap removes them, and
+/// reduced to the layer's archive index (`index.rs`).
+const RECIPE: u32 = 3;
+/// Where apt's lists are copied, beside the root being built, until the
+/// index is made from them.
+const LISTS: &str = "apt-lists";
 
 impl Backend for Mmdebstrap {
     fn name(&self) -> &'static str {
@@ -100,6 +105,8 @@ impl Backend for Mmdebstrap {
             .prefix("mkve-sources.")
             .tempdir()
             .map_err(|e| Error::create("/tmp", e))?;
+        let lists = target.with_file_name(LISTS);
+        std::fs::create_dir_all(&lists).map_err(|e| Error::create(&lists, e))?;
         let args = build_args(r, target, debs, files.path())?;
         let cmd = Cmd::new("mmdebstrap")
             .args(&args)
@@ -116,7 +123,7 @@ impl Backend for Mmdebstrap {
                 report.progress(&phase);
             }
         })?;
-        match finished.check(&cmd) {
+        let checked = match finished.check(&cmd) {
             // apt's complaints name the packages the suite does not have.
             Err(Error::Process(p)) => {
                 let missing = unknown_in_apt_errors(&p.output_text());
@@ -130,7 +137,10 @@ impl Backend for Mmdebstrap {
                 }
             }
             other => other,
-        }
+        };
+        checked?;
+        super::index::write_beside(target, &lists)?;
+        crate::scratch::remove_tree(&lists).map_err(|e| Error::io(&lists, e))
     }
 }
 
@@ -152,6 +162,11 @@ fn build_args(r: &Resolved, target: &Path, debs: &Path, files: &Path) -> Result<
         "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives".into(),
         format!("--setup-hook=sync-in {quoted} /var/cache/apt/archives/"),
         format!("--customize-hook=sync-out /var/cache/apt/archives {quoted}"),
+        // Before mmdebstrap deletes them: the archive index's source.
+        format!(
+            "--customize-hook=sync-out /var/lib/apt/lists {}",
+            shell_words::quote(&target.with_file_name(LISTS).to_string_lossy())
+        ),
     ];
     if !r.packages.is_empty() {
         a.push(format!("--include={}", r.packages.join(",")));
@@ -321,13 +336,17 @@ mod tests {
             a[7],
             "--customize-hook=sync-out /var/cache/apt/archives '/c/debs dir'"
         );
-        assert_eq!(a[8], "--include=chrony,linux-image-amd64");
         assert_eq!(
-            &a[9..12],
+            a[8],
+            "--customize-hook=sync-out /var/lib/apt/lists /c/apt-lists"
+        );
+        assert_eq!(a[9], "--include=chrony,linux-image-amd64");
+        assert_eq!(
+            &a[10..13],
             ["bookworm", "/c/root", "http://deb.debian.org/debian"]
         );
-        assert!(a[12].ends_with("1.sources"));
-        assert_eq!(std::fs::read_to_string(&a[12]).unwrap(), r.mirrors[1]);
+        assert!(a[13].ends_with("1.sources"));
+        assert_eq!(std::fs::read_to_string(&a[13]).unwrap(), r.mirrors[1]);
     }
 
     #[test]

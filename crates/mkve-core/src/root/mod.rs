@@ -8,6 +8,7 @@
 
 mod cache;
 mod hasher;
+pub mod index;
 pub mod job;
 mod mmdebstrap;
 
