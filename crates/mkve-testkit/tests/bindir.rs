@@ -71,6 +71,7 @@ fn scripts(bundle: &Path) -> Vec<(&'static str, Vec<String>)> {
         ("bench/qemu-boot.sh", vec![]),
         ("bench/vm-create.sh", vec![b]),
         ("bench/vm-parallel.sh", vec![]),
+        ("bench/sbom.sh", vec!["/".into()]),
     ]
 }
 
