@@ -143,27 +143,39 @@ fn changed(path: &Path, why: impl Into<String>) -> Error {
 /// is unreadable.
 pub(super) fn open(digest: &str) -> Result<Option<Base>> {
     let dir = bases_dir().join(digest);
+    let Some(record) = read_record(&dir)? else {
+        return Ok(None);
+    };
+    if !unchanged(&dir, &record)? {
+        return Err(changed(
+            &dir,
+            format!(
+                "base of {} {} was changed after it was made (a file's size, time or inode differs): \
+                 mkve-vm bases --verify checks it in full; --no-base makes a machine without it",
+                record.template, record.version
+            ),
+        ));
+    }
+    Ok(Some(Base { dir, record }))
+}
+
+/// The record of the base in `dir`; `None` when it has none (not there, or
+/// not whole). Errors: unreadable (65) or cannot be read (1).
+fn read_record(dir: &Path) -> Result<Option<Record>> {
     let rec_path = dir.join(RECORD);
     let text = match std::fs::read(&rec_path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(&rec_path, e)),
     };
-    let record: Record = serde_json::from_slice(&text)
-        .map_err(|e| changed(&rec_path, format!("unreadable base record: {e}")))?;
-    let base = Base { dir, record };
-    let now = fingerprint(&base.dir, base.record.kind, base.record.fingerprint_ctime)?;
-    if now != base.record.fingerprint {
-        return Err(changed(
-            &base.dir,
-            format!(
-                "base of {} {} was changed after it was made (a file's size, time or inode differs): \
-                 mkve-vm bases --verify checks it in full; --no-base makes a machine without it",
-                base.record.template, base.record.version
-            ),
-        ));
-    }
-    Ok(Some(base))
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|e| changed(&rec_path, format!("unreadable base record: {e}")))
+}
+
+/// Whether the base in `dir` still has the fingerprint `record` states.
+fn unchanged(dir: &Path, record: &Record) -> Result<bool> {
+    Ok(fingerprint(dir, record.kind, record.fingerprint_ctime)? == record.fingerprint)
 }
 
 /// The base `digest` that machines stand on, checked before anything acts
@@ -180,29 +192,23 @@ pub(super) fn check_for_machines(vms: &Path, bases: &Path, digest: &str) -> Resu
     } else {
         format!(" (machines on it: {})", machines.join(", "))
     };
-    let text = match std::fs::read(dir.join(RECORD)) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(changed(
-                &dir,
-                format!(
-                    "base {} is missing{on}: it was removed while machines stand on it; \
-                     restore it, or delete its machines (mkve-vm bases lists it as missing)",
-                    short(digest)
-                ),
-            ))
-        }
-        Err(e) => return Err(Error::io(dir.join(RECORD), e)),
+    let Some(record) = read_record(&dir)? else {
+        return Err(changed(
+            &dir,
+            format!(
+                "base {} is missing{on}: it was removed while machines stand on it; \
+                 restore it, or delete its machines (mkve-vm bases lists it as missing)",
+                short(digest)
+            ),
+        ));
     };
-    let record: Record = serde_json::from_slice(&text)
-        .map_err(|e| changed(&dir.join(RECORD), format!("unreadable base record: {e}")))?;
-    let now = fingerprint(&dir, record.kind, record.fingerprint_ctime).map_err(|e| {
+    let same = unchanged(&dir, &record).map_err(|e| {
         changed(
             &dir,
             format!("base {} is not whole{on}: {e}", short(digest)),
         )
     })?;
-    if now != record.fingerprint {
+    if !same {
         return Err(changed(
             &dir,
             format!(
