@@ -13,6 +13,7 @@ pub mod debversion;
 mod declared;
 #[cfg(feature = "libvirt")]
 pub mod doctor;
+pub mod dpkg;
 pub mod error;
 pub mod exec;
 #[cfg(all(feature = "http", feature = "gpg"))]

@@ -182,7 +182,7 @@ fn entries_of(
 /// `root` ([`FILE`]), in the layer being built (renamed into place whole,
 /// see `cache.rs`).
 pub fn write_beside(root: &Path, lists: &Path) -> Result<()> {
-    let wanted: BTreeSet<(String, String, String)> = crate::bundle::sbom::dpkg_packages(root)
+    let wanted: BTreeSet<(String, String, String)> = crate::dpkg::dpkg_packages(root)
         .into_iter()
         .map(|p| (p.name, p.version, p.architecture))
         .collect();
