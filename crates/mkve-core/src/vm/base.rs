@@ -495,6 +495,9 @@ fn remove(digest: &str, report: &dyn Report) -> Result<()> {
     }
     report.progress(&format!("removing base {}", short(digest)));
     let trash = bases_dir().join(format!(".old.{digest}"));
+    // A remover killed before it was done left its trash: with the lock
+    // held, no one else is removing it, and it would stop the rename.
+    remove_tree(&trash).at(&trash)?;
     std::fs::rename(&dir, &trash).at(&dir)?;
     remove_tree(&trash).at(&trash)
 }
