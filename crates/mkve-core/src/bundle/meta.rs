@@ -201,28 +201,13 @@ fn is_payload_name(name: &str) -> bool {
 /// The packages dpkg says are installed in `root`, sorted; empty when the
 /// root has no dpkg database.
 pub fn dpkg_installed(root: &Path) -> Vec<Installed> {
-    let Ok(text) = std::fs::read_to_string(root.join("var/lib/dpkg/status")) else {
-        return vec![];
-    };
-    let mut out = Vec::new();
-    for stanza in text.split("\n\n") {
-        let field = |name: &str| {
-            stanza.lines().find_map(|l| {
-                l.strip_prefix(name)
-                    .and_then(|r| r.strip_prefix(':'))
-                    .map(|v| v.trim())
-            })
-        };
-        let installed = field("Status").is_some_and(|s| s.ends_with(" installed"));
-        if let (true, Some(name), Some(version)) = (installed, field("Package"), field("Version")) {
-            out.push(Installed {
-                name: name.to_string(),
-                version: version.to_string(),
-            });
-        }
-    }
-    out.sort();
-    out
+    crate::dpkg::dpkg_packages(root)
+        .into_iter()
+        .map(|p| Installed {
+            name: p.name,
+            version: p.version,
+        })
+        .collect()
 }
 
 /// Seconds since the epoch as RFC 3339 in UTC (`2026-11-23T00:37:52Z`).
