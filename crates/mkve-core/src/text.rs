@@ -58,6 +58,12 @@ pub fn json_safe(json: String) -> String {
     out
 }
 
+/// `s` on one line: its runs of white space (newlines included) made one
+/// space, for an error quoted inside a one-line message.
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::staging::vms_dir;
+use super::layout::{bases_dir, vms_dir};
 use crate::bundle::hex;
 use crate::error::{Error, IoContext, Problem, Result};
 use crate::exec::Report;
@@ -113,15 +113,6 @@ impl Base {
     pub fn root(&self) -> PathBuf {
         self.dir.join("rootfs")
     }
-}
-
-/// `$MKVE_STATEDIR/bases`, absolute (its paths go into domain XML and
-/// qcow2 headers).
-pub fn bases_dir() -> PathBuf {
-    vms_dir()
-        .parent()
-        .map(|p| p.join("bases"))
-        .unwrap_or_else(|| PathBuf::from("bases"))
 }
 
 /// Whether `s` can name a base: 64 lowercase hex digits.
@@ -358,17 +349,6 @@ pub(super) fn full_digest(dir: &Path, kind: Kind) -> Result<String> {
         h.update(b"\n");
     }
     Ok(hex(&h.finalize()))
-}
-
-/// The size of the regular files under `root`, in bytes.
-pub(super) fn root_bytes(root: &Path) -> u64 {
-    walkdir::WalkDir::new(root)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum()
 }
 
 /// Make base `digest` of `kind` from an unpacked, verified root (which is

@@ -10,9 +10,11 @@ use super::base::{self, Base, Kind};
 use super::disk::{
     disk_bytes, find_boot, machine_bytes, make_disk, reachable_by_others, DiskFormat,
 };
+use super::layout::{creating_marker, vms_dir};
 use super::seed;
 use super::spec::{BlkioWeight, CpuShares, DiskSize, MachineName, Memory, Vcpus};
-use super::staging::{staging, vms_dir};
+use super::staging::staging;
+use super::taken::taken_ids;
 use crate::access::Access;
 use crate::bundle::{self, Check, ReadOptions};
 use crate::error::{Error, IoContext, Result};
@@ -149,11 +151,6 @@ fn remove_in_background(staging: &crate::scratch::Scratch, root: &Path) -> Resul
     }))))
 }
 
-/// `vms/ID.creating`: there while a create makes machine ID.
-pub(super) fn creating_marker(vms: &Path, id: u32) -> PathBuf {
-    vms.join(format!("{id}.creating"))
-}
-
 /// A thread doing work on the side, joined when dropped.
 struct Background(Option<std::thread::JoinHandle<()>>);
 
@@ -240,7 +237,7 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     let nodes = Nodes::load()?;
     let range = nodes.local_range()?;
     let elsewhere =
-        super::site::used_elsewhere(&nodes, &crate::nodes::network()?, o.local_ids, report)?;
+        super::taken::used_elsewhere(&nodes, &crate::nodes::network()?, o.local_ids, report)?;
     let vms = vms_dir();
     // Verify and unpack first: nothing is made from a bundle that fails.
     let staging = staging(&vms)?;
@@ -309,7 +306,7 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     }
     // The root's size, walked once: a disk base's size and the machine's
     // are reckoned from it, and told before the base is made.
-    let root_bytes = matches!(plan, Plan::MakeBase(..)).then(|| base::root_bytes(&rootfs));
+    let root_bytes = matches!(plan, Plan::MakeBase(..)).then(|| super::disk::root_bytes(&rootfs));
     if let (Plan::MakeBase(Kind::Disk, _, _), Some(b)) = (&plan, root_bytes) {
         machine_bytes(b, o.disk_size)?;
         super::disk::find_boot(&unpacked, &label)?;
@@ -322,7 +319,7 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
         Plan::Private => None,
         Plan::OnBase(b, lock) => Some((b, lock)),
         Plan::MakeBase(kind, digest, lock) => {
-            let bytes = root_bytes.unwrap_or_else(|| base::root_bytes(&rootfs));
+            let bytes = root_bytes.unwrap_or_else(|| super::disk::root_bytes(&rootfs));
             let b = base::make(&digest, kind, &meta, &rootfs, bytes, &label, report)?;
             if kind == Kind::Disk {
                 removing = remove_in_background(&staging, &rootfs)?;
@@ -366,7 +363,7 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     stop()?;
     let (id, _machine_lock) = {
         let _ids_lock = ids::lock()?;
-        super::manage::sweep_killed_creates(&conn, &net, report);
+        super::staging::sweep_killed_creates(&conn, &net, report);
         let mut used = taken_ids(&conn, &net, &vms)?;
         used.extend(&elsewhere);
         match o.id.map(MachineId::get) {
@@ -656,7 +653,7 @@ pub fn print_xml(o: &CreateOptions) -> Result<String> {
             ))?;
             let nodes = Nodes::load()?;
             let mut used = taken_ids(&conn, &net, &vms_dir())?;
-            used.extend(super::site::used_elsewhere(
+            used.extend(super::taken::used_elsewhere(
                 &nodes,
                 &net,
                 o.local_ids,
@@ -668,7 +665,7 @@ pub fn print_xml(o: &CreateOptions) -> Result<String> {
     // The base it would stand on (made by the create, if not there).
     let base = match (Kind::of(hv), meta.members.get(bundle::ROOTFS)) {
         (Some(kind), Some(digest)) if !o.no_base => Some(Base {
-            dir: base::bases_dir().join(digest),
+            dir: super::layout::bases_dir().join(digest),
             record: base::Record {
                 digest: digest.clone(),
                 kind,
@@ -692,21 +689,4 @@ pub fn print_xml(o: &CreateOptions) -> Result<String> {
         &vms_dir().join(id.to_string()),
         base.as_ref(),
     )?))
-}
-
-/// IDs not free on the node: those of the domains on `conn` and on every
-/// other hypervisor's default connection that answers, those whose MAC or
-/// address a DHCP entry holds in the network (mkve's orphans, and entries
-/// other tools made), and those with files left in `vms`.
-pub(super) fn taken_ids(
-    conn: &Connection,
-    net: &NetConfig,
-    vms: &Path,
-) -> Result<std::collections::BTreeSet<u32>> {
-    let mut used = ids::used_on_node(conn)?;
-    for h in network::status(conn, net)?.hosts {
-        used.extend(h.blocks(net));
-    }
-    used.extend(super::manage::ids_with_files(vms));
-    Ok(used)
 }

@@ -141,7 +141,7 @@ pub(super) fn machine_bytes(used: u64, asked: Option<DiskSize>) -> Result<u64> {
 
 /// `machine_bytes` for the root in `unpacked/rootfs`.
 pub(super) fn disk_bytes(unpacked: &Path, asked: Option<DiskSize>) -> Result<u64> {
-    machine_bytes(super::base::root_bytes(&unpacked.join("rootfs")), asked)
+    machine_bytes(super::disk::root_bytes(&unpacked.join("rootfs")), asked)
 }
 
 /// An ext4 image of `size` bytes at `image`, made from `root` without
@@ -204,4 +204,15 @@ pub(super) fn make_overlay(
         .arg(size.to_string())
         .report(report)
         .run_checked()
+}
+
+/// The size of the regular files under `root`, in bytes.
+pub(super) fn root_bytes(root: &Path) -> u64 {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
 }

@@ -2,202 +2,17 @@
 //! start, stop, reboot, autostart, console, delete. A machine is named by
 //! its ID or its name.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-
-use super::staging::vms_dir;
-use super::{DomainType, Info, Machine, MachineState, Uris};
+use super::lookup::{find, orphan_machines, orphans, scan};
+use super::overlay::prepare_root;
+use super::staging::remove_leftovers;
+use super::{Info, Machine, Uris};
 use crate::error::{Error, Result};
 use crate::exec::Report;
 use crate::hypervisor::Hypervisor;
 use crate::ids;
 use crate::ids::MachineId;
-use crate::libvirt::{self, domain, network, Connection, Dom};
+use crate::libvirt::{self, domain, Connection, Dom};
 use crate::lock::Lock;
-use crate::net::NetConfig;
-
-/// What is on the node: every mkve machine on `uris` with its connection
-/// and domain, the URIs that did not answer, and one connection that did
-/// (for the network).
-struct Scan {
-    machines: Vec<(Connection, Dom, Machine)>,
-    unreachable: Vec<String>,
-    any: Option<Connection>,
-}
-
-fn scan(uris: &Uris) -> Result<Scan> {
-    let mut out = Scan {
-        machines: Vec::new(),
-        unreachable: Vec::new(),
-        any: None,
-    };
-    for uri in &uris.list {
-        let conn = match libvirt::connect(uri) {
-            Ok(c) => c,
-            Err(e) if uris.explicit => return Err(e),
-            Err(_) => {
-                out.unreachable.push(uri.clone());
-                continue;
-            }
-        };
-        for d in conn.domains()? {
-            if let Some(m) = machine(&d, uri) {
-                // Each domain holds its own reference to the connection.
-                out.machines.push((conn.clone(), d, m));
-            }
-        }
-        out.any.get_or_insert(conn);
-    }
-    out.machines.sort_by_key(|(_, _, m)| m.id);
-    Ok(out)
-}
-
-/// The mkve machines on `conn` (reached at `uri`), running or not.
-pub(super) fn machines_on(conn: &Connection, uri: &str) -> Result<Vec<Machine>> {
-    Ok(conn
-        .domains()?
-        .iter()
-        .filter_map(|d| machine(d, uri))
-        .collect())
-}
-
-/// The IDs that have a directory in `vms` (a machine's, or an orphan's).
-pub(super) fn ids_with_files(vms: &Path) -> BTreeSet<u32> {
-    std::fs::read_dir(vms)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .filter(|id| MachineId::new(*id).is_ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// mkve's leftovers without a domain: IDs with a DHCP entry of mkve's MAC
-/// or files in `vms/`, and no machine. Told only when every URI answered:
-/// a machine on a hypervisor that did not answer is no orphan.
-fn orphans(scan: &Scan) -> Result<BTreeMap<u32, Vec<&'static str>>> {
-    let mut out: BTreeMap<u32, Vec<&'static str>> = BTreeMap::new();
-    if !scan.unreachable.is_empty() {
-        return Ok(out);
-    }
-    let machines: BTreeSet<u32> = scan.machines.iter().map(|(_, _, m)| m.id.get()).collect();
-    if let Some(conn) = &scan.any {
-        let net = crate::nodes::network()?;
-        if network::status(conn, &net)?.defined {
-            for h in network::status(conn, &net)?.hosts {
-                if let Some(id) = h.id.filter(|id| !machines.contains(id)) {
-                    out.entry(id).or_default().push("DHCP entry");
-                }
-            }
-        }
-    }
-    for id in ids_with_files(&vms_dir()) {
-        if !machines.contains(&id) {
-            out.entry(id).or_default().push("files");
-        }
-    }
-    Ok(out)
-}
-
-/// Every mkve machine, by ID, and the orphans among them (state
-/// `orphan`).
-pub fn list(uris: &Uris) -> Result<Vec<Machine>> {
-    let scan = scan(uris)?;
-    let mut all = orphan_machines(&scan)?;
-    all.extend(scan.machines.into_iter().map(|(_, _, m)| m));
-    all.sort_by_key(|m| m.id);
-    Ok(all)
-}
-
-/// The orphans of `scan`, as machines in state `orphan`.
-fn orphan_machines(scan: &Scan) -> Result<Vec<Machine>> {
-    let net = crate::nodes::network()?;
-    let mut all: Vec<Machine> = Vec::new();
-    for (id, what) in orphans(scan)? {
-        let Ok(mid) = MachineId::new(id) else {
-            continue;
-        };
-        all.push(Machine {
-            id: mid,
-            name: String::new(),
-            hypervisor: DomainType::None,
-            state: MachineState::Orphan,
-            address: net
-                .address_of(id)
-                .map(|a| a.to_string())
-                .unwrap_or_default(),
-            template: format!("({})", what.join(", ")),
-            version: String::new(),
-            uri: String::new(),
-        });
-    }
-    Ok(all)
-}
-
-fn machine(d: &Dom, uri: &str) -> Option<Machine> {
-    let xml = d.xml().ok()?;
-    let doc = roxmltree::Document::parse(&xml).ok()?;
-    let ty = DomainType::parse(doc.root_element().attribute("type")?)?;
-    let r = record(&xml, ty, d)?;
-    let state = if d.is_active().ok()? {
-        MachineState::Running
-    } else {
-        MachineState::ShutOff
-    };
-    Some(Machine {
-        id: MachineId::new(r.id).ok()?,
-        name: d.name().ok()?,
-        hypervisor: ty,
-        state,
-        address: r.address.to_string(),
-        template: r.template,
-        version: r.version,
-        uri: uri.to_string(),
-    })
-}
-
-/// mkve's record of a domain: in its metadata, or for OpenVZ (whose driver
-/// forgets metadata when libvirtd restarts) in the container's own
-/// configuration.
-fn record(xml: &str, ty: DomainType, d: &Dom) -> Option<domain::Record> {
-    domain::record_of(xml).or_else(|| {
-        if ty != DomainType::Hypervisor(crate::hypervisor::Hypervisor::Openvz) {
-            return None;
-        }
-        let id = d.name().ok()?.parse().ok()?;
-        let conf = std::fs::read_to_string(crate::openvz::Node::system().conf_of(id)).ok()?;
-        crate::openvz::record_from_conf(&conf)
-    })
-}
-
-/// The machine named by `target` (an ID or a name).
-pub fn find(uris: &Uris, target: &str) -> Result<(Connection, Dom, Machine)> {
-    scan(uris)?
-        .machines
-        .into_iter()
-        .find(|(_, _, m)| m.id.to_string() == target || m.name == target)
-        .ok_or_else(|| Error::Usage(format!("no machine {target}")))
-}
-
-/// A machine with its connection and domain.
-pub(super) type Found = (Connection, Dom, Machine);
-
-/// Machine `id` on `uris` if its domain has the UUID `uuid`, and a
-/// connection that answered (for the network), whether or not it is
-/// there. Errors: a URI given does not answer, libvirt fails.
-pub(super) fn by_id(
-    uris: &Uris,
-    id: MachineId,
-    uuid: &str,
-) -> Result<(Option<Found>, Option<Connection>)> {
-    let scan = scan(uris)?;
-    let found = scan
-        .machines
-        .into_iter()
-        .find(|(_, d, m)| m.id == id && d.uuid().is_ok_and(|u| u == uuid));
-    Ok((found, scan.any))
-}
 
 /// The machine named by `target`, with its machine lock held: found, then
 /// locked, then found again by ID and UUID, so what an operation acts on
@@ -214,8 +29,8 @@ pub(super) fn find_locked(uris: &Uris, target: &str) -> Result<(Connection, Dom,
         .into_iter()
         .find(|(_, d, m2)| m2.id == m.id && d.uuid().is_ok_and(|u| u == uuid));
     match again {
-        Some((c, d, m)) => match super::migrate::resume(uris, m.id, &crate::exec::Silent)? {
-            super::migrate::Resumed::Moved(node) => Err(Error::Usage(format!(
+        Some((c, d, m)) => match super::moves::resume(uris, m.id, &crate::exec::Silent)? {
+            super::moves::Resumed::Moved(node) => Err(Error::Usage(format!(
                 "machine {target} is on node {node}: its move there had been interrupted, \
                  and is finished now (its copy here is removed)"
             ))),
@@ -237,20 +52,6 @@ pub fn start(uris: &Uris, target: &str) -> Result<()> {
     if !d.is_active()? {
         prepare_root(&m)?;
         d.start(&what(&m))?;
-    }
-    Ok(())
-}
-
-/// Before a start: an lxc machine on a base has its overlay mounted (the
-/// node may have rebooted since).
-pub(super) fn prepare_root(m: &Machine) -> Result<()> {
-    let dir = vms_dir().join(m.id.to_string());
-    if super::overlay::is_overlay(&dir) {
-        super::overlay::mount(&dir)?;
-    } else {
-        // A disk machine's base: missing or changed, refused (65) here,
-        // not by qemu after a timeout.
-        super::base::check_of_machine(&dir)?;
     }
     Ok(())
 }
@@ -439,7 +240,7 @@ pub fn delete(uris: &Uris, target: &str, report: &dyn Report) -> Result<MachineI
 /// Errors: no base (2), running (69).
 pub fn detach(uris: &Uris, target: &str, report: &dyn Report) -> Result<MachineId> {
     let (conn, d, m, _lock) = find_locked(uris, target)?;
-    let dir = vms_dir().join(m.id.to_string());
+    let dir = super::layout::machine_dir(m.id);
     let Some(digest) = super::base::of_machine(&dir) else {
         return Err(Error::Usage(format!("{} stands on no base", what(&m))));
     };
@@ -453,7 +254,7 @@ pub fn detach(uris: &Uris, target: &str, report: &dyn Report) -> Result<MachineI
                     .into(),
         });
     }
-    let base_dir = super::base::bases_dir().join(&digest);
+    let base_dir = super::layout::bases_dir().join(&digest);
     let hv = m.hypervisor.hypervisor();
     if hv.is_some_and(Hypervisor::boots_disk_image) {
         for f in ["vmlinuz", "initrd.img"] {
@@ -515,77 +316,6 @@ pub fn detach(uris: &Uris, target: &str, report: &dyn Report) -> Result<MachineI
     Ok(m.id)
 }
 
-/// The DHCP entry and files of machine `id`.
-pub(super) fn remove_leftovers(
-    conn: &Connection,
-    id: MachineId,
-    report: &dyn Report,
-) -> Result<()> {
-    let net = crate::nodes::network()?;
-    if network::status(conn, &net)?.defined {
-        network::remove_host(conn, &net, id.get(), report)?;
-    }
-    let dir = vms_dir().join(id.to_string());
-    let base = super::base::of_machine(&dir);
-    super::overlay::remove_machine_dir(&dir)?;
-    let _ = std::fs::remove_file(super::create::creating_marker(&vms_dir(), id.get()));
-    // Last: an interrupted move's mark says what is left until then.
-    let _ = std::fs::remove_file(super::migrate::mark_path(&vms_dir(), id.get()));
-    if let Some(digest) = base {
-        super::base::release(&digest, report)?;
-    }
-    Ok(())
-}
-
-/// Undo what creates that were killed left (see `create::creating_marker`):
-/// for each marker whose machine lock is free, the domain with that ID (on
-/// `conn` and every default URI), its DHCP entry, its files, OpenVZ's
-/// cached root, then the marker. Only what a create of mkve's made, and
-/// only while no operation holds the ID.
-pub(super) fn sweep_killed_creates(conn: &Connection, net: &NetConfig, report: &dyn Report) {
-    let vms = vms_dir();
-    let Ok(entries) = std::fs::read_dir(&vms) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(id) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".creating"))
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let lock = Lock::try_acquire(&format!("machine-{id}.lock"), crate::lock::Mode::Exclusive);
-        let Ok(Some(_lock)) = lock else {
-            continue; // a create is making it now
-        };
-        report.warning(&format!(
-            "undoing what a killed create left of machine {id}"
-        ));
-        for c in libvirt::node_connections(conn) {
-            for d in c.domains().unwrap_or_default() {
-                let mine = d
-                    .xml()
-                    .ok()
-                    .and_then(|x| domain::record_of(&x))
-                    .is_some_and(|r| r.id == id);
-                if mine {
-                    d.discard();
-                }
-            }
-        }
-        if network::status(conn, net).is_ok_and(|s| s.defined) {
-            let _ = network::remove_host(conn, net, id, report);
-        }
-        let _ = super::overlay::remove_machine_dir(&vms.join(id.to_string()));
-        if Hypervisor::Openvz.node_lacks().is_none() {
-            let _ = std::fs::remove_file(crate::openvz::Node::system().cache_path(id));
-        }
-        let _ = std::fs::remove_file(e.path());
-    }
-}
-
 /// `delete ID` of an orphan: `None` when `target` is no orphan's ID.
 fn delete_orphan(uris: &Uris, target: &str, report: &dyn Report) -> Option<Result<MachineId>> {
     let id: MachineId = target.parse().ok()?;
@@ -609,6 +339,10 @@ fn delete_orphan(uris: &Uris, target: &str, report: &dyn Report) -> Option<Resul
 mod tests {
     use super::*;
     use crate::exec::Silent;
+    use crate::libvirt::network;
+    use crate::vm::layout::vms_dir;
+    use crate::vm::lookup::list;
+    use crate::vm::MachineState;
 
     /// A DHCP entry of mkve's and a directory in vms/ with no domain are
     /// orphans: listed, and removed by `delete ID`; an entry another tool

@@ -11,6 +11,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::layout::{machine_dir, state_of, StateDir};
+use super::Machine;
 use crate::error::{Error, IoContext, Result};
 
 /// The mount point in a machine's directory.
@@ -63,13 +65,14 @@ pub(super) fn mount(dir: &Path) -> Result<()> {
         .ok_or_else(|| Error::Other(format!("{}: names no base", dir.display())))?;
     // The state directory is the machine's directory's grandparent: from
     // libvirt's hook, which runs without mkve's environment, too.
-    let state = dir
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or(Path::new("/"));
+    let state = state_of(dir);
     // Missing or changed, it is refused (65) before anything is mounted
     // or started, a mount made before it changed included.
-    let base = super::base::check_for_machines(&state.join("vms"), &state.join("bases"), &digest)?;
+    let base = super::base::check_for_machines(
+        &StateDir::Vms.under(state),
+        &StateDir::Bases.under(state),
+        &digest,
+    )?;
     if is_mounted(&point) {
         return Ok(());
     }
@@ -152,6 +155,20 @@ pub fn prepare_from_hook(domain_xml: &str) -> Result<()> {
     };
     if is_overlay(dir) {
         mount(dir)?;
+    }
+    Ok(())
+}
+
+/// Before a start: an lxc machine on a base has its overlay mounted (the
+/// node may have rebooted since).
+pub(super) fn prepare_root(m: &Machine) -> Result<()> {
+    let dir = machine_dir(m.id);
+    if super::overlay::is_overlay(&dir) {
+        super::overlay::mount(&dir)?;
+    } else {
+        // A disk machine's base: missing or changed, refused (65) here,
+        // not by qemu after a timeout.
+        super::base::check_of_machine(&dir)?;
     }
     Ok(())
 }

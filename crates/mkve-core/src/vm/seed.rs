@@ -234,7 +234,7 @@ pub(super) fn make_disk(tree: &Path, image: &Path, report: &dyn Report) -> Resul
     let top = image.with_extension("tree");
     std::fs::create_dir(&top).map_err(|e| Error::create(&top, e))?;
     std::fs::rename(tree, top.join("root")).at(tree)?;
-    let bytes = super::base::root_bytes(&top);
+    let bytes = super::disk::root_bytes(&top);
     let size = ((2 * bytes + (4 << 20)).div_ceil(1 << 20)) << 20;
     let f = std::fs::File::create(image).map_err(|e| Error::create(image, e))?;
     f.set_len(size).map_err(|e| Error::create(image, e))?;

@@ -4,24 +4,81 @@
 //! is defined. Killed creates leave theirs behind; the next create sweeps
 //! them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use super::layout::{
+    creating_marker, ids_named, machine_dir, moving_mark, vms_dir, CREATING, STAGING_PREFIX,
+};
 use crate::error::Result;
+use crate::exec::Report;
+use crate::hypervisor::Hypervisor;
+use crate::ids::MachineId;
+use crate::libvirt::{self, domain, network, Connection};
+use crate::lock::Lock;
+use crate::net::NetConfig;
 use crate::scratch::Scratch;
-
-/// `$MKVE_STATEDIR/vms`, made absolute: its paths go into domain XML,
-/// which libvirt reads from its own working directory.
-pub(crate) fn vms_dir() -> PathBuf {
-    let dir = crate::paths::statedir().join("vms");
-    if dir.is_relative() {
-        if let Ok(cwd) = std::env::current_dir() {
-            return cwd.join(dir);
-        }
-    }
-    dir
-}
 
 /// A create's staging directory in `vms`, after the sweep of killed ones.
 pub(super) fn staging(vms: &Path) -> Result<Scratch> {
-    Scratch::new_in(vms, ".new.")
+    Scratch::new_in(vms, STAGING_PREFIX)
+}
+
+/// The DHCP entry and files of machine `id`.
+pub(super) fn remove_leftovers(
+    conn: &Connection,
+    id: MachineId,
+    report: &dyn Report,
+) -> Result<()> {
+    let net = crate::nodes::network()?;
+    if network::status(conn, &net)?.defined {
+        network::remove_host(conn, &net, id.get(), report)?;
+    }
+    let dir = machine_dir(id);
+    let base = super::base::of_machine(&dir);
+    super::overlay::remove_machine_dir(&dir)?;
+    let _ = std::fs::remove_file(creating_marker(&vms_dir(), id.get()));
+    // Last: an interrupted move's mark says what is left until then.
+    let _ = std::fs::remove_file(moving_mark(&vms_dir(), id.get()));
+    if let Some(digest) = base {
+        super::base::release(&digest, report)?;
+    }
+    Ok(())
+}
+
+/// Undo what creates that were killed left (see `create::creating_marker`):
+/// for each marker whose machine lock is free, the domain with that ID (on
+/// `conn` and every default URI), its DHCP entry, its files, OpenVZ's
+/// cached root, then the marker. Only what a create of mkve's made, and
+/// only while no operation holds the ID.
+pub(super) fn sweep_killed_creates(conn: &Connection, net: &NetConfig, report: &dyn Report) {
+    let vms = vms_dir();
+    for id in ids_named(&vms, CREATING) {
+        let lock = Lock::try_acquire(&format!("machine-{id}.lock"), crate::lock::Mode::Exclusive);
+        let Ok(Some(_lock)) = lock else {
+            continue; // a create is making it now
+        };
+        report.warning(&format!(
+            "undoing what a killed create left of machine {id}"
+        ));
+        for c in libvirt::node_connections(conn) {
+            for d in c.domains().unwrap_or_default() {
+                let mine = d
+                    .xml()
+                    .ok()
+                    .and_then(|x| domain::record_of(&x))
+                    .is_some_and(|r| r.id == id);
+                if mine {
+                    d.discard();
+                }
+            }
+        }
+        if network::status(conn, net).is_ok_and(|s| s.defined) {
+            let _ = network::remove_host(conn, net, id, report);
+        }
+        let _ = super::overlay::remove_machine_dir(&vms.join(id.to_string()));
+        if Hypervisor::Openvz.node_lacks().is_none() {
+            let _ = std::fs::remove_file(crate::openvz::Node::system().cache_path(id));
+        }
+        let _ = std::fs::remove_file(creating_marker(&vms, id));
+    }
 }

@@ -5,8 +5,7 @@
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use super::manage::find;
-use super::staging::vms_dir;
+use super::lookup::find;
 use super::{Machine, MachineState, Uris};
 use crate::error::{Error, Result};
 use crate::probe::{self, Outcome, Probe};
@@ -22,7 +21,7 @@ const ROUND: Duration = Duration::from_secs(1);
 /// had none or whose files mkve does not keep (OpenVZ).
 pub fn probes_of(m: &Machine) -> Result<Vec<Probe>> {
     probe::of_dir(
-        &vms_dir().join(m.id.to_string()),
+        &super::layout::machine_dir(m.id),
         &format!("machine {}", m.id),
     )
 }

@@ -1,0 +1,264 @@
+//! A move's target side (`mkve-vm __receive`, run over ssh by the
+//! source, migrate.rs) and the messages of its line protocol: what it
+//! reads and says is in migrate.rs's documentation.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::layout::vms_dir;
+use super::remote::FrameReader;
+use crate::error::{Error, IoContext, Result};
+use crate::exec::Cmd;
+use crate::exec::Report;
+use crate::hypervisor::Hypervisor;
+use crate::ids::MachineId;
+use crate::libvirt::{self, network, Connection, Dom};
+use crate::lock::{Lock, Mode};
+use crate::net::NetConfig;
+use crate::pack::{self, UnpackOptions};
+
+/// What the target is told first.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Header {
+    pub(super) id: u32,
+    pub(super) hypervisor: Hypervisor,
+    /// Disk images to make empty there, for libvirt to copy into.
+    pub(super) blank: Vec<Blank>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Blank {
+    /// Its name in the machine's directory.
+    pub(super) file: String,
+    /// raw or qcow2.
+    pub(super) format: String,
+    /// Its virtual size in bytes.
+    pub(super) bytes: u64,
+}
+
+/// An offline move's last step on the target, after `ready`: the machine
+/// defined there by the target itself, so that all it made there is one
+/// process's, undone by it when the source goes away before `commit`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Define {
+    /// The machine's name, for its DHCP entry.
+    pub(super) name: String,
+    /// The domain's XML, its paths the target's.
+    pub(super) xml: String,
+    /// Start it there (it ran here).
+    pub(super) start: bool,
+    /// Its autostart there.
+    pub(super) autostart: bool,
+}
+
+/// The target's side of a move (`mkve-vm __receive`, run over ssh by the
+/// source): see migrate.rs's documentation for what it reads and says.
+/// Errors: the ID is taken or busy here (2), the mkve network is missing
+/// (69), the stream is malformed, the files cannot be made (73).
+pub fn receive(report: &dyn Report) -> Result<()> {
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut line = String::new();
+    input
+        .read_line(&mut line)
+        .map_err(|e| Error::io("(stdin)", e))?;
+    let header: Header = serde_json::from_str(&line)
+        .map_err(|e| Error::Usage(format!("(stdin): not a migration's header: {e}")))?;
+    let id = MachineId::new(header.id).map_err(Error::Usage)?;
+    let net = crate::nodes::network()?;
+    let conn = libvirt::connect(&libvirt::uri(
+        None,
+        &crate::nodes::local_uri(header.hypervisor),
+    ))?;
+    let status = network::status(&conn, &net)?;
+    if !status.defined || !status.active {
+        return Err(Error::Unavailable {
+            what: format!("network {}", net.name),
+            why: "not defined or not active here: mkve-net create makes it".into(),
+        });
+    }
+    let _lock = Lock::try_acquire(&format!("machine-{id}.lock"), Mode::Exclusive)?
+        .ok_or_else(|| Error::Usage(format!("ID {id} is busy here: an operation on it runs")))?;
+    let vms = vms_dir();
+    if super::taken::taken_ids(&conn, &net, &vms)?.contains(&id.get()) {
+        return Err(Error::Usage(format!(
+            "ID {id} is taken here (a machine, its files or a DHCP entry holds it)"
+        )));
+    }
+    say("ok")?;
+    let staging = super::staging::staging(&vms)?;
+    let made = staging.path().join("machine");
+    std::fs::create_dir(&made).map_err(|e| Error::create(&made, e))?;
+    loop {
+        line.clear();
+        input
+            .read_line(&mut line)
+            .map_err(|e| Error::io("(stdin)", e))?;
+        match line.trim_end() {
+            "end" => break,
+            "part dir" => unpack_part(
+                &mut input,
+                &made,
+                UnpackOptions {
+                    absolute_symlinks: false,
+                    devices: false,
+                },
+            )?,
+            "part rootfs" => {
+                let root = made.join("rootfs");
+                std::fs::create_dir_all(&root).map_err(|e| Error::create(&root, e))?;
+                unpack_part(&mut input, &root, UnpackOptions::ROOTFS)?
+            }
+            other => {
+                return Err(Error::Usage(format!(
+                    "(stdin): \"{other}\" where a part or its end was expected"
+                )))
+            }
+        }
+    }
+    for b in &header.blank {
+        let file = made.join(&b.file);
+        if !file.starts_with(&made) || b.file.contains("..") {
+            return Err(Error::Usage(format!(
+                "(stdin): blank disk {}: not a name",
+                b.file
+            )));
+        }
+        report.progress(&format!(
+            "making a blank {} disk of {} bytes",
+            b.format, b.bytes
+        ));
+        Cmd::new("qemu-img")
+            .args(["create", "-q", "-f", &b.format])
+            .arg(&file)
+            .arg(b.bytes.to_string())
+            .report(report)
+            .run_checked()?;
+    }
+    let dir = vms.join(id.to_string());
+    std::fs::rename(&made, &dir).map_err(|e| Error::create(&dir, e))?;
+    let mut got = Received {
+        conn: &conn,
+        net: &net,
+        id,
+        dir: Some(dir.clone()),
+        host: false,
+        domain: None,
+        report,
+    };
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).at(&dir)?;
+    drop(staging);
+    say(&format!("ready {}", dir.display()))?;
+    let last = loop {
+        line.clear();
+        if input.read_line(&mut line).is_err() {
+            line.clear();
+        }
+        match line.trim_end() {
+            "commit" => {
+                got.keep();
+                return say("committed");
+            }
+            l if l.starts_with("define ") => {
+                let d: Define = serde_json::from_str(&l["define ".len()..])
+                    .map_err(|e| Error::Usage(format!("(stdin): not a machine to define: {e}")))?;
+                got.define(&d)?;
+                say("defined")?;
+            }
+            l => break l.to_string(),
+        }
+    };
+    // Aborted, or the source went away: what came is removed. A live
+    // move's domain is libvirt's doing: if it is defined, the machine
+    // came after all, and all is kept.
+    if got.domain.is_none() {
+        if crate::ids::used_on_node(&conn)?.contains(&id.get()) {
+            got.keep();
+            report.warning(&format!(
+                "the move of machine {id} ended without its last word, but machine {id} is defined here: kept"
+            ));
+            return Ok(());
+        }
+        // The source added its DHCP entry (a live move).
+        got.host = true;
+    }
+    drop(got);
+    if last == "abort" {
+        return Ok(());
+    }
+    Err(Error::Other(format!(
+        "the move of machine {id} ended without its last word: what came is removed"
+    )))
+}
+
+/// What a `__receive` made here, removed when dropped unless kept: the
+/// machine's directory, its DHCP entry, its domain.
+struct Received<'a> {
+    conn: &'a Connection,
+    net: &'a NetConfig,
+    id: MachineId,
+    dir: Option<PathBuf>,
+    host: bool,
+    domain: Option<Dom>,
+    report: &'a dyn Report,
+}
+
+impl Received<'_> {
+    /// The machine's DHCP entry and domain, with its autostart, started
+    /// if asked. Errors: libvirt refused.
+    fn define(&mut self, d: &Define) -> Result<()> {
+        let what = format!("machine {}", self.id);
+        network::add_host(self.conn, self.net, self.id.get(), &d.name, self.report)?;
+        self.host = true;
+        let dom = self.domain.insert(self.conn.define(&d.xml, &what)?);
+        if d.autostart {
+            dom.set_autostart(true, &what)?;
+        }
+        if d.start {
+            dom.start(&what)?;
+        }
+        Ok(())
+    }
+
+    fn keep(&mut self) {
+        self.dir = None;
+        self.host = false;
+        self.domain = None;
+    }
+}
+
+impl Drop for Received<'_> {
+    fn drop(&mut self) {
+        if let Some(d) = self.domain.take() {
+            d.discard();
+        }
+        if self.host {
+            let _ = network::remove_host(self.conn, self.net, self.id.get(), self.report);
+        }
+        if let Some(dir) = self.dir.take() {
+            if let Err(e) = super::overlay::remove_machine_dir(&dir) {
+                self.report.warning(&format!("{e}"));
+            }
+        }
+    }
+}
+
+/// One framed zstd tar into `dest`, read to its end mark.
+fn unpack_part(input: &mut impl BufRead, dest: &Path, opts: UnpackOptions) -> Result<()> {
+    let mut frames = FrameReader::new(input);
+    {
+        let z = zstd::stream::read::Decoder::new(&mut frames).at(dest)?;
+        pack::unpack(z, Some(dest), Path::new("(the machine's files)"), opts)?;
+    }
+    frames.drain().at(dest)
+}
+
+/// One line to the source.
+fn say(line: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::io("(stdout)", e))
+}
