@@ -23,13 +23,13 @@ pub struct Capability {
 /// default), and for KVM a /dev/kvm that runs a one-instruction guest
 /// (`kvm_probe`, normally `kvm::answers`).
 pub fn doctor(
-    given: Option<&str>,
+    connections: &crate::nodes::Connections,
     kvm_probe: impl Fn() -> std::result::Result<(), String>,
 ) -> Vec<Capability> {
     Hypervisor::ALL
         .into_iter()
         .map(|h| {
-            let uri = given.unwrap_or(h.default_uri()).to_string();
+            let uri = connections.doctor(h);
             let why = why_not(h, &uri, &kvm_probe);
             Capability {
                 hypervisor: h,

@@ -154,7 +154,7 @@ pub fn next_free(
 /// hypervisor's default URI that answers.
 pub fn used_on_node(conn: &Connection) -> Result<BTreeSet<u32>> {
     let mut used = used_on(conn)?;
-    for c in crate::libvirt::node_connections(conn).iter().skip(1) {
+    for c in crate::libvirt::node_connections(conn)?.iter().skip(1) {
         used.extend(used_on(c).unwrap_or_default());
     }
     Ok(used)

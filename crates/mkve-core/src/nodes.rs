@@ -355,43 +355,115 @@ impl Nodes {
     }
 }
 
-/// The URIs this node's machines live on: this node's in mkve.conf, or
-/// every hypervisor's default that mkve uses here
-/// (`Hypervisor::searched_uris`). A malformed mkve.conf counts as none:
-/// the commands that read it whole say what is wrong with it.
-pub fn local_uris() -> Vec<String> {
-    Nodes::load()
-        .ok()
-        .and_then(|n| n.local_uris())
-        .unwrap_or_else(|| {
-            Hypervisor::searched_uris()
-                .into_iter()
-                .map(str::to_string)
-                .collect()
-        })
+/// Where to look for machines: the URIs, and whether they were asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uris {
+    pub list: Vec<String>,
+    /// Given by the user: a connection that fails is an error. Defaults
+    /// that do not answer (a hypervisor this node lacks) are skipped.
+    pub explicit: bool,
 }
 
-/// The URI `hv`'s machines are made on here when none is given: this
-/// node's in mkve.conf, else the hypervisor's default.
-pub fn local_uri(hv: Hypervisor) -> String {
-    Nodes::load()
-        .ok()
-        .and_then(|n| n.this_node().and_then(|t| t.uri(hv)).map(str::to_string))
-        .unwrap_or_else(|| hv.default_uri().to_string())
+/// Which libvirt connection each job opens, decided once per process and
+/// asked by every tool (mkve-vm, mkve-net, mkve-web, doctor), so that two
+/// tools never look at two libvirtds. In order: the URI given (`-c`),
+/// else `LIBVIRT_DEFAULT_URI`, else this node's URIs in mkve.conf
+/// (mkve-vm(1) NODES), else the hypervisors' defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connections {
+    /// `-c`, else `LIBVIRT_DEFAULT_URI` (when not empty).
+    given: Option<String>,
+    /// This node, when mkve.conf describes it.
+    this: Option<Node>,
 }
 
-/// The URI the network is reached on here when none is given: this
-/// node's qemu URI in mkve.conf, else its first, else qemu's default.
-pub fn network_uri() -> String {
-    Nodes::load()
-        .ok()
-        .and_then(|n| {
-            let t = n.this_node()?;
-            t.uri(Hypervisor::Qemu)
-                .map(str::to_string)
-                .or_else(|| t.uri_list().into_iter().next())
-        })
-        .unwrap_or_else(|| Hypervisor::Qemu.default_uri().to_string())
+impl Connections {
+    /// Resolve them for `given` (`-c`) from the environment and mkve.conf
+    /// (`$MKVE_CONFDIR/mkve.conf`). Errors (65): mkve.conf is unsound
+    /// (`Nodes::load`: a file one command refuses, every command refuses).
+    pub fn resolve(given: Option<&str>) -> Result<Connections> {
+        Ok(Connections::with_nodes(given, &Nodes::load()?))
+    }
+
+    /// Resolve them for `given` and the nodes `nodes` (read already).
+    pub fn with_nodes(given: Option<&str>, nodes: &Nodes) -> Connections {
+        let env = std::env::var("LIBVIRT_DEFAULT_URI")
+            .ok()
+            .filter(|u| !u.is_empty());
+        Connections {
+            given: given.map(str::to_string).or(env),
+            this: nodes.this_node().cloned(),
+        }
+    }
+
+    /// The URIs machines are looked for on: the one given; else this
+    /// node's in mkve.conf, each of which must answer; else every
+    /// hypervisor's default that mkve uses here (`explicit` false).
+    pub fn machines(&self) -> Uris {
+        if let Some(u) = &self.given {
+            return Uris {
+                list: vec![u.clone()],
+                explicit: true,
+            };
+        }
+        match self.this.as_ref().map(Node::uri_list) {
+            Some(list) if !list.is_empty() => Uris {
+                list,
+                explicit: true,
+            },
+            _ => Uris {
+                list: searched_uris(),
+                explicit: false,
+            },
+        }
+    }
+
+    /// The URIs of this node whatever was given: mkve.conf's, else every
+    /// hypervisor's default that mkve uses here. What a sweep looks at for
+    /// the leftovers of a killed create.
+    pub fn node(&self) -> Vec<String> {
+        match self.this.as_ref().map(Node::uri_list) {
+            Some(list) if !list.is_empty() => list,
+            _ => searched_uris(),
+        }
+    }
+
+    /// The URI `hv`'s machines are made on: the one given, else this
+    /// node's for `hv` in mkve.conf, else the hypervisor's default.
+    pub fn create(&self, hv: Hypervisor) -> String {
+        self.given
+            .clone()
+            .or_else(|| self.this.as_ref()?.uri(hv).map(str::to_string))
+            .unwrap_or_else(|| hv.default_uri().to_string())
+    }
+
+    /// The URI `hv` is checked at by `doctor`: where its machines are
+    /// made ([`Connections::create`]).
+    pub fn doctor(&self, hv: Hypervisor) -> String {
+        self.create(hv)
+    }
+
+    /// The URI the mkve network is reached on: the one given, else this
+    /// node's qemu URI in mkve.conf, else its first, else qemu's default.
+    pub fn network(&self) -> String {
+        self.given
+            .clone()
+            .or_else(|| {
+                let t = self.this.as_ref()?;
+                t.uri(Hypervisor::Qemu)
+                    .map(str::to_string)
+                    .or_else(|| t.uri_list().into_iter().next())
+            })
+            .unwrap_or_else(|| Hypervisor::Qemu.default_uri().to_string())
+    }
+}
+
+/// Every hypervisor's default URI that mkve uses on this node.
+fn searched_uris() -> Vec<String> {
+    Hypervisor::searched_uris()
+        .into_iter()
+        .map(str::to_string)
+        .collect()
 }
 
 /// A node's name: letters, digits, `-` and `_`, starting with a letter or
@@ -628,5 +700,53 @@ mod tests {
             "this_node=n1\nnode.n1.ids=100-150\nnode.n1.uri.lxc=lxc+unix:///?socket=/s\nnode.n1.uri.qemu=qemu+unix:///system?socket=/s\n",
         );
         assert_eq!(r.unwrap().local_uris().unwrap().len(), 2);
+    }
+
+    /// Every tool asks one resolver: `-c`, else `LIBVIRT_DEFAULT_URI`,
+    /// else this node's URIs in mkve.conf, else the defaults; the network
+    /// on the node's qemu URI (mkve-net and mkve-web alike), doctor where
+    /// machines are made.
+    #[test]
+    fn one_resolver_decides_every_connection() {
+        let _env = crate::testing::ENV
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        std::env::remove_var("LIBVIRT_DEFAULT_URI");
+        let (_d, nodes) = parse(
+            "this_node=n1\nnode.n1.ids=100-149\nnode.n1.uri.lxc=lxc+ssh://n1/\n\
+             node.n1.uri.qemu=qemu+ssh://n1/system\nnode.n2.ids=150-199\n\
+             node.n2.uri.qemu=qemu+ssh://n2/system\n",
+        );
+        let nodes = nodes.unwrap();
+        let c = Connections::with_nodes(None, &nodes);
+        assert_eq!(c.network(), "qemu+ssh://n1/system");
+        assert_eq!(c.create(Hypervisor::Lxc), "lxc+ssh://n1/");
+        assert_eq!(c.create(Hypervisor::Xen), Hypervisor::Xen.default_uri());
+        assert_eq!(c.doctor(Hypervisor::Qemu), "qemu+ssh://n1/system");
+        let m = c.machines();
+        assert!(m.explicit);
+        assert_eq!(m.list.len(), 2);
+        assert_eq!(c.node(), m.list);
+
+        let given = Connections::with_nodes(Some("test:///default"), &nodes);
+        assert_eq!(given.network(), "test:///default");
+        assert_eq!(given.create(Hypervisor::Lxc), "test:///default");
+        assert_eq!(given.machines().list, ["test:///default"]);
+        assert_eq!(given.node(), m.list, "the node's URIs whatever was given");
+
+        std::env::set_var("LIBVIRT_DEFAULT_URI", "test:///env");
+        let env = Connections::with_nodes(None, &nodes);
+        assert_eq!(env.network(), "test:///env");
+        assert_eq!(
+            Connections::with_nodes(Some("test:///default"), &nodes).network(),
+            "test:///default",
+            "-c before the environment"
+        );
+        std::env::set_var("LIBVIRT_DEFAULT_URI", "");
+        let none = Connections::with_nodes(None, &Nodes::default());
+        std::env::remove_var("LIBVIRT_DEFAULT_URI");
+        assert_eq!(none.network(), Hypervisor::Qemu.default_uri());
+        assert!(!none.machines().explicit);
+        assert_eq!(none.create(Hypervisor::Lxc), Hypervisor::Lxc.default_uri());
     }
 }

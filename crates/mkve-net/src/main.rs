@@ -16,14 +16,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     let report = cli.verbosity.term();
     let cfg = mkve_core::nodes::network()?;
-    // -c, else LIBVIRT_DEFAULT_URI, else this node's URI in mkve.conf,
-    // else qemu's default.
-    let conn = || {
-        libvirt::connect(&libvirt::uri(
-            cli.connect.uri.as_deref(),
-            &mkve_core::nodes::network_uri(),
-        ))
-    };
+    let uri = mkve_core::nodes::Connections::resolve(cli.connect.uri.as_deref())?.network();
+    let conn = || libvirt::connect(&uri);
     match cli.command {
         // These need no libvirt.
         Command::Create { print_xml: true } => mkve_cli::out!("{}", network::xml(&cfg)),

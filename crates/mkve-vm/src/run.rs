@@ -41,7 +41,9 @@ pub fn run(cli: Cli) -> Result<()> {
             };
         }
     }
-    let uris = vm::uris(cli.connect.uri.as_deref())?;
+    // Which libvirt each job opens, decided once (nodes::Connections).
+    let connections = mkve_core::nodes::Connections::resolve(cli.connect.uri.as_deref())?;
+    let uris = connections.machines();
     match cli.command {
         Command::Create(args) if args.print_xml => {
             mkve_cli::out!("{}", vm::print_xml(&args.options(cli.connect.uri)?)?)
@@ -125,7 +127,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Doctor { json } => {
             let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
             let probe = || kvm::answers(&exe, "__probe-kvm", Duration::from_secs(5));
-            show::doctor(&doctor::doctor(cli.connect.uri.as_deref(), probe), json)
+            show::doctor(&doctor::doctor(&connections, probe), json)
         }
     }
 }

@@ -99,7 +99,7 @@ fn done(r: mkve_core::Result<()>) -> Response {
 /// mkve-net opens: `-c`, else `LIBVIRT_DEFAULT_URI`, else this node's URI
 /// in mkve.conf, else qemu's default (`nodes::network_uri`).
 pub fn network_status(connect: Option<&str>) -> mkve_core::Result<network::Status> {
-    let conn = libvirt::connect(&network_uri(connect))?;
+    let conn = libvirt::connect(&network_uri(connect)?)?;
     network::status(&conn, &mkve_core::nodes::network()?)
 }
 
@@ -115,7 +115,8 @@ pub async fn log(State(app): State<Shared>, Query(_): Query<NoOptions>) -> Respo
     json_response(&app.log.newest_first())
 }
 
-/// The libvirt URI the network is reached on, as mkve-net chooses it.
-pub fn network_uri(connect: Option<&str>) -> String {
-    libvirt::uri(connect, &mkve_core::nodes::network_uri())
+/// The libvirt URI the network is reached on, as mkve-net chooses it
+/// (`nodes::Connections::network`). Errors (65): mkve.conf is unsound.
+pub fn network_uri(connect: Option<&str>) -> mkve_core::Result<String> {
+    Ok(mkve_core::nodes::Connections::resolve(connect)?.network())
 }

@@ -25,8 +25,11 @@ async fn the_network_is_asked_where_mkve_net_asks_it() {
     std::env::set_var("MKVE_STATEDIR", d.path().join("state"));
     std::env::set_var("MKVE_LOCKDIR", d.path().join("lock"));
 
-    assert_eq!(mkve_web::api::network_uri(None), "test:///default");
-    assert_eq!(mkve_web::api::network_uri(Some("qemu:///x")), "qemu:///x");
+    assert_eq!(mkve_web::api::network_uri(None).unwrap(), "test:///default");
+    assert_eq!(
+        mkve_web::api::network_uri(Some("qemu:///x")).unwrap(),
+        "qemu:///x"
+    );
 
     let out = std::process::Command::new(bin("mkve-net"))
         .args(["status", "--json"])

@@ -12,19 +12,6 @@ use virt::domain::Domain;
 
 use crate::error::{Error, Result};
 
-/// The connection URI: the one given, else `LIBVIRT_DEFAULT_URI`, else
-/// `default`.
-pub fn uri(given: Option<&str>, default: &str) -> String {
-    given
-        .map(str::to_string)
-        .or_else(|| {
-            std::env::var("LIBVIRT_DEFAULT_URI")
-                .ok()
-                .filter(|u| !u.is_empty())
-        })
-        .unwrap_or_else(|| default.to_string())
-}
-
 /// Open a connection; a daemon that does not answer is `Unavailable`.
 pub fn connect(uri: &str) -> Result<Connection> {
     // Errors come back as values; libvirt's default handler would print
@@ -43,17 +30,17 @@ pub fn connect(uri: &str) -> Result<Connection> {
 
 /// The connections of the node: `conn`, then every URI of this node that
 /// answers (mkve.conf's for this node, else each hypervisor's default:
-/// `nodes::local_uris`), each once.
-pub fn node_connections(conn: &Connection) -> Vec<Connection> {
+/// `Connections::node`), each once. Errors (65): mkve.conf is unsound.
+pub fn node_connections(conn: &Connection) -> Result<Vec<Connection>> {
     let mut all = vec![conn.clone()];
-    for uri in crate::nodes::local_uris() {
+    for uri in crate::nodes::Connections::resolve(None)?.node() {
         if uri != conn.uri() {
             if let Ok(c) = connect(&uri) {
                 all.push(c);
             }
         }
     }
-    all
+    Ok(all)
 }
 
 /// An open connection to one libvirt driver (a URI).

@@ -346,10 +346,8 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
         Some(b) if hv.boots_disk_image() => Some(machine_bytes(b.record.root_bytes, o.disk_size)?),
         _ => None,
     };
-    let conn = libvirt::connect(&libvirt::uri(
-        o.connect.as_deref(),
-        &crate::nodes::local_uri(hv),
-    ))?;
+    let conn =
+        libvirt::connect(&crate::nodes::Connections::resolve(o.connect.as_deref())?.create(hv))?;
     let net = crate::nodes::network()?;
     if !network::status(&conn, &net)?.defined {
         return Err(Error::Unavailable {
@@ -647,10 +645,9 @@ pub fn print_xml(o: &CreateOptions) -> Result<String> {
     let id = match o.id {
         Some(id) => id.get(),
         None => {
-            let conn = libvirt::connect(&libvirt::uri(
-                o.connect.as_deref(),
-                &crate::nodes::local_uri(hv),
-            ))?;
+            let conn = libvirt::connect(
+                &crate::nodes::Connections::resolve(o.connect.as_deref())?.create(hv),
+            )?;
             let nodes = Nodes::load()?;
             let mut used = taken_ids(&conn, &net, &vms_dir())?;
             used.extend(super::taken::used_elsewhere(

@@ -105,41 +105,13 @@ pub struct Info {
     pub probes: Vec<crate::probe::Outcome>,
 }
 
-/// Where to look for machines.
-#[derive(Debug, Clone)]
-pub struct Uris {
-    pub list: Vec<String>,
-    /// Given by the user: a connection that fails is an error. Defaults
-    /// that do not answer (a hypervisor this node lacks) are skipped.
-    pub explicit: bool,
-}
+pub use crate::nodes::Uris;
 
-/// The URIs to look for machines on: the one given (or
+/// The URIs to look for machines on, as the one resolver decides them
+/// (`nodes::Connections::machines`): the one given (or
 /// `LIBVIRT_DEFAULT_URI`); else this node's in mkve.conf (mkve-vm(1),
 /// NODES), each of which must answer; else every hypervisor's default
-/// that mkve uses on this node. Errors (65): mkve.conf is unsound
-/// (`nodes::load`: a file one command refuses, every command refuses).
+/// that mkve uses on this node. Errors (65): mkve.conf is unsound.
 pub fn uris(given: Option<&str>) -> crate::Result<Uris> {
-    let env = std::env::var("LIBVIRT_DEFAULT_URI")
-        .ok()
-        .filter(|u| !u.is_empty());
-    if let Some(u) = given.map(str::to_string).or(env) {
-        return Ok(Uris {
-            list: vec![u],
-            explicit: true,
-        });
-    }
-    if let Some(list) = crate::nodes::Nodes::load()?.local_uris() {
-        return Ok(Uris {
-            list,
-            explicit: true,
-        });
-    }
-    Ok(Uris {
-        list: Hypervisor::searched_uris()
-            .into_iter()
-            .map(str::to_string)
-            .collect(),
-        explicit: false,
-    })
+    Ok(crate::nodes::Connections::resolve(given)?.machines())
 }

@@ -68,10 +68,8 @@ pub fn receive(report: &dyn Report) -> Result<()> {
         .map_err(|e| Error::Usage(format!("(stdin): not a migration's header: {e}")))?;
     let id = MachineId::new(header.id).map_err(Error::Usage)?;
     let net = crate::nodes::network()?;
-    let conn = libvirt::connect(&libvirt::uri(
-        None,
-        &crate::nodes::local_uri(header.hypervisor),
-    ))?;
+    let conn =
+        libvirt::connect(&crate::nodes::Connections::resolve(None)?.create(header.hypervisor))?;
     let status = network::status(&conn, &net)?;
     if !status.defined || !status.active {
         return Err(Error::Unavailable {

@@ -45,7 +45,10 @@ pub struct SiteList {
 fn node_uris(nodes: &Nodes, n: &Node) -> (Vec<String>, bool) {
     let list = n.uri_list();
     if list.is_empty() && nodes.is_this(&n.name) {
-        return (crate::nodes::local_uris(), false);
+        return (
+            crate::nodes::Connections::with_nodes(None, nodes).node(),
+            false,
+        );
     }
     (list, true)
 }

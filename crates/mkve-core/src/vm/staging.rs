@@ -60,7 +60,7 @@ pub(super) fn sweep_killed_creates(conn: &Connection, net: &NetConfig, report: &
         report.warning(&format!(
             "undoing what a killed create left of machine {id}"
         ));
-        for c in libvirt::node_connections(conn) {
+        for c in libvirt::node_connections(conn).unwrap_or_default() {
             for d in c.domains().unwrap_or_default() {
                 let mine = d
                     .xml()
