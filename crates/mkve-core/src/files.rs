@@ -102,6 +102,15 @@ pub enum Output {
     },
 }
 
+/// Write `bytes` to `path` whole or not at all: a temporary name in its
+/// directory, synced, renamed into place ([`Output`]). Errors (73): the
+/// file cannot be written.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut out = Output::create(path)?;
+    out.write_all(bytes).map_err(|e| Error::create(path, e))?;
+    out.commit()
+}
+
 impl Output {
     pub fn create(path: &Path) -> Result<Output> {
         if path == Path::new("-") {

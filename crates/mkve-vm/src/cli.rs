@@ -78,6 +78,33 @@ pub enum Command {
     Delete(Target),
     /// Make a stopped machine independent of its base (a whole disk or root of its own)
     Detach(Target),
+    /// Take a snapshot of a machine, running or not, and print its name (default: the time)
+    Snapshot {
+        #[command(flatten)]
+        target: Target,
+        /// Its name: letters, digits, - _ . (default YYYYMMDD-HHMMSS, UTC)
+        #[arg(value_name = "NAME", required_if_eq("delete", "true"))]
+        name: Option<String>,
+        /// Delete snapshot NAME instead
+        #[arg(long)]
+        delete: bool,
+    },
+    /// List a machine's snapshots, oldest first
+    Snapshots {
+        #[command(flatten)]
+        target: Target,
+        /// As JSON (keys in mkve-vm(1))
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a stopped machine back as it was at a snapshot
+    Revert {
+        #[command(flatten)]
+        target: Target,
+        /// The snapshot
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
     /// List the bases machines stand on: size and machines
     Bases {
         /// Check each base's contents in full against the digest recorded when it was made (exit 65 if one differs)

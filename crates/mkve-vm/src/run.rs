@@ -67,6 +67,19 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Reboot(t) => vm::reboot(&uris, &t.machine),
         Command::Delete(t) => vm::delete(&uris, &t.machine, &report).map(drop),
         Command::Detach(t) => vm::detach(&uris, &t.machine, &report).map(drop),
+        Command::Snapshot {
+            target,
+            name: Some(name),
+            delete: true,
+        } => vm::delete_snapshot(&uris, &target.machine, &name, &report),
+        Command::Snapshot { target, name, .. } => {
+            let name = vm::snapshot(&uris, &target.machine, name.as_deref(), &report)?;
+            mkve_cli::outln!("{name}")
+        }
+        Command::Snapshots { target, json } => {
+            show::snapshots(&vm::snapshots(&uris, &target.machine)?, json)
+        }
+        Command::Revert { target, name } => vm::revert(&uris, &target.machine, &name, &report),
         Command::Bases {
             verify: _,
             prune: true,

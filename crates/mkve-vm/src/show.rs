@@ -182,6 +182,28 @@ pub fn bases(bases: &[BaseInfo], as_json: bool) -> Result<()> {
     }
 }
 
+/// `snapshots`: one line a snapshot, oldest first.
+pub fn snapshots(all: &[vm::SnapshotInfo], as_json: bool) -> Result<()> {
+    if as_json {
+        return print_json(&all);
+    }
+    outln!("{:<24} {:<20} {:<8} {:>9}", "NAME", "MADE", "STATE", "SIZE")?;
+    for s in all {
+        outln!(
+            "{:<24} {:<20} {:<8} {:>8}M",
+            s.record.name,
+            mkve_core::stamp::rfc3339(s.record.made),
+            if s.record.running {
+                "running"
+            } else {
+                "shut off"
+            },
+            s.bytes.div_ceil(1 << 20)
+        )?;
+    }
+    Ok(())
+}
+
 /// `bases --prune`: the digests removed.
 pub fn pruned(digests: &[String], as_json: bool) -> Result<()> {
     if as_json {

@@ -214,6 +214,48 @@ impl Dom {
             .map_err(|e| failed(format!("rebooting {what}"), e))
     }
 
+    /// Whether the domain is paused (suspended: an lxc container's
+    /// processes frozen in their cgroup, a qemu guest's CPUs stopped).
+    pub fn is_paused(&self) -> Result<bool> {
+        self.dom
+            .state()
+            .map(|(state, _)| state.is_known_and(|s| s == virt::domain::DomainState::Paused))
+            .map_err(|e| failed("domain state", e))
+    }
+
+    /// Pause the running domain (virDomainSuspend): lxc freezes the
+    /// container's processes, qemu stops the guest's CPUs.
+    pub fn suspend(&self, what: &str) -> Result<()> {
+        self.dom
+            .suspend()
+            .map_err(|e| failed(format!("freezing {what}"), e))
+    }
+
+    /// Let the paused domain run again (virDomainResume).
+    pub fn resume(&self, what: &str) -> Result<()> {
+        self.dom
+            .resume()
+            .map_err(|e| failed(format!("thawing {what}"), e))
+    }
+
+    /// A disk-only external snapshot of the domain, running or not
+    /// (virDomainSnapshotCreateXML with DISK_ONLY, ATOMIC and
+    /// NO_METADATA: libvirt makes the new overlays `xml` names and points
+    /// the domain at them; mkve keeps its own record of the snapshot).
+    /// `quiesce`: the guest agent freezes the guest's file systems first.
+    pub fn disk_snapshot(&self, xml: &str, quiesce: bool, what: &str) -> Result<()> {
+        let mut flags = virt::sys::VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
+            | virt::sys::VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC
+            | virt::sys::VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA;
+        if quiesce {
+            flags |= virt::sys::VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE;
+        }
+        self.dom
+            .create_snapshot_xml(xml, flags)
+            .map(drop)
+            .map_err(|e| failed(format!("snapshotting {what}"), e))
+    }
+
     /// Destroy and undefine a domain a failed operation made, ignoring
     /// errors (the operation's own error is the one worth telling).
     pub fn discard(&self) {

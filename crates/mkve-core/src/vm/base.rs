@@ -607,7 +607,7 @@ pub fn prune(report: &dyn Report) -> Result<Vec<String>> {
 }
 
 /// Allocated bytes under `dir` (its file system only).
-fn disk_usage(dir: &Path) -> u64 {
+pub(super) fn disk_usage(dir: &Path) -> u64 {
     walkdir::WalkDir::new(dir)
         .same_file_system(true)
         .into_iter()

@@ -216,3 +216,18 @@ pub(super) fn root_bytes(root: &Path) -> u64 {
         .map(|m| m.len())
         .sum()
 }
+
+/// The disk a machine boots now: the one writable file-backed disk in
+/// its domain's XML (`disk.img`, `disk.qcow2`, or a layer a snapshot put
+/// on it). Errors: none or several (not a machine mkve made).
+pub(super) fn top_of(xml: &str, what: &str) -> Result<crate::libvirt::domain::DomainFile> {
+    let files =
+        crate::libvirt::domain::files_of(xml).map_err(|e| Error::Other(format!("{what}: {e}")))?;
+    let mut disks = files.into_iter().filter(|f| f.writable);
+    match (disks.next(), disks.next()) {
+        (Some(top), None) => Ok(top),
+        _ => Err(Error::Other(format!(
+            "{what}: not one writable disk in its domain: not a machine mkve made"
+        ))),
+    }
+}

@@ -7,6 +7,9 @@
 //!     ID/                   a machine's files: its root or disk, seed,
 //!                           `base` (the digest it stands on), an lxc
 //!                           machine's `upper/`, `work/`, `rootfs/`
+//!       snapshots/NAME/     a snapshot (snapshot.rs)
+//!       snapshots/.frozen   a snapshot holds the machine frozen
+//!       layers/N.qcow2      a disk machine's overlays since its snapshots
 //!     ID.creating           a create is making machine ID (staging.rs)
 //!     ID.moving             a move of machine ID from this node (moves.rs)
 //!     .new.XXXXXX/          a create's staging directory (staging.rs)
@@ -83,6 +86,32 @@ pub(super) fn state_of(dir: &Path) -> &Path {
     dir.parent()
         .and_then(Path::parent)
         .unwrap_or(Path::new("/"))
+}
+
+/// `vms/ID/snapshots/`: the machine's snapshots, one directory each
+/// (snapshot.rs), and `.frozen` while a snapshot holds the machine frozen.
+pub(super) fn snapshots_dir(dir: &Path) -> PathBuf {
+    dir.join("snapshots")
+}
+
+/// `vms/ID/layers/`: a disk machine's overlays made by snapshots and
+/// reverts (the disk it was made with stays where it was).
+pub(super) fn layers_dir(dir: &Path) -> PathBuf {
+    dir.join("layers")
+}
+
+/// There while a snapshot holds the machine in `dir` frozen: a run killed
+/// then leaves it, and the next command that locks the machine thaws it.
+pub(super) fn frozen_marker(dir: &Path) -> PathBuf {
+    snapshots_dir(dir).join(".frozen")
+}
+
+/// Whether the machine in `dir` has snapshots.
+pub(super) fn has_snapshots(dir: &Path) -> bool {
+    std::fs::read_dir(snapshots_dir(dir)).is_ok_and(|rd| {
+        rd.flatten()
+            .any(|e| !e.file_name().to_string_lossy().starts_with('.'))
+    })
 }
 
 /// The prefix of staging directories (a create's in `vms`, a base's in

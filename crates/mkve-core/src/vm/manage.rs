@@ -30,6 +30,15 @@ pub(super) fn find_locked(uris: &Uris, target: &str) -> Result<(Connection, Dom,
         .find(|(_, d, m2)| m2.id == m.id && d.uuid().is_ok_and(|u| u == uuid));
     match again {
         Some((c, d, m)) => match super::moves::resume(uris, m.id, &crate::exec::Silent)? {
+            // A snapshot killed while it held the machine frozen.
+            _ if super::layout::frozen_marker(&super::layout::machine_dir(m.id)).exists() => {
+                super::overlay::thaw_if_left_frozen(
+                    &d,
+                    &super::layout::machine_dir(m.id),
+                    &what(&m),
+                )?;
+                Ok((c, d, m, lock))
+            }
             super::moves::Resumed::Moved(node) => Err(Error::Usage(format!(
                 "machine {target} is on node {node}: its move there had been interrupted, \
                  and is finished now (its copy here is removed)"
@@ -40,6 +49,19 @@ pub(super) fn find_locked(uris: &Uris, target: &str) -> Result<(Connection, Dom,
             "no machine {target}: it was deleted meanwhile"
         ))),
     }
+}
+
+/// Refused (2) for a machine with snapshots: `what` (a detach, a move)
+/// would leave them standing on what is no longer there.
+pub(super) fn refuse_snapshots(m: &Machine, dir: &std::path::Path, what: &str) -> Result<()> {
+    if super::layout::has_snapshots(dir) {
+        return Err(Error::Usage(format!(
+            "machine {} has snapshots: a {what} does not take them; \
+             delete them first (mkve-vm snapshots {}, mkve-vm snapshot --delete {} NAME)",
+            m.id, m.id, m.id
+        )));
+    }
+    Ok(())
 }
 
 /// `machine 101`, for messages.
@@ -241,6 +263,7 @@ pub fn delete(uris: &Uris, target: &str, report: &dyn Report) -> Result<MachineI
 pub fn detach(uris: &Uris, target: &str, report: &dyn Report) -> Result<MachineId> {
     let (conn, d, m, _lock) = find_locked(uris, target)?;
     let dir = super::layout::machine_dir(m.id);
+    refuse_snapshots(&m, &dir, "detach")?;
     let Some(digest) = super::base::of_machine(&dir) else {
         return Err(Error::Usage(format!("{} stands on no base", what(&m))));
     };
@@ -268,17 +291,24 @@ pub fn detach(uris: &Uris, target: &str, report: &dyn Report) -> Result<MachineI
                 .map_err(|e| Error::io(&tmp, e))?;
             std::fs::rename(&tmp, &to).map_err(|e| Error::create(&to, e))?;
         }
+        // The disk it boots now: disk.qcow2, or a layer a snapshot's
+        // revert put on top (snapshot.rs), made whole as disk.qcow2.
+        let mut xml = d.xml()?;
+        let top = super::disk::top_of(&xml, &what(&m))?;
         let disk = dir.join(super::DiskFormat::Qcow2.file());
         let tmp = dir.join(".disk.qcow2.detach");
         report.progress(&format!("copying {}'s disk out of its base", what(&m)));
         crate::exec::Cmd::new("qemu-img")
             .args(["convert", "-f", "qcow2", "-O", "qcow2"])
-            .arg(&disk)
+            .arg(&top.path)
             .arg(&tmp)
             .report(report)
             .run_checked()?;
         std::fs::rename(&tmp, &disk).map_err(|e| Error::create(&disk, e))?;
-        let mut xml = d.xml()?;
+        xml = xml.replace(
+            &libvirt::esc(&top.path.to_string_lossy()),
+            &libvirt::esc(&disk.to_string_lossy()),
+        );
         for f in ["vmlinuz", "initrd.img"] {
             xml = xml.replace(
                 &libvirt::esc(&base_dir.join(f).to_string_lossy()),
@@ -286,6 +316,7 @@ pub fn detach(uris: &Uris, target: &str, report: &dyn Report) -> Result<MachineI
             );
         }
         conn.define(&xml, &what(&m))?;
+        let _ = crate::scratch::remove_tree(&super::layout::layers_dir(&dir));
     } else if hv == Some(Hypervisor::Lxc) {
         super::overlay::mount(&dir)?;
         let tmp = dir.join(".rootfs.detach");

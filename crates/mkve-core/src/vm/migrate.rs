@@ -111,6 +111,7 @@ pub fn migrate(
         )));
     }
     let (conn, d, m, _lock) = super::manage::find_locked(uris, target)?;
+    super::manage::refuse_snapshots(&m, &super::layout::machine_dir(m.id), "move")?;
     let what = format!("machine {}", m.id);
     let hv = m
         .hypervisor

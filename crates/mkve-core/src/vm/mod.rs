@@ -43,6 +43,7 @@ mod receive;
 mod remote;
 mod seed;
 mod site;
+mod snapshot;
 mod spec;
 mod staging;
 mod taken;
@@ -65,5 +66,9 @@ pub use overlay::prepare_from_hook as prepare_lxc_root;
 pub use receive::receive;
 pub use remote::{create_from_stream, create_on, forward};
 pub use site::{list_nodes, NodeMachine, SiteList, Unreachable};
+pub use snapshot::{
+    check_name as check_snapshot_name, delete as delete_snapshot, revert, snapshot, snapshots,
+    Record as SnapshotRecord, SnapshotInfo,
+};
 pub use spec::{BlkioWeight, CpuShares, DiskSize, MachineName, Memory, Vcpus};
 pub use wait::{probe_once, probes_of, wait};

@@ -53,6 +53,12 @@ fn options(lower: &Path, dir: &Path) -> Result<String> {
             })?;
         parts.push(format!("{key}={s}"));
     }
+    // Pinned off whatever the kernel's defaults: with them an upper
+    // layer would hold files only by reference to the lower one (metacopy),
+    // renamed directories by redirect (redirect_dir), or tie its inodes to
+    // this mount (index); a snapshot, a backup or a copy of the layer
+    // must make sense on its own above the base.
+    parts.push("index=off,metacopy=off,redirect_dir=off".to_string());
     Ok(parts.join(","))
 }
 
@@ -169,6 +175,19 @@ pub(super) fn prepare_root(m: &Machine) -> Result<()> {
         // A disk machine's base: missing or changed, refused (65) here,
         // not by qemu after a timeout.
         super::base::check_of_machine(&dir)?;
+    }
+    Ok(())
+}
+
+/// A machine frozen by a snapshot that was killed, thawed (the caller
+/// holds its lock). Called before any command acts on a machine.
+pub(super) fn thaw_if_left_frozen(d: &crate::libvirt::Dom, dir: &Path, what: &str) -> Result<()> {
+    let marker = super::layout::frozen_marker(dir);
+    if marker.exists() {
+        if d.is_paused()? {
+            d.resume(what)?;
+        }
+        std::fs::remove_file(&marker).at(&marker)?;
     }
     Ok(())
 }

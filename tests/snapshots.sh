@@ -1,0 +1,125 @@
+#!/bin/bash
+# Snapshots (mkve-vm(1), SNAPSHOTS), end to end against a real libvirtd in a
+# network namespace of the suite's own (tests/harness/libvirtd-netns): the
+# ntp-server template as an lxc machine and as a qemu guest (TCG). Each is
+# snapshotted while it runs, damaged, stopped and reverted: what was lost is
+# back and NTP answers at 192.0.2.ID again. The refusals (revert of a
+# running machine, a move or detach of a machine with snapshots, a bad or
+# taken name) and the deletes, which leave a whole chain.
+# Run by `make test` after the cargo tests, as root.
+set -uo pipefail
+. "$(dirname "$0")/harness/lib.sh"
+use_bins snapshots debug
+ns=mkve-snap
+suite_work snapshots
+export MKVE_CACHEDIR=${CARGO_TARGET_DIR:-$top/target}/tmp/mkve-layer-cache
+passed=0 failed=0
+
+cleanup() {
+    for id in $(machines 2>/dev/null); do "$bin/mkve-vm" delete "$id" >/dev/null 2>&1; done
+    "$bin/mkve-net" delete --force >/dev/null 2>&1
+    "$harness" stop "$ns"
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+start_node "$ns"
+"$bin/mkve-net" create || exit 1
+ntp() { "$harness" exec "$ns" "$top/tests/harness/ntp-query" "192.0.2.$1" "$2"; }
+# refuses CODE WORDS CMD...: exits CODE and says WORDS on stderr
+refuses() {
+    local code=$1 words=$2; shift 2
+    "$@" >/dev/null 2>"$work/err"
+    local rc=$?
+    [ "$rc" = "$code" ] && grep -q -- "$words" "$work/err" ||
+        { echo "exit $rc: $(cat "$work/err")" >&2; return 1; }
+}
+
+# lxc: the machine's layer above its base, copied while it is frozen.
+"$bin/mkve-bundle" --no-config -q -H lxc --force-no-sign -o "$work/ntp.bun" ntp-server || exit 1
+id=$("$bin/mkve-vm" -q create --allow-unsigned --start "$work/ntp.bun")
+check "an lxc machine answers NTP ($id)" ntp "$id" 180
+root=$MKVE_STATEDIR/vms/$id/rootfs
+echo mine >"$root/root/kept"
+t0=$(date +%s%N)
+name=$("$bin/mkve-vm" snapshot "$id" before)
+t1=$(date +%s%N)
+check "snapshot of the running machine prints its name ($name, $(( (t1 - t0) / 1000000 )) ms)" test "$name" = before
+check "  and leaves it running, not frozen" sh -c "virsh domstate ntp-server-$id | grep -qx running"
+check "  its NTP still answers" ntp "$id" 30
+check "  a snapshot without a name is named by the time" sh -c \
+    "'$bin/mkve-vm' snapshot '$id' | grep -qx '[0-9]\{8\}-[0-9]\{6\}'"
+check "  snapshots lists both, oldest first" sh -c \
+    "'$bin/mkve-vm' snapshots '$id' | awk 'NR==2 {a=\$1} NR==3 {b=\$1} END {exit !(a==\"before\" && b ~ /^[0-9]+-[0-9]+\$/)}'"
+check "  as JSON too" sh -c "'$bin/mkve-vm' snapshots --json '$id' | python3 -c 'import json,sys; s=json.load(sys.stdin); assert s[0][\"name\"]==\"before\" and s[0][\"running\"] is True and s[0][\"bytes\"]>0, s'"
+check "a taken name is refused (2)" refuses 2 "has a snapshot before already" "$bin/mkve-vm" snapshot "$id" before
+check "a bad name is refused (2)" refuses 2 "is not a snapshot name" "$bin/mkve-vm" snapshot "$id" ../x
+rm -f "$root/usr/sbin/chronyd" "$root/root/kept"
+check "revert of a running machine is refused (2)" refuses 2 "runs: stop it first" "$bin/mkve-vm" revert "$id" before
+check "detach of a machine with snapshots is refused (2)" refuses 2 "has snapshots" "$bin/mkve-vm" detach "$id"
+"$bin/mkve-vm" stop --force "$id"
+check "revert to an unknown snapshot is refused (2)" refuses 2 "has no snapshot nosuch" "$bin/mkve-vm" revert "$id" nosuch
+t0=$(date +%s%N)
+"$bin/mkve-vm" revert "$id" before
+t1=$(date +%s%N)
+"$bin/mkve-vm" start "$id"
+check "revert brings back what was removed ($(( (t1 - t0) / 1000000 )) ms)" \
+    sh -c "test -x '$root/usr/sbin/chronyd' && grep -qx mine '$root/root/kept'"
+check "  and NTP answers again" ntp "$id" 120
+"$bin/mkve-vm" snapshot --delete "$id" before
+check "snapshot --delete removes it" sh -c "! '$bin/mkve-vm' snapshots '$id' | grep -q '^before '"
+for s in $("$bin/mkve-vm" snapshots --json "$id" | python3 -c 'import json,sys; print(" ".join(s["name"] for s in json.load(sys.stdin)))'); do
+    "$bin/mkve-vm" snapshot --delete "$id" "$s"
+done
+check "  and with none left, nothing is left of them" test -z "$(ls -A "$MKVE_STATEDIR/vms/$id/snapshots")"
+"$bin/mkve-vm" delete "$id"
+
+# qemu: the disk's top image frozen (libvirt's external disk-only snapshot,
+# live), a new overlay on it; a revert is a new overlay on the snapshot.
+qemu=$("$harness" uri "$ns" qemu)
+vm() { "$bin/mkve-vm" -c "$qemu" "$@"; }
+"$bin/mkve-bundle" --no-config -q -H qemu --force-no-sign -o "$work/ntp-qemu.bun" ntp-server || exit 1
+qid=$(vm -q create --allow-unsigned --start "$work/ntp-qemu.bun")
+qdir=$MKVE_STATEDIR/vms/$qid
+check "a qemu machine answers NTP ($qid)" ntp "$qid" 420
+t0=$(date +%s%N)
+vm snapshot "$qid" before >/dev/null
+t1=$(date +%s%N)
+layer=$(virsh -c "$qemu" domblklist "ntp-server-$qid" | awk '$2 ~ /layers\/1.qcow2$/ {print $2}')
+check "a live snapshot puts a new overlay on the frozen disk ($(( (t1 - t0) / 1000000 )) ms)" sh -c \
+    "test -n '$layer' && qemu-img info -U --output=json '$layer' | grep -q '\"backing-filename\": \"$qdir/disk.qcow2\"'"
+check "  and the guest still answers" ntp "$qid" 60
+vm stop --force "$qid"
+# The damage: the file system's superblock zeroed in the top image.
+qemu-io -f qcow2 -c 'write -P 0 0 1M' "$layer" >/dev/null
+# zeros IMAGE: its bytes 1024 to 2047 (an ext4 superblock) are all zero
+zeros() {
+    local out; out=$(qemu-io -r -f qcow2 -c 'read -P 0 1024 1024' "$1" 2>&1)
+    echo "$out" | grep -q '^read 1024/1024' || { echo "$out" >&2; return 2; }
+    ! echo "$out" | grep -q 'Pattern verification failed'
+}
+check "  (the damage is there: no superblock)" zeros "$layer"
+vm revert "$qid" before
+new=$(virsh -c "$qemu" domblklist "ntp-server-$qid" | awk '$2 ~ /\.qcow2$/ && $2 !~ /seed/ {print $2}')
+check "revert puts the machine on a new overlay of the snapshot ($new)" sh -c \
+    "test '$new' != '$layer' && qemu-img info -U --output=json '$new' | grep -q '\"backing-filename\": \"$qdir/disk.qcow2\"'"
+not_zeros() { zeros "$1"; [ $? = 1 ]; }
+check "  the superblock is back" not_zeros "$new"
+check "  the damaged layer is gone" test ! -e "$layer"
+vm start "$qid"
+check "  and NTP answers again" ntp "$qid" 420
+mkdir -p "$MKVE_CONFDIR"
+printf 'this_node=n1\nnode.n1.ids=100-149\nnode.n1.uri.qemu=%s\nnode.n2.ids=150-199\nnode.n2.uri.qemu=qemu+ssh://root@n2.invalid/system\n' \
+    "$qemu" >"$MKVE_CONFDIR/mkve.conf"
+check "a move of a machine with snapshots is refused (2)" \
+    refuses 2 "has snapshots" vm migrate "$qid" n2
+rm "$MKVE_CONFDIR/mkve.conf"
+vm stop --force "$qid"
+vm snapshot --delete "$qid" before
+check "delete of the last snapshot leaves a whole chain: top, disk, base" sh -c \
+    "qemu-img check -q '$new' && qemu-img info -U --backing-chain '$new' | grep -c '^image:' | grep -qx 3"
+vm delete "$qid"
+check "delete leaves nothing of the machine or its snapshots" test ! -e "$qdir"
+
+echo "snapshots: $passed passed, $failed failed"
+[ "$failed" = 0 ]
