@@ -50,6 +50,7 @@ pub mod seen;
 pub mod sign;
 #[cfg(feature = "gpg")]
 pub mod stamp;
+pub mod state;
 pub mod sums;
 pub mod template;
 #[cfg(test)]

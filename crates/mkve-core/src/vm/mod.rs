@@ -53,6 +53,17 @@ pub use wait::{probe_once, probes_of, wait};
 use crate::hypervisor::Hypervisor;
 use crate::ids::MachineId;
 
+/// The paths where the machine's service keeps its data, as its bundle
+/// declared them (kept in `$MKVE_STATEDIR/vms/ID/conf/state`, see
+/// state.rs); none for a machine whose bundle declared none or whose files
+/// mkve does not keep (OpenVZ). Errors: the file does not parse (65).
+pub fn state_of(m: &Machine) -> crate::Result<Vec<std::path::PathBuf>> {
+    crate::state::of_dir(
+        &staging::vms_dir().join(m.id.to_string()),
+        &format!("machine {}", m.id),
+    )
+}
+
 /// What a machine runs under: one of mkve's hypervisors, or libvirt's test
 /// driver (`test:///default`, whose domains are of a type of their own),
 /// which fast tests use. Printed as the domain type.
