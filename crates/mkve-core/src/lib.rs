@@ -25,6 +25,7 @@ pub mod hooks;
 pub mod hypervisor;
 #[cfg(feature = "libvirt")]
 pub mod ids;
+pub mod image;
 pub mod interrupt;
 pub mod kvm;
 #[cfg(feature = "libvirt")]
