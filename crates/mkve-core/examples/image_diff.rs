@@ -13,7 +13,12 @@ use mkve_core::image::{self, Access, Image};
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let run = || -> mkve_core::Result<()> {
-        match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        match args
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
             ["write", disk, tree] => {
                 let t = Instant::now();
                 let mut i = Image::open(Path::new(disk), Access::ReadWrite, &Silent)?;

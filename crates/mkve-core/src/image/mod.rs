@@ -919,6 +919,33 @@ mod tests {
         assert_eq!(e.exit_code(), 2);
     }
 
+    #[test]
+    fn a_journal_not_replayed_is_refused_read_only_and_replayed_read_write() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        small_root(&src);
+        let img = d.path().join("disk.img");
+        mkfs(&src, &img);
+        // What a machine stopped hard leaves: the flag that the journal
+        // holds writes not yet in place.
+        Cmd::new("debugfs")
+            .args(["-w", "-R", "feature needs_recovery"])
+            .arg(&img)
+            .run_checked()
+            .unwrap();
+        let e = Image::open(&img, Access::ReadOnly, &Silent).err().unwrap();
+        assert_eq!(e.exit_code(), 65);
+        assert!(
+            e.to_string()
+                .contains("journal holds writes not yet applied"),
+            "{e}"
+        );
+        let image = Image::open(&img, Access::ReadWrite, &Silent).unwrap();
+        assert_eq!(image.read(Path::new("/etc/motd")).unwrap(), b"hello\n");
+        image.close().unwrap();
+        assert!(Image::open(&img, Access::ReadOnly, &Silent).is_ok());
+    }
+
     /// The qemu processes of this test's image, by their command line.
     fn helpers_of(img: &Path) -> Vec<String> {
         std::fs::read_dir("/proc")
