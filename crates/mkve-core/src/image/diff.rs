@@ -162,8 +162,9 @@ impl std::io::Write for HashWriter<'_> {
 pub(super) const OPAQUE: &str = "trusted.overlay.opaque";
 
 /// What the lxc machine whose overlay's upper layer is `upper` changed
-/// against its base's root `lower` (see the module's rules). Errors: a
-/// file cannot be read.
+/// against its base's root `lower` (see the module's rules): a machine's
+/// `vms/ID/upper` and its base's `rootfs/` (vm/overlay.rs), read while the
+/// machine is stopped or frozen. Errors: a file cannot be read.
 pub fn diff_upper(upper: &Path, lower: &Path) -> Result<Vec<Change>> {
     let mut out = Vec::new();
     let walk = walkdir::WalkDir::new(upper)

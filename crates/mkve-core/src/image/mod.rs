@@ -99,7 +99,8 @@ impl Image {
     /// missing), it holds no ext4 (65), or its journal holds writes not
     /// yet applied and it is opened read-only (65: the machine runs, or was
     /// stopped hard; open a copy or a snapshot's overlay read-write, which
-    /// replays them).
+    /// replays them). A qcow2 image's helper is killed when the thread
+    /// that opened it ends (`PR_SET_PDEATHSIG`): use it on that thread.
     pub fn open(disk: &Path, access: Access, report: &dyn Report) -> Result<Image> {
         let writable = access == Access::ReadWrite;
         let export = if is_qcow2(disk)? {
