@@ -10,7 +10,7 @@ use mkve_core::fetch;
 use mkve_core::files::{self, Output};
 use mkve_core::publish::PublishOptions;
 use mkve_core::template::{Hypervisor, Template};
-use mkve_core::{params, paths, probe, Error, Result};
+use mkve_core::{params, paths, probe, state, Error, Result};
 
 use crate::cli::Cli;
 
@@ -21,8 +21,9 @@ pub fn run(cli: Cli) -> Result<()> {
         let report = read_bundle(&cli, b, Check::Conf, false, None)?;
         let mut v = json(&report.meta)?;
         v["signature"] = json(&report.signature)?;
-        // What the operator gives at create, and how the service is told
-        // up (mkve-template(5)), from the bundle's own members.
+        // What the operator gives at create, how the service is told up,
+        // and where it keeps its data (mkve-template(5)), from the
+        // bundle's own members.
         let label = files::display_name(b);
         let member = |m: &str| report.conf.get(m).map(|t| (label.join(m), t));
         let params = match member(params::MEMBER) {
@@ -39,8 +40,15 @@ pub fn run(cli: Cli) -> Result<()> {
                 .collect(),
             None => Vec::new(),
         };
+        let state = match member(state::MEMBER) {
+            Some((path, text)) => {
+                state::parse(text, &path).map_err(|mut p| Error::InvalidBundle(p.remove(0)))?
+            }
+            None => Vec::new(),
+        };
         v["params"] = json(&params)?;
         v["probes"] = json(&probes)?;
+        v["state"] = json(&state)?;
         return mkve_cli::print_json(&v);
     }
     if let [format, b] = cli.sbom.as_slice() {

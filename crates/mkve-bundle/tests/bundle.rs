@@ -712,7 +712,7 @@ fn with_params_bundle(env: &Env) -> PathBuf {
 }
 
 #[test]
-fn params_and_probes_travel_as_conf_members_and_info_shows_them() {
+fn params_probes_and_state_travel_as_conf_members_and_info_shows_them() {
     let env = new_env();
     let b = with_params_bundle(&env);
     let names: Vec<String> = members(&std::fs::read(&b).unwrap())
@@ -727,7 +727,8 @@ fn params_and_probes_travel_as_conf_members_and_info_shows_them() {
             "provenance.intoto.json",
             "rootfs.tar.zst",
             "conf/params",
-            "conf/probes"
+            "conf/probes",
+            "conf/state"
         ]
     );
     let v = info(&b, &[]);
@@ -745,6 +746,18 @@ fn params_and_probes_travel_as_conf_members_and_info_shows_them() {
             "dns 53 localhost A"
         ])
     );
+    assert_eq!(
+        v["state"],
+        serde_json::json!(["/var/mail", "/var/lib/dovecot"])
+    );
+    // Under the signature: each declaration is a member meta.json lists
+    // with its digest.
+    let meta: serde_json::Value =
+        serde_json::from_slice(&members(&std::fs::read(&b).unwrap())[0].1).unwrap();
+    let digest =
+        sha2::Sha256::digest(b"# where the service keeps its data\n/var/mail\n/var/lib/dovecot\n");
+    let hexed: String = digest.iter().map(|x| format!("{x:02x}")).collect();
+    assert_eq!(meta["members"]["conf/state"], hexed.as_str());
     // A changed declaration is a changed member: refused, like any payload.
     let mut m = members(&std::fs::read(&b).unwrap());
     m[4].1 = b"admin_password - - no longer required\n".to_vec();
@@ -766,6 +779,12 @@ fn params_and_probes_travel_as_conf_members_and_info_shows_them() {
             "conf/params:2: admin_password: a secret parameter has no default",
         ),
         (5, "tcp 0\n", "conf/probes:1: \"0\" is not a port"),
+        (6, "/run/x\n", "conf/state:1: /run/x is under /run"),
+        (
+            6,
+            "/var/mail\n/var/mail\n",
+            "conf/state:2: /var/mail is declared twice",
+        ),
     ] {
         let mut m = members(&std::fs::read(&b).unwrap());
         m[member].1 = text.as_bytes().to_vec();
@@ -791,7 +810,7 @@ fn params_and_probes_travel_as_conf_members_and_info_shows_them() {
 }
 
 #[test]
-fn bad_params_and_probes_lines_are_named_with_file_and_line() {
+fn bad_params_probes_and_state_lines_are_named_with_file_and_line() {
     let env = new_env();
     let t = env.make_dir("t");
     for e in walkdir::WalkDir::new(good("with-params")).min_depth(1) {
@@ -809,6 +828,7 @@ fn bad_params_and_probes_lines_are_named_with_file_and_line() {
     )
     .unwrap();
     std::fs::write(t.join("probes"), "tcp 25\nicmp 1\n").unwrap();
+    std::fs::write(t.join("state"), "/srv\n# c\n/srv/ftp/\n/\n").unwrap();
     let r = run(env.cmd().args(["--no-config", "--check"]).arg(&t));
     assert_eq!(r.code, 65, "{}", r.stderr);
     let p = t.display();
@@ -817,9 +837,12 @@ fn bad_params_and_probes_lines_are_named_with_file_and_line() {
         format!(
             "mkve-bundle: {p}/params:2: \"Bad\" is not a parameter name ([a-z][a-z0-9_]*, at most 64 bytes)\n\
              mkve-bundle: {p}/params:3: pw: a required parameter has no default\n\
-             mkve-bundle: {p}/probes:2: \"icmp\" is not a probe kind (tcp, udp, dns, http)\n"
+             mkve-bundle: {p}/probes:2: \"icmp\" is not a probe kind (tcp, udp, dns, http)\n\
+             mkve-bundle: {p}/state:3: \"/srv/ftp/\" is not written plainly (write it as /srv/ftp)\n\
+             mkve-bundle: {p}/state:4: / is the whole root, not the service's state: name its directories\n"
         )
     );
+    std::fs::remove_file(t.join("state")).unwrap();
     // A link in their place is refused, not followed.
     std::fs::remove_file(t.join("params")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", t.join("params")).unwrap();

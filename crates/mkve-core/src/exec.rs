@@ -43,7 +43,7 @@ const TAIL_LINES: usize = 10;
 
 /// A program that ran and failed: exited non-zero, was killed by a
 /// signal, or ran past its timeout.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ProcessError {
     /// What the program is, for messages: `hook "01-root"`, `mkfs.ext4`.
     pub what: String,
@@ -400,6 +400,116 @@ impl Cmd<'_> {
             stderr: Some(stderr),
             cmd: self,
         })
+    }
+}
+
+impl Cmd<'_> {
+    /// Start the program as a helper this process uses by other means
+    /// while it runs (a server on a socket, an export on a file): its
+    /// stdin nothing, its stdout and stderr kept for the error a failure
+    /// makes, killed with this process whatever kills it
+    /// (`PR_SET_PDEATHSIG`), and stopped by the guard's drop. Start it from
+    /// a thread that outlives it (see [`Cmd::kill_with_parent`]).
+    pub fn spawn_service(&self) -> Result<Service> {
+        self.report.note(&format!("+ {}", self.display()));
+        let mut c = self.clone().kill_with_parent().command();
+        let (reader, writer) = std::io::pipe().map_err(|e| self.spawn_error(e))?;
+        let writer2 = writer.try_clone().map_err(|e| self.spawn_error(e))?;
+        c.stdout(writer).stderr(writer2);
+        let child = c.spawn().map_err(|e| self.spawn_error(e))?;
+        drop(c);
+        Ok(Service {
+            child,
+            output: Some(read_on_thread(Some(reader))),
+            failure: Box::new(self.failure(None, false, Vec::new())),
+        })
+    }
+}
+
+/// A helper program running for this process ([`Cmd::spawn_service`]).
+/// Dropped (or [`Service::stop`]ped), it gets SIGTERM, and SIGKILL when it
+/// has not ended within [`Service::GRACE`]; it is always waited for.
+pub struct Service {
+    child: std::process::Child,
+    output: Option<std::thread::JoinHandle<Vec<u8>>>,
+    /// The error its failure makes, its status and output filled in then.
+    failure: Box<Error>,
+}
+
+impl Service {
+    /// How long a stopped helper may take to end before it is killed.
+    pub const GRACE: Duration = Duration::from_secs(5);
+
+    /// Its process ID.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `Some` error (its status and what it printed) once it has ended:
+    /// a helper ends only when told to.
+    pub fn ended(&mut self) -> Option<Error> {
+        match self.child.try_wait() {
+            Ok(None) => None,
+            Ok(Some(status)) => Some(self.failed(Some(status))),
+            Err(e) => Some(Error::io("(helper)", e)),
+        }
+    }
+
+    fn failed(&mut self, status: Option<ExitStatus>) -> Error {
+        let output = self
+            .output
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
+        match &*self.failure {
+            Error::Process(p) => Error::Process(Box::new(ProcessError {
+                status,
+                output,
+                ..(**p).clone()
+            })),
+            other => Error::Other(other.to_string()),
+        }
+    }
+
+    /// End it (SIGTERM, then SIGKILL after [`Service::GRACE`]) and wait
+    /// for it. Errors: it had ended before it was told to, or ended with
+    /// a failure status when told.
+    pub fn stop(mut self) -> Result<()> {
+        if let Some(e) = self.ended() {
+            return Err(e);
+        }
+        let status = self.terminate();
+        match status {
+            Some(s) if s.success() || s.code().is_none() => Ok(()),
+            other => Err(self.failed(other)),
+        }
+    }
+
+    fn terminate(&mut self) -> Option<ExitStatus> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return self.child.wait().ok();
+        }
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = std::time::Instant::now() + Self::GRACE;
+        while std::time::Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(Some(s)) => return Some(s),
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Err(_) => break,
+            }
+        }
+        let _ = self.child.kill();
+        self.child.wait().ok()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.terminate();
+        if let Some(h) = self.output.take() {
+            let _ = h.join();
+        }
     }
 }
 

@@ -214,6 +214,39 @@ pub fn params(data: &[u8]) {
     }
 }
 
+/// A state file (`conf/state`, mkve-template(5)): `state::parse`.
+/// Errors name a line of the input; what is read is absolute paths that
+/// each pass `state::check`, none twice nor under another.
+pub fn state(data: &[u8]) {
+    let lines = String::from_utf8_lossy(data).lines().count();
+    match crate::state::parse(data, std::path::Path::new("state")) {
+        Err(problems) => {
+            if problems.is_empty() {
+                panic!("refused with no problem told");
+            }
+            for p in &problems {
+                if p.line.is_some_and(|n| n == 0 || n > lines) {
+                    panic!("an error on line {:?} of {lines} lines", p.line);
+                }
+            }
+        }
+        Ok(paths) => {
+            for (i, p) in paths.iter().enumerate() {
+                let text = p.to_string_lossy();
+                if crate::state::check(&text).is_err() {
+                    panic!("{p:?} read, but its check refuses it");
+                }
+                if paths[..i]
+                    .iter()
+                    .any(|q| p.starts_with(q) || q.starts_with(p))
+                {
+                    panic!("{p:?} read beside a path it is under or over");
+                }
+            }
+        }
+    }
+}
+
 /// A probes file (`conf/probes`, mkve-template(5)): `probe::parse`.
 /// Errors name a line of the input; a probe read, written back as its
 /// text, reads as the same probe.

@@ -25,6 +25,7 @@ pub mod hooks;
 pub mod hypervisor;
 #[cfg(feature = "libvirt")]
 pub mod ids;
+pub mod image;
 pub mod interrupt;
 pub mod kvm;
 #[cfg(feature = "libvirt")]
@@ -50,6 +51,7 @@ pub mod seen;
 pub mod sign;
 #[cfg(feature = "gpg")]
 pub mod stamp;
+pub mod state;
 pub mod sums;
 pub mod template;
 #[cfg(test)]

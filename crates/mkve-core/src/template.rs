@@ -45,11 +45,13 @@ pub struct Template {
     pub params: Vec<crate::params::Param>,
     /// `probes`: how to tell that the service is up.
     pub probes: Vec<crate::probe::Probe>,
+    /// `state`: the absolute paths that hold the service's data.
+    pub state: Vec<PathBuf>,
 }
 
 /// The template-level files a bundle carries as `conf/NAME` for every
-/// hypervisor: `params` and `probes`.
-pub const SHARED_CONF: [&str; 2] = ["params", "probes"];
+/// hypervisor: `params`, `probes` and `state`.
+pub const SHARED_CONF: [&str; 3] = ["params", "probes", "state"];
 
 impl Template {
     /// Find a template given on the command line: a path (anything with a
@@ -179,6 +181,13 @@ impl Template {
             }),
             None => Vec::new(),
         };
+        let state = match read("state", &mut problems) {
+            Some((path, text)) => crate::state::parse(&text, &path).unwrap_or_else(|p| {
+                problems.extend(p);
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
         for p in profiles.values() {
             for file in SHARED_CONF {
                 if let Some(c) = p.conf.as_deref().map(|c| c.join(file)) {
@@ -204,6 +213,7 @@ impl Template {
             profiles,
             params,
             probes,
+            state,
         })
     }
 
@@ -816,8 +826,10 @@ mod tests {
             write(&p, "#!/bin/sh\n");
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
+        write(&t.join("state"), "# chrony's drift\n/var/lib/chrony\n");
         let tpl = Template::load(&t, &shared, None).unwrap();
         assert_eq!(tpl.name, "ntp");
+        assert_eq!(tpl.state, vec![PathBuf::from("/var/lib/chrony")]);
         assert_eq!(tpl.hypervisors, vec![Hypervisor::Lxc, Hypervisor::Qemu]);
         let lxc = tpl.profile(Hypervisor::Lxc).unwrap();
         assert_eq!(
@@ -827,5 +839,12 @@ mod tests {
         );
         assert_eq!(lxc.hooks[1].path, shared.join("02-shared"));
         assert!(tpl.profile(Hypervisor::Qemu).unwrap().hooks.is_empty());
+        // Declared once, at the top: not per hypervisor.
+        write(&t.join("conf/lxc/state"), "/srv\n");
+        let e = Template::load(&t, &shared, None).unwrap_err().to_string();
+        assert!(
+            e.contains("conf/lxc/state: state is declared once for every hypervisor"),
+            "{e}"
+        );
     }
 }

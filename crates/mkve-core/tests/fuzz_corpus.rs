@@ -50,6 +50,7 @@ replayed!(
     vps_conf,
     params,
     probes,
+    state,
     sums,
     rootfs,
     #[cfg(feature = "gpg")]

@@ -65,7 +65,8 @@ pub struct Report {
     pub meta: Meta,
     pub signature: SigStatus,
     /// The `conf/` members by name, with `Check::Conf` (those under
-    /// 64 KiB: what mkve itself reads, `conf/params` and `conf/probes`).
+    /// 64 KiB: what mkve itself reads, `conf/params`, `conf/probes` and
+    /// `conf/state`).
     pub conf: std::collections::BTreeMap<String, Vec<u8>>,
     /// The `sbom.spdx.json` member's bytes, once its digest matched
     /// (format 3; at most `sbom::MAX`).
@@ -293,7 +294,7 @@ fn read_members<R: Read>(
             // parsed once their digest holds (below): a bundle whose
             // declarations do not parse is refused by --verify and create
             // alike.
-            (_, crate::params::MEMBER | crate::probe::MEMBER) => {
+            (_, crate::params::MEMBER | crate::probe::MEMBER | crate::state::MEMBER) => {
                 let bytes = read_small(&mut entry, CONF_KEPT_MAX)
                     .map_err(|e| bad(format!("member \"{name}\": {e}")))?;
                 if let Some(s) = &staging {
@@ -322,6 +323,7 @@ fn read_members<R: Read>(
         let parsed = match (name.as_str(), report.conf.get(&name)) {
             (crate::params::MEMBER, Some(b)) => crate::params::parse(b, &at).map(drop),
             (crate::probe::MEMBER, Some(b)) => crate::probe::parse(b, &at).map(drop),
+            (crate::state::MEMBER, Some(b)) => crate::state::parse(b, &at).map(drop),
             _ => Ok(()),
         };
         parsed.map_err(|mut p| Error::InvalidBundle(p.remove(0)))?;

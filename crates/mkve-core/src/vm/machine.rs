@@ -115,3 +115,14 @@ pub use crate::nodes::Uris;
 pub fn uris(given: Option<&str>) -> crate::Result<Uris> {
     Ok(crate::nodes::Connections::resolve(given)?.machines())
 }
+
+/// The paths where the machine's service keeps its data, as its bundle
+/// declared them (kept in `$MKVE_STATEDIR/vms/ID/conf/state`, see
+/// state.rs); none for a machine whose bundle declared none or whose files
+/// mkve does not keep (OpenVZ). Errors: the file does not parse (65).
+pub fn state_of(m: &Machine) -> crate::Result<Vec<std::path::PathBuf>> {
+    crate::state::of_dir(
+        &super::layout::machine_dir(m.id),
+        &format!("machine {}", m.id),
+    )
+}

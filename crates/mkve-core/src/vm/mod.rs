@@ -56,7 +56,7 @@ pub use create::{create, print_xml, CreateOptions};
 pub use disk::DiskFormat;
 pub use layout::{bases_dir, StateDir};
 pub use lookup::{find, list};
-pub use machine::{uris, DomainType, Info, Machine, MachineState, Uris};
+pub use machine::{state_of, uris, DomainType, Info, Machine, MachineState, Uris};
 pub use manage::{
     autostart, console, delete, detach, info, infos, open_console, reboot, start, stop,
 };
