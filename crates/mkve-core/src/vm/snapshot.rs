@@ -151,7 +151,7 @@ fn records(dir: &Path) -> Result<Vec<Record>> {
             out.push((r.made, written, r));
         }
     }
-    out.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    out.sort_by_key(|r| (r.0, r.1));
     Ok(out.into_iter().map(|(_, _, r)| r).collect())
 }
 
