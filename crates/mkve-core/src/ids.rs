@@ -272,6 +272,7 @@ mod tests {
                     version: "1".into(),
                     bundle: "00".repeat(32),
                     signed_by: None,
+                    source: None,
                 })
             );
             conn.define(&xml, name).unwrap();

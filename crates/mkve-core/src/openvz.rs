@@ -168,6 +168,7 @@ pub fn record_from_conf(conf: &str) -> Option<Record> {
         version: field("version")?,
         bundle: field("bundle")?,
         signed_by: field("signed"),
+        source: None,
     })
 }
 
@@ -183,6 +184,7 @@ mod tests {
             version: "1.0".into(),
             bundle: "ab".repeat(32),
             signed_by: Some("0123456789ABCDEF0123456789ABCDEF01234567".into()),
+            source: None,
         }
     }
 

@@ -89,6 +89,25 @@ pub enum Command {
         #[arg(long)]
         delete: bool,
     },
+    /// Back up what makes a machine differ from its base, running or not, into a signed archive
+    Backup {
+        #[command(flatten)]
+        target: Target,
+        /// Write it to FILE (- for stdout)
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// The whole root, not only what differs from the base
+        #[arg(long)]
+        full: bool,
+        /// Sign with this key [default: GnuPG's default key]
+        #[arg(long, value_name = "KEY")]
+        sign_key: Option<String>,
+        /// Write it unsigned (a restore then needs --allow-unsigned)
+        #[arg(long)]
+        force_no_sign: bool,
+    },
+    /// Make a machine from a backup (- for stdin) and print its ID
+    Restore(Box<RestoreArgs>),
     /// List a machine's snapshots, oldest first
     Snapshots {
         #[command(flatten)]
@@ -314,6 +333,57 @@ impl CreateArgs {
             params,
             no_base: self.no_base,
             local_ids: self.local_ids,
+        })
+    }
+}
+
+/// `restore`'s arguments.
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The backup: a file, or - for stdin
+    #[arg(value_name = "BACKUP")]
+    pub backup: PathBuf,
+    /// The ID to give it [default: the backup's when free, else the next free one]
+    #[arg(long, value_name = "ID")]
+    pub id: Option<MachineId>,
+    /// Make it from this bundle (a file or URL) [default: where the backup says it came from]
+    #[arg(long, value_name = "FILE|URL")]
+    pub bundle: Option<PathBuf>,
+    #[command(flatten)]
+    pub keys: KeyringArgs,
+    /// Give the template parameter NAME (a secret the backup left out)
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<OsString>,
+    /// Give the template parameter NAME from FILE, one trailing newline dropped
+    #[arg(long = "param-file", value_name = "NAME=FILE")]
+    pub param_files: Vec<OsString>,
+    /// Start it once restored
+    #[arg(long)]
+    pub start: bool,
+}
+
+impl RestoreArgs {
+    pub fn options(self, connect: Option<String>) -> Result<vm::RestoreOptions> {
+        let mut given = Vec::new();
+        for (args, file, opt) in [
+            (&self.params, false, "--param"),
+            (&self.param_files, true, "--param-file"),
+        ] {
+            for a in args {
+                given.push(
+                    Given::parse_bytes(a.as_bytes(), file)
+                        .map_err(|e| Error::Usage(format!("{opt}: {e}")))?,
+                );
+            }
+        }
+        Ok(vm::RestoreOptions {
+            id: self.id,
+            bundle: self.bundle,
+            keyring: self.keys.keyring,
+            allow_unsigned: self.keys.allow_unsigned,
+            params: params::read_given(&given)?,
+            connect,
+            start: self.start,
         })
     }
 }

@@ -76,6 +76,25 @@ pub fn run(cli: Cli) -> Result<()> {
             let name = vm::snapshot(&uris, &target.machine, name.as_deref(), &report)?;
             mkve_cli::outln!("{name}")
         }
+        Command::Backup {
+            target,
+            output,
+            full,
+            sign_key,
+            force_no_sign,
+        } => {
+            let o = vm::BackupOptions {
+                full,
+                sign_key,
+                no_sign: force_no_sign,
+            };
+            vm::backup(&uris, &target.machine, &output, &o, &report).map(drop)
+        }
+        Command::Restore(args) => {
+            let input = args.backup.clone();
+            let o = args.options(cli.connect.uri.clone())?;
+            show::id(vm::restore(&uris, &input, &o, &report)?)
+        }
         Command::Snapshots { target, json } => {
             show::snapshots(&vm::snapshots(&uris, &target.machine)?, json)
         }

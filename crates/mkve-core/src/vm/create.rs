@@ -495,6 +495,20 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
 
 /// The machine's (domain's) name: `--name`, else TEMPLATE-ID; OpenVZ's
 /// containers are named by their ID.
+/// Where the bundle `bundle` (as `create` was given it) can be had
+/// again: its URL, or its absolute path; `None` for stdin.
+fn source_of(bundle: &Path) -> Option<String> {
+    if crate::fetch::Url::of_arg(bundle).is_some() {
+        return bundle.to_str().map(str::to_string);
+    }
+    if bundle == Path::new("-") {
+        return None;
+    }
+    std::fs::canonicalize(bundle)
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
 fn machine_name(o: &CreateOptions, meta: &bundle::Meta, id: u32) -> Result<String> {
     Ok(match &o.name {
         _ if !meta.hypervisor.takes_names() => id.to_string(),
@@ -528,6 +542,7 @@ fn spec_for(
                 .cloned()
                 .unwrap_or_default(),
             signed_by,
+            source: source_of(&o.bundle),
         },
         name,
         hypervisor: hv,

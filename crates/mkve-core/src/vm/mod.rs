@@ -29,6 +29,7 @@
 //!
 //! OpenVZ's own steps are in `openvz.rs`, every libvirt call in `libvirt/`.
 
+mod backup;
 mod base;
 mod create;
 mod disk;
@@ -49,6 +50,10 @@ mod staging;
 mod taken;
 mod wait;
 
+pub use backup::{
+    backup, manifest_of, restore, BackupOptions, BackupSummary, Manifest as BackupManifest,
+    RestoreOptions,
+};
 pub use base::{
     list as bases, prune as prune_bases, short as short_digest, BaseInfo, Kind as BaseKind,
 };

@@ -346,6 +346,7 @@ mod tests {
                 version: "1".into(),
                 bundle: "00".repeat(32),
                 signed_by: None,
+                source: None,
             })
         );
         let dom = conn.define(&xml, "moving-141").unwrap();

@@ -241,7 +241,7 @@ fn write_record(dir: &Path, r: &Record) -> Result<()> {
 /// times, extended attributes (overlayfs's whiteouts and opaque
 /// directories) and device nodes kept, blocks shared where the file
 /// system can.
-fn copy_tree(src: &Path, dest: &Path, report: &dyn Report) -> Result<()> {
+pub(super) fn copy_tree(src: &Path, dest: &Path, report: &dyn Report) -> Result<()> {
     Cmd::new("cp")
         .args(["-a", "--reflink=auto", "--no-target-directory"])
         .arg(src)
@@ -253,7 +253,7 @@ fn copy_tree(src: &Path, dest: &Path, report: &dyn Report) -> Result<()> {
 /// Copy an lxc machine's upper layer into `into/upper`, the machine frozen
 /// meanwhile if it runs (thawed whatever happens, and by the next command
 /// if this run is killed: the frozen marker).
-fn copy_layer(
+pub(super) fn copy_layer(
     d: &Dom,
     m: &Machine,
     dir: &Path,
@@ -303,7 +303,7 @@ fn next_layer(dir: &Path) -> Result<PathBuf> {
 
 /// Freeze a disk machine's top image: libvirt puts a new overlay on it.
 /// Returns the frozen image (relative to `dir`) and its format.
-fn freeze_disk(
+pub(super) fn freeze_disk(
     d: &Dom,
     m: &Machine,
     dir: &Path,
@@ -474,7 +474,12 @@ fn revert_disk(
 
 /// `qemu-img create`: a qcow2 overlay at `overlay` on `backing` (of
 /// `format`), of its size.
-fn overlay_on(backing: &Path, format: &str, overlay: &Path, report: &dyn Report) -> Result<()> {
+pub(super) fn overlay_on(
+    backing: &Path,
+    format: &str,
+    overlay: &Path,
+    report: &dyn Report,
+) -> Result<()> {
     Cmd::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2", "-F", format, "-b"])
         .arg(backing)

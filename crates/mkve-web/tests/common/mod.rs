@@ -101,6 +101,7 @@ pub fn define_test_machine(conn: &Connection, id: u32, name: &str) {
         version: "3".into(),
         bundle: "0123abcd".into(),
         signed_by: None,
+        source: None,
     };
     let xml = format!(
         "<domain type='test'><name>{name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>\
