@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use mkve_core::bundle::{self, Check, MakeOptions, ReadOptions, RootSource, Signing};
 use mkve_core::fetch;
 use mkve_core::files::{self, Output};
+use mkve_core::hypervisor::Hypervisor;
 use mkve_core::publish::PublishOptions;
-use mkve_core::template::{Hypervisor, Template};
+use mkve_core::template::Template;
 use mkve_core::{params, paths, probe, Error, Result};
 
 use crate::cli::Cli;

@@ -81,7 +81,7 @@ pub enum Error {
 
     /// An external program (a hook, a command, a tool) failed.
     #[error("{0}")]
-    Process(Box<crate::exec::ProcessError>),
+    Process(Box<crate::process_error::ProcessError>),
 
     /// Reading or writing failed for a reason outside the other kinds.
     #[error("{}: {source}", .path.display())]

@@ -20,7 +20,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::Problem;
-use crate::template::{self, Hypervisor, Template};
+use crate::hypervisor::Hypervisor;
+use crate::template::Template;
 
 /// A temporary directory for one run of a target, removed when dropped,
 /// whatever modes the code under test left on what is in it.
@@ -155,7 +156,7 @@ pub fn list(data: &[u8]) {
     let Some(f) = s.file("list", data) else {
         return;
     };
-    let lines = match template::read_list(&f) {
+    let lines = match crate::listfile::read(&f) {
         Ok(Some(lines)) => lines,
         Ok(None) => panic!("a file that exists read as missing"),
         Err(p) => {
@@ -318,7 +319,7 @@ pub fn vps_conf(data: &[u8]) {
         return;
     };
     let mut problems: Vec<Problem> = Vec::new();
-    let vars = template::parse_vps_conf(&f, &mut problems);
+    let vars = crate::openvz::parse_vps_conf(&f, &mut problems);
     let Some(vars) = vars else {
         if problems.is_empty() {
             panic!("refused with no problem told");
@@ -332,7 +333,7 @@ pub fn vps_conf(data: &[u8]) {
     let Some(again) = s.file("config-again", text.as_bytes()) else {
         return;
     };
-    let reread = template::parse_vps_conf(&again, &mut problems);
+    let reread = crate::openvz::parse_vps_conf(&again, &mut problems);
     if reread.as_ref() != Some(&vars) {
         panic!("written back as {text:?}, reads as {reread:?} ({problems:?}), not {vars:?}");
     }

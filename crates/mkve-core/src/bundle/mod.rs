@@ -11,11 +11,8 @@ pub mod provenance;
 mod read;
 pub mod sbom;
 
-// The machines' bases name their contents by it, and what a fetch
-// remembers its directories by.
-pub(crate) use make::hex;
 pub use make::{make, MakeOptions, RootSource, Signing};
-pub use meta::{rfc3339, Installed, Meta, Packages, TemplateRef, FORMAT};
+pub use meta::{Installed, Meta, Packages, TemplateRef, FORMAT};
 pub(crate) use read::HashTee;
 pub use read::{read, Check, ReadOptions, Report, SkipRoot};
 

@@ -57,10 +57,7 @@ impl Resolved {
     pub fn key(&self) -> Result<String> {
         use sha2::Digest;
         let json = serde_json::to_vec(self).map_err(|e| Error::Other(e.to_string()))?;
-        Ok(sha2::Sha256::digest(json)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect())
+        Ok(crate::digest::hex(&sha2::Sha256::digest(json)))
     }
 }
 

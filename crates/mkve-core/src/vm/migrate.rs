@@ -341,7 +341,7 @@ fn arrived_on(mark: &Mark, id: MachineId, report: &dyn Report) -> Result<bool> {
             node,
             "saying whether it holds the machine",
             out.status,
-            crate::exec::tail(&out.stderr),
+            crate::process_error::tail(&out.stderr),
         ));
     }
     match String::from_utf8_lossy(&out.stdout).trim() {
@@ -895,7 +895,7 @@ impl<'c> Agent<'c> {
                 self.node,
                 "receiving the machine",
                 status,
-                crate::exec::tail(&stderr),
+                crate::process_error::tail(&stderr),
             ),
             Ok(_) => Error::Other(format!(
                 "node {}: the receiving side ended early",
