@@ -126,20 +126,34 @@ where
         .unwrap_or_else(|e| Err(Error::Other(format!("the work failed: {e}"))))
 }
 
-/// A failure as an HTTP status, for the API and the pages: usage 400 (a
-/// machine that is not there 404), data 422, unavailable 503, an output
-/// that cannot be made 507, the rest 500.
+/// A failure as an HTTP status, for the API and the pages, by its kind: a
+/// machine that is not there 404, usage 400, data 422, unavailable 503, an
+/// output that cannot be made 507, the rest 500. A failure on another
+/// node (`Error::Remote`) has the status its exit status maps to there.
 pub fn status_of(e: &Error) -> StatusCode {
+    use mkve_core::error::exit;
     match e {
-        // core's words for a machine not found (vm::find).
-        Error::Usage(m) if m.starts_with("no machine ") => StatusCode::NOT_FOUND,
-        _ => match e.exit_code() {
-            2 => StatusCode::BAD_REQUEST,
-            65 => StatusCode::UNPROCESSABLE_ENTITY,
-            69 => StatusCode::SERVICE_UNAVAILABLE,
-            73 => StatusCode::INSUFFICIENT_STORAGE,
+        Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::Usage(_) => StatusCode::BAD_REQUEST,
+        Error::InvalidTemplate(_)
+        | Error::InvalidConfig(_)
+        | Error::InvalidBundle(_)
+        | Error::Signature(_)
+        | Error::UnknownPackages { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        Error::CannotCreate { .. } => StatusCode::INSUFFICIENT_STORAGE,
+        Error::Remote { .. } => match e.exit_code() {
+            exit::USAGE => StatusCode::BAD_REQUEST,
+            exit::DATAERR => StatusCode::UNPROCESSABLE_ENTITY,
+            exit::UNAVAILABLE => StatusCode::SERVICE_UNAVAILABLE,
+            exit::CANTCREAT => StatusCode::INSUFFICIENT_STORAGE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         },
+        Error::Process(_)
+        | Error::Io { .. }
+        | Error::Other(_)
+        | Error::Interrupted { .. }
+        | Error::ReaderGone => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
