@@ -14,7 +14,7 @@ use super::{provenance, sbom, CONF, META, ROOTFS, SIGNATURE};
 use crate::date::rfc3339;
 use crate::digest::{hex, sha256_file};
 use crate::error::{Error, IoContext, Problem, Result};
-use crate::exec::{Cmd, Report};
+use crate::exec::Report;
 use crate::files;
 use crate::hooks::Chroot;
 use crate::hypervisor::Hypervisor;
@@ -123,10 +123,11 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
         (RootSource::Dir(d), false) => {
             let copy = work.path().join("root");
             report.note(&format!("copying {} for the hooks", d.display()));
-            Cmd::new("cp")
-                .args(["-a", "--reflink=auto", "--"])
-                .arg(d)
-                .arg(&copy)
+            let how = files::CopyTree {
+                reflink: true,
+                ..Default::default()
+            };
+            files::copy_tree(d, &copy, how)
                 .report(report)
                 .run_checked()?;
             copy
