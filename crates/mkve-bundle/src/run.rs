@@ -402,7 +402,7 @@ fn read_bundle(
     check: Check,
     require: bool,
     unpack_to: Option<&std::path::Path>,
-) -> Result<bundle::Report> {
+) -> Result<bundle::ReadResult> {
     let keyring = keyring(cli, require);
     let opts = ReadOptions {
         keyring: keyring.as_deref(),

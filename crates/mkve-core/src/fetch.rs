@@ -647,7 +647,7 @@ pub fn read(
     opts: &ReadOptions,
     out: Option<&mut Output>,
     report: &dyn Report,
-) -> Result<bundle::Report> {
+) -> Result<bundle::ReadResult> {
     let keyring = opts.keyring.ok_or_else(|| {
         Error::Usage(format!("{url}: a bundle fetched over HTTP needs a keyring"))
     })?;

@@ -14,7 +14,7 @@ pub mod sbom;
 pub use make::{make, MakeOptions, RootSource, Signing};
 pub use meta::{Installed, Meta, Packages, TemplateRef, FORMAT};
 pub(crate) use read::HashTee;
-pub use read::{read, Check, ReadOptions, Report, SkipRoot};
+pub use read::{read, Check, ReadOptions, ReadResult, SkipRoot};
 
 pub const META: &str = "meta.json";
 pub const SIGNATURE: &str = "meta.json.asc";
