@@ -9,8 +9,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
+use super::members::{CONF, META, ROOTFS, SIGNATURE};
 use super::meta::{dpkg_installed, Meta, Packages, TemplateRef, FORMAT};
-use super::{provenance, sbom, CONF, META, ROOTFS, SIGNATURE};
+use super::{provenance, sbom};
 use crate::date::rfc3339;
 use crate::digest::{hex, sha256_file};
 use crate::error::{Error, IoContext, Problem, Result};

@@ -64,7 +64,7 @@ impl Meta {
     }
 
     pub fn from_json(bytes: &[u8], label: &Path) -> Result<Meta> {
-        let bad = |why: String| Error::bundle(label, format!("{}: {why}", super::META));
+        let bad = |why: String| Error::bundle(label, format!("{}: {why}", super::members::META));
         let value: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
         match value.get("format").and_then(|f| f.as_u64()) {
@@ -87,10 +87,10 @@ impl Meta {
             if !is_payload_name(path) {
                 return Err(bad(format!(
                     "member \"{path}\": payload members are {}, {}, {} and {}/… with plain relative paths",
-                    super::ROOTFS,
+                    super::members::ROOTFS,
                     super::sbom::MEMBER,
                     super::provenance::MEMBER,
-                    super::CONF
+                    super::members::CONF
                 )));
             }
             if digest.len() != 64
@@ -103,8 +103,8 @@ impl Meta {
                 )));
             }
         }
-        if !meta.members.contains_key(super::ROOTFS) {
-            return Err(bad(format!("lists no {} member", super::ROOTFS)));
+        if !meta.members.contains_key(super::members::ROOTFS) {
+            return Err(bad(format!("lists no {} member", super::members::ROOTFS)));
         }
         for need in [super::sbom::MEMBER, super::provenance::MEMBER] {
             if meta.format >= 3 && !meta.members.contains_key(need) {
@@ -167,7 +167,7 @@ impl Meta {
 /// with no `.`, `..` or empty parts.
 fn is_payload_name(name: &str) -> bool {
     match name
-        .strip_prefix(super::CONF)
+        .strip_prefix(super::members::CONF)
         .and_then(|r| r.strip_prefix('/'))
     {
         Some(rel) => {
@@ -177,7 +177,7 @@ fn is_payload_name(name: &str) -> bool {
                     .all(|p| !p.is_empty() && p != "." && p != "..")
         }
         None => [
-            super::ROOTFS,
+            super::members::ROOTFS,
             super::sbom::MEMBER,
             super::provenance::MEMBER,
         ]

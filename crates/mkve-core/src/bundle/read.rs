@@ -13,8 +13,8 @@ use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
 
+use super::members::{CONF, META, META_MAX, ROOTFS, SIGNATURE, SIGNATURE_MAX};
 use super::meta::Meta;
-use super::{CONF, META, META_MAX, ROOTFS, SIGNATURE, SIGNATURE_MAX};
 use crate::digest::hex;
 use crate::error::{Error, IoContext, Result};
 use crate::pack::{self, UnpackOptions};

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Backend, Resolved, RootSpec};
+use super::spec::{package_set, Backend, Resolved, RootSpec};
 use crate::error::{Error, IoContext, Result};
 use crate::exec::{Cmd, Report};
 
@@ -63,7 +63,7 @@ impl Backend for Hasher {
             mirrors: spec.mirrors.clone(),
             arch,
             variant: spec.variant.clone().unwrap_or_else(|| "initroot".into()),
-            packages: super::package_set(spec.packages.iter().cloned()),
+            packages: package_set(spec.packages.iter().cloned()),
         })
     }
 
