@@ -25,7 +25,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::connect_info::Connected;
-use axum::http::{header, HeaderMap};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
 
 /// How long a login lasts.
 pub const SESSION_HOURS: u64 = 12;
@@ -77,14 +79,27 @@ impl Connected<SocketAddr> for Peer {
     }
 }
 
-/// The caller of a request that passed the guard (`guard.rs`): who (for the log) and
-/// the CSRF token its pages carry.
+/// The caller of a request that passed the guard (`guard.rs`): who (for
+/// the log) and the CSRF token its pages carry. A handler takes it as an
+/// extractor; on a route the guard let through without one (`/login`,
+/// `/assets/`), asking for it is refused with a 500 that says so.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub user: String,
     pub csrf: String,
     /// Logged in (a logout button is shown).
     pub session: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = (StatusCode, &'static str);
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Caller, Self::Rejection> {
+        parts.extensions.get::<Caller>().cloned().ok_or((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no caller: the access checks did not run for this route\n",
+        ))
+    }
 }
 
 struct Session {

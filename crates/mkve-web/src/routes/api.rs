@@ -26,7 +26,7 @@ use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use mkve_core::vm;
 
 use crate::actions::{act, Action};
@@ -53,7 +53,7 @@ pub fn router() -> Router<Shared> {
 
 type Answer = Result<Response, ApiError>;
 
-async fn session(Extension(c): Extension<Caller>, Query(_): Query<NoOptions>) -> Answer {
+async fn session(c: Caller, Query(_): Query<NoOptions>) -> Answer {
     reply::json(&serde_json::json!({ "user": c.user, "csrf": c.csrf }))
 }
 
@@ -74,7 +74,7 @@ async fn info(
 /// `201 {"id": N}` once the machine is made, or the error.
 async fn create(
     State(app): State<Shared>,
-    Extension(c): Extension<Caller>,
+    c: Caller,
     Query(_): Query<NoOptions>,
     Upload(mp): Upload,
 ) -> Answer {
@@ -89,7 +89,7 @@ async fn create(
 
 async fn action(
     State(app): State<Shared>,
-    Extension(c): Extension<Caller>,
+    c: Caller,
     UrlPath((id, word)): UrlPath<(String, String)>,
     RawQuery(query): RawQuery,
 ) -> Result<StatusCode, ApiError> {
@@ -100,7 +100,7 @@ async fn action(
 
 async fn delete(
     State(app): State<Shared>,
-    Extension(c): Extension<Caller>,
+    c: Caller,
     UrlPath(id): UrlPath<String>,
     Query(_): Query<NoOptions>,
 ) -> Result<StatusCode, ApiError> {

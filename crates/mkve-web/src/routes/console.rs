@@ -12,7 +12,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::get;
-use axum::{Extension, Router};
+use axum::Router;
 use futures_util::{SinkExt, StreamExt};
 use maud::Markup;
 use mkve_core::console::Console;
@@ -29,7 +29,7 @@ pub fn router() -> Router<Shared> {
 }
 
 /// GET /machines/ID/console: the terminal page.
-async fn page(Extension(c): Extension<Caller>, Path(id): Path<String>) -> Markup {
+async fn page(c: Caller, Path(id): Path<String>) -> Markup {
     crate::views::console::console(&c, &id)
 }
 
@@ -38,7 +38,7 @@ async fn page(Extension(c): Extension<Caller>, Path(id): Path<String>) -> Markup
 /// machine that is not running is told as the CLI tells it (69 → 503).
 async fn ws(
     State(app): State<Shared>,
-    Extension(c): Extension<Caller>,
+    c: Caller,
     Path(id): Path<String>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, TextError> {

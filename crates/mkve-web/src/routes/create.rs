@@ -9,7 +9,7 @@ use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Router;
 use maud::Markup;
 use mkve_core::report::Report;
 use mkve_core::Error;
@@ -35,7 +35,7 @@ pub fn router() -> Router<Shared> {
 }
 
 /// GET /create: the upload form.
-async fn form_page(State(app): State<Shared>, Extension(c): Extension<Caller>) -> Markup {
+async fn form_page(State(app): State<Shared>, c: Caller) -> Markup {
     views::create::create_form(&c, app.config.max_upload)
 }
 
@@ -67,7 +67,7 @@ async fn upload(app: &Shared, user: &str, mp: Multipart) -> Result<String, ApiEr
 /// alone, else a page.
 async fn upload_page(
     State(app): State<Shared>,
-    Extension(c): Extension<Caller>,
+    c: Caller,
     headers: HeaderMap,
     mp: Multipart,
 ) -> Response {
@@ -85,11 +85,7 @@ async fn upload_page(
 }
 
 /// GET /create/TOKEN: what the bundle is, and the options that suit it.
-async fn options_page(
-    State(app): State<Shared>,
-    Extension(c): Extension<Caller>,
-    Path(token): Path<String>,
-) -> Response {
+async fn options_page(State(app): State<Shared>, c: Caller, Path(token): Path<String>) -> Response {
     let m = match app.uploads.lock() {
         Ok(m) => m,
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
@@ -111,7 +107,7 @@ async fn options_page(
 /// POST /create/TOKEN: start the create; its job's page.
 async fn start_job(
     State(app): State<Shared>,
-    Extension(c): Extension<Caller>,
+    c: Caller,
     Path(token): Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -151,7 +147,7 @@ fn no_job() -> Error {
 /// GET /jobs/N: a create's progress, refreshed until it ends.
 async fn job_page(
     State(app): State<Shared>,
-    Extension(c): Extension<Caller>,
+    c: Caller,
     Path(n): Path<u64>,
 ) -> Result<Markup, TextError> {
     let j = app.jobs.get(n).ok_or_else(no_job)?;

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::routing::get;
-use axum::{Extension, Router};
+use axum::Router;
 use maud::Markup;
 
 use crate::auth::Caller;
@@ -14,6 +14,6 @@ pub fn router() -> Router<Shared> {
 }
 
 /// GET /log.
-async fn log(State(app): State<Shared>, Extension(c): Extension<Caller>) -> Markup {
+async fn log(State(app): State<Shared>, c: Caller) -> Markup {
     views::log::log_page(&c, &app.log.newest_first())
 }

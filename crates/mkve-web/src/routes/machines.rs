@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Form, Router};
+use axum::{Form, Router};
 use maud::Markup;
 use mkve_core::vm::{self, Info};
 use mkve_core::Result;
@@ -49,7 +49,7 @@ fn known(app: &App, i: &Info) -> Known {
 }
 
 /// GET /: the machines.
-async fn machines(State(app): State<Shared>, Extension(c): Extension<Caller>) -> Markup {
+async fn machines(State(app): State<Shared>, c: Caller) -> Markup {
     let list = infos(&app).await;
     views::machines::machines_page(&c, &list, &|i| known(&app, i))
 }
@@ -75,7 +75,7 @@ async fn info_now(app: &Shared, id: &str) -> Result<Info> {
 /// failure (a machine that is not there: 404).
 async fn machine(
     State(app): State<Shared>,
-    Extension(c): Extension<Caller>,
+    c: Caller,
     Path(id): Path<String>,
 ) -> (StatusCode, Markup) {
     let info = info_now(&app, &id).await;
@@ -98,7 +98,7 @@ struct View {
 /// again, with what happened.
 async fn action(
     State(app): State<Shared>,
-    Extension(c): Extension<Caller>,
+    c: Caller,
     Path((id, word)): Path<(String, String)>,
     Query(v): Query<View>,
 ) -> Markup {
@@ -129,7 +129,7 @@ struct Confirm {
 /// back to the machines.
 async fn delete(
     State(app): State<Shared>,
-    Extension(c): Extension<Caller>,
+    c: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     Form(f): Form<Confirm>,

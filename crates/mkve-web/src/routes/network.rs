@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::routing::get;
-use axum::{Extension, Router};
+use axum::Router;
 use maud::Markup;
 
 use crate::auth::Caller;
@@ -15,7 +15,7 @@ pub fn router() -> Router<Shared> {
 }
 
 /// GET /network.
-async fn network(State(app): State<Shared>, Extension(c): Extension<Caller>) -> Markup {
+async fn network(State(app): State<Shared>, c: Caller) -> Markup {
     let connect = app.config.connect.clone();
     let status = blocking(move || crate::network::network_status(connect.as_deref())).await;
     let list = super::machines::infos(&app).await.unwrap_or_default();
