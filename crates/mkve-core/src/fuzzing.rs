@@ -148,7 +148,7 @@ fn template_tree(s: &Scratch, data: &[u8]) -> Option<PathBuf> {
     Some(t)
 }
 
-/// A list file (mkve-template(5)): `template::read_list`. The lines kept
+/// A list file (mkve-template(5)): `listfile::read`. The lines kept
 /// are numbered in order, and none is blank, has white space around it or
 /// holds a comment.
 pub fn list(data: &[u8]) {
@@ -311,7 +311,7 @@ pub fn seen(data: &[u8]) {
     }
 }
 
-/// vps.conf(5) (`conf/openvz/config`): `template::parse_vps_conf`. What
+/// vps.conf(5) (`conf/openvz/config`): `openvz::parse_vps_conf`. What
 /// it reads, written back as `NAME="value"` lines, reads the same.
 pub fn vps_conf(data: &[u8]) {
     let Some(s) = Scratch::new() else { return };

@@ -32,7 +32,7 @@ pub const FIELD_MAX: usize = 1 << 20;
 pub const FIELD_COUNT_MAX: usize = 512;
 
 /// The fields of a create besides the file `bundle` (see
-/// `create::create_options`); `param.NAME` too.
+/// `form::create_options`); `param.NAME` too.
 pub const FIELDS: &[&str] = &[
     "hypervisor",
     "id",
