@@ -9,7 +9,7 @@ use clap_complete::engine::{
     ArgValueCandidates, ArgValueCompleter, CompletionCandidate, ValueCompleter,
 };
 use mkve_cli::{KeyringArgs, RootArgs, Verbosity};
-use mkve_core::template::Hypervisor;
+use mkve_core::hypervisor::Hypervisor;
 
 /// Make a bundle from an mkve template, or check, inspect, verify and unpack bundles.
 ///

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use mkve_core::bundle::{self, Check, MakeOptions, ReadOptions, RootSource, Signing};
 use mkve_core::fetch;
 use mkve_core::files::{self, Output};
+use mkve_core::hypervisor::Hypervisor;
 use mkve_core::publish::PublishOptions;
-use mkve_core::template::{Hypervisor, Template};
+use mkve_core::template::Template;
 use mkve_core::{params, paths, probe, state, Error, Result};
 
 use crate::cli::Cli;
@@ -409,7 +410,7 @@ fn read_bundle(
     check: Check,
     require: bool,
     unpack_to: Option<&std::path::Path>,
-) -> Result<bundle::Report> {
+) -> Result<bundle::ReadResult> {
     let keyring = keyring(cli, require);
     let opts = ReadOptions {
         keyring: keyring.as_deref(),

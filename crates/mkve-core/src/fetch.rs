@@ -464,8 +464,8 @@ fn fresh(url: &Url, verified: &sign::Verified, text: &[u8]) -> Result<()> {
                 &list_url,
                 format!(
                     "expired: signed {}, valid until {}; the directory was not published again since (mkve-bundle --publish), or is served frozen",
-                    crate::stamp::rfc3339(signed),
-                    crate::stamp::rfc3339(until)
+                    crate::date::rfc3339(signed),
+                    crate::date::rfc3339(until)
                 ),
             ));
         }
@@ -474,7 +474,7 @@ fn fresh(url: &Url, verified: &sign::Verified, text: &[u8]) -> Result<()> {
         url: crate::seen::source(&url.beside("")),
         serial: stamp.map_or(0, |s| s.serial),
         signed,
-        sha256: crate::bundle::hex(&sha2::Sha256::digest(text)),
+        sha256: crate::digest::hex(&sha2::Sha256::digest(text)),
     };
     crate::seen::accept(&crate::seen::dir()?, &list_url, &seen)
 }
@@ -647,7 +647,7 @@ pub fn read(
     opts: &ReadOptions,
     out: Option<&mut Output>,
     report: &dyn Report,
-) -> Result<bundle::Report> {
+) -> Result<bundle::ReadResult> {
     let keyring = opts.keyring.ok_or_else(|| {
         Error::Usage(format!("{url}: a bundle fetched over HTTP needs a keyring"))
     })?;

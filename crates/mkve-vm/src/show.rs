@@ -192,7 +192,7 @@ pub fn snapshots(all: &[vm::SnapshotInfo], as_json: bool) -> Result<()> {
         outln!(
             "{:<24} {:<20} {:<8} {:>8}M",
             s.record.name,
-            mkve_core::stamp::rfc3339(s.record.made),
+            mkve_core::date::rfc3339(s.record.made),
             if s.record.running {
                 "running"
             } else {

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use mkve_core::bundle::{self, MakeOptions, RootSource, Signing};
-use mkve_core::template::{Hypervisor, Template};
+use mkve_core::hypervisor::Hypervisor;
+use mkve_core::template::Template;
 use mkve_testkit::*;
 
 fn new_env() -> Env {

@@ -149,7 +149,7 @@ impl Action {
 }
 
 /// Run `action` on `target` for `user`, on a blocking thread, logged.
-pub async fn act(app: &crate::app::App, user: &str, action: Action, target: &str) -> Result<()> {
+pub async fn act(app: &crate::state::App, user: &str, action: Action, target: &str) -> Result<()> {
     let uris = app.config.uris.clone();
     let t = target.to_string();
     app.act(user, action.words(target), move || action.run(&uris, &t))

@@ -13,9 +13,9 @@ use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
 
-use super::make::hex;
+use super::members::{CONF, META, META_MAX, ROOTFS, SIGNATURE, SIGNATURE_MAX};
 use super::meta::Meta;
-use super::{CONF, META, META_MAX, ROOTFS, SIGNATURE, SIGNATURE_MAX};
+use crate::digest::hex;
 use crate::error::{Error, IoContext, Result};
 use crate::pack::{self, UnpackOptions};
 use crate::sign::{self, SigStatus};
@@ -26,13 +26,13 @@ pub enum Check {
     /// meta.json and the signature only.
     Meta,
     /// Also the `conf/` members, whose digests are checked and whose
-    /// contents the report carries (`Report::conf`); the root is skipped,
-    /// not decompressed nor checked.
+    /// contents the result carries (`ReadResult::conf`); the root is
+    /// skipped, not decompressed nor checked.
     Conf,
     /// Also every payload digest.
     Digests,
-    /// meta.json, the signature and the SBOM (`Report::sbom`), its digest
-    /// checked: reading stops after it (it comes before the root), and
+    /// meta.json, the signature and the SBOM (`ReadResult::sbom`), its
+    /// digest checked: reading stops after it (it comes before the root), and
     /// at once for a bundle of format 1 or 2, which has none.
     Sbom,
 }
@@ -60,8 +60,10 @@ pub struct ReadOptions<'a> {
     pub skip_root: Option<&'a SkipRoot<'a>>,
 }
 
+/// What reading a bundle found: its meta.json and signature, and the
+/// members kept as asked (`conf/`, the SBOM, the provenance).
 #[derive(Debug, Clone)]
-pub struct Report {
+pub struct ReadResult {
     pub meta: Meta,
     pub signature: SigStatus,
     /// The `conf/` members by name, with `Check::Conf` (those under
@@ -90,7 +92,7 @@ pub const RECORD: u64 = 10240;
 /// nothing else. Any other byte, or one zero byte more, is refused as soon
 /// as it is read (`Error::InvalidBundle`, 65): a stream of endless zeros
 /// is read no further than that record.
-pub fn read<R: Read>(r: R, label: &Path, opts: &ReadOptions) -> Result<Report> {
+pub fn read<R: Read>(r: R, label: &Path, opts: &ReadOptions) -> Result<ReadResult> {
     let bad = |why: String| Error::bundle(label, why);
     let mut ar = tar::Archive::new(Counted { inner: r, bytes: 0 });
     let (report, staging) = read_members(&mut ar, label, opts)?;
@@ -163,7 +165,7 @@ fn read_members<R: Read>(
     ar: &mut tar::Archive<R>,
     label: &Path,
     opts: &ReadOptions,
-) -> Result<(Report, Option<Staging>)> {
+) -> Result<(ReadResult, Option<Staging>)> {
     let bad = |why: String| Error::bundle(label, why);
     let mut entries = ar
         .entries()
@@ -215,7 +217,7 @@ fn read_members<R: Read>(
             format!("{}{hint}", signature.describe()),
         ));
     }
-    let mut report = Report {
+    let mut report = ReadResult {
         meta,
         signature,
         conf: Default::default(),

@@ -149,7 +149,7 @@ impl Image {
             return Err(Error::Other(format!(
                 "{}: e2fsck could not replay the journal: {}",
                 self.label.display(),
-                crate::exec::tail(&[out.stdout, out.stderr].concat())
+                crate::process_error::tail(&[out.stdout, out.stderr].concat())
             )));
         }
         self.reload()

@@ -1,0 +1,148 @@
+//! The machines' pages: the list (`/`, and its table alone for htmx's
+//! refresh), one machine (`/machines/ID`: its probes run now), its actions
+//! and its delete. Every change is a POST carrying the CSRF token; a
+//! failure is shown in the CLI's words, in the page.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use maud::Markup;
+use mkve_core::vm::{self, Info};
+use mkve_core::Result;
+use serde::Deserialize;
+
+use crate::actions::{act, Action};
+use crate::auth::Caller;
+use crate::error::status_of;
+use crate::reply;
+use crate::state::{blocking, App, Shared};
+use crate::views::{self, machines::Known};
+
+pub fn router() -> Router<Shared> {
+    Router::new()
+        .route("/", get(machines))
+        .route("/machines/table", get(machines_table))
+        .route("/machines/{id}", get(machine))
+        .route("/machines/{id}/delete", post(delete))
+        .route("/machines/{id}/{action}", post(action))
+}
+
+/// The machines, as `mkve-vm list` finds them, with what they show.
+pub async fn infos(app: &Shared) -> Result<Vec<Info>> {
+    let uris = app.config.uris.clone();
+    blocking(move || vm::infos(&uris)).await
+}
+
+/// What mkve-web knows of machine `i` beyond `vm::info`: the signature it
+/// checked when it made it, the probes its page last ran.
+fn known(app: &App, i: &Info) -> Known {
+    Known {
+        signature: app.signatures.of(i.machine.id, &i.bundle),
+        probes: app
+            .probes
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&i.machine.id.get()).cloned()),
+    }
+}
+
+/// GET /: the machines.
+async fn machines(State(app): State<Shared>, c: Caller) -> Markup {
+    let list = infos(&app).await;
+    views::machines::machines_page(&c, &list, &|i| known(&app, i))
+}
+
+/// GET /machines/table: the table alone (htmx's refresh).
+async fn machines_table(State(app): State<Shared>) -> Markup {
+    let list = infos(&app).await;
+    views::machines::table(&list, None, &|i| known(&app, i))
+}
+
+/// `vm::info` of `id`, its probes run now and remembered for the list.
+async fn info_now(app: &Shared, id: &str) -> Result<Info> {
+    let uris = app.config.uris.clone();
+    let target = id.to_string();
+    let info = blocking(move || vm::info(&uris, &target)).await;
+    if let (Ok(i), Ok(mut m)) = (&info, app.probes.lock()) {
+        m.insert(i.machine.id.get(), (crate::log::now(), i.probes.clone()));
+    }
+    info
+}
+
+/// GET /machines/ID: what `mkve-vm info` shows, with the status of its
+/// failure (a machine that is not there: 404).
+async fn machine(
+    State(app): State<Shared>,
+    c: Caller,
+    Path(id): Path<String>,
+) -> (StatusCode, Markup) {
+    let info = info_now(&app, &id).await;
+    let status = match &info {
+        Err(e) => status_of(e),
+        Ok(_) => StatusCode::OK,
+    };
+    let page = views::machines::machine_page(&c, &id, &info, &|i| known(&app, i));
+    (status, page)
+}
+
+#[derive(Deserialize, Default)]
+struct View {
+    #[serde(default)]
+    view: String,
+}
+
+/// POST /machines/ID/ACTION: start, stop, force-stop, reboot,
+/// autostart-on, autostart-off; the table (or the machine, `?view=machine`)
+/// again, with what happened.
+async fn action(
+    State(app): State<Shared>,
+    c: Caller,
+    Path((id, word)): Path<(String, String)>,
+    Query(v): Query<View>,
+) -> Markup {
+    let r = match Action::from_page(&word) {
+        Ok(a) => act(&app, &c.user, a, &id).await.map(|()| a.words(&id)),
+        Err(e) => Err(e),
+    };
+    let flash = Some(match r {
+        Ok(words) => (true, format!("{words}: done")),
+        Err(e) => (false, e.to_string()),
+    });
+    if v.view == "machine" {
+        let info = info_now(&app, &id).await;
+        views::machines::detail(&id, &info, flash, &|i| known(&app, i))
+    } else {
+        let list = infos(&app).await;
+        views::machines::table(&list, flash, &|i| known(&app, i))
+    }
+}
+
+#[derive(Deserialize)]
+struct Confirm {
+    #[serde(default)]
+    confirm: String,
+}
+
+/// POST /machines/ID/delete: only when `confirm` is the machine's ID; then
+/// back to the machines.
+async fn delete(
+    State(app): State<Shared>,
+    c: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<Confirm>,
+) -> Response {
+    if f.confirm.trim() != id {
+        return views::error(&format!(
+            "not deleted: type the ID, {id}, to confirm (\"{}\" was typed)",
+            f.confirm.trim()
+        ))
+        .into_response();
+    }
+    match act(&app, &c.user, Action::Delete, &id).await {
+        Ok(()) => reply::redirect(&headers, "/"),
+        Err(e) => views::error(&e.to_string()).into_response(),
+    }
+}
