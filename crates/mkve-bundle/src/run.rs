@@ -192,24 +192,7 @@ fn audit(cli: &Cli, bundles: &[PathBuf], report: &dyn mkve_core::exec::Report) -
         .feed
         .as_deref()
         .ok_or_else(|| Error::Usage("--audit needs --feed FILE|URL".into()))?;
-    let lower = feed_arg.to_ascii_lowercase();
-    let bytes = if lower.starts_with("http://") || lower.starts_with("https://") {
-        fetch::get_file(feed_arg, audit::FEED_MAX)?
-    } else {
-        let path = Path::new(feed_arg);
-        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::Read::take(f, audit::FEED_MAX + 1), &mut buf)
-            .map_err(|e| Error::io(path, e))?;
-        if buf.len() as u64 > audit::FEED_MAX {
-            return Err(Error::bundle(
-                path,
-                format!("larger than {} bytes", audit::FEED_MAX),
-            ));
-        }
-        buf
-    };
-    let feed = audit::parse_feed(&bytes, Path::new(feed_arg))?;
+    let feed = audit::load_feed(feed_arg)?;
     let accepted_path = cli
         .accepted
         .clone()
@@ -221,13 +204,9 @@ fn audit(cli: &Cli, bundles: &[PathBuf], report: &dyn mkve_core::exec::Report) -
         let doc = bundle_sbom(cli, b)?;
         let label = files::display_name(b);
         let installed = audit::installed_from_spdx(&doc, &label)?;
-        for f in audit::findings(&feed, &installed) {
-            if accepted.iter().any(|a| a.covers(&f)) {
-                hidden += 1;
-            } else {
-                open.push((label.display().to_string(), f));
-            }
-        }
+        let (found, covered) = audit::open_findings(&feed, &installed, &accepted);
+        hidden += covered;
+        open.extend(found.into_iter().map(|f| (label.display().to_string(), f)));
     }
     if hidden > 0 {
         report.note(&format!(

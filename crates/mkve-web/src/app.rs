@@ -43,6 +43,9 @@ pub struct Config {
     pub quiet: bool,
     /// What creates give libvirt, and the programs' output, on stderr (`-v`).
     pub verbose: bool,
+    /// `--feed`: the vulnerability feed machines are audited against
+    /// (audit.rs); `None`: no audit shown.
+    pub feed: Option<PathBuf>,
 }
 
 impl Config {
@@ -61,6 +64,7 @@ impl Config {
             dir: mkve_core::paths::statedir().join("web"),
             quiet: true,
             verbose: false,
+            feed: None,
         }
     }
 }
@@ -78,6 +82,8 @@ pub struct App {
     /// The probes last run for each machine (its page runs them), with
     /// when: the machines page shows them.
     pub probes: Mutex<HashMap<u32, (String, Vec<mkve_core::probe::Outcome>)>>,
+    /// The machines' open vulnerabilities, as last worked out (audit.rs).
+    pub audits: crate::audit::Audits,
 }
 
 pub type Shared = Arc<App>;
@@ -97,6 +103,7 @@ impl App {
             jobs: crate::create::Jobs::default(),
             signatures,
             probes: Mutex::new(HashMap::new()),
+            audits: Default::default(),
             config,
         }))
     }
@@ -186,6 +193,7 @@ pub fn router(app: Shared) -> Router {
         .route("/machines/table", get(pages::machines_table))
         .route("/machines/{id}", get(pages::machine))
         .route("/machines/{id}/console", get(console::page))
+        .route("/machines/{id}/vulnerabilities", get(crate::audit::page))
         .route("/machines/{id}/console/ws", get(console::ws))
         .route("/machines/{id}/delete", post(pages::delete))
         .route("/machines/{id}/{action}", post(pages::action))

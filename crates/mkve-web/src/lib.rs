@@ -12,6 +12,7 @@
 //! - `pages.rs`: the HTML; `api.rs`: the JSON; `assets.rs`: static files
 //! - `request.rs`: a request's query, form fields and path, read strictly
 //! - `actions.rs`: start, stop, reboot, autostart, delete
+//! - `audit.rs`: each machine's open vulnerabilities (`--feed`)
 //! - `create.rs`: uploads streamed to disk, the create options, jobs
 //! - `console.rs`: the console's WebSocket; `log.rs`: the action log
 //!
@@ -23,6 +24,7 @@ pub mod actions;
 pub mod api;
 pub mod app;
 pub mod assets;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod console;

@@ -83,7 +83,7 @@ fn layout(c: Option<&Caller>, here: &str, title: &str, body: Markup) -> Markup {
     }
 }
 
-fn page(c: &Caller, here: &str, title: &str, body: Markup) -> Response {
+pub(crate) fn page(c: &Caller, here: &str, title: &str, body: Markup) -> Response {
     Html(layout(Some(c), here, title, body).into_string()).into_response()
 }
 
@@ -222,7 +222,9 @@ fn table(app: &App, machines: &Result<Vec<Info>>, flash: Option<(bool, String)>)
                         thead { tr {
                             th { "ID" } th { "name" } th { "hypervisor" } th { "state" }
                             th { "address" } th { "template" } th { "version" }
-                            th { "autostart" } th { "signature" } th { "probes" } th { "actions" }
+                            th { "autostart" } th { "signature" } th { "probes" }
+                            @if crate::audit::shown(app) { th { "vulnerabilities" } }
+                            th { "actions" }
                         } }
                         tbody {
                             @for i in list {
@@ -239,6 +241,7 @@ fn table(app: &App, machines: &Result<Vec<Info>>, flash: Option<(bool, String)>)
                                          @else if i.autostart { "yes" } @else { "no" } }
                                     td { @if m.state != MachineState::Orphan { (signature(app, i)) } }
                                     td { (probes(app, i)) }
+                                    @if crate::audit::shown(app) { td { (crate::audit::cell(app, i)) } }
                                     td.actions { (actions(i, "list")) }
                                 }
                             }
@@ -252,7 +255,11 @@ fn table(app: &App, machines: &Result<Vec<Info>>, flash: Option<(bool, String)>)
 
 async fn infos(app: &Shared) -> Result<Vec<Info>> {
     let uris = app.config.uris.clone();
-    blocking(move || vm::infos(&uris)).await
+    let list = blocking(move || vm::infos(&uris)).await;
+    if let Ok(l) = &list {
+        crate::audit::refresh(app, l).await;
+    }
+    list
 }
 
 /// GET /: the machines.

@@ -12,6 +12,8 @@
 //! - `site.rs`: machines across the nodes mkve.conf lists; `remote.rs`:
 //!   another node's mkve-vm over ssh (commands, creates); `migrate.rs`:
 //!   a machine moving to another node
+//! - `audit.rs`: which machines a vulnerability reaches (each one's
+//!   bundle's SBOM, kept in its directory, against a feed)
 //! - `wait.rs`: the template's probes, run against the machine (`info`,
 //!   `wait`)
 //! - `spec.rs`: what a machine may be (names, resources), checked by every
@@ -19,6 +21,7 @@
 //!
 //! OpenVZ's own steps are in `openvz.rs`, every libvirt call in `libvirt/`.
 
+mod audit;
 mod base;
 mod create;
 mod disk;
@@ -34,6 +37,10 @@ mod wait;
 
 use serde::Serialize;
 
+pub use audit::{
+    audit_machine, audit_node, audit_nodes, machine_packages, node_sboms, this_node_name,
+    MachineFinding, MachineRef, MachineSbom, NoSbom, NodeSboms, SiteAudit,
+};
 pub use base::{
     bases_dir, list as bases, prune as prune_bases, short as short_digest, BaseInfo,
     Kind as BaseKind,
