@@ -35,6 +35,8 @@ pub mod net;
 pub mod nodes;
 #[cfg(feature = "libvirt")]
 pub mod openvz;
+#[cfg(all(feature = "http", feature = "gpg"))]
+pub mod outdated;
 pub mod pack;
 pub mod params;
 pub mod paths;
