@@ -172,10 +172,7 @@ fn bundle_sbom(cli: &Cli, b: &Path) -> Result<serde_json::Value> {
 }
 
 /// [`bundle_sbom`], and the provenance's bytes.
-fn bundle_sbom_and_provenance(
-    cli: &Cli,
-    b: &Path,
-) -> Result<(serde_json::Value, Option<Vec<u8>>)> {
+fn bundle_sbom_and_provenance(cli: &Cli, b: &Path) -> Result<(serde_json::Value, Option<Vec<u8>>)> {
     use mkve_core::bundle::sbom;
     let report = read_bundle(cli, b, Check::Sbom, true, None)?;
     let label = files::display_name(b);
@@ -228,11 +225,23 @@ fn outdated(cli: &Cli, b: &Path, report: &dyn mkve_core::exec::Report) -> Result
     if cli.json {
         mkve_cli::print_json(&found)?;
     } else if !found.newer.is_empty() {
-        let mut rows = vec![["PACKAGE", "ARCH", "INSTALLED", "AVAILABLE", "SECURITY", "FROM"].map(String::from)];
+        let mut rows = vec![[
+            "PACKAGE",
+            "ARCH",
+            "INSTALLED",
+            "AVAILABLE",
+            "SECURITY",
+            "FROM",
+        ]
+        .map(String::from)];
         for n in &found.newer {
             rows.push([
                 n.package.clone(),
-                if n.architecture.is_empty() { "-".into() } else { n.architecture.clone() },
+                if n.architecture.is_empty() {
+                    "-".into()
+                } else {
+                    n.architecture.clone()
+                },
                 n.installed.clone(),
                 n.available.clone(),
                 if n.security { "security" } else { "-" }.into(),

@@ -37,7 +37,11 @@ fn deb(dir: &Path, name: &str, version: &str) {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     std::fs::remove_dir_all(tree).unwrap();
 }
 
@@ -50,16 +54,27 @@ fn index(dir: &Path, suite: &str, label: &str) {
         .current_dir(dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bin = dir.join(format!("dists/{suite}/main/binary-amd64"));
     std::fs::create_dir_all(&bin).unwrap();
     std::fs::write(bin.join("Packages"), &out.stdout).unwrap();
-    let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    std::io::Write::write_all(&mut z, &out.stdout).unwrap();
-    let gz = z.finish().unwrap();
+    let gz = Command::new("gzip")
+        .args(["-9nc"])
+        .arg(bin.join("Packages"))
+        .output()
+        .unwrap()
+        .stdout;
     std::fs::write(bin.join("Packages.gz"), &gz).unwrap();
     let line = |name: &str, bytes: &[u8]| {
-        format!(" {} {} main/binary-amd64/{name}\n", sha256(bytes), bytes.len())
+        format!(
+            " {} {} main/binary-amd64/{name}\n",
+            sha256(bytes),
+            bytes.len()
+        )
     };
     std::fs::write(
         dir.join(format!("dists/{suite}/Release")),
@@ -120,11 +135,33 @@ fn outdated_lists_what_the_mirror_has_newer_and_marks_security_updates() {
     index(&main, "bookworm", "Debian");
     let r = outdated(&["--mirror", &main_url, "--suite", "bookworm"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    let rows: Vec<Vec<&str>> = r.stdout.lines().map(|l| l.split_whitespace().collect()).collect();
-    assert_eq!(rows[0], ["PACKAGE", "ARCH", "INSTALLED", "AVAILABLE", "SECURITY", "FROM"]);
+    let rows: Vec<Vec<&str>> = r
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        [
+            "PACKAGE",
+            "ARCH",
+            "INSTALLED",
+            "AVAILABLE",
+            "SECURITY",
+            "FROM"
+        ]
+    );
     assert_eq!(
         rows[1..],
-        [vec!["busybox-static", "-", "1:1.35.0-4", "1:1.35.0-5", "-", &main_url, "bookworm"]]
+        [vec![
+            "busybox-static",
+            "-",
+            "1:1.35.0-4",
+            "1:1.35.0-5",
+            "-",
+            &main_url,
+            "bookworm"
+        ]]
     );
     assert_eq!(
         r.stderr,
@@ -135,7 +172,9 @@ fn outdated_lists_what_the_mirror_has_newer_and_marks_security_updates() {
     // is found) beside a sources line for the main one.
     let sec_url = server.url("debian-security");
     let line = format!("deb {main_url} bookworm main");
-    let r = outdated(&["--mirror", &line, "--mirror", &sec_url, "--suite", "bookworm", "--json"]);
+    let r = outdated(&[
+        "--mirror", &line, "--mirror", &sec_url, "--suite", "bookworm", "--json",
+    ]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["archives"][1]["suite"], "bookworm-security");
@@ -155,7 +194,10 @@ fn outdated_lists_what_the_mirror_has_newer_and_marks_security_updates() {
         .collect();
     assert_eq!(
         newer,
-        [("busybox-static", "1:1.35.0-5", false), ("chrony", "4.3-2+deb12u4", true)]
+        [
+            ("busybox-static", "1:1.35.0-5", false),
+            ("chrony", "4.3-2+deb12u4", true)
+        ]
     );
 
     // An index that is not the one its Release lists: 65, naming it.
@@ -165,15 +207,30 @@ fn outdated_lists_what_the_mirror_has_newer_and_marks_security_updates() {
     std::fs::write(&gz, bytes).unwrap();
     let r = outdated(&["--mirror", &main_url, "--suite", "bookworm"]);
     r.assert_stderr(65, "Packages.gz: sha256 ");
-    assert!(r.stderr.contains("is not the one its Release lists"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("is not the one its Release lists"),
+        "{}",
+        r.stderr
+    );
 
     // No mirror there (nothing listens on the port): 69.
     let port = free_port();
-    let r = outdated(&["--mirror", &format!("http://127.0.0.1:{port}/debian"), "--suite", "bookworm"]);
-    r.assert_stderr(69, &format!("http://127.0.0.1:{port}/debian/dists/bookworm/InRelease"));
+    let r = outdated(&[
+        "--mirror",
+        &format!("http://127.0.0.1:{port}/debian"),
+        "--suite",
+        "bookworm",
+    ]);
+    r.assert_stderr(
+        69,
+        &format!("http://127.0.0.1:{port}/debian/dists/bookworm/InRelease"),
+    );
     // A suite the mirror does not have: 69.
     let r = outdated(&["--mirror", &main_url, "--suite", "trixie"]);
-    r.assert_stderr(69, "no Release or InRelease in dists/trixie/ or dists/trixie-security/");
+    r.assert_stderr(
+        69,
+        "no Release or InRelease in dists/trixie/ or dists/trixie-security/",
+    );
     // Not a mirror mkve reads.
     let r = outdated(&["--mirror", "file:///srv/debian", "--suite", "bookworm"]);
     r.assert_stderr(2, "--outdated reads a mirror over http:// or https://");

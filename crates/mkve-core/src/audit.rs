@@ -511,6 +511,44 @@ mod tests {
     }
 
     #[test]
+    fn an_sbom_s_packages_and_their_architecture() {
+        let doc = serde_json::json!({"packages": [
+            {"name": "bundle", "versionInfo": "1"},
+            {"name": "libc6", "versionInfo": "2.36-9+deb12u4",
+             "sourceInfo": "built package from: glibc 2.36-9+deb12u4",
+             "externalRefs": [{"referenceLocator":
+                "pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64&distro=debian-12&upstream=glibc"}]},
+            {"name": "tzdata", "versionInfo": "2025a-0+deb12u1",
+             "externalRefs": [{"referenceLocator": "pkg:deb/debian/tzdata@2025a-0%2Bdeb12u1?arch=all"}]},
+            {"name": "busybox-static", "versionInfo": "1:1.35.0-4",
+             "externalRefs": [{"referenceLocator": "pkg:deb/debian/busybox-static@1:1.35.0-4?"}]},
+        ]});
+        let got = installed_from_spdx(&doc, Path::new("sbom")).unwrap();
+        let brief: Vec<(&str, &str, &str)> = got
+            .iter()
+            .map(|p| (p.name.as_str(), p.architecture.as_str(), p.source.as_str()))
+            .collect();
+        assert_eq!(
+            brief,
+            [
+                ("libc6", "amd64", "glibc"),
+                ("tzdata", "all", "tzdata"),
+                ("busybox-static", "", "busybox-static")
+            ]
+        );
+        let feed = parse_feed(&zlib(FEED), Path::new("feed")).unwrap();
+        let accepted = [Accepted {
+            cve: "CVE-2024-0003".into(),
+            package: "glibc".into(),
+            date: "2026-12-01".into(),
+            reason: "r".into(),
+        }];
+        let (open, hidden) = open_findings(&feed, &got, &accepted);
+        let cves: Vec<&str> = open.iter().map(|f| f.cve.as_str()).collect();
+        assert_eq!((cves, hidden), (vec!["CVE-2024-0001", "CVE-2024-0004"], 1));
+    }
+
+    #[test]
     fn bad_feeds_are_refused_with_their_line() {
         let l = Path::new("f.z");
         let e = parse_feed(b"plain", l).unwrap_err();

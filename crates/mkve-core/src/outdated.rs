@@ -53,12 +53,10 @@ impl Mirror {
                 Some(suite.to_string()),
                 comps.iter().map(|c| c.to_string()).collect(),
             ),
-            _ => {
-                return Err(Error::Usage(format!(
-                    "--mirror \"{}\": --outdated takes a URL or a line \"deb URL SUITE COMPONENT…\"",
-                    arg.escape_debug()
-                )))
-            }
+            _ => return Err(Error::Usage(format!(
+                "--mirror \"{}\": --outdated takes a URL or a line \"deb URL SUITE COMPONENT…\"",
+                arg.escape_debug()
+            ))),
         };
         let lower = url.to_ascii_lowercase();
         if !(lower.starts_with("http://") || lower.starts_with("https://")) {
@@ -203,8 +201,7 @@ pub fn outdated(
                     continue;
                 };
                 for f in crate::root::index::stanzas(&index) {
-                    let (Some(p), Some(v), Some(a)) = (f.package, f.version, f.architecture)
-                    else {
+                    let (Some(p), Some(v), Some(a)) = (f.package, f.version, f.architecture) else {
                         continue;
                     };
                     if !wanted.contains(p) {
@@ -236,7 +233,9 @@ pub fn outdated(
         let candidates = best.iter().filter(|((n, a), _)| {
             *n == p.name && (p.architecture.is_empty() || *a == p.architecture)
         });
-        let newest = candidates.map(|(_, b)| b).reduce(|x, y| if above(&y.0, &x.0) { y } else { x });
+        let newest = candidates
+            .map(|(_, b)| b)
+            .reduce(|x, y| if above(&y.0, &x.0) { y } else { x });
         let Some((written, from, security)) = newest else {
             continue;
         };
@@ -251,7 +250,8 @@ pub fn outdated(
             });
         }
     }
-    out.newer.sort_by(|a, b| (&a.package, &a.architecture).cmp(&(&b.package, &b.architecture)));
+    out.newer
+        .sort_by(|a, b| (&a.package, &a.architecture).cmp(&(&b.package, &b.architecture)));
     Ok(out)
 }
 
@@ -352,7 +352,10 @@ mod tests {
         .unwrap();
         assert_eq!(m.suite.as_deref(), Some("bookworm-security"));
         assert_eq!(m.components, ["main"]);
-        assert_eq!(Mirror::parse("file:///srv/mirror").unwrap_err().exit_code(), 2);
+        assert_eq!(
+            Mirror::parse("file:///srv/mirror").unwrap_err().exit_code(),
+            2
+        );
         assert_eq!(Mirror::parse("deb http://x").unwrap_err().exit_code(), 2);
     }
 
