@@ -54,10 +54,13 @@ pub struct Audits {
     known: Mutex<Known>,
 }
 
+/// The feed and the accepted decisions as read, or why they could not be.
+type Loaded = std::result::Result<Arc<(Feed, Vec<Accepted>)>, String>;
+
 #[derive(Default)]
 struct Known {
     stamps: (Stamp, Stamp),
-    loaded: Option<std::result::Result<Arc<(Feed, Vec<Accepted>)>, String>>,
+    loaded: Option<Loaded>,
     counts: HashMap<u32, (String, Count)>,
 }
 
