@@ -88,6 +88,10 @@ for _ in $(seq "$machines"); do
     debsecan --suite bookworm --format summary --source "file://$work/feed/" --status "$status" >/dev/null
 done
 debsecan_ms=$((($(date +%s%N) - s) / 1000000))
+# What was timed is right: machine 100's findings are debsecan's.
+ours=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("\n".join(sorted(f["cve"] + " " + f["package"] for f in d["findings"] if f["id"] == 100)))' "$work/audit.json")
+theirs=$(debsecan --suite bookworm --format summary --source "file://$work/feed/" --status "$status" | awk '{print $1 " " $2}' | LC_ALL=C sort)
+[ "$ours" = "$theirs" ] || { printf 'bench/audit.sh: audit and debsecan differ:\n%s\n--\n%s\n' "$ours" "$theirs" >&2; exit 1; }
 sbom=$(stat -c %s "$work/bundle/sbom.spdx.json")
 packages=$(grep -c '^Package:' "$status")
 echo "bench/audit.sh: $machines machines on two nodes, $packages packages each (SBOM $sbom bytes); machines with findings and findings: $audited"
