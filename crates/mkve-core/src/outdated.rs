@@ -53,10 +53,12 @@ impl Mirror {
                 Some(suite.to_string()),
                 comps.iter().map(|c| c.to_string()).collect(),
             ),
-            _ => return Err(Error::Usage(format!(
+            _ => {
+                return Err(Error::Usage(format!(
                 "--mirror \"{}\": --outdated takes a URL or a line \"deb URL SUITE COMPONENT…\"",
                 arg.escape_debug()
-            ))),
+            )))
+            }
         };
         let lower = url.to_ascii_lowercase();
         if !(lower.starts_with("http://") || lower.starts_with("https://")) {
