@@ -304,6 +304,10 @@ fn detail(app: &App, id: &str, info: &Result<Info>, flash: Option<(bool, String)
                         dt { "autostart" } dd { @if i.autostart { "yes" } @else { "no" } }
                         dt { "signature" } dd { (signature(app, i)) }
                         dt { "bundle" } dd { code { (i.bundle) } }
+                        @if crate::audit::shown(app) {
+                            dt { "vulnerabilities" }
+                            dd { a href=(format!("/machines/{}/vulnerabilities", m.id)) { "open ones" } }
+                        }
                         dt { "uri" } dd { code { (i.uri) } }
                     }
                     h2 { "Probes" }

@@ -123,6 +123,11 @@ async fn machines_show_their_open_vulnerabilities() {
         );
     }
     assert!(page.contains("4.3-2+deb12u4"), "the fixed version: {page}");
+    let (_, page, _) = send(&app, get("/machines/160")).await;
+    assert!(
+        page.contains(r#"<a href="/machines/160/vulnerabilities">open ones</a>"#),
+        "the machine's page links to it: {page}"
+    );
     let (status, page, _) = send(&app, get("/machines/ntp-160/vulnerabilities")).await;
     assert_eq!(status, 200, "a machine is named by its name too: {page}");
     let (_, page, _) = send(&app, get("/machines/161/vulnerabilities")).await;
