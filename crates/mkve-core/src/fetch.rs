@@ -374,6 +374,25 @@ pub fn get_file(url: &str, max: u64) -> Result<Vec<u8>> {
         })
 }
 
+/// Several small files from one place (a mirror's Release and Packages
+/// indexes, `mkve-bundle --outdated`) in one session: the timeouts,
+/// deadline and signals of every fetch, the deadline for them all.
+pub struct Files(Session);
+
+impl Files {
+    pub fn new() -> Result<Files> {
+        Session::new().map(Files)
+    }
+
+    /// The file at `url`, at most `max` bytes; `None` when the server has
+    /// none (404, 410). Errors: 69 when the server cannot be reached,
+    /// answers another error or the transfer fails; 65 when the file is
+    /// larger.
+    pub fn get(&self, url: &str, max: u64) -> Result<Option<Vec<u8>>> {
+        self.0.get_small(url, max)
+    }
+}
+
 /// Where a server's certificate is checked, said when it is refused.
 const TRUST: &str =
     " (servers' certificates are checked against the system's store, /etc/ssl/certs, or SSL_CERT_FILE)";

@@ -38,6 +38,8 @@ pub mod mkveconf;
 pub mod net;
 pub mod nodes;
 pub mod openvz;
+#[cfg(all(feature = "http", feature = "gpg"))]
+pub mod outdated;
 pub mod pack;
 pub mod params;
 pub mod paths;

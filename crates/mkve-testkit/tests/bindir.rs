@@ -65,6 +65,7 @@ fn scripts(bundle: &Path) -> Vec<(&'static str, Vec<String>)> {
         ("tests/services.sh", vec![]),
         ("scripts/demo", vec![]),
         ("scripts/check-templates", vec![]),
+        ("bench/audit.sh", vec![b.clone()]),
         ("bench/bases.sh", vec![b.clone(), b.clone()]),
         ("bench/build-roots.sh", vec![]),
         ("bench/fetch.sh", vec![b.clone()]),

@@ -182,6 +182,24 @@ pub enum Command {
         #[arg(long)]
         all_nodes: bool,
     },
+    /// The open vulnerabilities of each machine's bundle, from its SBOM and a feed (exit 1 when one is open)
+    Audit {
+        /// Debian's security tracker data for the machines' suite, in debsecan's format (a file, or an http:// or https:// URL)
+        #[arg(long, value_name = "FILE|URL")]
+        feed: String,
+        /// The decisions that hide accepted vulnerabilities [default: $MKVE_CONFDIR/accepted]
+        #[arg(long, value_name = "FILE")]
+        accepted: Option<PathBuf>,
+        /// As JSON (keys in mkve-vm(1))
+        #[arg(long)]
+        json: bool,
+        /// The machines of every node mkve.conf lists; a node that does not answer is told
+        #[arg(long)]
+        all_nodes: bool,
+    },
+    /// A node's machines and their bundles' packages, as JSON, for mkve-vm audit on another node
+    #[command(name = "__audit-data", hide = true)]
+    AuditData,
     /// Move a machine to another node: qemu and kvm live, lxc offline (stopped, moved, started there)
     Migrate {
         #[command(flatten)]

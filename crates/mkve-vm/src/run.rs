@@ -22,14 +22,26 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
                 Command::List {
                     all_nodes: true, ..
+                }
+                | Command::Audit {
+                    all_nodes: true, ..
                 } => Err(Error::Usage(
                     "--node and --all-nodes: give one (every node is listed from here)".into(),
                 )),
+                // The feed and the accepted file are this host's: the
+                // node is asked for its machines' packages only.
+                Command::Audit {
+                    feed,
+                    accepted,
+                    json,
+                    ..
+                } => audit(&feed, accepted, json, Some(node), None, &report),
                 Command::LxcHook
                 | Command::ProbeKvm
                 | Command::CreateStream
                 | Command::Receive
                 | Command::Arrived { .. }
+                | Command::AuditData
                 | Command::FinishMove { .. } => {
                     Err(Error::Usage("--node: not for this command".into()))
                 }
@@ -120,6 +132,16 @@ pub fn run(cli: Cli) -> Result<()> {
             interrupted(&report, None);
             show::list(&all, json)
         }
+        Command::Audit {
+            feed,
+            accepted,
+            json,
+            all_nodes,
+        } => {
+            let only = if all_nodes { None } else { Some("") };
+            audit(&feed, accepted, json, only, Some(&uris), &report)
+        }
+        Command::AuditData => mkve_cli::print_json(&vm::node_sboms(&uris)?),
         Command::Migrate {
             target,
             to,
@@ -175,4 +197,40 @@ fn interrupted(report: &dyn mkve_core::exec::Report, only: Option<mkve_core::ids
             ));
         }
     }
+}
+
+/// `audit`: this node's machines (`only` empty), one node's (`only` its
+/// name), or every node's (`None`), against the feed; exit 1 when a
+/// vulnerability is open, 69 when none is but a node did not answer.
+fn audit(
+    feed: &str,
+    accepted: Option<std::path::PathBuf>,
+    json: bool,
+    only: Option<&str>,
+    uris: Option<&vm::Uris>,
+    report: &dyn mkve_core::exec::Report,
+) -> Result<()> {
+    use mkve_core::audit;
+    let feed = audit::load_feed(feed)?;
+    let accepted_path =
+        accepted.unwrap_or_else(|| mkve_core::paths::confdir().join(audit::ACCEPTED));
+    let decisions = audit::load_accepted(&accepted_path)?;
+    let nodes = Nodes::load()?;
+    let here = match uris {
+        Some(u) => u.clone(),
+        None => vm::uris(None)?,
+    };
+    let result = match only {
+        Some("") => vm::audit_node(&vm::this_node_name(&nodes), &here, &feed, &decisions)?,
+        Some(name) => vm::audit_nodes(&nodes, Some(name), &here, &feed, &decisions, report)?,
+        None => vm::audit_nodes(&nodes, None, &here, &feed, &decisions, report)?,
+    };
+    if result.accepted > 0 {
+        report.note(&format!(
+            "{} accepted in {} not shown",
+            result.accepted,
+            accepted_path.display()
+        ));
+    }
+    show::audit(&result, json, report)
 }

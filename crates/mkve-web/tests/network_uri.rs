@@ -25,7 +25,10 @@ async fn the_network_is_asked_where_mkve_net_asks_it() {
     std::env::set_var("MKVE_STATEDIR", d.path().join("state"));
     std::env::set_var("MKVE_LOCKDIR", d.path().join("lock"));
 
-    assert_eq!(mkve_web::network::network_uri(None).unwrap(), "test:///default");
+    assert_eq!(
+        mkve_web::network::network_uri(None).unwrap(),
+        "test:///default"
+    );
     assert_eq!(
         mkve_web::network::network_uri(Some("qemu:///x")).unwrap(),
         "qemu:///x"

@@ -243,6 +243,7 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
         provenance::MEMBER.to_string(),
         hex(&Sha256::digest(&provenance_json)),
     );
+    report.progress("writing the bundle");
 
     let meta = Meta {
         format: FORMAT,

@@ -31,9 +31,10 @@ pub enum Check {
     Conf,
     /// Also every payload digest.
     Digests,
-    /// meta.json, the signature and the SBOM (`ReadResult::sbom`), its
-    /// digest checked: reading stops after it (it comes before the root), and
-    /// at once for a bundle of format 1 or 2, which has none.
+    /// meta.json, the signature, the SBOM (`ReadResult::sbom`) and the
+    /// provenance (`ReadResult::provenance`), their digests checked: reading
+    /// stops after them (they come before the root), and at once for a
+    /// bundle of format 1 or 2, which has neither.
     Sbom,
 }
 
@@ -73,6 +74,10 @@ pub struct ReadResult {
     /// The `sbom.spdx.json` member's bytes, once its digest matched
     /// (format 3; at most `sbom::MAX`).
     pub sbom: Option<Vec<u8>>,
+    /// The `provenance.intoto.json` member's bytes, once its digest
+    /// matched and its subjects were checked (format 3; at most
+    /// `provenance::MAX`).
+    pub provenance: Option<Vec<u8>>,
 }
 
 /// The largest `conf/` member a report carries, in bytes.
@@ -222,6 +227,7 @@ fn read_members<R: Read>(
         signature,
         conf: Default::default(),
         sbom: None,
+        provenance: None,
     };
     let no_sbom = opts.check == Check::Sbom && report.meta.format < 3;
     if (opts.check == Check::Meta || no_sbom) && opts.unpack_to.is_none() {
@@ -289,6 +295,7 @@ fn read_members<R: Read>(
                 let digest = hex(&Sha256::digest(&bytes));
                 if &digest == expected {
                     super::provenance::check(&bytes, &report.meta.members, label)?;
+                    report.provenance = Some(bytes);
                 }
                 digest
             }
@@ -329,7 +336,10 @@ fn read_members<R: Read>(
             _ => Ok(()),
         };
         parsed.map_err(|mut p| Error::InvalidBundle(p.remove(0)))?;
-        if opts.check == Check::Sbom && name == super::sbom::MEMBER && opts.unpack_to.is_none() {
+        // The SBOM and the provenance come first: once both are read,
+        // nothing more is wanted.
+        let both = report.sbom.is_some() && report.provenance.is_some();
+        if opts.check == Check::Sbom && both && opts.unpack_to.is_none() {
             return Ok((report, staging));
         }
         drop(entry);

@@ -604,7 +604,7 @@ pub fn restore(
             crate::sign::verify_detached(&json, s, Some(&keyring))?
         }
     };
-    if !status.is_valid() && !(o.allow_unsigned && status == SigStatus::None) {
+    if !(status.is_valid() || o.allow_unsigned && status == SigStatus::None) {
         let hint = if status == SigStatus::None {
             " (--allow-unsigned accepts it)"
         } else {
