@@ -60,6 +60,7 @@ test: deps man
 	tests/nodes.sh
 	tests/web.sh
 	tests/faults.sh
+	tests/keep.sh
 	tests/services.sh
 	tests/services.sh -H qemu ntp-server smtp-server
 

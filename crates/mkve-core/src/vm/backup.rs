@@ -740,7 +740,7 @@ pub fn restore(
         connect: o.connect.clone(),
         keyring: o.keyring.clone(),
         allow_unsigned: o.allow_unsigned,
-        start: false,
+        start: o.start,
         access: Default::default(),
         disk_format: None,
         disk_size: None,
@@ -748,59 +748,52 @@ pub fn restore(
         no_base: manifest.full,
         local_ids: false,
     };
-    let made = super::create(&co, report)?;
-    let laid = (|| -> Result<()> {
-        let (_conn, d, m, _lock) = find_locked(uris, &made.to_string())?;
-        let dir = machine_dir(m.id);
-        let info = domain::record_of(&d.inactive_xml()?);
-        if info.as_ref().map(|r| r.bundle.as_str()) != Some(manifest.base.as_str()) {
+    let base = manifest.base.clone();
+    let hv = manifest.machine.hypervisor;
+    let removed = manifest.removed.clone();
+    // Laid while the create holds the machine: a failure undoes the
+    // create, a kill leaves its marker for the next create's sweep.
+    let mut lay = |d: &Dom, dir: &Path| -> Result<()> {
+        let what = format!("machine in {}", dir.display());
+        let record = domain::record_of(&d.inactive_xml()?);
+        if record.as_ref().map(|r| r.bundle.as_str()) != Some(base.as_str()) {
             return Err(Error::bundle(
                 &label,
                 format!(
-                    "the bundle given is not the one the machine was made from (its root {} , the backup's {})",
-                    info.map(|r| r.bundle).unwrap_or_default(),
-                    manifest.base
+                    "the bundle given is not the one the machine was made from (its root {}, the backup's {base})",
+                    record.map(|r| r.bundle).unwrap_or_default(),
                 ),
             ));
         }
-        report.progress(&format!("laying the backup on machine {}", m.id));
-        if manifest.machine.hypervisor == Hypervisor::Lxc {
-            super::overlay::prepare_root(&m)?;
-            let root = super::overlay::mount_point(&dir);
+        report.progress(&format!("laying the backup on the {what}"));
+        if hv == Hypervisor::Lxc {
+            let root = super::overlay::mount_point(dir);
             Cmd::new("cp")
                 .args(["-a", "--remove-destination", "--no-target-directory"])
                 .arg(&delta)
                 .arg(&root)
                 .report(report)
                 .run_checked()?;
-            for p in &manifest.removed {
+            for p in &removed {
                 let at = root.join(p.strip_prefix("/").unwrap_or(p));
-                if at.symlink_metadata().is_ok() {
-                    if at.is_dir() && !at.is_symlink() {
-                        remove_tree(&at).map_err(|e| Error::io(&at, e))?;
-                    } else {
-                        std::fs::remove_file(&at).at(&at)?;
-                    }
+                if at.is_dir() && !at.is_symlink() {
+                    remove_tree(&at).map_err(|e| Error::io(&at, e))?;
+                } else if at.symlink_metadata().is_ok() {
+                    std::fs::remove_file(&at).at(&at)?;
                 }
             }
         } else {
-            let top = super::disk::top_of(&d.inactive_xml()?, &format!("machine {}", m.id))?;
+            let top = super::disk::top_of(&d.inactive_xml()?, &what)?;
             let mut image = Image::open(&top.path, Access::ReadWrite, report)?;
             image.write_tree(&delta, Path::new("/"), report)?;
-            for p in &manifest.removed {
+            for p in &removed {
                 image.remove(p, report)?;
             }
             image.close()?;
         }
-        if o.start {
-            super::manage::start(uris, &m.id.to_string())?;
-        }
         Ok(())
-    })();
-    if let Err(e) = laid {
-        let _ = super::manage::delete(uris, &made.to_string(), report);
-        return Err(e);
-    }
+    };
+    let made = super::create::create_with(&co, report, &mut lay)?;
     drop(staging);
     Ok(made)
 }

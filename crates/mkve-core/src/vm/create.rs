@@ -224,6 +224,19 @@ enum Plan {
 
 /// Create a machine from a bundle; return its ID.
 pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
+    create_with(o, report, &mut |_, _| Ok(()))
+}
+
+/// [`create`], with `finish` run on the defined machine (its domain and
+/// directory) before it is started and kept: while the machine's lock and
+/// the create's marker are held, so that a `finish` that fails undoes the
+/// create like any of its steps, and one killed leaves what the next
+/// create's sweep undoes (a restore lays a backup's files this way).
+pub(super) fn create_with(
+    o: &CreateOptions,
+    report: &dyn Report,
+    finish: &mut dyn FnMut(&Dom, &Path) -> Result<()>,
+) -> Result<MachineId> {
     // Told before the bundle is read, as far as they can be.
     check_id(o, o.hypervisor)?;
     if let Some(hv) = o.hypervisor {
@@ -480,6 +493,10 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     }
     network::add_host(&conn, &net, id, &spec.name, report)?;
     undo.host = Some(id);
+    stop()?;
+    if let Some(d) = &undo.domain {
+        finish(d, &dir)?;
+    }
     stop()?;
     if o.start {
         report.progress(&format!("starting machine {id}"));
