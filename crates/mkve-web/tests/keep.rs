@@ -106,10 +106,7 @@ async fn snapshots_are_listed_taken_reverted_when_stopped_and_deleted() {
     .await;
     assert_eq!(status, 200, "{section}");
     assert!(section.starts_with(r#"<div id="snapshots">"#), "{section}");
-    assert!(
-        section.contains("snapshot 170 before: done (before)"),
-        "{section}"
-    );
+    assert!(section.contains("snapshot 170 before: done<"), "{section}");
     assert!(section.contains(r#"data-snapshot="before""#), "{section}");
     assert!(
         section.contains("stop it to revert"),

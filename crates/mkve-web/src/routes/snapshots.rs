@@ -73,7 +73,11 @@ async fn answer(
     let words = action.words(id);
     let r = act(app, &c.user, action, id).await;
     let (status, flash) = match r {
-        Ok(name) => (StatusCode::OK, (true, format!("{words}: done ({name})"))),
+        // A snapshot named by the time: its name told.
+        Ok(name) if !words.ends_with(&name) => {
+            (StatusCode::OK, (true, format!("{words}: done ({name})")))
+        }
+        Ok(_) => (StatusCode::OK, (true, format!("{words}: done"))),
         Err(e) => (status_of(&e), (false, e.to_string())),
     };
     let uris = app.config.uris.clone();

@@ -242,7 +242,7 @@ pub fn detail(
                 }
             }
             h2 { "Delete" }
-            form hx-post=(format!("/machines/{id}/delete")) hx-target="#delete-result" {
+            form #delete-form hx-post=(format!("/machines/{id}/delete")) hx-target="#delete-result" {
                 label { "Type the ID, " strong { (id) } ", to delete the machine and everything mkve made for it: "
                     input type="text" name="confirm" autocomplete="off" required; }
                 " " button type="submit" { "delete" }
