@@ -32,6 +32,9 @@ pub struct Config {
     pub quiet: bool,
     /// What creates give libvirt, and the programs' output, on stderr (`-v`).
     pub verbose: bool,
+    /// `--feed`: the vulnerability feed machines are audited against
+    /// (`audits.rs`); `None`: no audit shown.
+    pub feed: Option<PathBuf>,
 }
 
 impl Config {
@@ -50,6 +53,7 @@ impl Config {
             dir: mkve_core::paths::statedir().join("web"),
             quiet: true,
             verbose: false,
+            feed: None,
         }
     }
 }

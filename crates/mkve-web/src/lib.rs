@@ -14,8 +14,11 @@
 //! - `views/`: the HTML (maud only: values in, markup out)
 //! - `create.rs`: the create flow the pages and the API share;
 //!   `actions.rs`: start, stop, reboot, autostart, delete
+//! - `snapshots.rs`: take, revert, delete a machine's snapshots
 //! - `state.rs`: the state every request shares, and the blocking thread
 //!   core is called on
+//! - `audits.rs`: each machine's open vulnerabilities (`--feed`);
+//!   `backups.rs`: the last backup made here of each machine
 //! - `uploads.rs`: uploads streamed to disk; `jobs.rs`: creates running;
 //!   `signatures.rs`: what was checked of their bundles; `form.rs`: a
 //!   create's form fields → `CreateOptions`; `network.rs`: mkve-net's view
@@ -30,7 +33,9 @@
 //! sign.rs in mkve-core).
 
 pub mod actions;
+pub mod audits;
 pub mod auth;
+pub mod backups;
 pub mod cli;
 pub mod config;
 pub mod create;
@@ -49,6 +54,7 @@ pub mod request;
 pub mod routes;
 pub mod server;
 pub mod signatures;
+pub mod snapshots;
 pub mod state;
 pub mod uploads;
 pub mod views;

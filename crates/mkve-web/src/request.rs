@@ -145,6 +145,19 @@ impl<'de> Deserializer<'de> for Text {
     }
 }
 
+/// A query's `true` or `false` option `key` (absent: false). Errors (2):
+/// another value.
+pub fn flag(key: &str, v: Option<String>) -> Result<bool> {
+    match v.as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(v) => Err(Error::Usage(format!(
+            "the query: {key}={}: expected true or false",
+            mkve_core::text::printable(v)
+        ))),
+    }
+}
+
 /// No options: what every API request but an action's takes.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -56,6 +56,11 @@ pub fn run(cli: Cli) -> Result<()> {
     config.max_upload = cli.max_upload.0;
     config.quiet = quiet;
     config.verbose = cli.verbosity.verbose;
+    // A feed that does not read is told now, before anything listens.
+    if let Some(f) = &cli.feed {
+        crate::audits::load_feed(f)?;
+    }
+    config.feed = cli.feed;
     let dir = config.dir.clone();
     let app = App::new(config)?;
     let rt = tokio::runtime::Builder::new_multi_thread()

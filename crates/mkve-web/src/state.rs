@@ -1,5 +1,6 @@
 //! The state every request shares (sessions, the action log, uploads,
-//! create jobs, what mkve-web saw of its machines), and the one way an
+//! create jobs, what mkve-web saw of its machines: signatures, probes,
+//! vulnerabilities, backups), and the one way an
 //! action reaches core ([`App::act`]: in a blocking thread, logged with
 //! its user and result).
 
@@ -8,7 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use mkve_core::{Error, Result};
 
+use crate::audits::Audits;
 use crate::auth::Sessions;
+use crate::backups::Backups;
 use crate::config::Config;
 use crate::jobs::Jobs;
 use crate::log::ActionLog;
@@ -28,18 +31,24 @@ pub struct App {
     /// The probes last run for each machine (its page runs them), with
     /// when: the machines page shows them.
     pub probes: Mutex<HashMap<u32, (String, Vec<mkve_core::probe::Outcome>)>>,
+    /// The machines' open vulnerabilities, as last worked out against
+    /// `--feed` (audits.rs).
+    pub audits: Audits,
+    /// The last backup made here of each machine (backups.rs).
+    pub backups: Backups,
 }
 
 pub type Shared = Arc<App>;
 
 impl App {
-    /// The application state: the log is read back from `config.dir`,
-    /// which is made (mode 0700) if need be. Errors: the directory cannot
-    /// be made (73).
+    /// The application state: the log and the backups' records are read
+    /// back from `config.dir`, which is made (mode 0700) if need be.
+    /// Errors: the directory cannot be made (73).
     pub fn new(config: Config) -> Result<Shared> {
         crate::files::private_dir(&config.dir)?;
         let log = ActionLog::open(&config.dir.join("actions.log"), config.quiet)?;
         let signatures = Signatures::open(&config.dir.join("signatures.json"));
+        let backups = Backups::open(&config.dir.join("backups"))?;
         Ok(Arc::new(App {
             sessions: Sessions::new(),
             log,
@@ -47,6 +56,8 @@ impl App {
             jobs: Jobs::default(),
             signatures,
             probes: Mutex::new(HashMap::new()),
+            audits: Audits::default(),
+            backups,
             config,
         }))
     }

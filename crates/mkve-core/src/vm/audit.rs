@@ -406,7 +406,7 @@ pub fn audit_machine(
         .into_iter()
         .filter(|i| i.machine.state != super::MachineState::Orphan)
         .find(|i| i.machine.id.to_string() == target || i.machine.name == target)
-        .ok_or_else(|| Error::Usage(format!("no machine {target}")))?;
+        .ok_or_else(|| Error::NotFound(format!("no machine {target}")))?;
     let found = machine_packages(info.machine.id, &info.bundle)?
         .map(|p| audit::open_findings(feed, &p, accepted).0);
     Ok((info, found))

@@ -379,7 +379,7 @@ fn allocated(path: &Path) -> u64 {
 fn snapshot_named(m: &Machine, dir: &Path, name: &str) -> Result<Record> {
     check_name(name)?;
     read_record(dir, name)?
-        .ok_or_else(|| Error::Usage(format!("machine {} has no snapshot {name}", m.id)))
+        .ok_or_else(|| Error::NotFound(format!("machine {} has no snapshot {name}", m.id)))
 }
 
 /// Put machine `target` back as it was when snapshot `name` was taken.

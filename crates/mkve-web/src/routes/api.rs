@@ -11,6 +11,12 @@
 //! | `POST /api/machines/ID/stop[?force=true|?timeout=S]` | `204` |
 //! | `POST /api/machines/ID/autostart[?off=true]` | `204` |
 //! | `DELETE /api/machines/ID` | `204` |
+//! | `GET /api/machines/ID/snapshots` | `mkve-vm snapshots --json ID` |
+//! | `POST /api/machines/ID/snapshots[?name=NAME]` | `201 {"name": NAME}` |
+//! | `POST /api/machines/ID/snapshots/NAME/revert` | `204` |
+//! | `DELETE /api/machines/ID/snapshots/NAME` | `204` |
+//! | `POST /api/machines/ID/backup[?full=true][&unsigned=true]` | the backup, a download |
+//! | `GET /api/machines/ID/backup` | the last backup made here, a download |
 //! | `GET /api/network` | `mkve-net status --json` |
 //! | `GET /api/log` | the action log, newest first |
 //! | `GET /api/session` | `{"user": …, "csrf": …}`: the token changes need |
@@ -27,13 +33,14 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use mkve_core::vm;
+use mkve_core::vm::{self, BackupOptions};
 
 use crate::actions::{act, Action};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::reply;
-use crate::request::{NoOptions, Query, Upload, UrlPath};
+use crate::request::{flag, NoOptions, Query, Upload, UrlPath};
+use crate::snapshots::SnapshotAction;
 use crate::state::{blocking, Shared};
 
 pub fn router() -> Router<Shared> {
@@ -46,6 +53,19 @@ pub fn router() -> Router<Shared> {
         .route("/api/machines", get(list))
         .route("/api/machines/{id}", get(info).delete(delete))
         .route("/api/machines/{id}/{action}", post(action))
+        .route(
+            "/api/machines/{id}/snapshots",
+            get(snapshots).post(take_snapshot),
+        )
+        .route(
+            "/api/machines/{id}/snapshots/{name}",
+            axum::routing::delete(delete_snapshot),
+        )
+        .route(
+            "/api/machines/{id}/snapshots/{name}/revert",
+            post(revert_snapshot),
+        )
+        .route("/api/machines/{id}/backup", get(last_backup).post(backup))
         .route("/api/network", get(network))
         .route("/api/log", get(log))
         .merge(uploads)
@@ -106,6 +126,90 @@ async fn delete(
 ) -> Result<StatusCode, ApiError> {
     act(&app, &c.user, Action::Delete, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn snapshots(
+    State(app): State<Shared>,
+    UrlPath(id): UrlPath<String>,
+    Query(_): Query<NoOptions>,
+) -> Answer {
+    reply::json(&crate::snapshots::list(&app, &id).await?)
+}
+
+/// `201 {"name": NAME}` once it is taken.
+async fn take_snapshot(
+    State(app): State<Shared>,
+    c: Caller,
+    UrlPath(id): UrlPath<String>,
+    RawQuery(query): RawQuery,
+) -> Answer {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Take {
+        name: Option<String>,
+    }
+    let q: Take = crate::request::query(query.as_deref())?;
+    let name = crate::snapshots::act(&app, &c.user, SnapshotAction::Take(q.name), &id).await?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/api/machines/{id}/snapshots"))],
+        Json(serde_json::json!({ "name": name })),
+    )
+        .into_response())
+}
+
+async fn revert_snapshot(
+    State(app): State<Shared>,
+    c: Caller,
+    UrlPath((id, name)): UrlPath<(String, String)>,
+    Query(_): Query<NoOptions>,
+) -> Result<StatusCode, ApiError> {
+    crate::snapshots::act(&app, &c.user, SnapshotAction::Revert(name), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_snapshot(
+    State(app): State<Shared>,
+    c: Caller,
+    UrlPath((id, name)): UrlPath<(String, String)>,
+    Query(_): Query<NoOptions>,
+) -> Result<StatusCode, ApiError> {
+    crate::snapshots::act(&app, &c.user, SnapshotAction::Delete(name), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The backup made, as a download (`ID-NAME-DATE.mkvebak`); it is kept as
+/// the machine's last one.
+async fn backup(
+    State(app): State<Shared>,
+    c: Caller,
+    UrlPath(id): UrlPath<String>,
+    RawQuery(query): RawQuery,
+) -> Answer {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Backup {
+        full: Option<String>,
+        unsigned: Option<String>,
+    }
+    let q: Backup = crate::request::query(query.as_deref())?;
+    let o = BackupOptions {
+        full: flag("full", q.full)?,
+        sign_key: None,
+        no_sign: flag("unsigned", q.unsigned)?,
+    };
+    let (r, file) = crate::snapshots::backup(&app, &c.user, o, &id).await?;
+    Ok(reply::attachment(file, &r.file))
+}
+
+async fn last_backup(
+    State(app): State<Shared>,
+    UrlPath(id): UrlPath<String>,
+    Query(_): Query<NoOptions>,
+) -> Answer {
+    let a = app.clone();
+    let (r, file) = blocking(move || a.backups.open_last(&id)).await?;
+    Ok(reply::attachment(file, &r.file))
 }
 
 /// The network's state, as `mkve-net status --json`, on the connection

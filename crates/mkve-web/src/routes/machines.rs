@@ -1,6 +1,7 @@
 //! The machines' pages: the list (`/`, and its table alone for htmx's
-//! refresh), one machine (`/machines/ID`: its probes run now), its actions
-//! and its delete. Every change is a POST carrying the CSRF token; a
+//! refresh; with `--feed`, each machine's open vulnerabilities worked out
+//! first), one machine (`/machines/ID`: its probes run now, its
+//! snapshots listed), its actions and its delete. Every change is a POST carrying the CSRF token; a
 //! failure is shown in the CLI's words, in the page.
 
 use axum::extract::{Path, Query, State};
@@ -9,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use maud::Markup;
-use mkve_core::vm::{self, Info};
+use mkve_core::vm::{self, Info, MachineState};
 use mkve_core::Result;
 use serde::Deserialize;
 
@@ -18,7 +19,7 @@ use crate::auth::Caller;
 use crate::error::status_of;
 use crate::reply;
 use crate::state::{blocking, App, Shared};
-use crate::views::{self, machines::Known};
+use crate::views::{self, machines::Extra, machines::Known};
 
 pub fn router() -> Router<Shared> {
     Router::new()
@@ -29,35 +30,64 @@ pub fn router() -> Router<Shared> {
         .route("/machines/{id}/{action}", post(action))
 }
 
-/// The machines, as `mkve-vm list` finds them, with what they show.
+/// The machines, as `mkve-vm list` finds them, with what they show; with
+/// `--feed`, their counts of open vulnerabilities brought up to date
+/// (audits.rs).
 pub async fn infos(app: &Shared) -> Result<Vec<Info>> {
     let uris = app.config.uris.clone();
-    blocking(move || vm::infos(&uris)).await
+    let list = blocking(move || vm::infos(&uris)).await;
+    if let (Ok(l), Some(feed)) = (&list, app.config.feed.clone()) {
+        let wanted: Vec<_> = l
+            .iter()
+            .filter(|i| i.machine.state != MachineState::Orphan)
+            .map(|i| (i.machine.id, i.bundle.clone()))
+            .collect();
+        let a = app.clone();
+        let _ = blocking(move || {
+            a.audits.update(&feed, &wanted);
+            Ok(())
+        })
+        .await;
+    }
+    list
+}
+
+/// Whether pages show vulnerabilities: a feed was given.
+fn audited(app: &App) -> bool {
+    app.config.feed.is_some()
 }
 
 /// What mkve-web knows of machine `i` beyond `vm::info`: the signature it
-/// checked when it made it, the probes its page last ran.
+/// checked when it made it, the probes its page last ran, its open
+/// vulnerabilities, its last backup made here.
 fn known(app: &App, i: &Info) -> Known {
+    let id = i.machine.id;
     Known {
-        signature: app.signatures.of(i.machine.id, &i.bundle),
+        signature: app.signatures.of(id, &i.bundle),
         probes: app
             .probes
             .lock()
             .ok()
-            .and_then(|m| m.get(&i.machine.id.get()).cloned()),
+            .and_then(|m| m.get(&id.get()).cloned()),
+        vulnerabilities: if audited(app) {
+            app.audits.count(id)
+        } else {
+            None
+        },
+        last_backup: app.backups.last(id.get(), &i.machine.name),
     }
 }
 
 /// GET /: the machines.
 async fn machines(State(app): State<Shared>, c: Caller) -> Markup {
     let list = infos(&app).await;
-    views::machines::machines_page(&c, &list, &|i| known(&app, i))
+    views::machines::machines_page(&c, &list, audited(&app), &|i| known(&app, i))
 }
 
 /// GET /machines/table: the table alone (htmx's refresh).
 async fn machines_table(State(app): State<Shared>) -> Markup {
     let list = infos(&app).await;
-    views::machines::table(&list, None, &|i| known(&app, i))
+    views::machines::table(&list, None, audited(&app), &|i| known(&app, i))
 }
 
 /// `vm::info` of `id`, its probes run now and remembered for the list.
@@ -83,7 +113,12 @@ async fn machine(
         Err(e) => status_of(e),
         Ok(_) => StatusCode::OK,
     };
-    let page = views::machines::machine_page(&c, &id, &info, &|i| known(&app, i));
+    let snapshots = crate::snapshots::list(&app, &id).await;
+    let extra = Extra {
+        audited: audited(&app),
+        snapshots: &snapshots,
+    };
+    let page = views::machines::machine_page(&c, &id, &info, &extra, &|i| known(&app, i));
     (status, page)
 }
 
@@ -112,10 +147,15 @@ async fn action(
     });
     if v.view == "machine" {
         let info = info_now(&app, &id).await;
-        views::machines::detail(&id, &info, flash, &|i| known(&app, i))
+        let snapshots = crate::snapshots::list(&app, &id).await;
+        let extra = Extra {
+            audited: audited(&app),
+            snapshots: &snapshots,
+        };
+        views::machines::detail(&id, &info, flash, &extra, &|i| known(&app, i))
     } else {
         let list = infos(&app).await;
-        views::machines::table(&list, flash, &|i| known(&app, i))
+        views::machines::table(&list, flash, audited(&app), &|i| known(&app, i))
     }
 }
 

@@ -5,6 +5,9 @@
 //! | resource | routes |
 //! | --- | --- |
 //! | `machines.rs` | `/`, `/machines/table`, `/machines/ID`, its actions and delete |
+//! | `snapshots.rs` | `/machines/ID/snapshots…`: take, revert, delete |
+//! | `backups.rs` | `/machines/ID/backup`: make one and download it, the last one |
+//! | `audit.rs` | `/machines/ID/vulnerabilities` (`--feed`) |
 //! | `console.rs` | `/machines/ID/console` and its WebSocket |
 //! | `create.rs` | `/create`, `/create/TOKEN`, `/jobs/N` |
 //! | `network.rs`, `log.rs` | `/network`, `/log` |
@@ -25,17 +28,23 @@ use crate::state::Shared;
 
 pub mod api;
 pub mod assets;
+pub mod audit;
 pub mod auth;
+pub mod backups;
 pub mod console;
 pub mod create;
 pub mod log;
 pub mod machines;
 pub mod network;
+pub mod snapshots;
 
 /// Every route, behind the access checks (guard.rs).
 pub fn router(app: Shared) -> Router {
     Router::new()
         .merge(machines::router())
+        .merge(snapshots::router())
+        .merge(backups::router())
+        .merge(audit::router())
         .merge(console::router())
         .merge(create::router())
         .merge(network::router())

@@ -1,16 +1,18 @@
 //! The machines: their table (refreshing itself every few seconds), one
-//! machine (what `mkve-vm info` shows, its probes, actions and delete),
-//! and the buttons of their actions.
+//! machine (what `mkve-vm info` shows, its probes, actions, snapshots,
+//! backups and delete), and the buttons of their actions.
 
 use std::time::Duration;
 
 use maud::{html, Markup};
 use mkve_core::probe::Outcome;
-use mkve_core::vm::{Info, MachineState};
+use mkve_core::vm::{Info, MachineState, SnapshotInfo};
 use mkve_core::Result;
 
-use super::{error, page, state_class};
+use super::{audit, backups, error, page, snapshots, state_class};
+use crate::audits::Count;
 use crate::auth::Caller;
+use crate::backups::Record;
 
 /// How often the machines page refreshes itself.
 pub const REFRESH: Duration = Duration::from_secs(5);
@@ -23,6 +25,10 @@ pub struct Known {
     pub signature: Option<String>,
     /// The probes last run (on the machine's page), and when.
     pub probes: Option<(String, Vec<Outcome>)>,
+    /// Its open vulnerabilities (`--feed`), once worked out.
+    pub vulnerabilities: Option<Count>,
+    /// The last backup made of it here.
+    pub last_backup: Option<Record>,
 }
 
 /// What was checked of a machine's bundle's signature: as its record says
@@ -96,10 +102,12 @@ fn actions(i: &Info, view: &str) -> Markup {
 }
 
 /// The machines' table, refreshing itself; `flash` is the result of the
-/// action that asked for it (worked, words).
+/// action that asked for it (worked, words); `audited`: a column of
+/// vulnerabilities (`--feed`).
 pub fn table(
     machines: &Result<Vec<Info>>,
     flash: Option<(bool, String)>,
+    audited: bool,
     known: &dyn Fn(&Info) -> Known,
 ) -> Markup {
     html! {
@@ -119,7 +127,9 @@ pub fn table(
                         thead { tr {
                             th { "ID" } th { "name" } th { "hypervisor" } th { "state" }
                             th { "address" } th { "template" } th { "version" }
-                            th { "autostart" } th { "signature" } th { "probes" } th { "actions" }
+                            th { "autostart" } th { "signature" } th { "probes" }
+                            @if audited { th { "vulnerabilities" } }
+                            th { "last backup" } th { "actions" }
                         } }
                         tbody {
                             @for i in list {
@@ -137,6 +147,8 @@ pub fn table(
                                          @else if i.autostart { "yes" } @else { "no" } }
                                     td { @if m.state != MachineState::Orphan { (signature(i, &k)) } }
                                     td { (probes(i, &k)) }
+                                    @if audited { td { (audit::cell(i, k.vulnerabilities.as_ref())) } }
+                                    td { (backups::cell(k.last_backup.as_ref())) }
                                     td.actions { (actions(i, "list")) }
                                 }
                             }
@@ -152,6 +164,7 @@ pub fn table(
 pub fn machines_page(
     c: &Caller,
     list: &Result<Vec<Info>>,
+    audited: bool,
     known: &dyn Fn(&Info) -> Known,
 ) -> Markup {
     page(
@@ -160,16 +173,25 @@ pub fn machines_page(
         "Machines",
         html! {
             h1 { "Machines" }
-            (table(list, None, known))
+            (table(list, None, audited, known))
         },
     )
 }
 
-/// One machine: what `mkve-vm info` shows, its probes run now.
+/// What a machine's page shows besides `vm::info`: whether it links to
+/// its vulnerabilities (`--feed`), and its snapshots.
+pub struct Extra<'a> {
+    pub audited: bool,
+    pub snapshots: &'a Result<Vec<SnapshotInfo>>,
+}
+
+/// One machine: what `mkve-vm info` shows, its probes run now, its
+/// snapshots and backups.
 pub fn detail(
     id: &str,
     info: &Result<Info>,
     flash: Option<(bool, String)>,
+    extra: &Extra,
     known: &dyn Fn(&Info) -> Known,
 ) -> Markup {
     html! {
@@ -182,6 +204,7 @@ pub fn detail(
                 Err(e) => { (error(&e.to_string())) }
                 Ok(i) => {
                     @let m = &i.machine;
+                    @let k = known(i);
                     dl {
                         dt { "ID" } dd { (m.id) }
                         dt { "name" } dd { (m.name) }
@@ -190,8 +213,11 @@ pub fn detail(
                         dt { "address" } dd { (m.address) }
                         dt { "template" } dd { (m.template) " " (m.version) }
                         dt { "autostart" } dd { @if i.autostart { "yes" } @else { "no" } }
-                        dt { "signature" } dd { (signature(i, &known(i))) }
+                        dt { "signature" } dd { (signature(i, &k)) }
                         dt { "bundle" } dd { code { (i.bundle) } }
+                        @if extra.audited {
+                            dt { "vulnerabilities" } dd { (audit::link(m.id)) }
+                        }
                         dt { "uri" } dd { code { (i.uri) } }
                     }
                     h2 { "Probes" }
@@ -209,10 +235,14 @@ pub fn detail(
                     }
                     h2 { "Actions" }
                     p { (actions(i, "machine")) }
+                    @if m.state != MachineState::Orphan {
+                        (snapshots::section(id, m.state == MachineState::Running, extra.snapshots, None))
+                        (backups::section(id, k.last_backup.as_ref(), None, false))
+                    }
                 }
             }
             h2 { "Delete" }
-            form hx-post=(format!("/machines/{id}/delete")) hx-target="#delete-result" {
+            form #delete-form hx-post=(format!("/machines/{id}/delete")) hx-target="#delete-result" {
                 label { "Type the ID, " strong { (id) } ", to delete the machine and everything mkve made for it: "
                     input type="text" name="confirm" autocomplete="off" required; }
                 " " button type="submit" { "delete" }
@@ -227,11 +257,12 @@ pub fn machine_page(
     c: &Caller,
     id: &str,
     info: &Result<Info>,
+    extra: &Extra,
     known: &dyn Fn(&Info) -> Known,
 ) -> Markup {
     let body = html! {
         h1 { "Machine " (id) }
-        (detail(id, info, None, known))
+        (detail(id, info, None, extra, known))
     };
     page(c, "", &format!("Machine {id}"), body)
 }

@@ -3,7 +3,9 @@
 //! CSRF token for htmx, mkve's script and style) around its body; a
 //! fragment htmx swaps in is a function of its own.
 //!
-//! - `machines.rs`: the machines' table, one machine, their actions
+//! - `machines.rs`: the machines' table, one machine, their actions;
+//!   `snapshots.rs`, `backups.rs`: a machine's snapshots and backups;
+//!   `audit.rs`: vulnerabilities (`--feed`)
 //! - `create.rs`: the upload form, a bundle's options, a create's progress
 //! - `network.rs`, `log.rs`, `console.rs`: those pages
 
@@ -12,11 +14,14 @@ use mkve_core::vm::MachineState;
 
 use crate::auth::Caller;
 
+pub mod audit;
+pub mod backups;
 pub mod console;
 pub mod create;
 pub mod log;
 pub mod machines;
 pub mod network;
+pub mod snapshots;
 
 fn layout(c: Option<&Caller>, here: &str, title: &str, body: Markup) -> Markup {
     let headers = c
