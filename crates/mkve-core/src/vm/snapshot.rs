@@ -264,6 +264,8 @@ pub(super) fn copy_layer(
     let what = format!("machine {}", m.id);
     let marker = frozen_marker(dir);
     let frozen = if running && !d.is_paused()? {
+        let snapshots = snapshots_dir(dir);
+        std::fs::create_dir_all(&snapshots).map_err(|e| Error::create(&snapshots, e))?;
         crate::files::write_atomic(&marker, b"")?;
         if let Err(e) = d.suspend(&what) {
             let _ = std::fs::remove_file(&marker);
