@@ -161,30 +161,21 @@ pub fn backup(
     let staging = Scratch::new_in(&vms_dir(), STAGING_PREFIX)?;
     let delta = staging.path().join("delta");
     std::fs::create_dir(&delta).map_err(|e| Error::create(&delta, e))?;
+    let from = Source {
+        d: &d,
+        m: &m,
+        dir: &dir,
+        base: base.as_deref(),
+        delta: &delta,
+        work: staging.path(),
+        running,
+        full: o.full,
+        report,
+    };
     let (changed, removed) = if hv == Hypervisor::Lxc {
-        lxc_delta(
-            &d,
-            &m,
-            &dir,
-            base.as_deref(),
-            &delta,
-            staging.path(),
-            running,
-            o.full,
-            report,
-        )?
+        lxc_delta(&from)?
     } else {
-        disk_delta(
-            &d,
-            &m,
-            &dir,
-            base.as_deref(),
-            &delta,
-            staging.path(),
-            running,
-            o.full,
-            report,
-        )?
+        disk_delta(&from)?
     };
 
     let state = crate::state::of_dir(&dir, &what)?;
@@ -377,21 +368,39 @@ fn read_param(_d: &Dom, dir: &Path, hv: Hypervisor, rel: &Path, delta: &Path) ->
     Err(Error::Other(format!("{}: not found", rel.display())))
 }
 
+/// What a delta is read from and written to.
+#[derive(Clone, Copy)]
+struct Source<'a> {
+    d: &'a Dom,
+    m: &'a Machine,
+    /// The machine's directory.
+    dir: &'a Path,
+    /// The digest of the base it stands on.
+    base: Option<&'a str>,
+    /// Where the delta's files go.
+    delta: &'a Path,
+    /// A scratch directory beside it.
+    work: &'a Path,
+    running: bool,
+    full: bool,
+    report: &'a dyn Report,
+}
+
 /// An lxc machine's delta into `delta`: its upper layer (copied while it
 /// is frozen when it runs) without overlayfs's own marks, and the paths it
 /// removed from the base; `--full`: its whole merged root.
-#[allow(clippy::too_many_arguments)]
-fn lxc_delta(
-    d: &Dom,
-    m: &Machine,
-    dir: &Path,
-    base: Option<&str>,
-    delta: &Path,
-    work: &Path,
-    running: bool,
-    full: bool,
-    report: &dyn Report,
-) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+fn lxc_delta(f: &Source) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let Source {
+        d,
+        m,
+        dir,
+        base,
+        delta,
+        work,
+        running,
+        full,
+        report,
+    } = *f;
     let (Some(digest), false) = (base, full) else {
         // The whole root: through the overlay mount, or the private root.
         super::overlay::prepare_root(m)?;
@@ -464,18 +473,18 @@ fn split(changes: Vec<crate::image::Change>) -> (Vec<PathBuf>, Vec<PathBuf>) {
 /// throw-away overlay (which replays a journal the guest left and keeps
 /// the machine's images untouched). A running machine's disk is frozen
 /// first by a live external snapshot (snapshot.rs).
-#[allow(clippy::too_many_arguments)]
-fn disk_delta(
-    d: &Dom,
-    m: &Machine,
-    dir: &Path,
-    base: Option<&str>,
-    delta: &Path,
-    work: &Path,
-    running: bool,
-    full: bool,
-    report: &dyn Report,
-) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+fn disk_delta(f: &Source) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let Source {
+        d,
+        m,
+        dir,
+        base,
+        delta,
+        work,
+        running,
+        full,
+        report,
+    } = *f;
     let (frozen, format) = if running {
         let (rel, format) = super::snapshot::freeze_disk(d, m, dir, true, report)?;
         (dir.join(rel), format)
