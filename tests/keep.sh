@@ -139,6 +139,15 @@ busybox_root "$work/bb"
     "$top/tests/fixtures/templates/good/with-params" >/dev/null || exit 1
 sid=$("$bin/mkve-vm" -q create --param admin_password=s3cret-Value --param motd=hello "$work/params.bun")
 "$bin/mkve-vm" backup "$sid" -o "$work/params.bak"
+# Retention: each machine's newest N kept, other files left alone.
+mkdir "$work/baks"
+cp "$work/params.bak" "$work/baks/1.bak"
+sleep 1
+"$bin/mkve-vm" backup "$sid" -o "$work/baks/2.bak"
+echo mine >"$work/baks/notes.txt"
+check "backup --prune without a rule is refused (2)" refuses 2 "say what to keep" "$bin/mkve-vm" backup --prune "$work/baks"
+check "backup --prune --keep-last 1 removes the older backup only" sh -c \
+    "'$bin/mkve-vm' backup --prune --keep-last 1 '$work/baks' | grep -qx 'removed $work/baks/1.bak' && test \"\$(ls '$work/baks' | tr '\n' ' ')\" = '2.bak notes.txt '"
 check "a backup leaves a secret parameter out" sh -c \
     "! tar -xOf '$work/params.bak' delta.tar.zst | zstd -dc | grep -a -q s3cret-Value && ! tar -xOf '$work/params.bak' backup.json | grep -q s3cret-Value && tar -xOf '$work/params.bak' backup.json | grep -q '\"admin_password\"'"
 "$bin/mkve-vm" delete "$sid"

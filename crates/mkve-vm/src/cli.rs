@@ -89,13 +89,26 @@ pub enum Command {
         #[arg(long)]
         delete: bool,
     },
-    /// Back up what makes a machine differ from its base, running or not, into a signed archive
+    /// Back up what makes a machine differ from its base, running or not, into a signed archive; with --prune, thin out a directory of backups
     Backup {
-        #[command(flatten)]
-        target: Target,
+        /// The machine (its ID or name); with --prune, the directory of backups
+        #[arg(value_name = "MACHINE|DIR", add = ArgValueCandidates::new(machines))]
+        target: String,
         /// Write it to FILE (- for stdout)
-        #[arg(short, long, value_name = "FILE")]
-        output: PathBuf,
+        #[arg(short, long, value_name = "FILE", required_unless_present = "prune")]
+        output: Option<PathBuf>,
+        /// Remove the backups in DIR that the --keep rules do not keep (each machine's apart)
+        #[arg(long, conflicts_with_all = ["output", "full", "sign_key", "force_no_sign"])]
+        prune: bool,
+        /// Keep the newest N
+        #[arg(long, value_name = "N", default_value = "0", requires = "prune")]
+        keep_last: usize,
+        /// Keep the newest of each of the last N days that have one
+        #[arg(long, value_name = "N", default_value = "0", requires = "prune")]
+        keep_daily: usize,
+        /// Keep the newest of each of the last N weeks that have one
+        #[arg(long, value_name = "N", default_value = "0", requires = "prune")]
+        keep_weekly: usize,
         /// The whole root, not only what differs from the base
         #[arg(long)]
         full: bool,

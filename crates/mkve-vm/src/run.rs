@@ -90,17 +90,37 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Backup {
             target,
+            prune: true,
+            keep_last,
+            keep_daily,
+            keep_weekly,
+            ..
+        } => {
+            let keep = vm::Keep {
+                last: keep_last,
+                daily: keep_daily,
+                weekly: keep_weekly,
+            };
+            for f in vm::prune_backups(std::path::Path::new(&target), keep)? {
+                mkve_cli::outln!("removed {}", f.display())?;
+            }
+            Ok(())
+        }
+        Command::Backup {
+            target,
             output,
             full,
             sign_key,
             force_no_sign,
+            ..
         } => {
             let o = vm::BackupOptions {
                 full,
                 sign_key,
                 no_sign: force_no_sign,
             };
-            vm::backup(&uris, &target.machine, &output, &o, &report).map(drop)
+            let output = output.ok_or_else(|| Error::Usage("backup: -o FILE is needed".into()))?;
+            vm::backup(&uris, &target, &output, &o, &report).map(drop)
         }
         Command::Restore(args) => {
             let input = args.backup.clone();

@@ -834,3 +834,166 @@ pub fn manifest_of(input: &Path) -> Result<Manifest> {
         _ => Err(Error::bundle(&label, "not an mkve backup")),
     }
 }
+
+/// What `backup --prune` keeps of each machine's backups.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Keep {
+    /// The newest N.
+    pub last: usize,
+    /// The newest of each of the last N days (UTC) that have backups.
+    pub daily: usize,
+    /// The newest of each of the last N weeks (ISO weeks, Monday first).
+    pub weekly: usize,
+}
+
+/// Which of `made` (the dates, seconds since 1970, of one machine's
+/// backups) `keep` keeps: their indices. The rules as restic's and
+/// borg's `--keep-last`, `--keep-daily`, `--keep-weekly`: each keeps the
+/// newest backup of each of its last N periods that have one, and what
+/// any rule keeps stays.
+pub fn kept(made: &[u64], keep: Keep) -> std::collections::BTreeSet<usize> {
+    let mut order: Vec<usize> = (0..made.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(made[i]));
+    let mut out: std::collections::BTreeSet<usize> =
+        order.iter().take(keep.last).copied().collect();
+    for (n, period) in [(keep.daily, 86_400u64), (keep.weekly, 7 * 86_400)] {
+        let mut seen = std::collections::BTreeSet::new();
+        for &i in &order {
+            if seen.len() == n {
+                break;
+            }
+            // 1970-01-01 was a Thursday: weeks start 3 days after it + 1.
+            let key = if period == 86_400 {
+                made[i] / period
+            } else {
+                (made[i] + 3 * 86_400) / period
+            };
+            if seen.insert(key) {
+                out.insert(i);
+            }
+        }
+    }
+    out
+}
+
+/// Remove the backups in `dir` that `keep` does not keep, machine by
+/// machine (told by the ID and name in their manifests; files that are no
+/// backups are left alone). Returns the files removed. Errors (2): no
+/// rule given (nothing would be kept); `dir` cannot be read (1).
+pub fn prune(dir: &Path, keep: Keep) -> Result<Vec<PathBuf>> {
+    if keep == Keep::default() {
+        return Err(Error::Usage(
+            "backup --prune: say what to keep (--keep-last, --keep-daily, --keep-weekly)".into(),
+        ));
+    }
+    let mut by_machine: BTreeMap<(u32, String), Vec<(PathBuf, u64)>> = BTreeMap::new();
+    for e in std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .flatten()
+    {
+        let path = e.path();
+        if !path.is_file() {
+            continue;
+        }
+        if let Ok(m) = manifest_of(&path) {
+            by_machine
+                .entry((m.machine.id, m.machine.name.clone()))
+                .or_default()
+                .push((path, m.made));
+        }
+    }
+    let mut removed = Vec::new();
+    for list in by_machine.values() {
+        let made: Vec<u64> = list.iter().map(|(_, t)| *t).collect();
+        let keep = kept(&made, keep);
+        for (i, (path, _)) in list.iter().enumerate() {
+            if !keep.contains(&i) {
+                std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;
+                removed.push(path.clone());
+            }
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: u64 = 86_400;
+
+    #[test]
+    fn retention_keeps_the_newest_of_each_period() {
+        // Two backups a day for 30 days, from Monday 2026-11-02 00:00 UTC.
+        let start = 1_793_577_600;
+        let made: Vec<u64> = (0..60)
+            .map(|i| start + i / 2 * DAY + (i % 2) * 3600)
+            .collect();
+        let last = kept(
+            &made,
+            Keep {
+                last: 3,
+                ..Keep::default()
+            },
+        );
+        assert_eq!(last, [57, 58, 59].into());
+        let daily = kept(
+            &made,
+            Keep {
+                daily: 7,
+                ..Keep::default()
+            },
+        );
+        assert_eq!(
+            daily,
+            [47, 49, 51, 53, 55, 57, 59].into(),
+            "the later of each day"
+        );
+        let weekly = kept(
+            &made,
+            Keep {
+                weekly: 4,
+                ..Keep::default()
+            },
+        );
+        // Weeks start on Mondays: days 0-6, 7-13, 14-20, 21-27, 28-29.
+        assert_eq!(weekly, [41, 55, 59, 27].into());
+        let both = kept(
+            &made,
+            Keep {
+                last: 1,
+                daily: 2,
+                weekly: 1,
+            },
+        );
+        assert_eq!(both, [57, 59].into());
+        assert!(kept(&made, Keep::default()).is_empty());
+        assert!(kept(
+            &[],
+            Keep {
+                last: 5,
+                daily: 5,
+                weekly: 5
+            }
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn prune_needs_a_rule_and_leaves_other_files() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(prune(d.path(), Keep::default()).unwrap_err().exit_code(), 2);
+        std::fs::write(d.path().join("notes.txt"), "mine").unwrap();
+        let removed = prune(
+            d.path(),
+            Keep {
+                last: 1,
+                ..Keep::default()
+            },
+        )
+        .unwrap();
+        assert!(removed.is_empty());
+        assert!(d.path().join("notes.txt").exists());
+    }
+}

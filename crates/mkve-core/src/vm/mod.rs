@@ -58,8 +58,8 @@ pub use audit::{
     MachineFinding, MachineRef, MachineSbom, NoSbom, NodeSboms, SiteAudit,
 };
 pub use backup::{
-    backup, manifest_of, restore, BackupOptions, BackupSummary, Manifest as BackupManifest,
-    RestoreOptions,
+    backup, kept as backups_kept, manifest_of, prune as prune_backups, restore, BackupOptions,
+    BackupSummary, Keep, Manifest as BackupManifest, RestoreOptions,
 };
 pub use base::{
     list as bases, prune as prune_bases, short as short_digest, BaseInfo, Kind as BaseKind,
