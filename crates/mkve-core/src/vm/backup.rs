@@ -423,7 +423,12 @@ fn lxc_delta(f: &Source) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let lower = super::layout::bases_dir().join(digest).join("rootfs");
     let changes = crate::image::diff_upper(&upper, &lower)?;
     std::fs::remove_dir(delta).at(delta)?;
-    super::snapshot::copy_tree(&upper, delta, report)?;
+    if running {
+        // The frozen copy is the backup's own: moved, not copied again.
+        std::fs::rename(&upper, delta).at(delta)?;
+    } else {
+        super::snapshot::copy_tree(&upper, delta, report)?;
+    }
     strip_overlay_marks(delta)?;
     Ok(split(changes))
 }
