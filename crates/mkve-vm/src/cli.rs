@@ -374,11 +374,26 @@ impl CreateArgs {
 #[derive(Args, Debug)]
 pub struct UpgradeArgs {
     /// The machine (its ID or name)
-    #[arg(value_name = "MACHINE", add = ArgValueCandidates::new(machines))]
-    pub machine: String,
+    #[arg(value_name = "MACHINE", required_unless_present = "template", add = ArgValueCandidates::new(machines))]
+    pub machine: Option<String>,
     /// The new bundle: a file or URL
-    #[arg(value_name = "BUNDLE", required_unless_present_any = ["commit", "rollback"], conflicts_with_all = ["commit", "rollback"])]
+    #[arg(value_name = "BUNDLE", required_unless_present_any = ["commit", "rollback", "template"], conflicts_with_all = ["commit", "rollback"])]
     pub bundle: Option<PathBuf>,
+    /// Upgrade every machine of template NAME on this node (with --to), canaries first, then in waves
+    #[arg(long, value_name = "NAME", requires = "to", conflicts_with_all = ["machine", "bundle", "commit", "rollback"])]
+    pub template: Option<String>,
+    /// The new bundle of a --template rollout: a file or URL
+    #[arg(long, value_name = "BUNDLE", requires = "template")]
+    pub to: Option<PathBuf>,
+    /// Upgrade N machines first, one at a time, before the others
+    #[arg(long, value_name = "N", default_value = "1", requires = "template")]
+    pub canary: usize,
+    /// After the canaries, upgrade N machines at once
+    #[arg(long, value_name = "N", default_value = "1", requires = "template", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub max_parallel: u16,
+    /// Print the rollout's report as JSON (keys in mkve-vm(1))
+    #[arg(long, requires = "template")]
+    pub json: bool,
     /// Keep the machine's last upgrade: remove its snapshot and free the old base
     #[arg(long, conflicts_with = "rollback")]
     pub commit: bool,
@@ -404,7 +419,11 @@ pub struct UpgradeArgs {
 impl UpgradeArgs {
     pub fn options(&self) -> Result<vm::UpgradeOptions> {
         Ok(vm::UpgradeOptions {
-            bundle: self.bundle.clone().unwrap_or_default(),
+            bundle: self
+                .bundle
+                .clone()
+                .or_else(|| self.to.clone())
+                .unwrap_or_default(),
             keyring: self.keys.keyring.clone(),
             allow_unsigned: self.keys.allow_unsigned,
             params: given_params(&self.params, &self.param_files)?,

@@ -353,3 +353,35 @@ pub fn upgraded(s: &vm::UpgradeSummary) -> Result<()> {
         s.machine
     )
 }
+
+/// A rollout's report: a line a machine (ID, name, version now, result);
+/// exit 69 when one failed (the rollout stopped there).
+pub fn rollout(all: &[vm::RolloutEntry], as_json: bool) -> Result<()> {
+    if as_json {
+        print_json(&all)?;
+    } else {
+        outln!("{:<5} {:<24} {:<12} RESULT", "ID", "NAME", "VERSION")?;
+        for e in all {
+            let result = match &e.outcome {
+                vm::RolloutOutcome::Upgraded => "upgraded (upgrade --commit keeps it)".to_string(),
+                vm::RolloutOutcome::Already => "on the new bundle already".to_string(),
+                vm::RolloutOutcome::Untouched => "not tried: the rollout stopped".to_string(),
+                vm::RolloutOutcome::Failed(why) => format!("failed, rolled back: {why}"),
+            };
+            outln!("{:<5} {:<24} {:<12} {result}", e.machine, e.name, e.version)?;
+        }
+    }
+    match all
+        .iter()
+        .find(|e| matches!(e.outcome, vm::RolloutOutcome::Failed(_)))
+    {
+        Some(e) => Err(Error::Unavailable {
+            what: "the rollout".into(),
+            why: format!(
+                "machine {} ({}) failed and was rolled back; the rollout stopped there (run it again to go on)",
+                e.machine, e.name
+            ),
+        }),
+        None => Ok(()),
+    }
+}

@@ -450,7 +450,9 @@ fn holders_in(vms: &Path) -> BTreeMap<String, Vec<String>> {
                 .flatten()
                 .filter_map(|s| of_machine(&s.path()))
                 .collect();
-            also.extend(of_machine(&super::layout::upgrade_dir(&e.path()).join("old")));
+            also.extend(of_machine(
+                &super::layout::upgrade_dir(&e.path()).join("old"),
+            ));
             let name = e.file_name().to_string_lossy().into_owned();
             for d in named.into_iter().chain(also) {
                 let v = out.entry(d).or_default();

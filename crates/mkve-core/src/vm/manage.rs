@@ -43,11 +43,22 @@ pub(super) fn find_locked(uris: &Uris, target: &str) -> Result<(Connection, Dom,
                 "machine {target} is on node {node}: its move there had been interrupted, \
                  and is finished now (its copy here is removed)"
             ))),
-            _ => {
-                // An upgrade killed before its probes passed: rolled back.
+            // An upgrade killed before its probes passed: rolled back, and
+            // the machine found again as it is now.
+            _ if super::upgrade::interrupted(&m) => {
                 super::upgrade::resolve(&c, &d, &m, &crate::exec::Silent)?;
-                Ok((c, d, m, lock))
+                let now = scan(uris)?
+                    .machines
+                    .into_iter()
+                    .find(|(_, d, m2)| m2.id == m.id && d.uuid().is_ok_and(|u| u == uuid));
+                match now {
+                    Some((c, d, m)) => Ok((c, d, m, lock)),
+                    None => Err(Error::NotFound(format!(
+                        "no machine {target}: it was deleted meanwhile"
+                    ))),
+                }
             }
+            _ => Ok((c, d, m, lock)),
         },
         None => Err(Error::NotFound(format!(
             "no machine {target}: it was deleted meanwhile"

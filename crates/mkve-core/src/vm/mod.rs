@@ -84,5 +84,8 @@ pub use snapshot::{
     Record as SnapshotRecord, SnapshotInfo,
 };
 pub use spec::{BlkioWeight, CpuShares, DiskSize, MachineName, Memory, Vcpus};
-pub use upgrade::{commit as commit_upgrade, rollback as rollback_upgrade, upgrade, Conflict, UpgradeOptions, UpgradeSummary};
+pub use upgrade::{
+    commit as commit_upgrade, rollback as rollback_upgrade, rollout, upgrade, Conflict,
+    Outcome as RolloutOutcome, RolloutEntry, RolloutOptions, UpgradeOptions, UpgradeSummary,
+};
 pub use wait::{probe_once, probes_of, wait};

@@ -436,9 +436,8 @@ pub fn revert(uris: &Uris, target: &str, name: &str, report: &dyn Report) -> Res
 /// An lxc machine's layer (in `dir`, stopped) put back as snapshot
 /// `name` holds it; the snapshot stays. Errors: no such snapshot.
 pub(super) fn revert_layer_named(dir: &Path, name: &str, report: &dyn Report) -> Result<()> {
-    let r = read_record(dir, name)?.ok_or_else(|| {
-        Error::NotFound(format!("{}: no snapshot {name}", dir.display()))
-    })?;
+    let r = read_record(dir, name)?
+        .ok_or_else(|| Error::NotFound(format!("{}: no snapshot {name}", dir.display())))?;
     revert_layer(dir, &r, report)
 }
 

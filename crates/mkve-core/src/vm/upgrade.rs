@@ -168,9 +168,9 @@ fn read_record(dir: &Path) -> Result<Option<Record>> {
     match std::fs::read(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(&path, e)),
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-            Error::Other(format!("{}: not an upgrade's record: {e}", path.display()))
-        }),
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| Error::Other(format!("{}: not an upgrade's record: {e}", path.display()))),
     }
 }
 
@@ -651,7 +651,9 @@ fn conflicts_of(
         let how = match (ea, eb) {
             (Some(_), None) => Some("removed"),
             (Some(x), Some(y)) if x.kind != y.kind => Some("changed"),
-            (Some(_), Some(_)) => (a.read(&c.path).ok() != b.read(&c.path).ok()).then_some("changed"),
+            (Some(_), Some(_)) => {
+                (a.read(&c.path).ok() != b.read(&c.path).ok()).then_some("changed")
+            }
             _ => None,
         };
         if let Some(how) = how {
@@ -811,9 +813,12 @@ fn virtual_size(image: &Path) -> Result<u64> {
         .output_checked()?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .map_err(|e| Error::Other(format!("qemu-img info {}: {e}", image.display())))?;
-    v["virtual-size"]
-        .as_u64()
-        .ok_or_else(|| Error::Other(format!("qemu-img info {}: no virtual-size", image.display())))
+    v["virtual-size"].as_u64().ok_or_else(|| {
+        Error::Other(format!(
+            "qemu-img info {}: no virtual-size",
+            image.display()
+        ))
+    })
 }
 
 /// Parameter values written into `root` (a layer or a delta tree) as the
@@ -881,10 +886,7 @@ fn commit_locked(d: &Dom, m: &Machine, dir: &Path, report: &dyn Report) -> Resul
     }
     remove_tree(&trash).map_err(|e| Error::io(&trash, e))?;
     if super::base::release(&r.from, report)? {
-        report.progress(&format!(
-            "base {} released",
-            super::base::short(&r.from)
-        ));
+        report.progress(&format!("base {} released", super::base::short(&r.from)));
     }
     Ok(())
 }
@@ -950,7 +952,10 @@ fn rollback_locked(
     )?;
     let snap = super::layout::snapshots_dir(dir).join(&r.snapshot);
     if lxc && snap.exists() {
-        report.progress(&format!("{what}: its layer back from snapshot {}", r.snapshot));
+        report.progress(&format!(
+            "{what}: its layer back from snapshot {}",
+            r.snapshot
+        ));
         super::snapshot::revert_layer_named(dir, &r.snapshot, report)?;
     }
     if let Some(layer) = &r.layer {
@@ -1044,16 +1049,165 @@ pub(super) fn interrupted(m: &Machine) -> bool {
         || read_record(&dir).is_ok_and(|r| r.is_some_and(|r| r.phase != Phase::Done))
 }
 
+/// How a fleet is upgraded (`upgrade --template NAME --to BUNDLE`).
+#[derive(Debug, Clone)]
+pub struct RolloutOptions {
+    /// Each machine's upgrade, `bundle` the new one.
+    pub each: UpgradeOptions,
+    /// The template whose machines are upgraded.
+    pub template: String,
+    /// How many machines go first, one at a time.
+    pub canary: usize,
+    /// How many machines are upgraded at once after the canaries (1 or
+    /// more).
+    pub max_parallel: usize,
+}
+
+/// Where one machine of a rollout stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "result", content = "detail")]
+pub enum Outcome {
+    /// Upgraded now (its upgrade held for a commit).
+    Upgraded,
+    /// On the new bundle already (a rollout run again goes on from here).
+    Already,
+    /// Its upgrade failed: rolled back; the rollout stopped here.
+    Failed(String),
+    /// Not tried: the rollout stopped before it.
+    Untouched,
+}
+
+/// One machine of a rollout.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutEntry {
+    pub machine: u32,
+    pub name: String,
+    /// The version it stands on now.
+    pub version: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// Upgrade every machine of template `o.template` on this node that is not
+/// on the bundle `o.each.bundle` yet: the first `canary` one at a time,
+/// then the rest in waves of `max_parallel`; the first failure stops the
+/// rollout (the failed machine is rolled back by its upgrade, the others
+/// not tried are left as they are). Run again, it goes on where it
+/// stopped (machines on the new bundle are passed by). Returns each
+/// machine's outcome, by ID. Errors: the bundle cannot be read (65, 69),
+/// no machine of the template (2).
+pub fn rollout(uris: &Uris, o: &RolloutOptions, report: &dyn Report) -> Result<Vec<RolloutEntry>> {
+    let src = super::create::BundleSource {
+        bundle: &o.each.bundle,
+        keyring: o.each.keyring.as_deref(),
+        allow_unsigned: o.each.allow_unsigned,
+        hypervisor: None,
+    };
+    let (meta, _) = super::create::read_bundle_from(&src, bundle::Check::Meta, None, None, report)?;
+    let digest = meta
+        .members
+        .get(bundle::ROOTFS)
+        .cloned()
+        .unwrap_or_default();
+    if meta.template.name != o.template {
+        return Err(Error::bundle(
+            crate::files::display_name(&o.each.bundle),
+            format!(
+                "is a bundle of template {}, not {}",
+                meta.template.name, o.template
+            ),
+        ));
+    }
+    let mut entries: Vec<RolloutEntry> = super::manage::infos(uris)?
+        .into_iter()
+        .filter(|i| i.machine.template == o.template && !i.uri.is_empty())
+        .map(|i| RolloutEntry {
+            machine: i.machine.id.get(),
+            name: i.machine.name.clone(),
+            version: i.machine.version.clone(),
+            outcome: if i.bundle == digest {
+                Outcome::Already
+            } else {
+                Outcome::Untouched
+            },
+        })
+        .collect();
+    if entries.is_empty() {
+        return Err(Error::Usage(format!(
+            "no machine of template {} on this node",
+            o.template
+        )));
+    }
+    let todo: Vec<usize> = (0..entries.len())
+        .filter(|&i| entries[i].outcome == Outcome::Untouched)
+        .collect();
+    let (canaries, rest) = todo.split_at(o.canary.min(todo.len()));
+    let waves = canaries
+        .iter()
+        .map(std::slice::from_ref)
+        .chain(rest.chunks(o.max_parallel.max(1)));
+    for wave in waves {
+        let ids: Vec<String> = wave
+            .iter()
+            .map(|&i| entries[i].machine.to_string())
+            .collect();
+        report.progress(&format!(
+            "upgrading machine{} {}",
+            if ids.len() == 1 { "" } else { "s" },
+            ids.join(", ")
+        ));
+        let results: Vec<Result<UpgradeSummary>> = std::thread::scope(|s| {
+            let handles: Vec<_> = ids
+                .iter()
+                .map(|id| s.spawn(move || upgrade(uris, id, &o.each, report)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::Other("an upgrade's thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        let mut stop = false;
+        for (&i, r) in wave.iter().zip(results) {
+            match r {
+                Ok(sum) => {
+                    entries[i].version = sum.to_version;
+                    entries[i].outcome = Outcome::Upgraded;
+                }
+                Err(e) => {
+                    entries[i].outcome = Outcome::Failed(e.to_string());
+                    stop = true;
+                }
+            }
+        }
+        if stop {
+            break;
+        }
+    }
+    Ok(entries)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn seed_paths_are_never_conflicts() {
-        for p in ["/etc/hostname", "/etc/mkve/params/x", "/root/.ssh/authorized_keys"] {
+        for p in [
+            "/etc/hostname",
+            "/etc/mkve/params/x",
+            "/root/.ssh/authorized_keys",
+        ] {
             assert!(is_seeds(Path::new(p)), "{p}");
         }
-        for p in ["/etc/chrony/chrony.conf", "/etc/hostnames", "/root/.profile"] {
+        for p in [
+            "/etc/chrony/chrony.conf",
+            "/etc/hostnames",
+            "/root/.profile",
+        ] {
             assert!(!is_seeds(Path::new(p)), "{p}");
         }
     }
@@ -1072,9 +1226,18 @@ mod tests {
         std::fs::write(a.join("kind"), "x").unwrap();
         std::os::unix::fs::symlink("same", b.join("kind")).unwrap();
         assert_eq!(differs(&a.join("same"), &b.join("same")).unwrap(), None);
-        assert_eq!(differs(&a.join("edit"), &b.join("edit")).unwrap(), Some("changed"));
-        assert_eq!(differs(&a.join("gone"), &b.join("gone")).unwrap(), Some("removed"));
-        assert_eq!(differs(&a.join("kind"), &b.join("kind")).unwrap(), Some("changed"));
+        assert_eq!(
+            differs(&a.join("edit"), &b.join("edit")).unwrap(),
+            Some("changed")
+        );
+        assert_eq!(
+            differs(&a.join("gone"), &b.join("gone")).unwrap(),
+            Some("removed")
+        );
+        assert_eq!(
+            differs(&a.join("kind"), &b.join("kind")).unwrap(),
+            Some("changed")
+        );
         // Not in the old base: the machine's own file, no conflict.
         assert_eq!(differs(&a.join("new"), &b.join("same")).unwrap(), None);
     }
