@@ -125,7 +125,7 @@ check "a commit with none held is refused (2)" refuses 2 "has no upgrade to comm
 
 # The broken bundle: chronyd masked, so its probe stays silent.
 t0=$(date +%s%N)
-vmn upgrade --force --timeout 40 "$id" "$work/ntp3.bun" >/dev/null 2>"$work/err"
+vmn upgrade --force --timeout 20 "$id" "$work/ntp3.bun" >/dev/null 2>"$work/err"
 rc=$?
 t1=$(date +%s%N)
 check "an upgrade whose probes stay silent fails (69) and rolls back by itself ($(( (t1 - t0) / 1000 / 1000 )) ms)" sh -c \
@@ -183,9 +183,8 @@ result() { python3 -c 'import json,sys; print({str(e["machine"]): e["result"] fo
 check "a rollout with a failing machine stops there (69, $(( (t1 - t0) / 1000000 )) ms)" test "$rc" = 69
 check "  the machine already on 2.0 is passed by, the canary and the wave's other are upgraded" sh -c \
     "test \"\$(python3 -c 'import json,sys; print(\" \".join(e[\"result\"] for e in json.load(open(sys.argv[1]))))' '$work/rollout.json')\" = 'already upgraded upgraded failed untouched'"
-check "  the failed machine is back on 1.0, the untouched one still on 1.0" sh -c \
-    "test \"\$(version_of '$bad')\" = 1.0 && test \"\$(version_of '${fleet[3]}')\" = 1.0" 2>/dev/null ||
-    check "  (versions)" test "$(version_of "$bad") $(version_of "${fleet[3]}")" = "1.0 1.0"
+check "  the failed machine is back on 1.0, the untouched one still on 1.0" \
+    test "$(version_of "$bad") $(version_of "${fleet[3]}")" = "1.0 1.0"
 rm "$MKVE_STATEDIR/vms/$bad/rootfs/etc/systemd/system/chrony.service"
 "$bin/mkve-vm" reboot "$bad"
 vmn upgrade --template ntp-server --to "$work/ntp2.bun" --canary 1 --max-parallel 2 --timeout 120 >"$work/out" 2>"$work/err"

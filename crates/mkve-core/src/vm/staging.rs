@@ -34,12 +34,12 @@ pub(super) fn remove_leftovers(
         network::remove_host(conn, &net, id.get(), report)?;
     }
     let dir = machine_dir(id);
-    let base = super::base::of_machine(&dir);
+    let bases = super::base::held_by(&dir);
     super::overlay::remove_machine_dir(&dir)?;
     let _ = std::fs::remove_file(creating_marker(&vms_dir(), id.get()));
     // Last: an interrupted move's mark says what is left until then.
     let _ = std::fs::remove_file(moving_mark(&vms_dir(), id.get()));
-    if let Some(digest) = base {
+    for digest in bases {
         super::base::release(&digest, report)?;
     }
     Ok(())

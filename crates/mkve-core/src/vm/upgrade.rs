@@ -912,7 +912,7 @@ pub fn rollback(uris: &Uris, target: &str, report: &dyn Report) -> Result<()> {
 }
 
 /// The way back, each step safe to repeat (a rollback killed is done
-/// again by the next command): stopped, the old domain XML, the old
+/// again by the next command): stopped (pulled), the old domain XML, the old
 /// bundle's files and base reference, the snapshot's layer (lxc) or the
 /// new overlay removed (disk), then the snapshot and `upgrade/`.
 fn rollback_locked(
@@ -927,8 +927,9 @@ fn rollback_locked(
     };
     let what = format!("machine {}", m.id);
     let up = upgrade_dir(dir);
+    // Pulled, not asked: what it wrote since the snapshot goes anyway.
     if d.is_active()? {
-        stop_for_upgrade(d, &what)?;
+        d.destroy(&what)?;
     }
     let lxc = super::overlay::is_overlay(dir);
     if lxc {
