@@ -43,6 +43,7 @@ mod manage;
 mod migrate;
 mod moves;
 mod overlay;
+mod pack;
 mod receive;
 mod remote;
 mod seed;
@@ -75,6 +76,7 @@ pub use manage::{
 pub use migrate::{migrate, MigrateOptions};
 pub use moves::{arrived, finish_move, interrupted_moves};
 pub use overlay::prepare_from_hook as prepare_lxc_root;
+pub use pack::{pack, parse_scrub, PackOptions as PackMachineOptions, ScrubOp, SCRUB};
 pub use receive::receive;
 pub use remote::{create_from_stream, create_on, forward};
 pub use site::{list_nodes, NodeMachine, SiteList, Unreachable};
