@@ -121,6 +121,29 @@ pub enum Command {
     },
     /// Make a machine from a backup (- for stdin) and print its ID
     Restore(Box<RestoreArgs>),
+    /// Pack a stopped machine back into a signed bundle, without what mkve's seed put in and scrubbed
+    Pack {
+        #[command(flatten)]
+        target: Target,
+        /// Write the bundle to FILE (- for stdout)
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// The scrub operations, separated by commas, or none [default: all of them; see PACK in mkve-vm(1)]
+        #[arg(long, value_name = "OPS", value_parser = parse_scrub)]
+        scrub: Option<Vec<&'static vm::ScrubOp>>,
+        /// Pack even when a private key is left in the root
+        #[arg(long)]
+        allow_secrets: bool,
+        /// The new bundle's template version [default: the machine's]
+        #[arg(long, value_name = "V")]
+        template_version: Option<String>,
+        /// Sign with this key [default: GnuPG's default key]
+        #[arg(long, value_name = "KEY")]
+        sign_key: Option<String>,
+        /// Write it unsigned
+        #[arg(long, conflicts_with = "sign_key")]
+        force_no_sign: bool,
+    },
     /// List a machine's snapshots, oldest first
     Snapshots {
         #[command(flatten)]
@@ -239,6 +262,11 @@ pub enum Command {
     /// A move's watcher: when stdin ends, resolve what the move left of the machine
     #[command(name = "__finish-move", hide = true)]
     FinishMove { id: MachineId },
+}
+
+/// `--scrub`'s value, checked by core (vm::parse_scrub).
+fn parse_scrub(s: &str) -> std::result::Result<Vec<&'static vm::ScrubOp>, String> {
+    vm::parse_scrub(s).map_err(|e| e.to_string())
 }
 
 /// The options of `create`.

@@ -127,6 +127,27 @@ pub fn run(cli: Cli) -> Result<()> {
             let o = args.options(cli.connect.uri.clone())?;
             show::id(vm::restore(&uris, &input, &o, &report)?)
         }
+        Command::Pack {
+            target,
+            output,
+            scrub,
+            allow_secrets,
+            template_version,
+            sign_key,
+            force_no_sign,
+        } => {
+            let o = vm::PackMachineOptions {
+                scrub,
+                allow_secrets,
+                template_version,
+                signing: if force_no_sign {
+                    mkve_core::bundle::Signing::Unsigned
+                } else {
+                    mkve_core::bundle::Signing::Key(sign_key)
+                },
+            };
+            vm::pack(&uris, &target.machine, &output, &o, &report).map(drop)
+        }
         Command::Snapshots { target, json } => {
             show::snapshots(&vm::snapshots(&uris, &target.machine)?, json)
         }

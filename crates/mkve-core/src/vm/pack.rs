@@ -141,7 +141,7 @@ pub fn parse_scrub(s: &str) -> Result<Vec<&'static ScrubOp>> {
         let Some(op) = SCRUB.iter().find(|o| o.name == name) else {
             let known: Vec<&str> = SCRUB.iter().map(|o| o.name).collect();
             return Err(Error::Usage(format!(
-                "--scrub: \"{}\" is no scrub operation (they are {}, or none)",
+                "\"{}\" is no scrub operation (they are {}, or none)",
                 name.escape_debug(),
                 known.join(", ")
             )));
