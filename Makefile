@@ -61,6 +61,7 @@ test: deps man
 	tests/web.sh
 	tests/faults.sh
 	tests/keep.sh
+	tests/pack.sh
 	tests/services.sh
 	tests/services.sh -H qemu ntp-server smtp-server
 

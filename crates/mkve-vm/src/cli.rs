@@ -130,7 +130,7 @@ pub enum Command {
         output: PathBuf,
         /// The scrub operations, separated by commas, or none [default: all of them; see PACK in mkve-vm(1)]
         #[arg(long, value_name = "OPS", value_parser = parse_scrub)]
-        scrub: Option<Vec<&'static vm::ScrubOp>>,
+        scrub: Option<ScrubOps>,
         /// Pack even when a private key is left in the root
         #[arg(long)]
         allow_secrets: bool,
@@ -264,9 +264,13 @@ pub enum Command {
     FinishMove { id: MachineId },
 }
 
+/// `--scrub`'s value: the operations named, in order.
+#[derive(Debug, Clone)]
+pub struct ScrubOps(pub Vec<&'static vm::ScrubOp>);
+
 /// `--scrub`'s value, checked by core (vm::parse_scrub).
-fn parse_scrub(s: &str) -> std::result::Result<Vec<&'static vm::ScrubOp>, String> {
-    vm::parse_scrub(s).map_err(|e| e.to_string())
+fn parse_scrub(s: &str) -> std::result::Result<ScrubOps, String> {
+    vm::parse_scrub(s).map(ScrubOps).map_err(|e| e.to_string())
 }
 
 /// The options of `create`.

@@ -137,7 +137,7 @@ pub fn run(cli: Cli) -> Result<()> {
             force_no_sign,
         } => {
             let o = vm::PackMachineOptions {
-                scrub,
+                scrub: scrub.map(|s| s.0),
                 allow_secrets,
                 template_version,
                 signing: if force_no_sign {

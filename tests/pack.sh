@@ -1,0 +1,174 @@
+#!/bin/bash
+# mkve-vm pack (mkve-vm(1), PACK), end to end against a real libvirtd in a
+# network namespace of the suite's own (tests/harness/libvirtd-netns): an
+# lxc machine of a busybox root running the node's sshd (its host keys made
+# at its first boot, as hook 05-ssh-hostkeys-per-machine has a systemd root
+# do), made with a secret parameter. Files are planted in it (data in /srv,
+# a log, a lease, a history, a private key); pack is refused naming the key;
+# without it the packed bundle holds none of the seed's files, parameters,
+# leases, logs or history, keeps /srv, has an empty machine-id and records
+# packed_from. Two machines made of it have machine-ids and SSH host keys
+# of their own (ssh-keyscan from the namespace) and answer their probes.
+# Packed twice: the same bytes; packed to - into create -.
+# Run by `make test` after the cargo tests, as root.
+set -uo pipefail
+. "$(dirname "$0")/harness/lib.sh"
+use_bins pack debug
+ns=mkve-pack
+suite_work pack
+passed=0 failed=0
+
+cleanup() {
+    for id in $(machines 2>/dev/null); do "$bin/mkve-vm" delete "$id" >/dev/null 2>&1; done
+    "$bin/mkve-net" delete --force >/dev/null 2>&1
+    "$harness" stop "$ns"
+    gpgconf --homedir "$GNUPGHOME" --kill all 2>/dev/null
+    gpgconf --homedir "$GNUPGHOME" --remove-socketdir 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# A key of the suite's own signs the bundles; its public half is the
+# node's keyring.
+export GNUPGHOME=$work/gnupg
+mkdir -m 700 "$GNUPGHOME"
+gpg --batch --quiet --passphrase '' --quick-gen-key 'mkve pack test <pack@example.invalid>' \
+    ed25519 sign never 2>/dev/null || exit 1
+mkdir -p "$MKVE_CONFDIR"
+gpg --batch --quiet --export >"$MKVE_CONFDIR/trusted.gpg"
+
+# refuses CODE WORDS CMD...: exits CODE and says WORDS on stderr
+refuses() {
+    local code=$1 words=$2; shift 2
+    "$@" >/dev/null 2>"$work/err"
+    local rc=$?
+    [ "$rc" = "$code" ] && grep -q -- "$words" "$work/err" ||
+        { echo "exit $rc: $(cat "$work/err")" >&2; return 1; }
+}
+
+# The root: busybox, the node's sshd and ssh-keygen with their libraries.
+root=$work/root
+mkdir -p "$root"/{bin,sbin,etc/ssh,proc,sys,dev,run,tmp,root,srv,var/log,var/lib/dhcp,usr/share/udhcpc,usr/sbin,usr/bin}
+cp /usr/bin/busybox "$root/bin/busybox"
+for exe in /usr/sbin/sshd /usr/bin/ssh-keygen; do
+    cp "$exe" "$root$exe"
+    for lib in $(ldd "$exe" | grep -o '/[^ ]*'); do
+        mkdir -p "$root${lib%/*}" && cp -L "$lib" "$root$lib" || exit 1
+    done
+done
+printf 'root:x:0:0:root:/root:/bin/sh\nsshd:x:100:65534::/run/sshd:/bin/false\n' >"$root/etc/passwd"
+printf 'root:*:19000:0:99999:7:::\nsshd:*:19000:0:99999:7:::\n' >"$root/etc/shadow"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+chmod 640 "$root/etc/shadow"
+: >"$root/etc/machine-id"
+printf 'UsePAM no\nPermitRootLogin prohibit-password\nHostKey /etc/ssh/ssh_host_ed25519_key\n' >"$root/etc/ssh/sshd_config"
+ln -s busybox "$root/bin/sh"; ln -s ../bin/busybox "$root/sbin/init"
+printf '::sysinit:/etc/rc\n::respawn:/bin/sh\n' >"$root/etc/inittab"
+cat >"$root/etc/rc" <<'EOF'
+#!/bin/sh
+/bin/busybox --install -s /bin
+ip link set lo up
+ip link set eth0 up
+udhcpc -i eth0 -s /usr/share/udhcpc/default.script -b -S -t 30 -T 1 -A 1
+# This machine's own host keys at its first boot (what hook
+# 05-ssh-hostkeys-per-machine does in a systemd root).
+[ -e /etc/ssh/ssh_host_ed25519_key ] || /usr/bin/ssh-keygen -A
+mkdir -p -m 755 /run/sshd
+/usr/sbin/sshd
+EOF
+cat >"$root/usr/share/udhcpc/default.script" <<'EOF'
+#!/bin/sh
+case "$1" in
+bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/${mask:-16}" dev "$interface"
+             [ -n "$router" ] && ip route replace default via "${router%% *}" ;;
+esac
+EOF
+chmod 755 "$root/etc/rc" "$root/usr/share/udhcpc/default.script"
+tpl=$work/sshbox
+mkdir -p "$tpl/packages-lists" "$tpl/version"
+echo lxc >"$tpl/hypervisors"
+echo busybox-static >"$tpl/packages-lists/lxc"
+echo template_version=1 >"$tpl/version/lxc"
+printf '# NAME FLAGS DEFAULT DESCRIPTION\ntoken required,secret - a secret given at create\nsite - example a plain one\n' >"$tpl/params"
+printf 'tcp 22 banner "^SSH-"\n' >"$tpl/probes"
+"$bin/mkve-bundle" --no-config -q -H lxc --rootfs "$root" -o "$work/ssh.bun" "$tpl" >/dev/null || exit 1
+
+start_node "$ns"
+"$bin/mkve-net" create || exit 1
+in_ns() { "$harness" exec "$ns" "$@"; }
+# hostkey ID: the machine's ed25519 host key, as ssh-keyscan sees it
+hostkey() {
+    local i
+    for i in $(seq 30); do
+        in_ns ssh-keyscan -T 2 -t ed25519 "192.0.2.$1" 2>/dev/null | awk '{print $3}' | grep . && return 0
+        sleep 1
+    done
+    return 1
+}
+
+id=$("$bin/mkve-vm" -q create --start --param token=s3cret-Token "$work/ssh.bun") || exit 1
+check "a machine of the bundle answers its probe ($id)" in_ns "$bin/mkve-vm" wait --timeout 60 "$id"
+m=$MKVE_STATEDIR/vms/$id/rootfs
+mid=$(cat "$m/etc/machine-id")
+check "  create gave it a machine-id of its own ($mid)" sh -c "echo '$mid' | grep -qx '[0-9a-f]\{32\}'"
+# What an operator leaves in a machine.
+mkdir -p "$m/srv/data" "$m/root/.ssh"
+echo 'the data' >"$m/srv/data/kept.txt"
+echo 'Dec  6 12:00:00 sshd[1]: started' >"$m/var/log/messages"
+echo 'lease { fixed-address 192.0.2.9; }' >"$m/var/lib/dhcp/dhclient.eth0.leases"
+echo 'cat /etc/mkve/params/token' >"$m/root/.ash_history"
+ssh-keygen -q -t ed25519 -N '' -C planted -f "$m/root/.ssh/id_ed25519"
+"$bin/mkve-vm" stop --force "$id"
+
+check "pack of a running machine is refused (69)" sh -c \
+    "'$bin/mkve-vm' start '$id' && '$bin/mkve-vm' pack '$id' -o '$work/x.bun' --force-no-sign 2>'$work/err'; rc=\$?; '$bin/mkve-vm' stop --force '$id'; test \$rc = 69 && grep -q 'stop it first' '$work/err' && test ! -e '$work/x.bun'"
+check "pack with an unknown scrub operation is refused (2)" refuses 2 "is no scrub operation" \
+    "$bin/mkve-vm" pack "$id" -o "$work/x.bun" --scrub logs,cookies
+check "pack with a private key left is refused (65), naming it, and writes nothing" sh -c \
+    "'$bin/mkve-vm' pack '$id' -o '$work/x.bun' --force-no-sign 2>'$work/err'; test \$? = 65 && grep -q '/root/.ssh/id_ed25519: a private key' '$work/err' && test -z \"\$(ls -A '$work' | grep 'x.bun')\""
+rm "$m/root/.ssh/id_ed25519"
+t0=$(date +%s%N)
+"$bin/mkve-vm" pack "$id" -o "$work/packed.bun"
+t1=$(date +%s%N)
+check "pack writes a signed bundle that mkve-bundle --verify takes ($(( (t1 - t0) / 1000000 )) ms)" \
+    "$bin/mkve-bundle" --keyring "$MKVE_CONFDIR/trusted.gpg" --verify "$work/packed.bun"
+check "  nothing of it is left mounted on the node, nor its scratch" sh -c \
+    "! grep -q ' $MKVE_STATEDIR/vms/\.new' /proc/self/mountinfo && test -z \"\$(ls -A '$MKVE_STATEDIR/vms' | grep '^\.new')\""
+check "  the machine is as it was (its root mounted, its files there)" sh -c \
+    "grep -q s3cret-Token '$m/etc/mkve/params/token' && test -s '$m/var/log/messages' && grep -qx '$mid' '$m/etc/machine-id'"
+mkdir "$work/p"
+tar -xOf "$work/packed.bun" rootfs.tar.zst | zstd -dc | tar -C "$work/p" -xf - 2>/dev/null
+p=$work/p
+check "  the secret parameter and every parameter are gone" sh -c \
+    "test ! -e '$p/etc/mkve/params/token' && test ! -e '$p/etc/mkve/params/site' && ! grep -rqa s3cret-Token '$p'"
+check "  the seed's files are the base's again" sh -c \
+    "test ! -e '$p/etc/hostname' && test ! -e '$p/etc/resolv.conf' && grep -qx 'root:\*:19000:0:99999:7:::' '$p/etc/shadow'"
+check "  the machine-id is empty" sh -c "test -f '$p/etc/machine-id' && test ! -s '$p/etc/machine-id'"
+check "  leases, logs, history and host keys are gone" sh -c \
+    "test ! -e '$p/var/log/messages' && test -d '$p/var/log' && test ! -e '$p/var/lib/dhcp/dhclient.eth0.leases' && test ! -e '$p/root/.ash_history' && ! ls '$p'/etc/ssh/ssh_host_* 2>/dev/null"
+check "  /srv is kept" grep -qx 'the data' "$p/srv/data/kept.txt"
+check "  meta.json records packed_from" sh -c \
+    "tar -xOf '$work/packed.bun' meta.json | python3 -c 'import json,sys; m=json.load(sys.stdin)[\"packed_from\"]; assert m[\"machine\"]==$id and \"logs\" in m[\"scrub\"] and len(m[\"bundle\"])==64 and m[\"packed\"]==\"2023-11-14T22:13:20Z\", m'"
+"$bin/mkve-vm" pack "$id" -o "$work/a.bun" --force-no-sign
+"$bin/mkve-vm" pack "$id" -o "$work/b.bun" --force-no-sign
+check "packed twice unsigned: the same bytes" cmp "$work/a.bun" "$work/b.bun"
+check "--scrub none keeps the log and history, never the seed's files" sh -c \
+    "'$bin/mkve-vm' pack '$id' -o - --force-no-sign --allow-secrets --scrub none | tar -xOf - rootfs.tar.zst | zstd -dc | tar -tf - >'$work/list' && grep -qx './var/log/messages\|var/log/messages' '$work/list' && ! grep -q 'etc/mkve/params/token' '$work/list'"
+
+# Two machines of the packed bundle: each its own machine-id and host key.
+a=$("$bin/mkve-vm" -q create --start --param token=other "$work/packed.bun")
+b=$("$bin/mkve-vm" -q create --start --param token=other "$work/packed.bun")
+check "two machines of the packed bundle answer their probes ($a, $b)" in_ns "$bin/mkve-vm" wait --timeout 60 "$a" "$b"
+ida=$(cat "$MKVE_STATEDIR/vms/$a/rootfs/etc/machine-id") idb=$(cat "$MKVE_STATEDIR/vms/$b/rootfs/etc/machine-id")
+check "  with machine-ids of their own" sh -c "test -n '$ida' && test '$ida' != '$idb' && test '$ida' != '$mid'"
+ka=$(hostkey "$a") kb=$(hostkey "$b")
+check "  and SSH host keys of their own (ssh-keyscan)" sh -c "test -n '$ka' && test -n '$kb' && test '$ka' != '$kb'"
+"$bin/mkve-vm" delete "$a"; "$bin/mkve-vm" delete "$b"
+
+c=$("$bin/mkve-vm" pack "$id" -o - | "$bin/mkve-vm" -q create --param token=piped -)
+check "pack -o - | create - makes a machine ($c)" sh -c "test -n '$c' && test -d '$MKVE_STATEDIR/vms/$c'"
+"$bin/mkve-vm" delete "$c"
+"$bin/mkve-vm" delete "$id"
+
+echo "pack: $passed passed, $failed failed"
+[ "$failed" = 0 ]
