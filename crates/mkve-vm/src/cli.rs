@@ -75,7 +75,28 @@ pub enum Command {
     /// Restart a machine
     Reboot(Target),
     /// Delete a machine and everything mkve made for it (its base too, if no other machine stands on it)
-    Delete(Target),
+    Delete {
+        #[command(flatten)]
+        target: Target,
+        /// An adopted machine's disks too (kept otherwise: mkve did not make them)
+        #[arg(long)]
+        remove_storage: bool,
+    },
+    /// Take a libvirt domain mkve did not make under its care, keeping its name and disks, and print its ID
+    Adopt {
+        /// The domain's name
+        #[arg(value_name = "DOMAIN")]
+        domain: String,
+        /// Give it this ID [default: the one its name ends in when free, else the next free one]
+        #[arg(long)]
+        id: Option<MachineId>,
+        /// Look for it on this hypervisor's URI, and refuse a domain of another
+        #[arg(short = 'H', long, value_name = "HV", add = ArgValueCandidates::new(mkve_cli::hypervisors))]
+        hypervisor: Option<Hypervisor>,
+        /// Print what would change, change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Make a stopped machine independent of its base (a whole disk or root of its own)
     Detach(Target),
     /// Take a snapshot of a machine, running or not, and print its name (default: the time)

@@ -77,7 +77,31 @@ pub fn run(cli: Cli) -> Result<()> {
             timeout,
         } => vm::stop(&uris, &target.machine, force, Duration::from_secs(timeout)),
         Command::Reboot(t) => vm::reboot(&uris, &t.machine),
-        Command::Delete(t) => vm::delete(&uris, &t.machine, &report).map(drop),
+        Command::Delete {
+            target,
+            remove_storage,
+        } => vm::delete_with(&uris, &target.machine, remove_storage, &report).map(drop),
+        Command::Adopt {
+            domain,
+            id,
+            hypervisor,
+            dry_run,
+        } => {
+            let o = vm::AdoptOptions {
+                id,
+                hypervisor,
+                dry_run,
+            };
+            let a = vm::adopt(&uris, &domain, &o, &report)?;
+            if dry_run {
+                for c in &a.changes {
+                    mkve_cli::outln!("would: {c}")?;
+                }
+                Ok(())
+            } else {
+                show::id(a.id)
+            }
+        }
         Command::Detach(t) => vm::detach(&uris, &t.machine, &report).map(drop),
         Command::Snapshot {
             target,

@@ -49,6 +49,10 @@ pub struct Record {
     /// its URL (`None`: stdin, or a machine made before mkve kept it).
     /// A restore fetches the bundle from there (vm/backup.rs).
     pub source: Option<String>,
+    /// A domain mkve did not make, taken under its care (`mkve-vm adopt`):
+    /// its disks are its own, and a delete keeps them unless asked.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -76,9 +80,14 @@ pub fn metadata_xml(r: &Record) -> String {
         Some(s) => format!("\n      <mkve:source>{}</mkve:source>", esc(s)),
         None => String::new(),
     };
+    let adopted = if r.adopted {
+        "\n      <mkve:adopted/>"
+    } else {
+        ""
+    };
     format!(
         "<mkve:vm xmlns:mkve='{NS}'>\n      <mkve:id>{}</mkve:id>\n      <mkve:address>{}</mkve:address>\n      \
-         <mkve:template name='{}' version='{}'/>\n      <mkve:bundle sha256='{}'/>{signed}{source}\n    </mkve:vm>",
+         <mkve:template name='{}' version='{}'/>\n      <mkve:bundle sha256='{}'/>{signed}{source}{adopted}\n    </mkve:vm>",
         r.id,
         r.address,
         esc(&r.template),
@@ -105,6 +114,7 @@ pub fn record_of(domain_xml: &str) -> Option<Record> {
             .and_then(|s| s.attribute("fingerprint"))
             .map(str::to_string),
         source: child("source").and_then(|s| s.text()).map(str::to_string),
+        adopted: child("adopted").is_some(),
     })
 }
 
@@ -324,6 +334,7 @@ mod tests {
                 bundle: "ab".repeat(32),
                 signed_by: Some("0123456789ABCDEF0123456789ABCDEF01234567".into()),
                 source: None,
+                adopted: false,
             },
             name: "ntp-101".into(),
             hypervisor: h,

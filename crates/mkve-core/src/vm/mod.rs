@@ -31,6 +31,7 @@
 //!
 //! OpenVZ's own steps are in `openvz.rs`, every libvirt call in `libvirt/`.
 
+mod adopt;
 mod audit;
 mod backup;
 mod base;
@@ -54,6 +55,7 @@ mod staging;
 mod taken;
 mod wait;
 
+pub use adopt::{adopt, id_of_name, AdoptOptions, Adopted};
 pub use audit::{
     audit_machine, audit_node, audit_nodes, machine_packages, node_sboms, this_node_name,
     MachineFinding, MachineRef, MachineSbom, NoSbom, NodeSboms, SiteAudit,
@@ -71,7 +73,7 @@ pub use layout::{bases_dir, StateDir};
 pub use lookup::{find, list};
 pub use machine::{state_of, uris, DomainType, Info, Machine, MachineState, Uris};
 pub use manage::{
-    autostart, console, delete, detach, info, infos, open_console, reboot, start, stop,
+    autostart, console, delete, delete_with, detach, info, infos, open_console, reboot, start, stop,
 };
 pub use migrate::{migrate, MigrateOptions};
 pub use moves::{arrived, finish_move, interrupted_moves};
