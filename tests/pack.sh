@@ -9,7 +9,11 @@
 # leases, logs or history, keeps /srv, has an empty machine-id and records
 # packed_from. Two machines made of it have machine-ids and SSH host keys
 # of their own (ssh-keyscan from the namespace) and answer their probes.
-# Packed twice: the same bytes; packed to - into create -.
+# Packed twice: the same bytes; packed to - into create -. Then adopt: an
+# lxc domain and qemu domains with disks of their own, defined by virsh,
+# adopted (the ID their name says, --id), listed, started, stopped,
+# deleted (disks kept; --remove-storage), and the refusals (mkve's
+# already, a name that reads as a taken ID, a running domain, -H).
 # Run by `make test` after the cargo tests, as root.
 set -uo pipefail
 . "$(dirname "$0")/harness/lib.sh"
@@ -20,6 +24,8 @@ passed=0 failed=0
 
 cleanup() {
     for id in $(machines 2>/dev/null); do "$bin/mkve-vm" delete "$id" >/dev/null 2>&1; done
+    for d in legacy-130 clash-130 running; do virsh -q undefine "$d" >/dev/null 2>&1; done
+    for d in old1 old2; do virsh -c "${qemu:-}" -q destroy "$d" >/dev/null 2>&1; virsh -c "${qemu:-}" -q undefine "$d" >/dev/null 2>&1; done
     "$bin/mkve-net" delete --force >/dev/null 2>&1
     "$harness" stop "$ns"
     gpgconf --homedir "$GNUPGHOME" --kill all 2>/dev/null
@@ -169,6 +175,64 @@ c=$("$bin/mkve-vm" pack "$id" -o - | "$bin/mkve-vm" -q create --param token=pipe
 check "pack -o - | create - makes a machine ($c)" sh -c "test -n '$c' && test -d '$MKVE_STATEDIR/vms/$c'"
 "$bin/mkve-vm" delete "$c"
 "$bin/mkve-vm" delete "$id"
+
+# adopt: domains mkve did not make, defined with virsh.
+legacy=$work/legacy
+busybox_root "$legacy"
+printf '::respawn:/bin/sh\n' >"$legacy/etc/inittab"
+cat >"$work/legacy.xml" <<EOF
+<domain type='lxc'><name>legacy-130</name><memory unit='MiB'>64</memory>
+  <os><type>exe</type><init>/sbin/init</init></os>
+  <devices><filesystem type='mount'><source dir='$legacy'/><target dir='/'/></filesystem><console type='pty'/></devices>
+</domain>
+EOF
+virsh -q define "$work/legacy.xml" >/dev/null
+check "adopt --dry-run says what would change, and changes nothing" sh -c \
+    "'$bin/mkve-vm' adopt --dry-run legacy-130 | grep -q '^would: domain legacy-130 (lxc) becomes machine 130' && ! virsh dumpxml legacy-130 | grep -q urn:mkve && test -z \"\$('$bin/mkve-vm' list --json | python3 -c 'import json,sys; print(json.load(sys.stdin) or \"\")')\""
+l=$("$bin/mkve-vm" adopt legacy-130)
+check "adopt gives an lxc domain the ID its name says ($l)" test "$l" = 130
+check "  it is listed, under its own name" sh -c \
+    "'$bin/mkve-vm' list --json | python3 -c 'import json,sys; m=[m for m in json.load(sys.stdin) if m[\"id\"]==130][0]; assert m[\"name\"]==\"legacy-130\" and m[\"template\"]==\"adopted\", m'"
+check "  it starts and stops as mkve's" sh -c \
+    "'$bin/mkve-vm' start 130 && virsh domstate legacy-130 | grep -qx running && '$bin/mkve-vm' stop --force 130 && virsh domstate legacy-130 | grep -qx 'shut off'"
+check "adopt of a domain mkve's already is refused (2)" refuses 2 "is mkve's machine 130 already" "$bin/mkve-vm" adopt legacy-130
+sed -e 's/legacy-130/clash-130/' "$work/legacy.xml" >"$work/clash.xml"
+virsh -q define "$work/clash.xml" >/dev/null
+check "adopt of a name that reads as a taken ID is refused (2)" refuses 2 "name reads as ID 130, which it cannot have" "$bin/mkve-vm" adopt clash-130
+sed -e 's/legacy-130/running/' "$work/legacy.xml" >"$work/running.xml"
+virsh -q define "$work/running.xml" >/dev/null && virsh -q start running >/dev/null
+check "adopt of a running domain is refused (69)" refuses 69 "running: stop it first" "$bin/mkve-vm" adopt running
+virsh -q destroy running >/dev/null
+r=$("$bin/mkve-vm" adopt --id 140 running)
+check "adopt --id gives the ID asked ($r)" test "$r" = 140
+"$bin/mkve-vm" delete 130
+check "delete of an adopted lxc machine undefines it and keeps its root" sh -c \
+    "! virsh dominfo legacy-130 >/dev/null 2>&1 && test -x '$legacy/bin/busybox'"
+"$bin/mkve-vm" delete 140
+virsh -q undefine clash-130 >/dev/null
+# qemu: domains with a disk of their own.
+qemu=$("$harness" uri "$ns" qemu)
+for n in old1 old2; do
+    qemu-img create -q -f qcow2 "$work/$n.qcow2" 16M
+    cat >"$work/$n.xml" <<EOF
+<domain type='qemu'><name>$n</name><memory unit='MiB'>64</memory>
+  <os><type arch='x86_64'>hvm</type></os>
+  <devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$work/$n.qcow2'/><target dev='vda' bus='virtio'/></disk></devices>
+</domain>
+EOF
+    virsh -c "$qemu" -q define "$work/$n.xml" >/dev/null
+done
+q=$("$bin/mkve-vm" -c "$qemu" adopt -H qemu old1)
+check "adopt of a qemu domain with a disk of its own ($q)" sh -c \
+    "'$bin/mkve-vm' -c '$qemu' list --json | python3 -c 'import json,sys; assert any(m[\"id\"]==$q and m[\"name\"]==\"old1\" for m in json.load(sys.stdin))'"
+check "  it starts and stops" sh -c \
+    "'$bin/mkve-vm' -c '$qemu' start '$q' && virsh -c '$qemu' domstate old1 | grep -qx running && '$bin/mkve-vm' -c '$qemu' stop --force '$q'"
+check "adopt -H lxc of a qemu domain is refused (2)" refuses 2 "is a qemu domain, not lxc" "$bin/mkve-vm" -c "$qemu" adopt -H lxc old2
+"$bin/mkve-vm" -c "$qemu" delete "$q"
+check "  delete keeps its disk" sh -c "! virsh -c '$qemu' dominfo old1 >/dev/null 2>&1 && qemu-img check -q '$work/old1.qcow2'"
+q2=$("$bin/mkve-vm" -c "$qemu" adopt old2)
+"$bin/mkve-vm" -c "$qemu" delete --remove-storage "$q2"
+check "  delete --remove-storage removes it" sh -c "! virsh -c '$qemu' dominfo old2 >/dev/null 2>&1 && test ! -e '$work/old2.qcow2'"
 
 echo "pack: $passed passed, $failed failed"
 [ "$failed" = 0 ]
