@@ -13,13 +13,16 @@
 # lxc domain and qemu domains with disks of their own, defined by virsh,
 # adopted (the ID their name says, --id), listed, started, stopped,
 # deleted (disks kept; --remove-storage), and the refusals (mkve's
-# already, a name that reads as a taken ID, a running domain, -H).
+# already, a name that reads as a taken ID, a running domain, -H). Last
+# ntp-server as a qemu guest (TCG): packed off its qcow2 chain, and a
+# machine of the packed bundle lays its own seed and answers NTP.
 # Run by `make test` after the cargo tests, as root.
 set -uo pipefail
 . "$(dirname "$0")/harness/lib.sh"
 use_bins pack debug
 ns=mkve-pack
 suite_work pack
+export MKVE_CACHEDIR=${MKVE_CACHEDIR:-${CARGO_TARGET_DIR:-$top/target}/tmp/mkve-layer-cache}
 passed=0 failed=0
 
 cleanup() {
@@ -233,6 +236,29 @@ check "  delete keeps its disk" sh -c "! virsh -c '$qemu' dominfo old1 >/dev/nul
 q2=$("$bin/mkve-vm" -c "$qemu" adopt old2)
 "$bin/mkve-vm" -c "$qemu" delete --remove-storage "$q2"
 check "  delete --remove-storage removes it" sh -c "! virsh -c '$qemu' dominfo old2 >/dev/null 2>&1 && test ! -e '$work/old2.qcow2'"
+
+# qemu: a guest on its disk base, packed off its qcow2 chain (nothing
+# mounted on the node); a machine of the packed bundle lays its own seed.
+"$bin/mkve-bundle" --no-config -q -H qemu -o "$work/ntp-qemu.bun" ntp-server >/dev/null || exit 1
+vm() { "$bin/mkve-vm" -c "$qemu" "$@"; }
+ntp() { in_ns "$top/tests/harness/ntp-query" "192.0.2.$1" "$2"; }
+qid=$(vm -q create --start "$work/ntp-qemu.bun")
+check "a qemu machine answers NTP ($qid)" ntp "$qid" 420
+vm stop "$qid"
+t0=$(date +%s%N)
+vm pack "$qid" -o "$work/qpacked.bun"
+t1=$(date +%s%N)
+check "pack of the stopped qemu machine, read off its qcow2 chain ($(( (t1 - t0) / 1000000 )) ms)" \
+    "$bin/mkve-bundle" --keyring "$MKVE_CONFDIR/trusted.gpg" --verify "$work/qpacked.bun"
+check "  nothing of it left mounted on the node" sh -c "! grep -q 'mkve-image\.' /proc/self/mountinfo"
+mkdir "$work/qp"
+tar -xOf "$work/qpacked.bun" rootfs.tar.zst | zstd -dc | tar -C "$work/qp" -xf - 2>/dev/null
+check "  the seed's mark, host name and machine-id are taken out, the kernel kept" sh -c \
+    "test ! -e '$work/qp/var/lib/mkve/seeded' && ! grep -qs 'ntp-server-$qid' '$work/qp/etc/hostname' && test ! -s '$work/qp/etc/machine-id' && ls '$work/qp'/boot/vmlinuz-* >/dev/null && test ! -e '$work/qp/lost+found'"
+q2=$(vm -q create --start "$work/qpacked.bun")
+check "a machine of the packed qemu bundle lays its own seed and answers NTP ($q2)" sh -c \
+    "'$top/tests/harness/libvirtd-netns' exec '$ns' '$top/tests/harness/ntp-query' '192.0.2.$q2' 420"
+vm delete "$q2"; vm delete "$qid"
 
 echo "pack: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -311,14 +311,7 @@ fn scrub(root: &Path, ops: &[&ScrubOp]) -> Result<usize> {
 /// taken out or put back.
 fn unseed(root: &Path, base: &Path, report: &dyn Report) -> Result<Vec<PathBuf>> {
     let mut done = Vec::new();
-    let home = crate::access::root_home(root);
-    let keys = home
-        .strip_prefix("/")
-        .unwrap_or(&home)
-        .join(".ssh/authorized_keys");
-    let mut rels: Vec<PathBuf> = super::seed::SEEDED.iter().map(PathBuf::from).collect();
-    rels.push(keys);
-    for rel in rels {
+    for rel in seeded_paths(root) {
         let Some(here) = inside(root, &rel) else {
             continue;
         };
@@ -471,6 +464,170 @@ struct Scrubbed {
     scrubbed: usize,
 }
 
+/// What every pack does to the machine's merged root `root` (a view it
+/// may change): the seed taken out against the base's root `base` (a
+/// view of it holding at least the seed's files), the scrub, the search
+/// for private keys; then the root packed into `work`.
+#[allow(clippy::too_many_arguments)]
+fn scrub_and_pack(
+    root: &Path,
+    base: &Path,
+    work: &Path,
+    ops: &[&ScrubOp],
+    o: &PackOptions,
+    what: &str,
+    described: &Described,
+    pack_opts: &crate::pack::PackOptions,
+    report: &dyn Report,
+) -> Result<Scrubbed> {
+    report.progress(&format!("{what}: taking out what mkve's seed put in"));
+    let unseeded = unseed(root, base, report)?;
+    for p in &unseeded {
+        report.note(&format!("/{}: the seed's, taken out", p.display()));
+    }
+    report.progress(&format!("{what}: scrubbing"));
+    let scrubbed = scrub(root, ops)?;
+    let keys = private_keys(root)?;
+    if let Some(first) = keys.first() {
+        let more = match keys.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        if o.allow_secrets {
+            for k in &keys {
+                report.warning(&format!(
+                    "{what}: {}: a private key, packed (--allow-secrets)",
+                    k.display()
+                ));
+            }
+        } else {
+            return Err(Error::InvalidBundle(crate::error::Problem::new(
+                first,
+                None,
+                format!(
+                    "a private key is in {what}'s root{more}: remove it, or pack with --allow-secrets"
+                ),
+            )));
+        }
+    }
+    let packed = bundle::pack_root(root, work, pack_opts, &[], described, report)?;
+    Ok(Scrubbed {
+        packed,
+        unseeded: unseeded.len(),
+        scrubbed,
+    })
+}
+
+/// An lxc machine on its base: its merged root mounted again, privately
+/// (see the module's doc), and packed.
+fn pack_lxc(
+    dir: &Path,
+    lower: &Path,
+    work: &Path,
+    what: &str,
+    report: &dyn Report,
+    pack: &(dyn Fn(&Path, &Path) -> Result<Scrubbed> + Sync),
+) -> Result<Scrubbed> {
+    // The machine's own mount goes while its upper layer is a lower one
+    // here (overlayfs: a layer in two mounts is undefined); it comes back
+    // after, and at the machine's next start regardless.
+    let was_mounted = super::overlay::is_mounted(&super::overlay::mount_point(dir));
+    super::overlay::unmount(dir)?;
+    let result = in_own_mounts(|| {
+        let (up, wk, root) = (work.join("upper"), work.join("work"), work.join("root"));
+        for p in [&up, &wk, &root] {
+            std::fs::create_dir(p).map_err(|e| Error::create(p, e))?;
+        }
+        let opts = format!(
+            "lowerdir={}:{},upperdir={},workdir={},index=off,metacopy=off,redirect_dir=off",
+            overlay_path(&dir.join("upper"))?,
+            overlay_path(lower)?,
+            overlay_path(&up)?,
+            overlay_path(&wk)?,
+        );
+        nix::mount::mount(
+            Some("overlay"),
+            &root,
+            Some("overlay"),
+            nix::mount::MsFlags::empty(),
+            Some(opts.as_str()),
+        )
+        .map_err(|e| Error::Other(format!("{}: mounting the merged root: {e}", root.display())))?;
+        pack(&root, lower)
+    });
+    if was_mounted {
+        // Not fatal: the next start mounts it (overlay.rs).
+        if let Err(e) = super::overlay::mount(dir) {
+            report.warning(&format!("{what}: mounting its root again: {e}"));
+        }
+    }
+    result
+}
+
+/// A disk machine on its base: its root read off its qcow2 chain through
+/// a throw-away overlay (which replays a journal the guest left; the
+/// machine's images are not touched), nothing mounted on the node
+/// (image/), copied into `work/root`; the base's own copies of the seed's
+/// files into `work/base`. Then packed.
+fn pack_disk(
+    xml: &str,
+    base_disk: &Path,
+    work: &Path,
+    what: &str,
+    report: &dyn Report,
+    pack: &dyn Fn(&Path, &Path) -> Result<Scrubbed>,
+) -> Result<Scrubbed> {
+    use crate::image::{Access, Image};
+    let top = super::disk::top_of(xml, what)?;
+    let view = work.join("view.qcow2");
+    super::snapshot::overlay_on(&top.path, &top.format, &view, report)?;
+    report.progress(&format!("{what}: reading its root off its disk"));
+    let root = work.join("root");
+    {
+        let image = Image::open(&view, Access::ReadWrite, report)?;
+        image.extract(Path::new("/"), &root)?;
+        image.close()?;
+    }
+    let _ = std::fs::remove_file(&view);
+    let base_view = work.join("base");
+    std::fs::create_dir(&base_view).map_err(|e| Error::create(&base_view, e))?;
+    {
+        let b = Image::open(base_disk, Access::ReadOnly, report)?;
+        for rel in seeded_paths(&root) {
+            let abs = Path::new("/").join(&rel);
+            if b.stat(&abs)?.is_some() {
+                let to = base_view.join(&rel);
+                if let Some(parent) = to.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| Error::create(parent, e))?;
+                }
+                b.extract_entry(&abs, &to)?;
+            }
+        }
+        b.close()?;
+    }
+    pack(&root, &base_view)
+}
+
+/// The files [`unseed`] takes out of `root` by record, relative: the
+/// seed's ([`super::seed::SEEDED`]), root's authorized_keys, and the seed
+/// program's mark of a disk machine's first boot.
+fn seeded_paths(root: &Path) -> Vec<PathBuf> {
+    let home = crate::access::root_home(root);
+    let keys = home
+        .strip_prefix("/")
+        .unwrap_or(&home)
+        .join(".ssh/authorized_keys");
+    let mut rels: Vec<PathBuf> = super::seed::SEEDED.iter().map(PathBuf::from).collect();
+    rels.push(keys);
+    rels.push(PathBuf::from(SEEDED_MARK));
+    rels
+}
+
+/// Written by hook 06-mkve-seed's program when it has laid the seed at a
+/// disk machine's first boot: kept, the packed bundle's machines would
+/// never lay theirs.
+const SEEDED_MARK: &str = "var/lib/mkve/seeded";
+
 /// Pack machine `target` (stopped) into a bundle written to `out` (a file
 /// by temporary name and rename, or `-`). Errors: no such machine (2), a
 /// hypervisor or machine pack does not take (2), running (69), a private
@@ -485,26 +642,32 @@ pub fn pack(
     let (_conn, d, m, _lock) = find_locked(uris, target)?;
     let dir = machine_dir(m.id);
     let what = format!("machine {}", m.id);
-    match m.hypervisor {
-        DomainType::Hypervisor(Hypervisor::Lxc) => {}
+    let hv = match m.hypervisor {
+        DomainType::Hypervisor(h @ (Hypervisor::Lxc | Hypervisor::Qemu | Hypervisor::Kvm)) => h,
         t => {
             return Err(Error::Usage(format!(
-                "{what} runs under {t}: this mkve packs lxc machines"
+                "{what} runs under {t}: this mkve packs lxc, qemu and kvm machines"
             )))
         }
-    }
+    };
     if let Some(v) = &o.template_version {
         crate::template::check_version(v)
             .map_err(|e| Error::Usage(format!("--template-version: {e}")))?;
     }
-    let Some(digest) = super::base::of_machine(&dir).filter(|_| super::overlay::is_overlay(&dir))
-    else {
+    let on_base = if hv == Hypervisor::Lxc {
+        super::overlay::is_overlay(&dir)
+    } else {
+        true
+    };
+    let Some(digest) = super::base::of_machine(&dir).filter(|_| on_base) else {
         return Err(Error::Usage(format!(
             "{what} stands on no base: this mkve packs machines on a base"
         )));
     };
-    let base = super::base::check_of_machine(&dir)?;
-    let _ = &base;
+    // Missing or changed: refused (65) before anything is read.
+    let Some(base) = super::base::check_of_machine(&dir)? else {
+        return Err(Error::Usage(format!("{what} stands on no base")));
+    };
     if d.is_active()? {
         return Err(Error::Unavailable {
             what,
@@ -548,77 +711,22 @@ pub fn pack(
     };
 
     let staging = Scratch::new_in(&vms_dir(), STAGING_PREFIX)?;
-    // The machine's own mount goes while its upper layer is a lower one
-    // here (overlayfs: a layer in two mounts is undefined); it comes back
-    // after, and at the machine's next start regardless.
-    let was_mounted = super::overlay::is_mounted(&super::overlay::mount_point(&dir));
-    super::overlay::unmount(&dir)?;
-    let lower = super::layout::bases_dir().join(&digest).join("rootfs");
     let work = staging.path();
-    let result = in_own_mounts(|| {
-        let (up, wk, root) = (work.join("upper"), work.join("work"), work.join("root"));
-        for p in [&up, &wk, &root] {
-            std::fs::create_dir(p).map_err(|e| Error::create(p, e))?;
-        }
-        let opts = format!(
-            "lowerdir={}:{},upperdir={},workdir={},index=off,metacopy=off,redirect_dir=off",
-            overlay_path(&dir.join("upper"))?,
-            overlay_path(&lower)?,
-            overlay_path(&up)?,
-            overlay_path(&wk)?,
-        );
-        nix::mount::mount(
-            Some("overlay"),
-            &root,
-            Some("overlay"),
-            nix::mount::MsFlags::empty(),
-            Some(opts.as_str()),
-        )
-        .map_err(|e| Error::Other(format!("{}: mounting the merged root: {e}", root.display())))?;
-        report.progress(&format!("{what}: taking out what mkve's seed put in"));
-        let unseeded = unseed(&root, &lower, report)?;
-        for p in &unseeded {
-            report.note(&format!("/{}: the seed's, taken out", p.display()));
-        }
-        report.progress(&format!("{what}: scrubbing"));
-        let scrubbed = scrub(&root, &ops)?;
-        let keys = private_keys(&root)?;
-        if let Some(first) = keys.first() {
-            let more = match keys.len() {
-                1 => String::new(),
-                n => format!(" (and {} more)", n - 1),
-            };
-            if o.allow_secrets {
-                for k in &keys {
-                    report.warning(&format!(
-                        "{what}: {}: a private key, packed (--allow-secrets)",
-                        k.display()
-                    ));
-                }
-            } else {
-                return Err(Error::InvalidBundle(crate::error::Problem::new(
-                    first,
-                    None,
-                    format!(
-                        "a private key is in {what}'s root{more}: remove it, or pack with --allow-secrets"
-                    ),
-                )));
-            }
-        }
-        let pack_opts = crate::pack::PackOptions::from_env();
-        let packed = bundle::pack_root(&root, work, &pack_opts, &[], &described, report)?;
-        Ok(Scrubbed {
-            packed,
-            unseeded: unseeded.len(),
-            scrubbed,
-        })
-    });
-    if was_mounted {
-        if let Err(e) = super::overlay::mount(&dir) {
-            report.warning(&format!("{what}: mounting its root again: {e}"));
-        }
+    let mut pack_opts = crate::pack::PackOptions::from_env();
+    if hv != Hypervisor::Lxc {
+        // mke2fs's, not the root's: the bundle's root had none.
+        pack_opts.exclude.push(PathBuf::from("lost+found"));
     }
-    let s = result?;
+    let pack = |root: &Path, base_root: &Path| {
+        scrub_and_pack(
+            root, base_root, work, &ops, o, &what, &described, &pack_opts, report,
+        )
+    };
+    let s = if hv == Hypervisor::Lxc {
+        pack_lxc(&dir, &base.root(), work, &what, report, &pack)?
+    } else {
+        pack_disk(&d.inactive_xml()?, &base.disk(), work, &what, report, &pack)?
+    };
     report.progress(&format!(
         "{what}: {} of the seed's files and {} scrubbed paths taken out",
         s.unseeded, s.scrubbed
