@@ -161,6 +161,15 @@ check "  meta.json records packed_from" sh -c \
 "$bin/mkve-vm" pack "$id" -o "$work/a.bun" --force-no-sign
 "$bin/mkve-vm" pack "$id" -o "$work/b.bun" --force-no-sign
 check "packed twice unsigned: the same bytes" cmp "$work/a.bun" "$work/b.bun"
+# The same pack through mkve-web's API (a script on the node: no token).
+port=18491
+in_ns "$bin/mkve-web" --listen "127.0.0.1:$port" -c "$LIBVIRT_DEFAULT_URI" 2>"$work/web.log" &
+web_pid=$!
+for _ in $(seq 50); do grep -q "listening on" "$work/web.log" 2>/dev/null && break; sleep 0.1; done
+check "mkve-web's API packs it too: the same bytes as the command line's" sh -c \
+    "'$harness' exec '$ns' curl -sf -X POST -o '$work/web.bun' 'http://127.0.0.1:$port/api/machines/$id/pack?unsigned=true' && cmp '$work/a.bun' '$work/web.bun'"
+kill "$web_pid" 2>/dev/null; wait "$web_pid" 2>/dev/null
+
 check "--scrub none keeps the log and history, never the seed's files" sh -c \
     "'$bin/mkve-vm' pack '$id' -o - --force-no-sign --allow-secrets --scrub none | tar -xOf - rootfs.tar.zst | zstd -dc | tar -tf - >'$work/list' && grep -qx './var/log/messages\|var/log/messages' '$work/list' && ! grep -q 'etc/mkve/params/token' '$work/list'"
 
@@ -196,6 +205,7 @@ l=$("$bin/mkve-vm" adopt legacy-130)
 check "adopt gives an lxc domain the ID its name says ($l)" test "$l" = 130
 check "  it is listed, under its own name" sh -c \
     "'$bin/mkve-vm' list --json | python3 -c 'import json,sys; m=[m for m in json.load(sys.stdin) if m[\"id\"]==130][0]; assert m[\"name\"]==\"legacy-130\" and m[\"template\"]==\"adopted\", m'"
+check "  info shows it" sh -c "'$bin/mkve-vm' info 130 | grep -q legacy-130"
 check "  it starts and stops as mkve's" sh -c \
     "'$bin/mkve-vm' start 130 && virsh domstate legacy-130 | grep -qx running && '$bin/mkve-vm' stop --force 130 && virsh domstate legacy-130 | grep -qx 'shut off'"
 check "adopt of a domain mkve's already is refused (2)" refuses 2 "is mkve's machine 130 already" "$bin/mkve-vm" adopt legacy-130
