@@ -160,6 +160,12 @@ pub fn run(cli: Cli) -> Result<()> {
             sign_key,
             force_no_sign,
         } => {
+            if output.as_os_str() == "-" && std::io::stdout().is_terminal() {
+                return Err(Error::Usage(
+                    "pack: refusing to write a bundle to a terminal: redirect stdout or give -o FILE"
+                        .into(),
+                ));
+            }
             let o = vm::PackMachineOptions {
                 scrub: scrub.map(|s| s.0),
                 allow_secrets,
