@@ -216,12 +216,16 @@ sed -e 's/legacy-130/running/' "$work/legacy.xml" >"$work/running.xml"
 virsh -q define "$work/running.xml" >/dev/null && virsh -q start running >/dev/null
 check "adopt of a running domain is refused (69)" refuses 69 "running: stop it first" "$bin/mkve-vm" adopt running
 virsh -q destroy running >/dev/null
-r=$("$bin/mkve-vm" adopt --id 140 running)
-check "adopt --id gives the ID asked ($r)" test "$r" = 140
+check "adopt --network --dry-run says the interface and DHCP entry it would make" sh -c \
+    "'$bin/mkve-vm' adopt --dry-run --network --id 140 running | grep -q 'an interface on network .* added' && test \"\$('$bin/mkve-net' status --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)[\"hosts\"]))')\" = 0"
+r=$("$bin/mkve-vm" adopt --network --id 140 running)
+check "adopt --id --network gives the ID asked, an interface on the mkve network and its DHCP entry ($r)" sh -c \
+    "test '$r' = 140 && virsh dumpxml running | grep -q \"<source network=\" && '$bin/mkve-net' status --json | python3 -c 'import json,sys; assert any(h.get(\"id\")==140 for h in json.load(sys.stdin)[\"hosts\"]), 1'"
 "$bin/mkve-vm" delete 130
 check "delete of an adopted lxc machine undefines it and keeps its root" sh -c \
     "! virsh dominfo legacy-130 >/dev/null 2>&1 && test -x '$legacy/bin/busybox'"
 "$bin/mkve-vm" delete 140
+check "  its delete takes the DHCP entry out" sh -c "test \"\$('$bin/mkve-net' status --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)[\"hosts\"]))')\" = 0"
 virsh -q undefine clash-130 >/dev/null
 # qemu: domains with a disk of their own.
 qemu=$("$harness" uri "$ns" qemu)

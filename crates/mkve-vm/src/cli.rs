@@ -96,6 +96,9 @@ pub enum Command {
         /// Print what would change, change nothing
         #[arg(long)]
         dry_run: bool,
+        /// Move its first interface onto the mkve network (a DHCP entry for its ID there)
+        #[arg(long)]
+        network: bool,
     },
     /// Make a stopped machine independent of its base (a whole disk or root of its own)
     Detach(Target),

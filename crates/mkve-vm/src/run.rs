@@ -86,11 +86,13 @@ pub fn run(cli: Cli) -> Result<()> {
             id,
             hypervisor,
             dry_run,
+            network,
         } => {
             let o = vm::AdoptOptions {
                 id,
                 hypervisor,
                 dry_run,
+                network,
             };
             let a = vm::adopt(&uris, &domain, &o, &report)?;
             if dry_run {

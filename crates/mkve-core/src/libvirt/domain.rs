@@ -71,6 +71,17 @@ pub struct VmSpec {
     pub storage: Storage,
 }
 
+/// A machine's interface on the libvirt network `network` with the MAC
+/// `mac` (virtio for qemu and kvm), as a line of `<devices>`.
+pub fn network_interface(hv: Hypervisor, network: &str, mac: &str) -> String {
+    format!(
+        "    <interface type='network'>\n      <source network='{}'/>\n      <mac address='{}'/>\n{}    </interface>\n",
+        esc(network),
+        esc(mac),
+        if matches!(hv, Hypervisor::Qemu | Hypervisor::Kvm) { "      <model type='virtio'/>\n" } else { "" }
+    )
+}
+
 pub fn metadata_xml(r: &Record) -> String {
     let signed = match &r.signed_by {
         Some(f) => format!("\n      <mkve:signature fingerprint='{}'/>", esc(f)),
@@ -191,11 +202,7 @@ pub fn xml(s: &VmSpec) -> String {
         ));
     }
     let mac = format!("<mac address='{}'/>", esc(&s.mac));
-    let network_if = format!(
-        "    <interface type='network'>\n      <source network='{}'/>\n      {mac}\n{}    </interface>\n",
-        esc(&s.network),
-        if matches!(s.hypervisor, Hypervisor::Qemu | Hypervisor::Kvm) { "      <model type='virtio'/>\n" } else { "" }
-    );
+    let network_if = network_interface(s.hypervisor, &s.network, &s.mac);
     // The storage decides the shape; a spec whose storage does not fit
     // its hypervisor (never made by create) gives XML libvirt refuses.
     match &s.storage {

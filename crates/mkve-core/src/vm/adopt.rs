@@ -30,6 +30,9 @@ pub struct AdoptOptions {
     pub hypervisor: Option<Hypervisor>,
     /// Say what would change, change nothing.
     pub dry_run: bool,
+    /// Move its first interface onto the mkve network (made one when it
+    /// has none), with the ID's MAC, and give it a DHCP entry there.
+    pub network: bool,
 }
 
 /// What an adopt did (or, with `dry_run`, would do).
@@ -74,6 +77,50 @@ fn with_record(xml: &str, metadata: &str) -> Result<String> {
     ))
 }
 
+/// `xml` with its first `<interface>` replaced by `iface` (added at the
+/// end of `<devices>` when it has none); and the one replaced, if any.
+fn with_interface(xml: &str, iface: &str) -> Result<(String, Option<String>)> {
+    if let Some(start) = xml.find("<interface") {
+        let rest = &xml[start..];
+        let open_end = rest
+            .find('>')
+            .ok_or_else(|| Error::Other("the domain's XML has an unclosed <interface".into()))?;
+        let len = if rest[..open_end].ends_with('/') {
+            open_end + 1
+        } else {
+            rest.find("</interface>")
+                .map(|i| i + "</interface>".len())
+                .ok_or_else(|| Error::Other("the domain's XML has no </interface>".into()))?
+        };
+        // The line it is on goes whole: `iface` brings its own.
+        let line_start = xml[..start].rfind('\n').map_or(start, |i| i + 1);
+        let line_start = if xml[line_start..start].trim().is_empty() {
+            line_start
+        } else {
+            start
+        };
+        let mut end = start + len;
+        if xml[end..].starts_with('\n') {
+            end += 1;
+        }
+        let old = xml[start..start + len].to_string();
+        return Ok((
+            format!("{}{iface}{}", &xml[..line_start], &xml[end..]),
+            Some(old),
+        ));
+    }
+    let i = xml
+        .find("</devices>")
+        .ok_or_else(|| Error::Other("the domain's XML has no </devices>".into()))?;
+    let line_start = xml[..i].rfind('\n').map_or(i, |n| n + 1);
+    let at = if xml[line_start..i].trim().is_empty() {
+        line_start
+    } else {
+        i
+    };
+    Ok((format!("{}{iface}{}", &xml[..at], &xml[at..]), None))
+}
+
 /// The domain named `name` on `uris` (on `hv`'s URI when given), with its
 /// connection. Errors (2): none there.
 fn find_domain(uris: &Uris, name: &str, hv: Option<Hypervisor>) -> Result<(Connection, Dom)> {
@@ -105,6 +152,7 @@ fn find_domain(uris: &Uris, name: &str, hv: Option<Hypervisor>) -> Result<(Conne
 pub fn adopt(uris: &Uris, name: &str, o: &AdoptOptions, report: &dyn Report) -> Result<Adopted> {
     let (conn, d) = find_domain(uris, name, o.hypervisor)?;
     let xml = d.inactive_xml()?;
+    let old_xml = xml.clone();
     let what = format!("domain {name}");
     if let Some(r) = domain::record_of(&xml) {
         return Err(Error::Usage(format!(
@@ -159,14 +207,40 @@ pub fn adopt(uris: &Uris, name: &str, o: &AdoptOptions, report: &dyn Report) -> 
         source: None,
         adopted: true,
     };
-    let changes = vec![
+    let mut changes = vec![
         format!(
             "{what} ({hv}) becomes machine {id}, address {} on {}",
             record.address, net.name
         ),
         format!("{what}: mkve's record written into its metadata (marked adopted)"),
-        format!("{what}: its name, disks and interfaces are left as they are"),
     ];
+    let mut xml = xml;
+    if o.network {
+        let mac = crate::net::mac_of(id.get());
+        let iface = domain::network_interface(hv, &net.name, &mac);
+        let (new, old) = with_interface(&xml, &iface)?;
+        xml = new;
+        changes.push(match old {
+            Some(_) => format!(
+                "{what}: its first interface moved onto network {} with MAC {mac}",
+                net.name
+            ),
+            None => format!(
+                "{what}: an interface on network {} with MAC {mac} added",
+                net.name
+            ),
+        });
+        changes.push(format!(
+            "{}: a DHCP entry for machine {id} ({name}): {} {mac}",
+            net.name, record.address
+        ));
+        changes.push(format!("{what}: its name and disks are left as they are"));
+    } else {
+        changes.push(format!(
+            "{what}: its name, disks and interfaces are left as they are (no DHCP entry: --network moves its interface onto {})",
+            net.name
+        ));
+    }
     if o.dry_run {
         return Ok(Adopted {
             id,
@@ -176,7 +250,21 @@ pub fn adopt(uris: &Uris, name: &str, o: &AdoptOptions, report: &dyn Report) -> 
     }
     let new = with_record(&xml, &domain::metadata_xml(&record))?;
     report.note(&format!("defining {name} again:\n{new}"));
-    conn.define(&new, &format!("machine {id} ({name})"))?;
+    let what_m = format!("machine {id} ({name})");
+    if o.network && !crate::libvirt::network::status(&conn, &net)?.defined {
+        return Err(Error::Unavailable {
+            what: format!("network {}", net.name),
+            why: format!("not defined on {}: run mkve-net create", conn.uri()),
+        });
+    }
+    conn.define(&new, &what_m)?;
+    if o.network {
+        if let Err(e) = crate::libvirt::network::add_host(&conn, &net, id.get(), name, report) {
+            // The domain as it was: an adopt does all or nothing.
+            let _ = conn.define(&old_xml, &what_m);
+            return Err(e);
+        }
+    }
     Ok(Adopted {
         id,
         name: name.to_string(),
@@ -197,6 +285,37 @@ mod tests {
         assert_eq!(id_of_name("web-"), None);
         assert_eq!(id_of_name("web-1a"), None);
         assert_eq!(id_of_name("x-99999999999"), None);
+    }
+
+    #[test]
+    fn the_first_interface_is_replaced_or_one_added() {
+        let i =
+            "    <interface type='network'>\n      <source network='mkve'/>\n    </interface>\n";
+        let x = "<domain>\n  <devices>\n    <disk/>\n    <interface type='bridge'>\n      <source bridge='br0'/>\n    </interface>\n    <interface type='user'/>\n  </devices>\n</domain>\n";
+        let (got, old) = with_interface(x, i).unwrap();
+        assert_eq!(
+            got,
+            "<domain>\n  <devices>\n    <disk/>\n    <interface type='network'>\n      <source network='mkve'/>\n    </interface>\n    <interface type='user'/>\n  </devices>\n</domain>\n"
+        );
+        assert!(old.unwrap().contains("br0"));
+        let (got, old) = with_interface(
+            "<domain><devices><interface type='user'/></devices></domain>",
+            i,
+        )
+        .unwrap();
+        assert!(old.is_some() && !got.contains("'user'"), "{got}");
+        assert!(roxmltree::Document::parse(&got).is_ok(), "{got}");
+        let (got, old) = with_interface(
+            "<domain>\n  <devices>\n    <disk/>\n  </devices>\n</domain>\n",
+            i,
+        )
+        .unwrap();
+        assert!(old.is_none());
+        assert_eq!(
+            got,
+            format!("<domain>\n  <devices>\n    <disk/>\n{i}  </devices>\n</domain>\n")
+        );
+        assert!(with_interface("<domain/>", i).is_err());
     }
 
     #[test]

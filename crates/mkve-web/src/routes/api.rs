@@ -246,6 +246,7 @@ async fn adopt(State(app): State<Shared>, c: Caller, RawQuery(query): RawQuery) 
         id,
         hypervisor: None,
         dry_run: flag("dry_run", q.dry_run)?,
+        network: false,
     };
     let dry = o.dry_run;
     let a = crate::packs::adopt(&app, &c.user, &q.domain, o).await?;
