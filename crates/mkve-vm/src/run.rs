@@ -184,6 +184,14 @@ pub fn run(cli: Cli) -> Result<()> {
             show::snapshots(&vm::snapshots(&uris, &target.machine)?, json)
         }
         Command::Revert { target, name } => vm::revert(&uris, &target.machine, &name, &report),
+        Command::Upgrade(args) if args.commit => vm::commit_upgrade(&uris, &args.machine, &report),
+        Command::Upgrade(args) if args.rollback => {
+            vm::rollback_upgrade(&uris, &args.machine, &report)
+        }
+        Command::Upgrade(args) => {
+            let s = vm::upgrade(&uris, &args.machine, &args.options()?, &report)?;
+            show::upgraded(&s)
+        }
         Command::Bases {
             verify: _,
             prune: true,

@@ -100,6 +100,13 @@ pub fn info(i: &Info, as_json: bool) -> Result<()> {
         i.bundle,
         i.uri
     )?;
+    if let Some(u) = &i.upgrade {
+        outln!(
+            "upgrade    from {} to {}, not committed (upgrade --commit or --rollback)",
+            u.from_version,
+            u.to_version
+        )?;
+    }
     // One line a probe: up or down, the probe as declared, what answered.
     for (n, o) in i.probes.iter().enumerate() {
         let head = if n == 0 { "probes" } else { "" };
@@ -325,4 +332,24 @@ pub fn audit(a: &SiteAudit, as_json: bool, report: &dyn Report) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// What `upgrade` did: one line, and each conflict gone on with under
+/// `--force`.
+pub fn upgraded(s: &vm::UpgradeSummary) -> Result<()> {
+    for c in &s.conflicts {
+        outln!(
+            "kept the machine's {} ({} in the new bundle)",
+            c.path.display(),
+            c.new_base
+        )?;
+    }
+    outln!(
+        "machine {} upgraded from {} to {} ({} ms down); mkve-vm upgrade --commit {} keeps it, --rollback goes back",
+        s.machine,
+        s.from_version,
+        s.to_version,
+        s.downtime_ms,
+        s.machine
+    )
 }
