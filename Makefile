@@ -62,6 +62,7 @@ test: deps man
 	tests/faults.sh
 	tests/keep.sh
 	tests/upgrade.sh
+	tests/pack.sh
 	tests/services.sh
 	tests/services.sh -H qemu ntp-server smtp-server
 

@@ -139,7 +139,7 @@ check "  nothing of the upgrade is left" sh -c \
 # on 2.0, whole, running, and nothing of the upgrade left. The first while
 # the new base is made; the others once the upgrade's record is there (the
 # snapshot taken, the switch under way, the probes asked).
-for delay in early 0 0.3 0.8 1.5; do
+for delay in early 0 0.8; do
     nsenter --net="/run/netns/$ns" "$bin/mkve-vm" upgrade --force --timeout 180 "$id" "$work/ntp1.bun" >/dev/null 2>&1 &
     pid=$!
     if [ "$delay" = early ]; then
@@ -174,7 +174,7 @@ for _ in 1 2 3 4; do fleet+=("$("$bin/mkve-vm" -q create --start "$work/ntp1.bun
 bad=${fleet[2]}
 ln -sf /dev/null "$MKVE_STATEDIR/vms/$bad/rootfs/etc/systemd/system/chrony.service"
 t0=$(date +%s%N)
-vmn upgrade --template ntp-server --to "$work/ntp2.bun" --canary 1 --max-parallel 2 --timeout 30 --json \
+vmn upgrade --template ntp-server --to "$work/ntp2.bun" --canary 1 --max-parallel 2 --timeout 15 --json \
     >"$work/rollout.json" 2>"$work/err"
 rc=$?
 t1=$(date +%s%N)
@@ -220,9 +220,9 @@ check "  its disk is the new base's with what the guest had made of its seed" sh
     "debugfs -R 'cat /etc/mkve-upgrade-test' '$work/flat.img' 2>/dev/null | grep -qx 2.0 && debugfs -R 'cat /etc/hostname' '$work/flat.img' 2>/dev/null | grep -qx 'ntp-server-$qid' && debugfs -R 'cat /var/lib/mkve/seeded' '$work/flat.img' 2>/dev/null | grep -q 'seeded from'"
 rm -f "$work/flat.img"
 vmn -c "$qemu" upgrade --rollback "$qid"
-check "  rolled back: 1.0, the old disk" test "$(version_of "$qid" "$qemu")" = 1.0
-vm start "$qid"
-check "  and it answers NTP" ntp "$qid" 420
+check "  rolled back: 1.0, on its old disk again" sh -c \
+    "test \"\$(virsh -c '$qemu' domblklist 'ntp-server-$qid' | awk '\$2 ~ /\\.qcow2\$/ && \$2 !~ /seed/ {print \$2}')\" != '$top_img' && test ! -e '$top_img'"
+check "  info names 1.0" test "$(version_of "$qid" "$qemu")" = 1.0
 vm delete "$qid"
 
 echo "upgrade: $passed passed, $failed failed"

@@ -7,8 +7,9 @@
 fn the_man_page_and_the_options_agree() {
     // mkve-vm's and mkve-net's --json, the log's words for a forced stop,
     // mkve-vm stop's --timeout (the query's timeout), mkve-vm backup's
-    // --full and --force-no-sign (a backup's options), and curl's
-    // --unix-socket in the examples.
+    // --full and --force-no-sign (a backup's options, --force-no-sign a
+    // pack's too), mkve-vm adopt's --id and --dry-run (the query's id and
+    // dry_run), and curl's --unix-socket in the examples.
     mkve_testkit::assert_man_matches_help(
         env!("CARGO_BIN_EXE_mkve-web"),
         "mkve-web.8",
@@ -18,6 +19,8 @@ fn the_man_page_and_the_options_agree() {
             "--timeout",
             "--full",
             "--force-no-sign",
+            "--id",
+            "--dry-run",
             "--unix-socket",
         ],
     );

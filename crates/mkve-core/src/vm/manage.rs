@@ -268,15 +268,52 @@ pub fn stop(uris: &Uris, target: &str, force: bool, timeout: std::time::Duration
 /// under the machine's lock, so its ID is free only once all is gone. An
 /// ID with no machine but mkve's leftovers (an orphan) has those removed.
 pub fn delete(uris: &Uris, target: &str, report: &dyn Report) -> Result<MachineId> {
+    delete_with(uris, target, false, report)
+}
+
+/// [`delete`]; with `remove_storage`, an adopted machine's disks go too
+/// (the writable file-backed disks its domain names, as virsh's undefine removes all
+/// storage when asked). Without it an adopted machine's
+/// storage, which mkve did not make, is kept. A machine mkve made has
+/// nothing outside its directory: the flag changes nothing for it.
+pub fn delete_with(
+    uris: &Uris,
+    target: &str,
+    remove_storage: bool,
+    report: &dyn Report,
+) -> Result<MachineId> {
     let (conn, d, m, _lock) = match find_locked(uris, target) {
         Ok(found) => found,
         Err(e) => return delete_orphan(uris, target, report).ok_or(e)?,
     };
+    let xml = d.inactive_xml()?;
+    let adopted = domain::record_of(&xml).is_some_and(|r| r.adopted);
     if d.is_active()? {
         d.destroy(&what(&m))?;
     }
     d.undefine(&what(&m))?;
     remove_leftovers(&conn, m.id, report)?;
+    if adopted {
+        let disks: Vec<_> = domain::files_of(&xml)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| f.writable)
+            .collect();
+        for f in disks {
+            if remove_storage {
+                match std::fs::remove_file(&f.path) {
+                    Ok(()) => report.note(&format!("{}: removed", f.path.display())),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(&f.path, e)),
+                }
+            } else {
+                report.note(&format!(
+                    "{}: kept (an adopted machine's disk; --remove-storage removes it)",
+                    f.path.display()
+                ));
+            }
+        }
+    }
     Ok(m.id)
 }
 

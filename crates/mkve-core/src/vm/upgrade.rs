@@ -1253,6 +1253,7 @@ mod tests {
             bundle: "a".repeat(64),
             signed_by: None,
             source: Some("/srv/ntp.bun".into()),
+            adopted: false,
         };
         let xml = format!(
             "<domain type='lxc'><name>n</name><metadata>{}</metadata><devices/></domain>",
