@@ -405,17 +405,17 @@ fn lxc_delta(f: &Source) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
         // The whole root: through the overlay mount, or the private root.
         super::overlay::prepare_root(m)?;
         let root = super::overlay::mount_point(dir);
-        super::snapshot::copy_tree(&root, delta, report).or_else(|_| {
+        super::snapshot_store::copy_tree(&root, delta, report).or_else(|_| {
             // copy_tree wants `delta` absent.
             std::fs::remove_dir(delta).at(delta)?;
-            super::snapshot::copy_tree(&root, delta, report)
+            super::snapshot_store::copy_tree(&root, delta, report)
         })?;
         return Ok((vec![PathBuf::from("/")], Vec::new()));
     };
     let upper = if running {
         let into = work.join("frozen");
         std::fs::create_dir(&into).map_err(|e| Error::create(&into, e))?;
-        super::snapshot::copy_layer(d, m, dir, &into, true, report)?;
+        super::snapshot_store::copy_layer(d, m, dir, &into, true, report)?;
         into.join("upper")
     } else {
         dir.join("upper")
@@ -427,7 +427,7 @@ fn lxc_delta(f: &Source) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
         // The frozen copy is the backup's own: moved, not copied again.
         std::fs::rename(&upper, delta).at(delta)?;
     } else {
-        super::snapshot::copy_tree(&upper, delta, report)?;
+        super::snapshot_store::copy_tree(&upper, delta, report)?;
     }
     strip_overlay_marks(delta)?;
     Ok(split(changes))
@@ -491,14 +491,14 @@ pub(super) fn disk_delta(f: &Source) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
         report,
     } = *f;
     let (frozen, format) = if running {
-        let (rel, format) = super::snapshot::freeze_disk(d, m, dir, true, report)?;
+        let (rel, format) = super::snapshot_store::freeze_disk(d, m, dir, true, report)?;
         (dir.join(rel), format)
     } else {
         let top = super::disk::top_of(&d.inactive_xml()?, &format!("machine {}", m.id))?;
         (top.path, top.format)
     };
     let view = work.join("view.qcow2");
-    super::snapshot::overlay_on(&frozen, &format, &view, report)?;
+    super::snapshot_store::overlay_on(&frozen, &format, &view, report)?;
     let image = Image::open(&view, Access::ReadWrite, report)?;
     let (changed, removed) = match (base, full) {
         (Some(digest), false) => {

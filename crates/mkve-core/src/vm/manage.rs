@@ -45,8 +45,8 @@ pub(super) fn find_locked(uris: &Uris, target: &str) -> Result<(Connection, Dom,
             ))),
             // An upgrade killed before its probes passed: rolled back, and
             // the machine found again as it is now.
-            _ if super::upgrade::interrupted(&m) => {
-                super::upgrade::resolve(&c, &d, &m, &crate::exec::Silent)?;
+            _ if super::upgrade_undo::interrupted(&m) => {
+                super::upgrade_undo::resolve(&c, &d, &m, &crate::exec::Silent)?;
                 let now = scan(uris)?
                     .machines
                     .into_iter()
@@ -144,14 +144,14 @@ pub fn info(uris: &Uris, target: &str) -> Result<Info> {
     let (_, d, m) = find(uris, target)?;
     // An upgrade a killed run left is resolved first (under the lock), so
     // what is shown is where the machine stays.
-    let (d, m) = if super::upgrade::interrupted(&m) {
+    let (d, m) = if super::upgrade_undo::interrupted(&m) {
         let (_, d, m, _lock) = find_locked(uris, target)?;
         (d, m)
     } else {
         (d, m)
     };
     let mut i = info_of(&d, m)?;
-    i.upgrade = super::upgrade::pending(&i.machine);
+    i.upgrade = super::upgrade_undo::pending(&i.machine);
     i.probes = super::wait::probe_once(&i.machine)?;
     Ok(i)
 }
@@ -194,7 +194,7 @@ pub fn infos(uris: &Uris) -> Result<Vec<Info>> {
     for (_, d, m) in scan.machines {
         // A domain undefined meanwhile is not shown.
         if let Ok(mut i) = info_of(&d, m) {
-            i.upgrade = super::upgrade::pending(&i.machine);
+            i.upgrade = super::upgrade_undo::pending(&i.machine);
             all.push(i);
         }
     }

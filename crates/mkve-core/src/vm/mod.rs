@@ -50,10 +50,12 @@ mod remote;
 mod seed;
 mod site;
 mod snapshot;
+mod snapshot_store;
 mod spec;
 mod staging;
 mod taken;
 mod upgrade;
+mod upgrade_undo;
 mod wait;
 
 pub use adopt::{adopt, id_of_name, AdoptOptions, Adopted};
@@ -83,10 +85,8 @@ pub use pack::{pack, parse_scrub, PackOptions as PackMachineOptions, ScrubOp, SC
 pub use receive::receive;
 pub use remote::{create_from_stream, create_on, forward};
 pub use site::{list_nodes, NodeMachine, SiteList, Unreachable};
-pub use snapshot::{
-    check_name as check_snapshot_name, delete as delete_snapshot, revert, snapshot, snapshots,
-    Record as SnapshotRecord, SnapshotInfo,
-};
+pub use snapshot::{delete as delete_snapshot, revert, snapshot, snapshots, SnapshotInfo};
+pub use snapshot_store::{check_name as check_snapshot_name, Record as SnapshotRecord};
 pub use spec::{BlkioWeight, CpuShares, DiskSize, MachineName, Memory, Vcpus};
 pub use upgrade::{
     commit as commit_upgrade, rollback as rollback_upgrade, rollout, upgrade, Conflict,

@@ -580,7 +580,7 @@ fn pack_disk(
     use crate::image::{Access, Image};
     let top = super::disk::top_of(xml, what)?;
     let view = work.join("view.qcow2");
-    super::snapshot::overlay_on(&top.path, &top.format, &view, report)?;
+    super::snapshot_store::overlay_on(&top.path, &top.format, &view, report)?;
     report.progress(&format!("{what}: reading its root off its disk"));
     let root = work.join("root");
     {
