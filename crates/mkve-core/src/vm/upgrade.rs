@@ -266,6 +266,10 @@ pub fn upgrade(
                         Ok(()) => {
                             rec.phase = Phase::Done;
                             write_record(&up, &rec)?;
+                            // A machine that was stopped is stopped again.
+                            if !running {
+                                stop_for_upgrade(&d, &what)?;
+                            }
                             drop(lock);
                             return Ok(UpgradeSummary {
                                 machine: m.id.get(),
@@ -285,15 +289,18 @@ pub fn upgrade(
     let why = failed.unwrap_or_default();
     report.warning(&format!("{what}: {why}: rolling back"));
     rollback_locked(&conn, &d, &m, &dir, report)?;
+    // Started again under the lock; its probes waited for without it.
+    let restarted = rec
+        .running
+        .then(|| super::overlay::prepare_root(&m).and_then(|()| d.start(&what)));
     drop(lock);
-    let again = if rec.running {
-        drop(super::overlay::prepare_root(&m).and_then(|()| d.start(&what)));
-        match super::wait::wait(uris, &[m.id.to_string()], o.timeout, report) {
+    let again = match restarted {
+        None => "back on its old bundle".to_string(),
+        Some(Err(e)) => format!("back on its old bundle, but it did not start: {e}"),
+        Some(Ok(())) => match super::wait::wait(uris, &[m.id.to_string()], o.timeout, report) {
             Ok(()) => "started again on its old bundle, its probes answer".to_string(),
             Err(e) => format!("started again on its old bundle, but: {e}"),
-        }
-    } else {
-        "back on its old bundle".to_string()
+        },
     };
     Err(Error::Unavailable {
         what: format!(
