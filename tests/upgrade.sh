@@ -123,6 +123,17 @@ check "upgrade --commit frees the old base and removes the upgrade's snapshot" s
     "test \"\$('$bin/mkve-vm' bases --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')\" = 1 && test -z \"\$(ls -A '$MKVE_STATEDIR/vms/$id/snapshots' 2>/dev/null)\" && test ! -e '$MKVE_STATEDIR/vms/$id/upgrade'"
 check "a commit with none held is refused (2)" refuses 2 "has no upgrade to commit" vmn upgrade --commit "$id"
 
+# A stopped machine: started for the probes, stopped again.
+"$bin/mkve-vm" stop --force "$id"
+vmn upgrade --force --timeout 120 "$id" "$work/ntp1.bun" >/dev/null 2>"$work/err"
+rc=$?
+check "an upgrade of a stopped machine (exit $rc) leaves it stopped, on 1.0" sh -c \
+    "test $rc = 0 && virsh domstate ntp-server-$id | grep -qx 'shut off'" && test "$(version_of "$id")" = 1.0
+vmn upgrade --rollback "$id"
+check "  rolled back: on 2.0, still stopped" sh -c \
+    "virsh domstate ntp-server-$id | grep -qx 'shut off'" && test "$(version_of "$id")" = 2.0
+"$bin/mkve-vm" start "$id"
+
 # The broken bundle: chronyd masked, so its probe stays silent.
 t0=$(date +%s%N)
 vmn upgrade --force --timeout 20 "$id" "$work/ntp3.bun" >/dev/null 2>"$work/err"
