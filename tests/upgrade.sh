@@ -127,11 +127,13 @@ check "a commit with none held is refused (2)" refuses 2 "has no upgrade to comm
 "$bin/mkve-vm" stop --force "$id"
 vmn upgrade --force --timeout 120 "$id" "$work/ntp1.bun" >/dev/null 2>"$work/err"
 rc=$?
-check "an upgrade of a stopped machine (exit $rc) leaves it stopped, on 1.0" sh -c \
-    "test $rc = 0 && virsh domstate ntp-server-$id | grep -qx 'shut off'" && test "$(version_of "$id")" = 1.0
+v=$(version_of "$id")
+check "an upgrade of a stopped machine (exit $rc) leaves it stopped, on 1.0 ($v)" sh -c \
+    "test $rc = 0 && test '$v' = 1.0 && virsh domstate ntp-server-$id | grep -qx 'shut off'"
 vmn upgrade --rollback "$id"
-check "  rolled back: on 2.0, still stopped" sh -c \
-    "virsh domstate ntp-server-$id | grep -qx 'shut off'" && test "$(version_of "$id")" = 2.0
+v=$(version_of "$id")
+check "  rolled back: on 2.0 ($v), still stopped" sh -c \
+    "test '$v' = 2.0 && virsh domstate ntp-server-$id | grep -qx 'shut off'"
 "$bin/mkve-vm" start "$id"
 
 # The broken bundle: chronyd masked, so its probe stays silent.
