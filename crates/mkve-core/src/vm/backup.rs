@@ -40,7 +40,7 @@ use sha2::{Digest, Sha256};
 
 use super::layout::{machine_dir, vms_dir, STAGING_PREFIX};
 use super::manage::find_locked;
-use super::{DomainType, Machine, Uris};
+use super::{Machine, Uris};
 use crate::error::{Error, IoContext, Result};
 use crate::exec::{Cmd, Report};
 use crate::hypervisor::Hypervisor;
@@ -140,14 +140,7 @@ pub fn backup(
     let (_conn, d, m, _lock) = find_locked(uris, target)?;
     let dir = machine_dir(m.id);
     let what = format!("machine {}", m.id);
-    let hv = match m.hypervisor {
-        DomainType::Hypervisor(h @ (Hypervisor::Lxc | Hypervisor::Qemu | Hypervisor::Kvm)) => h,
-        t => {
-            return Err(Error::Usage(format!(
-                "{what} runs under {t}: backups are of lxc, qemu and kvm machines"
-            )))
-        }
-    };
+    let hv = super::machine::kept_hypervisor(&m, "backups are of lxc, qemu and kvm machines")?;
     let base = super::base::of_machine(&dir);
     if base.is_none() && !o.full {
         return Err(Error::Usage(format!(
@@ -225,7 +218,7 @@ pub fn backup(
     let (memory, vcpus) = resources_of(&xml);
     let manifest = Manifest {
         format: FORMAT,
-        made: now(),
+        made: crate::date::now(),
         machine: MachineRecord {
             id: m.id.get(),
             name: m.name.clone(),
@@ -309,13 +302,6 @@ fn append<W: Write>(
     h.set_cksum();
     ar.append_data(&mut h, name, data)
         .map_err(|e| Error::create(out, e))
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn sha256_file(p: &Path) -> Result<(String, u64)> {

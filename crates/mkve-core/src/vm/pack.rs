@@ -18,7 +18,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::layout::{machine_dir, vms_dir, STAGING_PREFIX};
-use super::machine::{DomainType, Uris};
+use super::machine::Uris;
 use super::manage::find_locked;
 use crate::bundle::{self, Described, Meta, PackedFrom, Signing};
 use crate::error::{Error, IoContext, Result};
@@ -642,14 +642,7 @@ pub fn pack(
     let (_conn, d, m, _lock) = find_locked(uris, target)?;
     let dir = machine_dir(m.id);
     let what = format!("machine {}", m.id);
-    let hv = match m.hypervisor {
-        DomainType::Hypervisor(h @ (Hypervisor::Lxc | Hypervisor::Qemu | Hypervisor::Kvm)) => h,
-        t => {
-            return Err(Error::Usage(format!(
-                "{what} runs under {t}: this mkve packs lxc, qemu and kvm machines"
-            )))
-        }
-    };
+    let hv = super::machine::kept_hypervisor(&m, "this mkve packs lxc, qemu and kvm machines")?;
     if let Some(v) = &o.template_version {
         crate::template::check_version(v)
             .map_err(|e| Error::Usage(format!("--template-version: {e}")))?;

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::layout::{machine_dir, snapshots_dir};
 use super::manage::find_locked;
 use super::snapshot_store::{
-    check_name, delete_locked, now, records, revert_locked, snapshot_locked, Record,
+    check_name, delete_locked, records, revert_locked, snapshot_locked, Record,
 };
 use super::Uris;
 use crate::error::Result;
@@ -26,7 +26,7 @@ pub struct SnapshotInfo {
 
 /// A name for a snapshot taken now: `YYYYMMDD-HHMMSS` (UTC).
 fn default_name() -> String {
-    let t = now();
+    let t = crate::date::now();
     let (days, secs) = (t / 86_400, t % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;

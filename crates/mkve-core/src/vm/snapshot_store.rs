@@ -146,13 +146,6 @@ pub(super) fn records(dir: &Path) -> Result<Vec<Record>> {
     Ok(out.into_iter().map(|(_, _, r)| r).collect())
 }
 
-pub(super) fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// [`snapshot`](super::snapshot::snapshot) of machine `m` (domain `d`),
 /// whose lock the caller holds.
 pub(super) fn snapshot_locked(d: &Dom, m: &Machine, name: &str, report: &dyn Report) -> Result<()> {
@@ -170,7 +163,7 @@ pub(super) fn snapshot_locked(d: &Dom, m: &Machine, name: &str, report: &dyn Rep
     let staging = Scratch::new_in(&snapshots_dir(&dir), STAGING_PREFIX)?;
     let mut record = Record {
         name: name.clone(),
-        made: now(),
+        made: crate::date::now(),
         running,
         image: None,
         format: None,

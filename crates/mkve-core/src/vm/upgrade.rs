@@ -44,7 +44,7 @@ use super::upgrade_undo::{
     read_record, rollback_locked, undo_making, write_record, Phase, Record, BUNDLE_FILES, MAKING,
     OLD_XML, RAN, SNAPSHOT,
 };
-use super::{DomainType, Machine, Uris};
+use super::{Machine, Uris};
 use crate::bundle;
 use crate::error::{Error, IoContext, Result};
 use crate::exec::Report;
@@ -109,25 +109,11 @@ fn is_seeds(p: &Path) -> bool {
         || SEED.iter().any(|s| p.starts_with(s))
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// The kind of machine an upgrade works on: lxc on a base, or a disk
 /// machine on a base. Errors (2): another.
 fn hypervisor_of(m: &Machine, dir: &Path) -> Result<Hypervisor> {
     let what = format!("machine {}", m.id);
-    let hv = match m.hypervisor {
-        DomainType::Hypervisor(h @ (Hypervisor::Lxc | Hypervisor::Qemu | Hypervisor::Kvm)) => h,
-        t => {
-            return Err(Error::Usage(format!(
-                "{what} runs under {t}: upgrades are of lxc, qemu and kvm machines"
-            )))
-        }
-    };
+    let hv = super::machine::kept_hypervisor(m, "upgrades are of lxc, qemu and kvm machines")?;
     let on_base = if hv == Hypervisor::Lxc {
         super::overlay::is_overlay(dir)
     } else {
@@ -206,7 +192,7 @@ pub fn upgrade(
     } = checked.map_err(refused)?;
 
     // The snapshot, and the record of the way back.
-    let snapshot = format!("upgrade-{}", now());
+    let snapshot = format!("upgrade-{}", crate::date::now());
     let up = upgrade_dir(&dir);
     let way_back = || -> Result<(Record, String)> {
         let making = dir.join(MAKING);
@@ -221,7 +207,7 @@ pub fn upgrade(
             .collect();
         let rec = Record {
             phase: Phase::Switching,
-            made: now(),
+            made: crate::date::now(),
             from_version: record.version.clone(),
             to_version: meta.template.version.clone(),
             from: old_base.clone(),
