@@ -186,6 +186,21 @@ check "  and SSH host keys of their own (ssh-keyscan)" sh -c "test -n '$ka' && t
 c=$("$bin/mkve-vm" pack "$id" -o - | "$bin/mkve-vm" -q create --param token=piped -)
 check "pack -o - | create - makes a machine ($c)" sh -c "test -n '$c' && test -d '$MKVE_STATEDIR/vms/$c'"
 "$bin/mkve-vm" delete "$c"
+
+# A snapshot packs while the machine runs: what it froze, not what came after.
+"$bin/mkve-vm" start "$id"
+"$bin/mkve-vm" snapshot "$id" tuned >/dev/null
+echo 'after the snapshot' >"$m/srv/data/after.txt"
+check "pack --snapshot of a running machine packs what the snapshot froze" sh -c \
+    "'$bin/mkve-vm' pack '$id' --snapshot tuned -o '$work/snap.bun' --force-no-sign &&
+     tar -xOf '$work/snap.bun' rootfs.tar.zst | zstd -dc | tar -tf - >'$work/list' &&
+     grep -q 'srv/data/kept.txt' '$work/list' && ! grep -q 'srv/data/after.txt' '$work/list' && ! grep -q 'etc/mkve/params/token' '$work/list'"
+check "  the machine ran on, its later file kept; packed_from names the snapshot" sh -c \
+    "virsh -q list --name | grep -qx '.*-$id' && test -s '$m/srv/data/after.txt' &&
+     tar -xOf '$work/snap.bun' meta.json | python3 -c 'import json,sys; assert json.load(sys.stdin)[\"packed_from\"][\"snapshot\"]==\"tuned\"'"
+check "pack --snapshot of no such snapshot is refused (2)" refuses 2 "has no snapshot nope" \
+    "$bin/mkve-vm" pack "$id" --snapshot nope -o "$work/x.bun" --force-no-sign
+"$bin/mkve-vm" stop --force "$id"
 "$bin/mkve-vm" delete "$id"
 
 # adopt: domains mkve did not make, defined with virsh.
@@ -269,6 +284,11 @@ mkdir "$work/qp"
 tar -xOf "$work/qpacked.bun" rootfs.tar.zst | zstd -dc | tar -C "$work/qp" -xf - 2>/dev/null
 check "  the seed's mark, host name and machine-id are taken out, the kernel kept" sh -c \
     "test ! -e '$work/qp/var/lib/mkve/seeded' && ! grep -qs 'ntp-server-$qid' '$work/qp/etc/hostname' && test ! -s '$work/qp/etc/machine-id' && ls '$work/qp'/boot/vmlinuz-* >/dev/null && test ! -e '$work/qp/lost+found'"
+# A snapshot of the stopped guest freezes the same disk: the same root packed.
+vm snapshot "$qid" s1 >/dev/null
+vm pack "$qid" --snapshot s1 -o "$work/qsnap.bun" --force-no-sign
+check "pack --snapshot of the qemu machine reads the frozen image: the same root" bash -c \
+    "cmp <(tar -xOf '$work/qpacked.bun' rootfs.tar.zst) <(tar -xOf '$work/qsnap.bun' rootfs.tar.zst)"
 q2=$(vm -q create --start "$work/qpacked.bun")
 check "a machine of the packed qemu bundle lays its own seed and answers NTP ($q2)" sh -c \
     "'$top/tests/harness/libvirtd-netns' exec '$ns' '$top/tests/harness/ntp-query' '192.0.2.$q2' 420"

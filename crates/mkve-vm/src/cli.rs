@@ -145,7 +145,7 @@ pub enum Command {
     },
     /// Make a machine from a backup (- for stdin) and print its ID
     Restore(Box<RestoreArgs>),
-    /// Pack a stopped machine back into a signed bundle, without what mkve's seed put in and scrubbed
+    /// Pack a stopped machine, or a snapshot of it, back into a signed bundle, without what mkve's seed put in and scrubbed
     Pack {
         #[command(flatten)]
         target: Target,
@@ -161,6 +161,9 @@ pub enum Command {
         /// The new bundle's template version [default: the machine's]
         #[arg(long, value_name = "V")]
         template_version: Option<String>,
+        /// Pack what snapshot NAME froze (the machine may run)
+        #[arg(long, value_name = "NAME")]
+        snapshot: Option<String>,
         /// Sign with this key [default: GnuPG's default key]
         #[arg(long, value_name = "KEY")]
         sign_key: Option<String>,

@@ -159,6 +159,7 @@ pub fn run(cli: Cli) -> Result<()> {
             scrub,
             allow_secrets,
             template_version,
+            snapshot,
             sign_key,
             force_no_sign,
         } => {
@@ -172,6 +173,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 scrub: scrub.map(|s| s.0),
                 allow_secrets,
                 template_version,
+                snapshot,
                 signing: if force_no_sign {
                     mkve_core::bundle::Signing::Unsigned
                 } else {

@@ -78,6 +78,7 @@ pub async fn pack(
             scrub: None,
             allow_secrets: false,
             template_version: None,
+            snapshot: None,
             signing: if unsigned {
                 Signing::Unsigned
             } else {

@@ -53,6 +53,9 @@ pub struct PackedFrom {
     pub scrub: Vec<String>,
     /// RFC 3339 UTC: `SOURCE_DATE_EPOCH` when set.
     pub packed: String,
+    /// The machine's snapshot packed, when one was (`mkve-vm pack --snapshot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

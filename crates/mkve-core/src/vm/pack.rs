@@ -419,6 +419,9 @@ pub struct PackOptions {
     pub signing: Signing,
     /// The new bundle's template version [default: the machine's].
     pub template_version: Option<String>,
+    /// Pack what this snapshot of the machine froze, running or not,
+    /// instead of the stopped machine.
+    pub snapshot: Option<String>,
 }
 
 /// Run `f` on a thread of its own in a mount namespace of its own, whose
@@ -518,8 +521,8 @@ fn scrub_and_pack(
     })
 }
 
-/// An lxc machine on its base: its merged root mounted again, privately
-/// (see the module's doc), and packed.
+/// A stopped lxc machine on its base: its merged root mounted again,
+/// privately (see the module's doc), and packed.
 fn pack_lxc(
     dir: &Path,
     lower: &Path,
@@ -533,14 +536,32 @@ fn pack_lxc(
     // after, and at the machine's next start regardless.
     let was_mounted = super::overlay::is_mounted(&super::overlay::mount_point(dir));
     super::overlay::unmount(dir)?;
-    let result = in_own_mounts(|| {
+    let result = pack_layer(&dir.join("upper"), lower, work, pack);
+    if was_mounted {
+        // Not fatal: the next start mounts it (overlay.rs).
+        if let Err(e) = super::overlay::mount(dir) {
+            report.warning(&format!("{what}: mounting its root again: {e}"));
+        }
+    }
+    result
+}
+
+/// The root of upper layer `upper` (a machine's, in no mount, or a
+/// snapshot's) over base root `lower`, mounted privately and packed.
+fn pack_layer(
+    upper: &Path,
+    lower: &Path,
+    work: &Path,
+    pack: &(dyn Fn(&Path, &Path) -> Result<Scrubbed> + Sync),
+) -> Result<Scrubbed> {
+    in_own_mounts(|| {
         let (up, wk, root) = (work.join("upper"), work.join("work"), work.join("root"));
         for p in [&up, &wk, &root] {
             std::fs::create_dir(p).map_err(|e| Error::create(p, e))?;
         }
         let opts = format!(
             "lowerdir={}:{},upperdir={},workdir={},index=off,metacopy=off,redirect_dir=off",
-            overlay_path(&dir.join("upper"))?,
+            overlay_path(upper)?,
             overlay_path(lower)?,
             overlay_path(&up)?,
             overlay_path(&wk)?,
@@ -554,14 +575,7 @@ fn pack_lxc(
         )
         .map_err(|e| Error::Other(format!("{}: mounting the merged root: {e}", root.display())))?;
         pack(&root, lower)
-    });
-    if was_mounted {
-        // Not fatal: the next start mounts it (overlay.rs).
-        if let Err(e) = super::overlay::mount(dir) {
-            report.warning(&format!("{what}: mounting its root again: {e}"));
-        }
-    }
-    result
+    })
 }
 
 /// A disk machine on its base: its root read off its qcow2 chain through
@@ -570,7 +584,7 @@ fn pack_lxc(
 /// (image/), copied into `work/root`; the base's own copies of the seed's
 /// files into `work/base`. Then packed.
 fn pack_disk(
-    xml: &str,
+    (image, format): (&Path, &str),
     base_disk: &Path,
     work: &Path,
     what: &str,
@@ -578,9 +592,8 @@ fn pack_disk(
     pack: &dyn Fn(&Path, &Path) -> Result<Scrubbed>,
 ) -> Result<Scrubbed> {
     use crate::image::{Access, Image};
-    let top = super::disk::top_of(xml, what)?;
     let view = work.join("view.qcow2");
-    super::snapshot_store::overlay_on(&top.path, &top.format, &view, report)?;
+    super::snapshot_store::overlay_on(image, format, &view, report)?;
     report.progress(&format!("{what}: reading its root off its disk"));
     let root = work.join("root");
     {
@@ -661,12 +674,20 @@ pub fn pack(
     let Some(base) = super::base::check_of_machine(&dir)? else {
         return Err(Error::Usage(format!("{what} stands on no base")));
     };
-    if d.is_active()? {
-        return Err(Error::Unavailable {
-            what,
-            why: "running: stop it first (mkve-vm stop); its files must not change while they are packed".into(),
-        });
-    }
+    // A snapshot's frozen layer or image is read while the machine goes
+    // on above it; the machine's own files only while it is stopped.
+    let frozen = match &o.snapshot {
+        Some(name) => Some(super::snapshot_store::frozen(&m, &dir, name)?),
+        None if d.is_active()? => {
+            return Err(Error::Unavailable {
+                what,
+                why: "running: stop it first (mkve-vm stop), or pack a snapshot of it (--snapshot); \
+                      its files must not change while they are packed"
+                    .into(),
+            });
+        }
+        None => None,
+    };
     let meta_path = dir.join(bundle::META);
     let source = Meta::from_json(&std::fs::read(&meta_path).at(&meta_path)?, &meta_path)?;
     let ops: Vec<&'static ScrubOp> = match &o.scrub {
@@ -700,6 +721,7 @@ pub fn pack(
             name: m.name.clone(),
             scrub: ops.iter().map(|o| o.name.to_string()).collect(),
             packed: packed_at,
+            snapshot: o.snapshot.clone(),
         }),
     };
 
@@ -715,10 +737,17 @@ pub fn pack(
             root, base_root, work, &ops, o, &what, &described, &pack_opts, report,
         )
     };
-    let s = if hv == Hypervisor::Lxc {
-        pack_lxc(&dir, &base.root(), work, &what, report, &pack)?
-    } else {
-        pack_disk(&d.inactive_xml()?, &base.disk(), work, &what, report, &pack)?
+    use super::snapshot_store::Frozen;
+    let s = match frozen {
+        Some(Frozen::Layer(upper)) => pack_layer(&upper, &base.root(), work, &pack)?,
+        Some(Frozen::Disk(image, format)) => {
+            pack_disk((&image, &format), &base.disk(), work, &what, report, &pack)?
+        }
+        None if hv == Hypervisor::Lxc => pack_lxc(&dir, &base.root(), work, &what, report, &pack)?,
+        None => {
+            let top = super::disk::top_of(&d.inactive_xml()?, &what)?;
+            pack_disk((&top.path, &top.format), &base.disk(), work, &what, report, &pack)?
+        }
     };
     report.progress(&format!(
         "{what}: {} of the seed's files and {} scrubbed paths taken out",

@@ -332,10 +332,27 @@ pub(super) fn revert_locked(
     let dir = machine_dir(m.id);
     let kind = kind_of(m, &dir)?;
     let r = snapshot_named(m, &dir, name)?;
-    let place = snapshots_dir(&dir).join(name);
+    on_the_machine_s_base(m, &dir, name)?;
+    if d.is_active()? {
+        return Err(Error::Usage(format!(
+            "machine {} runs: stop it first (mkve-vm stop {})",
+            m.id, m.id
+        )));
+    }
+    match kind {
+        Kind::Layer => revert_layer(&dir, &r, report),
+        Kind::Disk => revert_disk(conn, d, m, &dir, &r, report),
+    }
+}
+
+/// Refuse (2) snapshot `name` of machine `m` (in `dir`) when it was taken
+/// on another base than the one the machine stands on now (before an
+/// upgrade): what it holds is a delta of that base.
+fn on_the_machine_s_base(m: &Machine, dir: &Path, name: &str) -> Result<()> {
+    let place = snapshots_dir(dir).join(name);
     if let (Some(was), Some(is)) = (
         super::base::of_machine(&place),
-        super::base::of_machine(&dir),
+        super::base::of_machine(dir),
     ) {
         if was != is {
             return Err(Error::Usage(format!(
@@ -347,16 +364,37 @@ pub(super) fn revert_locked(
             )));
         }
     }
-    if d.is_active()? {
-        return Err(Error::Usage(format!(
-            "machine {} runs: stop it first (mkve-vm stop {})",
-            m.id, m.id
-        )));
-    }
-    match kind {
-        Kind::Layer => revert_layer(&dir, &r, report),
-        Kind::Disk => revert_disk(conn, d, m, &dir, &r, report),
-    }
+    Ok(())
+}
+
+/// What snapshot `name` of machine `m` (in `dir`) froze, to be read while
+/// the machine goes on above it (pack.rs).
+pub(super) enum Frozen {
+    /// An lxc machine's upper layer, as copied.
+    Layer(PathBuf),
+    /// A disk machine's image and its format (raw, qcow2).
+    Disk(PathBuf, String),
+}
+
+/// [`Frozen`] of snapshot `name`; the caller holds the machine's lock.
+/// Errors (2): no such snapshot, a bad name, one taken on another base;
+/// a record without its image (65).
+pub(super) fn frozen(m: &Machine, dir: &Path, name: &str) -> Result<Frozen> {
+    let r = snapshot_named(m, dir, name)?;
+    on_the_machine_s_base(m, dir, name)?;
+    Ok(match kind_of(m, dir)? {
+        Kind::Layer => Frozen::Layer(snapshots_dir(dir).join(name).join("upper")),
+        Kind::Disk => {
+            let (Some(image), Some(format)) = (r.image, r.format) else {
+                return Err(Error::InvalidBundle(crate::error::Problem::new(
+                    &record_path(dir, name),
+                    None,
+                    "a disk machine's snapshot without its image",
+                )));
+            };
+            Frozen::Disk(dir.join(image), format)
+        }
+    })
 }
 
 /// An lxc machine's layer (in `dir`, stopped) put back as snapshot
