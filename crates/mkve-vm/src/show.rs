@@ -230,3 +230,39 @@ pub fn doctor(caps: &[Capability], as_json: bool) -> Result<()> {
     }
     Ok(())
 }
+
+/// The variants a sync left, and the nodes it brought them to.
+pub fn synced(s: &vm::ganeti::Synced, as_json: bool) -> Result<()> {
+    if as_json {
+        return print_json(s);
+    }
+    variants(&s.variants, false)?;
+    for n in &s.nodes {
+        outln!("synced to node {n}")?;
+    }
+    Ok(())
+}
+
+/// The variants of the OS definition mkve on this node.
+pub fn variants(all: &[vm::ganeti::Variant], as_json: bool) -> Result<()> {
+    if as_json {
+        return print_json(&all);
+    }
+    let w = all.iter().map(|v| v.name.len()).max().unwrap_or(0).max(7);
+    outln!(
+        "{:<w$}  {:<10}  {:<20}  KERNEL",
+        "VARIANT",
+        "HV",
+        "TEMPLATE"
+    )?;
+    for v in all {
+        outln!(
+            "{:<w$}  {:<10}  {:<20}  {}",
+            v.name,
+            v.hypervisor,
+            format!("{} {}", v.template, v.version),
+            v.kernel.display()
+        )?;
+    }
+    Ok(())
+}

@@ -27,11 +27,15 @@
 //!   the others (`Machine`, `Info`, `Uris`); `layout.rs`: every path
 //!   under `$MKVE_STATEDIR`
 //!
+//! `ganeti.rs` is beside them all: bundles as a Ganeti OS definition
+//! (its variants synced to every node, the OS scripts' actions).
+//!
 //! OpenVZ's own steps are in `openvz.rs`, every libvirt call in `libvirt/`.
 
 mod base;
 mod create;
 mod disk;
+pub mod ganeti;
 mod layout;
 mod lookup;
 mod machine;
