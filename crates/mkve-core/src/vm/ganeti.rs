@@ -896,6 +896,19 @@ pub fn sync(o: &SyncOptions, report: &dyn Report) -> Result<Synced> {
         let have = bundle_of(name);
         let (path, fresh) = if before.get(file) == Some(sha) && have.is_file() {
             (have, false)
+        } else if let Source::Dir(d) = &source {
+            // A node is sent only the variants it lacks, not the bundles
+            // the sending node left out; a directory missing a bundle it
+            // lists is told.
+            if !d.join(file).exists() {
+                report.warning(&format!(
+                    "{file}: left out: listed in {}, but not there",
+                    d.join(sums::FILE).display()
+                ));
+                continue;
+            }
+            report.progress(&format!("verifying {file}"));
+            (staging.path().join(file), true)
         } else {
             report.progress(&format!("verifying {file}"));
             (staging.path().join(file), true)
