@@ -257,9 +257,13 @@ cat >"$root/etc/rc" <<'EOF'
 hostname -F /etc/hostname
 ip link set lo up
 ip link set eth0 up
-. /etc/mkve/network
-ip addr add "$address/$prefix" dev eth0
-[ -n "$gateway" ] && ip route add default via "$gateway"
+if [ -f /etc/mkve/network ]; then
+    . /etc/mkve/network
+    ip addr add "$address/$prefix" dev eth0
+    [ -n "$gateway" ] && ip route add default via "$gateway"
+else
+    udhcpc -i eth0 -s /etc/udhcpc.script -b -S -t 30 -T 1 -A 1
+fi
 httpd -p 80 -h /www
 EOF
 cat >"$root/www/cgi-bin/info" <<'EOF'
@@ -273,7 +277,13 @@ echo "secret-mode $(stat -c %a /etc/mkve/params/admin_password 2>/dev/null)"
 echo "secret-sum $(sha256sum </etc/mkve/params/admin_password 2>/dev/null | cut -d' ' -f1)"
 echo "marker $(cat /etc/marker 2>/dev/null)"
 EOF
-chmod 755 "$root/etc/rc" "$root/www/cgi-bin/info"
+cat >"$root/etc/udhcpc.script" <<'EOF'
+#!/bin/sh
+case "$1" in
+bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/${mask:-24}" dev "$interface" ;;
+esac
+EOF
+chmod 755 "$root/etc/rc" "$root/www/cgi-bin/info" "$root/etc/udhcpc.script"
 # Its initramfs: the virtio modules, then the disk as the root.
 init=$work/initramfs
 mkdir -p "$init"/{bin,proc,sys,dev,newroot,lib/modules}
@@ -391,8 +401,9 @@ check "the secret is in no Ganeti file or log on either node" bash -c \
 boot1=$(field boot <"$work/page1")
 # The probe every 0.2 s during a migration: "TIME ok|miss" lines; the
 # longest run of misses is the downtime seen.
-poll() { while :; do if ask 1 "$ip1" >/dev/null; then echo "$(date +%s%N) ok"; else echo "$(date +%s%N) miss"; fi; sleep 0.2; done; }
-gap_ms() { awk '$2 == "miss" && !s {s = $1} $2 == "ok" && s {g = $1 - s; if (g > m) m = g; s = 0} END {print int(m / 1000000)}' "$1"; }
+poll() { while :; do if on 1 curl -sf -m 1 "http://$ip1/cgi-bin/info" >/dev/null 2>&1; then echo "$(date +%s%N) ok"; else echo "$(date +%s%N) miss"; fi; sleep 0.2; done; }
+# (A run of misses at the end lasts to the last probe.)
+gap_ms() { awk '$2 == "miss" && !s {s = last} $2 == "ok" && s {g = $1 - s; if (g > m) m = g; s = 0} {last = $1} END {if (s && last - s > m) m = last - s; print int(m / 1000000)}' "$1"; }
 migrate_to() { # NODE N: migrate svc1 live to NODE, probed; sets migrate_ms, misses, probes, gap
     local to=$1 k=$2 poller rc
     poll >"$work/polls$k" & poller=$!
@@ -406,9 +417,10 @@ migrate_to() { # NODE N: migrate svc1 live to NODE, probed; sets migrate_ms, mis
     check "gnt-instance migrate to $to ($migrate_ms ms)" test "$rc" = 0
     [ "$rc" = 0 ] || sed 's/^/# /' "$work/migrate$k.out"
     check "it runs on $to now" test "$(on 1 gnt-instance list --no-headers -o pnode svc1.gnt.test)" = "$to"
+    answers 1 "$ip1" 30
     ask 1 "$ip1" >"$work/page-m$k"
-    check "the probe answered before and after ($((probes - misses)) of $probes; longest gap $gap ms), the same boot" bash -c \
-        "tail -1 '$work/polls$k' | grep -q ok && head -1 '$work/polls$k' | grep -q ok && test \"\$(field boot <'$work/page-m$k')\" = '$boot1'"
+    check "the probe answers after it, the same boot ($((probes - misses)) of $probes probes during it; longest gap $gap ms)" bash -c \
+        "head -1 '$work/polls$k' | grep -q ok && test \"\$(field boot <'$work/page-m$k')\" = '$boot1'"
     figures="$figures migration to $to: $migrate_ms ms, $misses of $probes probes missed, longest gap $gap ms;"
 }
 figures=""
@@ -455,6 +467,21 @@ answers 1 "$ip1" 180; rc=$?
 failover_ms=$((($(date +%s%N) - t0) / 1000000))
 check "the instance answers again on $alive ($failover_ms ms)" test "$rc" = 0
 check "Ganeti has it on $alive" test "$(on 1 gnt-instance list --no-headers -o pnode svc1.gnt.test)" = "$alive"
+
+# --- rename: the new name written into the disk, nothing mounted --------------------
+on 1 gnt-instance shutdown --timeout=0 svc1.gnt.test >/dev/null 2>&1
+# (gnt-instance rename asks a question of its own without a terminal, and
+# says no: RAPI, as for the failover.)
+job=$(rapi PUT /2/instances/svc1.gnt.test/rename '{"new_name": "svc9.gnt.test", "ip_check": false, "name_check": false}')
+on 1 gnt-job watch "$job" >"$work/rename.out" 2>&1
+status=$(rapi GET "/2/jobs/$job" | json 'd["status"]' 2>/dev/null)
+check "rename svc1 to svc9 through RAPI (job $job: $status)" test "$status" = success
+[ "$status" = success ] || sed 's/^/# /' "$work/rename.out"
+on 1 gnt-instance startup svc9.gnt.test >/dev/null 2>&1
+answers 1 "$ip1" 180
+ask 1 "$ip1" >"$work/page3"
+check "it answers as svc9.gnt.test, its secret still there" bash -c \
+    "test \"\$(field hostname <'$work/page3')\" = svc9.gnt.test && test \"\$(field secret-mode <'$work/page3')\" = 600"
 
 # --- teardown ------------------------------------------------------------------
 teardown_t0=$(date +%s)
