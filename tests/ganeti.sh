@@ -228,10 +228,15 @@ check "gnt-node add node2" test "$rc" = 0
 # The mkve network as a Ganeti network: its pool hands out addresses, and
 # those below .100 (mkve's first ID) are reserved, but the nodes' and the
 # cluster's, which Ganeti reserves itself.
-reserved=$(seq 2 99 | grep -vxE '10|11|12' | sed 's/^/10.99.0./' | paste -sd,)
-on 1 gnt-network add --network 10.99.0.0/24 --gateway 10.99.0.1 --add-reserved-ips "$reserved" mkve >/dev/null &&
-    on 1 gnt-network connect --nic-parameters mode=bridged,link=mkvebr0 mkve default >/dev/null
-check "the mkve network and its pool are Ganeti's" test $? = 0
+printf 'network_address=10.99.0.1/24\nnetwork_bridge=mkvebr0\n' >"$work/n1/etc/mkve/mkve.conf"
+on 1 "$bin/mkve-net" ganeti-connect --json >"$work/connect.json" 2>"$work/connect.err"
+rc=$?
+nres=$(json 'len(d["reserved"])' <"$work/connect.json" 2>/dev/null)
+check "mkve-net ganeti-connect: the mkve prefix is Ganeti's network mkve, .2 to .99 reserved but Ganeti's own ($nres)" bash -c "
+    test $rc = 0 && on 1 gnt-network list --no-headers -o name,network | grep -q '^mkve *10.99.0.0/24' && test '$nres' = 95"
+[ "$rc" = 0 ] || sed 's/^/# /' "$work/connect.err"
+on 1 "$bin/mkve-net" ganeti-connect >/dev/null 2>&1
+check "and again: nothing changes, no error" test $? = 0
 rapi_pass=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 on 1 sh -c "mkdir -p /var/lib/ganeti/rapi && echo 'mkve-test $rapi_pass write' >/var/lib/ganeti/rapi/users"
 
@@ -324,6 +329,10 @@ bundle "$root" "$work/svc.bun" qemu || exit 1
 busybox_root "$work/lxcroot"
 bundle "$work/lxcroot" "$work/ctr.bun" lxc || exit 1
 "$bin/mkve-bundle" -q --keyring "$work/trusted.gpg" --publish "$work/pub" "$work/svc.bun" "$work/ctr.bun" >/dev/null || exit 1
+# bench/ganeti.sh makes a libvirt machine of the same bundle.
+if [ -n "${GANETI_KEEP_BUNDLE:-}" ]; then
+    mkdir -p "$GANETI_KEEP_BUNDLE" && cp "$work/svc.bun" "$work/trusted.gpg" "$GANETI_KEEP_BUNDLE/"
+fi
 # The same variant changed (one file): published elsewhere.
 echo changed >"$root/etc/marker"
 mkdir -p "$work/changed" && bundle "$root" "$work/changed/svc.bun" qemu || exit 1
@@ -445,6 +454,61 @@ check "and nothing is made" bash -c \
 on 1 "$bin/mkve-vm" -q ganeti sync "$work/pub" >/dev/null 2>&1
 check "a sync of every node makes them agree again" \
     test "$(sha256sum <"$work/n1/var/lib/mkve/ganeti/bundles/svc.bun")" = "$sum1"
+
+# --- mkve-vm driving the cluster (engine=ganeti: RAPI) -----------------------------------
+printf 'mkve-test %s\n' "$rapi_pass" >"$work/n1/etc/mkve/ganeti-rapi"
+chmod 600 "$work/n1/etc/mkve/ganeti-rapi"
+printf 'engine=ganeti\nganeti_disk_template=sharedfile\n' >>"$work/n1/etc/mkve/mkve.conf"
+secret2="s3cret2-$RANDOM$RANDOM-never-logged"
+printf '%s\n' "$secret2" >"$work/secret2"
+vm() { on 1 "$bin/mkve-vm" "$@"; }
+export -f vm
+export bin
+vm -q create --name svc3.gnt.test --memory 128M svc >/dev/null 2>"$work/create3.err"
+rc=$?
+check "mkve-vm create without the required parameter: refused (2) before a job is made" bash -c \
+    "test $rc = 2 && grep -q 'needs a parameter: admin_password' '$work/create3.err' && ! on 1 gnt-job list --no-headers | grep -q svc3"
+t0=$(date +%s%N)
+name2=$(vm -q create --name svc2.gnt.test --memory 128M --param greeting=via-rapi \
+    --param-file "admin_password=$work/secret2" --start svc 2>"$work/create2.err")
+rc=$?
+check "mkve-vm create (RAPI, hail, pool address) makes and starts svc2" test "$rc:$name2" = "0:svc2.gnt.test"
+[ "$rc" = 0 ] || sed 's/^/# /' "$work/create2.err"
+vm info --json svc2.gnt.test >"$work/info2.json"
+ip2=$(json 'd["address"]' <"$work/info2.json")
+id2=$(json 'd["id"]' <"$work/info2.json")
+vm wait --timeout 180 svc2.gnt.test 2>"$work/wait2.err"; rc=$?
+create2_ms=$((($(date +%s%N) - t0) / 1000000))
+check "mkve-vm wait: its probe answers at $ip2 ($create2_ms ms from the command), its ID $id2 the address in the prefix" \
+    bash -c "test $rc = 0 && test '$id2' = '${ip2##*.}' && test '$id2' -ge 100 && ask 1 '$ip2' >/dev/null"
+[ "$rc" = 0 ] || sed 's/^/# /' "$work/wait2.err"
+ask 1 "$ip2" >"$work/page4"
+check "with its parameter and secret" bash -c \
+    "test \"\$(field greeting <'$work/page4')\" = via-rapi && test \"\$(field secret-mode <'$work/page4')\" = 600"
+check "the second secret is in no Ganeti file or log either" bash -c \
+    "! grep -rlF -- '$secret2' $work/n1/var/lib/ganeti $work/n1/var/log/ganeti $work/n1/run/ganeti $work/n2/var/lib/ganeti $work/n2/var/log/ganeti $work/n2/run/ganeti 2>/dev/null"
+vm list --json >"$work/list.json"
+check "mkve-vm list has both instances with their IDs" bash -c \
+    "json \"sorted((i['name'], i['id']) for i in d)\" <'$work/list.json' | grep -qF \"('svc1.gnt.test', 100), ('svc2.gnt.test', $id2)\""
+here=$(json 'd["node"]' <"$work/info2.json"); there=node1.gnt.test; [ "$here" = node1.gnt.test ] && there=node2.gnt.test
+boot2=$(field boot <"$work/page4")
+vm -q migrate svc2.gnt.test "$there"; rc=$?
+answers 1 "$ip2" 30
+now=$(vm info --json svc2.gnt.test | json 'd["node"]')
+check "mkve-vm migrate moves it live to $there (the same boot)" bash -c \
+    "test $rc = 0 && test '$now' = '$there' && test \"\$(ask 1 '$ip2' | field boot)\" = '$boot2'"
+vm -q stop --force svc2.gnt.test; rc=$?
+check "mkve-vm stop --force: ADMIN_down" bash -c "test $rc = 0 && vm info svc2.gnt.test | grep -q '^state *ADMIN_down'"
+vm -q start svc2.gnt.test; rc=$?
+answers 1 "$ip2" 180
+check "mkve-vm start: it answers again, a new boot" bash -c \
+    "test $rc = 0 && test \"\$(ask 1 '$ip2' | field boot)\" != '$boot2'"
+vm -q stop --force svc2.gnt.test && vm -q delete svc2.gnt.test; rc=$?
+check "mkve-vm delete: gone from the cluster" bash -c \
+    "test $rc = 0 && ! vm list | grep -q svc2"
+vm info svc2.gnt.test >/dev/null 2>"$work/info-gone.err"; rc=$?
+check "info on it now: 2, naming it" bash -c "test $rc = 2 && grep -q 'no instance svc2.gnt.test' '$work/info-gone.err'"
+sed 's/^/# /' "$work/info-gone.err"
 
 # --- failover after the node is killed --------------------------------------------------
 dead=node2.gnt.test; alive=node1.gnt.test

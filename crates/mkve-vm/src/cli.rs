@@ -28,6 +28,9 @@ pub struct Cli {
     /// Act on this node of mkve.conf (over ssh; see NODES in mkve-vm(1))
     #[arg(long, global = true, value_name = "NAME", add = ArgValueCandidates::new(nodes))]
     pub node: Option<String>,
+    /// libvirt (this node's machines) or ganeti (a Ganeti cluster's instances, through RAPI) [default: engine in mkve.conf, else libvirt]
+    #[arg(long, global = true, value_name = "ENGINE", value_parser = ["libvirt", "ganeti"])]
+    pub engine: Option<String>,
     #[command(flatten)]
     pub verbosity: Verbosity,
     #[command(subcommand)]

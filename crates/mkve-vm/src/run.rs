@@ -32,6 +32,13 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         _ => {}
     }
+    let mut cli = cli;
+    if let Some(engine) = vm::ganeti_rapi::configured(cli.engine.as_deref())? {
+        match crate::ganeti::run(&engine, cli.command, cli.node.clone(), &report)? {
+            None => return Ok(()),
+            Some(c) => cli.command = c,
+        }
+    }
     if let Some(node) = cli.node.as_deref() {
         let nodes = Nodes::load()?;
         if !nodes.is_this(node) {

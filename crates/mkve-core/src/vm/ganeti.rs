@@ -1159,6 +1159,27 @@ fn sync_node(
     result
 }
 
+/// The probes (`conf/probes`) of variant `variant`'s bundle on this node.
+/// Errors: not synced here (69), a bundle that does not verify (65).
+pub fn probes_of(variant: &str) -> Result<Vec<crate::probe::Probe>> {
+    check_variant(variant).map_err(Error::Usage)?;
+    let _lock = lock(Mode::Shared)?;
+    local_sha256(variant)?;
+    let path = bundle_of(variant);
+    let keyring = keyring();
+    let got = bundle::read(
+        std::fs::File::open(&path).at(&path)?,
+        &path,
+        &read_options(Check::Conf, None, &keyring),
+    )?;
+    match got.conf.get(crate::probe::MEMBER) {
+        Some(t) => {
+            crate::probe::parse(t, &path.join(crate::probe::MEMBER)).map_err(Error::InvalidTemplate)
+        }
+        None => Ok(Vec::new()),
+    }
+}
+
 /// The variants this node has, as its last sync left them.
 pub fn variants() -> Result<Vec<Variant>> {
     let _lock = lock(Mode::Shared)?;
