@@ -463,7 +463,7 @@ secret2="s3cret2-$RANDOM$RANDOM-never-logged"
 printf '%s\n' "$secret2" >"$work/secret2"
 vm() { on 1 "$bin/mkve-vm" "$@"; }
 export -f vm
-export bin
+export bin work
 vm -q create --name svc3.gnt.test --memory 128M svc >/dev/null 2>"$work/create3.err"
 rc=$?
 check "mkve-vm create without the required parameter: refused (2) before a job is made" bash -c \
@@ -497,6 +497,24 @@ answers 1 "$ip2" 30
 now=$(vm info --json svc2.gnt.test | json 'd["node"]')
 check "mkve-vm migrate moves it live to $there (the same boot)" bash -c \
     "test $rc = 0 && test '$now' = '$there' && test \"\$(ask 1 '$ip2' | field boot)\" = '$boot2'"
+# mkve-web, on node 1's socket: the same instances, and an action on them.
+on 1 "$bin/mkve-web" -q --listen "unix:$work/web.sock" 2>"$work/web.err" & web=$!
+for _ in $(seq 50); do [ -S "$work/web.sock" ] && break; sleep 0.1; done
+webc() { on 1 curl -s --unix-socket "$work/web.sock" "$@"; }
+webc "http://localhost/api/ganeti/instances" >"$work/web-list.json"
+names=$(json '" ".join(sorted(i["name"] for i in d))' <"$work/web-list.json" 2>/dev/null)
+check "mkve-web lists the cluster's instances as mkve-vm does ($names)" test "$names" = "svc1.gnt.test svc2.gnt.test"
+[ -n "$names" ] || sed 's/^/# /' "$work/web-list.json" "$work/web.err"
+code=$(webc -o /dev/null -w '%{http_code}' -X POST "http://localhost/api/ganeti/instances/svc2.gnt.test/migrate?to=$here")
+answers 1 "$ip2" 30
+now=$(vm info --json svc2.gnt.test | json 'd["node"]')
+check "mkve-web migrates it back to $here (HTTP $code), the same boot" bash -c \
+    "test '$code' = 204 && test '$now' = '$here' && test \"\$(ask 1 '$ip2' | field boot)\" = '$boot2'"
+webc http://localhost/ganeti >"$work/web-page.html"
+webc http://localhost/api/log >"$work/web-log.json"
+check "its page lists them, its log has the action" bash -c \
+    "grep -q svc2.gnt.test '$work/web-page.html' && grep -q 'ganeti migrate svc2.gnt.test $here' '$work/web-log.json'"
+kill "$web" 2>/dev/null; wait "$web" 2>/dev/null
 vm -q stop --force svc2.gnt.test; rc=$?
 check "mkve-vm stop --force: ADMIN_down" bash -c "test $rc = 0 && vm info svc2.gnt.test | grep -q '^state *ADMIN_down'"
 vm -q start svc2.gnt.test; rc=$?

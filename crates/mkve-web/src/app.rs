@@ -210,6 +210,16 @@ pub fn router(app: Shared) -> Router {
         .route("/api/machines/{id}/{action}", post(api::action))
         .route("/api/network", get(api::network))
         .route("/api/log", get(api::log))
+        .route("/ganeti", get(crate::ganeti::page))
+        .route("/api/ganeti/instances", get(crate::ganeti::list))
+        .route(
+            "/api/ganeti/instances/{name}",
+            get(crate::ganeti::info).delete(crate::ganeti::delete),
+        )
+        .route(
+            "/api/ganeti/instances/{name}/{action}",
+            post(crate::ganeti::action),
+        )
         .merge(uploads)
         // What no route takes: the API's JSON error under /api/.
         .fallback(crate::request::fallback)

@@ -30,6 +30,7 @@ pub mod create;
 mod files;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod ganeti;
 pub mod log;
 pub mod pages;
 mod pam;

@@ -83,7 +83,7 @@ fn layout(c: Option<&Caller>, here: &str, title: &str, body: Markup) -> Markup {
     }
 }
 
-fn page(c: &Caller, here: &str, title: &str, body: Markup) -> Response {
+pub(crate) fn page(c: &Caller, here: &str, title: &str, body: Markup) -> Response {
     Html(layout(Some(c), here, title, body).into_string()).into_response()
 }
 
