@@ -340,6 +340,8 @@ impl Engine {
                 "kernel_path": variant.kernel,
                 "initrd_path": variant.initrd,
                 "root_path": "/dev/vda",
+                // As mkve's libvirt machines boot (Ganeti's default is ro).
+                "kernel_args": "rw quiet",
             },
             "name_check": false,
             "ip_check": false,
