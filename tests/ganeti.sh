@@ -3,7 +3,8 @@
 # Ganeti 3.0 nodes on this one machine, each in a network, mount and UTS
 # namespace of this test's own (GANETI_NS=PREFIX names the network ones
 # PREFIX1 and PREFIX2; default mkve-g), joined by a veth pair between their
-# bridges (mkvebr0). Each node's mount namespace binds private directories
+# bridges (mkvebr0) on the mkve prefix 192.0.2.0/24 (nodes .11 and .12,
+# the cluster .10), which mkve-net ganeti-connect makes Ganeti's network. Each node's mount namespace binds private directories
 # over Ganeti's and mkve's fixed paths (/etc/ganeti, /var/lib/ganeti,
 # /run/ganeti, /var/log/ganeti, /srv/ganeti, /run/lock, /root, /etc/hosts,
 # /etc/resolv.conf, /etc/mkve, /var/lib/mkve) and a fresh /sys, so Ganeti
@@ -14,9 +15,18 @@
 # The OS definition is this tree's ganeti/os/mkve with this build's mkve-vm;
 # the bundles are built by this build's mkve-bundle from a busybox root
 # (the guest of tests/nodes.sh, booting Debian's cloud kernel into a
-# busybox initramfs that mounts the disk the OS definition wrote), signed
-# with a throw-away key, published with mkve-bundle --publish and brought
-# to both nodes with mkve-vm ganeti sync. Guests run on TCG.
+# busybox initramfs that mounts the disk the OS definition wrote) and from
+# the shipped template ntp-server (Debian, systemd, chronyd; through the
+# layer cache tests/services.sh uses), signed with a throw-away key,
+# published with mkve-bundle --publish and brought to both nodes with
+# mkve-vm ganeti sync. Guests run on TCG.
+#
+# Known: now and then (3 runs of 15 on 2026-12-06) a busybox guest's
+# network does not come back after a live migration: the guest runs (its
+# serial console answers, its eth0 is up with its address), the tap on the
+# target counts packets sent to it, but the guest's receive counter stays
+# still; a failover of the same instance answers at once. qemu 7.2 under
+# TCG, Ganeti's migration; not mkve's code. The check stays: it fails then.
 #
 # Checked: sync (variants.list, parameters.list, an lxc bundle left out),
 # a required parameter missing refused before anything is made, a create
@@ -145,9 +155,9 @@ ssh-keygen -q -t rsa -b 2048 -N '' -C "$ns-test" -f "$work/root-ssh/id_rsa" || e
 ssh-keygen -q -t ed25519 -N '' -C "$ns-hosts" -f "$work/host_key" || exit 1
 cat >"$work/hosts" <<EOF
 127.0.0.1 localhost
-10.99.0.10 cluster.gnt.test
-10.99.0.11 node1.gnt.test node1
-10.99.0.12 node2.gnt.test node2
+192.0.2.10 cluster.gnt.test
+192.0.2.11 node1.gnt.test node1
+192.0.2.12 node2.gnt.test node2
 EOF
 printf 'nameserver 127.0.0.1\n' >"$work/resolv.conf"
 for n in 1 2; do
@@ -168,12 +178,12 @@ for n in 1 2; do
     cp "$work/root-ssh/id_rsa" "$work/root-ssh/id_rsa.pub" "$w/root/.ssh/"
     cp "$work/root-ssh/id_rsa.pub" "$w/root/.ssh/authorized_keys"
     for m in 1 2; do
-        echo "node$m.gnt.test,node$m,10.99.0.1$m $(cut -d' ' -f1,2 "$work/host_key.pub")"
+        echo "node$m.gnt.test,node$m,192.0.2.1$m $(cut -d' ' -f1,2 "$work/host_key.pub")"
     done >"$w/root/.ssh/known_hosts"
-    echo "cluster.gnt.test,10.99.0.10 $(cut -d' ' -f1,2 "$work/host_key.pub")" >>"$w/root/.ssh/known_hosts"
+    echo "cluster.gnt.test,192.0.2.10 $(cut -d' ' -f1,2 "$work/host_key.pub")" >>"$w/root/.ssh/known_hosts"
     chmod 700 "$w/root" "$w/root/.ssh"
     cat >"$w/sshd_config" <<EOF
-ListenAddress 10.99.0.1$n:22
+ListenAddress 192.0.2.1$n:22
 HostKey $work/host_key
 PermitRootLogin prohibit-password
 PasswordAuthentication no
@@ -199,7 +209,7 @@ EOF
         " || exit 1
     on "$n" ip link set lo up
     on "$n" ip link add mkvebr0 type bridge
-    on "$n" ip addr add "10.99.0.1$n/24" dev mkvebr0
+    on "$n" ip addr add "192.0.2.1$n/24" dev mkvebr0
     on "$n" ip link set mkvebr0 up
     on "$n" /usr/lib/ganeti/ensure-dirs >/dev/null 2>&1
 done
@@ -228,12 +238,12 @@ check "gnt-node add node2" test "$rc" = 0
 # The mkve network as a Ganeti network: its pool hands out addresses, and
 # those below .100 (mkve's first ID) are reserved, but the nodes' and the
 # cluster's, which Ganeti reserves itself.
-printf 'network_address=10.99.0.1/24\nnetwork_bridge=mkvebr0\n' >"$work/n1/etc/mkve/mkve.conf"
+printf 'network_address=192.0.2.1/24\nnetwork_bridge=mkvebr0\n' >"$work/n1/etc/mkve/mkve.conf"
 on 1 "$bin/mkve-net" ganeti-connect --json >"$work/connect.json" 2>"$work/connect.err"
 rc=$?
 nres=$(json 'len(d["reserved"])' <"$work/connect.json" 2>/dev/null)
 check "mkve-net ganeti-connect: the mkve prefix is Ganeti's network mkve, .2 to .99 reserved but Ganeti's own ($nres)" bash -c "
-    test $rc = 0 && on 1 gnt-network list --no-headers -o name,network | grep -q '^mkve *10.99.0.0/24' && test '$nres' = 95"
+    test $rc = 0 && on 1 gnt-network list --no-headers -o name,network | grep -q '^mkve *192.0.2.0/24' && test '$nres' = 95"
 [ "$rc" = 0 ] || sed 's/^/# /' "$work/connect.err"
 on 1 "$bin/mkve-net" ganeti-connect >/dev/null 2>&1
 check "and again: nothing changes, no error" test $? = 0
@@ -328,7 +338,17 @@ bundle() { # ROOT OUT HV
 bundle "$root" "$work/svc.bun" qemu || exit 1
 busybox_root "$work/lxcroot"
 bundle "$work/lxcroot" "$work/ctr.bun" lxc || exit 1
-"$bin/mkve-bundle" -q --keyring "$work/trusted.gpg" --publish "$work/pub" "$work/svc.bun" "$work/ctr.bun" >/dev/null || exit 1
+# One real template: ntp-server for qemu, built from Debian's packages
+# (through the layer cache tests/services.sh shares), served by chronyd.
+t0=$(date +%s)
+MKVE_CACHEDIR=${MKVE_CACHEDIR:-$target/tmp/mkve-layer-cache} \
+    "$bin/mkve-bundle" --no-config -q -H qemu -o "$work/ntp-server.bun" "$top/templates/ntp-server" >/dev/null 2>"$work/ntp-build.err"
+rc=$?
+ntp_build_s=$(($(date +%s) - t0))
+check "ntp-server built for qemu ($ntp_build_s s)" test "$rc" = 0
+[ "$rc" = 0 ] || { sed 's/^/# /' "$work/ntp-build.err"; exit 1; }
+"$bin/mkve-bundle" -q --keyring "$work/trusted.gpg" --publish "$work/pub" "$work/svc.bun" "$work/ctr.bun" \
+    "$work/ntp-server.bun" >/dev/null || exit 1
 # bench/ganeti.sh makes a libvirt machine of the same bundle.
 if [ -n "${GANETI_KEEP_BUNDLE:-}" ]; then
     mkdir -p "$GANETI_KEEP_BUNDLE" && cp "$work/svc.bun" "$work/trusted.gpg" "$GANETI_KEEP_BUNDLE/"
@@ -350,8 +370,8 @@ check "mkve-vm ganeti sync brings the published directory to both nodes ($sync_m
 [ "$rc" = 0 ] || sed 's/^/# /' "$work/sync.err"
 check "the lxc bundle is left out, told" grep -q 'ctr.bun: left out: is a bundle for lxc' "$work/sync.err"
 for n in 1 2; do
-    check "node$n: variants.list is svc, parameters.list the bundle's and mkve's own" bash -c "
-        test \"\$(cat '$work/n$n/var/lib/mkve/ganeti/variants.list')\" = svc &&
+    check "node$n: variants.list is ntp-server and svc, parameters.list the bundles' and mkve's own" bash -c "
+        test \"\$(cat '$work/n$n/var/lib/mkve/ganeti/variants.list' | tr '\n' ' ')\" = 'ntp-server svc ' &&
         grep -q '^admin_password a secret the guest keeps 0600 (required, secret)\$' '$work/n$n/var/lib/mkve/ganeti/parameters.list' &&
         grep -q '^mkve-root-password ' '$work/n$n/var/lib/mkve/ganeti/parameters.list'"
 done
@@ -360,8 +380,8 @@ check "the bundle is the same on both nodes" test "$sum1" = "$(sha256sum <"$work
 on 1 gnt-os info mkve >"$work/osinfo" 2>&1
 check "gnt-os info lists the variant and the parameters" bash -c \
     "grep -q 'svc' '$work/osinfo' && grep -q 'admin_password' '$work/osinfo'"
-vk=$(on 1 "$bin/mkve-vm" ganeti variants --json | json 'd[0]["kernel"]')
-vi=$(on 1 "$bin/mkve-vm" ganeti variants --json | json 'd[0]["initrd"]')
+vk=$(on 1 "$bin/mkve-vm" ganeti variants --json | json '[v for v in d if v["name"] == "svc"][0]["kernel"]')
+vi=$(on 1 "$bin/mkve-vm" ganeti variants --json | json '[v for v in d if v["name"] == "svc"][0]["initrd"]')
 check "the bundle's kernel and initrd are kept on both nodes ($vk)" bash -c \
     "cmp -s '$work/n1$vk' '$kernel' && cmp -s '$work/n2$vk' '$kernel' && test -s '$work/n2$vi'"
 
@@ -522,11 +542,27 @@ answers 1 "$ip2" 180
 check "mkve-vm start: it answers again, a new boot" bash -c \
     "test $rc = 0 && test \"\$(ask 1 '$ip2' | field boot)\" != '$boot2'"
 vm -q stop --force svc2.gnt.test && vm -q delete svc2.gnt.test; rc=$?
+deleted_rc=$rc
 check "mkve-vm delete: gone from the cluster" bash -c \
-    "test $rc = 0 && ! vm list | grep -q svc2"
+    "test $deleted_rc = 0 && ! vm list | grep -q svc2"
 vm info svc2.gnt.test >/dev/null 2>"$work/info-gone.err"; rc=$?
 check "info on it now: 2, naming it" bash -c "test $rc = 2 && grep -q 'no instance svc2.gnt.test' '$work/info-gone.err'"
 sed 's/^/# /' "$work/info-gone.err"
+
+# The real template: Debian with systemd, chronyd answering NTP.
+t0=$(date +%s%N)
+vm -q create --name ntp1.gnt.test --memory 384M --start ntp-server >/dev/null 2>"$work/ntp1.err"
+rc=$?
+check "mkve-vm create ntp1 of the variant ntp-server (a real template)" test "$rc" = 0
+[ "$rc" = 0 ] || sed 's/^/# /' "$work/ntp1.err"
+vm wait --timeout 300 ntp1.gnt.test 2>"$work/ntp1-wait.err"; rc=$?
+ntp_ms=$((($(date +%s%N) - t0) / 1000000))
+ip3=$(vm info --json ntp1.gnt.test | json 'd["address"]')
+check "mkve-vm wait: its NTP probe answers at $ip3 ($ntp_ms ms from the command)" test "$rc" = 0
+[ "$rc" = 0 ] || sed 's/^/# /' "$work/ntp1-wait.err"
+check "and chronyd answers an NTP client there" on 1 "$top/tests/harness/ntp-query" "$ip3" 30 1
+figures_ntp="real template (ntp-server) create to NTP answer: ${ntp_ms} ms (build ${ntp_build_s} s);"
+vm -q stop --force ntp1.gnt.test && vm -q delete ntp1.gnt.test
 
 # --- failover after the node is killed --------------------------------------------------
 dead=node2.gnt.test; alive=node1.gnt.test
@@ -586,6 +622,6 @@ check "teardown ($(($(date +%s) - teardown_t0)) s) leaves no daemon, mount, loop
 
 elapsed=$(($(date +%s) - started))
 echo "ganeti: cluster init ${init_ms} ms; sync ${sync_ms} ms; create to answer ${create_ms} ms;" \
-    "$figures failover to answer ${failover_ms:-?} ms; suite ${elapsed} s"
+    "$figures ${figures_ntp:-} failover to answer ${failover_ms:-?} ms; suite ${elapsed} s"
 echo "ganeti: $passed passed, $failed failed"
 [ "$failed" = 0 ]
