@@ -64,6 +64,7 @@ test: deps man
 	tests/ganeti.sh
 	tests/web.sh
 	tests/faults.sh
+	tests/keep.sh
 	tests/services.sh
 	tests/services.sh -H qemu ntp-server smtp-server
 
@@ -117,6 +118,10 @@ lint:
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	for p in $(LINT_ALONE); do $(CARGO) clippy --locked -p $$p --all-targets -- -D warnings || exit 1; done
 	! $(CARGO) tree --locked -p mkve-cache -e normal | grep -E ' (virt|gpgme|ureq) v'
+	# Imports go one way (issue 25): no circle among mkve-core's modules
+	# (a folder one room) nor among mkve-web's files.
+	./scripts/import-graph --check --rooms crates/mkve-core/src
+	./scripts/import-graph --check crates/mkve-web/src
 
 man:
 	mandoc -Tlint -Wwarning $(MAN1) $(MAN5) $(MAN7) $(MAN8)

@@ -11,7 +11,9 @@
 #   - create, delete, start and stop racing on the same and on different
 #     machines: no lost or doubled ID, no machine without its root;
 #   - kill -9 while a create makes a base: no base looks finished that is
-#     not; the next create works; bases --prune clears what was left.
+#     not; the next create works; bases --prune clears what was left;
+#   - kill -9 of snapshot, revert, backup and restore: the machine whole,
+#     running if it ran, no half snapshot, archive or restored machine.
 # KILL_ROUNDS (default 5 each) and RACE_ROUNDS (default 10) set the rounds;
 # `make faults` runs 20 and 50. Prints the figures and "N passed, N failed".
 set -uo pipefail
@@ -288,6 +290,86 @@ for i in $(seq "$kill_rounds"); do
 done
 check "kill -9 of detach, $kill_rounds rounds: the machine whole and starting, no lock held" test "$held" = 0
 check "and nothing of it is left" test -z "$(machines)$(ls "$MKVE_STATEDIR/vms")"
+
+# --- kill -9 of snapshot, revert, backup and restore (issue 22) -------------
+# A running machine on the 100 MB base with 20 MB of its own. Killed at a
+# random point: a snapshot leaves no lock held and the machine running
+# (thawed by the next command if it was frozen), and every snapshot listed
+# is whole; a revert leaves the machine whole, with its layer or the
+# snapshot's; a backup leaves no file under its name that is not a whole
+# archive; a restore leaves no machine but whole ones (the next create's
+# sweep undoes a killed one's).
+held=0
+k=$("$bin/mkve-vm" -q create --allow-unsigned --start "$work/based.bun")
+head -c 20M /dev/urandom >"$MKVE_STATEDIR/vms/$k/rootfs/var/lib/mine"
+mine=$(sha256sum <"$MKVE_STATEDIR/vms/$k/rootfs/var/lib/mine")
+"$bin/mkve-vm" snapshot "$k" first >/dev/null
+for i in $(seq "$kill_rounds"); do
+    "$bin/mkve-vm" snapshot "$k" "s$i" >/dev/null 2>&1 & pid=$!
+    pause 5
+    kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+    "$bin/mkve-vm" start "$k" 2>/dev/null  # a command that locks it: thaws it
+    locks_free || held=$((held + 1))
+    state=$(virsh domstate "$("$bin/mkve-vm" info --json "$k" | python3 -c 'import json,sys; print(json.load(sys.stdin)["name"])')")
+    [ "$state" = running ] || { echo "round $i: machine $k is $state after a killed snapshot" >&2; held=$((held + 1)); }
+    for s in $("$bin/mkve-vm" snapshots --json "$k" | python3 -c 'import json,sys; print(" ".join(s["name"] for s in json.load(sys.stdin)))'); do
+        [ "$(sha256sum <"$MKVE_STATEDIR/vms/$k/snapshots/$s/upper/var/lib/mine")" = "$mine" ] ||
+            { echo "round $i: snapshot $s is not whole" >&2; held=$((held + 1)); }
+    done
+done
+check "kill -9 of snapshot, $kill_rounds rounds: no lock held, the machine running, every snapshot listed whole" test "$held" = 0
+"$bin/mkve-vm" stop --force "$k"
+held=0
+for i in $(seq "$kill_rounds"); do
+    rm -f "$MKVE_STATEDIR/vms/$k/upper/var/lib/mine"
+    "$bin/mkve-vm" revert "$k" first >/dev/null 2>&1 & pid=$!
+    pause 5
+    kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+    locks_free || held=$((held + 1))
+    [ -d "$MKVE_STATEDIR/vms/$k/upper" ] || { echo "round $i: machine $k has no layer after a killed revert" >&2; held=$((held + 1)); }
+    if ! "$bin/mkve-vm" start "$k" 2>"$work/k.start"; then
+        echo "round $i: machine $k does not start after a killed revert: $(cat "$work/k.start")" >&2; held=$((held + 1))
+    elif [ -e "$MKVE_STATEDIR/vms/$k/rootfs/var/lib/mine" ] &&
+        [ "$(sha256sum <"$MKVE_STATEDIR/vms/$k/rootfs/var/lib/mine")" != "$mine" ]; then
+        echo "round $i: half a revert: var/lib/mine is neither gone nor the snapshot's" >&2; held=$((held + 1))
+    fi
+    "$bin/mkve-vm" stop --force "$k" 2>/dev/null
+done
+check "kill -9 of revert, $kill_rounds rounds: the machine whole and starting, no lock held" test "$held" = 0
+"$bin/mkve-vm" start "$k"
+held=0
+for i in $(seq "$kill_rounds"); do
+    rm -f "$work/out/k.bak"
+    "$bin/mkve-vm" backup --force-no-sign "$k" -o "$work/out/k.bak" >/dev/null 2>&1 & pid=$!
+    pause 5
+    kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+    "$bin/mkve-vm" start "$k" 2>/dev/null
+    locks_free || held=$((held + 1))
+    if [ -e "$work/out/k.bak" ] && ! tar -xOf "$work/out/k.bak" backup.json | python3 -c 'import json,sys; json.load(sys.stdin)' 2>/dev/null; then
+        echo "round $i: a half backup under its name" >&2; held=$((held + 1))
+    fi
+done
+check "kill -9 of backup, $kill_rounds rounds: no half archive under its name, no lock held" test "$held" = 0
+"$bin/mkve-vm" backup --force-no-sign "$k" -o "$work/out/k.bak"
+"$bin/mkve-vm" delete "$k"
+held=0
+for i in $(seq "$kill_rounds"); do
+    "$bin/mkve-vm" restore --allow-unsigned --bundle "$work/based.bun" "$work/out/k.bak" >/dev/null 2>&1 & pid=$!
+    pause 15
+    kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+    locks_free || held=$((held + 1))
+    # The next create sweeps what a killed one left; a finished restore's
+    # machine must hold the backup's file.
+    n=$("$bin/mkve-vm" -q create --allow-unsigned "$work/based.bun")
+    for id in $(machines); do
+        [ "$id" = "$n" ] && continue
+        [ "$(sha256sum <"$MKVE_STATEDIR/vms/$id/rootfs/var/lib/mine" 2>/dev/null)" = "$mine" ] ||
+            { echo "round $i: machine $id is a half restore" >&2; held=$((held + 1)); }
+    done
+    for id in $(machines); do "$bin/mkve-vm" -q delete "$id"; done
+done
+check "kill -9 of restore, $kill_rounds rounds: no half-restored machine, no lock held" test "$held" = 0
+check "and nothing of them is left" test -z "$(machines)$(orphans)$(ls "$MKVE_STATEDIR/vms" | grep -v '^\.new\.')"
 
 # --- a full disk ----------------------------------------------------------
 mkdir -p "$work/small"

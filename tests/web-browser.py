@@ -4,17 +4,20 @@
 Drive headless Chromium (chromedriver, python3-selenium) through mkve-web
 at URL: upload BUNDLE through the create page's file input, create it
 (root password given, not started), see it appear on the machines page,
-start it, log in on its console (xterm.js) and run a command, force-stop
-it, delete it (a wrong ID first: refused); then upload TAMPERED and see it
+start it, log in on its console (xterm.js) and run a command, take a
+snapshot from its page, force-stop it, revert it to the snapshot, back
+it up (the page, the API), delete it (a wrong ID first: refused); then upload TAMPERED and see it
 refused with $TAMPERED_ERROR (what mkve-vm create printed, without its
 prefix) and nothing defined; then the log and network pages. Screenshots
 of each page go to SHOTS; PROFILE is the browser's fresh profile
 directory. Prints "ok - ..." per check and "N passed, N failed"; exits 1
 on the first failure. Run by tests/web.sh inside the test's namespace.
 """
+import io
 import json
 import os
 import sys
+import tarfile
 import time
 import urllib.request
 
@@ -145,23 +148,62 @@ def main():
         ok("root logs in on the console with the password given at create")
         shot("05-console")
 
+        # A snapshot taken while it runs, from its page: listed there and
+        # by the API, not offered for revert while it runs.
+        d.get(url + "/machines/" + mid)
+        d.find_element(By.CSS_SELECTOR, "#take-snapshot input[name=name]").send_keys("web1")
+        d.find_element(By.CSS_SELECTOR, "#take-snapshot button").click()
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, 'tr[data-snapshot="web1"]')))
+        section = d.find_element(By.ID, "snapshots").text
+        assert "snapshot %s web1: done" % mid in section, section
+        assert "stop it to revert" in section, section
+        snaps = api("/api/machines/%s/snapshots" % mid)
+        assert [s["name"] for s in snaps] == ["web1"] and snaps[0]["running"], snaps
+        ok("a snapshot is taken from the machine's page while it runs, and listed")
+        shot("05b-snapshot")
+
         d.get(url + "/")
         wait.until(state_is(mid, "running"))
         row(mid).find_element(By.CSS_SELECTOR, 'button[data-action="force-stop"]').click()
         wait.until(state_is(mid, "shut off"))
         ok("force stop stops it")
 
+        # Stopped, it is offered for revert (confirmed), which works.
+        d.get(url + "/machines/" + mid)
+        d.find_element(By.CSS_SELECTOR, 'tr[data-snapshot="web1"] button[data-action="revert"]').click()
+        WebDriverWait(d, 10).until(EC.alert_is_present())
+        d.switch_to.alert.accept()
+        wait.until(EC.text_to_be_present_in_element((By.ID, "snapshots"), "revert %s web1: done" % mid))
+        ok("a stopped machine is reverted to its snapshot from its page")
+
+        # A backup, signed by the node's key: from the page (made, then
+        # downloaded by mkve.js), and through the API as a download.
+        d.find_element(By.CSS_SELECTOR, "#make-backup button").click()
+        wait.until(EC.text_to_be_present_in_element((By.ID, "backups"), "backup %s: done" % mid))
+        req = urllib.request.Request(url + "/api/machines/%s/backup" % mid, method="POST")
+        with urllib.request.urlopen(req, timeout=120) as r:
+            disposition = r.headers["Content-Disposition"]
+            data = r.read()
+        assert disposition.startswith('attachment; filename="%s-' % mid), disposition
+        with tarfile.open(fileobj=io.BytesIO(data)) as t:
+            names = t.getnames()
+        assert names == ["backup.json", "backup.json.sig", "delta.tar.zst"], names
+        d.get(url + "/")
+        wait.until(state_is(mid, "shut off"))
+        assert row(mid).find_elements(By.CSS_SELECTOR, "[data-backup]"), "the last backup dated"
+        ok("a signed backup is made and downloaded; the machines page dates it")
+
         d.get(url + "/machines/" + mid)
         box = d.find_element(By.NAME, "confirm")
         box.send_keys("1" + mid)
-        d.find_element(By.CSS_SELECTOR, "#machine form button[type=submit]").click()
+        d.find_element(By.CSS_SELECTOR, "#delete-form button[type=submit]").click()
         wait.until(EC.text_to_be_present_in_element((By.ID, "delete-result"), "not deleted"))
         assert len(api("/api/machines")) == 1
         ok("delete is refused until the ID is typed")
         shot("06-delete-confirm")
         box.clear()
         box.send_keys(mid)
-        d.find_element(By.CSS_SELECTOR, "#machine form button[type=submit]").click()
+        d.find_element(By.CSS_SELECTOR, "#delete-form button[type=submit]").click()
         wait.until(lambda _: d.current_url.rstrip("/") == url)
         wait.until(EC.text_to_be_present_in_element((By.ID, "machines"), "No machines"))
         assert api("/api/machines") == []
@@ -183,7 +225,7 @@ def main():
         d.get(url + "/log")
         text = d.find_element(By.ID, "log").text
         for words in ["create tiny.bun: machine " + mid, "start " + mid, "console " + mid,
-                      "stop --force " + mid, "delete " + mid, "create tampered.bun"]:
+                      "snapshot %s web1" % mid, "revert %s web1" % mid, "backup " + mid, "stop --force " + mid, "delete " + mid, "create tampered.bun"]:
             assert words in text, (words, text)
         log = api("/api/log")
         assert log[0]["action"] == "create tampered.bun" and log[0]["error"] == want, log[0]

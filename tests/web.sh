@@ -8,7 +8,8 @@
 #
 # A signed busybox bundle (lxc) is uploaded through the page's file input,
 # created, started, logged in on through the console (xterm.js) with the
-# root password given at create, stopped and deleted; a tampered one is
+# root password given at create, snapshotted from its page, stopped,
+# reverted to the snapshot, backed up (signed) and deleted; a tampered one is
 # refused with the CLI's message and nothing is defined. Screenshots go to
 # target/web-screenshots/.
 #

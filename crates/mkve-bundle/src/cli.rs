@@ -9,7 +9,7 @@ use clap_complete::engine::{
     ArgValueCandidates, ArgValueCompleter, CompletionCandidate, ValueCompleter,
 };
 use mkve_cli::{KeyringArgs, RootArgs, Verbosity};
-use mkve_core::template::Hypervisor;
+use mkve_core::hypervisor::Hypervisor;
 
 /// Make a bundle from an mkve template, or check, inspect, verify and unpack bundles.
 ///
@@ -67,9 +67,12 @@ pub struct Cli {
     /// With --audit: the decisions that hide accepted vulnerabilities [default: $MKVE_CONFDIR/accepted]
     #[arg(long, value_name = "FILE")]
     pub accepted: Option<PathBuf>,
-    /// With --audit: print the findings as a JSON array
+    /// With --audit: print the findings as a JSON array; with --outdated: what it found as a JSON object
     #[arg(long)]
     pub json: bool,
+    /// List the packages of a bundle's SBOM that --mirror has newer versions of (security updates marked); exit 1 when one is newer
+    #[arg(long, value_name = "BUNDLE", group = "mode")]
+    pub outdated: Option<PathBuf>,
     /// Verify a bundle and unpack it into the new directory given by -C
     #[arg(long, value_name = "BUNDLE", group = "mode", requires = "directory")]
     pub extract: Option<PathBuf>,

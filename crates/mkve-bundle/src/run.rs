@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use mkve_core::bundle::{self, Check, MakeOptions, ReadOptions, RootSource, Signing};
 use mkve_core::fetch;
 use mkve_core::files::{self, Output};
+use mkve_core::hypervisor::Hypervisor;
 use mkve_core::publish::PublishOptions;
-use mkve_core::template::{Hypervisor, Template};
+use mkve_core::template::Template;
 use mkve_core::{params, paths, probe, state, Error, Result};
 
 use crate::cli::Cli;
@@ -56,6 +57,9 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     if !cli.audit.is_empty() {
         return audit(&cli, &cli.audit, &report);
+    }
+    if let Some(b) = &cli.outdated {
+        return outdated(&cli, b, &report);
     }
     if let Some(b) = cli.verify.clone().or(cli.extract.clone()) {
         let report = read_bundle(&cli, &b, Check::Digests, true, cli.directory.as_deref())?;
@@ -171,8 +175,13 @@ fn sbom(cli: &Cli, format: &Path, b: &Path) -> Result<()> {
 }
 
 /// The SBOM of a bundle, read as --sbom reads it: the signature checked,
-/// then meta.json and the SBOM only.
+/// then meta.json, the SBOM and the provenance only.
 fn bundle_sbom(cli: &Cli, b: &Path) -> Result<serde_json::Value> {
+    Ok(bundle_sbom_and_provenance(cli, b)?.0)
+}
+
+/// [`bundle_sbom`], and the provenance's bytes.
+fn bundle_sbom_and_provenance(cli: &Cli, b: &Path) -> Result<(serde_json::Value, Option<Vec<u8>>)> {
     use mkve_core::bundle::sbom;
     let report = read_bundle(cli, b, Check::Sbom, true, None)?;
     let label = files::display_name(b);
@@ -189,7 +198,103 @@ fn bundle_sbom(cli: &Cli, b: &Path) -> Result<serde_json::Value> {
     let bad = |why: String| Error::bundle(&label, format!("{}: {why}", sbom::MEMBER));
     let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
     sbom::check_spdx(&v).map_err(bad)?;
-    Ok(v)
+    Ok((v, report.provenance))
+}
+
+/// --outdated BUNDLE --mirror URL…: the packages the mirrors have newer
+/// versions of, as a table or JSON; exit status 1 (with a line on stderr)
+/// when there is one, and when there is none, say that a rebuild would
+/// change nothing.
+fn outdated(cli: &Cli, b: &Path, report: &dyn mkve_core::exec::Report) -> Result<()> {
+    use mkve_core::outdated::{self, Mirror};
+    if cli.root.mirror.is_empty() {
+        return Err(Error::Usage(
+            "--outdated needs --mirror URL (or \"deb URL SUITE COMPONENT…\")".into(),
+        ));
+    }
+    let mirrors: Vec<Mirror> = cli
+        .root
+        .mirror
+        .iter()
+        .map(|m| Mirror::parse(m))
+        .collect::<Result<_>>()?;
+    let (doc, provenance) = bundle_sbom_and_provenance(cli, b)?;
+    let label = files::display_name(b);
+    let installed = mkve_core::audit::installed_from_spdx(&doc, &label)?;
+    // The suite the root was built from, as its provenance says.
+    let built_from = provenance
+        .and_then(|p| serde_json::from_slice::<serde_json::Value>(&p).ok())
+        .and_then(|v| {
+            v.pointer("/predicate/buildDefinition/externalParameters/root/suite")
+                .and_then(|s| s.as_str())
+                .map(str::to_string)
+        });
+    let suite = cli.root.suite.clone().or(built_from);
+    let found = outdated::outdated(&installed, &mirrors, suite.as_deref(), report)?;
+    if cli.json {
+        mkve_cli::print_json(&found)?;
+    } else if !found.newer.is_empty() {
+        let mut rows = vec![[
+            "PACKAGE",
+            "ARCH",
+            "INSTALLED",
+            "AVAILABLE",
+            "SECURITY",
+            "FROM",
+        ]
+        .map(String::from)];
+        for n in &found.newer {
+            rows.push([
+                n.package.clone(),
+                if n.architecture.is_empty() {
+                    "-".into()
+                } else {
+                    n.architecture.clone()
+                },
+                n.installed.clone(),
+                n.available.clone(),
+                if n.security { "security" } else { "-" }.into(),
+                n.from.clone(),
+            ]);
+        }
+        let widths: Vec<usize> = (0..6)
+            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+            .collect();
+        for row in &rows {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            mkve_cli::outln!(
+                "{}",
+                mkve_core::text::printable(cells.join("  ").trim_end())
+            )?;
+        }
+    }
+    let searched: Vec<String> = found
+        .archives
+        .iter()
+        .map(|a| format!("{} {}", a.url, a.suite))
+        .collect();
+    if found.newer.is_empty() {
+        if !cli.json {
+            mkve_cli::outln!(
+                "{}: nothing newer in {}: a rebuild from the same template and SOURCE_DATE_EPOCH would be byte-identical",
+                label.display(),
+                searched.join(", ")
+            )?;
+        }
+        return Ok(());
+    }
+    let n = found.newer.len();
+    let security = found.newer.iter().filter(|n| n.security).count();
+    Err(Error::Other(format!(
+        "{n} package{} newer in {} ({security} security update{}): a rebuild would change the bundle",
+        if n == 1 { "" } else { "s" },
+        searched.join(", "),
+        if security == 1 { "" } else { "s" }
+    )))
 }
 
 /// --audit BUNDLE… --feed FILE|URL: the open findings, as a table or
@@ -200,24 +305,7 @@ fn audit(cli: &Cli, bundles: &[PathBuf], report: &dyn mkve_core::exec::Report) -
         .feed
         .as_deref()
         .ok_or_else(|| Error::Usage("--audit needs --feed FILE|URL".into()))?;
-    let lower = feed_arg.to_ascii_lowercase();
-    let bytes = if lower.starts_with("http://") || lower.starts_with("https://") {
-        fetch::get_file(feed_arg, audit::FEED_MAX)?
-    } else {
-        let path = Path::new(feed_arg);
-        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::Read::take(f, audit::FEED_MAX + 1), &mut buf)
-            .map_err(|e| Error::io(path, e))?;
-        if buf.len() as u64 > audit::FEED_MAX {
-            return Err(Error::bundle(
-                path,
-                format!("larger than {} bytes", audit::FEED_MAX),
-            ));
-        }
-        buf
-    };
-    let feed = audit::parse_feed(&bytes, Path::new(feed_arg))?;
+    let feed = audit::load_feed(feed_arg)?;
     let accepted_path = cli
         .accepted
         .clone()
@@ -229,13 +317,9 @@ fn audit(cli: &Cli, bundles: &[PathBuf], report: &dyn mkve_core::exec::Report) -
         let doc = bundle_sbom(cli, b)?;
         let label = files::display_name(b);
         let installed = audit::installed_from_spdx(&doc, &label)?;
-        for f in audit::findings(&feed, &installed) {
-            if accepted.iter().any(|a| a.covers(&f)) {
-                hidden += 1;
-            } else {
-                open.push((label.display().to_string(), f));
-            }
-        }
+        let (found, covered) = audit::open_findings(&feed, &installed, &accepted);
+        hidden += covered;
+        open.extend(found.into_iter().map(|f| (label.display().to_string(), f)));
     }
     if hidden > 0 {
         report.note(&format!(
@@ -409,7 +493,7 @@ fn read_bundle(
     check: Check,
     require: bool,
     unpack_to: Option<&std::path::Path>,
-) -> Result<bundle::Report> {
+) -> Result<bundle::ReadResult> {
     let keyring = keyring(cli, require);
     let opts = ReadOptions {
         keyring: keyring.as_deref(),

@@ -607,7 +607,7 @@ fn variable_valid_for() {
         .unwrap()
         .as_secs()
         + 86_400;
-    let day = mkve_core::stamp::rfc3339(tomorrow);
+    let day = mkve_core::date::rfc3339(tomorrow);
     assert!(
         r.stderr.contains(&format!(", valid until {}", &day[..10])),
         "{}",

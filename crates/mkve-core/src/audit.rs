@@ -17,13 +17,13 @@
 //! Which packages are affected follows debsecan's `rate_system` and
 //! `is_vulnerable` exactly, versions compared as dpkg does
 //! (`debversion.rs`). Not here: reading the bundle (`bundle/`), fetching
-//! (`fetch.rs`).
+//! (`fetch.rs`), which machines a bundle's SBOM stands for (`vm/audit.rs`).
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::debversion;
@@ -32,6 +32,35 @@ use crate::error::{Error, IoContext, Problem, Result};
 /// The largest feed read, compressed and once decompressed, in bytes.
 pub const FEED_MAX: u64 = 64 << 20;
 pub const FEED_TEXT_MAX: u64 = 512 << 20;
+
+/// The feed `arg` names: an `http://` or `https://` URL, fetched with
+/// the fetch path's timeouts (fetch.rs: 69 when the server cannot be
+/// reached or answers an error), else a file; read and parsed
+/// ([`parse_feed`]). Errors (65): larger than [`FEED_MAX`], not a feed.
+#[cfg(all(feature = "http", feature = "gpg"))]
+pub fn load_feed(arg: &str) -> Result<Feed> {
+    let lower = arg.to_ascii_lowercase();
+    let bytes = if lower.starts_with("http://") || lower.starts_with("https://") {
+        crate::fetch::get_file(arg, FEED_MAX)?
+    } else {
+        read_feed_file(Path::new(arg))?
+    };
+    parse_feed(&bytes, Path::new(arg))
+}
+
+/// A feed file's bytes, at most [`FEED_MAX`]. Errors: it cannot be read
+/// (1), it is larger (65).
+pub fn read_feed_file(path: &Path) -> Result<Vec<u8>> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut buf = Vec::new();
+    f.take(FEED_MAX + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io(path, e))?;
+    if buf.len() as u64 > FEED_MAX {
+        return Err(Error::bundle(path, format!("larger than {FEED_MAX} bytes")));
+    }
+    Ok(buf)
+}
 
 /// One vulnerability of one package, as the feed gives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,11 +204,15 @@ fn entry(line: &str, names: &[String]) -> std::result::Result<Entry, String> {
     })
 }
 
-/// A package the SBOM lists: dpkg's name and version, and its source's.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A package the SBOM lists: dpkg's name, version and architecture, and
+/// its source's name and version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Installed {
     pub name: String,
     pub version: String,
+    /// The purl's `arch` qualifier (`amd64`, `all`); empty when it has none.
+    #[serde(default)]
+    pub architecture: String,
     pub source: String,
     pub source_version: String,
 }
@@ -192,19 +225,25 @@ pub fn installed_from_spdx(doc: &Value, label: &Path) -> Result<Vec<Installed>> 
     let mut out = Vec::new();
     let packages = doc.get("packages").and_then(Value::as_array);
     for p in packages.into_iter().flatten() {
-        let is_deb = p
+        let purl = p
             .get("externalRefs")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .any(|r| {
-                r.get("referenceLocator")
-                    .and_then(Value::as_str)
-                    .is_some_and(|l| l.starts_with("pkg:deb/"))
-            });
-        if !is_deb {
+            .filter_map(|r| r.get("referenceLocator").and_then(Value::as_str))
+            .find(|l| l.starts_with("pkg:deb/"));
+        let Some(purl) = purl else {
             continue;
-        }
+        };
+        // `pkg:deb/debian/NAME@VERSION?arch=A&…`: the qualifiers' values
+        // are percent-encoded, and an architecture never needs it.
+        let architecture = purl
+            .split_once('?')
+            .map(|(_, q)| q.split('#').next().unwrap_or(q))
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|kv| kv.strip_prefix("arch="))
+            .unwrap_or_default();
         let text = |k: &str| p.get(k).and_then(Value::as_str);
         let (Some(name), Some(version)) = (text("name"), text("versionInfo")) else {
             return Err(Error::bundle(
@@ -219,6 +258,7 @@ pub fn installed_from_spdx(doc: &Value, label: &Path) -> Result<Vec<Installed>> 
         out.push(Installed {
             name: name.into(),
             version: version.into(),
+            architecture: architecture.into(),
             source: source.into(),
             source_version: source_version.into(),
         });
@@ -300,6 +340,19 @@ pub fn findings(feed: &Feed, installed: &[Installed]) -> Vec<Finding> {
     out.sort();
     out.dedup();
     out
+}
+
+/// The findings of `installed` that no decision of `accepted` covers,
+/// and how many it covers (hidden).
+pub fn open_findings(
+    feed: &Feed,
+    installed: &[Installed],
+    accepted: &[Accepted],
+) -> (Vec<Finding>, usize) {
+    let (hidden, open): (Vec<Finding>, Vec<Finding>) = findings(feed, installed)
+        .into_iter()
+        .partition(|f| accepted.iter().any(|a| a.covers(f)));
+    (open, hidden.len())
 }
 
 /// One decision of the `accepted` file: this CVE in this package is
@@ -416,6 +469,7 @@ mod tests {
         Installed {
             name: name.into(),
             version: version.into(),
+            architecture: "amd64".into(),
             source: source.into(),
             source_version: sv.into(),
         }
@@ -454,6 +508,44 @@ mod tests {
         assert_eq!(f.remote, Some(true));
         let f = &findings(&feed, &installed)[1];
         assert_eq!((f.urgency.as_deref(), f.remote), (None, None));
+    }
+
+    #[test]
+    fn an_sbom_s_packages_and_their_architecture() {
+        let doc = serde_json::json!({"packages": [
+            {"name": "bundle", "versionInfo": "1"},
+            {"name": "libc6", "versionInfo": "2.36-9+deb12u4",
+             "sourceInfo": "built package from: glibc 2.36-9+deb12u4",
+             "externalRefs": [{"referenceLocator":
+                "pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64&distro=debian-12&upstream=glibc"}]},
+            {"name": "tzdata", "versionInfo": "2025a-0+deb12u1",
+             "externalRefs": [{"referenceLocator": "pkg:deb/debian/tzdata@2025a-0%2Bdeb12u1?arch=all"}]},
+            {"name": "busybox-static", "versionInfo": "1:1.35.0-4",
+             "externalRefs": [{"referenceLocator": "pkg:deb/debian/busybox-static@1:1.35.0-4?"}]},
+        ]});
+        let got = installed_from_spdx(&doc, Path::new("sbom")).unwrap();
+        let brief: Vec<(&str, &str, &str)> = got
+            .iter()
+            .map(|p| (p.name.as_str(), p.architecture.as_str(), p.source.as_str()))
+            .collect();
+        assert_eq!(
+            brief,
+            [
+                ("libc6", "amd64", "glibc"),
+                ("tzdata", "all", "tzdata"),
+                ("busybox-static", "", "busybox-static")
+            ]
+        );
+        let feed = parse_feed(&zlib(FEED), Path::new("feed")).unwrap();
+        let accepted = [Accepted {
+            cve: "CVE-2024-0003".into(),
+            package: "glibc".into(),
+            date: "2026-12-01".into(),
+            reason: "r".into(),
+        }];
+        let (open, hidden) = open_findings(&feed, &got, &accepted);
+        let cves: Vec<&str> = open.iter().map(|f| f.cve.as_str()).collect();
+        assert_eq!((cves, hidden), (vec!["CVE-2024-0001", "CVE-2024-0004"], 1));
     }
 
     #[test]

@@ -75,15 +75,15 @@ impl Console {
             match self.stream.recv(buf) {
                 Ok(n) if n >= 0 => return Ok(n as usize),
                 Ok(_) => continue,
-                Err(e) => {
-                    return Err(Error::Other(format!(
-                        "{}: console: {}",
-                        self.what,
-                        e.message()
-                    )))
-                }
+                Err(e) => return Err(self.failed(&e)),
             }
         }
+    }
+
+    /// The stream's failure, naming the machine: `machine 101 (name):
+    /// console: …`.
+    fn failed(&self, e: &virt::error::Error) -> Error {
+        Error::Other(format!("{}: console: {}", self.what, e.message()))
     }
 
     /// Send all of `data` to the guest. Errors as [`Console::recv`].
@@ -92,13 +92,7 @@ impl Console {
             match self.stream.send(data) {
                 Ok(k) if k > 0 => data = &data[k as usize..],
                 Ok(_) => continue,
-                Err(e) => {
-                    return Err(Error::Other(format!(
-                        "{}: console: {}",
-                        self.what,
-                        e.message()
-                    )))
-                }
+                Err(e) => return Err(self.failed(&e)),
             }
         }
         Ok(())

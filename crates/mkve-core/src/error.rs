@@ -48,6 +48,11 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// What the command names is not there (`no machine 150`): a usage
+    /// error for the command line (2), "not found" for mkve-web (404).
+    #[error("{0}")]
+    NotFound(String),
+
     /// A template has one or more problems; each is printed on its own line.
     #[error("{}", join_lines(.0))]
     InvalidTemplate(Vec<Problem>),
@@ -81,7 +86,7 @@ pub enum Error {
 
     /// An external program (a hook, a command, a tool) failed.
     #[error("{0}")]
-    Process(Box<crate::exec::ProcessError>),
+    Process(Box<crate::process_error::ProcessError>),
 
     /// Reading or writing failed for a reason outside the other kinds.
     #[error("{}: {source}", .path.display())]
@@ -145,7 +150,7 @@ impl Error {
     /// The process exit status this failure maps to.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) => exit::USAGE,
+            Error::Usage(_) | Error::NotFound(_) => exit::USAGE,
             Error::InvalidTemplate(_)
             | Error::InvalidConfig(_)
             | Error::InvalidBundle(_)
@@ -246,6 +251,7 @@ mod tests {
     #[test]
     fn each_kind_has_its_exit_code() {
         assert_eq!(Error::Usage("x".into()).exit_code(), 2);
+        assert_eq!(Error::NotFound("no machine 1".into()).exit_code(), 2);
         let unavailable = Error::Unavailable {
             what: "gpg".into(),
             why: "x".into(),

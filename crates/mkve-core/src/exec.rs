@@ -15,13 +15,13 @@
 #![allow(unsafe_code)]
 
 use std::ffi::{OsStr, OsString};
-use std::fmt;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::process_error::ProcessError;
 pub use crate::report::{Report, Silent};
 
 /// Whether `program` is an executable file in a `$PATH` directory.
@@ -37,56 +37,6 @@ pub fn on_path(program: &str) -> bool {
         })
         .unwrap_or(false)
 }
-
-/// How many lines of a failed program's output are quoted in the error.
-const TAIL_LINES: usize = 10;
-
-/// A program that ran and failed: exited non-zero, was killed by a
-/// signal, or ran past its timeout.
-#[derive(Debug, Clone)]
-pub struct ProcessError {
-    /// What the program is, for messages: `hook "01-root"`, `mkfs.ext4`.
-    pub what: String,
-    pub program: String,
-    pub args: Vec<String>,
-    /// `None` when it could not be waited for.
-    pub status: Option<ExitStatus>,
-    /// Set when it was killed for running longer than this.
-    pub timed_out: Option<Duration>,
-    /// Everything it printed (stdout and stderr, as captured).
-    pub output: Vec<u8>,
-}
-
-impl ProcessError {
-    /// The exit code, when it exited.
-    pub fn code(&self) -> Option<i32> {
-        self.status.and_then(|s| s.code())
-    }
-
-    /// The output as text (lossy).
-    pub fn output_text(&self) -> String {
-        String::from_utf8_lossy(&self.output).into_owned()
-    }
-}
-
-impl fmt::Display for ProcessError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let how = match (self.timed_out, self.status) {
-            (Some(t), _) => format!("did not finish in {} s and was killed", t.as_secs()),
-            (None, Some(s)) => {
-                match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
-                    (Some(code), _) => format!("failed with exit status {code}"),
-                    (None, Some(sig)) => format!("failed with signal {sig}"),
-                    _ => "failed".to_string(),
-                }
-            }
-            (None, None) => "failed".to_string(),
-        };
-        write!(f, "{} {how}{}", self.what, tail(&self.output))
-    }
-}
-
-impl std::error::Error for ProcessError {}
 
 /// A program to run: built up, then run by one of the calls below.
 #[derive(Clone)]
@@ -712,14 +662,6 @@ impl Watchdog {
             .map(|t| t.join().unwrap_or(false))
             .unwrap_or(false)
     }
-}
-
-/// The last lines of a program's output, indented under the error line.
-pub fn tail(output: &[u8]) -> String {
-    let text = String::from_utf8_lossy(output);
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let start = lines.len().saturating_sub(TAIL_LINES);
-    lines[start..].iter().map(|l| format!("\n  {l}")).collect()
 }
 
 #[cfg(test)]

@@ -374,6 +374,25 @@ pub fn get_file(url: &str, max: u64) -> Result<Vec<u8>> {
         })
 }
 
+/// Several small files from one place (a mirror's Release and Packages
+/// indexes, `mkve-bundle --outdated`) in one session: the timeouts,
+/// deadline and signals of every fetch, the deadline for them all.
+pub struct Files(Session);
+
+impl Files {
+    pub fn new() -> Result<Files> {
+        Session::new().map(Files)
+    }
+
+    /// The file at `url`, at most `max` bytes; `None` when the server has
+    /// none (404, 410). Errors: 69 when the server cannot be reached,
+    /// answers another error or the transfer fails; 65 when the file is
+    /// larger.
+    pub fn get(&self, url: &str, max: u64) -> Result<Option<Vec<u8>>> {
+        self.0.get_small(url, max)
+    }
+}
+
 /// Where a server's certificate is checked, said when it is refused.
 const TRUST: &str =
     " (servers' certificates are checked against the system's store, /etc/ssl/certs, or SSL_CERT_FILE)";
@@ -464,8 +483,8 @@ fn fresh(url: &Url, verified: &sign::Verified, text: &[u8]) -> Result<()> {
                 &list_url,
                 format!(
                     "expired: signed {}, valid until {}; the directory was not published again since (mkve-bundle --publish), or is served frozen",
-                    crate::stamp::rfc3339(signed),
-                    crate::stamp::rfc3339(until)
+                    crate::date::rfc3339(signed),
+                    crate::date::rfc3339(until)
                 ),
             ));
         }
@@ -474,7 +493,7 @@ fn fresh(url: &Url, verified: &sign::Verified, text: &[u8]) -> Result<()> {
         url: crate::seen::source(&url.beside("")),
         serial: stamp.map_or(0, |s| s.serial),
         signed,
-        sha256: crate::bundle::hex(&sha2::Sha256::digest(text)),
+        sha256: crate::digest::hex(&sha2::Sha256::digest(text)),
     };
     crate::seen::accept(&crate::seen::dir()?, &list_url, &seen)
 }
@@ -647,7 +666,7 @@ pub fn read(
     opts: &ReadOptions,
     out: Option<&mut Output>,
     report: &dyn Report,
-) -> Result<bundle::Report> {
+) -> Result<bundle::ReadResult> {
     let keyring = opts.keyring.ok_or_else(|| {
         Error::Usage(format!("{url}: a bundle fetched over HTTP needs a keyring"))
     })?;

@@ -1,13 +1,15 @@
 //! Inputs and outputs named on the command line: `-` is stdin or stdout,
 //! and a file output is written under a temporary name in its directory,
 //! fsynced and renamed into place by `commit`, so a failed run leaves
-//! nothing that looks finished.
+//! nothing that looks finished. Trees are copied with their metadata by
+//! one function, [`copy_tree`] (cp(1)).
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
+use crate::exec::Cmd;
 
 /// Open `path` for reading; `-` is stdin.
 pub fn open_input(path: &Path) -> Result<Box<dyn Read + Send>> {
@@ -265,9 +267,60 @@ impl<R: Read> Read for CopyingReader<'_, R> {
     }
 }
 
+/// How [`copy_tree`] copies.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CopyTree {
+    /// The modes alone kept (`cp -R --preserve=mode`): files that become
+    /// root's whoever owned them. Otherwise everything is kept: owners,
+    /// modes, links, xattrs, device nodes, times (`cp -a`).
+    pub modes_only: bool,
+    /// Data blocks shared where the file system can (`--reflink=auto`).
+    pub reflink: bool,
+    /// A file in the way at `dest` replaced, not written into
+    /// (`--remove-destination`).
+    pub replace: bool,
+}
+
+/// cp(1), the one way mkve copies a tree with its metadata: `src` copied
+/// as `dest` (the copy itself, never a directory it goes into), as `how`
+/// says. The command, for the caller to give its report (and a name for
+/// its errors) and run.
+pub fn copy_tree<'r>(src: &Path, dest: &Path, how: CopyTree) -> Cmd<'r> {
+    let keep: &[&str] = if how.modes_only {
+        &["-R", "--preserve=mode"]
+    } else {
+        &["-a"]
+    };
+    Cmd::new("cp")
+        .args(keep)
+        .args(how.reflink.then_some("--reflink=auto"))
+        .args(how.replace.then_some("--remove-destination"))
+        .args(["--no-target-directory", "--"])
+        .arg(src)
+        .arg(dest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trees_are_copied_as_the_destination_and_replace_what_is_in_the_way() {
+        let d = crate::testing::tree(&[("src/a", "1"), ("src/sub/b", "2"), ("file", "new")]);
+        let copy = d.path().join("copy");
+        copy_tree(&d.path().join("src"), &copy, CopyTree::default())
+            .run_checked()
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(copy.join("sub/b")).unwrap(), "2");
+        let how = CopyTree {
+            replace: true,
+            ..Default::default()
+        };
+        copy_tree(&d.path().join("file"), &copy.join("a"), how)
+            .run_checked()
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(copy.join("a")).unwrap(), "new");
+    }
     use std::os::unix::fs::FileTypeExt;
 
     #[test]

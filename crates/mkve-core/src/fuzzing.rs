@@ -20,7 +20,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::Problem;
-use crate::template::{self, Hypervisor, Template};
+use crate::hypervisor::Hypervisor;
+use crate::template::Template;
 
 /// A temporary directory for one run of a target, removed when dropped,
 /// whatever modes the code under test left on what is in it.
@@ -147,7 +148,7 @@ fn template_tree(s: &Scratch, data: &[u8]) -> Option<PathBuf> {
     Some(t)
 }
 
-/// A list file (mkve-template(5)): `template::read_list`. The lines kept
+/// A list file (mkve-template(5)): `listfile::read`. The lines kept
 /// are numbered in order, and none is blank, has white space around it or
 /// holds a comment.
 pub fn list(data: &[u8]) {
@@ -155,7 +156,7 @@ pub fn list(data: &[u8]) {
     let Some(f) = s.file("list", data) else {
         return;
     };
-    let lines = match template::read_list(&f) {
+    let lines = match crate::listfile::read(&f) {
         Ok(Some(lines)) => lines,
         Ok(None) => panic!("a file that exists read as missing"),
         Err(p) => {
@@ -343,7 +344,7 @@ pub fn seen(data: &[u8]) {
     }
 }
 
-/// vps.conf(5) (`conf/openvz/config`): `template::parse_vps_conf`. What
+/// vps.conf(5) (`conf/openvz/config`): `openvz::parse_vps_conf`. What
 /// it reads, written back as `NAME="value"` lines, reads the same.
 pub fn vps_conf(data: &[u8]) {
     let Some(s) = Scratch::new() else { return };
@@ -351,7 +352,7 @@ pub fn vps_conf(data: &[u8]) {
         return;
     };
     let mut problems: Vec<Problem> = Vec::new();
-    let vars = template::parse_vps_conf(&f, &mut problems);
+    let vars = crate::openvz::parse_vps_conf(&f, &mut problems);
     let Some(vars) = vars else {
         if problems.is_empty() {
             panic!("refused with no problem told");
@@ -365,7 +366,7 @@ pub fn vps_conf(data: &[u8]) {
     let Some(again) = s.file("config-again", text.as_bytes()) else {
         return;
     };
-    let reread = template::parse_vps_conf(&again, &mut problems);
+    let reread = crate::openvz::parse_vps_conf(&again, &mut problems);
     if reread.as_ref() != Some(&vars) {
         panic!("written back as {text:?}, reads as {reread:?} ({problems:?}), not {vars:?}");
     }

@@ -13,7 +13,8 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::exec::{Cmd, Report};
-use crate::net::{NetConfig, FIRST_ID};
+use crate::hypervisor::FIRST_ID;
+use crate::net::NetConfig;
 
 /// What ganeti-connect did, or would do.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -126,7 +127,7 @@ pub fn connect(
             return Err(crate::error::Error::Other(format!(
                 "{}: {}",
                 c.join(" "),
-                crate::exec::tail(text.as_bytes())
+                crate::process_error::tail(text.as_bytes())
             )));
         }
     }

@@ -119,10 +119,11 @@ impl<'r> Chroot<'r> {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         if let Some(conf) = conf {
-            Cmd::new("cp")
-                .args(["-R", "--preserve=mode"])
-                .arg(conf)
-                .arg(c.stage.join("conf"))
+            let how = crate::files::CopyTree {
+                modes_only: true,
+                ..Default::default()
+            };
+            crate::files::copy_tree(conf, &c.stage.join("conf"), how)
                 .report(report)
                 .run_checked()?;
             c.env.push(("MKVE_CONF".into(), format!("/{STAGE}/conf")));
@@ -349,10 +350,11 @@ pub fn copy_in(root: &Path, src: &Path, dest: &Path, report: &dyn Report) -> Res
         target = resolve_in_root(root, &inside)?;
     }
     report.note(&format!("copying {} to {}", src.display(), dest.display()));
-    Cmd::new("cp")
-        .args(["-a", "--no-target-directory", "--remove-destination", "--"])
-        .arg(src)
-        .arg(&target)
+    let how = crate::files::CopyTree {
+        replace: true,
+        ..Default::default()
+    };
+    crate::files::copy_tree(src, &target, how)
         .what(format!("copy of {}", src.display()))
         .report(report)
         .run_checked()

@@ -12,9 +12,11 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
-use crate::net::FIRST_ID;
-
 use serde::{Deserialize, Serialize};
+
+/// The first ID mkve gives out (OpenVZ's convention, kept on every node);
+/// [`Hypervisor::first_id`] says where each hypervisor's machines start.
+pub const FIRST_ID: u32 = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

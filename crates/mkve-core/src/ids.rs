@@ -17,9 +17,10 @@ use std::str::FromStr;
 
 use crate::error::{Error, Result};
 use crate::hypervisor::Hypervisor;
+use crate::hypervisor::FIRST_ID;
 use crate::libvirt::{domain, Connection};
 use crate::lock::{Lock, Mode};
-use crate::net::{NetConfig, FIRST_ID};
+use crate::net::NetConfig;
 use crate::nodes::IdRange;
 
 /// A machine's ID: a whole number from [`FIRST_ID`] (100) up, unique on
@@ -272,6 +273,7 @@ mod tests {
                     version: "1".into(),
                     bundle: "00".repeat(32),
                     signed_by: None,
+                    source: None,
                 })
             );
             conn.define(&xml, name).unwrap();

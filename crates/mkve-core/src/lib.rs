@@ -9,8 +9,10 @@ pub mod bundle;
 pub mod config;
 #[cfg(feature = "libvirt")]
 pub mod console;
+pub mod date;
 pub mod debversion;
 mod declared;
+pub mod digest;
 #[cfg(feature = "libvirt")]
 pub mod doctor;
 pub mod dpkg;
@@ -31,16 +33,19 @@ pub mod interrupt;
 pub mod kvm;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
+pub mod listfile;
 pub mod lock;
 pub mod mkveconf;
 pub mod net;
 pub mod nodes;
-#[cfg(feature = "libvirt")]
 pub mod openvz;
+#[cfg(all(feature = "http", feature = "gpg"))]
+pub mod outdated;
 pub mod pack;
 pub mod params;
 pub mod paths;
 pub mod probe;
+pub mod process_error;
 #[cfg(feature = "gpg")]
 pub mod publish;
 pub mod report;

@@ -50,7 +50,7 @@ pub fn lines(path: &Path) -> Result<Option<Vec<Line>>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         _ => {}
     }
-    let list = match crate::template::read_list(path) {
+    let list = match crate::listfile::read(path) {
         Ok(Some(l)) => l,
         Ok(None) => return Ok(None),
         Err(p) => return Err(Error::InvalidConfig(p)),

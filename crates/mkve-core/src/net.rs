@@ -7,9 +7,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use crate::error::{Error, Problem, Result};
-
-/// The first ID mkve gives out (OpenVZ's convention, kept on every node).
-pub const FIRST_ID: u32 = 100;
+use crate::hypervisor::FIRST_ID;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetConfig {

@@ -26,7 +26,8 @@ use std::str::FromStr;
 
 use crate::error::{Error, Problem, Result};
 use crate::hypervisor::Hypervisor;
-use crate::net::{NetConfig, FIRST_ID};
+use crate::hypervisor::FIRST_ID;
+use crate::net::NetConfig;
 
 /// The ssh command nodes are reached with when mkve.conf names none:
 /// never a password prompt that would hang a create.

@@ -13,8 +13,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, IoContext, Result};
-use crate::libvirt::domain::Record;
+use crate::error::{Problem, Result};
+#[cfg(feature = "libvirt")]
+use crate::{
+    error::{Error, IoContext},
+    libvirt::domain::Record,
+};
 
 /// vps.conf variables vzctl sets for the container itself, which a
 /// bundle's defaults must not change.
@@ -78,12 +82,13 @@ pub fn cache_root(rootfs: &Path, cached: &Path) -> Result<()> {
 /// After the define: merge the bundle's vps.conf defaults (`conf_config`,
 /// its `conf/config`, if there is one) and mkve's record into vzctl's
 /// configuration of container `id`, replaced atomically.
+#[cfg(feature = "libvirt")]
 pub fn configure(node: &Node, id: u32, conf_config: &Path, record: &Record) -> Result<()> {
     let conf = node.conf_of(id);
     let base = std::fs::read_to_string(&conf).at(&conf)?;
     let defaults = if conf_config.exists() {
         let mut problems = Vec::new();
-        match crate::template::parse_vps_conf(conf_config, &mut problems) {
+        match parse_vps_conf(conf_config, &mut problems) {
             Some(d) => d,
             None => {
                 return Err(problems.into_iter().next().map_or_else(
@@ -101,6 +106,49 @@ pub fn configure(node: &Node, id: u32, conf_config: &Path, record: &Record) -> R
     out.commit()
 }
 
+/// vps.conf(5): `NAME="value"` lines, blank lines and `#` comments.
+pub fn parse_vps_conf(path: &Path, problems: &mut Vec<Problem>) -> Option<Vec<(String, String)>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(Problem::new(path, None, e.to_string()));
+            return None;
+        }
+    };
+    let before = problems.len();
+    let mut vars = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parsed = line.split_once('=').and_then(|(k, v)| {
+            let name_ok = !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                && !k.starts_with(|c: char| c.is_ascii_digit());
+            let value = if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') {
+                Some(&v[1..v.len() - 1]).filter(|inner| !inner.contains('"'))
+            } else {
+                Some(v).filter(|v| !v.contains(|c: char| c.is_whitespace() || c == '"'))
+            };
+            (name_ok)
+                .then_some(())
+                .and(value)
+                .map(|v| (k.to_string(), v.to_string()))
+        });
+        match parsed {
+            Some(kv) => vars.push(kv),
+            None => problems.push(Problem::new(
+                path,
+                Some(i + 1),
+                format!("expected NAME=\"value\", found \"{line}\""),
+            )),
+        }
+    }
+    (problems.len() == before).then_some(vars)
+}
+
 /// The OS template name a machine's root is cached under for its create.
 pub fn template_name(id: u32) -> String {
     format!("mkve-{id}")
@@ -109,6 +157,7 @@ pub fn template_name(id: u32) -> String {
 /// vzctl's configuration `base` with the bundle's `defaults` applied (in
 /// place where `base` sets the same variable, appended otherwise), except
 /// the variables vzctl owns, and mkve's record as `DESCRIPTION`.
+#[cfg(feature = "libvirt")]
 pub fn merge(base: &str, defaults: &[(String, String)], record: &Record) -> String {
     let mut vars: Vec<(String, String)> = defaults
         .iter()
@@ -137,6 +186,7 @@ pub fn merge(base: &str, defaults: &[(String, String)], record: &Record) -> Stri
 }
 
 /// mkve's record as one vps.conf value (no quotes, no spaces in values).
+#[cfg(feature = "libvirt")]
 pub fn describe(r: &Record) -> String {
     let signed = match &r.signed_by {
         Some(f) => format!(" signed={f}"),
@@ -149,6 +199,7 @@ pub fn describe(r: &Record) -> String {
 }
 
 /// The record in a container's configuration, if mkve made it.
+#[cfg(feature = "libvirt")]
 pub fn record_from_conf(conf: &str) -> Option<Record> {
     let value = conf
         .lines()
@@ -168,12 +219,35 @@ pub fn record_from_conf(conf: &str) -> Option<Record> {
         version: field("version")?,
         bundle: field("bundle")?,
         signed_by: field("signed"),
+        source: None,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::write;
+
+    #[test]
+    fn vps_conf_accepts_quoted_and_bare_values() {
+        let d = crate::testing::tree(&[(
+            "config",
+            "# c\nOSTEMPLATE=\"pptp-server\"\nDEVNODES=\"/dev/ppp:rw \"\nONBOOT=yes\nbad line\n",
+        )]);
+        let f = d.path().join("config");
+        let mut problems = vec![];
+        assert_eq!(parse_vps_conf(&f, &mut problems), None);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].line, Some(5));
+        write(
+            &f,
+            "OSTEMPLATE=\"pptp-server\"\nDEVNODES=\"/dev/ppp:rw \"\nONBOOT=yes\n",
+        );
+        let mut problems = vec![];
+        let vars = parse_vps_conf(&f, &mut problems).unwrap();
+        assert_eq!(vars[1], ("DEVNODES".into(), "/dev/ppp:rw ".into()));
+        assert_eq!(vars[2], ("ONBOOT".into(), "yes".into()));
+    }
 
     fn record() -> Record {
         Record {
@@ -183,6 +257,7 @@ mod tests {
             version: "1.0".into(),
             bundle: "ab".repeat(32),
             signed_by: Some("0123456789ABCDEF0123456789ABCDEF01234567".into()),
+            source: None,
         }
     }
 

@@ -608,7 +608,27 @@ pub fn unpack<R: Read>(
                 .map_err(|e| bad(&rel, &e))?,
         }
     }
+    // Deepest first, so setting a directory's time changes no parent's.
+    for (dir, mtime) in dir_times.iter().rev() {
+        set_dir_mtime(dir, *mtime).map_err(|e| Error::create(dir.clone(), e))?;
+    }
     Ok(count)
+}
+
+/// Set directory `dir`'s access and modification times to `mtime`
+/// (seconds since the epoch); one past what the system can hold is left.
+fn set_dir_mtime(dir: &Path, mtime: i64) -> std::io::Result<()> {
+    let Some(t) = u64::try_from(mtime)
+        .ok()
+        .and_then(|s| std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(s)))
+    else {
+        return Ok(());
+    };
+    std::fs::File::open(dir)?.set_times(
+        std::fs::FileTimes::new()
+            .set_modified(t)
+            .set_accessed(t),
+    )
 }
 
 /// What an archive member made, as far as later members care.
@@ -957,6 +977,11 @@ mod tests {
     #[test]
     fn round_trip_keeps_links_modes_and_skips_sockets() {
         let src = sample_root();
+        // Directory times in the past, so one the unpacking left as "now"
+        // cannot pass for kept.
+        for (p, t) in [("usr", 1_600_000_000), ("usr/bin", 1_600_000_100)] {
+            set_dir_mtime(&src.path().join(p), t).unwrap();
+        }
         let (bytes, stats) = pack_dir(src.path(), Vec::new(), &PackOptions::default()).unwrap();
         assert_eq!(stats.skipped, vec![PathBuf::from("etc/sock")]);
         let dst = unpacked(&bytes);

@@ -107,7 +107,7 @@ pub fn publish(o: &PublishOptions) -> Result<Vec<Published>> {
         stamp.serial,
         stamp
             .valid_until
-            .map(|t| format!(", valid until {}", crate::stamp::rfc3339(t)))
+            .map(|t| format!(", valid until {}", crate::date::rfc3339(t)))
             .unwrap_or_default()
     ));
     if !sign::verify_detached(&text, &signature, Some(o.keyring))?.is_valid() {
@@ -170,7 +170,7 @@ fn next_stamp(o: &PublishOptions) -> Result<Stamp> {
                     Error::Usage(format!(
                         "--valid-for {} s: ends after {}",
                         d.as_secs(),
-                        crate::stamp::rfc3339(crate::stamp::LATEST)
+                        crate::date::rfc3339(crate::stamp::LATEST)
                     ))
                 })?,
         ),

@@ -25,9 +25,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::date::rfc3339;
 use crate::error::{Error, Result};
 use crate::lock::{Lock, Mode};
-use crate::stamp::rfc3339;
 
 /// The newest list accepted from one directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,7 +177,7 @@ pub fn dir() -> Result<PathBuf> {
 pub fn accept(memory: &Path, list_url: &str, new: &Seen) -> Result<()> {
     std::fs::create_dir_all(memory).map_err(|e| Error::create(memory, e))?;
     let _lock = Lock::at(&memory.join(".lock"), Mode::Exclusive, true)?;
-    let path = memory.join(crate::bundle::hex(&Sha256::digest(new.url.as_bytes())));
+    let path = memory.join(crate::digest::hex(&Sha256::digest(new.url.as_bytes())));
     let old = match std::fs::read(&path) {
         Ok(bytes) => Some(Seen::parse(&bytes).and_then(|s| {
             if s.url == new.url {

@@ -340,7 +340,7 @@ fn refusal(
         let when = fpr
             .and_then(|f| expires.get(f))
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| format!(" on {}", crate::bundle::meta::rfc3339(d.as_secs())))
+            .map(|d| format!(" on {}", crate::date::rfc3339(d.as_secs())))
             .unwrap_or_default();
         return format!("the key {key} expired{when}; an expired key's signatures are refused");
     }

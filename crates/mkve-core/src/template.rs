@@ -10,7 +10,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Problem, Result};
-pub use crate::hypervisor::Hypervisor;
+use crate::hypervisor::Hypervisor;
+use crate::listfile;
 
 /// A hook found for a template: its name as listed and the file that runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +95,7 @@ impl Template {
         }
         let hv_file = dir.join("hypervisors");
         let mut listed: Vec<(Hypervisor, usize)> = Vec::new();
-        match read_list(&hv_file) {
+        match listfile::read(&hv_file) {
             Err(p) => problems.push(p),
             Ok(None) => problems.push(Problem::new(
                 &hv_file,
@@ -249,7 +250,7 @@ fn load_profile(
     let pkg_file = dir.join("packages-lists").join(h.as_str());
     let mut packages = Vec::new();
     let mut package_lines = Vec::new();
-    match read_list(&pkg_file) {
+    match listfile::read(&pkg_file) {
         Err(p) => problems.push(p),
         Ok(None) => {
             let old = dir.join("packages").join(h.as_str());
@@ -302,7 +303,7 @@ fn load_profile(
             conf = Some(conf_dir.clone());
             let config = conf_dir.join("config");
             if h == Hypervisor::Openvz && config.is_file() {
-                vps_config = parse_vps_conf(&config, problems);
+                vps_config = crate::openvz::parse_vps_conf(&config, problems);
             }
         }
     }
@@ -322,7 +323,7 @@ fn load_profile(
 }
 
 fn load_version(path: &Path, why: &str, problems: &mut Vec<Problem>) -> Option<String> {
-    let lines = match read_list(path) {
+    let lines = match listfile::read(path) {
         Err(p) => {
             problems.push(p);
             return None;
@@ -408,7 +409,7 @@ fn load_hooks(
     problems: &mut Vec<Problem>,
 ) -> Vec<Hook> {
     let list = dir.join("hooks-lists").join(h.as_str());
-    let lines = match read_list(&list) {
+    let lines = match listfile::read(&list) {
         Err(p) => {
             problems.push(p);
             return vec![];
@@ -528,7 +529,7 @@ impl Profile {
             .join("hypervisors")
             .join(self.hypervisor.as_str())
             .join("packages");
-        match read_list(&set) {
+        match listfile::read(&set) {
             Err(p) => return Err(Error::InvalidTemplate(vec![p])),
             Ok(None) => {
                 return Err(Error::Unavailable {
@@ -573,49 +574,6 @@ pub fn shipped_names() -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
-}
-
-/// vps.conf(5): `NAME="value"` lines, blank lines and `#` comments.
-pub fn parse_vps_conf(path: &Path, problems: &mut Vec<Problem>) -> Option<Vec<(String, String)>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            problems.push(Problem::new(path, None, e.to_string()));
-            return None;
-        }
-    };
-    let before = problems.len();
-    let mut vars = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let parsed = line.split_once('=').and_then(|(k, v)| {
-            let name_ok = !k.is_empty()
-                && k.chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-                && !k.starts_with(|c: char| c.is_ascii_digit());
-            let value = if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') {
-                Some(&v[1..v.len() - 1]).filter(|inner| !inner.contains('"'))
-            } else {
-                Some(v).filter(|v| !v.contains(|c: char| c.is_whitespace() || c == '"'))
-            };
-            (name_ok)
-                .then_some(())
-                .and(value)
-                .map(|v| (k.to_string(), v.to_string()))
-        });
-        match parsed {
-            Some(kv) => vars.push(kv),
-            None => problems.push(Problem::new(
-                path,
-                Some(i + 1),
-                format!("expected NAME=\"value\", found \"{line}\""),
-            )),
-        }
-    }
-    (problems.len() == before).then_some(vars)
 }
 
 /// The longest template name: a machine's default name is
@@ -688,75 +646,11 @@ fn unquote(v: &str) -> &str {
     v
 }
 
-/// The meaningful lines of a list file, numbered from 1: blank lines and
-/// `#` comments (whole-line, or after white space) are dropped.
-/// `Ok(None)` when the file does not exist.
-pub fn read_list(path: &Path) -> Result<Option<Vec<(usize, String)>>, Problem> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
-            return Err(Problem::new(path, None, "is a directory, expected a file"))
-        }
-        Err(e) => return Err(Problem::new(path, None, e.to_string())),
-    };
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count();
-        Problem::new(path, Some(line), "not valid UTF-8 text")
-    })?;
-    Ok(Some(
-        text.lines()
-            .enumerate()
-            .filter_map(|(i, l)| {
-                // The first `#` that starts the line or follows white
-                // space, not merely the first `#`: `c#sharp # x` is c#sharp.
-                let comment = l.char_indices().find(|&(at, c)| {
-                    c == '#' && (at == 0 || l[..at].ends_with(char::is_whitespace))
-                });
-                let l = comment.map_or(l, |(at, _)| &l[..at]);
-                let l = l.trim();
-                (!l.is_empty()).then(|| (i + 1, l.to_string()))
-            })
-            .collect(),
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     use crate::testing::write;
-
-    #[test]
-    fn lists_drop_comments_and_blank_lines_and_keep_numbers() {
-        let d = crate::testing::tree(&[(
-            "l",
-            "# head\n\nvsftpd  # the server\n  chrony\nc#sharp\nc#sharp # a#b\n",
-        )]);
-        let f = d.path().join("l");
-        let got = read_list(&f).unwrap().unwrap();
-        assert_eq!(
-            got,
-            vec![
-                (3, "vsftpd".into()),
-                (4, "chrony".into()),
-                (5, "c#sharp".into()),
-                (6, "c#sharp".into())
-            ]
-        );
-        assert_eq!(read_list(&d.path().join("none")).unwrap(), None);
-    }
-
-    #[test]
-    fn invalid_utf8_names_its_line() {
-        let d = tempfile::tempdir().unwrap();
-        let f = d.path().join("l");
-        std::fs::write(&f, b"a\nb\n\xff\n").unwrap();
-        assert_eq!(read_list(&f).unwrap_err().line, Some(3));
-    }
 
     #[test]
     fn hypervisor_names_round_trip() {
@@ -784,27 +678,6 @@ mod tests {
         for bad in ["-x", "a;b", "a/b", "$x", "é"] {
             assert!(!is_package_name(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn vps_conf_accepts_quoted_and_bare_values() {
-        let d = crate::testing::tree(&[(
-            "config",
-            "# c\nOSTEMPLATE=\"pptp-server\"\nDEVNODES=\"/dev/ppp:rw \"\nONBOOT=yes\nbad line\n",
-        )]);
-        let f = d.path().join("config");
-        let mut problems = vec![];
-        assert_eq!(parse_vps_conf(&f, &mut problems), None);
-        assert_eq!(problems.len(), 1);
-        assert_eq!(problems[0].line, Some(5));
-        write(
-            &f,
-            "OSTEMPLATE=\"pptp-server\"\nDEVNODES=\"/dev/ppp:rw \"\nONBOOT=yes\n",
-        );
-        let mut problems = vec![];
-        let vars = parse_vps_conf(&f, &mut problems).unwrap();
-        assert_eq!(vars[1], ("DEVNODES".into(), "/dev/ppp:rw ".into()));
-        assert_eq!(vars[2], ("ONBOOT".into(), "yes".into()));
     }
 
     #[test]

@@ -6,31 +6,6 @@
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-
-fn inputs(target: &str) -> Vec<PathBuf> {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-    let mut files: Vec<PathBuf> = ["corpus", "crashes"]
-        .iter()
-        .filter_map(|kind| std::fs::read_dir(fuzz.join(kind).join(target)).ok())
-        .flat_map(|rd| rd.map(|e| e.unwrap().path()))
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    files
-}
-
-fn replay(target: &str, run: fn(&[u8])) {
-    let files = inputs(target);
-    assert!(!files.is_empty(), "no input for {target} in fuzz/corpus");
-    for f in files {
-        let data = std::fs::read(&f).unwrap();
-        // A panic names the target's check; this names the input.
-        eprintln!("{}", f.display());
-        run(&data);
-    }
-}
-
 /// One test per target, named after it.
 macro_rules! replayed {
     ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
@@ -38,7 +13,7 @@ macro_rules! replayed {
             $(#[$attr])*
             #[test]
             fn $name() {
-                replay(stringify!($name), mkve_core::fuzzing::$name);
+                mkve_testkit::replay_fuzz_inputs(stringify!($name), mkve_core::fuzzing::$name);
             }
         )*
     };

@@ -31,6 +31,28 @@ pub fn good(name: &str) -> PathBuf {
     fixtures().join("templates/good").join(name)
 }
 
+/// Every input the fuzzers kept for `target` (`fuzz/corpus/TARGET/`) and
+/// every one that crashed it (`fuzz/crashes/TARGET/`), sorted, each given
+/// to `run` (the target function); its file is named on stderr first, so
+/// a panic says which input it was. Panics when there is no input.
+pub fn replay_fuzz_inputs(target: &str, run: impl Fn(&[u8])) {
+    let fuzz = top().join("fuzz");
+    let mut files: Vec<PathBuf> = ["corpus", "crashes"]
+        .iter()
+        .filter_map(|kind| std::fs::read_dir(fuzz.join(kind).join(target)).ok())
+        .flat_map(|rd| rd.map(|e| e.unwrap().path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no input for {target} in fuzz/corpus");
+    for f in files {
+        let data = std::fs::read(&f).unwrap();
+        // A panic names the target's check; this names the input.
+        eprintln!("{}", f.display());
+        run(&data);
+    }
+}
+
 /// A directory that lives as long as the test process: outputs shared
 /// between tests of one run. When the process ends, the GnuPG agents of the
 /// homes `key` made in it are stopped and it is removed (see

@@ -92,6 +92,38 @@ pub enum Command {
         #[arg(long)]
         delete: bool,
     },
+    /// Back up what makes a machine differ from its base, running or not, into a signed archive; with --prune, thin out a directory of backups
+    Backup {
+        /// The machine (its ID or name); with --prune, the directory of backups
+        #[arg(value_name = "MACHINE|DIR", add = ArgValueCandidates::new(machines))]
+        target: String,
+        /// Write it to FILE (- for stdout)
+        #[arg(short, long, value_name = "FILE", required_unless_present = "prune")]
+        output: Option<PathBuf>,
+        /// Remove the backups in DIR that the --keep rules do not keep (each machine's apart)
+        #[arg(long, conflicts_with_all = ["output", "full", "sign_key", "force_no_sign"])]
+        prune: bool,
+        /// Keep the newest N
+        #[arg(long, value_name = "N", default_value = "0", requires = "prune")]
+        keep_last: usize,
+        /// Keep the newest of each of the last N days that have one
+        #[arg(long, value_name = "N", default_value = "0", requires = "prune")]
+        keep_daily: usize,
+        /// Keep the newest of each of the last N weeks that have one
+        #[arg(long, value_name = "N", default_value = "0", requires = "prune")]
+        keep_weekly: usize,
+        /// The whole root, not only what differs from the base
+        #[arg(long)]
+        full: bool,
+        /// Sign with this key [default: GnuPG's default key]
+        #[arg(long, value_name = "KEY")]
+        sign_key: Option<String>,
+        /// Write it unsigned (a restore then needs --allow-unsigned)
+        #[arg(long)]
+        force_no_sign: bool,
+    },
+    /// Make a machine from a backup (- for stdin) and print its ID
+    Restore(Box<RestoreArgs>),
     /// List a machine's snapshots, oldest first
     Snapshots {
         #[command(flatten)]
@@ -166,6 +198,24 @@ pub enum Command {
         #[arg(long)]
         all_nodes: bool,
     },
+    /// The open vulnerabilities of each machine's bundle, from its SBOM and a feed (exit 1 when one is open)
+    Audit {
+        /// Debian's security tracker data for the machines' suite, in debsecan's format (a file, or an http:// or https:// URL)
+        #[arg(long, value_name = "FILE|URL")]
+        feed: String,
+        /// The decisions that hide accepted vulnerabilities [default: $MKVE_CONFDIR/accepted]
+        #[arg(long, value_name = "FILE")]
+        accepted: Option<PathBuf>,
+        /// As JSON (keys in mkve-vm(1))
+        #[arg(long)]
+        json: bool,
+        /// The machines of every node mkve.conf lists; a node that does not answer is told
+        #[arg(long)]
+        all_nodes: bool,
+    },
+    /// A node's machines and their bundles' packages, as JSON, for mkve-vm audit on another node
+    #[command(name = "__audit-data", hide = true)]
+    AuditData,
     /// Move a machine to another node: qemu and kvm live, lxc offline (stopped, moved, started there)
     Migrate {
         #[command(flatten)]
@@ -355,6 +405,57 @@ impl CreateArgs {
             params,
             no_base: self.no_base,
             local_ids: self.local_ids,
+        })
+    }
+}
+
+/// `restore`'s arguments.
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The backup: a file, or - for stdin
+    #[arg(value_name = "BACKUP")]
+    pub backup: PathBuf,
+    /// The ID to give it [default: the backup's when free, else the next free one]
+    #[arg(long, value_name = "ID")]
+    pub id: Option<MachineId>,
+    /// Make it from this bundle (a file or URL) [default: where the backup says it came from]
+    #[arg(long, value_name = "FILE|URL")]
+    pub bundle: Option<PathBuf>,
+    #[command(flatten)]
+    pub keys: KeyringArgs,
+    /// Give the template parameter NAME (a secret the backup left out)
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<OsString>,
+    /// Give the template parameter NAME from FILE, one trailing newline dropped
+    #[arg(long = "param-file", value_name = "NAME=FILE")]
+    pub param_files: Vec<OsString>,
+    /// Start it once restored
+    #[arg(long)]
+    pub start: bool,
+}
+
+impl RestoreArgs {
+    pub fn options(self, connect: Option<String>) -> Result<vm::RestoreOptions> {
+        let mut given = Vec::new();
+        for (args, file, opt) in [
+            (&self.params, false, "--param"),
+            (&self.param_files, true, "--param-file"),
+        ] {
+            for a in args {
+                given.push(
+                    Given::parse_bytes(a.as_bytes(), file)
+                        .map_err(|e| Error::Usage(format!("{opt}: {e}")))?,
+                );
+            }
+        }
+        Ok(vm::RestoreOptions {
+            id: self.id,
+            bundle: self.bundle,
+            keyring: self.keys.keyring,
+            allow_unsigned: self.keys.allow_unsigned,
+            params: params::read_given(&given)?,
+            connect,
+            start: self.start,
         })
     }
 }

@@ -50,14 +50,26 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
                 Command::List {
                     all_nodes: true, ..
+                }
+                | Command::Audit {
+                    all_nodes: true, ..
                 } => Err(Error::Usage(
                     "--node and --all-nodes: give one (every node is listed from here)".into(),
                 )),
+                // The feed and the accepted file are this host's: the
+                // node is asked for its machines' packages only.
+                Command::Audit {
+                    feed,
+                    accepted,
+                    json,
+                    ..
+                } => audit(&feed, accepted, json, Some(node), None, &report),
                 Command::LxcHook
                 | Command::ProbeKvm
                 | Command::CreateStream
                 | Command::Receive
                 | Command::Arrived { .. }
+                | Command::AuditData
                 | Command::FinishMove { .. }
                 | Command::Ganeti(_)
                 | Command::GanetiOs { .. } => {
@@ -106,6 +118,45 @@ pub fn run(cli: Cli) -> Result<()> {
             let name = vm::snapshot(&uris, &target.machine, name.as_deref(), &report)?;
             mkve_cli::outln!("{name}")
         }
+        Command::Backup {
+            target,
+            prune: true,
+            keep_last,
+            keep_daily,
+            keep_weekly,
+            ..
+        } => {
+            let keep = vm::Keep {
+                last: keep_last,
+                daily: keep_daily,
+                weekly: keep_weekly,
+            };
+            for f in vm::prune_backups(std::path::Path::new(&target), keep)? {
+                mkve_cli::outln!("removed {}", f.display())?;
+            }
+            Ok(())
+        }
+        Command::Backup {
+            target,
+            output,
+            full,
+            sign_key,
+            force_no_sign,
+            ..
+        } => {
+            let o = vm::BackupOptions {
+                full,
+                sign_key,
+                no_sign: force_no_sign,
+            };
+            let output = output.ok_or_else(|| Error::Usage("backup: -o FILE is needed".into()))?;
+            vm::backup(&uris, &target, &output, &o, &report).map(drop)
+        }
+        Command::Restore(args) => {
+            let input = args.backup.clone();
+            let o = args.options(cli.connect.uri.clone())?;
+            show::id(vm::restore(&uris, &input, &o, &report)?)
+        }
         Command::Snapshots { target, json } => {
             show::snapshots(&vm::snapshots(&uris, &target.machine)?, json)
         }
@@ -131,6 +182,16 @@ pub fn run(cli: Cli) -> Result<()> {
             interrupted(&report, None);
             show::list(&all, json)
         }
+        Command::Audit {
+            feed,
+            accepted,
+            json,
+            all_nodes,
+        } => {
+            let only = if all_nodes { None } else { Some("") };
+            audit(&feed, accepted, json, only, Some(&uris), &report)
+        }
+        Command::AuditData => mkve_cli::print_json(&vm::node_sboms(&uris)?),
         Command::Migrate {
             target,
             to,
@@ -187,4 +248,40 @@ fn interrupted(report: &dyn mkve_core::exec::Report, only: Option<mkve_core::ids
             ));
         }
     }
+}
+
+/// `audit`: this node's machines (`only` empty), one node's (`only` its
+/// name), or every node's (`None`), against the feed; exit 1 when a
+/// vulnerability is open, 69 when none is but a node did not answer.
+fn audit(
+    feed: &str,
+    accepted: Option<std::path::PathBuf>,
+    json: bool,
+    only: Option<&str>,
+    uris: Option<&vm::Uris>,
+    report: &dyn mkve_core::exec::Report,
+) -> Result<()> {
+    use mkve_core::audit;
+    let feed = audit::load_feed(feed)?;
+    let accepted_path =
+        accepted.unwrap_or_else(|| mkve_core::paths::confdir().join(audit::ACCEPTED));
+    let decisions = audit::load_accepted(&accepted_path)?;
+    let nodes = Nodes::load()?;
+    let here = match uris {
+        Some(u) => u.clone(),
+        None => vm::uris(None)?,
+    };
+    let result = match only {
+        Some("") => vm::audit_node(&vm::this_node_name(&nodes), &here, &feed, &decisions)?,
+        Some(name) => vm::audit_nodes(&nodes, Some(name), &here, &feed, &decisions, report)?,
+        None => vm::audit_nodes(&nodes, None, &here, &feed, &decisions, report)?,
+    };
+    if result.accepted > 0 {
+        report.note(&format!(
+            "{} accepted in {} not shown",
+            result.accepted,
+            accepted_path.display()
+        ));
+    }
+    show::audit(&result, json, report)
 }

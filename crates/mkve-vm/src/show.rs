@@ -5,7 +5,7 @@ use mkve_cli::{outln, print_json};
 use mkve_core::doctor::Capability;
 use mkve_core::exec::Report;
 use mkve_core::ids::MachineId;
-use mkve_core::vm::{self, BaseInfo, BaseKind, Info, Machine, NodeMachine, SiteList};
+use mkve_core::vm::{self, BaseInfo, BaseKind, Info, Machine, NodeMachine, SiteAudit, SiteList};
 use mkve_core::{Error, Result};
 
 /// A new machine's ID, the result of `create`.
@@ -192,7 +192,7 @@ pub fn snapshots(all: &[vm::SnapshotInfo], as_json: bool) -> Result<()> {
         outln!(
             "{:<24} {:<20} {:<8} {:>8}M",
             s.record.name,
-            mkve_core::stamp::rfc3339(s.record.made),
+            mkve_core::date::rfc3339(s.record.made),
             if s.record.running {
                 "running"
             } else {
@@ -227,6 +227,102 @@ pub fn doctor(caps: &[Capability], as_json: bool) -> Result<()> {
             state,
             c.why.as_deref().unwrap_or("")
         )?;
+    }
+    Ok(())
+}
+
+/// `audit`: one line a vulnerability of a machine, and one for each
+/// machine with no SBOM (`(no SBOM)`, why on stderr); nodes that did not
+/// answer told on stderr. Exit 1 when something is open; else 69 when a
+/// node did not answer (its machines are not known to be clean).
+pub fn audit(a: &SiteAudit, as_json: bool, report: &dyn Report) -> Result<()> {
+    for u in &a.unreachable {
+        report.warning(&format!(
+            "node {} did not answer ({}): its machines are not audited: {}",
+            u.node, u.uri, u.error
+        ));
+    }
+    for n in &a.no_sbom {
+        report.warning(&format!(
+            "machine {} ({}) on node {}: no SBOM: {}",
+            n.machine.id, n.machine.name, n.machine.node, n.why
+        ));
+    }
+    if as_json {
+        print_json(a)?;
+    } else {
+        let mut rows = vec![[
+            "NODE",
+            "ID",
+            "NAME",
+            "BUNDLE",
+            "CVE",
+            "PACKAGE",
+            "INSTALLED",
+            "FIXED",
+        ]
+        .map(String::from)];
+        let bundle = |m: &vm::MachineRef| format!("{}-{}", m.template, m.version);
+        for f in &a.findings {
+            let (m, f) = (&f.machine, &f.finding);
+            rows.push([
+                m.node.clone(),
+                m.id.to_string(),
+                m.name.clone(),
+                bundle(m),
+                f.cve.clone(),
+                f.package.clone(),
+                f.installed.clone(),
+                f.fixed.clone().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        for n in &a.no_sbom {
+            let m = &n.machine;
+            rows.push([
+                m.node.clone(),
+                m.id.to_string(),
+                m.name.clone(),
+                bundle(m),
+                "(no SBOM)".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]);
+        }
+        if rows.len() > 1 {
+            let widths: Vec<usize> = (0..8)
+                .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+                .collect();
+            for r in &rows {
+                let cells: Vec<String> = r
+                    .iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect();
+                outln!("{}", cells.join("  ").trim_end())?;
+            }
+        }
+    }
+    if !a.findings.is_empty() {
+        let n = a.findings.len();
+        let mut machines: Vec<(&str, u32)> = a
+            .findings
+            .iter()
+            .map(|f| (f.machine.node.as_str(), f.machine.id))
+            .collect();
+        machines.dedup();
+        let m = machines.len();
+        return Err(Error::Other(format!(
+            "{n} open vulnerabilit{} in {m} machine{} (a CVE in a package of its bundle)",
+            if n == 1 { "y" } else { "ies" },
+            if m == 1 { "" } else { "s" }
+        )));
+    }
+    if let Some(u) = a.unreachable.first() {
+        return Err(Error::Unavailable {
+            what: format!("node {}", u.node),
+            why: "did not answer: nothing is open on the nodes that answered, but its machines are not audited".into(),
+        });
     }
     Ok(())
 }

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mkve_core::bundle::{self, MakeOptions, RootSource, Signing};
-use mkve_core::template::{Hypervisor, Template};
+use mkve_core::hypervisor::Hypervisor;
+use mkve_core::template::Template;
 use mkve_testkit::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mkve-vm");

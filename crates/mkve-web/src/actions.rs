@@ -65,16 +65,6 @@ impl Action {
         struct Autostart {
             off: Option<String>,
         }
-        fn flag(key: &str, v: Option<String>) -> Result<bool> {
-            match v.as_deref() {
-                None | Some("false") => Ok(false),
-                Some("true") => Ok(true),
-                Some(v) => Err(Error::Usage(format!(
-                    "the query: {key}={}: expected true or false",
-                    mkve_core::text::printable(v)
-                ))),
-            }
-        }
         Ok(match word {
             "start" | "reboot" => {
                 crate::request::query::<crate::request::NoOptions>(query)?;
@@ -86,7 +76,7 @@ impl Action {
             }
             "stop" => {
                 let q: Stop = crate::request::query(query)?;
-                let force = flag("force", q.force)?;
+                let force = crate::request::flag("force", q.force)?;
                 let waits = q.timeout.is_some();
                 let timeout = match q.timeout {
                     None => STOP_TIMEOUT,
@@ -110,7 +100,7 @@ impl Action {
             "autostart" => {
                 let q: Autostart = crate::request::query(query)?;
                 Action::Autostart {
-                    on: !flag("off", q.off)?,
+                    on: !crate::request::flag("off", q.off)?,
                 }
             }
             w => {
@@ -149,7 +139,7 @@ impl Action {
 }
 
 /// Run `action` on `target` for `user`, on a blocking thread, logged.
-pub async fn act(app: &crate::app::App, user: &str, action: Action, target: &str) -> Result<()> {
+pub async fn act(app: &crate::state::App, user: &str, action: Action, target: &str) -> Result<()> {
     let uris = app.config.uris.clone();
     let t = target.to_string();
     app.act(user, action.words(target), move || action.run(&uris, &t))

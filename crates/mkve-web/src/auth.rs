@@ -1,4 +1,4 @@
-//! Who may do what, checked before any route runs ([`guard`]):
+//! Who may do what, checked before any route runs (`guard.rs`):
 //!
 //! - Listening locally (a Unix socket, a loopback address), no login is
 //!   asked: whoever reaches the socket is the node's operator. The Host
@@ -24,15 +24,10 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::connect_info::{ConnectInfo, Connected};
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
-use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Response};
-use axum::Form;
-use serde::Deserialize;
-
-use crate::app::Shared;
+use axum::extract::connect_info::Connected;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
 
 /// How long a login lasts.
 pub const SESSION_HOURS: u64 = 12;
@@ -50,7 +45,7 @@ pub enum Peer {
 }
 
 impl Peer {
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         match self {
             Peer::Unix(Some(uid)) => {
                 let name = nix::unistd::User::from_uid((*uid).into())
@@ -84,14 +79,27 @@ impl Connected<SocketAddr> for Peer {
     }
 }
 
-/// The caller of a request that passed [`guard`]: who (for the log) and
-/// the CSRF token its pages carry.
+/// The caller of a request that passed the guard (`guard.rs`): who (for
+/// the log) and the CSRF token its pages carry. A handler takes it as an
+/// extractor; on a route the guard let through without one (`/login`,
+/// `/assets/`), asking for it is refused with a 500 that says so.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub user: String,
     pub csrf: String,
     /// Logged in (a logout button is shown).
     pub session: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = (StatusCode, &'static str);
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Caller, Self::Rejection> {
+        parts.extensions.get::<Caller>().cloned().ok_or((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no caller: the access checks did not run for this route\n",
+        ))
+    }
 }
 
 struct Session {
@@ -111,7 +119,7 @@ pub struct Sessions {
 pub fn random_hex(n: usize) -> Result<String, String> {
     let mut b = vec![0u8; n];
     getrandom::fill(&mut b).map_err(|e| format!("no random bytes: {e}"))?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    Ok(mkve_core::digest::hex(&b))
 }
 
 impl Default for Sessions {
@@ -154,8 +162,14 @@ impl Sessions {
         }
     }
 
+    /// The process's own CSRF token, for when no login is asked (empty
+    /// when the kernel gave no randomness: nothing matches it).
+    pub fn local_csrf(&self) -> &str {
+        &self.local_csrf
+    }
+
     /// The user and CSRF token of a live session.
-    fn get(&self, token: &str) -> Option<(String, String)> {
+    pub fn get(&self, token: &str) -> Option<(String, String)> {
         let m = self.by_token.lock().ok()?;
         m.get(token)
             .filter(|s| s.until > Instant::now())
@@ -164,7 +178,7 @@ impl Sessions {
 }
 
 /// The session token in the Cookie headers, if any.
-fn cookie(headers: &HeaderMap) -> Option<String> {
+pub fn cookie(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -186,7 +200,7 @@ fn host_name(authority: &str) -> String {
 }
 
 /// Whether the Host header (absent: not a browser) names the loopback.
-fn host_is_loopback(headers: &HeaderMap) -> bool {
+pub fn host_is_loopback(headers: &HeaderMap) -> bool {
     let Some(h) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
         return true;
     };
@@ -198,7 +212,7 @@ fn host_is_loopback(headers: &HeaderMap) -> bool {
 
 /// Whether the Origin header, when there is one, is this site's (the
 /// Host the request was sent to). `None`: no Origin.
-fn same_origin(headers: &HeaderMap) -> Option<bool> {
+pub fn same_origin(headers: &HeaderMap) -> Option<bool> {
     let origin = headers.get(header::ORIGIN)?.to_str().unwrap_or("");
     let host = headers
         .get(header::HOST)
@@ -212,97 +226,19 @@ fn same_origin(headers: &HeaderMap) -> Option<bool> {
 
 /// Whether the request comes from a browser: it tells its Origin or its
 /// fetch metadata.
-fn from_browser(headers: &HeaderMap) -> bool {
+pub fn from_browser(headers: &HeaderMap) -> bool {
     headers.contains_key(header::ORIGIN) || headers.contains_key("sec-fetch-site")
 }
 
-fn is_websocket(headers: &HeaderMap) -> bool {
+pub fn is_websocket(headers: &HeaderMap) -> bool {
     headers
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
-/// A refusal: 403 and why, as text (pages) or JSON (the API).
-fn refuse(api: bool, why: &str) -> Response {
-    if api {
-        let body = serde_json::json!({ "error": why, "exit": 2 });
-        (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
-    } else {
-        (StatusCode::FORBIDDEN, format!("{why}\n")).into_response()
-    }
-}
-
-/// The access checks of the module's header, before every route.
-pub async fn guard(State(app): State<Shared>, mut req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
-    let headers = req.headers();
-    let api = path.starts_with("/api/");
-    let changes = !matches!(*req.method(), Method::GET | Method::HEAD);
-    let ws = is_websocket(headers);
-    let login = app.config.login;
-    if !login && !host_is_loopback(headers) {
-        return refuse(
-            api,
-            "mkve-web answers to localhost only here: open it as http://localhost:PORT",
-        );
-    }
-    if (changes || ws) && same_origin(headers) == Some(false) {
-        return refuse(api, "refused: the request comes from another site (Origin)");
-    }
-    if path.starts_with("/assets/") || path == "/login" {
-        return next.run(req).await;
-    }
-    let caller = if login {
-        match cookie(headers).and_then(|t| app.sessions.get(&t)) {
-            Some((user, csrf)) => Caller {
-                user,
-                csrf,
-                session: true,
-            },
-            None if changes || api || ws => return refuse(api, "log in first"),
-            None => return crate::pages::redirect(headers, "/login"),
-        }
-    } else {
-        let peer = req
-            .extensions()
-            .get::<ConnectInfo<Peer>>()
-            .map(|c| c.0.describe())
-            .unwrap_or_else(|| "local".into());
-        Caller {
-            user: peer,
-            csrf: app.sessions.local_csrf.clone(),
-            session: false,
-        }
-    };
-    if changes && (login || from_browser(headers)) {
-        let given = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-        if caller.csrf.is_empty() || given != Some(caller.csrf.as_str()) {
-            return refuse(
-                api,
-                "refused: the CSRF token is missing or wrong (reload the page)",
-            );
-        }
-    }
-    req.extensions_mut().insert(caller);
-    next.run(req).await
-}
-
-#[derive(Deserialize)]
-pub struct LoginForm {
-    user: String,
-    password: String,
-}
-
-pub async fn login_page(State(app): State<Shared>) -> Response {
-    if !app.config.login {
-        return crate::pages::redirect(&HeaderMap::new(), "/");
-    }
-    Html(crate::pages::login(None).into_string()).into_response()
-}
-
 /// Whether `user` may use mkve-web: root, or a member of `group`.
-fn may_log_in(user: &str, group: &str) -> Result<(), String> {
+pub fn may_log_in(user: &str, group: &str) -> Result<(), String> {
     use nix::unistd::{getgrouplist, Group, User};
     let u = User::from_name(user).ok().flatten().ok_or("no such user")?;
     if u.uid.is_root() {
@@ -319,66 +255,6 @@ fn may_log_in(user: &str, group: &str) -> Result<(), String> {
     } else {
         Err(format!("{user} is not in group {group}"))
     }
-}
-
-/// POST /login: PAM, then the group; a session cookie and the machines
-/// page, or the form again saying why not. Logged either way.
-pub async fn login(
-    State(app): State<Shared>,
-    peer: Option<axum::Extension<ConnectInfo<Peer>>>,
-    Form(f): Form<LoginForm>,
-) -> Response {
-    if !app.config.login {
-        return crate::pages::redirect(&HeaderMap::new(), "/");
-    }
-    let rhost = match peer.map(|p| (p.0).0) {
-        Some(Peer::Tcp(a)) => a.ip().to_string(),
-        _ => "localhost".into(),
-    };
-    let (user, password, group) = (f.user.clone(), f.password, app.config.group.clone());
-    let checked = tokio::task::spawn_blocking(move || {
-        crate::pam::authenticate(&user, &password, &rhost)?;
-        may_log_in(&user, &group)
-    })
-    .await
-    .unwrap_or_else(|e| Err(e.to_string()));
-    let session = checked.and_then(|()| app.sessions.open(&f.user));
-    let logged = session
-        .as_ref()
-        .err()
-        .map(|e| mkve_core::Error::Other(format!("login refused: {e}")));
-    app.log.record(&f.user, "login", logged.as_ref());
-    match session {
-        Ok(token) => {
-            let secure = if app.config.tls { "; Secure" } else { "" };
-            let cookie = format!(
-                "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-                SESSION_HOURS * 3600
-            );
-            (
-                StatusCode::SEE_OTHER,
-                [(header::SET_COOKIE, cookie), (header::LOCATION, "/".into())],
-            )
-                .into_response()
-        }
-        Err(_) => (
-            StatusCode::FORBIDDEN,
-            Html(crate::pages::login(Some("login refused")).into_string()),
-        )
-            .into_response(),
-    }
-}
-
-/// POST /logout: the session ends.
-pub async fn logout(State(app): State<Shared>, headers: HeaderMap) -> Response {
-    if let Some(t) = cookie(&headers) {
-        app.sessions.close(&t);
-    }
-    let mut r = crate::pages::redirect(&headers, "/login");
-    if let Ok(v) = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0").parse() {
-        r.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    r
 }
 
 #[cfg(test)]

@@ -36,6 +36,9 @@ pub struct Cli {
     /// Keyring bundles' signatures must come from [default: $MKVE_CONFDIR/trusted.gpg]
     #[arg(long, value_name = "FILE")]
     pub keyring: Option<PathBuf>,
+    /// Show each machine's open vulnerabilities: the SBOM of its bundle against this feed (debsecan's format, a file; decisions in $MKVE_CONFDIR/accepted)
+    #[arg(long, value_name = "FILE")]
+    pub feed: Option<PathBuf>,
     /// Refuse an uploaded bundle larger than SIZE, as 512M or 8G
     #[arg(long, value_name = "SIZE", default_value = "16G")]
     pub max_upload: ByteSize,

@@ -15,7 +15,7 @@ use crate::request::{field_name, pairs, FIELDS};
 /// each action of `POST /api/machines/ID/ACTION` ([`Action::from_api`]);
 /// after it a form's urlencoded body, read as the page's options form is
 /// ([`pairs`]) and checked name by name ([`field_name`]) and whole
-/// ([`crate::create::create_options`], the API's and the page's one
+/// ([`crate::form::create_options`], the API's and the page's one
 /// reader). Beyond "never panics" it checks that what is accepted is what
 /// mkve-web(8) says is: every query key one the action takes, once, UTF-8,
 /// force never with timeout; every field known, given once but `param`,
@@ -63,7 +63,7 @@ pub fn api_request(data: &[u8]) {
         }
     }
 
-    let fields: crate::create::Fields = pairs(body)
+    let fields: crate::form::Fields = pairs(body)
         .into_iter()
         .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
         .collect();
@@ -75,11 +75,11 @@ pub fn api_request(data: &[u8]) {
         }
         seen.push(n);
     }
-    let config = crate::app::Config::new(mkve_core::vm::Uris {
+    let config = crate::config::Config::new(mkve_core::vm::Uris {
         list: Vec::new(),
         explicit: false,
     });
-    match crate::create::create_options("b.bun".into(), &fields, &config) {
+    match crate::form::create_options("b.bun".into(), &fields, &config) {
         Ok(o) => {
             assert!(names_ok, "{fields:?}: a field refused by name was accepted");
             for (n, v) in &fields {

@@ -6,35 +6,61 @@
 //! prints. Every action is the same call into mkve-core the command line
 //! makes, run on a blocking thread (libvirt and gpgme block).
 //!
+//! Its layers, each importing only the ones below it:
+//!
 //! - `cli.rs`: the command line; `server.rs`: listening, TLS, signals
-//! - `app.rs`: configuration, shared state, the router, errors → HTTP
-//! - `auth.rs`: login (with `pam.rs`), sessions, CSRF, Origin and Host
-//! - `pages.rs`: the HTML; `api.rs`: the JSON; `assets.rs`: static files
-//! - `request.rs`: a request's query, form fields and path, read strictly
-//! - `actions.rs`: start, stop, reboot, autostart, delete
-//! - `create.rs`: uploads streamed to disk, the create options, jobs
-//! - `console.rs`: the console's WebSocket; `log.rs`: the action log
+//! - `routes/`: one router per resource, merged in `routes/mod.rs` behind
+//!   the access checks (`guard.rs`); the handlers, returning `Result`
+//! - `views/`: the HTML (maud only: values in, markup out)
+//! - `create.rs`: the create flow the pages and the API share;
+//!   `actions.rs`: start, stop, reboot, autostart, delete; `ganeti.rs`:
+//!   a Ganeti cluster's instances and their actions (`engine=ganeti`)
+//! - `snapshots.rs`: take, revert, delete a machine's snapshots
+//! - `state.rs`: the state every request shares, and the blocking thread
+//!   core is called on
+//! - `audits.rs`: each machine's open vulnerabilities (`--feed`);
+//!   `backups.rs`: the last backup made here of each machine
+//! - `uploads.rs`: uploads streamed to disk; `jobs.rs`: creates running;
+//!   `signatures.rs`: what was checked of their bundles; `form.rs`: a
+//!   create's form fields → `CreateOptions`; `network.rs`: mkve-net's view
+//! - `auth.rs`: sessions, callers, the Host and Origin rules (`pam.rs`
+//!   for the login); `log.rs`: the action log; `config.rs`: what it was
+//!   started with
+//! - `request.rs`: a request's query, form fields and path, read strictly;
+//!   `reply.rs`: redirects and JSON; `error.rs`: failures → HTTP, by kind
 //!
 //! mkve-web starts no program itself; core's children (mkfs.ext4,
 //! qemu-img) are short-lived, so none holds gpgme's pipes for long (see
 //! sign.rs in mkve-core).
 
 pub mod actions;
-pub mod api;
-pub mod app;
-pub mod assets;
+pub mod audits;
 pub mod auth;
+pub mod backups;
 pub mod cli;
-pub mod console;
+pub mod config;
 pub mod create;
+pub mod error;
 mod files;
+pub mod form;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ganeti;
+pub mod guard;
+pub mod jobs;
 pub mod log;
-pub mod pages;
+pub mod network;
 mod pam;
+pub mod reply;
 pub mod request;
+pub mod routes;
 pub mod server;
+pub mod signatures;
+pub mod snapshots;
+pub mod state;
+pub mod uploads;
+pub mod views;
 
-pub use app::{router, App, Config};
+pub use config::Config;
+pub use routes::router;
+pub use state::{App, Shared};

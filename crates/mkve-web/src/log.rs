@@ -45,7 +45,7 @@ pub fn now() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    mkve_core::bundle::rfc3339(secs)
+    mkve_core::date::rfc3339(secs)
 }
 
 impl ActionLog {

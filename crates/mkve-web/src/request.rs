@@ -19,7 +19,7 @@ use mkve_core::{Error, Result};
 use serde::de::value::MapDeserializer;
 use serde::de::{DeserializeOwned, Deserializer, IntoDeserializer, Visitor};
 
-use crate::app::ApiError;
+use crate::error::ApiError;
 
 /// The largest value of a form field other than the bundle, in bytes: a
 /// parameter's value is at most 64 KiB (`params::VALUE_MAX`), an SSH key
@@ -32,7 +32,7 @@ pub const FIELD_MAX: usize = 1 << 20;
 pub const FIELD_COUNT_MAX: usize = 512;
 
 /// The fields of a create besides the file `bundle` (see
-/// `create::create_options`); `param.NAME` too.
+/// `form::create_options`); `param.NAME` too.
 pub const FIELDS: &[&str] = &[
     "hypervisor",
     "id",
@@ -145,6 +145,19 @@ impl<'de> Deserializer<'de> for Text {
     }
 }
 
+/// A query's `true` or `false` option `key` (absent: false). Errors (2):
+/// another value.
+pub fn flag(key: &str, v: Option<String>) -> Result<bool> {
+    match v.as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(v) => Err(Error::Usage(format!(
+            "the query: {key}={}: expected true or false",
+            mkve_core::text::printable(v)
+        ))),
+    }
+}
+
 /// No options: what every API request but an action's takes.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -221,12 +234,9 @@ where
                     }
                     _ => format!("the path: {}", e.body_text()),
                 };
-                Err(ApiError(Error::Usage(m)))
+                Err(Error::Usage(m).into())
             }
-            Err(e) => Err(ApiError(Error::Other(format!(
-                "the path: {}",
-                e.body_text()
-            )))),
+            Err(e) => Err(Error::Other(format!("the path: {}", e.body_text())).into()),
         }
     }
 }
@@ -245,7 +255,7 @@ impl<S: Send + Sync> FromRequest<S> for Upload {
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         match axum::extract::Multipart::from_request(req, s).await {
             Ok(m) => Ok(Upload(m)),
-            Err(_) => Err(ApiError(Error::Usage(format!(
+            Err(_) => Err(ApiError::from(Error::Usage(format!(
                 "the body is {}, not multipart/form-data with a boundary: send the bundle as the \
                  form's field \"bundle\"",
                 kind.map_or_else(
@@ -266,25 +276,19 @@ pub fn multipart_error(e: &axum::extract::multipart::MultipartError) -> Error {
     ))
 }
 
-/// A refusal of the API's with an HTTP status of its own (404, 405),
-/// exit 2.
-fn refusal(status: StatusCode, message: String) -> Response {
-    let body = serde_json::json!({ "error": message, "exit": 2 });
-    (status, axum::Json(body)).into_response()
-}
-
 /// What answers a path no route takes: under `/api/` the JSON error
 /// (404, exit 2), else a page's plain 404.
 pub async fn fallback(method: Method, uri: Uri) -> Response {
     let path = uri.path();
     if path.starts_with("/api/") || path == "/api" {
-        refusal(
+        ApiError::refusal(
             StatusCode::NOT_FOUND,
             format!(
                 "no {method} {}: mkve-web(8) lists the API",
                 mkve_core::text::printable(path)
             ),
         )
+        .into_response()
     } else {
         (StatusCode::NOT_FOUND, "not found\n").into_response()
     }
@@ -295,13 +299,14 @@ pub async fn fallback(method: Method, uri: Uri) -> Response {
 pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     let path = uri.path();
     if path.starts_with("/api/") {
-        refusal(
+        ApiError::refusal(
             StatusCode::METHOD_NOT_ALLOWED,
             format!(
                 "{} does not take {method}: mkve-web(8) lists the API",
                 mkve_core::text::printable(path)
             ),
         )
+        .into_response()
     } else {
         (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n").into_response()
     }

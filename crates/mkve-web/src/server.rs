@@ -11,9 +11,10 @@ use axum::Router;
 use mkve_core::{Error, Result};
 use tokio::net::{TcpListener, UnixListener};
 
-use crate::app::{App, Config};
 use crate::auth::Peer;
 use crate::cli::{Cli, Listen};
+use crate::config::{uris_for, Config};
+use crate::state::App;
 
 /// How long requests in flight (a console, a create) may go on once asked
 /// to stop.
@@ -46,7 +47,7 @@ pub fn run(cli: Cli) -> Result<()> {
             cli.listen
         );
     }
-    let mut config = Config::new(crate::app::uris_for(cli.connect.uri.as_deref())?);
+    let mut config = Config::new(uris_for(cli.connect.uri.as_deref())?);
     config.connect = cli.connect.uri;
     config.keyring = cli.keyring;
     config.login = login;
@@ -55,6 +56,11 @@ pub fn run(cli: Cli) -> Result<()> {
     config.max_upload = cli.max_upload.0;
     config.quiet = quiet;
     config.verbose = cli.verbosity.verbose;
+    // A feed that does not read is told now, before anything listens.
+    if let Some(f) = &cli.feed {
+        crate::audits::load_feed(f)?;
+    }
+    config.feed = cli.feed;
     let dir = config.dir.clone();
     let app = App::new(config)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -64,9 +70,9 @@ pub fn run(cli: Cli) -> Result<()> {
         .map_err(|e| Error::Other(format!("cannot start the runtime: {e}")))?;
     // What killed runs left in uploads/ goes once the address is ours (not
     // before: a second server refused it must not touch the first's).
-    let bound = move || crate::create::clear_uploads(&dir);
+    let bound = move || crate::uploads::clear_uploads(&dir);
     rt.block_on(serve(
-        crate::app::router(app),
+        crate::routes::router(app),
         &cli.listen,
         tls,
         quiet,

@@ -63,7 +63,7 @@ fn multipart_type() -> String {
 
 /// The answer's status and its JSON error, checked to be exactly
 /// `{"error": TEXT, "exit": N}` served as JSON.
-async fn refused(app: &mkve_web::app::Shared, req: Request<Body>) -> (u16, String, i64) {
+async fn refused(app: &mkve_web::Shared, req: Request<Body>) -> (u16, String, i64) {
     let what = format!("{} {}", req.method(), req.uri());
     let (status, body, resp) = send(app, req).await;
     assert_eq!(

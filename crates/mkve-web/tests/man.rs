@@ -6,11 +6,21 @@
 #[test]
 fn the_man_page_and_the_options_agree() {
     // mkve-vm's and mkve-net's --json, the log's words for a forced stop,
-    // mkve-vm stop's --timeout (the query's timeout), and curl's
-    // --unix-socket in the examples.
+    // mkve-vm stop's --timeout (the query's timeout), mkve-vm backup's
+    // --full and --force-no-sign (a backup's options), mkve-vm's
+    // --engine (the Ganeti section), and curl's --unix-socket in the
+    // examples.
     mkve_testkit::assert_man_matches_help(
         env!("CARGO_BIN_EXE_mkve-web"),
         "mkve-web.8",
-        &["--json", "--force", "--timeout", "--unix-socket"],
+        &[
+            "--json",
+            "--force",
+            "--timeout",
+            "--full",
+            "--force-no-sign",
+            "--engine",
+            "--unix-socket",
+        ],
     );
 }

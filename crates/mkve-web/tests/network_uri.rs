@@ -25,9 +25,12 @@ async fn the_network_is_asked_where_mkve_net_asks_it() {
     std::env::set_var("MKVE_STATEDIR", d.path().join("state"));
     std::env::set_var("MKVE_LOCKDIR", d.path().join("lock"));
 
-    assert_eq!(mkve_web::api::network_uri(None).unwrap(), "test:///default");
     assert_eq!(
-        mkve_web::api::network_uri(Some("qemu:///x")).unwrap(),
+        mkve_web::network::network_uri(None).unwrap(),
+        "test:///default"
+    );
+    assert_eq!(
+        mkve_web::network::network_uri(Some("qemu:///x")).unwrap(),
         "qemu:///x"
     );
 
@@ -42,7 +45,7 @@ async fn the_network_is_asked_where_mkve_net_asks_it() {
     );
     let cli = String::from_utf8(out.stdout).unwrap();
 
-    let uris = mkve_web::app::uris_for(None).unwrap();
+    let uris = mkve_web::config::uris_for(None).unwrap();
     assert_eq!(
         uris.list,
         ["test:///default"],

@@ -238,3 +238,35 @@ fn tls_serves_https_with_the_certificate_given() {
     .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_feed_that_does_not_read_is_refused_before_listening() {
+    let d = tempfile::tempdir().unwrap();
+    let sock = d.path().join("web.sock");
+    let listen = format!("unix:{}", sock.display());
+    let bad = d.path().join("feed");
+    std::fs::write(&bad, "not zlib").unwrap();
+    let out = web(
+        d.path(),
+        &["--listen", &listen, "--feed", bad.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(65), "{err}");
+    assert!(
+        err.starts_with(&format!("mkve-web: {}: ", bad.display())),
+        "{err}"
+    );
+    assert!(!sock.exists(), "nothing listened");
+    let gone = d.path().join("nonexistent");
+    let out = web(
+        d.path(),
+        &["--listen", &listen, "--feed", gone.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&gone.display().to_string()), "{err}");
+}

@@ -9,16 +9,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-use super::meta::{dpkg_installed, rfc3339, Meta, Packages, TemplateRef, FORMAT};
-use super::{provenance, sbom, CONF, META, ROOTFS, SIGNATURE};
+use super::members::{CONF, META, ROOTFS, SIGNATURE};
+use super::meta::{dpkg_installed, Meta, Packages, TemplateRef, FORMAT};
+use super::{provenance, sbom};
+use crate::date::rfc3339;
+use crate::digest::{hex, sha256_file};
 use crate::error::{Error, IoContext, Problem, Result};
-use crate::exec::{Cmd, Report};
+use crate::exec::Report;
 use crate::files;
 use crate::hooks::Chroot;
+use crate::hypervisor::Hypervisor;
 use crate::pack::{self, Compression, PackOptions, UnpackOptions};
 use crate::root::job::{copy_root, work_dir};
 use crate::root::{self as roots, CachePolicy, RootSpec};
-use crate::template::{Hypervisor, Template};
+use crate::template::Template;
 
 #[derive(Debug, Clone)]
 pub enum RootSource {
@@ -120,10 +124,11 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
         (RootSource::Dir(d), false) => {
             let copy = work.path().join("root");
             report.note(&format!("copying {} for the hooks", d.display()));
-            Cmd::new("cp")
-                .args(["-a", "--reflink=auto", "--"])
-                .arg(d)
-                .arg(&copy)
+            let how = files::CopyTree {
+                reflink: true,
+                ..Default::default()
+            };
+            files::copy_tree(d, &copy, how)
                 .report(report)
                 .run_checked()?;
             copy
@@ -238,6 +243,7 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
         provenance::MEMBER.to_string(),
         hex(&Sha256::digest(&provenance_json)),
     );
+    report.progress("writing the bundle");
 
     let meta = Meta {
         format: FORMAT,
@@ -368,17 +374,6 @@ fn append_file<W: Write>(
                 Error::io(path, e)
             }
         })
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).at(path)?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).at(path)?;
-    Ok(hex(&h.finalize()))
 }
 
 /// The files that make a machine itself, which a root packed into a bundle

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::template::Hypervisor;
+use crate::hypervisor::Hypervisor;
 
 /// The format written. Formats 1 (no `unpacked_size`) and 2 (no SBOM)
 /// are still read.
@@ -64,7 +64,7 @@ impl Meta {
     }
 
     pub fn from_json(bytes: &[u8], label: &Path) -> Result<Meta> {
-        let bad = |why: String| Error::bundle(label, format!("{}: {why}", super::META));
+        let bad = |why: String| Error::bundle(label, format!("{}: {why}", super::members::META));
         let value: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
         match value.get("format").and_then(|f| f.as_u64()) {
@@ -87,10 +87,10 @@ impl Meta {
             if !is_payload_name(path) {
                 return Err(bad(format!(
                     "member \"{path}\": payload members are {}, {}, {} and {}/… with plain relative paths",
-                    super::ROOTFS,
+                    super::members::ROOTFS,
                     super::sbom::MEMBER,
                     super::provenance::MEMBER,
-                    super::CONF
+                    super::members::CONF
                 )));
             }
             if digest.len() != 64
@@ -103,8 +103,8 @@ impl Meta {
                 )));
             }
         }
-        if !meta.members.contains_key(super::ROOTFS) {
-            return Err(bad(format!("lists no {} member", super::ROOTFS)));
+        if !meta.members.contains_key(super::members::ROOTFS) {
+            return Err(bad(format!("lists no {} member", super::members::ROOTFS)));
         }
         for need in [super::sbom::MEMBER, super::provenance::MEMBER] {
             if meta.format >= 3 && !meta.members.contains_key(need) {
@@ -152,7 +152,7 @@ impl Meta {
                 return Err(format!("\"{}\" is not a hook name", h.escape_debug()));
             }
         }
-        if !is_rfc3339_utc(&self.created) {
+        if !crate::date::is_rfc3339_utc(&self.created) {
             return Err(format!(
                 "created \"{}\" is not an RFC 3339 UTC date (YYYY-MM-DDTHH:MM:SSZ)",
                 self.created.escape_debug()
@@ -162,25 +162,12 @@ impl Meta {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ`, as [`rfc3339`] writes it.
-fn is_rfc3339_utc(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 20
-        && b.iter().enumerate().all(|(i, c)| match i {
-            4 | 7 => *c == b'-',
-            10 => *c == b'T',
-            13 | 16 => *c == b':',
-            19 => *c == b'Z',
-            _ => c.is_ascii_digit(),
-        })
-}
-
 /// `rootfs.tar.zst`, `sbom.spdx.json`, `provenance.intoto.json`, or
 /// `conf/` and a relative path
 /// with no `.`, `..` or empty parts.
 fn is_payload_name(name: &str) -> bool {
     match name
-        .strip_prefix(super::CONF)
+        .strip_prefix(super::members::CONF)
         .and_then(|r| r.strip_prefix('/'))
     {
         Some(rel) => {
@@ -190,7 +177,7 @@ fn is_payload_name(name: &str) -> bool {
                     .all(|p| !p.is_empty() && p != "." && p != "..")
         }
         None => [
-            super::ROOTFS,
+            super::members::ROOTFS,
             super::sbom::MEMBER,
             super::provenance::MEMBER,
         ]
@@ -210,38 +197,9 @@ pub fn dpkg_installed(root: &Path) -> Vec<Installed> {
         .collect()
 }
 
-/// Seconds since the epoch as RFC 3339 in UTC (`2026-11-23T00:37:52Z`).
-pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_394_272), "2026-11-23T00:37:52Z");
-    }
 
     #[test]
     fn dpkg_status_gives_installed_packages_only() {

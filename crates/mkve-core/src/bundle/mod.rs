@@ -6,25 +6,14 @@
 //! checks it before it reads any payload.
 
 mod make;
+mod members;
 pub(crate) mod meta;
 pub mod provenance;
 mod read;
 pub mod sbom;
 
-// The machines' bases name their contents by it, and what a fetch
-// remembers its directories by.
-pub(crate) use make::hex;
 pub use make::{make, MakeOptions, RootSource, Signing};
-pub use meta::{rfc3339, Installed, Meta, Packages, TemplateRef, FORMAT};
+pub use members::{CONF, META, ROOTFS, SIGNATURE};
+pub use meta::{Installed, Meta, Packages, TemplateRef, FORMAT};
 pub(crate) use read::HashTee;
-pub use read::{read, Check, ReadOptions, Report, SkipRoot};
-
-pub const META: &str = "meta.json";
-pub const SIGNATURE: &str = "meta.json.asc";
-pub const ROOTFS: &str = "rootfs.tar.zst";
-pub const CONF: &str = "conf";
-
-/// Limits on the metadata members, so a hostile bundle cannot make a
-/// reader hold a large file in memory before anything is checked.
-const META_MAX: u64 = 4 << 20;
-const SIGNATURE_MAX: u64 = 64 << 10;
+pub use read::{read, Check, ReadOptions, ReadResult, SkipRoot};

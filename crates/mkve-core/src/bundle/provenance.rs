@@ -138,7 +138,7 @@ pub fn check(
             _ => seen.push(name),
         }
     }
-    for need in [super::ROOTFS, super::sbom::MEMBER] {
+    for need in [super::members::ROOTFS, super::sbom::MEMBER] {
         if !seen.contains(&need) {
             return Err(bad(format!("no subject \"{need}\"")));
         }

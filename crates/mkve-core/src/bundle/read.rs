@@ -13,9 +13,9 @@ use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
 
-use super::make::hex;
+use super::members::{CONF, META, META_MAX, ROOTFS, SIGNATURE, SIGNATURE_MAX};
 use super::meta::Meta;
-use super::{CONF, META, META_MAX, ROOTFS, SIGNATURE, SIGNATURE_MAX};
+use crate::digest::hex;
 use crate::error::{Error, IoContext, Result};
 use crate::pack::{self, UnpackOptions};
 use crate::sign::{self, SigStatus};
@@ -26,14 +26,15 @@ pub enum Check {
     /// meta.json and the signature only.
     Meta,
     /// Also the `conf/` members, whose digests are checked and whose
-    /// contents the report carries (`Report::conf`); the root is skipped,
-    /// not decompressed nor checked.
+    /// contents the result carries (`ReadResult::conf`); the root is
+    /// skipped, not decompressed nor checked.
     Conf,
     /// Also every payload digest.
     Digests,
-    /// meta.json, the signature and the SBOM (`Report::sbom`), its digest
-    /// checked: reading stops after it (it comes before the root), and
-    /// at once for a bundle of format 1 or 2, which has none.
+    /// meta.json, the signature, the SBOM (`ReadResult::sbom`) and the
+    /// provenance (`ReadResult::provenance`), their digests checked: reading
+    /// stops after them (they come before the root), and at once for a
+    /// bundle of format 1 or 2, which has neither.
     Sbom,
 }
 
@@ -60,8 +61,10 @@ pub struct ReadOptions<'a> {
     pub skip_root: Option<&'a SkipRoot<'a>>,
 }
 
+/// What reading a bundle found: its meta.json and signature, and the
+/// members kept as asked (`conf/`, the SBOM, the provenance).
 #[derive(Debug, Clone)]
-pub struct Report {
+pub struct ReadResult {
     pub meta: Meta,
     pub signature: SigStatus,
     /// The `conf/` members by name, with `Check::Conf` (those under
@@ -71,6 +74,10 @@ pub struct Report {
     /// The `sbom.spdx.json` member's bytes, once its digest matched
     /// (format 3; at most `sbom::MAX`).
     pub sbom: Option<Vec<u8>>,
+    /// The `provenance.intoto.json` member's bytes, once its digest
+    /// matched and its subjects were checked (format 3; at most
+    /// `provenance::MAX`).
+    pub provenance: Option<Vec<u8>>,
 }
 
 /// The largest `conf/` member a report carries, in bytes.
@@ -90,7 +97,7 @@ pub const RECORD: u64 = 10240;
 /// nothing else. Any other byte, or one zero byte more, is refused as soon
 /// as it is read (`Error::InvalidBundle`, 65): a stream of endless zeros
 /// is read no further than that record.
-pub fn read<R: Read>(r: R, label: &Path, opts: &ReadOptions) -> Result<Report> {
+pub fn read<R: Read>(r: R, label: &Path, opts: &ReadOptions) -> Result<ReadResult> {
     let bad = |why: String| Error::bundle(label, why);
     let mut ar = tar::Archive::new(Counted { inner: r, bytes: 0 });
     let (report, staging) = read_members(&mut ar, label, opts)?;
@@ -163,7 +170,7 @@ fn read_members<R: Read>(
     ar: &mut tar::Archive<R>,
     label: &Path,
     opts: &ReadOptions,
-) -> Result<(Report, Option<Staging>)> {
+) -> Result<(ReadResult, Option<Staging>)> {
     let bad = |why: String| Error::bundle(label, why);
     let mut entries = ar
         .entries()
@@ -215,11 +222,12 @@ fn read_members<R: Read>(
             format!("{}{hint}", signature.describe()),
         ));
     }
-    let mut report = Report {
+    let mut report = ReadResult {
         meta,
         signature,
         conf: Default::default(),
         sbom: None,
+        provenance: None,
     };
     let no_sbom = opts.check == Check::Sbom && report.meta.format < 3;
     if (opts.check == Check::Meta || no_sbom) && opts.unpack_to.is_none() {
@@ -287,6 +295,7 @@ fn read_members<R: Read>(
                 let digest = hex(&Sha256::digest(&bytes));
                 if &digest == expected {
                     super::provenance::check(&bytes, &report.meta.members, label)?;
+                    report.provenance = Some(bytes);
                 }
                 digest
             }
@@ -327,7 +336,10 @@ fn read_members<R: Read>(
             _ => Ok(()),
         };
         parsed.map_err(|mut p| Error::InvalidBundle(p.remove(0)))?;
-        if opts.check == Check::Sbom && name == super::sbom::MEMBER && opts.unpack_to.is_none() {
+        // The SBOM and the provenance come first: once both are read,
+        // nothing more is wanted.
+        let both = report.sbom.is_some() && report.provenance.is_some();
+        if opts.check == Check::Sbom && both && opts.unpack_to.is_none() {
             return Ok((report, staging));
         }
         drop(entry);

@@ -145,7 +145,7 @@ pub fn spdx(
     let mut sha1s: Vec<&str> = outside.iter().map(|(_, _, s)| s.as_str()).collect();
     sha1s.sort();
     packages[0]["packageVerificationCode"] = json!({
-        "packageVerificationCodeValue": super::hex(&sha1::Sha1::digest(sha1s.concat().as_bytes())),
+        "packageVerificationCodeValue": crate::digest::hex(&sha1::Sha1::digest(sha1s.concat().as_bytes())),
     });
     let mut files = Vec::new();
     for (n, (rel, sha256, sha1)) in outside.into_iter().enumerate() {
@@ -361,7 +361,11 @@ fn outside_files(root: &Path, excluded: &[PathBuf]) -> Result<Vec<(String, Strin
             a.update(&buf[..n]);
             b.update(&buf[..n]);
         }
-        out.push((rel, super::hex(&a.finalize()), super::hex(&b.finalize())));
+        out.push((
+            rel,
+            crate::digest::hex(&a.finalize()),
+            crate::digest::hex(&b.finalize()),
+        ));
     }
     Ok(out)
 }
@@ -396,7 +400,7 @@ pub fn to_cyclonedx(spdx: &[u8], label: &Path) -> Result<Value> {
             .collect()
     };
     let digest = Sha256::digest(spdx);
-    let h = super::hex(&digest);
+    let h = crate::digest::hex(&digest);
     let serial = format!(
         "urn:uuid:{}-{}-5{}-{:x}{}-{}",
         &h[0..8],
@@ -632,7 +636,7 @@ mod tests {
         assert_eq!(files, ["./etc/hook-log", "./etc/os-release"]);
         assert_eq!(
             doc["files"][0]["checksums"][1]["checksumValue"],
-            crate::bundle::hex(&Sha256::digest(b"01-own\n"))
+            crate::digest::hex(&Sha256::digest(b"01-own\n"))
         );
     }
 

@@ -149,7 +149,7 @@ impl Image {
             return Err(Error::Other(format!(
                 "{}: e2fsck could not replay the journal: {}",
                 self.label.display(),
-                crate::exec::tail(&[out.stdout, out.stderr].concat())
+                crate::process_error::tail(&[out.stdout, out.stderr].concat())
             )));
         }
         self.reload()
@@ -289,6 +289,28 @@ impl Image {
         // A directory's time once everything is in it, deepest first.
         for (d, mtime) in dirs.into_iter().rev() {
             set_mtime(&d, mtime)?;
+        }
+        Ok(())
+    }
+
+    /// Copy the one entry at the absolute path `path` to `to` on the node,
+    /// as [`Image::extract`] copies each: a directory without what is in
+    /// it (its mode and owner set when `to` is a directory already).
+    /// Errors: `path` is missing, `to` cannot be made.
+    pub fn extract_entry(&self, path: &Path, to: &Path) -> Result<()> {
+        let Some(i) = self.fs.lookup(path)? else {
+            return Err(self.missing(path, "no such file"));
+        };
+        if i.kind == FileKind::Dir && to.is_dir() {
+            use std::os::unix::fs::PermissionsExt;
+            std::os::unix::fs::lchown(to, Some(i.uid), Some(i.gid))
+                .map_err(|e| Error::create(to, e))?;
+            return std::fs::set_permissions(to, std::fs::Permissions::from_mode(i.perm))
+                .map_err(|e| Error::create(to, e));
+        }
+        self.extract_one(to, &i)?;
+        if i.kind == FileKind::Dir {
+            set_mtime(to, i.mtime)?;
         }
         Ok(())
     }
@@ -509,7 +531,9 @@ fn open_fs(view: &Path, label: &Path, writable: bool) -> Result<ext4::Fs> {
     ext4::Fs::open(f, label)
 }
 
-fn set_mtime(p: &Path, mtime: i64) -> Result<()> {
+/// Set `p`'s modification (and access) time to `mtime` seconds, not
+/// following a symbolic link. Errors (73): it cannot be set.
+pub fn set_mtime(p: &Path, mtime: i64) -> Result<()> {
     let t = nix::sys::time::TimeSpec::new(mtime, 0);
     nix::sys::stat::utimensat(
         nix::fcntl::AT_FDCWD,

@@ -45,6 +45,10 @@ pub struct Record {
     /// bundle accepted unsigned (`--allow-unsigned`), or a machine made
     /// before mkve recorded it.
     pub signed_by: Option<String>,
+    /// Where the bundle was taken from at create: its absolute path or
+    /// its URL (`None`: stdin, or a machine made before mkve kept it).
+    /// A restore fetches the bundle from there (vm/backup.rs).
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -68,9 +72,13 @@ pub fn metadata_xml(r: &Record) -> String {
         Some(f) => format!("\n      <mkve:signature fingerprint='{}'/>", esc(f)),
         None => String::new(),
     };
+    let source = match &r.source {
+        Some(s) => format!("\n      <mkve:source>{}</mkve:source>", esc(s)),
+        None => String::new(),
+    };
     format!(
         "<mkve:vm xmlns:mkve='{NS}'>\n      <mkve:id>{}</mkve:id>\n      <mkve:address>{}</mkve:address>\n      \
-         <mkve:template name='{}' version='{}'/>\n      <mkve:bundle sha256='{}'/>{signed}\n    </mkve:vm>",
+         <mkve:template name='{}' version='{}'/>\n      <mkve:bundle sha256='{}'/>{signed}{source}\n    </mkve:vm>",
         r.id,
         r.address,
         esc(&r.template),
@@ -96,6 +104,7 @@ pub fn record_of(domain_xml: &str) -> Option<Record> {
         signed_by: child("signature")
             .and_then(|s| s.attribute("fingerprint"))
             .map(str::to_string),
+        source: child("source").and_then(|s| s.text()).map(str::to_string),
     })
 }
 
@@ -314,6 +323,7 @@ mod tests {
                 version: "1.0".into(),
                 bundle: "ab".repeat(32),
                 signed_by: Some("0123456789ABCDEF0123456789ABCDEF01234567".into()),
+                source: None,
             },
             name: "ntp-101".into(),
             hypervisor: h,

@@ -9,7 +9,8 @@ use virt::sys;
 use super::{esc, failed, Connection};
 use crate::error::{Error, Result};
 use crate::exec::Report;
-use crate::net::{mac_of, NetConfig, FIRST_ID};
+use crate::hypervisor::FIRST_ID;
+use crate::net::{mac_of, NetConfig};
 
 /// The network's XML. Isolated: no `<forward>`, so machines reach the host
 /// and each other, nothing beyond. DHCP hands out only the fixed host

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Backend, Resolved, RootSpec};
+use super::spec::{Backend, Resolved, RootSpec};
 use crate::error::{Error, IoContext, Result};
 use crate::exec::Report;
 use crate::lock::{Lock, Mode};
@@ -164,7 +164,7 @@ mod tests {
                 mirrors: vec![],
                 arch: "a".into(),
                 variant: "v".into(),
-                packages: super::super::package_set(spec.packages.iter().cloned()),
+                packages: crate::root::package_set(spec.packages.iter().cloned()),
             })
         }
         fn unknown_packages(&self, r: &Resolved) -> Vec<String> {

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Backend, Resolved, RootSpec};
+use super::spec::{package_set, Backend, Resolved, RootSpec};
 use crate::error::{Error, IoContext, Result};
 use crate::exec::{Cmd, Report};
 
@@ -47,10 +47,13 @@ impl Backend for Hasher {
     fn resolve(&self, spec: &RootSpec) -> Result<Resolved> {
         let arch = match &spec.arch {
             Some(a) => a.clone(),
-            None => {
-                let out = Cmd::new("uname").arg("-m").output_checked()?;
-                String::from_utf8_lossy(&out.stdout).trim().to_string()
-            }
+            // The kernel's machine, as `uname -m` prints it.
+            None => nix::sys::utsname::uname()
+                .map_err(|e| Error::Other(format!("uname: {e}")))?
+                .machine()
+                .to_string_lossy()
+                .trim()
+                .to_string(),
         };
         Ok(Resolved {
             backend: self.name().into(),
@@ -60,7 +63,7 @@ impl Backend for Hasher {
             mirrors: spec.mirrors.clone(),
             arch,
             variant: spec.variant.clone().unwrap_or_else(|| "initroot".into()),
-            packages: super::package_set(spec.packages.iter().cloned()),
+            packages: package_set(spec.packages.iter().cloned()),
         })
     }
 

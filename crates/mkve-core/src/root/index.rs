@@ -114,7 +114,7 @@ fn read_list(path: &PathBuf) -> Result<String> {
 }
 
 /// `o=…,a=…,n=…,l=…` from a Release file's fields, those it has.
-fn origin_of(release: &str) -> String {
+pub(crate) fn origin_of(release: &str) -> String {
     let mut parts = Vec::new();
     for (key, field) in [
         ("o", "Origin"),
@@ -134,6 +134,39 @@ fn origin_of(release: &str) -> String {
     parts.join(",")
 }
 
+/// The fields of one stanza of a Packages file that mkve reads.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Stanza<'a> {
+    pub package: Option<&'a str>,
+    pub version: Option<&'a str>,
+    pub architecture: Option<&'a str>,
+    pub sha256: Option<&'a str>,
+    pub filename: Option<&'a str>,
+}
+
+/// Each stanza of the Packages file `text`, its fields as they read
+/// (the layer index, and `--outdated`'s mirror indexes).
+pub(crate) fn stanzas(text: &str) -> impl Iterator<Item = Stanza<'_>> {
+    text.split("\n\n").map(|stanza| {
+        let mut f = Stanza::default();
+        for line in stanza.lines() {
+            let Some((k, v)) = line.split_once(':') else {
+                continue;
+            };
+            let slot = match k {
+                "Package" => &mut f.package,
+                "Version" => &mut f.version,
+                "Architecture" => &mut f.architecture,
+                "SHA256" => &mut f.sha256,
+                "Filename" => &mut f.filename,
+                _ => continue,
+            };
+            *slot = Some(v.trim());
+        }
+        f
+    })
+}
+
 /// The stanzas of a Packages file that name a wanted package.
 fn entries_of(
     text: &str,
@@ -142,23 +175,10 @@ fn entries_of(
     origin: &str,
 ) -> Vec<Entry> {
     let mut out = Vec::new();
-    for stanza in text.split("\n\n") {
-        let mut f: [Option<&str>; 5] = [None; 5];
-        for line in stanza.lines() {
-            let Some((k, v)) = line.split_once(':') else {
-                continue;
-            };
-            let i = match k {
-                "Package" => 0,
-                "Version" => 1,
-                "Architecture" => 2,
-                "SHA256" => 3,
-                "Filename" => 4,
-                _ => continue,
-            };
-            f[i] = Some(v.trim());
-        }
-        let [Some(p), Some(v), Some(a), Some(sha), Some(file)] = f else {
+    for f in stanzas(text) {
+        let (Some(p), Some(v), Some(a), Some(sha), Some(file)) =
+            (f.package, f.version, f.architecture, f.sha256, f.filename)
+        else {
             continue;
         };
         let key = (p.to_string(), v.to_string(), a.to_string());

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::{backend, layer, CachePolicy, RootSpec};
 use crate::error::{Error, IoContext, Result};
-use crate::exec::{Cmd, Report};
+use crate::exec::Report;
 use crate::files::Output;
 use crate::hooks::{run_steps, Step};
 use crate::pack::{self, Compression, PackOptions};
@@ -121,10 +121,11 @@ fn pack_to(
 /// nodes); a reflink copy where the file system can.
 pub fn copy_root(src: &Path, dest: &Path, report: &dyn Report) -> Result<()> {
     report.progress("copying the package layer");
-    Cmd::new("cp")
-        .args(["-a", "--reflink=auto", "--no-target-directory", "--"])
-        .arg(src)
-        .arg(dest)
+    let how = crate::files::CopyTree {
+        reflink: true,
+        ..Default::default()
+    };
+    crate::files::copy_tree(src, dest, how)
         .report(report)
         .run_checked()
 }

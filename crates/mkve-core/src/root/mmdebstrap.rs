@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Backend, Resolved, RootSpec};
+use super::spec::{package_set, Backend, Resolved, RootSpec};
 use crate::error::{Error, Result};
 use crate::exec::{Cmd, Report};
 
@@ -61,7 +61,7 @@ impl Backend for Mmdebstrap {
                 .variant
                 .clone()
                 .unwrap_or_else(|| DEFAULT_VARIANT.into()),
-            packages: super::package_set(spec.packages.iter().cloned()),
+            packages: package_set(spec.packages.iter().cloned()),
         })
     }
 

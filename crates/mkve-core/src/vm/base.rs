@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::layout::{bases_dir, vms_dir};
-use crate::bundle::hex;
+use crate::digest::hex;
 use crate::error::{Error, IoContext, Problem, Result};
 use crate::exec::Report;
 use crate::hypervisor::Hypervisor;

@@ -224,6 +224,19 @@ enum Plan {
 
 /// Create a machine from a bundle; return its ID.
 pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
+    create_with(o, report, &mut |_, _| Ok(()))
+}
+
+/// [`create`], with `finish` run on the defined machine (its domain and
+/// directory) before it is started and kept: while the machine's lock and
+/// the create's marker are held, so that a `finish` that fails undoes the
+/// create like any of its steps, and one killed leaves what the next
+/// create's sweep undoes (a restore lays a backup's files this way).
+pub(super) fn create_with(
+    o: &CreateOptions,
+    report: &dyn Report,
+    finish: &mut dyn FnMut(&Dom, &Path) -> Result<()>,
+) -> Result<MachineId> {
     // Told before the bundle is read, as far as they can be.
     check_id(o, o.hypervisor)?;
     if let Some(hv) = o.hypervisor {
@@ -481,6 +494,10 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
     network::add_host(&conn, &net, id, &spec.name, report)?;
     undo.host = Some(id);
     stop()?;
+    if let Some(d) = &undo.domain {
+        finish(d, &dir)?;
+    }
+    stop()?;
     if o.start {
         report.progress(&format!("starting machine {id}"));
         if let Some(d) = &undo.domain {
@@ -495,6 +512,20 @@ pub fn create(o: &CreateOptions, report: &dyn Report) -> Result<MachineId> {
 
 /// The machine's (domain's) name: `--name`, else TEMPLATE-ID; OpenVZ's
 /// containers are named by their ID.
+/// Where the bundle `bundle` (as `create` was given it) can be had
+/// again: its URL, or its absolute path; `None` for stdin.
+fn source_of(bundle: &Path) -> Option<String> {
+    if crate::fetch::Url::of_arg(bundle).is_some() {
+        return bundle.to_str().map(str::to_string);
+    }
+    if bundle == Path::new("-") {
+        return None;
+    }
+    std::fs::canonicalize(bundle)
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
 fn machine_name(o: &CreateOptions, meta: &bundle::Meta, id: u32) -> Result<String> {
     Ok(match &o.name {
         _ if !meta.hypervisor.takes_names() => id.to_string(),
@@ -528,6 +559,7 @@ fn spec_for(
                 .cloned()
                 .unwrap_or_default(),
             signed_by,
+            source: source_of(&o.bundle),
         },
         name,
         hypervisor: hv,

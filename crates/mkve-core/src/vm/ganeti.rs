@@ -742,7 +742,7 @@ fn list_on(node: &str) -> Result<Sums> {
             what: format!("node {node}"),
             why: format!(
                 "does not answer over ssh: {}",
-                crate::exec::tail(&out.stderr)
+                crate::process_error::tail(&out.stderr)
             ),
         });
     }
@@ -1147,7 +1147,7 @@ fn sync_node(
                 node: node.to_string(),
                 what: "mkve-vm ganeti sync".into(),
                 status: out.status.code().unwrap_or(1),
-                detail: format!("\n  {}", crate::exec::tail(&out.stderr)),
+                detail: format!("\n  {}", crate::process_error::tail(&out.stderr)),
             });
         }
         Ok(())

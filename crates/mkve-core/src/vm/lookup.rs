@@ -160,7 +160,7 @@ pub fn find(uris: &Uris, target: &str) -> Result<(Connection, Dom, Machine)> {
         .machines
         .into_iter()
         .find(|(_, _, m)| m.id.to_string() == target || m.name == target)
-        .ok_or_else(|| Error::Usage(format!("no machine {target}")))
+        .ok_or_else(|| Error::NotFound(format!("no machine {target}")))
 }
 
 /// A machine with its connection and domain.

@@ -45,7 +45,7 @@ pub(super) fn find_locked(uris: &Uris, target: &str) -> Result<(Connection, Dom,
             ))),
             _ => Ok((c, d, m, lock)),
         },
-        None => Err(Error::Usage(format!(
+        None => Err(Error::NotFound(format!(
             "no machine {target}: it was deleted meanwhile"
         ))),
     }

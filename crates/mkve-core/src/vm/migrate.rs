@@ -596,7 +596,7 @@ impl<'c> Agent<'c> {
                 self.node,
                 "receiving the machine",
                 status,
-                crate::exec::tail(&stderr),
+                crate::process_error::tail(&stderr),
             ),
             Ok(_) => Error::Other(format!(
                 "node {}: the receiving side ended early",

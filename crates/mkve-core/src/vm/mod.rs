@@ -22,6 +22,8 @@
 //!   what differs per machine on a base; `overlay.rs`: an lxc machine's
 //!   overlay mount on its base; `disk.rs`: the disk image qemu, kvm and
 //!   xen boot
+//! - `audit.rs`: which machines a vulnerability reaches (each one's
+//!   bundle's SBOM, kept in its directory, against a feed)
 //! - `spec.rs`: what a machine may be (names, resources), checked by every
 //!   way in before anything is made; `machine.rs`: what a machine is to
 //!   the others (`Machine`, `Info`, `Uris`); `layout.rs`: every path
@@ -33,6 +35,8 @@
 //!
 //! OpenVZ's own steps are in `openvz.rs`, every libvirt call in `libvirt/`.
 
+mod audit;
+mod backup;
 mod base;
 mod create;
 mod disk;
@@ -55,6 +59,14 @@ mod staging;
 mod taken;
 mod wait;
 
+pub use audit::{
+    audit_machine, audit_node, audit_nodes, machine_packages, node_sboms, this_node_name,
+    MachineFinding, MachineRef, MachineSbom, NoSbom, NodeSboms, SiteAudit,
+};
+pub use backup::{
+    backup, kept as backups_kept, manifest_of, prune as prune_backups, restore, BackupOptions,
+    BackupSummary, Keep, Manifest as BackupManifest, RestoreOptions,
+};
 pub use base::{
     list as bases, prune as prune_bases, short as short_digest, BaseInfo, Kind as BaseKind,
 };

@@ -227,7 +227,7 @@ fn arrived_on(mark: &Mark, id: MachineId, report: &dyn Report) -> Result<bool> {
             node,
             "saying whether it holds the machine",
             out.status,
-            crate::exec::tail(&out.stderr),
+            crate::process_error::tail(&out.stderr),
         ));
     }
     match String::from_utf8_lossy(&out.stdout).trim() {
@@ -346,6 +346,7 @@ mod tests {
                 version: "1".into(),
                 bundle: "00".repeat(32),
                 signed_by: None,
+                source: None,
             })
         );
         let dom = conn.define(&xml, "moving-141").unwrap();

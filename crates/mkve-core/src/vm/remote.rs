@@ -147,7 +147,7 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
 impl Request {
     fn of(o: &CreateOptions, print_xml: bool) -> Result<Request> {
         let keyring = match &o.keyring {
-            Some(k) => Some(crate::bundle::hex(
+            Some(k) => Some(crate::digest::hex(
                 &std::fs::read(k).map_err(|e| Error::io(k, e))?,
             )),
             None => None,

@@ -148,6 +148,7 @@ mod tests {
                 version: "1".into(),
                 bundle: "00".repeat(32),
                 signed_by: None,
+                source: None,
             })
         );
         let dom = conn.define(&xml, "site-120").unwrap();

@@ -241,7 +241,7 @@ fn write_record(dir: &Path, r: &Record) -> Result<()> {
 /// times, extended attributes (overlayfs's whiteouts and opaque
 /// directories) and device nodes kept, blocks shared where the file
 /// system can.
-fn copy_tree(src: &Path, dest: &Path, report: &dyn Report) -> Result<()> {
+pub(super) fn copy_tree(src: &Path, dest: &Path, report: &dyn Report) -> Result<()> {
     Cmd::new("cp")
         .args(["-a", "--reflink=auto", "--no-target-directory"])
         .arg(src)
@@ -253,7 +253,7 @@ fn copy_tree(src: &Path, dest: &Path, report: &dyn Report) -> Result<()> {
 /// Copy an lxc machine's upper layer into `into/upper`, the machine frozen
 /// meanwhile if it runs (thawed whatever happens, and by the next command
 /// if this run is killed: the frozen marker).
-fn copy_layer(
+pub(super) fn copy_layer(
     d: &Dom,
     m: &Machine,
     dir: &Path,
@@ -264,6 +264,8 @@ fn copy_layer(
     let what = format!("machine {}", m.id);
     let marker = frozen_marker(dir);
     let frozen = if running && !d.is_paused()? {
+        let snapshots = snapshots_dir(dir);
+        std::fs::create_dir_all(&snapshots).map_err(|e| Error::create(&snapshots, e))?;
         crate::files::write_atomic(&marker, b"")?;
         if let Err(e) = d.suspend(&what) {
             let _ = std::fs::remove_file(&marker);
@@ -303,7 +305,7 @@ fn next_layer(dir: &Path) -> Result<PathBuf> {
 
 /// Freeze a disk machine's top image: libvirt puts a new overlay on it.
 /// Returns the frozen image (relative to `dir`) and its format.
-fn freeze_disk(
+pub(super) fn freeze_disk(
     d: &Dom,
     m: &Machine,
     dir: &Path,
@@ -379,7 +381,7 @@ fn allocated(path: &Path) -> u64 {
 fn snapshot_named(m: &Machine, dir: &Path, name: &str) -> Result<Record> {
     check_name(name)?;
     read_record(dir, name)?
-        .ok_or_else(|| Error::Usage(format!("machine {} has no snapshot {name}", m.id)))
+        .ok_or_else(|| Error::NotFound(format!("machine {} has no snapshot {name}", m.id)))
 }
 
 /// Put machine `target` back as it was when snapshot `name` was taken.
@@ -474,7 +476,12 @@ fn revert_disk(
 
 /// `qemu-img create`: a qcow2 overlay at `overlay` on `backing` (of
 /// `format`), of its size.
-fn overlay_on(backing: &Path, format: &str, overlay: &Path, report: &dyn Report) -> Result<()> {
+pub(super) fn overlay_on(
+    backing: &Path,
+    format: &str,
+    overlay: &Path,
+    report: &dyn Report,
+) -> Result<()> {
     Cmd::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2", "-F", format, "-b"])
         .arg(backing)

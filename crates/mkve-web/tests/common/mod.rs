@@ -36,7 +36,7 @@ pub fn dirs(net: &str) -> &'static Path {
 }
 
 /// An app on `uris`, its files under `dir`.
-pub fn app(uris: Uris, dir: &Path, login: bool) -> mkve_web::app::Shared {
+pub fn app(uris: Uris, dir: &Path, login: bool) -> mkve_web::Shared {
     let mut c = mkve_web::Config::new(uris.clone());
     if uris.explicit {
         c.connect = uris.list.first().cloned();
@@ -54,7 +54,7 @@ pub fn test_uris() -> Uris {
 }
 
 /// A request through the router, as a client on this node sends it.
-pub async fn send(app: &mkve_web::app::Shared, req: Request<Body>) -> (u16, String, Response<()>) {
+pub async fn send(app: &mkve_web::Shared, req: Request<Body>) -> (u16, String, Response<()>) {
     let resp = mkve_web::router(app.clone()).oneshot(req).await.unwrap();
     let (parts, body) = resp.into_parts();
     let bytes = body.collect().await.unwrap().to_bytes();
@@ -101,6 +101,7 @@ pub fn define_test_machine(conn: &Connection, id: u32, name: &str) {
         version: "3".into(),
         bundle: "0123abcd".into(),
         signed_by: None,
+        source: None,
     };
     let xml = format!(
         "<domain type='test'><name>{name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>\

@@ -6,33 +6,46 @@
 use axum::extract::Path;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::state::Shared;
+
+pub fn router() -> Router<Shared> {
+    Router::new().route("/assets/{name}", get(serve))
+}
 
 /// Name → (content type, bytes).
 const FILES: &[(&str, &str, &[u8])] = &[
     (
         "htmx.min.js",
         "text/javascript",
-        include_bytes!("../assets/htmx.min.js"),
+        include_bytes!("../../assets/htmx.min.js"),
     ),
     (
         "xterm.js",
         "text/javascript",
-        include_bytes!("../assets/xterm.js"),
+        include_bytes!("../../assets/xterm.js"),
     ),
     (
         "xterm.css",
         "text/css",
-        include_bytes!("../assets/xterm.css"),
+        include_bytes!("../../assets/xterm.css"),
     ),
     (
         "mkve.js",
         "text/javascript",
-        include_bytes!("../assets/mkve.js"),
+        include_bytes!("../../assets/mkve.js"),
     ),
-    ("mkve.css", "text/css", include_bytes!("../assets/mkve.css")),
+    (
+        "mkve.css",
+        "text/css",
+        include_bytes!("../../assets/mkve.css"),
+    ),
 ];
 
-pub async fn serve(Path(name): Path<String>) -> Response {
+/// GET /assets/NAME.
+async fn serve(Path(name): Path<String>) -> Response {
     match FILES.iter().find(|(n, _, _)| *n == name) {
         Some((_, ty, bytes)) => (
             [

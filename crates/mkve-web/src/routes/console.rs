@@ -1,48 +1,55 @@
 //! A machine's console in the browser: a WebSocket bridged to the libvirt
 //! console stream `mkve-vm console` uses (`vm::open_console`), shown by
-//! xterm.js (console.html and mkve.js). Binary messages carry the bytes
-//! both ways; the stream's blocking reads run on a thread of their own,
-//! its writes on tokio's blocking threads. When either side ends, so does
-//! the other, and the console is free for the next client (a page
-//! reloaded). A console another client holds is told as busy: only the
-//! qemu driver could take it (`--force`), the lxc driver refuses the flag.
+//! xterm.js (the page of `views/console.rs`, and mkve.js). Binary messages
+//! carry the bytes both ways; the stream's blocking reads run on a thread
+//! of their own, its writes on tokio's blocking threads. When either side
+//! ends, so does the other, and the console is free for the next client (a
+//! page reloaded). A console another client holds is told as busy: only
+//! the qemu driver could take it (`--force`), the lxc driver refuses the
+//! flag.
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
-use axum::response::{Html, IntoResponse, Response};
-use axum::Extension;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
 use futures_util::{SinkExt, StreamExt};
+use maud::Markup;
 use mkve_core::console::Console;
 use mkve_core::vm;
 
-use crate::app::{blocking, Shared};
 use crate::auth::Caller;
+use crate::error::TextError;
+use crate::state::{blocking, Shared};
+
+pub fn router() -> Router<Shared> {
+    Router::new()
+        .route("/machines/{id}/console", get(page))
+        .route("/machines/{id}/console/ws", get(ws))
+}
 
 /// GET /machines/ID/console: the terminal page.
-pub async fn page(Extension(c): Extension<Caller>, Path(id): Path<String>) -> Response {
-    Html(crate::pages::console(&c, &id).into_string()).into_response()
+async fn page(c: Caller, Path(id): Path<String>) -> Markup {
+    crate::views::console::console(&c, &id)
 }
 
 /// GET /machines/ID/console/ws: the WebSocket (its Origin was checked by
 /// auth.rs). The console is opened before the upgrade is accepted, so a
 /// machine that is not running is told as the CLI tells it (69 → 503).
-pub async fn ws(
+async fn ws(
     State(app): State<Shared>,
-    Extension(c): Extension<Caller>,
+    c: Caller,
     Path(id): Path<String>,
     upgrade: WebSocketUpgrade,
-) -> Response {
+) -> Result<Response, TextError> {
     let uris = app.config.uris.clone();
     let target = id.clone();
-    let opened = app
+    let con = app
         .act(&c.user, format!("console {id}"), move || {
             vm::open_console(&uris, &target, false).map(|(_, con)| con)
         })
-        .await;
-    match opened {
-        Ok(con) => upgrade.on_upgrade(move |socket| bridge(socket, con)),
-        Err(e) => (crate::app::status_of(&e), format!("{e}\n")).into_response(),
-    }
+        .await?;
+    Ok(upgrade.on_upgrade(move |socket| bridge(socket, con)))
 }
 
 /// Copy between the socket and the console until either ends.

@@ -1,0 +1,224 @@
+//! The JSON API: what the pages do, for scripts, answering what the
+//! command line prints with `--json` (the same serialisation, through
+//! `mkve_cli::json_text`), so a script and the page agree.
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `GET /api/machines` | `mkve-vm list --json` |
+//! | `GET /api/machines/ID` | `mkve-vm info --json ID` |
+//! | `POST /api/machines` (multipart: `bundle` and options) | `201 {"id": N}` |
+//! | `POST /api/machines/ID/start`, `reboot` | `204` |
+//! | `POST /api/machines/ID/stop[?force=true|?timeout=S]` | `204` |
+//! | `POST /api/machines/ID/autostart[?off=true]` | `204` |
+//! | `DELETE /api/machines/ID` | `204` |
+//! | `GET /api/machines/ID/snapshots` | `mkve-vm snapshots --json ID` |
+//! | `POST /api/machines/ID/snapshots[?name=NAME]` | `201 {"name": NAME}` |
+//! | `POST /api/machines/ID/snapshots/NAME/revert` | `204` |
+//! | `DELETE /api/machines/ID/snapshots/NAME` | `204` |
+//! | `POST /api/machines/ID/backup[?full=true][&unsigned=true]` | the backup, a download |
+//! | `GET /api/machines/ID/backup` | the last backup made here, a download |
+//! | `GET /api/network` | `mkve-net status --json` |
+//! | `GET /api/log` | the action log, newest first |
+//! | `GET /api/session` | `{"user": …, "csrf": …}`: the token changes need |
+//!
+//! A failure is `{"error": MESSAGE, "exit": STATUS}`: the CLI's message and
+//! exit status, with an HTTP status to match (error.rs `status_of`); so is
+//! every refusal of a request's form (request.rs): a query option, a form
+//! field or a path segment the route does not take, a body that is not
+//! multipart, an upload cut short (400, exit 2), a path no route takes
+//! (404), a method the route does not take (405).
+
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use mkve_core::vm::{self, BackupOptions};
+
+use crate::actions::{act, Action};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::reply;
+use crate::request::{flag, NoOptions, Query, Upload, UrlPath};
+use crate::snapshots::SnapshotAction;
+use crate::state::{blocking, Shared};
+
+pub fn router() -> Router<Shared> {
+    let uploads = Router::new()
+        .route("/api/machines", post(create))
+        // Uploads are streamed to disk under their own cap (uploads.rs).
+        .layer(DefaultBodyLimit::disable());
+    Router::new()
+        .route("/api/session", get(session))
+        .route("/api/machines", get(list))
+        .route("/api/machines/{id}", get(info).delete(delete))
+        .route("/api/machines/{id}/{action}", post(action))
+        .route(
+            "/api/machines/{id}/snapshots",
+            get(snapshots).post(take_snapshot),
+        )
+        .route(
+            "/api/machines/{id}/snapshots/{name}",
+            axum::routing::delete(delete_snapshot),
+        )
+        .route(
+            "/api/machines/{id}/snapshots/{name}/revert",
+            post(revert_snapshot),
+        )
+        .route("/api/machines/{id}/backup", get(last_backup).post(backup))
+        .route("/api/network", get(network))
+        .route("/api/log", get(log))
+        .merge(uploads)
+}
+
+type Answer = Result<Response, ApiError>;
+
+async fn session(c: Caller, Query(_): Query<NoOptions>) -> Answer {
+    reply::json(&serde_json::json!({ "user": c.user, "csrf": c.csrf }))
+}
+
+async fn list(State(app): State<Shared>, Query(_): Query<NoOptions>) -> Answer {
+    let uris = app.config.uris.clone();
+    reply::json(&blocking(move || vm::list(&uris)).await?)
+}
+
+async fn info(
+    State(app): State<Shared>,
+    UrlPath(id): UrlPath<String>,
+    Query(_): Query<NoOptions>,
+) -> Answer {
+    let uris = app.config.uris.clone();
+    reply::json(&blocking(move || vm::info(&uris, &id)).await?)
+}
+
+/// `201 {"id": N}` once the machine is made, or the error.
+async fn create(
+    State(app): State<Shared>,
+    c: Caller,
+    Query(_): Query<NoOptions>,
+    Upload(mp): Upload,
+) -> Answer {
+    let id = crate::create::at_once(&app, &c.user, mp).await?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/api/machines/{id}"))],
+        Json(serde_json::json!({ "id": id })),
+    )
+        .into_response())
+}
+
+async fn action(
+    State(app): State<Shared>,
+    c: Caller,
+    UrlPath((id, word)): UrlPath<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<StatusCode, ApiError> {
+    let a = Action::from_api(&word, query.as_deref())?;
+    act(&app, &c.user, a, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete(
+    State(app): State<Shared>,
+    c: Caller,
+    UrlPath(id): UrlPath<String>,
+    Query(_): Query<NoOptions>,
+) -> Result<StatusCode, ApiError> {
+    act(&app, &c.user, Action::Delete, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn snapshots(
+    State(app): State<Shared>,
+    UrlPath(id): UrlPath<String>,
+    Query(_): Query<NoOptions>,
+) -> Answer {
+    reply::json(&crate::snapshots::list(&app, &id).await?)
+}
+
+/// `201 {"name": NAME}` once it is taken.
+async fn take_snapshot(
+    State(app): State<Shared>,
+    c: Caller,
+    UrlPath(id): UrlPath<String>,
+    RawQuery(query): RawQuery,
+) -> Answer {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Take {
+        name: Option<String>,
+    }
+    let q: Take = crate::request::query(query.as_deref())?;
+    let name = crate::snapshots::act(&app, &c.user, SnapshotAction::Take(q.name), &id).await?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/api/machines/{id}/snapshots"))],
+        Json(serde_json::json!({ "name": name })),
+    )
+        .into_response())
+}
+
+async fn revert_snapshot(
+    State(app): State<Shared>,
+    c: Caller,
+    UrlPath((id, name)): UrlPath<(String, String)>,
+    Query(_): Query<NoOptions>,
+) -> Result<StatusCode, ApiError> {
+    crate::snapshots::act(&app, &c.user, SnapshotAction::Revert(name), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_snapshot(
+    State(app): State<Shared>,
+    c: Caller,
+    UrlPath((id, name)): UrlPath<(String, String)>,
+    Query(_): Query<NoOptions>,
+) -> Result<StatusCode, ApiError> {
+    crate::snapshots::act(&app, &c.user, SnapshotAction::Delete(name), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The backup made, as a download (`ID-NAME-DATE.mkvebak`); it is kept as
+/// the machine's last one.
+async fn backup(
+    State(app): State<Shared>,
+    c: Caller,
+    UrlPath(id): UrlPath<String>,
+    RawQuery(query): RawQuery,
+) -> Answer {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Backup {
+        full: Option<String>,
+        unsigned: Option<String>,
+    }
+    let q: Backup = crate::request::query(query.as_deref())?;
+    let o = BackupOptions {
+        full: flag("full", q.full)?,
+        sign_key: None,
+        no_sign: flag("unsigned", q.unsigned)?,
+    };
+    let (r, file) = crate::snapshots::backup(&app, &c.user, o, &id).await?;
+    Ok(reply::attachment(file, &r.file))
+}
+
+async fn last_backup(
+    State(app): State<Shared>,
+    UrlPath(id): UrlPath<String>,
+    Query(_): Query<NoOptions>,
+) -> Answer {
+    let a = app.clone();
+    let (r, file) = blocking(move || a.backups.open_last(&id)).await?;
+    Ok(reply::attachment(file, &r.file))
+}
+
+/// The network's state, as `mkve-net status --json`, on the connection
+/// mkve-net opens (`network.rs`).
+async fn network(State(app): State<Shared>, Query(_): Query<NoOptions>) -> Answer {
+    let connect = app.config.connect.clone();
+    reply::json(&blocking(move || crate::network::network_status(connect.as_deref())).await?)
+}
+
+async fn log(State(app): State<Shared>, Query(_): Query<NoOptions>) -> Answer {
+    reply::json(&app.log.newest_first())
+}
