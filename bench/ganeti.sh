@@ -4,7 +4,8 @@
 #  1. tests/ganeti.sh (two Ganeti nodes in namespaces, TCG guests): from
 #     `gnt-instance add` (hail, a pool address) and from `mkve-vm create
 #     --start` on engine=ganeti (RAPI) to the guest's first HTTP answer;
-#     live migrations with the probe every 0.2 s (the longest gap).
+#     migrations with the probe every 0.2 s (the longest gap; paused
+#     moves with QEMU before 9.0, tests/ganeti.sh says why).
 #  2. The bundle that run built (kept with GANETI_KEEP_BUNDLE), made a
 #     machine on a private libvirtd (tests/harness/libvirtd-netns) with
 #     `mkve-vm create --start`, to its first HTTP answer (the guest takes
