@@ -128,10 +128,22 @@ rapi() { # METHOD PATH [BODY]: RAPI on node 1's loopback
 monitor() { # N INSTANCE COMMAND: a line to the instance's HMP monitor on node N
     on "$1" sh -c "echo '$3' | socat -t 3 - UNIX-CONNECT:/run/ganeti/kvm-hypervisor/ctrl/$2.monitor" >/dev/null 2>&1
 }
+vm_status() { # N INSTANCE: "running", "paused"… as its monitor says
+    on "$1" sh -c "echo 'info status' | socat -t 3 - UNIX-CONNECT:/run/ganeti/kvm-hypervisor/ctrl/$2.monitor" 2>/dev/null |
+        tr -d '\r' | sed -n 's/^VM status: \([a-z-]*\).*/\1/p'
+}
 node_n() { local n=${1#node}; echo "${n%%.*}"; }
 paused_move() {
     local i=$1 from to rc; from=$(node_n "$2"); to=$(node_n "$3"); shift 3
-    [ "$move" = paused ] && monitor "$from" "$i" stop
+    if [ "$move" = paused ]; then
+        monitor "$from" "$i" stop
+        # Never a live move by mistake: the guest must have stopped.
+        if [ "$(vm_status "$from" "$i")" != paused ]; then
+            echo "# $i did not stop on node $from: not moved" >&2
+            monitor "$from" "$i" cont
+            return 3
+        fi
+    fi
     "$@"; rc=$?
     if [ "$move" = paused ]; then
         if [ "$rc" = 0 ]; then monitor "$to" "$i" cont; else monitor "$from" "$i" cont; fi
