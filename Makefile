@@ -65,6 +65,7 @@ test: deps man
 	tests/web.sh
 	tests/faults.sh
 	tests/keep.sh
+	tests/upgrade.sh
 	tests/services.sh
 	tests/services.sh -H qemu ntp-server smtp-server
 

@@ -23,20 +23,14 @@ cleanup() {
     for id in $(machines 2>/dev/null); do "$bin/mkve-vm" delete "$id" >/dev/null 2>&1; done
     "$bin/mkve-net" delete --force >/dev/null 2>&1
     "$harness" stop "$ns"
-    gpgconf --homedir "$GNUPGHOME" --kill all 2>/dev/null
-    gpgconf --homedir "$GNUPGHOME" --remove-socketdir 2>/dev/null
+    drop_key
     rm -rf "$work"
 }
 trap cleanup EXIT
 
 # A key of the suite's own signs the backups; its public half is the
 # node's keyring.
-export GNUPGHOME=$work/gnupg
-mkdir -m 700 "$GNUPGHOME"
-gpg --batch --quiet --passphrase '' --quick-gen-key 'mkve keep test <keep@example.invalid>' \
-    ed25519 sign never 2>/dev/null || exit 1
-mkdir -p "$MKVE_CONFDIR"
-gpg --batch --quiet --export >"$MKVE_CONFDIR/trusted.gpg"
+throwaway_key keep || exit 1
 
 start_node "$ns"
 "$bin/mkve-net" create || exit 1

@@ -37,8 +37,7 @@ cleanup() {
         "$bin/mkve-net" delete --force >/dev/null 2>&1
     fi
     "$harness" stop "$ns"
-    gpgconf --homedir "$GNUPGHOME" --kill all 2>/dev/null
-    gpgconf --homedir "$GNUPGHOME" --remove-socketdir 2>/dev/null
+    drop_key
     rm -rf "$work"
 }
 trap cleanup EXIT

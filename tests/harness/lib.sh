@@ -91,3 +91,22 @@ tiny_bundle() {
     "$bin/mkve-bundle" --no-config -q -H lxc "$@" --rootfs "$root" -o "$out" \
         "$top/tests/fixtures/templates/good/two-containers" >/dev/null
 }
+
+# throwaway_key NAME [KEYRING]: a GnuPG home of the script's own in
+# $work/gnupg (GNUPGHOME), with a passphrase-less ed25519 signing key for
+# "mkve NAME test"; its public half written to KEYRING (default: the
+# node's, $MKVE_CONFDIR/trusted.gpg). drop_key stops its agents.
+throwaway_key() {
+    export GNUPGHOME=$work/gnupg
+    mkdir -m 700 "$GNUPGHOME" || return 1
+    gpg --batch --quiet --passphrase '' --quick-gen-key "mkve $1 test <$1@example.invalid>" \
+        ed25519 sign never 2>/dev/null || return 1
+    local ring=${2:-$MKVE_CONFDIR/trusted.gpg}
+    mkdir -p "${ring%/*}"
+    gpg --batch --quiet --export >"$ring"
+}
+drop_key() {
+    gpgconf --homedir "$GNUPGHOME" --kill all 2>/dev/null
+    gpgconf --homedir "$GNUPGHOME" --remove-socketdir 2>/dev/null
+    return 0
+}

@@ -624,11 +624,7 @@ fn set_dir_mtime(dir: &Path, mtime: i64) -> std::io::Result<()> {
     else {
         return Ok(());
     };
-    std::fs::File::open(dir)?.set_times(
-        std::fs::FileTimes::new()
-            .set_modified(t)
-            .set_accessed(t),
-    )
+    std::fs::File::open(dir)?.set_times(std::fs::FileTimes::new().set_modified(t).set_accessed(t))
 }
 
 /// What an archive member made, as far as later members care.

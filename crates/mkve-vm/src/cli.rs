@@ -140,6 +140,8 @@ pub enum Command {
         #[arg(value_name = "NAME")]
         name: String,
     },
+    /// Move a machine onto a newer bundle of its template, keeping what it holds; rolled back by itself when the new bundle's probes stay silent
+    Upgrade(Box<UpgradeArgs>),
     /// List the bases machines stand on: size and machines
     Bases {
         /// Check each base's contents in full against the digest recorded when it was made (exit 65 if one differs)
@@ -409,6 +411,83 @@ impl CreateArgs {
     }
 }
 
+/// `upgrade`'s arguments.
+#[derive(Args, Debug)]
+pub struct UpgradeArgs {
+    /// The machine (its ID or name)
+    #[arg(value_name = "MACHINE", required_unless_present = "template", add = ArgValueCandidates::new(machines))]
+    pub machine: Option<String>,
+    /// The new bundle: a file or URL
+    #[arg(value_name = "BUNDLE", required_unless_present_any = ["commit", "rollback", "template"], conflicts_with_all = ["commit", "rollback"])]
+    pub bundle: Option<PathBuf>,
+    /// Upgrade every machine of template NAME on this node (with --to), canaries first, then in waves
+    #[arg(long, value_name = "NAME", requires = "to", conflicts_with_all = ["machine", "bundle", "commit", "rollback"])]
+    pub template: Option<String>,
+    /// The new bundle of a --template rollout: a file or URL
+    #[arg(long, value_name = "BUNDLE", requires = "template")]
+    pub to: Option<PathBuf>,
+    /// Upgrade N machines first, one at a time, before the others
+    #[arg(long, value_name = "N", default_value = "1", requires = "template")]
+    pub canary: usize,
+    /// After the canaries, upgrade N machines at once
+    #[arg(long, value_name = "N", default_value = "1", requires = "template", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub max_parallel: u16,
+    /// Print the rollout's report as JSON (keys in mkve-vm(1))
+    #[arg(long, requires = "template")]
+    pub json: bool,
+    /// Keep the machine's last upgrade: remove its snapshot and free the old base
+    #[arg(long, conflicts_with = "rollback")]
+    pub commit: bool,
+    /// Put the machine back on the bundle it had before its last upgrade (not committed)
+    #[arg(long)]
+    pub rollback: bool,
+    /// Give the new bundle's probes SECONDS to answer before rolling back
+    #[arg(long, value_name = "SECONDS", default_value = "300")]
+    pub timeout: u64,
+    /// Upgrade although files the machine changed are changed in the new bundle too (the machine's are kept)
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub keys: KeyringArgs,
+    /// Give the template parameter NAME (one the new bundle requires, or a new value)
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<OsString>,
+    /// Give the template parameter NAME from FILE, one trailing newline dropped
+    #[arg(long = "param-file", value_name = "NAME=FILE")]
+    pub param_files: Vec<OsString>,
+}
+
+impl UpgradeArgs {
+    pub fn options(&self) -> Result<vm::UpgradeOptions> {
+        Ok(vm::UpgradeOptions {
+            bundle: self
+                .bundle
+                .clone()
+                .or_else(|| self.to.clone())
+                .unwrap_or_default(),
+            keyring: self.keys.keyring.clone(),
+            allow_unsigned: self.keys.allow_unsigned,
+            params: given_params(&self.params, &self.param_files)?,
+            timeout: std::time::Duration::from_secs(self.timeout),
+            force: self.force,
+        })
+    }
+}
+
+/// `--param` and `--param-file` values, read.
+fn given_params(params: &[OsString], files: &[OsString]) -> Result<Vec<(String, String)>> {
+    let mut given = Vec::new();
+    for (args, file, opt) in [(params, false, "--param"), (files, true, "--param-file")] {
+        for a in args {
+            given.push(
+                Given::parse_bytes(a.as_bytes(), file)
+                    .map_err(|e| Error::Usage(format!("{opt}: {e}")))?,
+            );
+        }
+    }
+    params::read_given(&given)
+}
+
 /// `restore`'s arguments.
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
@@ -436,24 +515,13 @@ pub struct RestoreArgs {
 
 impl RestoreArgs {
     pub fn options(self, connect: Option<String>) -> Result<vm::RestoreOptions> {
-        let mut given = Vec::new();
-        for (args, file, opt) in [
-            (&self.params, false, "--param"),
-            (&self.param_files, true, "--param-file"),
-        ] {
-            for a in args {
-                given.push(
-                    Given::parse_bytes(a.as_bytes(), file)
-                        .map_err(|e| Error::Usage(format!("{opt}: {e}")))?,
-                );
-            }
-        }
+        let params = given_params(&self.params, &self.param_files)?;
         Ok(vm::RestoreOptions {
             id: self.id,
             bundle: self.bundle,
             keyring: self.keys.keyring,
             allow_unsigned: self.keys.allow_unsigned,
-            params: params::read_given(&given)?,
+            params,
             connect,
             start: self.start,
         })

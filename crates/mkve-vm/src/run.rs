@@ -161,6 +161,23 @@ pub fn run(cli: Cli) -> Result<()> {
             show::snapshots(&vm::snapshots(&uris, &target.machine)?, json)
         }
         Command::Revert { target, name } => vm::revert(&uris, &target.machine, &name, &report),
+        Command::Upgrade(args) => match (&args.template, args.machine.as_deref()) {
+            (Some(template), _) => {
+                let o = vm::RolloutOptions {
+                    each: args.options()?,
+                    template: template.clone(),
+                    canary: args.canary,
+                    max_parallel: args.max_parallel.into(),
+                };
+                show::rollout(&vm::rollout(&uris, &o, &report)?, args.json)
+            }
+            (None, Some(m)) if args.commit => vm::commit_upgrade(&uris, m, &report),
+            (None, Some(m)) if args.rollback => vm::rollback_upgrade(&uris, m, &report),
+            (None, Some(m)) => show::upgraded(&vm::upgrade(&uris, m, &args.options()?, &report)?),
+            (None, None) => Err(Error::Usage(
+                "upgrade: name a machine, or --template".into(),
+            )),
+        },
         Command::Bases {
             verify: _,
             prune: true,

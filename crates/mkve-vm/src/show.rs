@@ -100,6 +100,13 @@ pub fn info(i: &Info, as_json: bool) -> Result<()> {
         i.bundle,
         i.uri
     )?;
+    if let Some(u) = &i.upgrade {
+        outln!(
+            "upgrade    from {} to {}, not committed (upgrade --commit or --rollback)",
+            u.from_version,
+            u.to_version
+        )?;
+    }
     // One line a probe: up or down, the probe as declared, what answered.
     for (n, o) in i.probes.iter().enumerate() {
         let head = if n == 0 { "probes" } else { "" };
@@ -325,6 +332,58 @@ pub fn audit(a: &SiteAudit, as_json: bool, report: &dyn Report) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// What `upgrade` did: one line, and each conflict gone on with under
+/// `--force`.
+pub fn upgraded(s: &vm::UpgradeSummary) -> Result<()> {
+    for c in &s.conflicts {
+        outln!(
+            "kept the machine's {} ({} in the new bundle)",
+            c.path.display(),
+            c.new_base
+        )?;
+    }
+    outln!(
+        "machine {} upgraded from {} to {} ({} ms down); mkve-vm upgrade --commit {} keeps it, --rollback goes back",
+        s.machine,
+        s.from_version,
+        s.to_version,
+        s.downtime_ms,
+        s.machine
+    )
+}
+
+/// A rollout's report: a line a machine (ID, name, version now, result);
+/// exit 69 when one failed (the rollout stopped there).
+pub fn rollout(all: &[vm::RolloutEntry], as_json: bool) -> Result<()> {
+    if as_json {
+        print_json(&all)?;
+    } else {
+        outln!("{:<5} {:<24} {:<12} RESULT", "ID", "NAME", "VERSION")?;
+        for e in all {
+            let result = match &e.outcome {
+                vm::RolloutOutcome::Upgraded => "upgraded (upgrade --commit keeps it)".to_string(),
+                vm::RolloutOutcome::Already => "on the new bundle already".to_string(),
+                vm::RolloutOutcome::Untouched => "not tried: the rollout stopped".to_string(),
+                vm::RolloutOutcome::Failed(why) => format!("failed, rolled back: {why}"),
+            };
+            outln!("{:<5} {:<24} {:<12} {result}", e.machine, e.name, e.version)?;
+        }
+    }
+    match all
+        .iter()
+        .find(|e| matches!(e.outcome, vm::RolloutOutcome::Failed(_)))
+    {
+        Some(e) => Err(Error::Unavailable {
+            what: "the rollout".into(),
+            why: format!(
+                "machine {} ({}) failed and was rolled back; the rollout stopped there (run it again to go on)",
+                e.machine, e.name
+            ),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The variants a sync left, and the nodes it brought them to.

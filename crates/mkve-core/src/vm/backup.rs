@@ -370,20 +370,20 @@ fn read_param(_d: &Dom, dir: &Path, hv: Hypervisor, rel: &Path, delta: &Path) ->
 
 /// What a delta is read from and written to.
 #[derive(Clone, Copy)]
-struct Source<'a> {
-    d: &'a Dom,
-    m: &'a Machine,
+pub(super) struct Source<'a> {
+    pub d: &'a Dom,
+    pub m: &'a Machine,
     /// The machine's directory.
-    dir: &'a Path,
+    pub dir: &'a Path,
     /// The digest of the base it stands on.
-    base: Option<&'a str>,
+    pub base: Option<&'a str>,
     /// Where the delta's files go.
-    delta: &'a Path,
+    pub delta: &'a Path,
     /// A scratch directory beside it.
-    work: &'a Path,
-    running: bool,
-    full: bool,
-    report: &'a dyn Report,
+    pub work: &'a Path,
+    pub running: bool,
+    pub full: bool,
+    pub report: &'a dyn Report,
 }
 
 /// An lxc machine's delta into `delta`: its upper layer (copied while it
@@ -478,7 +478,7 @@ fn split(changes: Vec<crate::image::Change>) -> (Vec<PathBuf>, Vec<PathBuf>) {
 /// throw-away overlay (which replays a journal the guest left and keeps
 /// the machine's images untouched). A running machine's disk is frozen
 /// first by a live external snapshot (snapshot.rs).
-fn disk_delta(f: &Source) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+pub(super) fn disk_delta(f: &Source) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let Source {
         d,
         m,

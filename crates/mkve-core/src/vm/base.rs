@@ -442,10 +442,23 @@ fn holders_in(vms: &Path) -> BTreeMap<String, Vec<String>> {
             // A machine's directory, or a create's staging directory
             // (its machine's directory-to-be is `bundle/` in it).
             let named = of_machine(&e.path()).or_else(|| of_machine(&e.path().join("bundle")));
-            if let Some(d) = named {
-                out.entry(d)
-                    .or_default()
-                    .push(e.file_name().to_string_lossy().into_owned());
+            // Its snapshots and an upgrade not committed hold the bases
+            // they were taken on (snapshot.rs, upgrade.rs).
+            let mut also: Vec<String> = std::fs::read_dir(super::layout::snapshots_dir(&e.path()))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|s| of_machine(&s.path()))
+                .collect();
+            also.extend(of_machine(
+                &super::layout::upgrade_dir(&e.path()).join("old"),
+            ));
+            let name = e.file_name().to_string_lossy().into_owned();
+            for d in named.into_iter().chain(also) {
+                let v = out.entry(d).or_default();
+                if !v.contains(&name) {
+                    v.push(name.clone());
+                }
             }
         }
     }

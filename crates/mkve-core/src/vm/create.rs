@@ -514,7 +514,7 @@ pub(super) fn create_with(
 /// containers are named by their ID.
 /// Where the bundle `bundle` (as `create` was given it) can be had
 /// again: its URL, or its absolute path; `None` for stdin.
-fn source_of(bundle: &Path) -> Option<String> {
+pub(super) fn source_of(bundle: &Path) -> Option<String> {
     if crate::fetch::Url::of_arg(bundle).is_some() {
         return bundle.to_str().map(str::to_string);
     }
@@ -633,27 +633,55 @@ fn read_bundle(
     skip_root: Option<&bundle::SkipRoot>,
     progress: &dyn Report,
 ) -> Result<(bundle::Meta, Option<String>)> {
+    let src = BundleSource {
+        bundle: &o.bundle,
+        keyring: o.keyring.as_deref(),
+        allow_unsigned: o.allow_unsigned,
+        hypervisor: o.hypervisor,
+    };
+    read_bundle_from(&src, check, unpack_to, skip_root, progress)
+}
+
+/// A bundle as a command names it, with how its signature is checked.
+pub(super) struct BundleSource<'a> {
+    /// A file, `-`, or a URL (`fetch::Url::of_arg`).
+    pub bundle: &'a Path,
+    /// `None`: the default keyring (`paths::default_keyring`).
+    pub keyring: Option<&'a Path>,
+    pub allow_unsigned: bool,
+    /// Refuse a bundle for another hypervisor.
+    pub hypervisor: Option<Hypervisor>,
+}
+
+/// [`read_bundle`] of `o`.
+pub(super) fn read_bundle_from(
+    o: &BundleSource,
+    check: Check,
+    unpack_to: Option<&Path>,
+    skip_root: Option<&bundle::SkipRoot>,
+    progress: &dyn Report,
+) -> Result<(bundle::Meta, Option<String>)> {
     let default_keyring = crate::paths::default_keyring();
     let opts = ReadOptions {
-        keyring: Some(o.keyring.as_deref().unwrap_or(&default_keyring)),
+        keyring: Some(o.keyring.unwrap_or(&default_keyring)),
         require_signature: true,
         allow_unsigned: o.allow_unsigned,
         check,
         unpack_to,
         skip_root,
     };
-    let report = match crate::fetch::Url::of_arg(&o.bundle) {
+    let report = match crate::fetch::Url::of_arg(o.bundle) {
         Some(url) => crate::fetch::read(&url?, &opts, None, progress)?,
         None => bundle::read(
-            files::open_input(&o.bundle)?,
-            &files::display_name(&o.bundle),
+            files::open_input(o.bundle)?,
+            &files::display_name(o.bundle),
             &opts,
         )?,
     };
     let hv = report.meta.hypervisor;
     if let Some(h) = o.hypervisor.filter(|h| *h != hv) {
         return Err(Error::bundle(
-            &o.bundle,
+            o.bundle,
             format!("is a bundle for {hv}, not {h}"),
         ));
     }

@@ -94,8 +94,15 @@ pub(super) fn snapshots_dir(dir: &Path) -> PathBuf {
     dir.join("snapshots")
 }
 
-/// `vms/ID/layers/`: a disk machine's overlays made by snapshots and
-/// reverts (the disk it was made with stays where it was).
+/// `vms/ID/upgrade/`: there while an upgrade of the machine is not
+/// committed (upgrade.rs): its record, the domain's XML before it, and in
+/// `old/` the bundle's files and base the machine had.
+pub(super) fn upgrade_dir(dir: &Path) -> PathBuf {
+    dir.join("upgrade")
+}
+
+/// `vms/ID/layers/`: a disk machine's overlays made by snapshots,
+/// reverts and upgrades (the disk it was made with stays where it was).
 pub(super) fn layers_dir(dir: &Path) -> PathBuf {
     dir.join("layers")
 }

@@ -103,6 +103,18 @@ pub struct Info {
     pub uri: String,
     /// Each probe of its template, run when `info` was asked.
     pub probes: Vec<crate::probe::Outcome>,
+    /// An upgrade held for a commit or a rollback (upgrade.rs).
+    pub upgrade: Option<Pending>,
+}
+
+/// An upgrade of a machine held for a commit or a rollback, as `info`
+/// shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pending {
+    pub from_version: String,
+    pub to_version: String,
+    /// When it was made, in seconds since the epoch.
+    pub made: u64,
 }
 
 pub use crate::nodes::Uris;

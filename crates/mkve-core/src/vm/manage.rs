@@ -43,6 +43,21 @@ pub(super) fn find_locked(uris: &Uris, target: &str) -> Result<(Connection, Dom,
                 "machine {target} is on node {node}: its move there had been interrupted, \
                  and is finished now (its copy here is removed)"
             ))),
+            // An upgrade killed before its probes passed: rolled back, and
+            // the machine found again as it is now.
+            _ if super::upgrade::interrupted(&m) => {
+                super::upgrade::resolve(&c, &d, &m, &crate::exec::Silent)?;
+                let now = scan(uris)?
+                    .machines
+                    .into_iter()
+                    .find(|(_, d, m2)| m2.id == m.id && d.uuid().is_ok_and(|u| u == uuid));
+                match now {
+                    Some((c, d, m)) => Ok((c, d, m, lock)),
+                    None => Err(Error::NotFound(format!(
+                        "no machine {target}: it was deleted meanwhile"
+                    ))),
+                }
+            }
             _ => Ok((c, d, m, lock)),
         },
         None => Err(Error::NotFound(format!(
@@ -127,7 +142,16 @@ pub fn autostart(uris: &Uris, target: &str, on: bool) -> Result<()> {
 
 pub fn info(uris: &Uris, target: &str) -> Result<Info> {
     let (_, d, m) = find(uris, target)?;
+    // An upgrade a killed run left is resolved first (under the lock), so
+    // what is shown is where the machine stays.
+    let (d, m) = if super::upgrade::interrupted(&m) {
+        let (_, d, m, _lock) = find_locked(uris, target)?;
+        (d, m)
+    } else {
+        (d, m)
+    };
     let mut i = info_of(&d, m)?;
+    i.upgrade = super::upgrade::pending(&i.machine);
     i.probes = super::wait::probe_once(&i.machine)?;
     Ok(i)
 }
@@ -143,6 +167,7 @@ fn info_of(d: &Dom, m: Machine) -> Result<Info> {
         signed_by: record.signed_by,
         uri: m.uri.clone(),
         probes: Vec::new(),
+        upgrade: None,
         machine: m,
     })
 }
@@ -163,11 +188,13 @@ pub fn infos(uris: &Uris) -> Result<Vec<Info>> {
             signed_by: None,
             uri: String::new(),
             probes: Vec::new(),
+            upgrade: None,
         })
         .collect();
     for (_, d, m) in scan.machines {
         // A domain undefined meanwhile is not shown.
-        if let Ok(i) = info_of(&d, m) {
+        if let Ok(mut i) = info_of(&d, m) {
+            i.upgrade = super::upgrade::pending(&i.machine);
             all.push(i);
         }
     }

@@ -57,6 +57,7 @@ mod snapshot;
 mod spec;
 mod staging;
 mod taken;
+mod upgrade;
 mod wait;
 
 pub use audit::{
@@ -74,7 +75,7 @@ pub use create::{create, print_xml, CreateOptions};
 pub use disk::DiskFormat;
 pub use layout::{bases_dir, StateDir};
 pub use lookup::{find, list};
-pub use machine::{state_of, uris, DomainType, Info, Machine, MachineState, Uris};
+pub use machine::{state_of, uris, DomainType, Info, Machine, MachineState, Pending, Uris};
 pub use manage::{
     autostart, console, delete, detach, info, infos, open_console, reboot, start, stop,
 };
@@ -89,4 +90,8 @@ pub use snapshot::{
     Record as SnapshotRecord, SnapshotInfo,
 };
 pub use spec::{BlkioWeight, CpuShares, DiskSize, MachineName, Memory, Vcpus};
+pub use upgrade::{
+    commit as commit_upgrade, rollback as rollback_upgrade, rollout, upgrade, Conflict,
+    Outcome as RolloutOutcome, RolloutEntry, RolloutOptions, UpgradeOptions, UpgradeSummary,
+};
 pub use wait::{probe_once, probes_of, wait};

@@ -198,8 +198,15 @@ pub fn snapshot(
     let name = name.map_or_else(default_name, str::to_string);
     check_name(&name)?;
     let (_conn, d, m, _lock) = find_locked(uris, target)?;
+    snapshot_locked(&d, &m, &name, report)?;
+    Ok(name)
+}
+
+/// [`snapshot`] of machine `m` (domain `d`), whose lock the caller holds.
+pub(super) fn snapshot_locked(d: &Dom, m: &Machine, name: &str, report: &dyn Report) -> Result<()> {
+    let name = name.to_string();
     let dir = machine_dir(m.id);
-    let kind = kind_of(&m, &dir)?;
+    let kind = kind_of(m, &dir)?;
     let place = snapshots_dir(&dir).join(&name);
     if place.exists() {
         return Err(Error::Usage(format!(
@@ -217,17 +224,22 @@ pub fn snapshot(
         format: None,
     };
     match kind {
-        Kind::Layer => copy_layer(&d, &m, &dir, staging.path(), running, report)?,
+        Kind::Layer => copy_layer(d, m, &dir, staging.path(), running, report)?,
         Kind::Disk => {
-            let (image, format) = freeze_disk(&d, &m, &dir, running, report)?;
+            let (image, format) = freeze_disk(d, m, &dir, running, report)?;
             record.image = Some(image);
             record.format = Some(format);
         }
     }
+    // The base it stands on, which it holds (base.rs) and a revert needs.
+    if let Some(b) = super::base::of_machine(&dir) {
+        let r = staging.path().join(super::base::REF);
+        crate::files::write_atomic(&r, format!("{b}\n").as_bytes())?;
+    }
     write_record(staging.path(), &record)?;
     std::fs::rename(staging.path(), &place).at(&place)?;
     staging.keep();
-    Ok(name)
+    Ok(())
 }
 
 fn write_record(dir: &Path, r: &Record) -> Result<()> {
@@ -394,6 +406,21 @@ pub fn revert(uris: &Uris, target: &str, name: &str, report: &dyn Report) -> Res
     let dir = machine_dir(m.id);
     let kind = kind_of(&m, &dir)?;
     let r = snapshot_named(&m, &dir, name)?;
+    let place = snapshots_dir(&dir).join(name);
+    if let (Some(was), Some(is)) = (
+        super::base::of_machine(&place),
+        super::base::of_machine(&dir),
+    ) {
+        if was != is {
+            return Err(Error::Usage(format!(
+                "snapshot {name} of machine {} was taken on base {} before an upgrade; \
+                 the machine stands on {} now (mkve-vm upgrade --rollback goes back while the upgrade is not committed)",
+                m.id,
+                super::base::short(&was),
+                super::base::short(&is)
+            )));
+        }
+    }
     if d.is_active()? {
         return Err(Error::Usage(format!(
             "machine {} runs: stop it first (mkve-vm stop {})",
@@ -404,6 +431,14 @@ pub fn revert(uris: &Uris, target: &str, name: &str, report: &dyn Report) -> Res
         Kind::Layer => revert_layer(&dir, &r, report),
         Kind::Disk => revert_disk(&conn, &d, &m, &dir, &r, report),
     }
+}
+
+/// An lxc machine's layer (in `dir`, stopped) put back as snapshot
+/// `name` holds it; the snapshot stays. Errors: no such snapshot.
+pub(super) fn revert_layer_named(dir: &Path, name: &str, report: &dyn Report) -> Result<()> {
+    let r = read_record(dir, name)?
+        .ok_or_else(|| Error::NotFound(format!("{}: no snapshot {name}", dir.display())))?;
+    revert_layer(dir, &r, report)
 }
 
 fn revert_layer(dir: &Path, r: &Record, report: &dyn Report) -> Result<()> {
@@ -496,9 +531,14 @@ pub(super) fn overlay_on(
 /// (2).
 pub fn delete(uris: &Uris, target: &str, name: &str, report: &dyn Report) -> Result<()> {
     let (_conn, d, m, _lock) = find_locked(uris, target)?;
+    delete_locked(&d, &m, name, report)
+}
+
+/// [`delete`] for machine `m` (domain `d`), whose lock the caller holds.
+pub(super) fn delete_locked(d: &Dom, m: &Machine, name: &str, report: &dyn Report) -> Result<()> {
     let dir = machine_dir(m.id);
-    let kind = kind_of(&m, &dir)?;
-    snapshot_named(&m, &dir, name)?;
+    let kind = kind_of(m, &dir)?;
+    snapshot_named(m, &dir, name)?;
     // Out of the list first: a killed delete leaves garbage, not half a
     // snapshot.
     let place = snapshots_dir(&dir).join(name);
