@@ -56,8 +56,9 @@ for i in $(seq "$runs"); do
     vmn upgrade --rollback "$id"
     "$harness" exec "$ns" "$top/tests/harness/ntp-query" "192.0.2.$id" 300 >/dev/null
     # The way without upgrades: back up, delete, restore on the new bundle.
-    s=$(now)
+    # Down from the delete (the backup is taken while it runs).
     "$bin/mkve-vm" backup --force-no-sign "$id" -o "$work/b.bak"
+    s=$(now)
     "$bin/mkve-vm" delete "$id"
     r=$("$bin/mkve-vm" -q restore --allow-unsigned --bundle "$new" --start "$work/b.bak" 2>/dev/null ||
         "$bin/mkve-vm" -q restore --allow-unsigned --bundle "$old" --start "$work/b.bak")

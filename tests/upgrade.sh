@@ -123,9 +123,22 @@ check "upgrade --commit frees the old base and removes the upgrade's snapshot" s
     "test \"\$('$bin/mkve-vm' bases --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')\" = 1 && test -z \"\$(ls -A '$MKVE_STATEDIR/vms/$id/snapshots' 2>/dev/null)\" && test ! -e '$MKVE_STATEDIR/vms/$id/upgrade'"
 check "a commit with none held is refused (2)" refuses 2 "has no upgrade to commit" vmn upgrade --commit "$id"
 
+# A stopped machine: started for the probes, stopped again.
+"$bin/mkve-vm" stop --force "$id"
+vmn upgrade --force --timeout 120 "$id" "$work/ntp1.bun" >/dev/null 2>"$work/err"
+rc=$?
+v=$(version_of "$id")
+check "an upgrade of a stopped machine (exit $rc) leaves it stopped, on 1.0 ($v)" sh -c \
+    "test $rc = 0 && test '$v' = 1.0 && virsh domstate ntp-server-$id | grep -qx 'shut off'"
+vmn upgrade --rollback "$id"
+v=$(version_of "$id")
+check "  rolled back: on 2.0 ($v), still stopped" sh -c \
+    "test '$v' = 2.0 && virsh domstate ntp-server-$id | grep -qx 'shut off'"
+"$bin/mkve-vm" start "$id"
+
 # The broken bundle: chronyd masked, so its probe stays silent.
 t0=$(date +%s%N)
-vmn upgrade --force --timeout 40 "$id" "$work/ntp3.bun" >/dev/null 2>"$work/err"
+vmn upgrade --force --timeout 20 "$id" "$work/ntp3.bun" >/dev/null 2>"$work/err"
 rc=$?
 t1=$(date +%s%N)
 check "an upgrade whose probes stay silent fails (69) and rolls back by itself ($(( (t1 - t0) / 1000 / 1000 )) ms)" sh -c \
@@ -139,7 +152,7 @@ check "  nothing of the upgrade is left" sh -c \
 # on 2.0, whole, running, and nothing of the upgrade left. The first while
 # the new base is made; the others once the upgrade's record is there (the
 # snapshot taken, the switch under way, the probes asked).
-for delay in early 0 0.3 0.8 1.5; do
+for delay in early 0 0.8; do
     nsenter --net="/run/netns/$ns" "$bin/mkve-vm" upgrade --force --timeout 180 "$id" "$work/ntp1.bun" >/dev/null 2>&1 &
     pid=$!
     if [ "$delay" = early ]; then
@@ -174,7 +187,7 @@ for _ in 1 2 3 4; do fleet+=("$("$bin/mkve-vm" -q create --start "$work/ntp1.bun
 bad=${fleet[2]}
 ln -sf /dev/null "$MKVE_STATEDIR/vms/$bad/rootfs/etc/systemd/system/chrony.service"
 t0=$(date +%s%N)
-vmn upgrade --template ntp-server --to "$work/ntp2.bun" --canary 1 --max-parallel 2 --timeout 30 --json \
+vmn upgrade --template ntp-server --to "$work/ntp2.bun" --canary 1 --max-parallel 2 --timeout 15 --json \
     >"$work/rollout.json" 2>"$work/err"
 rc=$?
 t1=$(date +%s%N)
@@ -183,9 +196,8 @@ result() { python3 -c 'import json,sys; print({str(e["machine"]): e["result"] fo
 check "a rollout with a failing machine stops there (69, $(( (t1 - t0) / 1000000 )) ms)" test "$rc" = 69
 check "  the machine already on 2.0 is passed by, the canary and the wave's other are upgraded" sh -c \
     "test \"\$(python3 -c 'import json,sys; print(\" \".join(e[\"result\"] for e in json.load(open(sys.argv[1]))))' '$work/rollout.json')\" = 'already upgraded upgraded failed untouched'"
-check "  the failed machine is back on 1.0, the untouched one still on 1.0" sh -c \
-    "test \"\$(version_of '$bad')\" = 1.0 && test \"\$(version_of '${fleet[3]}')\" = 1.0" 2>/dev/null ||
-    check "  (versions)" test "$(version_of "$bad") $(version_of "${fleet[3]}")" = "1.0 1.0"
+check "  the failed machine is back on 1.0, the untouched one still on 1.0" \
+    test "$(version_of "$bad") $(version_of "${fleet[3]}")" = "1.0 1.0"
 rm "$MKVE_STATEDIR/vms/$bad/rootfs/etc/systemd/system/chrony.service"
 "$bin/mkve-vm" reboot "$bad"
 vmn upgrade --template ntp-server --to "$work/ntp2.bun" --canary 1 --max-parallel 2 --timeout 120 >"$work/out" 2>"$work/err"
@@ -221,9 +233,9 @@ check "  its disk is the new base's with what the guest had made of its seed" sh
     "debugfs -R 'cat /etc/mkve-upgrade-test' '$work/flat.img' 2>/dev/null | grep -qx 2.0 && debugfs -R 'cat /etc/hostname' '$work/flat.img' 2>/dev/null | grep -qx 'ntp-server-$qid' && debugfs -R 'cat /var/lib/mkve/seeded' '$work/flat.img' 2>/dev/null | grep -q 'seeded from'"
 rm -f "$work/flat.img"
 vmn -c "$qemu" upgrade --rollback "$qid"
-check "  rolled back: 1.0, the old disk" test "$(version_of "$qid" "$qemu")" = 1.0
-vm start "$qid"
-check "  and it answers NTP" ntp "$qid" 420
+check "  rolled back: 1.0, on its old disk again" sh -c \
+    "test \"\$(virsh -c '$qemu' domblklist 'ntp-server-$qid' | awk '\$2 ~ /\\.qcow2\$/ && \$2 !~ /seed/ {print \$2}')\" != '$top_img' && test ! -e '$top_img'"
+check "  info names 1.0" test "$(version_of "$qid" "$qemu")" = 1.0
 vm delete "$qid"
 
 echo "upgrade: $passed passed, $failed failed"

@@ -88,6 +88,9 @@ pub fn run(cli: Cli) -> Result<()> {
     let hooks_dir = cli.hooks.clone().unwrap_or_else(paths::default_hooks_dir);
     let template = Template::load(&dir, &hooks_dir, cli.hypervisor)?;
     if cli.check {
+        for w in template.warnings() {
+            mkve_core::exec::Report::warning(&report, &w.to_string());
+        }
         let checked = template
             .hypervisors
             .iter()

@@ -153,3 +153,32 @@ fn every_shipped_template_checks_with_the_shipped_hooks() {
     }
     assert!(n >= 1);
 }
+
+/// A template that installs openssh-server without hook
+/// 05-ssh-hostkeys-per-machine is warned of (exit 0), naming the list and
+/// line; with the hook listed, nothing is said.
+#[test]
+fn openssh_server_without_its_hook_is_a_warning() {
+    let env = new_env();
+    let d = tempfile::tempdir().unwrap();
+    let t = d.path().join("shell");
+    std::fs::create_dir_all(t.join("packages-lists")).unwrap();
+    std::fs::create_dir_all(t.join("version")).unwrap();
+    std::fs::write(t.join("hypervisors"), "lxc\n").unwrap();
+    std::fs::write(t.join("version/lxc"), "template_version=1\n").unwrap();
+    std::fs::write(t.join("packages-lists/lxc"), "chrony\nopenssh-server\n").unwrap();
+    let r = check(&env, &hooks_dir(), &[], &t);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "mkve-bundle: warning: {}:2: installs openssh-server but hooks-lists/lxc lists no 05-ssh-hostkeys-per-machine: every machine of the bundle would share its keys (the build refuses a root that holds them)\n",
+            t.join("packages-lists/lxc").display()
+        )
+    );
+    std::fs::create_dir_all(t.join("hooks-lists")).unwrap();
+    std::fs::write(t.join("hooks-lists/lxc"), "05-ssh-hostkeys-per-machine\n").unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hooks");
+    let r = check(&env, &shipped, &[], &t);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+}

@@ -4,6 +4,14 @@
 //! read here only, by Howard Hinnant's civil-calendar algorithms (no date
 //! crate for one format).
 
+/// Now, in whole seconds since the epoch (0 for a clock before it).
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// Seconds since the epoch as RFC 3339 in UTC (`2026-11-23T00:37:52Z`).
 pub fn rfc3339(secs: u64) -> String {
     let days = (secs / 86_400) as i64;

@@ -274,6 +274,7 @@ mod tests {
                     bundle: "00".repeat(32),
                     signed_by: None,
                     source: None,
+                    adopted: false,
                 })
             );
             conn.define(&xml, name).unwrap();

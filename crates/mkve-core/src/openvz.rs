@@ -220,6 +220,7 @@ pub fn record_from_conf(conf: &str) -> Option<Record> {
         bundle: field("bundle")?,
         signed_by: field("signed"),
         source: None,
+        adopted: false,
     })
 }
 
@@ -258,6 +259,7 @@ mod tests {
             bundle: "ab".repeat(32),
             signed_by: Some("0123456789ABCDEF0123456789ABCDEF01234567".into()),
             source: None,
+            adopted: false,
         }
     }
 

@@ -54,7 +54,37 @@ pub struct Template {
 /// hypervisor: `params`, `probes` and `state`.
 pub const SHARED_CONF: [&str; 3] = ["params", "probes", "state"];
 
+/// Packages whose root must make a per-machine secret at each machine's
+/// first boot, and the shipped hook that does (mkve-template(5)): what
+/// `--check` warns about when a profile installs one without its hook.
+pub const PER_MACHINE_HOOKS: &[(&str, &str)] = &[("openssh-server", "05-ssh-hostkeys-per-machine")];
+
 impl Template {
+    /// What `mkve-bundle --check` warns about, each naming the file and
+    /// line: a profile that installs a package of [`PER_MACHINE_HOOKS`]
+    /// without listing its hook (every machine of the bundle would share
+    /// that secret; the build refuses the root that holds it).
+    pub fn warnings(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        for (hv, p) in &self.profiles {
+            for (i, pkg) in p.packages.iter().enumerate() {
+                let name = pkg.split(['=', ':', '/']).next().unwrap_or(pkg);
+                for (wants, hook) in PER_MACHINE_HOOKS {
+                    if name == *wants && !p.hooks.iter().any(|h| h.name == *hook) {
+                        out.push(Problem::new(
+                            self.dir.join("packages-lists").join(hv.as_str()),
+                            p.package_lines.get(i).copied(),
+                            format!(
+                                "installs {wants} but hooks-lists/{hv} lists no {hook}: every machine of the bundle would share its keys (the build refuses a root that holds them)"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Find a template given on the command line: a path (anything with a
     /// `/`, or an existing directory), else a name under
     /// `$MKVE_DATADIR/templates`.
@@ -678,6 +708,34 @@ mod tests {
         for bad in ["-x", "a;b", "a/b", "$x", "é"] {
             assert!(!is_package_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn openssh_server_without_its_hook_is_warned_of() {
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path().join("shell");
+        let shared = d.path().join("shared-hooks");
+        write(&t.join("hypervisors"), "lxc\nqemu\n");
+        for h in ["lxc", "qemu"] {
+            write(&t.join("version").join(h), "template_version=1.0\n");
+            write(
+                &t.join("packages-lists").join(h),
+                "chrony\nopenssh-server\n",
+            );
+        }
+        write(&t.join("hooks-lists/qemu"), "05-ssh-hostkeys-per-machine\n");
+        let hook = shared.join("05-ssh-hostkeys-per-machine");
+        write(&hook, "#!/bin/sh\n");
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let tpl = Template::load(&t, &shared, None).unwrap();
+        let w: Vec<String> = tpl.warnings().iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            w,
+            [format!(
+                "{}:2: installs openssh-server but hooks-lists/lxc lists no 05-ssh-hostkeys-per-machine: every machine of the bundle would share its keys (the build refuses a root that holds them)",
+                t.join("packages-lists/lxc").display()
+            )]
+        );
     }
 
     #[test]

@@ -78,7 +78,31 @@ pub enum Command {
     /// Restart a machine
     Reboot(Target),
     /// Delete a machine and everything mkve made for it (its base too, if no other machine stands on it)
-    Delete(Target),
+    Delete {
+        #[command(flatten)]
+        target: Target,
+        /// An adopted machine's disks too (kept otherwise: mkve did not make them)
+        #[arg(long)]
+        remove_storage: bool,
+    },
+    /// Take a libvirt domain mkve did not make under its care, keeping its name and disks, and print its ID
+    Adopt {
+        /// The domain's name
+        #[arg(value_name = "DOMAIN")]
+        domain: String,
+        /// Give it this ID [default: the one its name ends in when free, else the next free one]
+        #[arg(long)]
+        id: Option<MachineId>,
+        /// Look for it on this hypervisor's URI, and refuse a domain of another
+        #[arg(short = 'H', long, value_name = "HV", add = ArgValueCandidates::new(mkve_cli::hypervisors))]
+        hypervisor: Option<Hypervisor>,
+        /// Print what would change, change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Move its first interface onto the mkve network (a DHCP entry for its ID there)
+        #[arg(long)]
+        network: bool,
+    },
     /// Make a stopped machine independent of its base (a whole disk or root of its own)
     Detach(Target),
     /// Take a snapshot of a machine, running or not, and print its name (default: the time)
@@ -124,6 +148,29 @@ pub enum Command {
     },
     /// Make a machine from a backup (- for stdin) and print its ID
     Restore(Box<RestoreArgs>),
+    /// Pack a stopped machine back into a signed bundle, without what mkve's seed put in and scrubbed
+    Pack {
+        #[command(flatten)]
+        target: Target,
+        /// Write the bundle to FILE (- for stdout)
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// The scrub operations, separated by commas, or none [default: all of them; see PACK in mkve-vm(1)]
+        #[arg(long, value_name = "OPS", value_parser = parse_scrub)]
+        scrub: Option<ScrubOps>,
+        /// Pack even when a private key is left in the root
+        #[arg(long)]
+        allow_secrets: bool,
+        /// The new bundle's template version [default: the machine's]
+        #[arg(long, value_name = "V")]
+        template_version: Option<String>,
+        /// Sign with this key [default: GnuPG's default key]
+        #[arg(long, value_name = "KEY")]
+        sign_key: Option<String>,
+        /// Write it unsigned
+        #[arg(long, conflicts_with = "sign_key")]
+        force_no_sign: bool,
+    },
     /// List a machine's snapshots, oldest first
     Snapshots {
         #[command(flatten)]
@@ -282,6 +329,15 @@ pub enum GanetiCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `--scrub`'s value: the operations named, in order.
+#[derive(Debug, Clone)]
+pub struct ScrubOps(pub Vec<&'static vm::ScrubOp>);
+
+/// `--scrub`'s value, checked by core (vm::parse_scrub).
+fn parse_scrub(s: &str) -> std::result::Result<ScrubOps, String> {
+    vm::parse_scrub(s).map(ScrubOps).map_err(|e| e.to_string())
 }
 
 /// The options of `create`.

@@ -107,7 +107,33 @@ pub fn run(cli: Cli) -> Result<()> {
             timeout,
         } => vm::stop(&uris, &target.machine, force, Duration::from_secs(timeout)),
         Command::Reboot(t) => vm::reboot(&uris, &t.machine),
-        Command::Delete(t) => vm::delete(&uris, &t.machine, &report).map(drop),
+        Command::Delete {
+            target,
+            remove_storage,
+        } => vm::delete_with(&uris, &target.machine, remove_storage, &report).map(drop),
+        Command::Adopt {
+            domain,
+            id,
+            hypervisor,
+            dry_run,
+            network,
+        } => {
+            let o = vm::AdoptOptions {
+                id,
+                hypervisor,
+                dry_run,
+                network,
+            };
+            let a = vm::adopt(&uris, &domain, &o, &report)?;
+            if dry_run {
+                for c in &a.changes {
+                    mkve_cli::outln!("would: {c}")?;
+                }
+                Ok(())
+            } else {
+                show::id(a.id)
+            }
+        }
         Command::Detach(t) => vm::detach(&uris, &t.machine, &report).map(drop),
         Command::Snapshot {
             target,
@@ -156,6 +182,33 @@ pub fn run(cli: Cli) -> Result<()> {
             let input = args.backup.clone();
             let o = args.options(cli.connect.uri.clone())?;
             show::id(vm::restore(&uris, &input, &o, &report)?)
+        }
+        Command::Pack {
+            target,
+            output,
+            scrub,
+            allow_secrets,
+            template_version,
+            sign_key,
+            force_no_sign,
+        } => {
+            if output.as_os_str() == "-" && std::io::stdout().is_terminal() {
+                return Err(Error::Usage(
+                    "pack: refusing to write a bundle to a terminal: redirect stdout or give -o FILE"
+                        .into(),
+                ));
+            }
+            let o = vm::PackMachineOptions {
+                scrub: scrub.map(|s| s.0),
+                allow_secrets,
+                template_version,
+                signing: if force_no_sign {
+                    mkve_core::bundle::Signing::Unsigned
+                } else {
+                    mkve_core::bundle::Signing::Key(sign_key)
+                },
+            };
+            vm::pack(&uris, &target.machine, &output, &o, &report).map(drop)
         }
         Command::Snapshots { target, json } => {
             show::snapshots(&vm::snapshots(&uris, &target.machine)?, json)

@@ -932,6 +932,7 @@ fn test_node(path: &std::path::Path, machines: &[(u32, &str, &str)]) -> String {
             bundle: bundle.to_string(),
             signed_by: None,
             source: None,
+            adopted: false,
         };
         xml += &format!(
             "<domain type='test'><name>{name}</name><memory>65536</memory><os><type>hvm</type></os>\

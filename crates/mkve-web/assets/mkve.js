@@ -10,15 +10,17 @@
     { code: '[45]..', swap: true, error: true },
   ];
 
-  // A backup just made (views/backups.rs) is downloaded at once: the
-  // section that says so names the file to fetch.
+  // A backup or a bundle just made (views/backups.rs, views/pack.rs) is
+  // downloaded at once: the section that says so names the file to fetch.
   document.addEventListener('htmx:afterSwap', function (e) {
-    var el = document.getElementById('backups');
-    var href = el && el.dataset.download;
-    if (href && el.isConnected) {
-      delete el.dataset.download;
-      window.location.assign(href);
-    }
+    ['backups', 'pack'].forEach(function (name) {
+      var el = document.getElementById(name);
+      var href = el && el.dataset.download;
+      if (href && el.isConnected) {
+        delete el.dataset.download;
+        window.location.assign(href);
+      }
+    });
   });
 
   document.addEventListener('htmx:xhr:progress', function (e) {

@@ -19,7 +19,8 @@
 //! - `state.rs`: the state every request shares, and the blocking thread
 //!   core is called on
 //! - `audits.rs`: each machine's open vulnerabilities (`--feed`);
-//!   `backups.rs`: the last backup made here of each machine
+//!   `backups.rs`: the last backup made here of each machine;
+//!   `packs.rs`: a machine packed into a bundle, a domain adopted
 //! - `uploads.rs`: uploads streamed to disk; `jobs.rs`: creates running;
 //!   `signatures.rs`: what was checked of their bundles; `form.rs`: a
 //!   create's form fields → `CreateOptions`; `network.rs`: mkve-net's view
@@ -50,6 +51,7 @@ pub mod guard;
 pub mod jobs;
 pub mod log;
 pub mod network;
+pub mod packs;
 mod pam;
 pub mod reply;
 pub mod request;

@@ -59,6 +59,7 @@ fn define(conn: &mkve_core::libvirt::Connection, id: u32, name: &str, bundle: &s
         bundle: bundle.into(),
         signed_by: None,
         source: None,
+        adopted: false,
     };
     let xml = format!(
         "<domain type='test'><name>{name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>\

@@ -33,6 +33,7 @@ fn define_lxc_machine(conn: &Connection, state: &Path, id: u32, name: &str) -> P
         bundle: "ab".repeat(32),
         signed_by: None,
         source: None,
+        adopted: false,
     };
     let xml = format!(
         "<domain type='lxc'><name>{name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>\

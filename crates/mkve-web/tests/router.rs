@@ -353,6 +353,7 @@ async fn control_characters_are_escaped_in_pages_api_and_log() {
         bundle: "0123abcd".into(),
         signed_by: None,
         source: None,
+        adopted: false,
     };
     let xml = format!(
         "<domain type='test'><name>ctl-170</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>\

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 
 use super::members::{CONF, META, ROOTFS, SIGNATURE};
-use super::meta::{dpkg_installed, Meta, Packages, TemplateRef, FORMAT};
+use super::meta::{dpkg_installed, Meta, Packages, PackedFrom, TemplateRef, FORMAT};
 use super::{provenance, sbom};
 use crate::date::rfc3339;
 use crate::digest::{hex, sha256_file};
@@ -158,21 +158,94 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
     }
 
     refuse_identity(&root, &opts.root)?;
-    report.progress("packing the root");
     let pack_opts = match &opts.root {
         RootSource::Packages { .. } => roots::pack_options(),
         _ => PackOptions::from_env(),
     };
+    let subject = Described {
+        template: opts.template.name.clone(),
+        version: profile.version.clone(),
+        hypervisor: opts.hypervisor,
+        requested,
+        hooks: hook_names,
+        root: root_source,
+        packed_from: None,
+    };
+    let packed = pack_root(&root, work.path(), &pack_opts, &apt_index, &subject, report)?;
+    let mut conf_files = conf_members(profile.conf.as_deref())?;
+    for file in crate::template::SHARED_CONF {
+        let path = opts.template.dir.join(file);
+        if path.is_file() {
+            conf_files.push((format!("{CONF}/{file}"), path));
+        }
+    }
+    let mut hook_digests = Vec::new();
+    for h in &profile.hooks {
+        hook_digests.push((h.name.clone(), sha256_file(&h.path)?));
+    }
+    write(
+        &packed,
+        &subject,
+        conf_files,
+        hook_digests,
+        &apt_index,
+        &opts.signing,
+        opts.gnupg_home.as_deref(),
+        report,
+        opts.output,
+        out,
+    )
+}
+
+/// What a bundle says of itself besides its root: the template it was
+/// made from, its hypervisor, the packages asked for, the hooks run,
+/// where its root came from, and (a machine packed back into a bundle,
+/// `mkve-vm pack`) what it was packed from.
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub template: String,
+    pub version: String,
+    pub hypervisor: Hypervisor,
+    pub requested: Vec<String>,
+    pub hooks: Vec<String>,
+    /// The provenance's `root`: the package source, `{"given": "--rootfs"}`.
+    pub root: serde_json::Value,
+    pub packed_from: Option<PackedFrom>,
+}
+
+/// A root packed for a bundle, with what is read from it: the archive
+/// (in a work directory), its digest and figures, the SBOM, the packages
+/// dpkg lists, and the bundle's date.
+pub struct PackedRoot {
+    pub rootfs: PathBuf,
+    pub sha256: String,
+    pub stats: pack::PackStats,
+    pub sbom: Vec<u8>,
+    pub installed: Vec<super::meta::Installed>,
+    pub created_secs: u64,
+}
+
+/// Pack `root` into `work/rootfs.tar.zst` (multi-threaded zstd) and read
+/// its SBOM and packages: all a bundle needs of the root, so that the
+/// root can go (or its mount end) before the bundle is written.
+pub fn pack_root(
+    root: &Path,
+    work: &Path,
+    pack_opts: &PackOptions,
+    apt_index: &[roots::index::Entry],
+    d: &Described,
+    report: &dyn Report,
+) -> Result<PackedRoot> {
+    report.progress("packing the root");
     let start = std::time::Instant::now();
-    let rootfs_path = work.path().join(ROOTFS);
+    let rootfs_path = work.join(ROOTFS);
     let file = std::fs::File::create(&rootfs_path).map_err(|e| Error::create(&rootfs_path, e))?;
     let mut hash = Sha256::new();
     let hashing = pack::Tap::new(
         std::io::BufWriter::with_capacity(1 << 20, file),
         |b: &[u8]| hash.update(b),
     );
-    let (hashing, stats) =
-        pack::pack_dir_compressed(&root, hashing, Compression::Zstd, &pack_opts)?;
+    let (hashing, stats) = pack::pack_dir_compressed(root, hashing, Compression::Zstd, pack_opts)?;
     let file = hashing
         .into_inner()
         .into_inner()
@@ -193,46 +266,64 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
     let created = rfc3339(created_secs);
     report.progress("writing the SBOM");
     let sbom_json = sbom::spdx(
-        &root,
-        &apt_index,
+        root,
+        apt_index,
         &pack_opts.exclude,
         &sbom::Subject {
-            template: &opts.template.name,
-            version: &profile.version,
-            hypervisor: opts.hypervisor.as_str(),
+            template: &d.template,
+            version: &d.version,
+            hypervisor: d.hypervisor.as_str(),
             created: &created,
             rootfs_sha256: &rootfs_sha256,
         },
     )?;
+    Ok(PackedRoot {
+        rootfs: rootfs_path,
+        sha256: rootfs_sha256,
+        stats,
+        sbom: sbom_json,
+        installed: dpkg_installed(root),
+        created_secs,
+    })
+}
+
+/// Write the bundle of the packed root `p` to `out` (named `output` in
+/// errors): the provenance, meta.json (signed as `signing` says), and the
+/// outer tar. `conf_files` are the `conf/…` members and their files,
+/// `hooks` the hooks run with their sha256.
+#[allow(clippy::too_many_arguments)]
+pub fn write(
+    p: &PackedRoot,
+    d: &Described,
+    mut conf_files: Vec<(String, PathBuf)>,
+    hooks: Vec<(String, String)>,
+    apt_index: &[roots::index::Entry],
+    signing: &Signing,
+    gnupg_home: Option<&Path>,
+    report: &dyn Report,
+    output: &Path,
+    out: &mut dyn Write,
+) -> Result<Meta> {
+    let created_secs = p.created_secs;
+    let created = rfc3339(created_secs);
     let mut members = std::collections::BTreeMap::new();
-    members.insert(ROOTFS.to_string(), rootfs_sha256);
-    members.insert(sbom::MEMBER.to_string(), hex(&Sha256::digest(&sbom_json)));
-    let mut conf_files = conf_members(profile.conf.as_deref())?;
-    for file in crate::template::SHARED_CONF {
-        let path = opts.template.dir.join(file);
-        if path.is_file() {
-            conf_files.push((format!("{CONF}/{file}"), path));
-        }
-    }
+    members.insert(ROOTFS.to_string(), p.sha256.clone());
+    members.insert(sbom::MEMBER.to_string(), hex(&Sha256::digest(&p.sbom)));
     conf_files.sort();
     for (name, path) in &conf_files {
         members.insert(name.clone(), sha256_file(path)?);
     }
-    let mut hook_digests = Vec::new();
-    for h in &profile.hooks {
-        hook_digests.push((h.name.clone(), sha256_file(&h.path)?));
-    }
     let provenance_json = provenance::make(&provenance::Build {
-        template: &opts.template.name,
-        version: &profile.version,
-        hypervisor: opts.hypervisor.as_str(),
-        hooks: hook_digests,
+        template: &d.template,
+        version: &d.version,
+        hypervisor: d.hypervisor.as_str(),
+        hooks,
         conf: conf_files
             .iter()
             .filter_map(|(n, _)| members.get(n).map(|d| (n.clone(), d.clone())))
             .collect(),
-        root: root_source,
-        debs: &apt_index,
+        root: d.root.clone(),
+        debs: apt_index,
         subjects: [ROOTFS, sbom::MEMBER]
             .iter()
             .filter_map(|n| members.get(*n).map(|d| (n.to_string(), d.clone())))
@@ -248,41 +339,41 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
     let meta = Meta {
         format: FORMAT,
         template: TemplateRef {
-            name: opts.template.name.clone(),
-            version: profile.version.clone(),
+            name: d.template.clone(),
+            version: d.version.clone(),
         },
-        hypervisor: opts.hypervisor,
+        hypervisor: d.hypervisor,
         packages: Packages {
-            requested,
-            installed: dpkg_installed(&root),
+            requested: d.requested.clone(),
+            installed: p.installed.clone(),
         },
-        hooks: hook_names,
+        hooks: d.hooks.clone(),
         created,
         members,
-        unpacked_size: Some(stats.tar_bytes),
+        unpacked_size: Some(p.stats.tar_bytes),
+        packed_from: d.packed_from.clone(),
     };
     let meta_json = meta.to_json()?;
-    let signature = match &opts.signing {
+    let signature = match signing {
         Signing::Unsigned => None,
         Signing::Key(k) => {
-            let (sig, fpr) =
-                crate::sign::sign_detached(&meta_json, k.as_deref(), opts.gnupg_home.as_deref())?;
+            let (sig, fpr) = crate::sign::sign_detached(&meta_json, k.as_deref(), gnupg_home)?;
             report.note(&format!("signed by {fpr}"));
             Some(sig)
         }
     };
 
     let mut b = tar::Builder::new(out);
-    let label = files::output_name(opts.output);
+    let label = files::output_name(output);
     let label = label.as_path();
     append_bytes(&mut b, META, &meta_json, created_secs).at(label)?;
     if let Some(sig) = &signature {
         append_bytes(&mut b, SIGNATURE, sig, created_secs).at(label)?;
     }
     // Before the root, so a reader of the SBOM alone stops before it.
-    append_bytes(&mut b, sbom::MEMBER, &sbom_json, created_secs).at(label)?;
+    append_bytes(&mut b, sbom::MEMBER, &p.sbom, created_secs).at(label)?;
     append_bytes(&mut b, provenance::MEMBER, &provenance_json, created_secs).at(label)?;
-    append_file(&mut b, ROOTFS, &rootfs_path, created_secs, label)?;
+    append_file(&mut b, ROOTFS, &p.rootfs, created_secs, label)?;
     for (name, path) in &conf_files {
         append_file(&mut b, name, path, created_secs, label)?;
     }
@@ -319,7 +410,7 @@ fn locate_unknown(e: Error, wanted: &[crate::template::Wanted]) -> Error {
 }
 
 /// `conf/<rel>` → file, for every regular file under `conf`, sorted.
-fn conf_members(conf: Option<&Path>) -> Result<Vec<(String, PathBuf)>> {
+pub fn conf_members(conf: Option<&Path>) -> Result<Vec<(String, PathBuf)>> {
     let Some(conf) = conf else { return Ok(vec![]) };
     let mut out = Vec::new();
     for e in walkdir::WalkDir::new(conf).sort_by_file_name().min_depth(1) {

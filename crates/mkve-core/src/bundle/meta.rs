@@ -32,6 +32,27 @@ pub struct Meta {
     /// beyond it, so no bundle writes more than it declares.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unpacked_size: Option<u64>,
+    /// A bundle `mkve-vm pack` made of a machine: what it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packed_from: Option<PackedFrom>,
+}
+
+/// meta.json's `packed_from` (mkve-bundle(5), mkve-vm(1) PACK): the bundle
+/// the machine was made from (its root's digest, template and version),
+/// the machine, the scrub operations applied and when it was packed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackedFrom {
+    /// The sha256 of the source bundle's `rootfs.tar.zst`.
+    pub bundle: String,
+    pub template: String,
+    pub version: String,
+    /// The machine's ID and name.
+    pub machine: u32,
+    pub name: String,
+    /// The scrub operations applied, in order (the seed's files always go).
+    pub scrub: Vec<String>,
+    /// RFC 3339 UTC: `SOURCE_DATE_EPOCH` when set.
+    pub packed: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

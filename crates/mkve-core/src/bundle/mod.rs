@@ -12,8 +12,10 @@ pub mod provenance;
 mod read;
 pub mod sbom;
 
-pub use make::{make, MakeOptions, RootSource, Signing};
+pub use make::{
+    conf_members, make, pack_root, write, Described, MakeOptions, PackedRoot, RootSource, Signing,
+};
 pub use members::{CONF, META, ROOTFS, SIGNATURE};
-pub use meta::{Installed, Meta, Packages, TemplateRef, FORMAT};
+pub use meta::{Installed, Meta, Packages, PackedFrom, TemplateRef, FORMAT};
 pub(crate) use read::HashTee;
 pub use read::{read, Check, ReadOptions, ReadResult, SkipRoot};

@@ -49,6 +49,10 @@ pub struct Record {
     /// its URL (`None`: stdin, or a machine made before mkve kept it).
     /// A restore fetches the bundle from there (vm/backup.rs).
     pub source: Option<String>,
+    /// A domain mkve did not make, taken under its care (`mkve-vm adopt`):
+    /// its disks are its own, and a delete keeps them unless asked.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +71,17 @@ pub struct VmSpec {
     pub storage: Storage,
 }
 
+/// A machine's interface on the libvirt network `network` with the MAC
+/// `mac` (virtio for qemu and kvm), as a line of `<devices>`.
+pub fn network_interface(hv: Hypervisor, network: &str, mac: &str) -> String {
+    format!(
+        "    <interface type='network'>\n      <source network='{}'/>\n      <mac address='{}'/>\n{}    </interface>\n",
+        esc(network),
+        esc(mac),
+        if matches!(hv, Hypervisor::Qemu | Hypervisor::Kvm) { "      <model type='virtio'/>\n" } else { "" }
+    )
+}
+
 pub fn metadata_xml(r: &Record) -> String {
     let signed = match &r.signed_by {
         Some(f) => format!("\n      <mkve:signature fingerprint='{}'/>", esc(f)),
@@ -76,9 +91,14 @@ pub fn metadata_xml(r: &Record) -> String {
         Some(s) => format!("\n      <mkve:source>{}</mkve:source>", esc(s)),
         None => String::new(),
     };
+    let adopted = if r.adopted {
+        "\n      <mkve:adopted/>"
+    } else {
+        ""
+    };
     format!(
         "<mkve:vm xmlns:mkve='{NS}'>\n      <mkve:id>{}</mkve:id>\n      <mkve:address>{}</mkve:address>\n      \
-         <mkve:template name='{}' version='{}'/>\n      <mkve:bundle sha256='{}'/>{signed}{source}\n    </mkve:vm>",
+         <mkve:template name='{}' version='{}'/>\n      <mkve:bundle sha256='{}'/>{signed}{source}{adopted}\n    </mkve:vm>",
         r.id,
         r.address,
         esc(&r.template),
@@ -105,6 +125,7 @@ pub fn record_of(domain_xml: &str) -> Option<Record> {
             .and_then(|s| s.attribute("fingerprint"))
             .map(str::to_string),
         source: child("source").and_then(|s| s.text()).map(str::to_string),
+        adopted: child("adopted").is_some(),
     })
 }
 
@@ -181,11 +202,7 @@ pub fn xml(s: &VmSpec) -> String {
         ));
     }
     let mac = format!("<mac address='{}'/>", esc(&s.mac));
-    let network_if = format!(
-        "    <interface type='network'>\n      <source network='{}'/>\n      {mac}\n{}    </interface>\n",
-        esc(&s.network),
-        if matches!(s.hypervisor, Hypervisor::Qemu | Hypervisor::Kvm) { "      <model type='virtio'/>\n" } else { "" }
-    );
+    let network_if = network_interface(s.hypervisor, &s.network, &s.mac);
     // The storage decides the shape; a spec whose storage does not fit
     // its hypervisor (never made by create) gives XML libvirt refuses.
     match &s.storage {
@@ -324,6 +341,7 @@ mod tests {
                 bundle: "ab".repeat(32),
                 signed_by: Some("0123456789ABCDEF0123456789ABCDEF01234567".into()),
                 source: None,
+                adopted: false,
             },
             name: "ntp-101".into(),
             hypervisor: h,

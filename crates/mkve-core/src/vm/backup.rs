@@ -40,7 +40,7 @@ use sha2::{Digest, Sha256};
 
 use super::layout::{machine_dir, vms_dir, STAGING_PREFIX};
 use super::manage::find_locked;
-use super::{DomainType, Machine, Uris};
+use super::{Machine, Uris};
 use crate::error::{Error, IoContext, Result};
 use crate::exec::{Cmd, Report};
 use crate::hypervisor::Hypervisor;
@@ -140,14 +140,7 @@ pub fn backup(
     let (_conn, d, m, _lock) = find_locked(uris, target)?;
     let dir = machine_dir(m.id);
     let what = format!("machine {}", m.id);
-    let hv = match m.hypervisor {
-        DomainType::Hypervisor(h @ (Hypervisor::Lxc | Hypervisor::Qemu | Hypervisor::Kvm)) => h,
-        t => {
-            return Err(Error::Usage(format!(
-                "{what} runs under {t}: backups are of lxc, qemu and kvm machines"
-            )))
-        }
-    };
+    let hv = super::machine::kept_hypervisor(&m, "backups are of lxc, qemu and kvm machines")?;
     let base = super::base::of_machine(&dir);
     if base.is_none() && !o.full {
         return Err(Error::Usage(format!(
@@ -225,7 +218,7 @@ pub fn backup(
     let (memory, vcpus) = resources_of(&xml);
     let manifest = Manifest {
         format: FORMAT,
-        made: now(),
+        made: crate::date::now(),
         machine: MachineRecord {
             id: m.id.get(),
             name: m.name.clone(),
@@ -309,13 +302,6 @@ fn append<W: Write>(
     h.set_cksum();
     ar.append_data(&mut h, name, data)
         .map_err(|e| Error::create(out, e))
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn sha256_file(p: &Path) -> Result<(String, u64)> {
@@ -405,17 +391,17 @@ fn lxc_delta(f: &Source) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
         // The whole root: through the overlay mount, or the private root.
         super::overlay::prepare_root(m)?;
         let root = super::overlay::mount_point(dir);
-        super::snapshot::copy_tree(&root, delta, report).or_else(|_| {
+        super::snapshot_store::copy_tree(&root, delta, report).or_else(|_| {
             // copy_tree wants `delta` absent.
             std::fs::remove_dir(delta).at(delta)?;
-            super::snapshot::copy_tree(&root, delta, report)
+            super::snapshot_store::copy_tree(&root, delta, report)
         })?;
         return Ok((vec![PathBuf::from("/")], Vec::new()));
     };
     let upper = if running {
         let into = work.join("frozen");
         std::fs::create_dir(&into).map_err(|e| Error::create(&into, e))?;
-        super::snapshot::copy_layer(d, m, dir, &into, true, report)?;
+        super::snapshot_store::copy_layer(d, m, dir, &into, true, report)?;
         into.join("upper")
     } else {
         dir.join("upper")
@@ -427,7 +413,7 @@ fn lxc_delta(f: &Source) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
         // The frozen copy is the backup's own: moved, not copied again.
         std::fs::rename(&upper, delta).at(delta)?;
     } else {
-        super::snapshot::copy_tree(&upper, delta, report)?;
+        super::snapshot_store::copy_tree(&upper, delta, report)?;
     }
     strip_overlay_marks(delta)?;
     Ok(split(changes))
@@ -491,14 +477,14 @@ pub(super) fn disk_delta(f: &Source) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
         report,
     } = *f;
     let (frozen, format) = if running {
-        let (rel, format) = super::snapshot::freeze_disk(d, m, dir, true, report)?;
+        let (rel, format) = super::snapshot_store::freeze_disk(d, m, dir, true, report)?;
         (dir.join(rel), format)
     } else {
         let top = super::disk::top_of(&d.inactive_xml()?, &format!("machine {}", m.id))?;
         (top.path, top.format)
     };
     let view = work.join("view.qcow2");
-    super::snapshot::overlay_on(&frozen, &format, &view, report)?;
+    super::snapshot_store::overlay_on(&frozen, &format, &view, report)?;
     let image = Image::open(&view, Access::ReadWrite, report)?;
     let (changed, removed) = match (base, full) {
         (Some(digest), false) => {

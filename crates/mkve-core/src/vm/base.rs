@@ -429,6 +429,24 @@ pub(super) fn of_machine(dir: &Path) -> Option<String> {
     is_digest(d).then(|| d.to_string())
 }
 
+/// The bases the machine in `dir` holds: the one it stands on, those its
+/// snapshots were taken on (snapshot.rs) and the one an upgrade not
+/// committed keeps (upgrade.rs); each once.
+pub(super) fn held_by(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = of_machine(dir).into_iter().collect();
+    let snapshots = std::fs::read_dir(super::layout::snapshots_dir(dir))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|s| of_machine(&s.path()));
+    for d in snapshots.chain(of_machine(&super::layout::upgrade_dir(dir).join("old"))) {
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    out
+}
+
 /// Who holds each base: the machines' IDs (as their directories in
 /// `vms/` are named), creates in progress included (`.new.…`).
 fn holders() -> BTreeMap<String, Vec<String>> {
@@ -441,20 +459,10 @@ fn holders_in(vms: &Path) -> BTreeMap<String, Vec<String>> {
         for e in rd.flatten() {
             // A machine's directory, or a create's staging directory
             // (its machine's directory-to-be is `bundle/` in it).
-            let named = of_machine(&e.path()).or_else(|| of_machine(&e.path().join("bundle")));
-            // Its snapshots and an upgrade not committed hold the bases
-            // they were taken on (snapshot.rs, upgrade.rs).
-            let mut also: Vec<String> = std::fs::read_dir(super::layout::snapshots_dir(&e.path()))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter_map(|s| of_machine(&s.path()))
-                .collect();
-            also.extend(of_machine(
-                &super::layout::upgrade_dir(&e.path()).join("old"),
-            ));
+            let mut named = held_by(&e.path());
+            named.extend(of_machine(&e.path().join("bundle")));
             let name = e.file_name().to_string_lossy().into_owned();
-            for d in named.into_iter().chain(also) {
+            for d in named {
                 let v = out.entry(d).or_default();
                 if !v.contains(&name) {
                     v.push(name.clone());

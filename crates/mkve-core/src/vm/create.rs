@@ -560,6 +560,7 @@ fn spec_for(
                 .unwrap_or_default(),
             signed_by,
             source: source_of(&o.bundle),
+            adopted: false,
         },
         name,
         hypervisor: hv,

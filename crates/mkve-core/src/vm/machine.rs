@@ -138,3 +138,20 @@ pub fn state_of(m: &Machine) -> crate::Result<Vec<std::path::PathBuf>> {
         &format!("machine {}", m.id),
     )
 }
+
+/// The hypervisor of `m` when mkve keeps and reads its files (lxc, qemu,
+/// kvm): what backups, packs and upgrades take. Errors (2): another,
+/// "machine ID runs under T: " and `refusal`.
+pub(super) fn kept_hypervisor(
+    m: &Machine,
+    refusal: &str,
+) -> crate::Result<crate::hypervisor::Hypervisor> {
+    use crate::hypervisor::Hypervisor;
+    match m.hypervisor {
+        DomainType::Hypervisor(h @ (Hypervisor::Lxc | Hypervisor::Qemu | Hypervisor::Kvm)) => Ok(h),
+        t => Err(crate::Error::Usage(format!(
+            "machine {} runs under {t}: {refusal}",
+            m.id
+        ))),
+    }
+}

@@ -45,8 +45,8 @@ pub(super) fn find_locked(uris: &Uris, target: &str) -> Result<(Connection, Dom,
             ))),
             // An upgrade killed before its probes passed: rolled back, and
             // the machine found again as it is now.
-            _ if super::upgrade::interrupted(&m) => {
-                super::upgrade::resolve(&c, &d, &m, &crate::exec::Silent)?;
+            _ if super::upgrade_undo::interrupted(&m) => {
+                super::upgrade_undo::resolve(&c, &d, &m, &crate::exec::Silent)?;
                 let now = scan(uris)?
                     .machines
                     .into_iter()
@@ -144,14 +144,14 @@ pub fn info(uris: &Uris, target: &str) -> Result<Info> {
     let (_, d, m) = find(uris, target)?;
     // An upgrade a killed run left is resolved first (under the lock), so
     // what is shown is where the machine stays.
-    let (d, m) = if super::upgrade::interrupted(&m) {
+    let (d, m) = if super::upgrade_undo::interrupted(&m) {
         let (_, d, m, _lock) = find_locked(uris, target)?;
         (d, m)
     } else {
         (d, m)
     };
     let mut i = info_of(&d, m)?;
-    i.upgrade = super::upgrade::pending(&i.machine);
+    i.upgrade = super::upgrade_undo::pending(&i.machine);
     i.probes = super::wait::probe_once(&i.machine)?;
     Ok(i)
 }
@@ -194,7 +194,7 @@ pub fn infos(uris: &Uris) -> Result<Vec<Info>> {
     for (_, d, m) in scan.machines {
         // A domain undefined meanwhile is not shown.
         if let Ok(mut i) = info_of(&d, m) {
-            i.upgrade = super::upgrade::pending(&i.machine);
+            i.upgrade = super::upgrade_undo::pending(&i.machine);
             all.push(i);
         }
     }
@@ -268,15 +268,52 @@ pub fn stop(uris: &Uris, target: &str, force: bool, timeout: std::time::Duration
 /// under the machine's lock, so its ID is free only once all is gone. An
 /// ID with no machine but mkve's leftovers (an orphan) has those removed.
 pub fn delete(uris: &Uris, target: &str, report: &dyn Report) -> Result<MachineId> {
+    delete_with(uris, target, false, report)
+}
+
+/// [`delete`]; with `remove_storage`, an adopted machine's disks go too
+/// (the writable file-backed disks its domain names, as virsh's undefine removes all
+/// storage when asked). Without it an adopted machine's
+/// storage, which mkve did not make, is kept. A machine mkve made has
+/// nothing outside its directory: the flag changes nothing for it.
+pub fn delete_with(
+    uris: &Uris,
+    target: &str,
+    remove_storage: bool,
+    report: &dyn Report,
+) -> Result<MachineId> {
     let (conn, d, m, _lock) = match find_locked(uris, target) {
         Ok(found) => found,
         Err(e) => return delete_orphan(uris, target, report).ok_or(e)?,
     };
+    let xml = d.inactive_xml()?;
+    let adopted = domain::record_of(&xml).is_some_and(|r| r.adopted);
     if d.is_active()? {
         d.destroy(&what(&m))?;
     }
     d.undefine(&what(&m))?;
     remove_leftovers(&conn, m.id, report)?;
+    if adopted {
+        let disks: Vec<_> = domain::files_of(&xml)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| f.writable)
+            .collect();
+        for f in disks {
+            if remove_storage {
+                match std::fs::remove_file(&f.path) {
+                    Ok(()) => report.note(&format!("{}: removed", f.path.display())),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(&f.path, e)),
+                }
+            } else {
+                report.note(&format!(
+                    "{}: kept (an adopted machine's disk; --remove-storage removes it)",
+                    f.path.display()
+                ));
+            }
+        }
+    }
     Ok(m.id)
 }
 

@@ -35,6 +35,7 @@
 //!
 //! OpenVZ's own steps are in `openvz.rs`, every libvirt call in `libvirt/`.
 
+mod adopt;
 mod audit;
 mod backup;
 mod base;
@@ -49,17 +50,21 @@ mod manage;
 mod migrate;
 mod moves;
 mod overlay;
+mod pack;
 mod receive;
 mod remote;
 mod seed;
 mod site;
 mod snapshot;
+mod snapshot_store;
 mod spec;
 mod staging;
 mod taken;
 mod upgrade;
+mod upgrade_undo;
 mod wait;
 
+pub use adopt::{adopt, id_of_name, AdoptOptions, Adopted};
 pub use audit::{
     audit_machine, audit_node, audit_nodes, machine_packages, node_sboms, this_node_name,
     MachineFinding, MachineRef, MachineSbom, NoSbom, NodeSboms, SiteAudit,
@@ -77,18 +82,17 @@ pub use layout::{bases_dir, StateDir};
 pub use lookup::{find, list};
 pub use machine::{state_of, uris, DomainType, Info, Machine, MachineState, Pending, Uris};
 pub use manage::{
-    autostart, console, delete, detach, info, infos, open_console, reboot, start, stop,
+    autostart, console, delete, delete_with, detach, info, infos, open_console, reboot, start, stop,
 };
 pub use migrate::{migrate, MigrateOptions};
 pub use moves::{arrived, finish_move, interrupted_moves};
 pub use overlay::prepare_from_hook as prepare_lxc_root;
+pub use pack::{pack, parse_scrub, PackOptions as PackMachineOptions, ScrubOp, SCRUB};
 pub use receive::receive;
 pub use remote::{create_from_stream, create_on, forward};
 pub use site::{list_nodes, NodeMachine, SiteList, Unreachable};
-pub use snapshot::{
-    check_name as check_snapshot_name, delete as delete_snapshot, revert, snapshot, snapshots,
-    Record as SnapshotRecord, SnapshotInfo,
-};
+pub use snapshot::{delete as delete_snapshot, revert, snapshot, snapshots, SnapshotInfo};
+pub use snapshot_store::{check_name as check_snapshot_name, Record as SnapshotRecord};
 pub use spec::{BlkioWeight, CpuShares, DiskSize, MachineName, Memory, Vcpus};
 pub use upgrade::{
     commit as commit_upgrade, rollback as rollback_upgrade, rollout, upgrade, Conflict,

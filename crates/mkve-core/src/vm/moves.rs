@@ -347,6 +347,7 @@ mod tests {
                 bundle: "00".repeat(32),
                 signed_by: None,
                 source: None,
+                adopted: false,
             })
         );
         let dom = conn.define(&xml, "moving-141").unwrap();

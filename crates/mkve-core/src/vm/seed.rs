@@ -40,9 +40,47 @@ impl Data<'_> {
     pub fn apply(&self, root: &Path) -> Result<()> {
         self.access.apply(root, self.label)?;
         self.params.write(root)?;
-        crate::access::set_identity(root, self.name, self.resolver)
+        crate::access::set_identity(root, self.name, self.resolver)?;
+        set_machine_id(root)
     }
 }
+
+/// Give the machine in `root` a machine ID of its own (machine-id(5): 32
+/// lower-case hex digits from the kernel's random source), so that no two
+/// machines of a bundle share one (DHCP client IDs, journald). A link
+/// there is replaced, never followed.
+fn set_machine_id(root: &Path) -> Result<()> {
+    use std::io::Read;
+    let etc = root.join("etc");
+    if !std::fs::symlink_metadata(&etc).is_ok_and(|m| m.is_dir()) {
+        return Ok(());
+    }
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .at("/dev/urandom")?;
+    let path = etc.join("machine-id");
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
+        std::fs::remove_file(&path).at(&path)?;
+    }
+    let text = format!("{}\n", crate::digest::hex(&bytes));
+    let tmp = etc.join(".machine-id.mkve");
+    std::fs::write(&tmp, text).map_err(|e| Error::create(&tmp, e))?;
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o444)).at(&tmp)?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::create(&path, e))
+}
+
+/// The files the seed writes or replaces (besides root's
+/// `.ssh/authorized_keys` and the parameters under `/etc/mkve/params`),
+/// relative to the root: what `pack` takes out of a machine by record.
+pub(super) const SEEDED: [&str; 6] = [
+    "etc/passwd",
+    "etc/shadow",
+    "etc/hosts",
+    "etc/hostname",
+    "etc/resolv.conf",
+    "etc/machine-id",
+];
 
 /// Where a view's files come from.
 pub(super) enum Source<'a> {
@@ -54,7 +92,8 @@ pub(super) enum Source<'a> {
 
 /// What the edits read or replace in `/etc`: a view holds these, not all
 /// of it (an lxc base's /etc is copied at every create).
-const EDITED: [&str; 6] = [
+const EDITED: [&str; 7] = [
+    "etc/machine-id",
     "etc/passwd",
     "etc/shadow",
     "etc/hosts",
@@ -310,6 +349,7 @@ mod tests {
                 "etc",
                 "etc/hostname",
                 "etc/hosts",
+                "etc/machine-id",
                 "etc/mkve",
                 "etc/mkve/params",
                 "etc/mkve/params/token",

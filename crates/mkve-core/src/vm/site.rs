@@ -149,6 +149,7 @@ mod tests {
                 bundle: "00".repeat(32),
                 signed_by: None,
                 source: None,
+                adopted: false,
             })
         );
         let dom = conn.define(&xml, "site-120").unwrap();

@@ -36,11 +36,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::layout::{machine_dir, upgrade_dir, vms_dir, STAGING_PREFIX};
 use super::manage::find_locked;
-use super::{DomainType, Machine, Pending, Uris};
+use super::upgrade_undo::{
+    read_record, rollback_locked, undo_making, write_record, Phase, Record, BUNDLE_FILES, MAKING,
+    OLD_XML, RAN, SNAPSHOT,
+};
+use super::{Machine, Uris};
 use crate::bundle;
 use crate::error::{Error, IoContext, Result};
 use crate::exec::Report;
@@ -88,57 +92,6 @@ pub struct UpgradeSummary {
     pub downtime_ms: u64,
 }
 
-/// Where an upgrade is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum Phase {
-    /// Being switched or probed: a run that ends here is rolled back.
-    Switching,
-    /// Its probes answered: held until a commit or a rollback.
-    Done,
-}
-
-/// `upgrade/upgrade.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Record {
-    phase: Phase,
-    /// When it began, in seconds since the epoch.
-    made: u64,
-    from_version: String,
-    to_version: String,
-    /// The root digests (bases) before and after.
-    from: String,
-    to: String,
-    /// The snapshot taken before the switch.
-    snapshot: String,
-    /// The machine ran before: a rollback starts it again.
-    running: bool,
-    /// Bundle files the new bundle has and the old one had not.
-    added: Vec<String>,
-    /// A disk machine's new overlay, relative to its directory.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    layer: Option<String>,
-}
-
-const RECORD: &str = "upgrade.json";
-/// `upgrade/` while it is being made, renamed when whole.
-const MAKING: &str = "upgrade.new";
-/// In `upgrade.new/`: the machine ran before the upgrade stopped it.
-const RAN: &str = "running";
-/// In `upgrade.new/`: the name of the snapshot it takes.
-const SNAPSHOT: &str = "snapshot";
-const OLD_XML: &str = "domain.xml";
-
-/// The bundle's files a machine's directory keeps (create.rs unpacks
-/// them there; audit.rs, wait.rs and params read them).
-const BUNDLE_FILES: [&str; 5] = [
-    bundle::META,
-    bundle::SIGNATURE,
-    bundle::CONF,
-    bundle::sbom::MEMBER,
-    bundle::provenance::MEMBER,
-];
-
 /// Paths mkve's seed writes (seed.rs): the machine's own, never a
 /// conflict.
 fn is_seeds(p: &Path) -> bool {
@@ -156,42 +109,11 @@ fn is_seeds(p: &Path) -> bool {
         || SEED.iter().any(|s| p.starts_with(s))
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-fn read_record(dir: &Path) -> Result<Option<Record>> {
-    let path = upgrade_dir(dir).join(RECORD);
-    match std::fs::read(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(&path, e)),
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| Error::Other(format!("{}: not an upgrade's record: {e}", path.display()))),
-    }
-}
-
-fn write_record(up: &Path, r: &Record) -> Result<()> {
-    let mut text = serde_json::to_vec_pretty(r).map_err(|e| Error::Other(e.to_string()))?;
-    text.push(b'\n');
-    crate::files::write_atomic(&up.join(RECORD), &text)
-}
-
 /// The kind of machine an upgrade works on: lxc on a base, or a disk
 /// machine on a base. Errors (2): another.
 fn hypervisor_of(m: &Machine, dir: &Path) -> Result<Hypervisor> {
     let what = format!("machine {}", m.id);
-    let hv = match m.hypervisor {
-        DomainType::Hypervisor(h @ (Hypervisor::Lxc | Hypervisor::Qemu | Hypervisor::Kvm)) => h,
-        t => {
-            return Err(Error::Usage(format!(
-                "{what} runs under {t}: upgrades are of lxc, qemu and kvm machines"
-            )))
-        }
-    };
+    let hv = super::machine::kept_hypervisor(m, "upgrades are of lxc, qemu and kvm machines")?;
     let on_base = if hv == Hypervisor::Lxc {
         super::overlay::is_overlay(dir)
     } else {
@@ -270,12 +192,12 @@ pub fn upgrade(
     } = checked.map_err(refused)?;
 
     // The snapshot, and the record of the way back.
-    let snapshot = format!("upgrade-{}", now());
+    let snapshot = format!("upgrade-{}", crate::date::now());
     let up = upgrade_dir(&dir);
     let way_back = || -> Result<(Record, String)> {
         let making = dir.join(MAKING);
         crate::files::write_atomic(&making.join(SNAPSHOT), snapshot.as_bytes())?;
-        super::snapshot::snapshot_locked(&d, &m, &snapshot, report)?;
+        super::snapshot_store::snapshot_locked(&d, &m, &snapshot, report)?;
         let xml = d.inactive_xml()?;
         let added: Vec<String> = BUNDLE_FILES
             .iter()
@@ -285,7 +207,7 @@ pub fn upgrade(
             .collect();
         let rec = Record {
             phase: Phase::Switching,
-            made: now(),
+            made: crate::date::now(),
             from_version: record.version.clone(),
             to_version: meta.template.version.clone(),
             from: old_base.clone(),
@@ -330,6 +252,10 @@ pub fn upgrade(
                         Ok(()) => {
                             rec.phase = Phase::Done;
                             write_record(&up, &rec)?;
+                            // A machine that was stopped is stopped again.
+                            if !running {
+                                stop_for_upgrade(&d, &what)?;
+                            }
                             drop(lock);
                             return Ok(UpgradeSummary {
                                 machine: m.id.get(),
@@ -349,15 +275,18 @@ pub fn upgrade(
     let why = failed.unwrap_or_default();
     report.warning(&format!("{what}: {why}: rolling back"));
     rollback_locked(&conn, &d, &m, &dir, report)?;
+    // Started again under the lock; its probes waited for without it.
+    let restarted = rec
+        .running
+        .then(|| super::overlay::prepare_root(&m).and_then(|()| d.start(&what)));
     drop(lock);
-    let again = if rec.running {
-        drop(super::overlay::prepare_root(&m).and_then(|()| d.start(&what)));
-        match super::wait::wait(uris, &[m.id.to_string()], o.timeout, report) {
+    let again = match restarted {
+        None => "back on its old bundle".to_string(),
+        Some(Err(e)) => format!("back on its old bundle, but it did not start: {e}"),
+        Some(Ok(())) => match super::wait::wait(uris, &[m.id.to_string()], o.timeout, report) {
             Ok(()) => "started again on its old bundle, its probes answer".to_string(),
             Err(e) => format!("started again on its old bundle, but: {e}"),
-        }
-    } else {
-        "back on its old bundle".to_string()
+        },
     };
     Err(Error::Unavailable {
         what: format!(
@@ -636,7 +565,7 @@ fn conflicts_of(
     }
     let top = super::disk::top_of(&d.inactive_xml()?, &format!("machine {}", m.id))?;
     let view = work.join("conflicts.qcow2");
-    super::snapshot::overlay_on(&top.path, &top.format, &view, report)?;
+    super::snapshot_store::overlay_on(&top.path, &top.format, &view, report)?;
     let image = Image::open(&view, Access::ReadWrite, report)?;
     let a = Image::open(&old.disk(), Access::ReadOnly, report)?;
     let changes = crate::image::diff_images(&image, &a)?;
@@ -882,7 +811,7 @@ fn commit_locked(d: &Dom, m: &Machine, dir: &Path, report: &dyn Report) -> Resul
     let _ = remove_tree(&trash);
     std::fs::rename(&up, &trash).at(&trash)?;
     if super::layout::snapshots_dir(dir).join(&r.snapshot).exists() {
-        super::snapshot::delete_locked(d, m, &r.snapshot, report)?;
+        super::snapshot_store::delete_locked(d, m, &r.snapshot, report)?;
     }
     remove_tree(&trash).map_err(|e| Error::io(&trash, e))?;
     if super::base::release(&r.from, report)? {
@@ -909,144 +838,6 @@ pub fn rollback(uris: &Uris, target: &str, report: &dyn Report) -> Result<()> {
         d.start(&format!("machine {}", m.id))?;
     }
     Ok(())
-}
-
-/// The way back, each step safe to repeat (a rollback killed is done
-/// again by the next command): stopped, the old domain XML, the old
-/// bundle's files and base reference, the snapshot's layer (lxc) or the
-/// new overlay removed (disk), then the snapshot and `upgrade/`.
-fn rollback_locked(
-    conn: &Connection,
-    d: &Dom,
-    m: &Machine,
-    dir: &Path,
-    report: &dyn Report,
-) -> Result<()> {
-    let Some(r) = read_record(dir)? else {
-        return Ok(());
-    };
-    let what = format!("machine {}", m.id);
-    let up = upgrade_dir(dir);
-    if d.is_active()? {
-        stop_for_upgrade(d, &what)?;
-    }
-    let lxc = super::overlay::is_overlay(dir);
-    if lxc {
-        super::overlay::unmount(dir)?;
-    }
-    let xml = std::fs::read_to_string(up.join(OLD_XML)).at(up.join(OLD_XML))?;
-    conn.define(&xml, &what)?;
-    for f in BUNDLE_FILES {
-        let (here, old) = (dir.join(f), up.join("old").join(f));
-        if old.symlink_metadata().is_ok() {
-            remove_any(&here)?;
-            std::fs::rename(&old, &here).at(&here)?;
-        }
-    }
-    for f in &r.added {
-        remove_any(&dir.join(f))?;
-    }
-    crate::files::write_atomic(
-        &dir.join(super::base::REF),
-        format!("{}\n", r.from).as_bytes(),
-    )?;
-    let snap = super::layout::snapshots_dir(dir).join(&r.snapshot);
-    if lxc && snap.exists() {
-        report.progress(&format!(
-            "{what}: its layer back from snapshot {}",
-            r.snapshot
-        ));
-        super::snapshot::revert_layer_named(dir, &r.snapshot, report)?;
-    }
-    if let Some(layer) = &r.layer {
-        let p = dir.join(layer);
-        if p.exists() {
-            std::fs::remove_file(&p).at(&p)?;
-        }
-    }
-    if snap.exists() {
-        super::snapshot::delete_locked(d, m, &r.snapshot, report)?;
-    }
-    let trash = dir.join(format!("{STAGING_PREFIX}upgrade"));
-    let _ = remove_tree(&trash);
-    std::fs::rename(&up, &trash).at(&trash)?;
-    remove_tree(&trash).map_err(|e| Error::io(&trash, e))?;
-    super::base::release(&r.to, report)?;
-    Ok(())
-}
-
-fn remove_any(p: &Path) -> Result<()> {
-    match p.symlink_metadata() {
-        Ok(md) if md.is_dir() => remove_tree(p).map_err(|e| Error::io(p, e)),
-        Ok(_) => std::fs::remove_file(p).at(p),
-        Err(_) => Ok(()),
-    }
-}
-
-/// What an upgrade did before its record was whole (`upgrade.new/`),
-/// undone: its snapshot deleted, the machine started again if it ran.
-fn undo_making(d: &Dom, m: &Machine, dir: &Path, report: &dyn Report) -> Result<()> {
-    let making = dir.join(MAKING);
-    if !making.exists() {
-        return Ok(());
-    }
-    if let Ok(name) = std::fs::read_to_string(making.join(SNAPSHOT)) {
-        if super::layout::snapshots_dir(dir).join(&name).exists() {
-            super::snapshot::delete_locked(d, m, &name, report)?;
-        }
-    }
-    if making.join(RAN).exists() && !d.is_active()? {
-        super::overlay::prepare_root(m)?;
-        d.start(&format!("machine {}", m.id))?;
-    }
-    remove_tree(&making).map_err(|e| Error::io(&making, e))
-}
-
-/// An upgrade of the machine in `dir` that a killed run left before its
-/// probes passed is rolled back, and the machine started again if it ran
-/// (called with the machine's lock held, by `find_locked`). An
-/// `upgrade.new/` a run left before its record was whole goes.
-pub(super) fn resolve(conn: &Connection, d: &Dom, m: &Machine, report: &dyn Report) -> Result<()> {
-    let dir = machine_dir(m.id);
-    undo_making(d, m, &dir, report)?;
-    let trash = dir.join(format!("{STAGING_PREFIX}upgrade"));
-    if trash.exists() {
-        remove_tree(&trash).map_err(|e| Error::io(&trash, e))?;
-    }
-    let Some(r) = read_record(&dir)? else {
-        return Ok(());
-    };
-    if r.phase == Phase::Done {
-        return Ok(());
-    }
-    report.warning(&format!(
-        "machine {}: its upgrade to {} had been interrupted: rolled back",
-        m.id, r.to_version
-    ));
-    rollback_locked(conn, d, m, &dir, report)?;
-    if r.running {
-        super::overlay::prepare_root(m)?;
-        d.start(&format!("machine {}", m.id))?;
-    }
-    Ok(())
-}
-
-/// The upgrade machine `m` holds, whose probes passed.
-pub fn pending(m: &Machine) -> Option<Pending> {
-    let r = read_record(&machine_dir(m.id)).ok()??;
-    (r.phase == Phase::Done).then_some(Pending {
-        from_version: r.from_version,
-        to_version: r.to_version,
-        made: r.made,
-    })
-}
-
-/// Whether machine `m` has an upgrade a killed run left (resolved by the
-/// next command that locks it).
-pub(super) fn interrupted(m: &Machine) -> bool {
-    let dir = machine_dir(m.id);
-    dir.join(MAKING).exists()
-        || read_record(&dir).is_ok_and(|r| r.is_some_and(|r| r.phase != Phase::Done))
 }
 
 /// How a fleet is upgraded (`upgrade --template NAME --to BUNDLE`).
@@ -1252,6 +1043,7 @@ mod tests {
             bundle: "a".repeat(64),
             signed_by: None,
             source: Some("/srv/ntp.bun".into()),
+            adopted: false,
         };
         let xml = format!(
             "<domain type='lxc'><name>n</name><metadata>{}</metadata><devices/></domain>",
@@ -1266,30 +1058,5 @@ mod tests {
         assert_eq!(domain::record_of(&out), Some(new));
         assert!(out.starts_with("<domain type='lxc'><name>n</name><metadata>"));
         assert!(out.ends_with("</metadata><devices/></domain>"));
-    }
-
-    #[test]
-    fn a_record_reads_back_with_its_phase() {
-        let t = tempfile::tempdir().unwrap();
-        let up = upgrade_dir(t.path());
-        std::fs::create_dir_all(&up).unwrap();
-        let r = Record {
-            phase: Phase::Switching,
-            made: 1,
-            from_version: "1".into(),
-            to_version: "2".into(),
-            from: "a".repeat(64),
-            to: "b".repeat(64),
-            snapshot: "upgrade-1".into(),
-            running: true,
-            added: vec![],
-            layer: None,
-        };
-        write_record(&up, &r).unwrap();
-        let back = read_record(t.path()).unwrap().unwrap();
-        assert_eq!(back.phase, Phase::Switching);
-        assert_eq!(back.to, r.to);
-        std::fs::write(up.join(RECORD), "{").unwrap();
-        assert!(read_record(t.path()).is_err());
     }
 }

@@ -17,6 +17,8 @@
 //! | `DELETE /api/machines/ID/snapshots/NAME` | `204` |
 //! | `POST /api/machines/ID/backup[?full=true][&unsigned=true]` | the backup, a download |
 //! | `GET /api/machines/ID/backup` | the last backup made here, a download |
+//! | `POST /api/machines/ID/pack[?unsigned=true]` | the machine packed into a bundle, a download |
+//! | `POST /api/adopt?domain=NAME[&id=N][&dry_run=true]` | `201 {"id": N}`; with `dry_run`, `200 {"id": N, "changes": [...]}` |
 //! | `GET /api/network` | `mkve-net status --json` |
 //! | `GET /api/log` | the action log, newest first |
 //! | `GET /api/session` | `{"user": …, "csrf": …}`: the token changes need |
@@ -66,6 +68,8 @@ pub fn router() -> Router<Shared> {
             post(revert_snapshot),
         )
         .route("/api/machines/{id}/backup", get(last_backup).post(backup))
+        .route("/api/machines/{id}/pack", post(pack))
+        .route("/api/adopt", post(adopt))
         .route("/api/network", get(network))
         .route("/api/log", get(log))
         .merge(uploads)
@@ -200,6 +204,61 @@ async fn backup(
     };
     let (r, file) = crate::snapshots::backup(&app, &c.user, o, &id).await?;
     Ok(reply::attachment(file, &r.file))
+}
+
+/// The machine packed into a bundle, as a download; kept as its last one.
+async fn pack(
+    State(app): State<Shared>,
+    c: Caller,
+    UrlPath(id): UrlPath<String>,
+    RawQuery(query): RawQuery,
+) -> Answer {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Pack {
+        unsigned: Option<String>,
+    }
+    let q: Pack = crate::request::query(query.as_deref())?;
+    let unsigned = flag("unsigned", q.unsigned)?;
+    let (name, file) = crate::packs::pack(&app, &c.user, &id, unsigned).await?;
+    Ok(reply::attachment(file, &name))
+}
+
+/// `201 {"id": N}` once the domain is adopted; with `dry_run`, what would
+/// change.
+async fn adopt(State(app): State<Shared>, c: Caller, RawQuery(query): RawQuery) -> Answer {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Adopt {
+        domain: String,
+        id: Option<String>,
+        dry_run: Option<String>,
+    }
+    let q: Adopt = crate::request::query(query.as_deref())?;
+    let id = match q.id {
+        None => None,
+        Some(s) => Some(
+            s.parse::<mkve_core::ids::MachineId>()
+                .map_err(|e| mkve_core::Error::Usage(format!("the query: id={s}: {e}")))?,
+        ),
+    };
+    let o = vm::AdoptOptions {
+        id,
+        hypervisor: None,
+        dry_run: flag("dry_run", q.dry_run)?,
+        network: false,
+    };
+    let dry = o.dry_run;
+    let a = crate::packs::adopt(&app, &c.user, &q.domain, o).await?;
+    if dry {
+        return reply::json(&serde_json::json!({ "id": a.id, "changes": a.changes }));
+    }
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/api/machines/{}", a.id))],
+        Json(serde_json::json!({ "id": a.id })),
+    )
+        .into_response())
 }
 
 async fn last_backup(

@@ -7,6 +7,7 @@
 //! | `machines.rs` | `/`, `/machines/table`, `/machines/ID`, its actions and delete |
 //! | `snapshots.rs` | `/machines/ID/snapshots…`: take, revert, delete |
 //! | `backups.rs` | `/machines/ID/backup`: make one and download it, the last one |
+//! | `pack.rs` | `/machines/ID/pack`: pack the machine and download it, the last one; `/adopt` |
 //! | `audit.rs` | `/machines/ID/vulnerabilities` (`--feed`) |
 //! | `console.rs` | `/machines/ID/console` and its WebSocket |
 //! | `create.rs` | `/create`, `/create/TOKEN`, `/jobs/N` |
@@ -38,6 +39,7 @@ pub mod ganeti;
 pub mod log;
 pub mod machines;
 pub mod network;
+pub mod pack;
 pub mod snapshots;
 
 /// Every route, behind the access checks (guard.rs).
@@ -46,6 +48,7 @@ pub fn router(app: Shared) -> Router {
         .merge(machines::router())
         .merge(snapshots::router())
         .merge(backups::router())
+        .merge(pack::router())
         .merge(audit::router())
         .merge(console::router())
         .merge(create::router())

@@ -26,6 +26,7 @@ pub fn create_form(c: &Caller, max: u64) -> Markup {
                 span.htmx-indicator { " uploading and checking…" }
             }
             div #upload-result {}
+            (super::pack::adopt_form())
         },
     )
 }

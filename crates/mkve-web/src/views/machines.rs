@@ -238,6 +238,9 @@ pub fn detail(
                     @if m.state != MachineState::Orphan {
                         (snapshots::section(id, m.state == MachineState::Running, extra.snapshots, None))
                         (backups::section(id, k.last_backup.as_ref(), None, false))
+                        @if m.state == MachineState::ShutOff {
+                            (super::pack::section(id, None, false))
+                        }
                     }
                 }
             }

@@ -22,6 +22,7 @@ pub mod ganeti;
 pub mod log;
 pub mod machines;
 pub mod network;
+pub mod pack;
 pub mod snapshots;
 
 fn layout(c: Option<&Caller>, here: &str, title: &str, body: Markup) -> Markup {

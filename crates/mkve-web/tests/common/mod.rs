@@ -102,6 +102,7 @@ pub fn define_test_machine(conn: &Connection, id: u32, name: &str) {
         bundle: "0123abcd".into(),
         signed_by: None,
         source: None,
+        adopted: false,
     };
     let xml = format!(
         "<domain type='test'><name>{name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>\
