@@ -239,18 +239,24 @@ pub fn set_identity(root: &Path, name: &str, resolver: std::net::Ipv4Addr) -> Re
         Ok(m) if m.is_file() => read_all(&hosts)?,
         _ => "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".into(),
     };
+    write_root_file(&hosts, hosts_naming(&old, name).as_bytes())?;
+    write_root_file(
+        &etc.join("resolv.conf"),
+        format!("# the mkve network's resolver (libvirt's dnsmasq)\nnameserver {resolver}\n")
+            .as_bytes(),
+    )
+}
+
+/// The hosts file `old` with 127.0.1.1 naming `name` (its other lines
+/// kept), as Debian's installer writes it.
+pub fn hosts_naming(old: &str, name: &str) -> String {
     let mut text: String = old
         .lines()
         .filter(|l| !l.trim_start().starts_with("127.0.1.1"))
         .map(|l| format!("{l}\n"))
         .collect();
     text.push_str(&format!("127.0.1.1\t{name}\n"));
-    write_root_file(&hosts, text.as_bytes())?;
-    write_root_file(
-        &etc.join("resolv.conf"),
-        format!("# the mkve network's resolver (libvirt's dnsmasq)\nnameserver {resolver}\n")
-            .as_bytes(),
-    )
+    text
 }
 
 /// `path` (whose directory is inside a root) replaced by a regular file

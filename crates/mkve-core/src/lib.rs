@@ -23,6 +23,7 @@ pub mod fetch;
 pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod ganeti_net;
 pub mod hooks;
 pub mod hypervisor;
 #[cfg(feature = "libvirt")]

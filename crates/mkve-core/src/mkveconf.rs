@@ -10,13 +10,19 @@ use std::path::Path;
 
 use crate::error::{Error, Problem, Result};
 
-/// The top-level keys; besides these, `node.NAME.KEY` (nodes.rs).
-pub const KEYS: [&str; 5] = [
+/// The top-level keys; besides these, `node.NAME.KEY` (nodes.rs). The
+/// engine's (`engine`, `ganeti_*`) are read by vm/ganeti_rapi.rs.
+pub const KEYS: [&str; 10] = [
     "network_name",
     "network_bridge",
     "network_address",
     "this_node",
     "node_ssh_command",
+    "engine",
+    "ganeti_rapi",
+    "ganeti_rapi_credentials",
+    "ganeti_network",
+    "ganeti_disk_template",
 ];
 
 /// One `KEY=VALUE` line: its number, the key and the value, both trimmed

@@ -41,6 +41,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make the network's prefix a Ganeti network (its pool gives instances their addresses, those below ID 100 reserved) bridged to the network's bridge; on the cluster's master
+    GanetiConnect {
+        /// The Ganeti network's name
+        #[arg(long, value_name = "NAME", default_value = "mkve")]
+        name: String,
+        /// The node group it is connected to
+        #[arg(long, value_name = "GROUP", default_value = "default")]
+        group: String,
+        /// Print the gnt-network commands and run none
+        #[arg(long)]
+        dry_run: bool,
+        /// As JSON: {"commands": [[…]], "reserved": […]}
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the address of the machine with this ID
     Ip {
         /// The machine's ID

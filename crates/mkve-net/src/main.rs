@@ -22,6 +22,16 @@ fn run(cli: Cli) -> Result<()> {
         // These need no libvirt.
         Command::Create { print_xml: true } => mkve_cli::out!("{}", network::xml(&cfg)),
         Command::Ip { id, json } => show::ip(id, cfg.address_of(id.get())?, json),
+        Command::GanetiConnect {
+            name,
+            group,
+            dry_run,
+            json,
+        } => show::ganeti(
+            &mkve_core::ganeti_net::connect(&cfg, &name, &group, dry_run, &report)?,
+            dry_run,
+            json,
+        ),
         Command::Create { .. } => network::create(&conn()?, &cfg, &report),
         Command::Delete { force } => network::delete(&conn()?, &cfg, force),
         Command::Start => network::start(&conn()?, &cfg),

@@ -54,3 +54,19 @@ pub fn ip(id: MachineId, address: std::net::Ipv4Addr, json: bool) -> Result<()> 
     }
     outln!("{address}")
 }
+
+/// What ganeti-connect did (or, dry, would do): the commands.
+pub fn ganeti(c: &mkve_core::ganeti_net::Connect, dry_run: bool, as_json: bool) -> Result<()> {
+    if as_json {
+        return print_json(c);
+    }
+    for cmd in &c.commands {
+        let line = cmd.join(" ");
+        if dry_run {
+            outln!("{line}")?;
+        } else {
+            outln!("ran: {line}")?;
+        }
+    }
+    Ok(())
+}

@@ -626,7 +626,12 @@ impl Env {
 /// The subcommands a binary's `--help` lists under "Commands:", without
 /// `help`.
 pub fn subcommands(bin: &str) -> Vec<String> {
-    let o = Command::new(bin).arg("--help").output().unwrap();
+    subcommands_of(bin, &[])
+}
+
+/// The subcommands `BIN ARGS... --help` lists (`mkve-vm ganeti`'s).
+pub fn subcommands_of(bin: &str, args: &[&str]) -> Vec<String> {
+    let o = Command::new(bin).args(args).arg("--help").output().unwrap();
     let text = String::from_utf8_lossy(&o.stdout).to_string();
     text.lines()
         .skip_while(|l| !l.starts_with("Commands:"))
@@ -638,14 +643,16 @@ pub fn subcommands(bin: &str) -> Vec<String> {
 }
 
 /// The long options a binary's `--help` lists, for itself and each of its
-/// subcommands (`BIN SUB --help`); `--help` and `--version` left out.
+/// subcommands (`BIN SUB --help`, and `BIN SUB SUB2 --help`); `--help` and `--version` left out.
 pub fn help_options(bin: &str) -> std::collections::BTreeSet<String> {
     let mut helps = vec![vec!["--help".to_string()]];
-    helps.extend(
-        subcommands(bin)
-            .into_iter()
-            .map(|s| vec![s, "--help".to_string()]),
-    );
+    for s in subcommands(bin) {
+        // And theirs, one level down (mkve-vm ganeti sync).
+        for n in subcommands_of(bin, &[&s]) {
+            helps.push(vec![s.clone(), n, "--help".to_string()]);
+        }
+        helps.push(vec![s, "--help".to_string()]);
+    }
     let mut out = std::collections::BTreeSet::new();
     for args in helps {
         let o = Command::new(bin).args(&args).output().unwrap();

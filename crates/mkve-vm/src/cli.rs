@@ -28,6 +28,9 @@ pub struct Cli {
     /// Act on this node of mkve.conf (over ssh; see NODES in mkve-vm(1))
     #[arg(long, global = true, value_name = "NAME", add = ArgValueCandidates::new(nodes))]
     pub node: Option<String>,
+    /// libvirt (this node's machines) or ganeti (a Ganeti cluster's instances, through RAPI) [default: engine in mkve.conf, else libvirt]
+    #[arg(long, global = true, value_name = "ENGINE", value_parser = ["libvirt", "ganeti"])]
+    pub engine: Option<String>,
     #[command(flatten)]
     pub verbosity: Verbosity,
     #[command(subcommand)]
@@ -279,6 +282,18 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Ganeti: the variants of the OS definition mkve, kept the same on every node of the cluster
+    #[command(subcommand)]
+    Ganeti(GanetiCommand),
+    /// What the scripts of Ganeti's OS definition mkve run (ganeti-os-interface(7))
+    #[command(name = "__ganeti-os", hide = true)]
+    GanetiOs {
+        /// create, verify, import, export or rename
+        action: vm::ganeti::OsAction,
+        /// What Ganeti passes (verify: parameters)
+        #[arg(allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// A create sent by mkve-vm --node: the request line, then the bundle, on stdin
     #[command(name = "__create-stream", hide = true)]
     CreateStream,
@@ -291,6 +306,32 @@ pub enum Command {
     /// A move's watcher: when stdin ends, resolve what the move left of the machine
     #[command(name = "__finish-move", hide = true)]
     FinishMove { id: MachineId },
+}
+
+/// `mkve-vm ganeti ...`
+#[derive(Subcommand, Debug)]
+pub enum GanetiCommand {
+    /// Bring a published directory (or its URL) to every node: its bundles become the variants of the OS mkve
+    Sync {
+        /// The directory mkve-bundle --publish made, or its http:// or https:// URL
+        #[arg(value_name = "DIR|URL")]
+        source: String,
+        /// Check the list and the bundles against this keyring (default: trusted.gpg in mkve's configuration directory; each other node uses its own)
+        #[arg(long, value_name = "FILE")]
+        keyring: Option<PathBuf>,
+        /// This node only (what the sync runs on each other node)
+        #[arg(long)]
+        this_node_only: bool,
+        /// As JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the variants this node has: bundle, kernel and initrd an instance boots, parameters
+    Variants {
+        /// As JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `--scrub`'s value: the operations named, in order.

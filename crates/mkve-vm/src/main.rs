@@ -1,6 +1,7 @@
 //! mkve-vm(1): machines from bundles, through libvirt.
 
 mod cli;
+mod ganeti;
 mod run;
 mod show;
 

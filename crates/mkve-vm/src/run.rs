@@ -11,6 +11,34 @@ use mkve_core::{doctor, kvm, vm, Error, Result};
 
 pub fn run(cli: Cli) -> Result<()> {
     let report = cli.verbosity.term();
+    // Ganeti's: no mkve.conf node scheme, no libvirt.
+    match cli.command {
+        Command::GanetiOs { action, .. } => return vm::ganeti::os_action(action, &report),
+        Command::Ganeti(cli::GanetiCommand::Sync {
+            source,
+            keyring,
+            this_node_only,
+            json,
+        }) => {
+            let o = vm::ganeti::SyncOptions {
+                source,
+                keyring,
+                this_node_only,
+            };
+            return show::synced(&vm::ganeti::sync(&o, &report)?, json);
+        }
+        Command::Ganeti(cli::GanetiCommand::Variants { json }) => {
+            return show::variants(&vm::ganeti::variants()?, json)
+        }
+        _ => {}
+    }
+    let mut cli = cli;
+    if let Some(engine) = vm::ganeti_rapi::configured(cli.engine.as_deref())? {
+        match crate::ganeti::run(&engine, cli.command, cli.node.clone(), &report)? {
+            None => return Ok(()),
+            Some(c) => cli.command = c,
+        }
+    }
     if let Some(node) = cli.node.as_deref() {
         let nodes = Nodes::load()?;
         if !nodes.is_this(node) {
@@ -42,7 +70,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 | Command::Receive
                 | Command::Arrived { .. }
                 | Command::AuditData
-                | Command::FinishMove { .. } => {
+                | Command::FinishMove { .. }
+                | Command::Ganeti(_)
+                | Command::GanetiOs { .. } => {
                     Err(Error::Usage("--node: not for this command".into()))
                 }
                 c => {
@@ -260,6 +290,7 @@ pub fn run(cli: Cli) -> Result<()> {
             )
         }
         Command::FinishMove { id } => vm::finish_move(&uris, id, &report),
+        Command::Ganeti(_) | Command::GanetiOs { .. } => Ok(()),
         Command::Wait { machines, timeout } => {
             vm::wait(&uris, &machines, Duration::from_secs(timeout), &report)
         }

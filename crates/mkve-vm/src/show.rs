@@ -385,3 +385,94 @@ pub fn rollout(all: &[vm::RolloutEntry], as_json: bool) -> Result<()> {
         None => Ok(()),
     }
 }
+
+/// The variants a sync left, and the nodes it brought them to.
+pub fn synced(s: &vm::ganeti::Synced, as_json: bool) -> Result<()> {
+    if as_json {
+        return print_json(s);
+    }
+    variants(&s.variants, false)?;
+    for n in &s.nodes {
+        outln!("synced to node {n}")?;
+    }
+    Ok(())
+}
+
+/// The variants of the OS definition mkve on this node.
+pub fn variants(all: &[vm::ganeti::Variant], as_json: bool) -> Result<()> {
+    if as_json {
+        return print_json(&all);
+    }
+    let w = all.iter().map(|v| v.name.len()).max().unwrap_or(0).max(7);
+    outln!(
+        "{:<w$}  {:<10}  {:<20}  KERNEL",
+        "VARIANT",
+        "HV",
+        "TEMPLATE"
+    )?;
+    for v in all {
+        outln!(
+            "{:<w$}  {:<10}  {:<20}  {}",
+            v.name,
+            v.hypervisor,
+            format!("{} {}", v.template, v.version),
+            v.kernel.display()
+        )?;
+    }
+    Ok(())
+}
+
+/// A Ganeti cluster's instances, as `list` shows machines.
+pub fn instances(all: &[vm::ganeti_rapi::Instance], as_json: bool) -> Result<()> {
+    if as_json {
+        return print_json(&all);
+    }
+    let w = all.iter().map(|i| i.name.len()).max().unwrap_or(0).max(4);
+    let n = all.iter().map(|i| i.node.len()).max().unwrap_or(0).max(4);
+    outln!(
+        "{:<w$}  {:<n$}  {:<11}  {:<5}  {:<15}  VARIANT",
+        "NAME",
+        "NODE",
+        "STATE",
+        "ID",
+        "ADDRESS"
+    )?;
+    for i in all {
+        outln!(
+            "{:<w$}  {:<n$}  {:<11}  {:<5}  {:<15}  {}",
+            i.name,
+            i.node,
+            i.state,
+            i.id.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+            i.address.as_deref().unwrap_or("-"),
+            i.variant.as_deref().unwrap_or(&i.os)
+        )?;
+    }
+    Ok(())
+}
+
+/// One instance.
+pub fn instance(i: &vm::ganeti_rapi::Instance, as_json: bool) -> Result<()> {
+    if as_json {
+        return print_json(i);
+    }
+    outln!("name       {}", i.name)?;
+    outln!("node       {}", i.node)?;
+    outln!("state      {}", i.state)?;
+    outln!("os         {}", i.os)?;
+    outln!("address    {}", i.address.as_deref().unwrap_or("-"))?;
+    outln!(
+        "id         {}",
+        i.id.map(|d| d.to_string()).unwrap_or_else(|| "-".into())
+    )?;
+    outln!(
+        "memory     {}",
+        i.memory_mib
+            .map(|m| format!("{m} MiB"))
+            .unwrap_or_else(|| "-".into())
+    )?;
+    outln!(
+        "vcpus      {}",
+        i.vcpus.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+    )
+}

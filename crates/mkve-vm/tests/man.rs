@@ -7,11 +7,23 @@
 #[test]
 fn the_man_page_and_the_options_agree() {
     // mkve-bundle --info shows the parameters --param gives,
-    // mkve-bundle --publish makes what create takes by URL, and
-    // mkve-bundle --audit matches as audit does.
+    // mkve-bundle --publish makes what create takes by URL,
+    // mkve-bundle --audit matches as audit does; GANETI shows Ganeti's
+    // own commands' options.
     mkve_testkit::assert_man_matches_help(
         env!("CARGO_BIN_EXE_mkve-vm"),
         "mkve-vm.1",
-        &["--info", "--publish", "--audit"],
+        &[
+            "--info",
+            "--publish",
+            "--audit",
+            "--disk",
+            "--enabled-hypervisors",
+            "--gateway",
+            "--net",
+            "--network",
+            "--nic-parameters",
+            "--os-parameters-secret",
+        ],
     );
 }

@@ -13,7 +13,8 @@
 //!   the access checks (`guard.rs`); the handlers, returning `Result`
 //! - `views/`: the HTML (maud only: values in, markup out)
 //! - `create.rs`: the create flow the pages and the API share;
-//!   `actions.rs`: start, stop, reboot, autostart, delete
+//!   `actions.rs`: start, stop, reboot, autostart, delete; `ganeti.rs`:
+//!   a Ganeti cluster's instances and their actions (`engine=ganeti`)
 //! - `snapshots.rs`: take, revert, delete a machine's snapshots
 //! - `state.rs`: the state every request shares, and the blocking thread
 //!   core is called on
@@ -45,6 +46,7 @@ mod files;
 pub mod form;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod ganeti;
 pub mod guard;
 pub mod jobs;
 pub mod log;

@@ -29,6 +29,10 @@
 //!   the others (`Machine`, `Info`, `Uris`); `layout.rs`: every path
 //!   under `$MKVE_STATEDIR`
 //!
+//! `ganeti.rs` is beside them all: bundles as a Ganeti OS definition
+//! (its variants synced to every node, the OS scripts' actions), and
+//! `ganeti_rapi.rs`, mkve-vm driving the cluster through RAPI.
+//!
 //! OpenVZ's own steps are in `openvz.rs`, every libvirt call in `libvirt/`.
 
 mod adopt;
@@ -37,6 +41,8 @@ mod backup;
 mod base;
 mod create;
 mod disk;
+pub mod ganeti;
+pub mod ganeti_rapi;
 mod layout;
 mod lookup;
 mod machine;

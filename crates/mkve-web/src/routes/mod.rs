@@ -12,6 +12,7 @@
 //! | `console.rs` | `/machines/ID/console` and its WebSocket |
 //! | `create.rs` | `/create`, `/create/TOKEN`, `/jobs/N` |
 //! | `network.rs`, `log.rs` | `/network`, `/log` |
+//! | `ganeti.rs` | `/ganeti`, `/api/ganeti/…` (mkve.conf `engine=ganeti`) |
 //! | `auth.rs` | `/login`, `/logout` |
 //! | `assets.rs` | `/assets/NAME` |
 //! | `api.rs` | `/api/…` (mkve-web(8) lists it) |
@@ -34,6 +35,7 @@ pub mod auth;
 pub mod backups;
 pub mod console;
 pub mod create;
+pub mod ganeti;
 pub mod log;
 pub mod machines;
 pub mod network;
@@ -51,6 +53,7 @@ pub fn router(app: Shared) -> Router {
         .merge(console::router())
         .merge(create::router())
         .merge(network::router())
+        .merge(ganeti::router())
         .merge(log::router())
         .merge(auth::router())
         .merge(assets::router())

@@ -7,7 +7,7 @@
 //!   `snapshots.rs`, `backups.rs`: a machine's snapshots and backups;
 //!   `audit.rs`: vulnerabilities (`--feed`)
 //! - `create.rs`: the upload form, a bundle's options, a create's progress
-//! - `network.rs`, `log.rs`, `console.rs`: those pages
+//! - `network.rs`, `log.rs`, `console.rs`, `ganeti.rs`: those pages
 
 use maud::{html, Markup, DOCTYPE};
 use mkve_core::vm::MachineState;
@@ -18,6 +18,7 @@ pub mod audit;
 pub mod backups;
 pub mod console;
 pub mod create;
+pub mod ganeti;
 pub mod log;
 pub mod machines;
 pub mod network;
