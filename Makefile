@@ -255,5 +255,10 @@ rpm: deps
 	rpmspec --load packaging/alt-macros -P mkve.spec >/dev/null
 	rm -rf target/rpm && mkdir -p target/rpm/SOURCES
 	git archive --prefix=mkve-$(VERSION)/ -o target/rpm/SOURCES/mkve-$(VERSION).tar HEAD
-	CARGO_TARGET_DIR=$(CURDIR)/target rpmbuild --load packaging/alt-macros \
+	# Built in place (the spec's %build and %install in this tree), with the
+	# build flags the deb is built with (dpkg-buildflags, which
+	# dpkg-buildpackage exports): cargo finds `make deb`'s release build
+	# fresh instead of building the workspace again from a copy of it.
+	eval "$$(dpkg-buildflags --export=sh)" && CARGO_TARGET_DIR=$(CURDIR)/target \
+	    rpmbuild --load packaging/alt-macros --build-in-place \
 	    --define '_topdir $(CURDIR)/target/rpm' --define 'debug_package %{nil}' --nodeps -bb mkve.spec

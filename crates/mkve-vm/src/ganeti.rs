@@ -71,7 +71,7 @@ pub fn run(
             let t = if force { 0 } else { timeout };
             engine.stop(&target.machine, Duration::from_secs(t), report)?
         }
-        Command::Delete(t) => engine.delete(&t.machine, report)?,
+        Command::Delete { target, .. } => engine.delete(&target.machine, report)?,
         Command::Migrate { target, to, .. } => {
             engine.migrate(&target.machine, Some(&to), report)?
         }

@@ -21,7 +21,6 @@ fn the_man_page_and_the_options_agree() {
             "--enabled-hypervisors",
             "--gateway",
             "--net",
-            "--network",
             "--nic-parameters",
             "--os-parameters-secret",
         ],

@@ -681,9 +681,10 @@ pub fn pack(
         None if d.is_active()? => {
             return Err(Error::Unavailable {
                 what,
-                why: "running: stop it first (mkve-vm stop), or pack a snapshot of it (--snapshot); \
+                why:
+                    "running: stop it first (mkve-vm stop), or pack a snapshot of it (--snapshot); \
                       its files must not change while they are packed"
-                    .into(),
+                        .into(),
             });
         }
         None => None,
@@ -746,7 +747,14 @@ pub fn pack(
         None if hv == Hypervisor::Lxc => pack_lxc(&dir, &base.root(), work, &what, report, &pack)?,
         None => {
             let top = super::disk::top_of(&d.inactive_xml()?, &what)?;
-            pack_disk((&top.path, &top.format), &base.disk(), work, &what, report, &pack)?
+            pack_disk(
+                (&top.path, &top.format),
+                &base.disk(),
+                work,
+                &what,
+                report,
+                &pack,
+            )?
         }
     };
     report.progress(&format!(

@@ -387,7 +387,7 @@ pub(super) fn frozen(m: &Machine, dir: &Path, name: &str) -> Result<Frozen> {
         Kind::Disk => {
             let (Some(image), Some(format)) = (r.image, r.format) else {
                 return Err(Error::InvalidBundle(crate::error::Problem::new(
-                    &record_path(dir, name),
+                    record_path(dir, name),
                     None,
                     "a disk machine's snapshot without its image",
                 )));
