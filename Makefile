@@ -46,7 +46,19 @@ DEMO       ?= $(or $(CARGO_TARGET_DIR),target)/demo
 
 .PHONY: all deps test test-nodes test-web test-ganeti install-ganeti-os man lint faults check-services demo check-templates fuzz deb rpm install $(addprefix install-,$(TOOLS)) install-data install-man uninstall clean
 
+# The release build's environment made the same under make demo, make deb
+# and make rpm, so that each finds the build before it fresh (cargo builds
+# again a crate whose build script read a variable that changed, and all
+# that depends on it): SOURCE_DATE_EPOCH is debian/changelog's time, as
+# dpkg-buildpackage sets it (ring's and zstd's C objects are reproducible
+# with it); PKG_CONFIG_PATH without the system's own directories, which
+# rpmbuild appends, and unset when nothing else is in it.
+BUILD_EPOCH := $(shell dpkg-parsechangelog -STimestamp 2>/dev/null)
+
 all:
+	p=$$(printf '%s' "$${PKG_CONFIG_PATH-}" | tr : '\n' | grep -vxE '|/usr/(lib|lib64|share)/pkgconfig' | paste -sd:); \
+	if [ -n "$$p" ]; then export PKG_CONFIG_PATH="$$p"; else unset PKG_CONFIG_PATH; fi; \
+	$(if $(BUILD_EPOCH),export SOURCE_DATE_EPOCH=$(BUILD_EPOCH);) \
 	$(CARGO) build --release --locked
 
 deps:
@@ -255,10 +267,10 @@ rpm: deps
 	rpmspec --load packaging/alt-macros -P mkve.spec >/dev/null
 	rm -rf target/rpm && mkdir -p target/rpm/SOURCES
 	git archive --prefix=mkve-$(VERSION)/ -o target/rpm/SOURCES/mkve-$(VERSION).tar HEAD
-	# Built in place (the spec's %build and %install in this tree), with the
-	# build flags the deb is built with (dpkg-buildflags, which
-	# dpkg-buildpackage exports): cargo finds `make deb`'s release build
-	# fresh instead of building the workspace again from a copy of it.
-	eval "$$(dpkg-buildflags --export=sh)" && CARGO_TARGET_DIR=$(CURDIR)/target \
+	# Built in place (the spec's %build and %install in this tree): cargo
+	# finds `make deb`'s release build (the same PREFIX, the same
+	# environment: see all) fresh instead of building the workspace again
+	# from a copy of it.
+	CARGO_TARGET_DIR=$(CURDIR)/target \
 	    rpmbuild --load packaging/alt-macros --build-in-place \
 	    --define '_topdir $(CURDIR)/target/rpm' --define 'debug_package %{nil}' --nodeps -bb mkve.spec

@@ -163,11 +163,19 @@ check "  meta.json records packed_from" sh -c \
 check "packed twice unsigned: the same bytes" cmp "$work/a.bun" "$work/b.bun"
 # The same pack through mkve-web's API (a script on the node: no token).
 port=18491
-in_ns "$bin/mkve-web" --listen "127.0.0.1:$port" -c "$LIBVIRT_DEFAULT_URI" 2>"$work/web.log" &
+in_ns "$bin/mkve-web" --listen "127.0.0.1:$port" -c "$LIBVIRT_DEFAULT_URI" --publish-dir "$work/pub" 2>"$work/web.log" &
 web_pid=$!
 for _ in $(seq 50); do grep -q "listening on" "$work/web.log" 2>/dev/null && break; sleep 0.1; done
 check "mkve-web's API packs it too: the same bytes as the command line's" sh -c \
     "'$harness' exec '$ns' curl -sf -X POST -o '$work/web.bun' 'http://127.0.0.1:$port/api/machines/$id/pack?unsigned=true' && cmp '$work/a.bun' '$work/web.bun'"
+check "  and publishes it signed into --publish-dir, listed in its signed SHA256SUMS (201)" sh -c \
+    "'$harness' exec '$ns' curl -sf -X POST -o '$work/pub.json' -w '%{http_code}' 'http://127.0.0.1:$port/api/machines/$id/pack?publish=true' | grep -qx 201 &&
+     f=\$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"path\"])' '$work/pub.json') &&
+     test \"\$(dirname \"\$f\")\" = '$work/pub' && grep -q \" \$(basename \"\$f\")\$\" '$work/pub/SHA256SUMS' &&
+     gpgv --keyring '$MKVE_CONFDIR/trusted.gpg' '$work/pub/SHA256SUMS.gpg' '$work/pub/SHA256SUMS' 2>/dev/null &&
+     '$bin/mkve-bundle' --keyring '$MKVE_CONFDIR/trusted.gpg' --verify \"\$f\" >/dev/null"
+check "  publish and unsigned at once are refused (400)" sh -c \
+    "test \"\$('$harness' exec '$ns' curl -s -o /dev/null -w '%{http_code}' -X POST 'http://127.0.0.1:$port/api/machines/$id/pack?publish=true&unsigned=true')\" = 400"
 kill "$web_pid" 2>/dev/null; wait "$web_pid" 2>/dev/null
 
 check "--scrub none keeps the log and history, never the seed's files" sh -c \

@@ -39,6 +39,9 @@ pub struct Cli {
     /// Show each machine's open vulnerabilities: the SBOM of its bundle against this feed (debsecan's format, a file; decisions in $MKVE_CONFDIR/accepted)
     #[arg(long, value_name = "FILE")]
     pub feed: Option<PathBuf>,
+    /// Offer to publish packed bundles into DIR, as mkve-bundle --publish does (DIR's SHA256SUMS signed by this node's GnuPG key)
+    #[arg(long, value_name = "DIR")]
+    pub publish_dir: Option<PathBuf>,
     /// Refuse an uploaded bundle larger than SIZE, as 512M or 8G
     #[arg(long, value_name = "SIZE", default_value = "16G")]
     pub max_upload: ByteSize,

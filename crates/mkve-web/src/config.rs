@@ -35,6 +35,9 @@ pub struct Config {
     /// `--feed`: the vulnerability feed machines are audited against
     /// (`audits.rs`); `None`: no audit shown.
     pub feed: Option<PathBuf>,
+    /// `--publish-dir`: where packed bundles may be published
+    /// (`mkve-bundle --publish`'s directory); `None`: not offered.
+    pub publish_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -54,6 +57,7 @@ impl Config {
             quiet: true,
             verbose: false,
             feed: None,
+            publish_dir: None,
         }
     }
 }

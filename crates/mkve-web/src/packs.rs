@@ -6,6 +6,7 @@
 //! adopted (`vm::adopt`). Both are logged as their command lines.
 
 use mkve_core::bundle::Signing;
+use mkve_core::publish::{self, PublishOptions, Published};
 use mkve_core::vm::{self, AdoptOptions, Adopted, PackMachineOptions};
 use mkve_core::{Error, Result};
 
@@ -69,40 +70,95 @@ pub async fn pack(
 ) -> Result<(String, std::fs::File)> {
     let (a, t) = (app.clone(), target.to_string());
     app.act(user, pack_words(target, unsigned), move || {
-        let (_, _, m) = vm::find(&a.config.uris, &t)?;
-        let path = last_path(&a, m.id.get());
-        if let Some(dir) = path.parent() {
-            crate::files::private_dir(dir)?;
-        }
-        let o = PackMachineOptions {
-            scrub: None,
-            allow_secrets: false,
-            template_version: None,
-            snapshot: None,
-            signing: if unsigned {
-                Signing::Unsigned
-            } else {
-                Signing::Key(None)
-            },
-        };
-        let meta = vm::pack(
-            &a.config.uris,
-            &m.id.to_string(),
-            &path,
-            &o,
-            &mkve_core::report::Silent,
-        )?;
+        let (name, path) = pack_here(&a, &t, unsigned)?;
         let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-        Ok((
-            file_name(
-                &meta.template.name,
-                &meta.template.version,
-                &m.id.to_string(),
-            ),
-            f,
-        ))
+        Ok((name, f))
     })
     .await
+}
+
+/// Pack machine `target` as [`pack`] does, signed, then publish it into
+/// `--publish-dir` under its download's name, as `mkve-bundle --publish`
+/// does: verified against the keyring while copied in, `SHA256SUMS` and
+/// its signature rewritten under the directory's lock. Errors: no
+/// `--publish-dir` (2); as `vm::pack`; as `publish::publish`.
+pub async fn publish(app: &Shared, user: &str, target: &str) -> Result<Published> {
+    let Some(dir) = app.config.publish_dir.clone() else {
+        return Err(Error::Usage(
+            "this mkve-web publishes nowhere: start it with --publish-dir DIR".into(),
+        ));
+    };
+    let (a, t) = (app.clone(), target.to_string());
+    let words = format!(
+        "{} && mkve-bundle --publish {}",
+        pack_words(target, false),
+        dir.display()
+    );
+    app.act(user, words, move || {
+        let (name, path) = pack_here(&a, &t, false)?;
+        // Published under its download's name: a link to the last pack in
+        // a scratch directory of its own, gone when dropped.
+        let parent = path.parent().unwrap_or(std::path::Path::new("."));
+        let scratch = mkve_core::scratch::Scratch::new_in(parent, ".publish.")?;
+        let named = scratch.path().join(&name);
+        std::fs::hard_link(&path, &named).map_err(|e| Error::create(&named, e))?;
+        let keyring = a
+            .config
+            .keyring
+            .clone()
+            .unwrap_or_else(mkve_core::paths::default_keyring);
+        let published = publish::publish(&PublishOptions {
+            dir: &dir,
+            bundles: std::slice::from_ref(&named),
+            keyring: &keyring,
+            allow_unsigned: false,
+            sign_key: None,
+            gnupg_home: None,
+            valid_for: None,
+            report: &mkve_core::report::Silent,
+        })?;
+        published
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Other("publish: nothing published".into()))
+    })
+    .await
+}
+
+/// Pack machine `target` into `DIR/packs/ID.bun`: its download's name and
+/// the path.
+fn pack_here(a: &Shared, t: &str, unsigned: bool) -> Result<(String, std::path::PathBuf)> {
+    let (_, _, m) = vm::find(&a.config.uris, t)?;
+    let path = last_path(a, m.id.get());
+    if let Some(dir) = path.parent() {
+        crate::files::private_dir(dir)?;
+    }
+    let o = PackMachineOptions {
+        scrub: None,
+        allow_secrets: false,
+        template_version: None,
+        snapshot: None,
+        signing: if unsigned {
+            Signing::Unsigned
+        } else {
+            Signing::Key(None)
+        },
+    };
+    let meta = vm::pack(
+        &a.config.uris,
+        &m.id.to_string(),
+        &path,
+        &o,
+        &mkve_core::report::Silent,
+    )?;
+    Ok((
+        file_name(
+            &meta.template.name,
+            &meta.template.version,
+            &m.id.to_string(),
+        ),
+        path,
+    ))
 }
 
 /// Machine `id`'s last bundle packed here, opened, and its download's

@@ -61,6 +61,7 @@ pub fn run(cli: Cli) -> Result<()> {
         crate::audits::load_feed(f)?;
     }
     config.feed = cli.feed;
+    config.publish_dir = cli.publish_dir;
     let dir = config.dir.clone();
     let app = App::new(config)?;
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -9,8 +9,9 @@ fn the_man_page_and_the_options_agree() {
     // mkve-vm stop's --timeout (the query's timeout), mkve-vm backup's
     // --full and --force-no-sign (a backup's options, --force-no-sign a
     // pack's too), mkve-vm adopt's --id and --dry-run (the query's id and
-    // dry_run), mkve-vm's --engine (the Ganeti section), and curl's
-    // --unix-socket in the examples.
+    // dry_run), mkve-vm's --engine (the Ganeti section), mkve-bundle's
+    // --publish (what --publish-dir does), and curl's --unix-socket in the
+    // examples.
     mkve_testkit::assert_man_matches_help(
         env!("CARGO_BIN_EXE_mkve-web"),
         "mkve-web.8",
@@ -23,6 +24,7 @@ fn the_man_page_and_the_options_agree() {
             "--engine",
             "--id",
             "--dry-run",
+            "--publish",
             "--unix-socket",
         ],
     );

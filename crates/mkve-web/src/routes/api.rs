@@ -217,9 +217,24 @@ async fn pack(
     #[serde(deny_unknown_fields)]
     struct Pack {
         unsigned: Option<String>,
+        publish: Option<String>,
     }
     let q: Pack = crate::request::query(query.as_deref())?;
     let unsigned = flag("unsigned", q.unsigned)?;
+    if flag("publish", q.publish)? {
+        if unsigned {
+            return Err(mkve_core::Error::Usage(
+                "publish and unsigned: a published bundle is signed".into(),
+            )
+            .into());
+        }
+        let p = crate::packs::publish(&app, &c.user, &id).await?;
+        return Ok((
+            StatusCode::CREATED,
+            Json(serde_json::json!({"path": p.path, "sha256": p.sha256, "bytes": p.bytes})),
+        )
+            .into_response());
+    }
     let (name, file) = crate::packs::pack(&app, &c.user, &id, unsigned).await?;
     Ok(reply::attachment(file, &name))
 }

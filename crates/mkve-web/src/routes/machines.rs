@@ -117,6 +117,7 @@ async fn machine(
     let extra = Extra {
         audited: audited(&app),
         snapshots: &snapshots,
+        publish_dir: app.config.publish_dir.as_deref(),
     };
     let page = views::machines::machine_page(&c, &id, &info, &extra, &|i| known(&app, i));
     (status, page)
@@ -151,6 +152,7 @@ async fn action(
         let extra = Extra {
             audited: audited(&app),
             snapshots: &snapshots,
+            publish_dir: app.config.publish_dir.as_deref(),
         };
         views::machines::detail(&id, &info, flash, &extra, &|i| known(&app, i))
     } else {

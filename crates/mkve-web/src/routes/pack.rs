@@ -26,11 +26,14 @@ pub fn router() -> Router<Shared> {
         .route("/adopt", post(adopt))
 }
 
-/// The pack form's checkbox.
+/// The pack forms' fields: the download's checkbox, the publish form's
+/// hidden `publish`.
 #[derive(Deserialize, Default)]
 struct Pack {
     #[serde(default)]
     unsigned: Option<String>,
+    #[serde(default)]
+    publish: Option<String>,
 }
 
 /// POST /machines/ID/pack: the packed bundle; for htmx the section.
@@ -41,6 +44,20 @@ async fn pack(
     headers: HeaderMap,
     Form(f): Form<Pack>,
 ) -> Response {
+    let dir = app.config.publish_dir.as_deref();
+    if matches!(f.publish.as_deref(), Some("true" | "on")) {
+        let (status, flash) = match crate::packs::publish(&app, &c.user, &id).await {
+            Ok(p) => (
+                axum::http::StatusCode::OK,
+                (
+                    true,
+                    format!("published: {} (sha256 {})", p.path.display(), p.sha256),
+                ),
+            ),
+            Err(e) => (status_of(&e), (false, e.to_string())),
+        };
+        return (status, views::pack::section(&id, Some(flash), false, dir)).into_response();
+    }
     let unsigned = matches!(f.unsigned.as_deref(), Some("true" | "on"));
     let made = crate::packs::pack(&app, &c.user, &id, unsigned).await;
     if !headers.contains_key("hx-request") {
@@ -51,11 +68,12 @@ async fn pack(
     }
     match made {
         Ok((name, _)) => {
-            views::pack::section(&id, Some((true, format!("packed: {name}"))), true).into_response()
+            views::pack::section(&id, Some((true, format!("packed: {name}"))), true, dir)
+                .into_response()
         }
         Err(e) => (
             status_of(&e),
-            views::pack::section(&id, Some((false, e.to_string())), false),
+            views::pack::section(&id, Some((false, e.to_string())), false, dir),
         )
             .into_response(),
     }

@@ -183,6 +183,8 @@ pub fn machines_page(
 pub struct Extra<'a> {
     pub audited: bool,
     pub snapshots: &'a Result<Vec<SnapshotInfo>>,
+    /// `--publish-dir`, where a packed bundle may be published.
+    pub publish_dir: Option<&'a std::path::Path>,
 }
 
 /// One machine: what `mkve-vm info` shows, its probes run now, its
@@ -239,7 +241,7 @@ pub fn detail(
                         (snapshots::section(id, m.state == MachineState::Running, extra.snapshots, None))
                         (backups::section(id, k.last_backup.as_ref(), None, false))
                         @if m.state == MachineState::ShutOff {
-                            (super::pack::section(id, None, false))
+                            (super::pack::section(id, None, false, extra.publish_dir))
                         }
                     }
                 }

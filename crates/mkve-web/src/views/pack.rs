@@ -9,8 +9,14 @@ use super::error;
 
 /// The Pack section of machine `id`: `flash` the result of the pack that
 /// asked for it (worked, words), `download` set when the bundle is to be
-/// downloaded at once.
-pub fn section(id: &str, flash: Option<(bool, String)>, download: bool) -> Markup {
+/// downloaded at once; with `publish` (`--publish-dir`), a button that
+/// publishes it there instead.
+pub fn section(
+    id: &str,
+    flash: Option<(bool, String)>,
+    download: bool,
+    publish: Option<&std::path::Path>,
+) -> Markup {
     let href = format!("/machines/{id}/pack");
     html! {
         div #pack data-download=[download.then_some(&href)] {
@@ -29,6 +35,13 @@ pub fn section(id: &str, flash: Option<(bool, String)>, download: bool) -> Marku
                 label { input type="checkbox" name="unsigned" value="true"; " unsigned (--force-no-sign)" }
                 " " button type="submit" { "download it packed" }
                 span.htmx-indicator { " packing…" }
+            }
+            @if let Some(dir) = publish {
+                form #publish-pack hx-post=(href) hx-target="#pack" hx-swap="outerHTML" hx-disabled-elt="find button" {
+                    input type="hidden" name="publish" value="true";
+                    button type="submit" { "publish it packed into " (dir.display()) }
+                    span.htmx-indicator { " packing and publishing…" }
+                }
             }
         }
     }
