@@ -267,10 +267,10 @@ rpm: deps
 	rpmspec --load packaging/alt-macros -P mkve.spec >/dev/null
 	rm -rf target/rpm && mkdir -p target/rpm/SOURCES
 	git archive --prefix=mkve-$(VERSION)/ -o target/rpm/SOURCES/mkve-$(VERSION).tar HEAD
-	# Built in place (the spec's %build and %install in this tree): cargo
-	# finds `make deb`'s release build (the same PREFIX, the same
-	# environment: see all) fresh instead of building the workspace again
-	# from a copy of it.
-	CARGO_TARGET_DIR=$(CURDIR)/target \
+	# Built in place (the spec's %build and %install in this tree), with
+	# the C compiler flags debhelper gives the deb's build (dpkg-buildflags):
+	# cargo finds `make deb`'s release build (the same PREFIX, the same
+	# environment: see all) fresh instead of building it again from a copy.
+	eval "$$(dpkg-buildflags --export=sh)" && CARGO_TARGET_DIR=$(CURDIR)/target \
 	    rpmbuild --load packaging/alt-macros --build-in-place \
 	    --define '_topdir $(CURDIR)/target/rpm' --define 'debug_package %{nil}' --nodeps -bb mkve.spec
