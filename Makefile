@@ -69,20 +69,21 @@ deps:
 # run against a real libvirtd inside a network namespace of the test's own.
 # On qemu the services suite runs smtp-server: keep.sh, upgrade.sh and
 # pack.sh each boot ntp-server as a qemu guest and ask it for the time.
+# Each step says how long it took (scripts/timed).
 test: deps man
-	$(CARGO) test --locked --workspace -- --include-ignored
-	$(CARGO) build --locked --workspace
-	tests/e2e-lxc.sh
-	tests/publish.sh
-	tests/nodes.sh
-	tests/ganeti.sh
-	tests/web.sh
-	tests/faults.sh
-	tests/keep.sh
-	tests/upgrade.sh
-	tests/pack.sh
-	tests/services.sh
-	tests/services.sh -H qemu smtp-server
+	scripts/timed $(CARGO) test --locked --workspace -- --include-ignored
+	scripts/timed $(CARGO) build --locked --workspace
+	scripts/timed tests/e2e-lxc.sh
+	scripts/timed tests/publish.sh
+	scripts/timed tests/nodes.sh
+	scripts/timed tests/ganeti.sh
+	scripts/timed tests/web.sh
+	scripts/timed tests/faults.sh
+	scripts/timed tests/keep.sh
+	scripts/timed tests/upgrade.sh
+	scripts/timed tests/pack.sh
+	scripts/timed tests/services.sh
+	scripts/timed tests/services.sh -H qemu smtp-server
 
 # Many nodes (mkve-vm(1), NODES): two libvirtds in two network namespaces
 # joined by a veth pair, each with its own sshd; list --all-nodes, creates
