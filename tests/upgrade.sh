@@ -207,6 +207,36 @@ check "  every machine of the template is on 2.0" sh -c \
     "test -z \"\$('$bin/mkve-vm' list --json | python3 -c 'import json,sys; print(\" \".join(str(m[\"id\"]) for m in json.load(sys.stdin) if m[\"version\"] != \"2.0\"))')\""
 for f in "${fleet[@]}"; do check "  machine $f answers NTP" ntp "$f" 120; done
 for f in "$id" "${fleet[@]}"; do "$bin/mkve-vm" delete "$f"; done
+
+# mkve-web: a machine made from a published directory is told the newer
+# bundle published there, and its button upgrades it with upgrade's checks.
+"$bin/mkve-bundle" --no-config -q --publish "$work/pub" "$work/ntp1.bun" >/dev/null || exit 1
+w=$("$bin/mkve-vm" -q create --start "$work/pub/ntp1.bun")
+port=18497
+nsenter --net="/run/netns/$ns" "$bin/mkve-web" --listen "127.0.0.1:$port" -c "$LIBVIRT_DEFAULT_URI" 2>"$work/web.log" &
+web_pid=$!
+for _ in $(seq 50); do grep -q "listening on" "$work/web.log" 2>/dev/null && break; sleep 0.1; done
+# api METHOD PATH: mkve-web's answer, its HTTP status on the last line
+api() { nsenter --net="/run/netns/$ns" curl -s -X "$1" -w '\n%{http_code}' "http://127.0.0.1:$port$2"; }
+# update_is WANT: the machine's update, as "VERSION BUNDLE", or "none"
+update_is() {
+    test "$(api GET "/api/machines/$w/update" | sed '$d' | python3 -c 'import json,sys; u=json.load(sys.stdin)["update"]; print("none" if u is None else u["version"] + " " + u["bundle"])')" = "$1"
+}
+check "mkve-web: no update while its directory holds nothing newer" update_is none
+"$bin/mkve-bundle" --no-config -q --publish "$work/pub" "$work/ntp2.bun" "$work/other.bun" >/dev/null || exit 1
+check "  with 2.0 published beside it, its update is 2.0, that bundle" update_is "2.0 $work/pub/ntp2.bun"
+api GET "/machines/$w" >"$work/page.html"
+check "  its page says so, with the button" sh -c \
+    "grep -q 'Update available: <strong>2.0</strong>' '$work/page.html' && grep -q 'upgrade to 2.0' '$work/page.html'"
+api POST "/api/machines/$w/upgrade" >"$work/web-upgrade.out"
+api GET /api/log >"$work/web-log.json"
+v=$(version_of "$w")
+check "  the button's upgrade (API): on 2.0 ($v), logged as upgrade's command line" sh -c \
+    "tail -1 '$work/web-upgrade.out' | grep -qx 200 && test '$v' = 2.0 && grep -q 'upgrade $w $work/pub/ntp2.bun' '$work/web-log.json'"
+check "  NTP answers on 2.0" ntp "$w" 60
+check "  and no update is left" update_is none
+kill "$web_pid" 2>/dev/null; wait "$web_pid" 2>/dev/null
+"$bin/mkve-vm" delete "$w"
 check "delete frees every base" test "$(bases)" = 0
 
 # qemu: the file-level delta laid on a new overlay of the new base.

@@ -15,7 +15,8 @@
 //! - `create.rs`: the create flow the pages and the API share;
 //!   `actions.rs`: start, stop, reboot, autostart, delete; `ganeti.rs`:
 //!   a Ganeti cluster's instances and their actions (`engine=ganeti`)
-//! - `snapshots.rs`: take, revert, delete a machine's snapshots
+//! - `snapshots.rs`: take, revert, delete a machine's snapshots;
+//!   `upgrades.rs`: a machine's newer bundle, and its upgrade to it
 //! - `state.rs`: the state every request shares, and the blocking thread
 //!   core is called on
 //! - `audits.rs`: each machine's open vulnerabilities (`--feed`);
@@ -60,6 +61,7 @@ pub mod server;
 pub mod signatures;
 pub mod snapshots;
 pub mod state;
+pub mod upgrades;
 pub mod uploads;
 pub mod views;
 

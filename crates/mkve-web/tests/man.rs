@@ -10,8 +10,9 @@ fn the_man_page_and_the_options_agree() {
     // --full and --force-no-sign (a backup's options, --force-no-sign a
     // pack's too), mkve-vm adopt's --id and --dry-run (the query's id and
     // dry_run), mkve-vm's --engine (the Ganeti section), mkve-bundle's
-    // --publish (what --publish-dir does), and curl's --unix-socket in the
-    // examples.
+    // --publish (what --publish-dir does), mkve-vm upgrade's --commit
+    // (what the Update section's button leaves), and curl's --unix-socket
+    // in the examples.
     mkve_testkit::assert_man_matches_help(
         env!("CARGO_BIN_EXE_mkve-web"),
         "mkve-web.8",
@@ -25,6 +26,7 @@ fn the_man_page_and_the_options_agree() {
             "--id",
             "--dry-run",
             "--publish",
+            "--commit",
             "--unix-socket",
         ],
     );

@@ -100,6 +100,9 @@ pub struct Info {
     /// checked when the machine was made; `null`: not verified (taken
     /// unsigned, or made before mkve recorded it).
     pub signed_by: Option<String>,
+    /// Where its bundle was taken from at create: a path or a URL; `null`
+    /// for stdin (or a machine made before mkve kept it).
+    pub source: Option<String>,
     pub uri: String,
     /// Each probe of its template, run when `info` was asked.
     pub probes: Vec<crate::probe::Outcome>,

@@ -60,6 +60,7 @@ mod snapshot_store;
 mod spec;
 mod staging;
 mod taken;
+mod updates;
 mod upgrade;
 mod upgrade_undo;
 mod wait;
@@ -94,6 +95,7 @@ pub use site::{list_nodes, NodeMachine, SiteList, Unreachable};
 pub use snapshot::{delete as delete_snapshot, revert, snapshot, snapshots, SnapshotInfo};
 pub use snapshot_store::{check_name as check_snapshot_name, Record as SnapshotRecord};
 pub use spec::{BlkioWeight, CpuShares, DiskSize, MachineName, Memory, Vcpus};
+pub use updates::{compare_versions, update_for, update_of, Update};
 pub use upgrade::{
     commit as commit_upgrade, rollback as rollback_upgrade, rollout, upgrade, Conflict,
     Outcome as RolloutOutcome, RolloutEntry, RolloutOptions, UpgradeOptions, UpgradeSummary,

@@ -69,6 +69,8 @@ pub fn router() -> Router<Shared> {
         )
         .route("/api/machines/{id}/backup", get(last_backup).post(backup))
         .route("/api/machines/{id}/pack", post(pack))
+        .route("/api/machines/{id}/update", get(update))
+        .route("/api/machines/{id}/upgrade", post(upgrade))
         .route("/api/adopt", post(adopt))
         .route("/api/network", get(network))
         .route("/api/log", get(log))
@@ -237,6 +239,31 @@ async fn pack(
     }
     let (name, file) = crate::packs::pack(&app, &c.user, &id, unsigned).await?;
     Ok(reply::attachment(file, &name))
+}
+
+/// `{"update": null}`, or `{"update": {"version": V, "bundle": B}}`: the
+/// newer bundle of the machine's template in the directory its bundle
+/// came from.
+async fn update(
+    State(app): State<Shared>,
+    UrlPath(id): UrlPath<String>,
+    Query(_): Query<NoOptions>,
+) -> Answer {
+    let u = crate::upgrades::update(&app, &id).await?;
+    reply::json(&serde_json::json!({ "update": u }))
+}
+
+/// The machine upgraded to its update, as `mkve-vm upgrade` does:
+/// `{"update": …, "upgrade": …}` (the summary `mkve-vm upgrade --json`
+/// prints); 400 when there is none, the upgrade's failures by kind.
+async fn upgrade(
+    State(app): State<Shared>,
+    c: Caller,
+    UrlPath(id): UrlPath<String>,
+    Query(_): Query<NoOptions>,
+) -> Answer {
+    let (u, summary) = crate::upgrades::upgrade(&app, &c.user, &id).await?;
+    reply::json(&serde_json::json!({ "update": u, "upgrade": summary }))
 }
 
 /// `201 {"id": N}` once the domain is adopted; with `dry_run`, what would

@@ -27,6 +27,7 @@ pub fn router() -> Router<Shared> {
         .route("/machines/table", get(machines_table))
         .route("/machines/{id}", get(machine))
         .route("/machines/{id}/delete", post(delete))
+        .route("/machines/{id}/upgrade", post(upgrade))
         .route("/machines/{id}/{action}", post(action))
 }
 
@@ -114,10 +115,12 @@ async fn machine(
         Ok(_) => StatusCode::OK,
     };
     let snapshots = crate::snapshots::list(&app, &id).await;
+    let update = crate::upgrades::update(&app, &id).await;
     let extra = Extra {
         audited: audited(&app),
         snapshots: &snapshots,
         publish_dir: app.config.publish_dir.as_deref(),
+        update: Some(&update),
     };
     let page = views::machines::machine_page(&c, &id, &info, &extra, &|i| known(&app, i));
     (status, page)
@@ -153,6 +156,7 @@ async fn action(
             audited: audited(&app),
             snapshots: &snapshots,
             publish_dir: app.config.publish_dir.as_deref(),
+            update: None,
         };
         views::machines::detail(&id, &info, flash, &extra, &|i| known(&app, i))
     } else {
@@ -187,4 +191,28 @@ async fn delete(
         Ok(()) => reply::redirect(&headers, "/"),
         Err(e) => views::error(&e.to_string()).into_response(),
     }
+}
+
+/// POST /machines/ID/upgrade: the machine upgraded to its update (the
+/// button of its Update section); the section again, with what happened.
+async fn upgrade(
+    State(app): State<Shared>,
+    c: Caller,
+    Path(id): Path<String>,
+) -> (StatusCode, Markup) {
+    let (status, flash) = match crate::upgrades::upgrade(&app, &c.user, &id).await {
+        Ok((u, s)) => (
+            StatusCode::OK,
+            (
+                true,
+                format!(
+                    "upgraded from {} to {}: its probes answer; the old bundle is held until mkve-vm upgrade --commit {id}",
+                    s.from_version, u.version
+                ),
+            ),
+        ),
+        Err(e) => (status_of(&e), (false, e.to_string())),
+    };
+    let update = crate::upgrades::update(&app, &id).await;
+    (status, views::upgrade::section(&id, &update, Some(flash)))
 }

@@ -185,6 +185,8 @@ pub struct Extra<'a> {
     pub snapshots: &'a Result<Vec<SnapshotInfo>>,
     /// `--publish-dir`, where a packed bundle may be published.
     pub publish_dir: Option<&'a std::path::Path>,
+    /// Its newer bundle, looked for (the machine's page only).
+    pub update: Option<&'a Result<Option<mkve_core::vm::Update>>>,
 }
 
 /// One machine: what `mkve-vm info` shows, its probes run now, its
@@ -238,6 +240,9 @@ pub fn detail(
                     h2 { "Actions" }
                     p { (actions(i, "machine")) }
                     @if m.state != MachineState::Orphan {
+                        @if let Some(u) = extra.update {
+                            (super::upgrade::section(id, u, None))
+                        }
                         (snapshots::section(id, m.state == MachineState::Running, extra.snapshots, None))
                         (backups::section(id, k.last_backup.as_ref(), None, false))
                         @if m.state == MachineState::ShutOff {

@@ -24,6 +24,7 @@ pub mod machines;
 pub mod network;
 pub mod pack;
 pub mod snapshots;
+pub mod upgrade;
 
 fn layout(c: Option<&Caller>, here: &str, title: &str, body: Markup) -> Markup {
     let headers = c
