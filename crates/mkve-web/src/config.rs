@@ -41,6 +41,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// The keyring bundles are checked against: `--keyring`, or
+    /// `$MKVE_CONFDIR/trusted.gpg`.
+    pub fn keyring(&self) -> PathBuf {
+        self.keyring
+            .clone()
+            .unwrap_or_else(mkve_core::paths::default_keyring)
+    }
+
     /// A configuration for `uris`, with mkve's defaults: no login, no
     /// TLS, group `mkve`, uploads up to 16 GiB, files in
     /// `$MKVE_STATEDIR/web`.

@@ -102,11 +102,7 @@ pub async fn publish(app: &Shared, user: &str, target: &str) -> Result<Published
         let scratch = mkve_core::scratch::Scratch::new_in(parent, ".publish.")?;
         let named = scratch.path().join(&name);
         std::fs::hard_link(&path, &named).map_err(|e| Error::create(&named, e))?;
-        let keyring = a
-            .config
-            .keyring
-            .clone()
-            .unwrap_or_else(mkve_core::paths::default_keyring);
+        let keyring = a.config.keyring();
         let published = publish::publish(&PublishOptions {
             dir: &dir,
             bundles: std::slice::from_ref(&named),

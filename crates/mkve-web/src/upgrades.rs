@@ -17,18 +17,14 @@ use crate::state::{blocking, Shared};
 /// `mkve-vm upgrade` waits by default.
 pub const PROBES_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The keyring bundles are checked against: `--keyring`, or mkve's.
-fn keyring(app: &Shared) -> PathBuf {
-    app.config
-        .keyring
-        .clone()
-        .unwrap_or_else(mkve_core::paths::default_keyring)
-}
-
 /// The newer bundle for machine `target`, if its directory holds one.
 /// Errors: as `vm::update_for`.
 pub async fn update(app: &Shared, target: &str) -> Result<Option<Update>> {
-    let (uris, t, k) = (app.config.uris.clone(), target.to_string(), keyring(app));
+    let (uris, t, k) = (
+        app.config.uris.clone(),
+        target.to_string(),
+        app.config.keyring(),
+    );
     blocking(move || vm::update_for(&uris, &t, &k, &mkve_core::report::Silent)).await
 }
 
@@ -47,7 +43,11 @@ pub async fn upgrade(app: &Shared, user: &str, target: &str) -> Result<(Update, 
             "machine {target}: no newer bundle of its template in the directory its bundle came from"
         )));
     };
-    let (uris, t, k) = (app.config.uris.clone(), target.to_string(), keyring(app));
+    let (uris, t, k) = (
+        app.config.uris.clone(),
+        target.to_string(),
+        app.config.keyring(),
+    );
     let o = UpgradeOptions {
         bundle: PathBuf::from(&u.bundle),
         keyring: Some(k),

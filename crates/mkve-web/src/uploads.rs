@@ -155,10 +155,7 @@ pub async fn field_value(
 /// read in the create): what the options page shows. Errors: not a bundle,
 /// tampered meta.json or signature (65), its path reworded by the caller.
 pub fn inspect(config: &Config, inc: Incoming) -> Result<Upload> {
-    let keyring = config
-        .keyring
-        .clone()
-        .unwrap_or_else(mkve_core::paths::default_keyring);
+    let keyring = config.keyring();
     let file = std::fs::File::open(&inc.path).map_err(|e| Error::io(&inc.path, e))?;
     let report = bundle::read(
         file,

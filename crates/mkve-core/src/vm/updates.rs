@@ -8,9 +8,9 @@
 //! bundle it lists is read up to its `meta.json` only (a URL's through
 //! [`crate::fetch::read`], which checks the list's signature first); the
 //! newest of the machine's template and hypervisor whose version is above
-//! the machine's is the update. Nothing is trusted from this but the
-//! choice: the upgrade verifies the bundle whole before it changes
-//! anything.
+//! the machine's (as dpkg compares versions) is the update. Nothing is
+//! trusted from this but the choice: the upgrade verifies the bundle whole
+//! before it changes anything.
 
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
@@ -35,23 +35,11 @@ pub struct Update {
     pub bundle: String,
 }
 
-/// `a` against `b`, template versions (mkve-template(5): letters, digits,
-/// `.`, `-`, `_`, `+`, `~`): compared part by part at each `.` or `-`, as
-/// numbers where both parts are, as text otherwise; a version with more
-/// parts is the newer when the others are equal (`2.0` < `2.0.1`).
+/// `a` against `b`, template versions, as dpkg compares versions
+/// (`debversion.rs`); a version dpkg would not take compares as
+/// nothing newer (`Equal`).
 pub fn compare_versions(a: &str, b: &str) -> Ordering {
-    let parts = |s: &str| -> Vec<String> { s.split(['.', '-']).map(str::to_string).collect() };
-    let (pa, pb) = (parts(a), parts(b));
-    for (x, y) in pa.iter().zip(&pb) {
-        let o = match (x.parse::<u64>(), y.parse::<u64>()) {
-            (Ok(m), Ok(n)) => m.cmp(&n),
-            _ => x.cmp(y),
-        };
-        if o != Ordering::Equal {
-            return o;
-        }
-    }
-    pa.len().cmp(&pb.len())
+    crate::debversion::compare(a, b).unwrap_or(Ordering::Equal)
 }
 
 /// Where the bundles beside `source` are listed: its directory, or the
