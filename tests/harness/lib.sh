@@ -37,11 +37,12 @@ use_bins() {
 }
 
 # check WHAT COMMAND...: run COMMAND; "ok - WHAT" and one more passed, or
-# "FAIL - WHAT" and one more failed.
+# "FAIL - WHAT" and one more failed; each line ends with the seconds since
+# the suite began ("# at 73 s"), so that a log tells where the time goes.
 check() {
     local what=$1; shift
-    if "$@"; then passed=$((passed + 1)); echo "ok - $what"
-    else failed=$((failed + 1)); echo "FAIL - $what"; fi
+    if "$@"; then passed=$((passed + 1)); echo "ok - $what  # at $SECONDS s"
+    else failed=$((failed + 1)); echo "FAIL - $what  # at $SECONDS s"; fi
 }
 
 # The IDs of mkve's machines on the node, on one line.
