@@ -4,6 +4,7 @@
 #   make test-nodes      two nodes in two namespaces: all-nodes list, remote creates, migration
 #   make test-web        mkve-web in headless Chromium (part of make test)
 #   make test-ganeti     a two-node Ganeti cluster running mkve bundles (part of make test)
+#   make test-nested     KVM and Xen nodes booted under TCG, mkve-vm making machines inside (part of make test)
 #   make demo            build a bundle from the shipped ntp-server template and show it
 #   make install         PREFIX=/usr/local DESTDIR= ; install-<tool> for one tool
 #   make man             lint the man pages
@@ -44,7 +45,7 @@ MAN7       := man/mkve.7
 MAN8       := man/mkve-web.8
 DEMO       ?= $(or $(CARGO_TARGET_DIR),target)/demo
 
-.PHONY: all deps test test-nodes test-web test-ganeti install-ganeti-os man lint faults check-services demo check-templates fuzz deb rpm install $(addprefix install-,$(TOOLS)) install-data install-man uninstall clean
+.PHONY: all deps test test-nodes test-web test-ganeti test-nested install-ganeti-os man lint faults check-services demo check-templates fuzz deb rpm install $(addprefix install-,$(TOOLS)) install-data install-man uninstall clean
 
 # The release build's environment made the same under make demo, make deb
 # and make rpm, so that each finds the build before it fresh (cargo builds
@@ -90,6 +91,7 @@ test: deps man
 	scripts/timed tests/pack.sh
 	scripts/timed tests/services.sh
 	scripts/timed tests/services.sh -H qemu smtp-server
+	scripts/timed tests/nested.sh
 
 # Many nodes (mkve-vm(1), NODES): two libvirtds in two network namespaces
 # joined by a veth pair, each with its own sshd; list --all-nodes, creates
@@ -107,6 +109,14 @@ test-nodes: deps
 test-ganeti: deps
 	$(CARGO) build --locked --workspace
 	tests/ganeti.sh
+
+# KVM and Xen for real, nested under QEMU's TCG (tests/nested.sh): the
+# virt-node template built by mkve-bundle, booted plainly (a KVM node) and
+# as Xen's dom0 (a Xen node); mkve-vm inside makes, starts, probes, stops
+# and deletes a kvm and a xen machine. make test runs it.
+test-nested: deps
+	$(CARGO) build --locked --workspace
+	tests/nested.sh
 
 # mkve-web driven by headless Chromium through WebDriver, inside a network
 # namespace of its own (tests/web.sh): upload, create, start, console login,

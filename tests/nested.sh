@@ -71,7 +71,7 @@ mkfs.ext4 -q -F -L node -d "$work/node" "$work/node.img" || exit 1
 # --- the guests: a busybox root, the node's kernel, virtio and xen fronts ---
 root=$work/groot
 mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,run,tmp,www/cgi-bin,usr/share/udhcpc,lib/modules}
-cp /bin/busybox "$root/bin/busybox" || exit 1
+cp /usr/bin/busybox "$root/bin/busybox" || exit 1
 echo 'root:x:0:0:root:/:/bin/sh' >"$root/etc/passwd"
 echo 'root:x:0:' >"$root/etc/group"
 ln -s busybox "$root/bin/sh"; ln -s ../bin/busybox "$root/sbin/init"
@@ -180,7 +180,7 @@ fi
 if want xen; then
 f0=$failed
 t0=$SECONDS
-boot_node xen 900 -cpu max -kernel "$work/xen.bin" \
+boot_node xen 900 -cpu "${NESTED_XEN_CPU:-max}" -kernel "$work/xen.bin" \
     -append "console=com1 com1=115200,8n1 dom0_mem=1536M,max:1536M smap=0 smep=0 loglvl=warning guest_loglvl=warning" \
     -initrd "$work/vmlinuz-$kver root=/dev/vda rw console=hvc0 quiet $(run_cmd xen),$work/initrd.img-$kver"
 echo "# the Xen node ran $((SECONDS - t0)) s"
