@@ -74,8 +74,8 @@ deps:
 # run against a real libvirtd inside a network namespace of the test's own.
 # On qemu the services suite runs smtp-server: keep.sh, upgrade.sh and
 # pack.sh each boot ntp-server as a qemu guest and ask it for the time.
-# Each step says how long it took (scripts/timed). The fault suite runs 3
-# kill rounds and 6 race rounds of each kind here; make faults runs 20 and
+# Each step says how long it took (scripts/timed). The fault suite runs 2
+# kill rounds and 4 race rounds of each kind here; make faults runs 20 and
 # 50.
 test: deps man
 	scripts/timed $(CARGO) test --locked --workspace -- --include-ignored
@@ -85,7 +85,7 @@ test: deps man
 	scripts/timed tests/nodes.sh
 	scripts/timed tests/ganeti.sh
 	scripts/timed tests/web.sh
-	scripts/timed env KILL_ROUNDS=3 RACE_ROUNDS=6 tests/faults.sh
+	scripts/timed env KILL_ROUNDS=2 RACE_ROUNDS=4 tests/faults.sh
 	scripts/timed tests/keep.sh
 	scripts/timed tests/upgrade.sh
 	scripts/timed tests/pack.sh

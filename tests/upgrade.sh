@@ -138,7 +138,7 @@ check "  rolled back: on 2.0 ($v), still stopped" sh -c \
 
 # The broken bundle: chronyd masked, so its probe stays silent.
 t0=$(date +%s%N)
-vmn upgrade --force --timeout 20 "$id" "$work/ntp3.bun" >/dev/null 2>"$work/err"
+vmn upgrade --force --timeout 10 "$id" "$work/ntp3.bun" >/dev/null 2>"$work/err"
 rc=$?
 t1=$(date +%s%N)
 check "an upgrade whose probes stay silent fails (69) and rolls back by itself ($(( (t1 - t0) / 1000 / 1000 )) ms)" sh -c \
