@@ -191,6 +191,7 @@ check "  mkve-vm doctor finds Xen usable ($(figure xen doctor) s of dom0's uptim
 check "mkve-vm -c xen:/// create --start of a xen bundle makes a PV domain" said xen "xen domain-type xen"
 check "  its probe (HTTP) answers from inside the node ($(figure xen xen-create-to-probe) s from create)" said xen "xen probe answered"
 check "  stop and delete leave no domain or machine" said xen "xen nothing left"
+check "adopt of Domain-0 (dom0) is refused (2) as the node itself" said xen "xen adopt dom0 refused"
 check "the node's script ended" said xen "done"
 if [ "$failed" -gt "$f0" ]; then echo "# the Xen node's console:"; grep -a "NESTED\|mkve-\|rror\|(XEN)" "$work/xen.serial" | tail -60; fi
 fi

@@ -144,9 +144,18 @@ fn find_domain(uris: &Uris, name: &str, hv: Option<Hypervisor>) -> Result<(Conne
     )))
 }
 
+/// Whether `name` is Xen's control domain: libvirt's libxl driver lists
+/// dom0 (domain ID 0) among the domains as `Domain-0` (libvirt's
+/// `libxlDriverConfig`, found running `mkve-vm -c xen:///` in a Xen node,
+/// tests/nested.sh). It is the node, which adopt must not take for a
+/// stopped-or-running guest.
+fn is_control_domain(hv: Hypervisor, name: &str) -> bool {
+    hv == Hypervisor::Xen && name == "Domain-0"
+}
+
 /// Adopt the domain `name` (on `uris`): give it an ID and mkve's record,
 /// or with `dry_run` say what would change. Errors (2): no such domain,
-/// mkve's already, a type mkve does not run or not `--hypervisor`, an
+/// mkve's already, Xen's dom0, a type mkve does not run or not `--hypervisor`, an
 /// ID taken or outside the network or this node's range (the one its
 /// name reads as included); (69) it runs, no ID is free.
 pub fn adopt(uris: &Uris, name: &str, o: &AdoptOptions, report: &dyn Report) -> Result<Adopted> {
@@ -168,6 +177,11 @@ pub fn adopt(uris: &Uris, name: &str, o: &AdoptOptions, report: &dyn Report) -> 
         .ok_or_else(|| Error::Usage(format!("{what} is of type {ty}, which mkve does not run")))?;
     if let Some(h) = o.hypervisor.filter(|h| *h != hv) {
         return Err(Error::Usage(format!("{what} is a {hv} domain, not {h}")));
+    }
+    if is_control_domain(hv, name) {
+        return Err(Error::Usage(format!(
+            "{what} is Xen's control domain (dom0), the node itself: it is never a machine"
+        )));
     }
     if d.is_active()? {
         return Err(Error::Unavailable {
@@ -275,6 +289,13 @@ pub fn adopt(uris: &Uris, name: &str, o: &AdoptOptions, report: &dyn Report) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xen_s_dom0_is_the_node_not_a_machine() {
+        assert!(is_control_domain(Hypervisor::Xen, "Domain-0"));
+        assert!(!is_control_domain(Hypervisor::Xen, "web-101"));
+        assert!(!is_control_domain(Hypervisor::Kvm, "Domain-0"));
+    }
 
     #[test]
     fn a_name_says_an_id_when_it_ends_in_one() {
