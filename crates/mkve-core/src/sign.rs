@@ -1,4 +1,6 @@
-//! Detached OpenPGP signatures of a bundle's meta.json, through gpgme.
+//! Detached OpenPGP signatures of a bundle's meta.json, through gpgme;
+//! and the encryption of a backup's secret parameters to a key the
+//! operator names (`encrypt_to`, `decrypt`).
 //!
 //! Signing uses GnuPG's own home (`GNUPGHOME` honoured) and its default key
 //! or the one asked for. Verification never uses the caller's keys: the
@@ -61,6 +63,70 @@ fn gpg_context() -> Result<Context> {
     })
 }
 
+/// A gpgme context on GnuPG's home, or on `home` when given.
+fn context_in(home: Option<&Path>) -> Result<Context> {
+    let mut ctx = gpg_context()?;
+    if let Some(h) = home {
+        let h = h
+            .to_str()
+            .ok_or_else(|| Error::Usage(format!("{}: GnuPG home is not UTF-8", h.display())))?;
+        ctx.set_engine_home_dir(h).map_err(|e| Error::Unavailable {
+            what: "gpg".into(),
+            why: e.to_string(),
+        })?;
+    }
+    Ok(ctx)
+}
+
+/// Encrypt `data` to `recipient` (a key ID, fingerprint or user ID in
+/// GnuPG's keyring; `home` overrides `GNUPGHOME`), in OpenPGP's binary
+/// form (what `gpg --encrypt` writes); return it and the recipient key's
+/// primary fingerprint. The key is used whatever GnuPG's trust in it (the
+/// operator named it). Errors: no such key that can encrypt (2); GnuPG
+/// fails (69).
+pub fn encrypt_to(data: &[u8], recipient: &str, home: Option<&Path>) -> Result<(Vec<u8>, String)> {
+    let mut ctx = context_in(home)?;
+    let key = ctx
+        .find_keys([recipient])
+        .map_err(|e| Error::Unavailable {
+            what: "gpg".into(),
+            why: format!("cannot list keys: {e}"),
+        })?
+        .filter_map(|r| r.ok())
+        .find(|k| k.can_encrypt() && !k.is_revoked() && !k.is_expired())
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "no key \"{recipient}\" that can encrypt in GnuPG's keyring"
+            ))
+        })?;
+    let fpr = key.fingerprint().unwrap_or_default().to_string();
+    let mut out = Vec::new();
+    ctx.encrypt_with_flags(
+        Some(&key),
+        data,
+        &mut out,
+        gpgme::EncryptFlags::ALWAYS_TRUST,
+    )
+    .map_err(|e| Error::Unavailable {
+        what: format!("encryption to {recipient}"),
+        why: format!("GnuPG could not encrypt: {e}"),
+    })?;
+    Ok((out, fpr))
+}
+
+/// Decrypt `data` (OpenPGP, binary or armoured) with a secret key of
+/// GnuPG's keyring (`home` overrides `GNUPGHOME`). Errors (69): no secret
+/// key for it here, or GnuPG fails, with GnuPG's reason.
+pub fn decrypt(data: &[u8], home: Option<&Path>) -> Result<Vec<u8>> {
+    let mut ctx = context_in(home)?;
+    let mut out = Vec::new();
+    ctx.decrypt(data, &mut out).map_err(|e| Error::Unavailable {
+        what: "the encrypted secret parameters".into(),
+        why: format!("GnuPG could not decrypt them: {e} (is the secret key they were encrypted to in GnuPG's keyring?)"),
+    })?;
+    Ok(out)
+}
+
 /// Sign `data`; return the ASCII-armoured detached signature and the
 /// signing key's fingerprint. `home` overrides `GNUPGHOME`.
 pub fn sign_detached(
@@ -100,7 +166,7 @@ fn sign(
     armor: bool,
     notations: &[(&str, String)],
 ) -> Result<(Vec<u8>, String)> {
-    let mut ctx = gpg_context()?;
+    let mut ctx = context_in(home)?;
     ctx.set_armor(armor);
     for (name, value) in notations {
         ctx.add_signature_notation(
@@ -113,15 +179,6 @@ fn sign(
                 Path::new("(signing)"),
                 format!("cannot add the notation {name}: {e}"),
             )
-        })?;
-    }
-    if let Some(h) = home {
-        let h = h
-            .to_str()
-            .ok_or_else(|| Error::Usage(format!("{}: GnuPG home is not UTF-8", h.display())))?;
-        ctx.set_engine_home_dir(h).map_err(|e| Error::Unavailable {
-            what: "gpg".into(),
-            why: e.to_string(),
         })?;
     }
     let what = Path::new("(signing)");
@@ -354,6 +411,36 @@ fn refusal(
 mod tests {
     use super::*;
     use mkve_testkit::key;
+
+    #[test]
+    fn encrypt_to_a_named_key_then_decrypt_with_its_secret_key() {
+        let holder = key("crypt-test");
+        let stranger = key("crypt-test-other");
+        // The testkit's keys sign only: give one an encryption subkey.
+        let out = std::process::Command::new("gpg")
+            .arg("--homedir")
+            .arg(&holder.home)
+            .args(["--batch", "--quiet", "--passphrase", "", "--quick-add-key"])
+            .arg(&holder.fingerprint)
+            .args(["cv25519", "encr", "never"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let (sealed, fpr) =
+            encrypt_to(b"{\"pw\":\"s3cret\"}", &holder.fingerprint, Some(&holder.home)).unwrap();
+        assert_eq!(fpr, holder.fingerprint);
+        assert!(!sealed.windows(6).any(|w| w == b"s3cret"));
+        assert_eq!(
+            decrypt(&sealed, Some(&holder.home)).unwrap(),
+            b"{\"pw\":\"s3cret\"}"
+        );
+        // Another home has no secret key for it (69); a key that cannot
+        // encrypt is refused by name (2).
+        assert_eq!(decrypt(&sealed, Some(&stranger.home)).unwrap_err().exit_code(), 69);
+        let e = encrypt_to(b"x", &stranger.fingerprint, Some(&stranger.home)).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("that can encrypt"), "{e}");
+    }
 
     #[test]
     fn sign_then_verify_against_the_right_and_the_wrong_keyring() {

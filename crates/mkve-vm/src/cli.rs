@@ -125,7 +125,7 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE", required_unless_present = "prune")]
         output: Option<PathBuf>,
         /// Remove the backups in DIR that the --keep rules do not keep (each machine's apart)
-        #[arg(long, conflicts_with_all = ["output", "full", "sign_key", "force_no_sign"])]
+        #[arg(long, conflicts_with_all = ["output", "full", "sign_key", "force_no_sign", "include_secrets"])]
         prune: bool,
         /// Keep the newest N
         #[arg(long, value_name = "N", default_value = "0", requires = "prune")]
@@ -145,6 +145,9 @@ pub enum Command {
         /// Write it unsigned (a restore then needs --allow-unsigned)
         #[arg(long)]
         force_no_sign: bool,
+        /// Include the secret parameters, encrypted to KEY (a key ID, fingerprint or user ID in GnuPG's keyring); left out otherwise
+        #[arg(long, value_name = "KEY")]
+        include_secrets: Option<String>,
     },
     /// Make a machine from a backup (- for stdin) and print its ID
     Restore(Box<RestoreArgs>),

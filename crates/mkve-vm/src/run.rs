@@ -168,12 +168,14 @@ pub fn run(cli: Cli) -> Result<()> {
             full,
             sign_key,
             force_no_sign,
+            include_secrets,
             ..
         } => {
             let o = vm::BackupOptions {
                 full,
                 sign_key,
                 no_sign: force_no_sign,
+                secrets_to: include_secrets,
             };
             let output = output.ok_or_else(|| Error::Usage("backup: -o FILE is needed".into()))?;
             vm::backup(&uris, &target, &output, &o, &report).map(drop)

@@ -107,6 +107,7 @@ mod tests {
             full: true,
             sign_key: None,
             no_sign: true,
+            secrets_to: None,
         };
         assert_eq!(backup_words(&o, "7"), "backup --full --force-no-sign 7");
         assert_eq!(backup_words(&BackupOptions::default(), "7"), "backup 7");

@@ -13,6 +13,9 @@
 //! - `backup.json.sig`: GnuPG's ASCII-armoured detached signature of
 //!   `backup.json`, by the default key or `--sign-key` (absent with
 //!   `--force-no-sign`); the delta is covered through its digest;
+//! - `secrets.json.gpg`, with `--include-secrets KEY` only: the secret
+//!   parameters as a JSON object (name: value), encrypted to KEY (OpenPGP,
+//!   binary); covered through its digest in the manifest;
 //! - `delta.tar.zst`: the files that differ from the base, with their
 //!   parent directories (pack.rs: owners, modes, times, xattrs), or with
 //!   `--full` the whole root.
@@ -55,6 +58,9 @@ pub const MANIFEST: &str = "backup.json";
 pub const SIGNATURE: &str = "backup.json.sig";
 /// The delta's.
 pub const DELTA: &str = "delta.tar.zst";
+/// The encrypted secret parameters' (`--include-secrets`).
+pub const SECRETS: &str = "secrets.json.gpg";
+const SECRETS_MAX: u64 = 1 << 20;
 /// The manifest's format.
 pub const FORMAT: u32 = 1;
 const MANIFEST_MAX: u64 = 16 << 20;
@@ -89,6 +95,15 @@ pub struct Manifest {
     pub params: BTreeMap<String, String>,
     /// The secret parameters left out: a restore must be given them.
     pub secrets_left_out: Vec<String>,
+    /// The secret parameters in `secrets.json.gpg` (`--include-secrets`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets_included: Vec<String>,
+    /// The fingerprint of the key they are encrypted to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_recipient: Option<String>,
+    /// `secrets.json.gpg`'s sha256 (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_sha256: Option<String>,
     /// `delta.tar.zst`'s sha256 (hex) and size in bytes.
     pub delta_sha256: String,
     pub delta_bytes: u64,
@@ -114,6 +129,9 @@ pub struct BackupOptions {
     pub sign_key: Option<String>,
     /// Write it unsigned.
     pub no_sign: bool,
+    /// Include the secret parameters, encrypted to this key (a key ID,
+    /// fingerprint or user ID in GnuPG's keyring); left out when `None`.
+    pub secrets_to: Option<String>,
 }
 
 /// What `backup` wrote.
@@ -180,18 +198,29 @@ pub fn backup(
             drift.push(p.clone());
         }
     }
-    // Secret parameters stay out of the archive.
+    // Secret parameters stay out of the delta: left out, or with
+    // --include-secrets encrypted to the key named.
     let declared = crate::params::of_unpacked(&dir, &what)?;
     let mut params = BTreeMap::new();
+    let mut secrets = BTreeMap::new();
     let mut secrets_left_out = Vec::new();
     for p in &declared {
         let rel = Path::new(crate::params::DIR).join(&p.name);
         let file = delta.join(&rel);
         if p.secret {
+            let value = match o.secrets_to {
+                Some(_) => read_param(&d, &dir, hv, &rel, &delta).ok(),
+                None => None,
+            };
             if file.exists() {
                 std::fs::remove_file(&file).at(&file)?;
             }
-            secrets_left_out.push(p.name.clone());
+            match value {
+                Some(v) => {
+                    secrets.insert(p.name.clone(), v);
+                }
+                None => secrets_left_out.push(p.name.clone()),
+            }
             drift.retain(|x| x != &Path::new("/").join(&rel));
         } else if let Ok(v) = read_param(&d, &dir, hv, &rel, &delta) {
             params.insert(p.name.clone(), v);
@@ -215,6 +244,13 @@ pub fn backup(
         .sync_all()
         .map_err(|e| Error::create(&packed, e))?;
     let (delta_sha256, delta_bytes) = sha256_file(&packed)?;
+    let sealed = match (&o.secrets_to, secrets.is_empty()) {
+        (Some(key), false) => {
+            let json = serde_json::to_vec(&secrets).map_err(|e| Error::Other(e.to_string()))?;
+            Some(crate::sign::encrypt_to(&json, key, None)?)
+        }
+        _ => None,
+    };
     let (memory, vcpus) = resources_of(&xml);
     let manifest = Manifest {
         format: FORMAT,
@@ -237,6 +273,9 @@ pub fn backup(
         removed: removed.clone(),
         params,
         secrets_left_out,
+        secrets_included: secrets.keys().cloned().collect(),
+        secrets_recipient: sealed.as_ref().map(|(_, fpr)| fpr.clone()),
+        secrets_sha256: sealed.as_ref().map(|(b, _)| hex(&Sha256::digest(b))),
         delta_sha256,
         delta_bytes,
     };
@@ -266,6 +305,9 @@ pub fn backup(
                 sig.len() as u64,
                 out,
             )?;
+        }
+        if let Some((b, _)) = &sealed {
+            append(&mut ar, SECRETS, &mut b.as_slice(), b.len() as u64, out)?;
         }
         let mut f = std::fs::File::open(&packed).map_err(|e| Error::io(&packed, e))?;
         append(&mut ar, DELTA, &mut f, delta_bytes, out)?;
@@ -623,11 +665,35 @@ pub fn restore(
             manifest.format
         )));
     }
+    // The encrypted secrets: the member the signed manifest names, by its
+    // digest; decrypted only when one of them is not given with --param.
+    let given = |s: &String| o.params.iter().any(|(n, _)| n == s);
+    let mut secrets: BTreeMap<String, String> = BTreeMap::new();
+    if let Some(want) = &manifest.secrets_sha256 {
+        let Some(e) = pending.as_mut().filter(|e| name_of(e) == SECRETS) else {
+            return Err(bad(format!("no {SECRETS}, which {MANIFEST} names")));
+        };
+        let sealed = read_small(e, SECRETS_MAX).map_err(|e| bad(format!("{SECRETS}: {e}")))?;
+        if &hex(&Sha256::digest(&sealed)) != want {
+            return Err(bad(format!(
+                "{SECRETS} is not the one {MANIFEST} names (its sha256 differs): changed since it was made"
+            )));
+        }
+        if !manifest.secrets_included.iter().all(given) {
+            let json = crate::sign::decrypt(&sealed, None)?;
+            secrets = serde_json::from_slice(&json)
+                .map_err(|e| bad(format!("{SECRETS}: not the secret parameters: {e}")))?;
+        }
+        pending = next()?;
+    } else if pending.as_ref().is_some_and(|e| name_of(e) == SECRETS) {
+        return Err(bad(format!("{SECRETS}, which {MANIFEST} does not name")));
+    }
     // Everything the restore needs is asked for before anything is made.
     let missing: Vec<&String> = manifest
         .secrets_left_out
         .iter()
-        .filter(|s| !o.params.iter().any(|(n, _)| n == *s))
+        .chain(&manifest.secrets_included)
+        .filter(|s| !given(s) && !secrets.contains_key(*s))
         .collect();
     if !missing.is_empty() {
         return Err(Error::Usage(format!(
@@ -716,6 +782,12 @@ pub fn restore(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    params.extend(
+        secrets
+            .iter()
+            .filter(|(k, _)| !o.params.iter().any(|(n, _)| n == *k))
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     params.extend(o.params.iter().cloned());
     let co = super::CreateOptions {
         bundle,

@@ -203,6 +203,7 @@ async fn backup(
         full: flag("full", q.full)?,
         sign_key: None,
         no_sign: flag("unsigned", q.unsigned)?,
+        secrets_to: None,
     };
     let (r, file) = crate::snapshots::backup(&app, &c.user, o, &id).await?;
     Ok(reply::attachment(file, &r.file))

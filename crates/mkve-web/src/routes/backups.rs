@@ -49,6 +49,7 @@ async fn make(
         full: checked(&f.full),
         sign_key: None,
         no_sign: checked(&f.unsigned),
+        secrets_to: None,
     };
     let words = crate::snapshots::backup_words(&o, &id);
     let made = crate::snapshots::backup(&app, &c.user, o, &id).await;
