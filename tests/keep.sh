@@ -154,7 +154,7 @@ check "  with it the machine is back, the other parameters from the backup" sh -
 # operator names (here an encryption subkey of the suite's key), covered
 # by the signed manifest; a node without its secret key cannot restore
 # them (69), a changed member is refused (65).
-fpr=$(gpg --batch --with-colons --list-secret-keys | awk -F: '$1 == "fpr" {print $10; exit}')
+fpr=$(gpg --batch --with-colons --list-secret-keys 2>/dev/null | awk -F: '$1 == "fpr" {print $10; exit}')
 gpg --batch --quiet --passphrase '' --quick-add-key "$fpr" cv25519 encr never 2>/dev/null || exit 1
 "$bin/mkve-vm" backup --include-secrets "$fpr" "$sid" -o "$work/secrets.bak" || exit 1
 check "backup --include-secrets: the secret is in the archive, encrypted only" sh -c \
