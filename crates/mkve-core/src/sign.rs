@@ -425,9 +425,17 @@ mod tests {
             .args(["cv25519", "encr", "never"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let (sealed, fpr) =
-            encrypt_to(b"{\"pw\":\"s3cret\"}", &holder.fingerprint, Some(&holder.home)).unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (sealed, fpr) = encrypt_to(
+            b"{\"pw\":\"s3cret\"}",
+            &holder.fingerprint,
+            Some(&holder.home),
+        )
+        .unwrap();
         assert_eq!(fpr, holder.fingerprint);
         assert!(!sealed.windows(6).any(|w| w == b"s3cret"));
         assert_eq!(
@@ -436,7 +444,12 @@ mod tests {
         );
         // Another home has no secret key for it (69); a key that cannot
         // encrypt is refused by name (2).
-        assert_eq!(decrypt(&sealed, Some(&stranger.home)).unwrap_err().exit_code(), 69);
+        assert_eq!(
+            decrypt(&sealed, Some(&stranger.home))
+                .unwrap_err()
+                .exit_code(),
+            69
+        );
         let e = encrypt_to(b"x", &stranger.fingerprint, Some(&stranger.home)).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("that can encrypt"), "{e}");
