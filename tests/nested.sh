@@ -70,11 +70,10 @@ mkfs.ext4 -q -F -L node -d "$work/node" "$work/node.img" || exit 1
 
 # --- the guests: a busybox root, the node's kernel, virtio and xen fronts ---
 root=$work/groot
-mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,run,tmp,www/cgi-bin,usr/share/udhcpc,lib/modules}
-cp /usr/bin/busybox "$root/bin/busybox" || exit 1
+busybox_root "$root"
+mkdir -p "$root"/{proc,sys,dev,run,tmp,www/cgi-bin,lib/modules}
 echo 'root:x:0:0:root:/:/bin/sh' >"$root/etc/passwd"
 echo 'root:x:0:' >"$root/etc/group"
-ln -s busybox "$root/bin/sh"; ln -s ../bin/busybox "$root/sbin/init"
 printf '::sysinit:/etc/rc\n::respawn:/bin/sh\n' >"$root/etc/inittab"
 cat >"$root/etc/rc" <<'EOF'
 #!/bin/sh
@@ -84,13 +83,7 @@ ip link set eth0 up
 udhcpc -i eth0 -s /usr/share/udhcpc/default.script -b -S -t 60 -T 1 -A 1
 httpd -p 80 -h /www
 EOF
-cat >"$root/usr/share/udhcpc/default.script" <<'EOF'
-#!/bin/sh
-case "$1" in
-bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/${mask:-24}" dev "$interface"
-             [ -n "$router" ] && ip route replace default via "${router%% *}" ;;
-esac
-EOF
+udhcpc_script "$root"
 cat >"$root/www/cgi-bin/uptime" <<'EOF'
 #!/bin/sh
 printf 'Content-Type: text/plain\r\n\r\n'
@@ -115,7 +108,7 @@ cat >"$root/init" <<EOF
 for m in $mods; do /bin/busybox insmod /lib/modules/\$m.ko 2>/dev/null; done
 exec /sbin/init
 EOF
-chmod 755 "$root/init" "$root/etc/rc" "$root/usr/share/udhcpc/default.script" "$root/www/cgi-bin/uptime"
+chmod 755 "$root/init" "$root/etc/rc" "$root/www/cgi-bin/uptime"
 qroot=$work/qroot
 mkdir -p "$qroot/boot"
 cp -a "$root/." "$qroot/"

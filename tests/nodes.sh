@@ -203,19 +203,13 @@ fi
 chronyd -x -u root -f /etc/chrony.conf
 httpd -p 80 -h /www
 EOF
-cat >"$root/usr/share/udhcpc/default.script" <<'EOF'
-#!/bin/sh
-case "$1" in
-bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/${mask:-16}" dev "$interface"
-             [ -n "$router" ] && ip route replace default via "${router%% *}" ;;
-esac
-EOF
+udhcpc_script "$root"
 cat >"$root/www/cgi-bin/uptime" <<'EOF'
 #!/bin/sh
 printf 'Content-Type: text/plain\r\n\r\n'
 echo "$(cat /proc/sys/kernel/random/boot_id) $(cut -d' ' -f1 /proc/uptime)"
 EOF
-chmod 755 "$root/etc/rc" "$root/usr/share/udhcpc/default.script" "$root/www/cgi-bin/uptime"
+chmod 755 "$root/etc/rc" "$root/www/cgi-bin/uptime"
 # What the guest holds of Debian, in a dpkg database as a Debian root has
 # one (its bundles' SBOM lists it; audit reads that): chrony at the
 # version of its package's changelog, busybox-static at the host's.

@@ -85,14 +85,8 @@ udhcpc -i eth0 -s /usr/share/udhcpc/default.script -b -S -t 30 -T 1 -A 1
 mkdir -p -m 755 /run/sshd
 /usr/sbin/sshd
 EOF
-cat >"$root/usr/share/udhcpc/default.script" <<'EOF'
-#!/bin/sh
-case "$1" in
-bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/${mask:-16}" dev "$interface"
-             [ -n "$router" ] && ip route replace default via "${router%% *}" ;;
-esac
-EOF
-chmod 755 "$root/etc/rc" "$root/usr/share/udhcpc/default.script"
+udhcpc_script "$root"
+chmod 755 "$root/etc/rc"
 tpl=$work/sshbox
 mkdir -p "$tpl/packages-lists" "$tpl/version"
 echo lxc >"$tpl/hypervisors"

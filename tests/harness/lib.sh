@@ -84,6 +84,22 @@ busybox_root() {
     ln -sf ../bin/busybox "$dir/sbin/init"
 }
 
+# udhcpc_script DIR: busybox udhcpc's event script in DIR's root
+# (/usr/share/udhcpc/default.script): a lease's address (the server's mask,
+# /16 without one) on the interface, its router as the default route. The
+# busybox guests' /etc/rc runs udhcpc with it.
+udhcpc_script() {
+    mkdir -p "$1/usr/share/udhcpc"
+    cat >"$1/usr/share/udhcpc/default.script" <<'EOF'
+#!/bin/sh
+case "$1" in
+bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/${mask:-16}" dev "$interface"
+             [ -n "$router" ] && ip route replace default via "${router%% *}" ;;
+esac
+EOF
+    chmod 755 "$1/usr/share/udhcpc/default.script"
+}
+
 # tiny_bundle ROOT OUT [MKVE-BUNDLE OPTION...]: an lxc bundle of ROOT made
 # with the fixture template two-containers (no hooks); signed with
 # GnuPG's default key unless an option says otherwise (--force-no-sign).

@@ -417,18 +417,13 @@ mod tests {
         let holder = key("crypt-test");
         let stranger = key("crypt-test-other");
         // The testkit's keys sign only: give one an encryption subkey.
-        let out = std::process::Command::new("gpg")
-            .arg("--homedir")
-            .arg(&holder.home)
-            .args(["--batch", "--quiet", "--passphrase", "", "--quick-add-key"])
-            .arg(&holder.fingerprint)
-            .args(["cv25519", "encr", "never"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        mkve_testkit::output_of(
+            std::process::Command::new("gpg")
+                .arg("--homedir")
+                .arg(&holder.home)
+                .args(["--batch", "--quiet", "--passphrase", "", "--quick-add-key"])
+                .arg(&holder.fingerprint)
+                .args(["cv25519", "encr", "never"]),
         );
         let (sealed, fpr) = encrypt_to(
             b"{\"pw\":\"s3cret\"}",

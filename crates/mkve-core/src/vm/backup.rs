@@ -785,7 +785,7 @@ pub fn restore(
     params.extend(
         secrets
             .iter()
-            .filter(|(k, _)| !o.params.iter().any(|(n, _)| n == *k))
+            .filter(|(k, _)| !given(k))
             .map(|(k, v)| (k.clone(), v.clone())),
     );
     params.extend(o.params.iter().cloned());
