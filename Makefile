@@ -77,21 +77,24 @@ deps:
 # ganeti.sh each build ntp-server for qemu and ask its guest for the time.
 # Each step says how long it took (scripts/timed). The fault suite runs 2
 # kill rounds and 4 race rounds of each kind here; make faults runs 20 and
-# 50.
+# 50. The suites run the release binaries, those the packages ship (built
+# as make demo and make deb build them, so after make demo nothing is
+# compiled again); run by hand, a suite takes target/debug's.
+SUITE := scripts/timed env MKVE_BINDIR=$(abspath $(RELEASE))
 test: deps man
 	scripts/timed $(CARGO) test --locked --workspace -- --include-ignored
-	scripts/timed $(CARGO) build --locked --workspace
-	scripts/timed tests/e2e-lxc.sh
-	scripts/timed tests/publish.sh
-	scripts/timed tests/nodes.sh
-	scripts/timed tests/ganeti.sh
-	scripts/timed tests/web.sh
-	scripts/timed env KILL_ROUNDS=2 RACE_ROUNDS=4 tests/faults.sh
-	scripts/timed tests/keep.sh
-	scripts/timed tests/upgrade.sh
-	scripts/timed tests/pack.sh
-	scripts/timed tests/services.sh
-	scripts/timed tests/nested.sh
+	scripts/timed $(MAKE) all PREFIX=/usr
+	$(SUITE) tests/e2e-lxc.sh
+	$(SUITE) tests/publish.sh
+	$(SUITE) tests/nodes.sh
+	$(SUITE) tests/ganeti.sh
+	$(SUITE) tests/web.sh
+	$(SUITE) KILL_ROUNDS=2 RACE_ROUNDS=4 tests/faults.sh
+	$(SUITE) tests/keep.sh
+	$(SUITE) tests/upgrade.sh
+	$(SUITE) tests/pack.sh
+	$(SUITE) tests/services.sh
+	$(SUITE) tests/nested.sh
 
 # Many nodes (mkve-vm(1), NODES): two libvirtds in two network namespaces
 # joined by a veth pair, each with its own sshd; list --all-nodes, creates

@@ -18,6 +18,7 @@ export MKVE_CACHEDIR=${CARGO_TARGET_DIR:-$top/target}/tmp/mkve-layer-cache
 passed=0 failed=0
 
 cleanup() {
+    stop_ahead
     for id in $(machines 2>/dev/null); do "$bin/mkve-vm" delete "$id" >/dev/null 2>&1; done
     "$bin/mkve-net" delete --force >/dev/null 2>&1
     "$harness" stop "$ns"
@@ -30,6 +31,8 @@ start_node "$ns"
 
 # The service, end to end.
 "$bin/mkve-bundle" --no-config -q -H lxc --force-no-sign -o "$work/ntp.bun" ntp-server || exit 1
+# The qemu part's bundle is built meanwhile.
+ahead ntp-qemu "$bin/mkve-bundle" --no-config -q -H qemu --force-no-sign -o "$work/ntp-qemu.bun" ntp-server
 # A relative state directory too: mkve must hand libvirt absolute paths.
 # Root's password and key are set before the first boot.
 echo 'e2e-Secret 1' >"$work/password"
@@ -103,8 +106,9 @@ check "the ID lock is free" flock -n "$MKVE_LOCKDIR/ids.lock" true
 root=$work/tiny-root
 busybox_root "$root"
 tiny_bundle "$root" "$work/tiny.bun" --force-no-sign || exit 1
-for i in $(seq 50); do "$bin/mkve-vm" -q create --allow-unsigned "$work/tiny.bun" >"$work/id.$i" 2>"$work/err.$i" & done
-wait
+pids=()
+for i in $(seq 50); do "$bin/mkve-vm" -q create --allow-unsigned "$work/tiny.bun" >"$work/id.$i" 2>"$work/err.$i" & pids+=($!); done
+wait "${pids[@]}"
 check "50 concurrent creates succeed" test "$(cat "$work"/err.* | wc -c)" = 0
 # What they said, for the log, if anything.
 cat "$work"/err.* | sort | uniq -c | sort -rn | head -10 | sed 's/^/# /'
@@ -170,7 +174,7 @@ check "bases --prune has nothing left to remove" test -z "$("$bin/mkve-vm" bases
 # overlay of the bundle's base disk, grown to 3G by the guest at its first
 # boot, with its seed disk; direct kernel boot from the base's kernel.
 qemu=$("$harness" uri "$ns" qemu)
-"$bin/mkve-bundle" --no-config -q -H qemu --force-no-sign -o "$work/ntp-qemu.bun" ntp-server || exit 1
+awaited ntp-qemu || exit 1
 qid=$("$bin/mkve-vm" -c "$qemu" -q create --allow-unsigned --start --disk-size 3G "$work/ntp-qemu.bun")
 check "a qemu machine is created and started ($qid)" test -n "$qid"
 qbase=$(ls -d "$MKVE_STATEDIR"/bases/*/disk.img)

@@ -20,6 +20,7 @@ export MKVE_CACHEDIR=${CARGO_TARGET_DIR:-$top/target}/tmp/mkve-layer-cache
 passed=0 failed=0
 
 cleanup() {
+    stop_ahead
     for id in $(machines 2>/dev/null); do "$bin/mkve-vm" delete "$id" >/dev/null 2>&1; done
     "$bin/mkve-net" delete --force >/dev/null 2>&1
     "$harness" stop "$ns"
@@ -46,6 +47,8 @@ refuses() {
 
 # lxc: the machine's layer above its base, copied while it is frozen.
 "$bin/mkve-bundle" --no-config -q -H lxc -o "$work/ntp.bun" ntp-server || exit 1
+# The qemu part's bundle is built meanwhile.
+ahead ntp-qemu "$bin/mkve-bundle" --no-config -q -H qemu -o "$work/ntp-qemu.bun" ntp-server
 id=$("$bin/mkve-vm" -q create --start "$work/ntp.bun")
 check "an lxc machine answers NTP ($id)" ntp "$id" 180
 root=$MKVE_STATEDIR/vms/$id/rootfs
@@ -180,7 +183,7 @@ check "  a changed secrets member is refused (65)" refuses 65 "secrets.json.gpg 
 # live), a new overlay on it; a revert is a new overlay on the snapshot.
 qemu=$("$harness" uri "$ns" qemu)
 vm() { "$bin/mkve-vm" -c "$qemu" "$@"; }
-"$bin/mkve-bundle" --no-config -q -H qemu -o "$work/ntp-qemu.bun" ntp-server || exit 1
+awaited ntp-qemu || exit 1
 qid=$(vm -q create --start "$work/ntp-qemu.bun")
 qdir=$MKVE_STATEDIR/vms/$qid
 check "a qemu machine answers NTP ($qid)" ntp "$qid" 420

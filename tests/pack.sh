@@ -26,6 +26,7 @@ export MKVE_CACHEDIR=${MKVE_CACHEDIR:-${CARGO_TARGET_DIR:-$top/target}/tmp/mkve-
 passed=0 failed=0
 
 cleanup() {
+    stop_ahead
     for id in $(machines 2>/dev/null); do "$bin/mkve-vm" delete "$id" >/dev/null 2>&1; done
     for d in legacy-130 clash-130 running; do virsh -q undefine "$d" >/dev/null 2>&1; done
     for d in old1 old2; do virsh -c "${qemu:-}" -q destroy "$d" >/dev/null 2>&1; virsh -c "${qemu:-}" -q undefine "$d" >/dev/null 2>&1; done
@@ -95,6 +96,8 @@ echo template_version=1 >"$tpl/version/lxc"
 printf '# NAME FLAGS DEFAULT DESCRIPTION\ntoken required,secret - a secret given at create\nsite - example a plain one\n' >"$tpl/params"
 printf 'tcp 22 banner "^SSH-"\n' >"$tpl/probes"
 "$bin/mkve-bundle" --no-config -q -H lxc --rootfs "$root" -o "$work/ssh.bun" "$tpl" >/dev/null || exit 1
+# The qemu part's bundle is built meanwhile.
+ahead ntp-qemu "$bin/mkve-bundle" --no-config -q -H qemu -o "$work/ntp-qemu.bun" ntp-server
 
 start_node "$ns"
 "$bin/mkve-net" create || exit 1
@@ -270,7 +273,7 @@ check "  delete --remove-storage removes it" sh -c "! virsh -c '$qemu' dominfo o
 
 # qemu: a guest on its disk base, packed off its qcow2 chain (nothing
 # mounted on the node); a machine of the packed bundle lays its own seed.
-"$bin/mkve-bundle" --no-config -q -H qemu -o "$work/ntp-qemu.bun" ntp-server >/dev/null || exit 1
+awaited ntp-qemu || exit 1
 vm() { "$bin/mkve-vm" -c "$qemu" "$@"; }
 ntp() { in_ns "$top/tests/harness/ntp-query" "192.0.2.$1" "$2"; }
 qid=$(vm -q create --start "$work/ntp-qemu.bun")

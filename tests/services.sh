@@ -24,8 +24,9 @@
 #
 # (tests/services/README says the same for those writing a check.)
 # Then the template's probes (mkve-vm wait) must find the service up too.
-# A table closes the run: service, hypervisor, build time, start → first
-# answer, result. Exit 0 only if every check passed.
+# The builds run one after the other in the background, ahead of the
+# machines. A table closes the run: service, hypervisor, build time, start
+# → first answer, result. Exit 0 only if every check passed.
 #
 # The namespace is $MKVE_SVC_NS (default mkve-svc): two runs at once need
 # two names. Run as root, after cargo build --workspace.
@@ -69,6 +70,9 @@ kill_setup() {  # kill_setup DIR: what DIR's setup started
 
 cleanup() {
     local d uri id
+    if [ -n "$builder" ]; then
+        pkill -TERM -P "$builder" 2>/dev/null; kill "$builder" 2>/dev/null; wait "$builder" 2>/dev/null
+    fi
     for d in "$work"/run/*/; do [ -d "$d" ] && kill_setup "$d"; done
     for uri in "$lxc_uri" "$qemu_uri"; do
         [ -n "$uri" ] || continue
@@ -81,7 +85,7 @@ cleanup() {
     "$harness" stop "$ns"
     rm -rf "$work"
 }
-lxc_uri= qemu_uri=
+lxc_uri= qemu_uri= builder=
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -91,6 +95,40 @@ export LIBVIRT_DEFAULT_URI=$lxc_uri
 "$bin/mkve-net" create || exit 1
 
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+# The bundles are built one after the other in the background, ahead of the
+# machines that check them: the next build runs while a machine starts and
+# answers. Each build leaves $run/bundle.bun and $run/built (its seconds),
+# or $run/build-failed (its seconds) and its messages in $run/build.err.
+build_all() {
+    local hv t run t0 result
+    for hv in "${hvs[@]}"; do
+        for t in $templates; do
+            run=$work/run/$t-$hv
+            mkdir -p "$run"
+            t0=$EPOCHREALTIME
+            if "$bin/mkve-bundle" --no-config -q -H "$hv" --force-no-sign -o "$run/bundle.bun" "$t" \
+                >/dev/null 2>"$run/build.err"; then
+                result=built
+            else
+                result=build-failed
+            fi
+            # Written whole, then named: the loop below reads it once it is there.
+            elapsed "$t0" "$EPOCHREALTIME" >"$run/.seconds"
+            mv "$run/.seconds" "$run/$result"
+        done
+    done
+}
+# built RUN: wait for RUN's build to end; true if it made the bundle
+built() {
+    while [ ! -e "$1/built" ] && [ ! -e "$1/build-failed" ]; do
+        kill -0 "$builder" 2>/dev/null || { [ -e "$1/built" ]; return; }
+        sleep 0.2
+    done
+    [ -e "$1/built" ]
+}
+build_all &
+builder=$!
 
 rows=()
 failed=0
@@ -106,11 +144,11 @@ for hv in "${hvs[@]}"; do
             echo "services: $tests/check: missing (no check for $t)" >&2
             rows+=("$t $hv - - no-check"); failed=$((failed + 1)); continue
         fi
-        t0=$EPOCHREALTIME
-        if ! "$bin/mkve-bundle" --no-config -q -H "$hv" --force-no-sign -o "$run/bundle.bun" "$t" >/dev/null; then
-            rows+=("$t $hv $(elapsed "$t0" "$EPOCHREALTIME") - build-failed"); failed=$((failed + 1)); continue
+        if ! built "$run"; then
+            cat "$run/build.err" >&2 2>/dev/null
+            rows+=("$t $hv $(cat "$run/build-failed" 2>/dev/null || echo -) - build-failed"); failed=$((failed + 1)); continue
         fi
-        build_s=$(elapsed "$t0" "$EPOCHREALTIME")
+        build_s=$(cat "$run/built")
         if [ -x "$tests/setup" ] && ! SVC_DIR=$run "$harness" exec "$ns" "$tests/setup"; then
             kill_setup "$run"
             rows+=("$t $hv $build_s - setup-failed"); failed=$((failed + 1)); continue

@@ -20,6 +20,7 @@ export MKVE_CACHEDIR=${CARGO_TARGET_DIR:-$top/target}/tmp/mkve-layer-cache
 passed=0 failed=0
 
 cleanup() {
+    stop_ahead
     for id in $(machines 2>/dev/null); do "$bin/mkve-vm" delete "$id" >/dev/null 2>&1; done
     for id in $("$bin/mkve-vm" -c "${qemu:-qemu:///system}" list --json 2>/dev/null |
         python3 -c 'import json,sys; print(" ".join(str(m["id"]) for m in json.load(sys.stdin)))' 2>/dev/null); do
@@ -76,6 +77,9 @@ for v in 1 2 3; do
     t=tpl$v
     "$bin/mkve-bundle" --no-config -q -H lxc -o "$work/ntp$v.bun" "${!t}" || exit 1
 done
+# The qemu part's bundles are built meanwhile.
+ahead ntp-qemu sh -c "'$bin/mkve-bundle' --no-config -q -H qemu -o '$work/ntp1-qemu.bun' '$tpl1' &&
+    '$bin/mkve-bundle' --no-config -q -H qemu -o '$work/ntp2-qemu.bun' '$tpl2'"
 
 # lxc: an operator's edit and chrony's state on 1.0.
 id=$("$bin/mkve-vm" -q create --start "$work/ntp1.bun")
@@ -242,10 +246,7 @@ check "delete frees every base" test "$(bases)" = 0
 # qemu: the file-level delta laid on a new overlay of the new base.
 qemu=$("$harness" uri "$ns" qemu)
 vm() { "$bin/mkve-vm" -c "$qemu" "$@"; }
-for v in 1 2; do
-    t=tpl$v
-    "$bin/mkve-bundle" --no-config -q -H qemu -o "$work/ntp$v-qemu.bun" "${!t}" || exit 1
-done
+awaited ntp-qemu || exit 1
 qid=$(vm -q create --start "$work/ntp1-qemu.bun")
 check "a qemu machine on 1.0 answers NTP ($qid)" ntp "$qid" 420
 t0=$(date +%s%N)

@@ -109,6 +109,37 @@ tiny_bundle() {
         "$top/tests/fixtures/templates/good/two-containers" >/dev/null
 }
 
+# ahead NAME COMMAND...: run COMMAND in the background, its output in
+# $work/NAME.log, so that a build the suite needs later runs while the
+# suite waits on machines; `awaited NAME` waits for it and is true if it
+# succeeded (else it prints the log). stop_ahead, in a suite's cleanup,
+# ends what is still running.
+declare -A ahead_pids=()
+ahead() {
+    local name=$1; shift
+    "$@" >"$work/$name.log" 2>&1 &
+    ahead_pids[$name]=$!
+}
+awaited() {
+    local pid=${ahead_pids[$1]:-}
+    [ -n "$pid" ] || { echo "awaited: nothing named $1 was started" >&2; return 1; }
+    unset "ahead_pids[$1]"
+    wait "$pid" && return 0
+    echo "awaited: $1 failed:" >&2
+    cat "$work/$1.log" >&2
+    return 1
+}
+stop_ahead() {
+    local pid
+    for pid in "${ahead_pids[@]}"; do
+        pkill -TERM -P "$pid" 2>/dev/null
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    ahead_pids=()
+    return 0
+}
+
 # throwaway_key NAME [KEYRING]: a GnuPG home of the script's own in
 # $work/gnupg (GNUPGHOME), with a passphrase-less ed25519 signing key for
 # "mkve NAME test"; its public half written to KEYRING (default: the
