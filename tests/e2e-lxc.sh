@@ -11,23 +11,8 @@
 set -uo pipefail
 . "$(dirname "$0")/harness/lib.sh"
 use_bins e2e debug
-ns=mkve-e2e
-suite_work e2e
 # (the first machine is made with MKVE_STATEDIR=state from $work: the same place)
-export MKVE_CACHEDIR=${CARGO_TARGET_DIR:-$top/target}/tmp/mkve-layer-cache
-passed=0 failed=0
-
-cleanup() {
-    stop_ahead
-    for id in $(machines 2>/dev/null); do "$bin/mkve-vm" delete "$id" >/dev/null 2>&1; done
-    "$bin/mkve-net" delete --force >/dev/null 2>&1
-    "$harness" stop "$ns"
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-start_node "$ns"
-"$bin/mkve-net" create || exit 1
+one_node e2e mkve-e2e
 
 # The service, end to end.
 "$bin/mkve-bundle" --no-config -q -H lxc --force-no-sign -o "$work/ntp.bun" ntp-server || exit 1
@@ -173,7 +158,6 @@ check "bases --prune has nothing left to remove" test -z "$("$bin/mkve-vm" bases
 # The same service under qemu (domain type qemu: TCG, no /dev/kvm): a qcow2
 # overlay of the bundle's base disk, grown to 3G by the guest at its first
 # boot, with its seed disk; direct kernel boot from the base's kernel.
-qemu=$("$harness" uri "$ns" qemu)
 awaited ntp-qemu || exit 1
 qid=$("$bin/mkve-vm" -c "$qemu" -q create --allow-unsigned --start --disk-size 3G "$work/ntp-qemu.bun")
 check "a qemu machine is created and started ($qid)" test -n "$qid"

@@ -14,36 +14,11 @@
 set -uo pipefail
 . "$(dirname "$0")/harness/lib.sh"
 use_bins keep debug
-ns=mkve-snap
-suite_work keep
-export MKVE_CACHEDIR=${CARGO_TARGET_DIR:-$top/target}/tmp/mkve-layer-cache
-passed=0 failed=0
-
-cleanup() {
-    stop_ahead
-    for id in $(machines 2>/dev/null); do "$bin/mkve-vm" delete "$id" >/dev/null 2>&1; done
-    "$bin/mkve-net" delete --force >/dev/null 2>&1
-    "$harness" stop "$ns"
-    drop_key
-    rm -rf "$work"
-}
-trap cleanup EXIT
+one_node keep mkve-snap
 
 # A key of the suite's own signs the backups; its public half is the
 # node's keyring.
 throwaway_key keep || exit 1
-
-start_node "$ns"
-"$bin/mkve-net" create || exit 1
-ntp() { "$harness" exec "$ns" "$top/tests/harness/ntp-query" "192.0.2.$1" "$2"; }
-# refuses CODE WORDS CMD...: exits CODE and says WORDS on stderr
-refuses() {
-    local code=$1 words=$2; shift 2
-    "$@" >/dev/null 2>"$work/err"
-    local rc=$?
-    [ "$rc" = "$code" ] && grep -q -- "$words" "$work/err" ||
-        { echo "exit $rc: $(cat "$work/err")" >&2; return 1; }
-}
 
 # lxc: the machine's layer above its base, copied while it is frozen.
 "$bin/mkve-bundle" --no-config -q -H lxc -o "$work/ntp.bun" ntp-server || exit 1

@@ -89,31 +89,16 @@ cat >"$root/www/cgi-bin/uptime" <<'EOF'
 printf 'Content-Type: text/plain\r\n\r\n'
 echo "$(cat /proc/sys/kernel/random/boot_id) $(cut -d' ' -f1 /proc/uptime) $(cat /sys/hypervisor/type 2>/dev/null)"
 EOF
-mods="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net virtio_blk xen-blkfront xen-netfront"
-for m in $mods; do
-    f=$(find "$work/node/lib/modules/$kver" -name "$m.ko*" | head -1)
-    [ -n "$f" ] || { echo "nested: no module $m in the node's kernel" >&2; exit 1; }
-    case $f in
-    *.xz) xz -dc "$f" >"$root/lib/modules/$m.ko" ;;
-    *.zst) zstd -qdc "$f" >"$root/lib/modules/$m.ko" ;;
-    *) cp "$f" "$root/lib/modules/$m.ko" ;;
-    esac
-done
-# The whole root is the initramfs: /init loads the modules and runs init.
-cat >"$root/init" <<EOF
-#!/bin/busybox sh
-/bin/busybox mount -t proc proc /proc
-/bin/busybox mount -t sysfs sys /sys
-/bin/busybox mount -t devtmpfs dev /dev
-for m in $mods; do /bin/busybox insmod /lib/modules/\$m.ko 2>/dev/null; done
-exec /sbin/init
-EOF
-chmod 755 "$root/init" "$root/etc/rc" "$root/www/cgi-bin/uptime"
+chmod 755 "$root/etc/rc" "$root/www/cgi-bin/uptime"
 qroot=$work/qroot
 mkdir -p "$qroot/boot"
+# The whole root is the initramfs: /init loads the modules (virtio's and
+# Xen's front ends) and runs init.
+busybox_initramfs "$root" "$work/node/lib/modules/$kver" "$qroot/boot/initrd.img-$kver" \
+    virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover \
+    virtio_net virtio_blk xen-blkfront xen-netfront || exit 1
 cp -a "$root/." "$qroot/"
 cp "$kernel" "$qroot/boot/vmlinuz-$kver"
-(cd "$root" && find . | busybox cpio -o -H newc 2>/dev/null | gzip -1) >"$qroot/boot/initrd.img-$kver" || exit 1
 payload=$work/payload
 mkdir -p "$payload/bin"
 for hv in kvm xen ${NESTED_COMPARE:+qemu}; do

@@ -231,25 +231,13 @@ template=$top/tests/fixtures/templates/good/nodes-guest
 "$bin/mkve-bundle" --no-config -q -H lxc --force-no-sign --rootfs "$root" -o "$work/lxc.bun" "$template" >/dev/null || exit 1
 # The qemu guest: the same root as an initramfs, with the virtio modules.
 init=$work/initramfs
-cp -a "$root" "$init" && mkdir -p "$init/lib/modules"
-for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net virtio_blk; do
-    cp "$(find "$kdir/lib/modules/$kver" -name "$m.ko" | head -1)" "$init/lib/modules/" || exit 1
-done
-cat >"$init/init" <<'EOF'
-#!/bin/busybox sh
-/bin/busybox mount -t proc proc /proc
-/bin/busybox mount -t sysfs sys /sys
-/bin/busybox mount -t devtmpfs dev /dev
-for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net virtio_blk; do
-    /bin/busybox insmod /lib/modules/$m.ko
-done
-exec /sbin/init
-EOF
-chmod 755 "$init/init"
+cp -a "$root" "$init"
 qroot=$work/qroot
 cp -a "$root" "$qroot" && mkdir -p "$qroot/boot"
 cp "$kernel" "$qroot/boot/vmlinuz-$kver"
-(cd "$init" && find . | busybox cpio -o -H newc 2>/dev/null | gzip -1) >"$qroot/boot/initrd.img-$kver"
+busybox_initramfs "$init" "$kdir/lib/modules/$kver" "$qroot/boot/initrd.img-$kver" \
+    virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover \
+    virtio_net virtio_blk || exit 1
 "$bin/mkve-bundle" --no-config -q -H qemu --force-no-sign --rootfs "$qroot" -o "$work/qemu.bun" "$template" >/dev/null || exit 1
 # The same with the seed program: its machines stand on a base disk.
 mkdir -p "$qroot/usr/lib/mkve" && printf '#!/bin/sh\n' >"$qroot/usr/lib/mkve/seed" && chmod 755 "$qroot/usr/lib/mkve/seed"

@@ -14,42 +14,13 @@
 set -uo pipefail
 . "$(dirname "$0")/harness/lib.sh"
 use_bins upgrade debug
-ns=mkve-upg
-suite_work upgrade
-export MKVE_CACHEDIR=${CARGO_TARGET_DIR:-$top/target}/tmp/mkve-layer-cache
-passed=0 failed=0
-
-cleanup() {
-    stop_ahead
-    for id in $(machines 2>/dev/null); do "$bin/mkve-vm" delete "$id" >/dev/null 2>&1; done
-    for id in $("$bin/mkve-vm" -c "${qemu:-qemu:///system}" list --json 2>/dev/null |
-        python3 -c 'import json,sys; print(" ".join(str(m["id"]) for m in json.load(sys.stdin)))' 2>/dev/null); do
-        "$bin/mkve-vm" -c "$qemu" delete "$id" >/dev/null 2>&1
-    done
-    "$bin/mkve-net" delete --force >/dev/null 2>&1
-    "$harness" stop "$ns"
-    drop_key
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
+one_node upgrade mkve-upg
 throwaway_key upgrade || exit 1
-start_node "$ns"
-"$bin/mkve-net" create || exit 1
-ntp() { "$harness" exec "$ns" "$top/tests/harness/ntp-query" "192.0.2.$1" "$2"; }
 # mkve-vm in the namespace's network, where the machines' addresses are
 # (an upgrade waits on their probes), and the node's mounts (where the
 # machines' roots are mounted: not `ip netns exec`, whose mounts are its
 # own).
 vmn() { nsenter --net="/run/netns/$ns" "$bin/mkve-vm" "$@"; }
-# refuses CODE WORDS CMD...: exits CODE and says WORDS on stderr
-refuses() {
-    local code=$1 words=$2; shift 2
-    "$@" >/dev/null 2>"$work/err"
-    local rc=$?
-    [ "$rc" = "$code" ] && grep -q -- "$words" "$work/err" ||
-        { echo "exit $rc: $(cat "$work/err")" >&2; return 1; }
-}
 # version_of ID [URI]: the version of the bundle machine ID stands on
 version_of() { "$bin/mkve-vm" -c "${2:-$LIBVIRT_DEFAULT_URI}" info --json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])'; }
 bases() { "$bin/mkve-vm" bases --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
@@ -244,7 +215,6 @@ kill "$web_pid" 2>/dev/null; wait "$web_pid" 2>/dev/null
 check "delete frees every base" test "$(bases)" = 0
 
 # qemu: the file-level delta laid on a new overlay of the new base.
-qemu=$("$harness" uri "$ns" qemu)
 vm() { "$bin/mkve-vm" -c "$qemu" "$@"; }
 awaited ntp-qemu || exit 1
 qid=$(vm -q create --start "$work/ntp1-qemu.bun")

@@ -73,6 +73,56 @@ start_node() {
     export LIBVIRT_DEFAULT_URI
 }
 
+# one_node NAME NS: the prologue of a suite of one node (e2e-lxc, keep,
+# upgrade, pack): its work directory (suite_work NAME), the tree's package
+# layer cache (MKVE_CACHEDIR, unless set), passed=0 failed=0, the private
+# libvirtd in the network namespace NS (start_node; its qemu URI in $qemu)
+# and the mkve network in it. On exit, however the suite ends
+# (one_node_cleanup): what runs ahead is stopped, the suite's own
+# `suite_cleanup` runs when it defines one, every machine on the node's
+# lxc and qemu URIs is deleted, then the network, the node, GnuPG's agents
+# of $GNUPGHOME and the work directory go.
+one_node() {
+    ns=$2
+    suite_work "$1"
+    export MKVE_CACHEDIR=${MKVE_CACHEDIR:-${CARGO_TARGET_DIR:-$top/target}/tmp/mkve-layer-cache}
+    passed=0 failed=0
+    trap one_node_cleanup EXIT
+    start_node "$ns"
+    qemu=$("$harness" uri "$ns" qemu) || exit 69
+    "$bin/mkve-net" create || exit 1
+}
+one_node_cleanup() {
+    local uri id
+    stop_ahead
+    if declare -F suite_cleanup >/dev/null; then suite_cleanup; fi
+    for uri in "${LIBVIRT_DEFAULT_URI:-}" "${qemu:-}"; do
+        [ -n "$uri" ] || continue
+        for id in $("$bin/mkve-vm" -c "$uri" list --json 2>/dev/null |
+            python3 -c 'import json,sys; print(" ".join(str(m["id"]) for m in json.load(sys.stdin)))' 2>/dev/null); do
+            "$bin/mkve-vm" -c "$uri" delete "$id" >/dev/null 2>&1
+        done
+    done
+    "$bin/mkve-net" delete --force >/dev/null 2>&1
+    "$harness" stop "$ns"
+    [ -z "${GNUPGHOME:-}" ] || drop_key
+    rm -rf "$work"
+}
+
+# ntp ID SECONDS: NTP answers at 192.0.2.ID, asked from inside the suite's
+# namespace $ns, within SECONDS.
+ntp() { "$harness" exec "$ns" "$top/tests/harness/ntp-query" "192.0.2.$1" "$2"; }
+
+# refuses CODE WORDS COMMAND...: COMMAND exits CODE and says WORDS on
+# stderr (else what it said is printed, and false).
+refuses() {
+    local code=$1 words=$2 rc; shift 2
+    "$@" >/dev/null 2>"$work/err"
+    rc=$?
+    [ "$rc" = "$code" ] && grep -q -- "$words" "$work/err" ||
+        { echo "exit $rc: $(cat "$work/err")" >&2; return 1; }
+}
+
 # busybox_root DIR [APPLET...]: a tiny root a container boots: the static
 # busybox as /bin/busybox, /bin/sh and /sbin/init, /etc, and a link in
 # /bin for each APPLET.
@@ -98,6 +148,36 @@ bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/${mask:-16}" dev "
 esac
 EOF
     chmod 755 "$1/usr/share/udhcpc/default.script"
+}
+
+# busybox_initramfs DIR MODDIR OUT MODULE...: DIR, a busybox root (changed
+# in place), packed into OUT as an initramfs (newc cpio, gzip -1): each
+# MODULE's .ko found under MODDIR (an xz or zstd one decompressed) put in
+# DIR/lib/modules, and an /init that mounts /proc, /sys and /dev, loads the
+# modules in the order given and runs /sbin/init. Fails naming a module
+# MODDIR lacks. (The busybox guests of nodes.sh and nested.sh.)
+busybox_initramfs() {
+    local dir=$1 moddir=$2 out=$3 m f; shift 3
+    mkdir -p "$dir/lib/modules" "$dir/proc" "$dir/sys" "$dir/dev"
+    for m in "$@"; do
+        f=$(find "$moddir" -name "$m.ko*" | head -1)
+        [ -n "$f" ] || { echo "busybox_initramfs: no module $m under $moddir" >&2; return 1; }
+        case $f in
+        *.xz) xz -dc "$f" >"$dir/lib/modules/$m.ko" ;;
+        *.zst) zstd -qdc "$f" >"$dir/lib/modules/$m.ko" ;;
+        *) cp "$f" "$dir/lib/modules/$m.ko" ;;
+        esac || return 1
+    done
+    cat >"$dir/init" <<EOF
+#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sys /sys
+/bin/busybox mount -t devtmpfs dev /dev
+for m in $*; do /bin/busybox insmod /lib/modules/\$m.ko 2>/dev/null; done
+exec /sbin/init
+EOF
+    chmod 755 "$dir/init"
+    (cd "$dir" && find . | busybox cpio -o -H newc 2>/dev/null | gzip -1) >"$out"
 }
 
 # tiny_bundle ROOT OUT [MKVE-BUNDLE OPTION...]: an lxc bundle of ROOT made
