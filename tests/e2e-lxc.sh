@@ -16,8 +16,6 @@ one_node e2e mkve-e2e
 
 # The service, end to end.
 "$bin/mkve-bundle" --no-config -q -H lxc --force-no-sign -o "$work/ntp.bun" ntp-server || exit 1
-# The qemu part's bundle is built meanwhile.
-ahead ntp-qemu "$bin/mkve-bundle" --no-config -q -H qemu --force-no-sign -o "$work/ntp-qemu.bun" ntp-server
 # A relative state directory too: mkve must hand libvirt absolute paths.
 # Root's password and key are set before the first boot.
 echo 'e2e-Secret 1' >"$work/password"
@@ -86,6 +84,11 @@ check "delete leaves no domain" test -z "$(machines)"
 check "delete leaves no files" test ! -e "$MKVE_STATEDIR/vms/$id"
 check "delete leaves no DHCP entry" test "$(hosts)" = 0
 check "the ID lock is free" flock -n "$MKVE_LOCKDIR/ids.lock" true
+
+# The qemu part's bundle is built from here on, while the rest of the lxc
+# part runs (not while the first container starts and stops: its build may
+# be the first of the qemu layer, a whole mmdebstrap).
+ahead ntp-qemu "$bin/mkve-bundle" --no-config -q -H qemu --force-no-sign -o "$work/ntp-qemu.bun" ntp-server
 
 # IDs under concurrency: a tiny bundle, defined only.
 root=$work/tiny-root

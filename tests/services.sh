@@ -102,6 +102,10 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 # or $run/build-failed (its seconds) and its messages in $run/build.err.
 build_all() {
     local hv t run t0 result
+    # At the lowest CPU and I/O priority: the machine being checked, and
+    # the daemons that run it, come first.
+    renice -n 19 -p "$BASHPID" >/dev/null
+    ionice -c 3 -p "$BASHPID"
     for hv in "${hvs[@]}"; do
         for t in $templates; do
             run=$work/run/$t-$hv

@@ -193,11 +193,13 @@ tiny_bundle() {
 # $work/NAME.log, so that a build the suite needs later runs while the
 # suite waits on machines; `awaited NAME` waits for it and is true if it
 # succeeded (else it prints the log). stop_ahead, in a suite's cleanup,
-# ends what is still running.
+# ends what is still running. COMMAND runs at the lowest CPU and I/O
+# priority (nice 19, ionice idle): the machines the suite is checking, and
+# the daemons that run them, come first.
 declare -A ahead_pids=()
 ahead() {
     local name=$1; shift
-    "$@" >"$work/$name.log" 2>&1 &
+    nice -n 19 ionice -c 3 "$@" >"$work/$name.log" 2>&1 &
     ahead_pids[$name]=$!
 }
 awaited() {
