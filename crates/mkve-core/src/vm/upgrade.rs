@@ -391,17 +391,21 @@ struct Checked {
     started: std::time::Instant,
 }
 
-/// Stop a machine for its upgrade: asked to shut down, pulled after 60 s.
+/// Stop a machine for its upgrade: asked to shut down, and asked again
+/// every 5 s while it runs (a request that reaches a container whose init
+/// is still starting, just after a reboot, is lost), pulled after 60 s.
 fn stop_for_upgrade(d: &Dom, what: &str) -> Result<()> {
     let start = std::time::Instant::now();
     let mut why = String::new();
-    let mut asked = false;
+    let mut asked: Option<std::time::Instant> = None;
     while d.is_active()? {
         if start.elapsed() >= Duration::from_secs(60) {
             return d.destroy(what);
         }
-        if !asked {
-            asked = d.shutdown_if_ready(what, &mut why)?;
+        if asked.is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
+            && d.shutdown_if_ready(what, &mut why)?
+        {
+            asked = Some(std::time::Instant::now());
         }
         std::thread::sleep(Duration::from_millis(200));
     }
