@@ -103,6 +103,18 @@ check "  its state is back" grep -qx 'drift 1.5 0.25' "$root/var/lib/chrony/chro
 check "  its config edit is back" grep -qx '# kept by the backup' "$root/etc/chrony/chrony.conf"
 check "  what it removed stays removed" test ! -e "$root/etc/motd"
 check "  and NTP answers" ntp "$id" 120
+# Without the bundle: while another machine holds the base, the base's
+# copy of the bundle's head (its signed meta.json and conf) is enough.
+sib=$("$bin/mkve-vm" -q create "$work/ntp.bun")
+"$bin/mkve-vm" delete "$id"
+mv "$work/ntp.bun" "$work/ntp.away"
+rid=$("$bin/mkve-vm" restore "$work/ntp.bak")
+check "restore without the bundle, on the base another machine holds ($rid)" test "$rid" = "$id"
+check "  its state is back" grep -qx 'drift 1.5 0.25' "$root/var/lib/chrony/chrony.drift"
+check "  its record keeps where the bundle came from" sh -c \
+    "'$bin/mkve-vm' info --json '$rid' | python3 -c 'import json,sys; s=json.load(sys.stdin)[\"source\"]; assert s == \"$work/ntp.bun\", s'"
+mv "$work/ntp.away" "$work/ntp.bun"
+"$bin/mkve-vm" delete "$sib"
 "$bin/mkve-vm" delete "$id"
 
 # A secret parameter stays out of a backup: a restore must be given it.

@@ -300,6 +300,9 @@ pub enum Command {
     /// A create sent by mkve-vm --node: the request line, then the bundle, on stdin
     #[command(name = "__create-stream", hide = true)]
     CreateStream,
+    /// A restore sent by mkve-vm --node: the request line, the backup, the bundle, on stdin
+    #[command(name = "__restore-stream", hide = true)]
+    RestoreStream,
     /// A machine moving here (mkve-vm migrate on its node): its files on stdin
     #[command(name = "__receive", hide = true)]
     Receive,
@@ -469,6 +472,7 @@ impl CreateArgs {
             params,
             no_base: self.no_base,
             local_ids: self.local_ids,
+            source: None,
         })
     }
 }
@@ -497,6 +501,9 @@ pub struct UpgradeArgs {
     /// Print the rollout's report as JSON (keys in mkve-vm(1))
     #[arg(long, requires = "template")]
     pub json: bool,
+    /// Upgrade the template's machines on every node mkve.conf lists, each on its node
+    #[arg(long, requires = "template")]
+    pub all_nodes: bool,
     /// Keep the machine's last upgrade: remove its snapshot and free the old base
     #[arg(long, conflicts_with = "rollback")]
     pub commit: bool,

@@ -48,12 +48,20 @@ pub fn run(cli: Cli) -> Result<()> {
                     let o = args.options(cli.connect.uri)?;
                     mkve_cli::out!("{}", vm::create_on(&nodes, node, &o, print, &report)?)
                 }
+                Command::Restore(args) => {
+                    let input = args.backup.clone();
+                    let o = args.options(cli.connect.uri)?;
+                    mkve_cli::out!("{}", vm::restore_on(&nodes, node, &input, &o, &report)?)
+                }
                 Command::List {
                     all_nodes: true, ..
                 }
                 | Command::Audit {
                     all_nodes: true, ..
                 } => Err(Error::Usage(
+                    "--node and --all-nodes: give one (every node is listed from here)".into(),
+                )),
+                Command::Upgrade(args) if args.all_nodes => Err(Error::Usage(
                     "--node and --all-nodes: give one (every node is listed from here)".into(),
                 )),
                 // The feed and the accepted file are this host's: the
@@ -67,6 +75,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 Command::LxcHook
                 | Command::ProbeKvm
                 | Command::CreateStream
+                | Command::RestoreStream
                 | Command::Receive
                 | Command::Arrived { .. }
                 | Command::AuditData
@@ -225,6 +234,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     template: template.clone(),
                     canary: args.canary,
                     max_parallel: args.max_parallel.into(),
+                    all_nodes: args.all_nodes,
                 };
                 show::rollout(&vm::rollout(&uris, &o, &report)?, args.json)
             }
@@ -280,6 +290,7 @@ pub fn run(cli: Cli) -> Result<()> {
             vm::migrate(&uris, &target.machine, &o, &report).map(drop)
         }
         Command::CreateStream => mkve_cli::out!("{}", vm::create_from_stream(&report)?),
+        Command::RestoreStream => show::id(vm::restore_from_stream(&uris, &report)?),
         Command::Receive => vm::receive(&report),
         Command::Arrived { id, uuid } => {
             mkve_cli::outln!(

@@ -360,7 +360,12 @@ pub fn rollout(all: &[vm::RolloutEntry], as_json: bool) -> Result<()> {
     if as_json {
         print_json(&all)?;
     } else {
-        outln!("{:<5} {:<24} {:<12} RESULT", "ID", "NAME", "VERSION")?;
+        let nodes = all.iter().any(|e| e.node.is_some());
+        if nodes {
+            outln!("{:<5} {:<24} {:<8} {:<12} RESULT", "ID", "NAME", "NODE", "VERSION")?;
+        } else {
+            outln!("{:<5} {:<24} {:<12} RESULT", "ID", "NAME", "VERSION")?;
+        }
         for e in all {
             let result = match &e.outcome {
                 vm::RolloutOutcome::Upgraded => "upgraded (upgrade --commit keeps it)".to_string(),
@@ -368,7 +373,12 @@ pub fn rollout(all: &[vm::RolloutEntry], as_json: bool) -> Result<()> {
                 vm::RolloutOutcome::Untouched => "not tried: the rollout stopped".to_string(),
                 vm::RolloutOutcome::Failed(why) => format!("failed, rolled back: {why}"),
             };
-            outln!("{:<5} {:<24} {:<12} {result}", e.machine, e.name, e.version)?;
+            if nodes {
+                let node = e.node.as_deref().unwrap_or("(here)");
+                outln!("{:<5} {:<24} {:<8} {:<12} {result}", e.machine, e.name, node, e.version)?;
+            } else {
+                outln!("{:<5} {:<24} {:<12} {result}", e.machine, e.name, e.version)?;
+            }
         }
     }
     match all

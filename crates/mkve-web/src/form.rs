@@ -125,6 +125,7 @@ pub fn create_options(
         // A node that does not answer stops a create from the web: the
         // operator who means to go on says so on the command line.
         local_ids: false,
+        source: None,
     })
 }
 

@@ -381,6 +381,49 @@ pub fn write(
     Ok(meta)
 }
 
+/// The head of the bundle an unpacked one (`unpacked`, as
+/// [`super::read`] unpacks it) was read from: the same bundle without its
+/// `rootfs.tar.zst` member: `meta.json`, its signature when it had one,
+/// then every other member meta.json lists, read from `unpacked`, in the
+/// bundle's order. Read with a `skip_root` that skips the root, it is the
+/// bundle itself: a base keeps it so that a machine can be made on the
+/// base again without the bundle (a restore: base.rs). Errors: a member
+/// is not in `unpacked` (1), meta.json is not one (65).
+pub fn head_of(unpacked: &Path) -> Result<Vec<u8>> {
+    let meta_path = unpacked.join(META);
+    let meta_json = std::fs::read(&meta_path).at(&meta_path)?;
+    let meta = Meta::from_json(&meta_json, &meta_path)?;
+    let mut b = tar::Builder::new(Vec::new());
+    let mut append = |name: &str, data: &[u8]| {
+        append_bytes(&mut b, name, data, 0).map_err(|e| Error::Other(format!("{name}: {e}")))
+    };
+    append(META, &meta_json)?;
+    let sig_path = unpacked.join(SIGNATURE);
+    match std::fs::read(&sig_path) {
+        Ok(sig) => append(SIGNATURE, &sig)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(&sig_path, e)),
+    }
+    let first = [sbom::MEMBER, provenance::MEMBER];
+    let names = first
+        .iter()
+        .map(|n| n.to_string())
+        .filter(|n| meta.members.contains_key(n))
+        .chain(
+            meta.members
+                .keys()
+                .filter(|n| n.as_str() != ROOTFS && !first.contains(&n.as_str()))
+                .cloned(),
+        );
+    for name in names {
+        let path = unpacked.join(&name);
+        let data = std::fs::read(&path).at(&path)?;
+        append(&name, &data)?;
+    }
+    b.into_inner()
+        .map_err(|e| Error::Other(format!("bundle head: {e}")))
+}
+
 /// Name the list file and line of each package the distribution lacks.
 fn locate_unknown(e: Error, wanted: &[crate::template::Wanted]) -> Error {
     let Error::UnknownPackages { suite, names } = &e else {
@@ -524,4 +567,79 @@ fn refuse_identity(root: &Path, source: &RootSource) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::{read, Check, ReadOptions, SkipRoot};
+
+    /// A bundle of format 2 with a root, a conf member and meta.json
+    /// naming both (the root's bytes are never decompressed here).
+    fn bundle() -> Vec<u8> {
+        let members = [(ROOTFS, &b"not read"[..]), ("conf/params", b"x required - X\n")];
+        let meta = serde_json::json!({
+            "format": 2,
+            "template": {"name": "t", "version": "1.0"},
+            "hypervisor": "lxc",
+            "packages": {"requested": []},
+            "hooks": [],
+            "created": "2026-12-07T00:00:00Z",
+            "unpacked_size": 10240,
+            "members": members.iter().map(|(n, b)| (n.to_string(), hex(&Sha256::digest(b))))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        });
+        let mut b = tar::Builder::new(Vec::new());
+        append_bytes(&mut b, META, &serde_json::to_vec(&meta).unwrap(), 0).unwrap();
+        for (n, data) in members {
+            append_bytes(&mut b, n, data, 0).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn opts<'a>(unpack_to: Option<&'a Path>, skip: Option<&'a SkipRoot<'a>>) -> ReadOptions<'a> {
+        ReadOptions {
+            keyring: None,
+            require_signature: false,
+            allow_unsigned: true,
+            check: Check::Digests,
+            unpack_to,
+            skip_root: skip,
+        }
+    }
+
+    #[test]
+    fn a_head_is_its_bundle_without_the_root_and_reads_only_on_a_base() {
+        let d = tempfile::tempdir().unwrap();
+        let unpacked = d.path().join("b");
+        let on_base = |_: &Meta| Ok(true);
+        let full = bundle();
+        read(&full[..], Path::new("b"), &opts(Some(&unpacked), Some(&on_base))).unwrap();
+        let head = head_of(&unpacked).unwrap();
+        let names: Vec<String> = tar::Archive::new(&head[..])
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, [META, "conf/params"]);
+        // On a base (the root skipped), the head is the bundle: conf and all.
+        let again = d.path().join("again");
+        let r = read(&head[..], Path::new("head"), &opts(Some(&again), Some(&on_base))).unwrap();
+        assert_eq!(r.meta.template.name, "t");
+        assert_eq!(
+            std::fs::read(again.join("conf/params")).unwrap(),
+            b"x required - X\n"
+        );
+        // Without a base, its root is missing.
+        let e = read(&head[..], Path::new("head"), &opts(None, None)).unwrap_err();
+        assert!(e.to_string().contains("rootfs.tar.zst\" listed in meta.json is missing"), "{e}");
+        let no_base = |_: &Meta| Ok(false);
+        assert!(read(&head[..], Path::new("head"), &opts(None, Some(&no_base))).is_err());
+        // A member changed in the head is refused as in the bundle.
+        let mut bad = head.clone();
+        let at = bad.windows(3).position(|w| w == b"X\n\0").unwrap();
+        bad[at] = b'Y';
+        let e = read(&bad[..], Path::new("head"), &opts(None, Some(&on_base))).unwrap_err();
+        assert!(e.to_string().contains("does not match"), "{e}");
+    }
 }

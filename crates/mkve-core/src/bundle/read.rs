@@ -57,7 +57,8 @@ pub struct ReadOptions<'a> {
     pub unpack_to: Option<&'a Path>,
     /// Asked once meta.json and its signature are checked: `true` skips
     /// the root (read past, neither decompressed nor checked, nor
-    /// unpacked), as when a machine's base already holds it.
+    /// unpacked), as when a machine's base already holds it; the root
+    /// member may then be absent (a bundle's head: `make::head_of`).
     pub skip_root: Option<&'a SkipRoot<'a>>,
 }
 
@@ -350,6 +351,9 @@ fn read_members<R: Read>(
         .members
         .keys()
         .filter(|m| !seen.contains(*m))
+        // A root skipped may be absent: a bundle's head (`head_of`), whose
+        // root a base holds.
+        .filter(|m| !(skip_root && m.as_str() == ROOTFS))
         .collect();
     if let Some(m) = missing.first() {
         return Err(bad(format!("member \"{m}\" listed in {META} is missing")));

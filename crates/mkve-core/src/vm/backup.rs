@@ -602,9 +602,22 @@ pub fn restore(
     o: &RestoreOptions,
     report: &dyn Report,
 ) -> Result<crate::ids::MachineId> {
-    let label = crate::files::display_name(input);
-    let bad = |why: String| Error::bundle(&label, why);
     let reader = crate::files::open_input(input)?;
+    restore_from(uris, reader, &crate::files::display_name(input), o, report)
+}
+
+/// [`restore`] of the backup read from `reader` (`label` names it in
+/// errors), which is read to its end before the bundle is: a bundle on
+/// stdin may follow it (`restore --node`, remote.rs).
+pub(super) fn restore_from(
+    uris: &Uris,
+    reader: Box<dyn Read + Send>,
+    label: &Path,
+    o: &RestoreOptions,
+    report: &dyn Report,
+) -> Result<crate::ids::MachineId> {
+    let label = label.to_path_buf();
+    let bad = |why: String| Error::bundle(&label, why);
     let mut ar = tar::Archive::new(reader);
     let mut entries = ar
         .entries()
@@ -708,13 +721,29 @@ pub fn restore(
             if missing.len() == 1 { "it" } else { "them" }
         )));
     }
-    let bundle = match (&o.bundle, &manifest.source) {
-        (Some(b), _) => b.clone(),
-        (None, Some(s)) => PathBuf::from(s),
-        (None, None) => {
+    // The bundle: --bundle; else the head of it that the machine's base
+    // keeps, when this node has the base (base.rs); else where the backup
+    // says it came from.
+    let head = match &o.bundle {
+        Some(_) => None,
+        None => head_for(&manifest)?,
+    };
+    let (bundle, source) = match (&o.bundle, head, &manifest.source) {
+        (Some(b), _, _) => (b.clone(), None),
+        (None, Some(h), s) => {
+            report.progress(&format!(
+                "on base {}, which this node has: its copy of the bundle's head, without the bundle",
+                super::base::short(&manifest.base)
+            ));
+            (h, Some(s.clone()))
+        }
+        (None, None, Some(s)) => (PathBuf::from(s), None),
+        (None, None, None) => {
             return Err(Error::Unavailable {
                 what: format!("the bundle of {} {}", manifest.template, manifest.version),
-                why: "the backup does not say where it came from: give it with --bundle".into(),
+                why: "the backup does not say where it came from and this node has not its base: \
+                      give it with --bundle"
+                    .into(),
             })
         }
     };
@@ -726,7 +755,8 @@ pub fn restore(
                 manifest.version,
                 bundle.display()
             ),
-            why: "not there: give it with --bundle FILE|URL".into(),
+            why: "not there, and this node has not its base: give it with --bundle FILE|URL"
+                .into(),
         });
     }
     let Some(mut e) = pending.filter(|e| name_of(e) == DELTA) else {
@@ -756,6 +786,11 @@ pub fn restore(
             )));
         }
     }
+    // The archive read to its end: what follows it on a stream (a bundle)
+    // is the create's.
+    drop(e);
+    std::io::copy(&mut ar.into_inner(), &mut std::io::sink())
+        .map_err(|x| bad(format!("after {DELTA}: {x}")))?;
     let delta = staging.path().join("delta");
     std::fs::create_dir(&delta).map_err(|e| Error::create(&delta, e))?;
     let f = std::fs::File::open(&packed).map_err(|e| Error::io(&packed, e))?;
@@ -768,10 +803,15 @@ pub fn restore(
         crate::pack::UnpackOptions::ROOTFS,
     )?;
 
-    // The machine, from its bundle, stopped.
+    // The machine, from its bundle, stopped; with its ID when it is free
+    // here and this node gives it out (mkve.conf's range: a backup of
+    // another node's machine gets one of this node's), else the next.
     let taken = super::lookup::list(uris)?
         .iter()
-        .any(|m| m.id.get() == manifest.machine.id);
+        .any(|m| m.id.get() == manifest.machine.id)
+        || crate::nodes::Nodes::load()?
+            .local_range()?
+            .is_some_and(|r| !r.contains(manifest.machine.id));
     let id = match o.id {
         Some(id) => Some(id),
         None if !taken => crate::ids::MachineId::new(manifest.machine.id).ok(),
@@ -819,6 +859,7 @@ pub fn restore(
         params,
         no_base: manifest.full,
         local_ids: false,
+        source,
     };
     let base = manifest.base.clone();
     let hv = manifest.machine.hypervisor;
@@ -868,6 +909,33 @@ pub fn restore(
     let made = super::create::create_with(&co, report, &mut lay)?;
     drop(staging);
     Ok(made)
+}
+
+/// The head of the bundle the machine of `m` was made from that its base
+/// keeps, when this node has the base (`base::heads`): the one of the
+/// same template, version and hypervisor. Its signature is checked by the
+/// create that reads it, as a bundle's is. Errors: the base was changed
+/// (65), a head is not a bundle's (65).
+fn head_for(m: &Manifest) -> Result<Option<PathBuf>> {
+    for h in super::base::heads(&m.base)? {
+        let f = std::fs::File::open(&h).map_err(|e| Error::io(&h, e))?;
+        let opts = crate::bundle::ReadOptions {
+            keyring: None,
+            require_signature: false,
+            allow_unsigned: true,
+            check: crate::bundle::Check::Meta,
+            unpack_to: None,
+            skip_root: None,
+        };
+        let meta = crate::bundle::read(f, &h, &opts)?.meta;
+        if meta.template.name == m.template
+            && meta.template.version == m.version
+            && meta.hypervisor == m.machine.hypervisor
+        {
+            return Ok(Some(h));
+        }
+    }
+    Ok(None)
 }
 
 fn read_small(r: &mut impl Read, max: u64) -> std::io::Result<Vec<u8>> {

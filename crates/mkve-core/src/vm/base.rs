@@ -20,7 +20,9 @@
 //! at every create, and the full digest (each file's contents, modes and
 //! link targets), checked by `mkve-vm bases --verify`. A machine on a base
 //! holds it by the file `vms/ID/base` (its digest); the base is removed
-//! when the last machine holding it goes.
+//! when the last machine holding it goes. Beside its files, a base keeps
+//! the heads of the bundles made on it (`bundles/`: each bundle without
+//! its root), so that a backup can be restored on it without the bundle.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -416,6 +418,46 @@ pub(super) fn make(
     scratch.keep();
     let _ = std::fs::remove_file(dir.join(".lock"));
     Ok(Base { dir, record })
+}
+
+/// The directory of a base where it keeps the heads of the bundles its
+/// machines were made from (`bundle::head_of`), each named by the sha256
+/// of its meta.json: `bundles/SHA256.bundle`. Outside what its
+/// fingerprint and digest cover: added to by later creates, never changed.
+const HEADS: &str = "bundles";
+
+/// Keep the head of the bundle unpacked in `unpacked`, whose root `base`
+/// is, unless it is kept already: written whole under a temporary name and
+/// renamed. A restore then makes a machine on the base without the bundle.
+/// Errors: it cannot be written (73).
+pub(super) fn keep_head(base: &Base, unpacked: &Path) -> Result<()> {
+    let meta = unpacked.join(crate::bundle::META);
+    let digest = hex(&Sha256::digest(std::fs::read(&meta).at(&meta)?));
+    let dir = base.dir.join(HEADS);
+    let path = dir.join(format!("{digest}.bundle"));
+    if path.is_file() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| Error::create(&dir, e))?;
+    crate::files::write_atomic(&path, &crate::bundle::head_of(unpacked)?)
+}
+
+/// The heads the base `digest` keeps (`keep_head`), when the node has the
+/// base: the bundle files a machine can be made from on it. Errors: the
+/// base was changed after it was made (65).
+pub(super) fn heads(digest: &str) -> Result<Vec<PathBuf>> {
+    let Some(b) = open(digest)? else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<PathBuf> = std::fs::read_dir(b.dir.join(HEADS))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "bundle") && p.is_file())
+        .collect();
+    out.sort();
+    Ok(out)
 }
 
 fn read_only(p: &Path) -> Result<()> {

@@ -61,6 +61,11 @@ pub struct CreateOptions {
     /// When mkve.conf lists nodes and one does not answer, go on with the
     /// IDs this node knows of instead of failing (site.rs).
     pub local_ids: bool,
+    /// Where the bundle can be had again, recorded as the machine's source:
+    /// `Some` when `bundle` is not it (a restore from a base's copy of the
+    /// bundle's head: where the backup says, if it says); `None`:
+    /// `bundle`'s URL or absolute path.
+    pub source: Option<Option<String>>,
 }
 
 /// Everything a create made so far; dropped without `keep`, it is undone.
@@ -345,6 +350,7 @@ pub(super) fn create_with(
     let mut made_base = MadeBase(None);
     let base = match base {
         Some((b, _lock)) => {
+            base::keep_head(&b, &unpacked)?;
             let r = unpacked.join(base::REF);
             std::fs::write(&r, format!("{}\n", b.record.digest))
                 .map_err(|e| Error::create(&r, e))?;
@@ -559,7 +565,10 @@ fn spec_for(
                 .cloned()
                 .unwrap_or_default(),
             signed_by,
-            source: source_of(&o.bundle),
+            source: match &o.source {
+                Some(s) => s.clone(),
+                None => source_of(&o.bundle),
+            },
             adopted: false,
         },
         name,

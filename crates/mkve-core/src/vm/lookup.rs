@@ -113,6 +113,7 @@ pub(super) fn orphan_machines(scan: &Scan) -> Result<Vec<Machine>> {
             template: format!("({})", what.join(", ")),
             version: String::new(),
             uri: String::new(),
+            bundle: String::new(),
         });
     }
     Ok(all)
@@ -137,6 +138,7 @@ fn machine(d: &Dom, uri: &str) -> Option<Machine> {
         template: r.template,
         version: r.version,
         uri: uri.to_string(),
+        bundle: r.bundle,
     })
 }
 

@@ -87,6 +87,10 @@ pub struct Machine {
     pub version: String,
     #[serde(skip)]
     pub uri: String,
+    /// The sha256 of its bundle's root (its record's `bundle`); empty for
+    /// an orphan.
+    #[serde(skip)]
+    pub bundle: String,
 }
 
 /// A machine, with its autostart flag and the bundle's digest.

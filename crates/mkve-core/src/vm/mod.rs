@@ -90,7 +90,7 @@ pub use moves::{arrived, finish_move, interrupted_moves};
 pub use overlay::prepare_from_hook as prepare_lxc_root;
 pub use pack::{pack, parse_scrub, PackOptions as PackMachineOptions, ScrubOp, SCRUB};
 pub use receive::receive;
-pub use remote::{create_from_stream, create_on, forward};
+pub use remote::{create_from_stream, create_on, forward, restore_from_stream, restore_on};
 pub use site::{list_nodes, NodeMachine, SiteList, Unreachable};
 pub use snapshot::{delete as delete_snapshot, revert, snapshot, snapshots, SnapshotInfo};
 pub use snapshot_store::{check_name as check_snapshot_name, Record as SnapshotRecord};

@@ -221,6 +221,7 @@ impl Request {
             params: self.params,
             no_base: self.no_base,
             local_ids: self.local_ids,
+            source: None,
         })
     }
 }
@@ -291,6 +292,183 @@ pub fn create_from_stream(report: &dyn Report) -> Result<String> {
         return print_xml(&o);
     }
     create(&o, report).map(|id| format!("{id}\n"))
+}
+
+/// What a restore on another node takes (mkve-vm(1), NODES): the values
+/// as the command line gives them, checked again there. On ssh's stdin:
+/// this line of JSON, the backup in frames ([`FrameWriter`]'s), then the
+/// bundle's bytes when one is streamed.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreRequest {
+    id: Option<String>,
+    /// An `http://` or `https://` bundle, which the node fetches itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    /// The bundle follows the backup on the stream.
+    bundle_follows: bool,
+    connect: Option<String>,
+    /// The keyring's bytes, hex.
+    keyring: Option<String>,
+    allow_unsigned: bool,
+    start: bool,
+    params: Vec<(String, String)>,
+}
+
+fn keyring_hex(k: &Option<PathBuf>) -> Result<Option<String>> {
+    k.as_ref()
+        .map(|k| {
+            std::fs::read(k)
+                .map(|b| crate::digest::hex(&b))
+                .map_err(|e| Error::io(k, e))
+        })
+        .transpose()
+}
+
+fn keyring_from_hex(hex: &Option<String>, label: &str, file: &Path) -> Result<Option<PathBuf>> {
+    let Some(hex) = hex else { return Ok(None) };
+    let bytes =
+        hex_decode(hex).ok_or_else(|| Error::Usage(format!("{label}: the keyring is not hex")))?;
+    std::fs::write(file, bytes).map_err(|e| Error::create(file, e))?;
+    Ok(Some(file.to_path_buf()))
+}
+
+/// Restore the backup `backup` (a file, or `-` for stdin) on node `name`:
+/// streamed to that node's `mkve-vm __restore-stream` over ssh, with the
+/// bundle of `--bundle` when it is a file here (a URL the node fetches;
+/// without `--bundle` the node makes the machine on its own base, or from
+/// where the backup says the bundle came from, as a restore there would).
+/// Returns what the node printed: the new ID. Errors: no such node (2), a
+/// file named cannot be read, ssh did not reach the node (69), the restore
+/// failed there (its exit status: 65 for an archive refused, 69 for a
+/// bundle it cannot have, and so on).
+pub fn restore_on(
+    nodes: &Nodes,
+    name: &str,
+    backup: &Path,
+    o: &super::RestoreOptions,
+    report: &dyn Report,
+) -> Result<String> {
+    let node = nodes.get(name)?;
+    let url = o.bundle.as_deref().and_then(url_of);
+    let streamed = o.bundle.as_ref().filter(|_| url.is_none());
+    let request = RestoreRequest {
+        id: o.id.map(|i| i.to_string()),
+        url,
+        bundle_follows: streamed.is_some(),
+        connect: o.connect.clone(),
+        keyring: keyring_hex(&o.keyring)?,
+        allow_unsigned: o.allow_unsigned,
+        start: o.start,
+        params: o.params.clone(),
+    };
+    let mut line = serde_json::to_vec(&request).map_err(|e| Error::Other(e.to_string()))?;
+    line.push(b'\n');
+    let bundle: Box<dyn Read + Send> = match streamed {
+        Some(b) => crate::files::open_input(b)?,
+        None => Box::new(std::io::empty()),
+    };
+    report.progress(&format!("streaming the backup to node {name}"));
+    let archive = Framed::new(crate::files::open_input(backup)?);
+    let mut input = std::io::Cursor::new(line).chain(archive).chain(bundle);
+    let cmd = ssh_command(nodes, node, &["__restore-stream".into()], false)?.report(report);
+    let (status, out) = cmd.run_with_input(&mut input)?;
+    if !status.success() {
+        return Err(remote_failure(node, "restore", status, String::new()));
+    }
+    String::from_utf8(out).map_err(|_| Error::Other(format!("node {name}: its answer is not text")))
+}
+
+/// The node's side of [`restore_on`]: the request line from stdin, then
+/// the backup that follows it, then the bundle when one follows. Returns
+/// the new machine's ID.
+pub fn restore_from_stream(
+    uris: &super::Uris,
+    report: &dyn Report,
+) -> Result<crate::ids::MachineId> {
+    let label = "(request on stdin)";
+    let mut line = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(REQUEST_MAX)
+        .read_until(b'\n', &mut line)
+        .map_err(|e| Error::io("(stdin)", e))?;
+    if !line.ends_with(b"\n") {
+        return Err(Error::Usage(format!(
+            "{label}: no request line (this is what mkve-vm --node NAME restore sends)"
+        )));
+    }
+    let r: RestoreRequest =
+        serde_json::from_slice(&line).map_err(|e| Error::Usage(format!("{label}: {e}")))?;
+    let dir = tempfile::Builder::new()
+        .prefix("mkve-restore-stream.")
+        .tempdir()
+        .map_err(|e| Error::create(std::env::temp_dir(), e))?;
+    let o = super::RestoreOptions {
+        id: r
+            .id
+            .as_deref()
+            .map(|v| v.parse().map_err(Error::Usage))
+            .transpose()?,
+        bundle: match (r.url, r.bundle_follows) {
+            (Some(u), _) => Some(PathBuf::from(u)),
+            (None, true) => Some(PathBuf::from("-")),
+            (None, false) => None,
+        },
+        keyring: keyring_from_hex(&r.keyring, label, &dir.path().join("keyring.gpg"))?,
+        allow_unsigned: r.allow_unsigned,
+        params: r.params,
+        connect: r.connect,
+        start: r.start,
+    };
+    // The global stdin, buffered once: what the frames' reader read ahead
+    // is there for the bundle's.
+    let archive = Box::new(FrameReader::new(std::io::stdin()));
+    super::backup::restore_from(uris, archive, Path::new("(backup on stdin)"), &o, report)
+}
+
+/// Frames a reader's bytes as [`FrameWriter`] writes them, with the end
+/// mark after its last byte: a backup on a stream that goes on after it.
+struct Framed<R: Read> {
+    inner: R,
+    out: Vec<u8>,
+    at: usize,
+    ended: bool,
+}
+
+impl<R: Read> Framed<R> {
+    fn new(inner: R) -> Self {
+        Framed {
+            inner,
+            out: Vec::new(),
+            at: 0,
+            ended: false,
+        }
+    }
+}
+
+impl<R: Read> Read for Framed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.out.len() {
+            if self.ended {
+                return Ok(0);
+            }
+            let mut chunk = Vec::with_capacity(FRAME);
+            (&mut self.inner)
+                .take(FRAME as u64)
+                .read_to_end(&mut chunk)?;
+            self.ended = chunk.is_empty();
+            self.out.clear();
+            self.out
+                .extend_from_slice(&(chunk.len() as u32).to_be_bytes());
+            self.out.extend_from_slice(&chunk);
+            self.at = 0;
+        }
+        let n = buf.len().min(self.out.len() - self.at);
+        buf[..n].copy_from_slice(&self.out[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// Frames on a byte stream that goes on after them (a migration's files,
@@ -422,6 +600,23 @@ mod tests {
     }
 
     #[test]
+    fn a_framed_reader_writes_what_a_frame_reader_reads() {
+        for len in [0usize, 1, FRAME - 1, FRAME, FRAME + 1, 3 * FRAME + 7] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+            let mut stream = Vec::new();
+            Framed::new(&data[..]).read_to_end(&mut stream).unwrap();
+            stream.extend_from_slice(b"BUNDLE");
+            let mut r = FrameReader::new(&stream[..]);
+            let mut back = Vec::new();
+            r.read_to_end(&mut back).unwrap();
+            assert_eq!(back, data, "{len} bytes");
+            let mut rest = Vec::new();
+            r.inner.read_to_end(&mut rest).unwrap();
+            assert_eq!(rest, b"BUNDLE", "{len} bytes: the bundle follows the end mark");
+        }
+    }
+
+    #[test]
     fn a_request_carries_the_options_and_is_checked_again() {
         let d = tempfile::tempdir().unwrap();
         let ring = d.path().join("ring.gpg");
@@ -453,6 +648,7 @@ mod tests {
             params: vec![("admin".into(), "x y".into())],
             no_base: true,
             local_ids: true,
+            source: None,
         };
         let json = serde_json::to_string(&Request::of(&o, false).unwrap()).unwrap();
         assert!(!json.contains('\n'), "one line");

@@ -856,6 +856,9 @@ pub struct RolloutOptions {
     /// How many machines are upgraded at once after the canaries (1 or
     /// more).
     pub max_parallel: usize,
+    /// The machines of every node mkve.conf lists, each upgraded on its
+    /// node (`mkve-vm upgrade` there, over ssh), not this node's only.
+    pub all_nodes: bool,
 }
 
 /// Where one machine of a rollout stands.
@@ -877,20 +880,28 @@ pub enum Outcome {
 pub struct RolloutEntry {
     pub machine: u32,
     pub name: String,
+    /// The node it is on (`--all-nodes`); `None`: this one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// The version it stands on now.
     pub version: String,
     #[serde(flatten)]
     pub outcome: Outcome,
 }
 
-/// Upgrade every machine of template `o.template` on this node that is not
-/// on the bundle `o.each.bundle` yet: the first `canary` one at a time,
-/// then the rest in waves of `max_parallel`; the first failure stops the
-/// rollout (the failed machine is rolled back by its upgrade, the others
-/// not tried are left as they are). Run again, it goes on where it
-/// stopped (machines on the new bundle are passed by). Returns each
-/// machine's outcome, by ID. Errors: the bundle cannot be read (65, 69),
-/// no machine of the template (2).
+/// Upgrade every machine of template `o.template` on this node (on every
+/// node mkve.conf lists, with `all_nodes`) that is not on the bundle
+/// `o.each.bundle` yet: the first `canary` one at a time, then the rest in
+/// waves of `max_parallel`, by ID; the first failure stops the rollout
+/// (the failed machine is rolled back by its upgrade, the others not tried
+/// are left as they are). Run again, it goes on where it stopped
+/// (machines on the new bundle are passed by). A machine on another node
+/// is upgraded by that node's `mkve-vm upgrade` over ssh, which reads the
+/// bundle itself (a URL, or a path every node has) and checks it against
+/// its own keyring. Returns each machine's outcome, by ID. Errors: the
+/// bundle cannot be read (65, 69), no machine of the template (2),
+/// `all_nodes` without nodes in mkve.conf or with `--keyring` (2), a node
+/// that does not answer (69, before any machine is upgraded).
 pub fn rollout(uris: &Uris, o: &RolloutOptions, report: &dyn Report) -> Result<Vec<RolloutEntry>> {
     let src = super::create::BundleSource {
         bundle: &o.each.bundle,
@@ -913,14 +924,43 @@ pub fn rollout(uris: &Uris, o: &RolloutOptions, report: &dyn Report) -> Result<V
             ),
         ));
     }
-    let mut entries: Vec<RolloutEntry> = super::manage::infos(uris)?
+    let nodes = crate::nodes::Nodes::load()?;
+    let machines: Vec<(Option<String>, super::Machine)> = if o.all_nodes {
+        if o.each.keyring.is_some() {
+            return Err(Error::Usage(
+                "upgrade --all-nodes: each node checks the bundle against its own keyring (no --keyring)"
+                    .into(),
+            ));
+        }
+        let site = super::site::list_nodes(&nodes)?;
+        if let Some(u) = site.unreachable.first() {
+            return Err(Error::Unavailable {
+                what: format!("node {} ({})", u.node, u.uri),
+                why: format!(
+                    "did not answer ({}): a rollout over every node needs to see them all; nothing was upgraded",
+                    u.error
+                ),
+            });
+        }
+        site.machines
+            .into_iter()
+            .map(|n| ((!nodes.is_this(&n.node)).then_some(n.node), n.machine))
+            .collect()
+    } else {
+        super::lookup::list(uris)?
+            .into_iter()
+            .map(|m| (None, m))
+            .collect()
+    };
+    let mut entries: Vec<RolloutEntry> = machines
         .into_iter()
-        .filter(|i| i.machine.template == o.template && !i.uri.is_empty())
-        .map(|i| RolloutEntry {
-            machine: i.machine.id.get(),
-            name: i.machine.name.clone(),
-            version: i.machine.version.clone(),
-            outcome: if i.bundle == digest {
+        .filter(|(_, m)| m.template == o.template && !m.uri.is_empty())
+        .map(|(node, m)| RolloutEntry {
+            machine: m.id.get(),
+            name: m.name.clone(),
+            node,
+            version: m.version.clone(),
+            outcome: if m.bundle == digest {
                 Outcome::Already
             } else {
                 Outcome::Untouched
@@ -929,8 +969,9 @@ pub fn rollout(uris: &Uris, o: &RolloutOptions, report: &dyn Report) -> Result<V
         .collect();
     if entries.is_empty() {
         return Err(Error::Usage(format!(
-            "no machine of template {} on this node",
-            o.template
+            "no machine of template {} on {}",
+            o.template,
+            if o.all_nodes { "any node" } else { "this node" }
         )));
     }
     let todo: Vec<usize> = (0..entries.len())
@@ -941,20 +982,35 @@ pub fn rollout(uris: &Uris, o: &RolloutOptions, report: &dyn Report) -> Result<V
         .iter()
         .map(std::slice::from_ref)
         .chain(rest.chunks(o.max_parallel.max(1)));
+    let one = |e: &RolloutEntry| -> Result<String> {
+        let id = e.machine.to_string();
+        match &e.node {
+            None => upgrade(uris, &id, &o.each, report).map(|s| s.to_version),
+            Some(node) => upgrade_on(&nodes, node, &id, &o.each, report)
+                .map(|()| meta.template.version.clone()),
+        }
+    };
     for wave in waves {
-        let ids: Vec<String> = wave
+        let names: Vec<String> = wave
             .iter()
-            .map(|&i| entries[i].machine.to_string())
+            .map(|&i| match &entries[i].node {
+                Some(n) => format!("{} (on {n})", entries[i].machine),
+                None => entries[i].machine.to_string(),
+            })
             .collect();
         report.progress(&format!(
             "upgrading machine{} {}",
-            if ids.len() == 1 { "" } else { "s" },
-            ids.join(", ")
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", ")
         ));
-        let results: Vec<Result<UpgradeSummary>> = std::thread::scope(|s| {
-            let handles: Vec<_> = ids
+        let results: Vec<Result<String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = wave
                 .iter()
-                .map(|id| s.spawn(move || upgrade(uris, id, &o.each, report)))
+                .map(|&i| {
+                    let e = &entries[i];
+                    let one = &one;
+                    s.spawn(move || one(e))
+                })
                 .collect();
             handles
                 .into_iter()
@@ -968,8 +1024,8 @@ pub fn rollout(uris: &Uris, o: &RolloutOptions, report: &dyn Report) -> Result<V
         let mut stop = false;
         for (&i, r) in wave.iter().zip(results) {
             match r {
-                Ok(sum) => {
-                    entries[i].version = sum.to_version;
+                Ok(version) => {
+                    entries[i].version = version;
                     entries[i].outcome = Outcome::Upgraded;
                 }
                 Err(e) => {
@@ -983,6 +1039,60 @@ pub fn rollout(uris: &Uris, o: &RolloutOptions, report: &dyn Report) -> Result<V
         }
     }
     Ok(entries)
+}
+
+/// Upgrade machine `id` on node `node` by its `mkve-vm upgrade` over ssh,
+/// with the options of `o` on its command line (the bundle as given: a URL,
+/// or a path the node has). Errors: ssh did not reach the node (69), the
+/// upgrade failed there (its status, and the last line it told on stderr).
+fn upgrade_on(
+    nodes: &crate::nodes::Nodes,
+    node: &str,
+    id: &str,
+    o: &UpgradeOptions,
+    report: &dyn Report,
+) -> Result<()> {
+    let n = nodes.get(node)?;
+    let bundle = match crate::fetch::Url::of_arg(&o.bundle) {
+        Some(_) => o.bundle.clone(),
+        None => std::path::absolute(&o.bundle).map_err(|e| Error::io(&o.bundle, e))?,
+    };
+    let mut args: Vec<String> = vec![
+        "-q".into(),
+        "upgrade".into(),
+        id.into(),
+        bundle.to_string_lossy().into_owned(),
+        "--timeout".into(),
+        o.timeout.as_secs().to_string(),
+    ];
+    if o.force {
+        args.push("--force".into());
+    }
+    if o.allow_unsigned {
+        args.push("--allow-unsigned".into());
+    }
+    for (k, v) in &o.params {
+        args.push("--param".into());
+        args.push(format!("{k}={v}"));
+    }
+    let out = super::remote::ssh_command(nodes, n, &args, false)?
+        .report(report)
+        .output()?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let told = String::from_utf8_lossy(&out.stderr);
+    let last = told.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    Err(super::remote::remote_failure(
+        n,
+        &format!("upgrade of machine {id}"),
+        out.status,
+        if last.is_empty() {
+            String::new()
+        } else {
+            format!(": {last}")
+        },
+    ))
 }
 
 #[cfg(test)]
