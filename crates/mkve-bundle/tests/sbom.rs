@@ -350,3 +350,115 @@ fn the_provenance_names_the_root_and_the_sbom_and_verify_checks_its_subjects() {
         )
     );
 }
+
+/// An ALT root: the busybox root with no dpkg database, an rpm database
+/// holding one package (put there by rpm itself), that package's file, and
+/// ALT's os-release.
+#[test]
+#[ignore = "needs root (hooks run by chroot in a busybox root with a device node), rpm and rpmbuild"]
+fn an_alt_root_s_rpm_packages_are_in_the_sbom() {
+    let env = new_env();
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("root");
+    let r = run(std::process::Command::new("cp")
+        .arg("-a")
+        .arg(busybox_root())
+        .arg(&root));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    std::fs::remove_dir_all(root.join("var/lib/dpkg")).unwrap();
+    std::fs::write(
+        root.join("etc/os-release"),
+        "NAME=\"ALT Server\"\nID=altlinux\nVERSION_ID=p10\n",
+    )
+    .unwrap();
+    install_test_rpm(&root);
+    let (name, evr, arch, _, file) = TEST_RPM;
+    let owned = root.join(file.trim_start_matches('/'));
+    std::fs::create_dir_all(owned.parent().unwrap()).unwrap();
+    std::fs::write(&owned, "hi\n").unwrap();
+    let out = d.path().join("alt.bun");
+    let r = run(env
+        .cmd()
+        .env("GNUPGHOME", &signer().home)
+        .args(["-H", "lxc", "--hooks"])
+        .arg(hooks_dir())
+        .arg("--rootfs")
+        .arg(&root)
+        .arg("-o")
+        .arg(&out)
+        .arg(good("ntp-server")));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    let r = sbom_of(&out, "spdx", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let pkgs = doc["packages"].as_array().unwrap();
+    let p = pkgs.iter().find(|p| p["name"] == name).unwrap();
+    assert_eq!(p["versionInfo"], evr);
+    assert_eq!(
+        p["externalRefs"][0]["referenceLocator"],
+        format!("pkg:rpm/altlinux/{name}@1.2-alt1?arch={arch}&distro=altlinux-p10&epoch=3")
+    );
+    assert_eq!(p["supplier"], "Person: Test Person (t@example.invalid)");
+    assert_eq!(
+        p["sourceInfo"],
+        format!("built package from: {name} 1.2-alt1")
+    );
+    assert!(p["comment"].as_str().unwrap().contains("Header-SHA256: "));
+    let files: Vec<&str> = doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["fileName"].as_str().unwrap())
+        .collect();
+    assert!(
+        !files.contains(&format!(".{file}").as_str()),
+        "the rpm's file is its"
+    );
+    assert!(
+        !files.iter().any(|f| f.starts_with("./var/lib/rpm")),
+        "rpm's database is not listed"
+    );
+    assert!(
+        files.contains(&"./bin/busybox"),
+        "a file no package owns is"
+    );
+    let spdx = d.path().join("sbom.spdx.json");
+    std::fs::write(&spdx, &r.stdout).unwrap();
+    let v = run(std::process::Command::new(pyspdxtools())
+        .arg("-i")
+        .arg(&spdx));
+    assert_eq!(v.code, 0, "pyspdxtools: {}{}", v.stdout, v.stderr);
+
+    let r = sbom_of(&out, "cyclonedx", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let bom: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let c = bom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap();
+    assert!(
+        c["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "mkve:rpm:header-sha256"),
+        "{c}"
+    );
+    let cdx = d.path().join("bom.json");
+    std::fs::write(&cdx, &r.stdout).unwrap();
+    let v = run(std::process::Command::new("python3")
+        .arg(top().join("tests/harness/validate-cyclonedx"))
+        .arg(&cdx));
+    assert_eq!(v.code, 0, "CycloneDX schema: {}{}", v.stdout, v.stderr);
+
+    // meta.json's package list is rpm's too.
+    let bundle = std::fs::read(&out).unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(&members(&bundle)[0].1).unwrap();
+    assert_eq!(
+        meta["packages"]["installed"],
+        serde_json::json!([{"name": name, "version": evr}])
+    );
+}

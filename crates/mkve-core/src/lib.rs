@@ -50,6 +50,7 @@ pub mod process_error;
 pub mod publish;
 pub mod report;
 pub mod root;
+pub mod rpmdb;
 pub mod scratch;
 #[cfg(feature = "gpg")]
 pub mod seen;

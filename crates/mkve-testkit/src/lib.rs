@@ -897,3 +897,55 @@ pub fn audit_pairs(json: &str) -> std::collections::BTreeSet<(String, String)> {
         })
         .collect()
 }
+
+/// The package [`install_test_rpm`] puts in a root's rpm database: its
+/// name, `EPOCH:VERSION-RELEASE`, architecture, packager and one file.
+pub const TEST_RPM: (&str, &str, &str, &str, &str) = (
+    "mkve-sbom-test",
+    "3:1.2-alt1",
+    "noarch",
+    "Test Person <t@example.invalid>",
+    "/usr/share/mkve-sbom-test/f",
+);
+
+/// Put [`TEST_RPM`], a package rpmbuild makes, into the rpm database of
+/// `root` (`var/lib/rpm`) with rpm itself (`--justdb`: no file of it is
+/// written, no script runs), as on an ALT root. Needs rpm and rpmbuild
+/// (scripts/deps installs them).
+pub fn install_test_rpm(root: &Path) {
+    let (name, _, arch, packager, file) = TEST_RPM;
+    let work = tempfile::tempdir().unwrap();
+    let spec = work.path().join("t.spec");
+    let dir = Path::new(file).parent().unwrap().display().to_string();
+    std::fs::write(
+        &spec,
+        format!(
+            "Name: {name}\nVersion: 1.2\nRelease: alt1\nEpoch: 3\nSummary: t\nLicense: GPL\n\
+             Packager: {packager}\nBuildArch: {arch}\n%description\nt\n\
+             %install\nmkdir -p %{{buildroot}}{dir}\necho hi > %{{buildroot}}{file}\n\
+             %files\n{file}\n"
+        ),
+    )
+    .unwrap();
+    let top = work.path().join("top");
+    let r = run(Command::new("rpmbuild")
+        .arg("-bb")
+        .arg("--define")
+        .arg(format!("_topdir {}", top.display()))
+        .arg(&spec));
+    assert_eq!(r.code, 0, "rpmbuild: {}", r.stderr);
+    let rpm = top.join(format!("RPMS/{arch}/{name}-1.2-alt1.{arch}.rpm"));
+    let r = run(Command::new("rpm")
+        .arg("--root")
+        .arg(root)
+        .args([
+            "--dbpath",
+            "/var/lib/rpm",
+            "-i",
+            "--justdb",
+            "--nodeps",
+            "--noscripts",
+        ])
+        .arg(&rpm));
+    assert_eq!(r.code, 0, "rpm -i --justdb: {}", r.stderr);
+}

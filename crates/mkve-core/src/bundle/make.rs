@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 
 use super::members::{CONF, META, ROOTFS, SIGNATURE};
-use super::meta::{dpkg_installed, Meta, Packages, PackedFrom, TemplateRef, FORMAT};
+use super::meta::{installed, Meta, Packages, PackedFrom, TemplateRef, FORMAT};
 use super::{provenance, sbom};
 use crate::date::rfc3339;
 use crate::digest::{hex, sha256_file};
@@ -282,7 +282,7 @@ pub fn pack_root(
         sha256: rootfs_sha256,
         stats,
         sbom: sbom_json,
-        installed: dpkg_installed(root),
+        installed: installed(root)?,
         created_secs,
     })
 }
@@ -577,7 +577,10 @@ mod tests {
     /// A bundle of format 2 with a root, a conf member and meta.json
     /// naming both (the root's bytes are never decompressed here).
     fn bundle() -> Vec<u8> {
-        let members = [(ROOTFS, &b"not read"[..]), ("conf/params", b"x required - X\n")];
+        let members = [
+            (ROOTFS, &b"not read"[..]),
+            ("conf/params", b"x required - X\n"),
+        ];
         let meta = serde_json::json!({
             "format": 2,
             "template": {"name": "t", "version": "1.0"},
@@ -614,7 +617,12 @@ mod tests {
         let unpacked = d.path().join("b");
         let on_base = |_: &Meta| Ok(true);
         let full = bundle();
-        read(&full[..], Path::new("b"), &opts(Some(&unpacked), Some(&on_base))).unwrap();
+        read(
+            &full[..],
+            Path::new("b"),
+            &opts(Some(&unpacked), Some(&on_base)),
+        )
+        .unwrap();
         let head = head_of(&unpacked).unwrap();
         let names: Vec<String> = tar::Archive::new(&head[..])
             .entries()
@@ -624,7 +632,12 @@ mod tests {
         assert_eq!(names, [META, "conf/params"]);
         // On a base (the root skipped), the head is the bundle: conf and all.
         let again = d.path().join("again");
-        let r = read(&head[..], Path::new("head"), &opts(Some(&again), Some(&on_base))).unwrap();
+        let r = read(
+            &head[..],
+            Path::new("head"),
+            &opts(Some(&again), Some(&on_base)),
+        )
+        .unwrap();
         assert_eq!(r.meta.template.name, "t");
         assert_eq!(
             std::fs::read(again.join("conf/params")).unwrap(),
@@ -632,7 +645,11 @@ mod tests {
         );
         // Without a base, its root is missing.
         let e = read(&head[..], Path::new("head"), &opts(None, None)).unwrap_err();
-        assert!(e.to_string().contains("rootfs.tar.zst\" listed in meta.json is missing"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("rootfs.tar.zst\" listed in meta.json is missing"),
+            "{e}"
+        );
         let no_base = |_: &Meta| Ok(false);
         assert!(read(&head[..], Path::new("head"), &opts(None, Some(&no_base))).is_err());
         // A member changed in the head is refused as in the bundle.

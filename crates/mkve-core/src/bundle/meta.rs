@@ -209,16 +209,28 @@ fn is_payload_name(name: &str) -> bool {
     }
 }
 
-/// The packages dpkg says are installed in `root`, sorted; empty when the
-/// root has no dpkg database.
-pub fn dpkg_installed(root: &Path) -> Vec<Installed> {
-    crate::dpkg::dpkg_packages(root)
+/// The packages dpkg says are installed in `root`, and those rpm's
+/// database says (an ALT root: `[EPOCH:]VERSION-RELEASE`), sorted; empty
+/// when the root has neither database. Errors: an rpm database that
+/// cannot be read (`rpmdb`).
+pub fn installed(root: &Path) -> Result<Vec<Installed>> {
+    let mut out: Vec<Installed> = crate::dpkg::dpkg_packages(root)
         .into_iter()
         .map(|p| Installed {
             name: p.name,
             version: p.version,
         })
-        .collect()
+        .collect();
+    out.extend(
+        crate::rpmdb::rpm_packages(root)?
+            .into_iter()
+            .map(|p| Installed {
+                version: p.evr(),
+                name: p.name,
+            }),
+    );
+    out.sort();
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -233,7 +245,7 @@ mod tests {
              Package: gone\nStatus: deinstall ok config-files\nVersion: 1\n\n\
              Package: chrony\nStatus: install ok installed\nArchitecture: amd64\nVersion: 4.3-2\n",
         )]);
-        let got = dpkg_installed(d.path());
+        let got = installed(d.path()).unwrap();
         assert_eq!(
             got,
             vec![

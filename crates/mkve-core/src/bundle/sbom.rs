@@ -35,19 +35,41 @@ pub struct Subject<'a> {
     pub rootfs_sha256: &'a str,
 }
 
-/// Paths never listed among the files outside packages: dpkg's database
-/// (it is what the packages are read from).
-const NOT_FILES: &[&str] = &["var/lib/dpkg"];
+/// Paths never listed among the files outside packages: dpkg's and rpm's
+/// databases (they are what the packages are read from).
+const NOT_FILES: &[&str] = &["var/lib/dpkg", crate::rpmdb::DB];
+
+/// One installed package, of dpkg's database or rpm's, as the SBOM lists
+/// it.
+struct Package<'a> {
+    /// `deb` or `rpm`: its SPDX ID's and CycloneDX properties' prefix.
+    kind: &'static str,
+    name: &'a str,
+    /// dpkg's version, or rpm's `[EPOCH:]VERSION-RELEASE`.
+    version: String,
+    architecture: &'a str,
+    source: &'a str,
+    source_version: &'a str,
+    /// dpkg's Maintainer, rpm's Packager.
+    maintainer: &'a str,
+    purl: String,
+    /// rpm's header digest (`SHA256HEADER`), told in the comment.
+    header_sha256: Option<&'a str>,
+}
 
 /// The SPDX 2.3 document of the root `root` (its JSON bytes, pretty, with
 /// a final newline): one package for the bundle, one per installed deb
 /// (name and `versionInfo` dpkg's, the supplier its Maintainer, the purl
 /// `pkg:deb/debian/NAME@VERSION?arch=A&distro=debian-12&upstream=SRC`,
 /// the .deb's sha256 and APT origin from `index`, the source package and
-/// version in `sourceInfo`), and one file per regular file no package
-/// owns, outside `excluded` (paths relative to the root), with its sha256
-/// and SHA-1 (which SPDX 2.3 requires of files). The same root and subject
-/// give the same bytes.
+/// version in `sourceInfo`), one per installed rpm of an ALT root (name,
+/// `[EPOCH:]VERSION-RELEASE`, the supplier its Packager, the purl
+/// `pkg:rpm/altlinux/NAME@VERSION-RELEASE?arch=A&distro=altlinux-p10&epoch=E`
+/// ([`rpm_purl`]), the source rpm in `sourceInfo`, its header's sha256 in
+/// the comment), and one file per regular file no package owns, outside
+/// `excluded` (paths relative to the root), with its sha256 and SHA-1
+/// (which SPDX 2.3 requires of files). The same root and subject give the
+/// same bytes. Errors: an rpm database that cannot be read (`rpmdb`).
 pub fn spdx(
     root: &Path,
     index: &[index::Entry],
@@ -55,6 +77,7 @@ pub fn spdx(
     subject: &Subject,
 ) -> Result<Vec<u8>> {
     let debs = dpkg_packages(root);
+    let rpms = crate::rpmdb::rpm_packages(root)?;
     let distro = distro(root);
     let by_key: BTreeMap<(&str, &str, &str), &index::Entry> = index
         .iter()
@@ -68,6 +91,31 @@ pub fn spdx(
                 e,
             )
         })
+        .collect();
+    let all: Vec<Package> = debs
+        .iter()
+        .map(|p| Package {
+            kind: "deb",
+            name: &p.name,
+            version: p.version.clone(),
+            architecture: &p.architecture,
+            source: &p.source,
+            source_version: &p.source_version,
+            maintainer: &p.maintainer,
+            purl: purl(p, distro.as_deref()),
+            header_sha256: None,
+        })
+        .chain(rpms.iter().map(|p| Package {
+            kind: "rpm",
+            name: &p.name,
+            version: p.evr(),
+            architecture: &p.arch,
+            source: &p.source,
+            source_version: &p.source_version,
+            maintainer: &p.packager,
+            purl: rpm_purl(p, os_id(root).as_deref(), distro.as_deref()),
+            header_sha256: p.header_sha256.as_deref(),
+        }))
         .collect();
     let bundle_id = "SPDXRef-Bundle";
     let mut packages = vec![json!({
@@ -88,19 +136,21 @@ pub fn spdx(
         "relatedSpdxElement": bundle_id,
     })];
     let mut ids = HashSet::new();
-    for p in &debs {
+    for p in &all {
         let id = unique_id(
             &mut ids,
-            &format!("SPDXRef-deb-{}-{}", p.name, p.architecture),
+            &format!("SPDXRef-{}-{}-{}", p.kind, p.name, p.architecture),
         );
         let mut v = Map::new();
         v.insert("SPDXID".into(), json!(id));
         v.insert("name".into(), json!(p.name));
         v.insert("versionInfo".into(), json!(p.version));
-        v.insert("supplier".into(), json!(supplier(&p.maintainer)));
+        v.insert("supplier".into(), json!(supplier(p.maintainer)));
         v.insert("downloadLocation".into(), json!("NOASSERTION"));
         v.insert("filesAnalyzed".into(), json!(false));
-        let entry = by_key.get(&(p.name.as_str(), p.version.as_str(), p.architecture.as_str()));
+        let entry = (p.kind == "deb")
+            .then(|| by_key.get(&(p.name, p.version.as_str(), p.architecture)))
+            .flatten();
         if let Some(e) = entry {
             v.insert(
                 "checksums".into(),
@@ -125,13 +175,16 @@ pub fn spdx(
                 e.origin, e.archive, e.filename
             );
         }
+        if let Some(h) = p.header_sha256 {
+            comment += &format!("Header-SHA256: {h}\n");
+        }
         v.insert("comment".into(), json!(comment));
         v.insert(
             "externalRefs".into(),
             json!([{
                 "referenceCategory": "PACKAGE-MANAGER",
                 "referenceType": "purl",
-                "referenceLocator": purl(p, distro.as_deref()),
+                "referenceLocator": p.purl,
             }]),
         );
         packages.push(Value::Object(v));
@@ -141,7 +194,11 @@ pub fn spdx(
             "relatedSpdxElement": id,
         }));
     }
-    let outside = outside_files(root, excluded)?;
+    let rpm_files: Vec<&str> = rpms
+        .iter()
+        .flat_map(|p| p.files.iter().map(String::as_str))
+        .collect();
+    let outside = outside_files(root, excluded, &rpm_files)?;
     let mut sha1s: Vec<&str> = outside.iter().map(|(_, _, s)| s.as_str()).collect();
     sha1s.sort();
     packages[0]["packageVerificationCode"] = json!({
@@ -202,6 +259,45 @@ fn distro(root: &Path) -> Option<String> {
         })
     };
     Some(format!("{}-{}", get("ID")?, get("VERSION_ID")?))
+}
+
+/// `altlinux` (or another rpm distribution's ID) from the root's
+/// `etc/os-release`, lower-case: an rpm purl's namespace.
+fn os_id(root: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(root.join("etc/os-release"))
+        .or_else(|_| std::fs::read_to_string(root.join("usr/lib/os-release")))
+        .ok()?;
+    text.lines().find_map(|l| {
+        l.strip_prefix("ID=")
+            .map(|v| v.trim().trim_matches('"').to_ascii_lowercase())
+            .filter(|v| !v.is_empty())
+    })
+}
+
+/// The package URL of an rpm (<https://github.com/package-url/purl-spec>,
+/// type `rpm`): `pkg:rpm/NAMESPACE/NAME@VERSION-RELEASE?arch=A&distro=D&epoch=E`,
+/// the namespace the root's os-release ID (`altlinux` when it has none),
+/// qualifiers sorted, empty ones left out, parts percent-encoded as
+/// [`purl`]'s.
+pub fn rpm_purl(p: &crate::rpmdb::RpmPackage, os: Option<&str>, distro: Option<&str>) -> String {
+    let qualifiers = [
+        ("arch", p.arch.as_str()),
+        ("distro", distro.unwrap_or("")),
+        ("epoch", p.epoch.as_deref().unwrap_or("")),
+    ];
+    let q: Vec<String> = qualifiers
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={}", pct(v, "")))
+        .collect();
+    format!(
+        "pkg:rpm/{}/{}@{}{}{}",
+        pct(os.unwrap_or("altlinux"), ""),
+        pct(&p.name, ""),
+        pct(&format!("{}-{}", p.version, p.release), ""),
+        if q.is_empty() { "" } else { "?" },
+        q.join("&")
+    )
 }
 
 /// The package URL (<https://github.com/package-url/purl-spec>, type
@@ -280,15 +376,22 @@ fn unique_id(ids: &mut HashSet<String>, base: &str) -> String {
     id
 }
 
-/// The paths dpkg says its packages installed (`var/lib/dpkg/info/*.list`),
-/// relative to the root; a path under a top-level symbolic link to a
+/// The paths dpkg says its packages installed (`var/lib/dpkg/info/*.list`)
+/// and those of `rpm_files` (rpm's packages'), relative to the root; a path under a top-level symbolic link to a
 /// directory (`bin` → `usr/bin`, merged /usr) also under its target.
-fn owned_paths(root: &Path) -> Result<HashSet<String>> {
+fn owned_paths(root: &Path, rpm_files: &[&str]) -> Result<HashSet<String>> {
     let info = root.join("var/lib/dpkg/info");
+    let mut lists: Vec<String> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir(&info) {
+        for e in dir.flatten() {
+            let p = e.path();
+            if p.extension().is_none_or(|x| x != "list") {
+                continue;
+            }
+            lists.push(std::fs::read_to_string(&p).at(&p)?);
+        }
+    }
     let mut owned = HashSet::new();
-    let Ok(dir) = std::fs::read_dir(&info) else {
-        return Ok(owned);
-    };
     let mut aliases = BTreeMap::new();
     if let Ok(top) = std::fs::read_dir(root) {
         for e in top.flatten() {
@@ -302,13 +405,12 @@ fn owned_paths(root: &Path) -> Result<HashSet<String>> {
             }
         }
     }
-    for e in dir.flatten() {
-        let p = e.path();
-        if p.extension().is_none_or(|x| x != "list") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&p).at(&p)?;
-        for line in text.lines() {
+    let lines = lists
+        .iter()
+        .flat_map(|t| t.lines())
+        .chain(rpm_files.iter().copied());
+    {
+        for line in lines {
             let rel = line.trim_start_matches('/');
             if rel.is_empty() {
                 continue;
@@ -327,8 +429,12 @@ fn owned_paths(root: &Path) -> Result<HashSet<String>> {
 /// Every regular file of `root` no package owns, but those under
 /// [`NOT_FILES`] and `excluded`: (path relative to the root, sha256,
 /// SHA-1), in byte order of paths.
-fn outside_files(root: &Path, excluded: &[PathBuf]) -> Result<Vec<(String, String, String)>> {
-    let owned = owned_paths(root)?;
+fn outside_files(
+    root: &Path,
+    excluded: &[PathBuf],
+    rpm_files: &[&str],
+) -> Result<Vec<(String, String, String)>> {
+    let owned = owned_paths(root, rpm_files)?;
     let mut out = Vec::new();
     let walk = walkdir::WalkDir::new(root)
         .sort_by_file_name()
@@ -474,6 +580,11 @@ pub fn to_cyclonedx(spdx: &[u8], label: &Path) -> Result<Value> {
             .flatten()
             .find(|r| r.get("referenceType").and_then(Value::as_str) == Some("purl"))
             .and_then(|r| text(r, "referenceLocator"));
+        let kind = if purl.as_deref().is_some_and(|u| u.starts_with("pkg:rpm/")) {
+            "rpm"
+        } else {
+            "deb"
+        };
         if let Some(u) = purl {
             c.insert("purl".into(), json!(u));
         }
@@ -486,7 +597,7 @@ pub fn to_cyclonedx(spdx: &[u8], label: &Path) -> Result<Value> {
                     .all(|c| c.is_ascii_alphanumeric() || c == '-')
                     && !k.is_empty()
             })
-            .map(|(k, v)| json!({"name": format!("mkve:deb:{}", k.to_ascii_lowercase()), "value": v}))
+            .map(|(k, v)| json!({"name": format!("mkve:{kind}:{}", k.to_ascii_lowercase()), "value": v}))
             .collect();
         if !props.is_empty() && !is_bundle {
             c.insert("properties".into(), json!(props));
