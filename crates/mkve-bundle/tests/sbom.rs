@@ -59,6 +59,28 @@ fn pyspdxtools() -> PathBuf {
     p
 }
 
+/// Check the SPDX document `json` with pyspdxtools (written in `dir`).
+fn assert_valid_spdx(dir: &Path, json: &str) {
+    let spdx = dir.join("sbom.spdx.json");
+    std::fs::write(&spdx, json).unwrap();
+    let v = run(std::process::Command::new(pyspdxtools())
+        .arg("-i")
+        .arg(&spdx));
+    assert_eq!(v.code, 0, "pyspdxtools: {}{}", v.stdout, v.stderr);
+}
+
+/// The CycloneDX 1.5 schema's verdict on `json` (written in `dir`): 0
+/// valid, 1 not (what it said is printed).
+fn validate_cyclonedx(dir: &Path, json: &[u8]) -> i32 {
+    let cdx = dir.join("bom.json");
+    std::fs::write(&cdx, json).unwrap();
+    let v = run(std::process::Command::new("python3")
+        .arg(top().join("tests/harness/validate-cyclonedx"))
+        .arg(&cdx));
+    eprintln!("CycloneDX schema: {}{}", v.stdout, v.stderr);
+    v.code
+}
+
 #[test]
 #[ignore = "needs root: hooks run by chroot in a busybox root with a device node"]
 fn the_sbom_is_a_signed_member_before_the_root_and_valid_spdx_and_cyclonedx() {
@@ -121,12 +143,7 @@ fn the_sbom_is_a_signed_member_before_the_root_and_valid_spdx_and_cyclonedx() {
         "the busybox root's dpkg database owns no file"
     );
 
-    let spdx = d.path().join("sbom.spdx.json");
-    std::fs::write(&spdx, &r.stdout).unwrap();
-    let v = run(std::process::Command::new(pyspdxtools())
-        .arg("-i")
-        .arg(&spdx));
-    assert_eq!(v.code, 0, "pyspdxtools: {}{}", v.stdout, v.stderr);
+    assert_valid_spdx(d.path(), &r.stdout);
 
     let r = sbom_of(&b, "cyclonedx", &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -139,20 +156,14 @@ fn the_sbom_is_a_signed_member_before_the_root_and_valid_spdx_and_cyclonedx() {
         .find(|c| c["name"] == "chrony")
         .unwrap();
     assert_eq!(c["purl"], chrony["externalRefs"][0]["referenceLocator"]);
-    let cdx = d.path().join("bom.json");
-    std::fs::write(&cdx, &r.stdout).unwrap();
-    let v = run(std::process::Command::new("python3")
-        .arg(top().join("tests/harness/validate-cyclonedx"))
-        .arg(&cdx));
-    assert_eq!(v.code, 0, "CycloneDX schema: {}{}", v.stdout, v.stderr);
+    assert_eq!(validate_cyclonedx(d.path(), r.stdout.as_bytes()), 0);
     // The validator refuses what the schema refuses.
     let mut broken = bom.clone();
     broken["components"][0]["type"] = "deb".into();
-    std::fs::write(&cdx, serde_json::to_vec(&broken).unwrap()).unwrap();
-    let v = run(std::process::Command::new("python3")
-        .arg(top().join("tests/harness/validate-cyclonedx"))
-        .arg(&cdx));
-    assert_eq!(v.code, 1, "{}", v.stdout);
+    assert_eq!(
+        validate_cyclonedx(d.path(), &serde_json::to_vec(&broken).unwrap()),
+        1
+    );
 }
 
 #[test]
@@ -423,12 +434,7 @@ fn an_alt_root_s_rpm_packages_are_in_the_sbom() {
         files.contains(&"./bin/busybox"),
         "a file no package owns is"
     );
-    let spdx = d.path().join("sbom.spdx.json");
-    std::fs::write(&spdx, &r.stdout).unwrap();
-    let v = run(std::process::Command::new(pyspdxtools())
-        .arg("-i")
-        .arg(&spdx));
-    assert_eq!(v.code, 0, "pyspdxtools: {}{}", v.stdout, v.stderr);
+    assert_valid_spdx(d.path(), &r.stdout);
 
     let r = sbom_of(&out, "cyclonedx", &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -447,12 +453,7 @@ fn an_alt_root_s_rpm_packages_are_in_the_sbom() {
             .any(|p| p["name"] == "mkve:rpm:header-sha256"),
         "{c}"
     );
-    let cdx = d.path().join("bom.json");
-    std::fs::write(&cdx, &r.stdout).unwrap();
-    let v = run(std::process::Command::new("python3")
-        .arg(top().join("tests/harness/validate-cyclonedx"))
-        .arg(&cdx));
-    assert_eq!(v.code, 0, "CycloneDX schema: {}{}", v.stdout, v.stderr);
+    assert_eq!(validate_cyclonedx(d.path(), r.stdout.as_bytes()), 0);
 
     // meta.json's package list is rpm's too.
     let bundle = std::fs::read(&out).unwrap();

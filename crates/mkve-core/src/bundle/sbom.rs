@@ -277,26 +277,19 @@ fn os_id(root: &Path) -> Option<String> {
 /// The package URL of an rpm (<https://github.com/package-url/purl-spec>,
 /// type `rpm`): `pkg:rpm/NAMESPACE/NAME@VERSION-RELEASE?arch=A&distro=D&epoch=E`,
 /// the namespace the root's os-release ID (`altlinux` when it has none),
-/// qualifiers sorted, empty ones left out, parts percent-encoded as
-/// [`purl`]'s.
+/// encoded as [`purl`]'s.
 pub fn rpm_purl(p: &crate::rpmdb::RpmPackage, os: Option<&str>, distro: Option<&str>) -> String {
-    let qualifiers = [
-        ("arch", p.arch.as_str()),
-        ("distro", distro.unwrap_or("")),
-        ("epoch", p.epoch.as_deref().unwrap_or("")),
-    ];
-    let q: Vec<String> = qualifiers
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| format!("{k}={}", pct(v, "")))
-        .collect();
-    format!(
-        "pkg:rpm/{}/{}@{}{}{}",
-        pct(os.unwrap_or("altlinux"), ""),
-        pct(&p.name, ""),
-        pct(&format!("{}-{}", p.version, p.release), ""),
-        if q.is_empty() { "" } else { "?" },
-        q.join("&")
+    package_url(
+        "rpm",
+        os.unwrap_or("altlinux"),
+        &p.name,
+        &format!("{}-{}", p.version, p.release),
+        "",
+        &[
+            ("arch", &p.arch),
+            ("distro", distro.unwrap_or("")),
+            ("epoch", p.epoch.as_deref().unwrap_or("")),
+        ],
     )
 }
 
@@ -305,21 +298,43 @@ pub fn rpm_purl(p: &crate::rpmdb::RpmPackage, os: Option<&str>, distro: Option<&
 /// qualifiers in their sorted order, each part percent-encoded but for
 /// letters, digits and `.-_~` (and `:` in the version, the epoch's).
 pub fn purl(p: &DpkgPackage, distro: Option<&str>) -> String {
-    // Empty qualifiers are left out, as the purl spec asks.
-    let qualifiers = [
-        ("arch", p.architecture.as_str()),
-        ("distro", distro.unwrap_or("")),
-        ("upstream", p.source.as_str()),
-    ];
+    package_url(
+        "deb",
+        "debian",
+        &p.name,
+        &p.version,
+        ":",
+        &[
+            ("arch", &p.architecture),
+            ("distro", distro.unwrap_or("")),
+            ("upstream", &p.source),
+        ],
+    )
+}
+
+/// `pkg:TYPE/NAMESPACE/NAME@VERSION?K=V&…`: `qualifiers` in the order
+/// given (sorted by key, as the purl spec asks), the empty ones left out
+/// (and `?` with them when none is left); each part percent-encoded but
+/// for letters, digits, `.-_~`, and `keep` in the version.
+fn package_url(
+    ty: &str,
+    namespace: &str,
+    name: &str,
+    version: &str,
+    keep: &str,
+    qualifiers: &[(&str, &str)],
+) -> String {
     let q: Vec<String> = qualifiers
         .iter()
         .filter(|(_, v)| !v.is_empty())
         .map(|(k, v)| format!("{k}={}", pct(v, "")))
         .collect();
     format!(
-        "pkg:deb/debian/{}@{}?{}",
-        pct(&p.name, ""),
-        pct(&p.version, ":"),
+        "pkg:{ty}/{}/{}@{}{}{}",
+        pct(namespace, ""),
+        pct(name, ""),
+        pct(version, keep),
+        if q.is_empty() { "" } else { "?" },
         q.join("&")
     )
 }
