@@ -68,6 +68,8 @@ answers() { # N ADDRESS SECONDS
     return 1
 }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+# addr_of N ID: the address of machine ID on node N (10.77.X.Y: the ID within the /16)
+addr_of() { vm "$1" info --json "$2" | json 'd["address"]'; }
 names_on() { virsh -c "$(local_uri "$1" "$2")" list --all --name 2>/dev/null | grep . | sort; }
 
 sshd_start() {
@@ -601,7 +603,7 @@ PY
 }
 if awaited imap; then
     I=$(vm 1 -q create --allow-unsigned --start --param admin_password=mkve-Restore-1 "$work/imap.bun")
-    check "an imap-server machine on n1 ($I) takes 3 mails over IMAP" imap 1 "10.77.0.$I" append 3
+    check "an imap-server machine on n1 ($I) takes 3 mails over IMAP" imap 1 "$(addr_of 1 "$I")" append 3
     conf=etc/dovecot/conf.d/99-mkve.conf
     echo '# kept by the restore' >>"$work/n1/state/vms/$I/rootfs/$conf"
     vm 1 backup --force-no-sign "$I" -o "$work/imap.bak" || exit 1
@@ -612,7 +614,7 @@ if awaited imap; then
     t1=$(date +%s%N)
     check "restore --node n2 from n1 makes it on n2 ($R, in n2's range: n1's ID is n1's; $(( (t1 - t0) / 1000000 )) ms)" \
         bash -c "test '${R:-0}' -ge 5000 -a '${R:-0}' -le 9999 && test -d '$work/n2/state/vms/$R' && test ! -e '$work/n1/state/vms/$R'"
-    check "  on n2 admin logs in and the 3 mails are there" imap 2 "10.77.0.$R" count 3
+    check "  on n2 admin logs in and the 3 mails are there" imap 2 "$(addr_of 2 "$R")" count 3
     check "  its config edit is there" grep -qx '# kept by the restore' "$work/n2/state/vms/$R/rootfs/$conf"
     bak=$(stat -c %s "$work/imap.bak")
     rootb=$(du -sb --apparent-size "$work/n2/state/vms/$R/rootfs" 2>/dev/null | cut -f1)
@@ -625,7 +627,7 @@ if awaited imap; then
     mv "$work/imap.away" "$work/imap.bun"
     check "restore --node n2 without the bundle, on n2's base ($R2)" bash -c \
         "test -n '$R2' && test '$R2' != '$R'"
-    check "  admin logs in and the mails are there" imap 2 "10.77.0.$R2" count 3
+    check "  admin logs in and the mails are there" imap 2 "$(addr_of 2 "$R2")" count 3
     before=$(vm 2 list --json | json 'len(d)')
     head -c 3000 "$work/imap.bak" >"$work/cut.bak"
     vm 1 --node n2 restore --allow-unsigned --bundle "$work/imap.bun" "$work/cut.bak" 2>"$work/err"; rc=$?
@@ -642,11 +644,25 @@ fi
 # --max-parallel 2 from n1: the canary, a wave on n1, then a wave across
 # both nodes where the bad one fails and is rolled back: the rollout
 # stops, the last is not tried. Mended and run again, it ends.
+# The fleet's guests stop when asked (an upgrade stops each one): their
+# init a shell that runs /etc/rc and ends on SIGTERM, which libvirt sends
+# to a container's init to shut it down (busybox's init takes SIGTERM
+# for a reboot). Version 2's root has a file more: a new base.
+cp -a "$root" "$work/fleet-root1" || exit 1
+rm "$work/fleet-root1/sbin/init"
+cat >"$work/fleet-root1/sbin/init" <<'EOF'
+#!/bin/sh
+trap 'kill -TERM -1; exit 0' TERM INT
+/etc/rc
+while :; do sleep 1 & wait $!; done
+EOF
+chmod 755 "$work/fleet-root1/sbin/init"
+cp -a "$work/fleet-root1" "$work/fleet-root2" && echo 2 >"$work/fleet-root2/etc/fleet-version" || exit 1
 for v in 1 2; do
     d=$work/fleet$v/fleet-guest
     mkdir -p "$work/fleet$v" && cp -a "$template" "$d" || exit 1
     for f in "$d"/version/*; do echo "template_version=$v" >"$f"; done
-    "$bin/mkve-bundle" --no-config -q -H lxc --force-no-sign --rootfs "$root" -o "$work/fleet$v.bun" "$d" >/dev/null || exit 1
+    "$bin/mkve-bundle" --no-config -q -H lxc --force-no-sign --rootfs "$work/fleet-root$v" -o "$work/fleet$v.bun" "$d" >/dev/null || exit 1
 done
 fleet=()
 for n in 1 1 1 2 2 2; do
@@ -655,7 +671,7 @@ done
 bad=${fleet[3]}
 for f in "${fleet[@]}"; do
     n=1; [ "$f" -ge 5000 ] && n=2
-    answers "$n" "10.77.0.$f" 60 || echo "nodes: fleet machine $f does not answer on n$n" >&2
+    answers "$n" "$(addr_of "$n" "$f")" 60 || echo "nodes: fleet machine $f does not answer on n$n" >&2
 done
 sed -i '/httpd/d' "$work/n2/state/vms/$bad/rootfs/etc/rc"
 t0=$(date +%s%N)
@@ -669,7 +685,7 @@ check "  canary and wave on n1, the wave across both nodes upgraded its good one
     test "$(results)" = "upgraded@here upgraded@here upgraded@here failed@n2 upgraded@n2 untouched@n2"
 fversions() { vm 1 list --all-nodes --json | json '" ".join(m["version"] for m in d["machines"] if m["template"] == "fleet-guest")'; }
 check "  the failed one is back on 1, the untouched one still on 1" test "$(fversions)" = "2 2 2 1 2 1"
-cp "$root/etc/rc" "$work/n2/state/vms/$bad/rootfs/etc/rc"
+cp "$work/fleet-root1/etc/rc" "$work/n2/state/vms/$bad/rootfs/etc/rc"
 vm 2 reboot "$bad" >/dev/null 2>&1
 vm 1 upgrade --template fleet-guest --to "$work/fleet2.bun" --all-nodes --allow-unsigned \
     --canary 1 --max-parallel 2 --timeout 60 >"$work/out" 2>"$work/err"
@@ -679,7 +695,7 @@ check "  every machine of the template, on both nodes, is on 2" test "$(fversion
 check "  and its report names the node of each" grep -q "^$bad .* n2 " "$work/out"
 for f in "${fleet[@]}"; do
     n=1; [ "$f" -ge 5000 ] && n=2
-    check "  machine $f answers on n$n" answers "$n" "10.77.0.$f" 60
+    check "  machine $f answers on n$n" answers "$n" "$(addr_of "$n" "$f")" 60
 done
 
 elapsed=$(($(date +%s) - started))

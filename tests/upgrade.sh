@@ -1,8 +1,9 @@
 #!/bin/bash
 # Upgrades (mkve-vm(1), UPGRADES), end to end against a real libvirtd in a
 # network namespace of the suite's own (tests/harness/libvirtd-netns): the
-# ntp-server template built three times, as 1.0, as 2.0 (whose build
-# changes /etc/chrony/chrony.conf, as a new chrony package would) and as a
+# ntp-server template built three times, as 1.0, as 2.0 (from a local
+# mirror on 127.0.0.1 too, whose chrony is one version up, and whose build
+# changes /etc/chrony/chrony.conf, as a new chrony package could) and as a
 # broken 3.0 (chronyd masked). A running lxc machine with an operator's
 # edit and chrony's state: the conflict refused, then kept with --force;
 # NTP answers on 2.0, what the machine held is there; rolled back and
@@ -44,13 +45,46 @@ tpl() {
 tpl1=$(tpl 1.0 '')
 tpl2=$(tpl 2.0 'echo "# changed by 2.0" >> /etc/chrony/chrony.conf; echo 2.0 > /etc/mkve-upgrade-test')
 tpl3=$(tpl 3.0 'ln -sf /dev/null /etc/systemd/system/chrony.service')
-for v in 1 2 3; do
-    t=tpl$v
-    "$bin/mkve-bundle" --no-config -q -H lxc -o "$work/ntp$v.bun" "${!t}" || exit 1
+"$bin/mkve-bundle" --no-config -q -H lxc -o "$work/ntp1.bun" "$tpl1" || exit 1
+# 2.0 is built from a local mirror too, beside the host's sources: chrony
+# one version up (its package rebuilt with a new version: a real package
+# upgrade as apt and dpkg see it), in a flat repository (dpkg-scanpackages)
+# that python's http.server serves on 127.0.0.1.
+chrony_deb=$(ls "$MKVE_CACHEDIR"/debs/*/chrony_*.deb 2>/dev/null | sort -V | tail -1)
+[ -n "$chrony_deb" ] || { echo "upgrade: no chrony package in $MKVE_CACHEDIR/debs after the 1.0 build" >&2; exit 1; }
+mkdir -p "$work/repo" && dpkg-deb -R "$chrony_deb" "$work/chrony" || exit 1
+chrony_old=$(sed -n 's/^Version: //p' "$work/chrony/DEBIAN/control")
+chrony_new=$chrony_old+mkve1
+sed -i "s/^Version: .*/Version: $chrony_new/" "$work/chrony/DEBIAN/control"
+dpkg-deb -b "$work/chrony" "$work/repo/chrony_${chrony_new}_amd64.deb" >/dev/null || exit 1
+(cd "$work/repo" && dpkg-scanpackages . /dev/null 2>/dev/null >Packages) || exit 1
+python3 -u -m http.server --bind 127.0.0.1 --directory "$work/repo" 0 >"$work/http.log" 2>&1 &
+http_pid=$!
+suite_cleanup() { kill "$http_pid" 2>/dev/null; wait "$http_pid" 2>/dev/null; }
+port=
+for _ in $(seq 100); do
+    port=$(sed -n 's/^Serving HTTP on 127.0.0.1 port \([0-9]*\) .*/\1/p' "$work/http.log")
+    [ -n "$port" ] && break
+    sleep 0.1
 done
+[ -n "$port" ] || { echo "upgrade: the local mirror did not start" >&2; cat "$work/http.log" >&2; exit 1; }
+# The host's sources for its release, as mkve-bundle takes them by
+# default, then the local one.
+codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+mirrors=()
+for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] && grep -v '^[[:space:]]*#' "$f" | grep -qw "$codename" && mirrors+=(--mirror "$(cat "$f")")
+done
+mirrors+=(--mirror "deb [trusted=yes] http://127.0.0.1:$port/ ./")
+"$bin/mkve-bundle" --no-config -q -H lxc "${mirrors[@]}" -o "$work/ntp2.bun" "$tpl2" || exit 1
+"$bin/mkve-bundle" --no-config -q -H lxc -o "$work/ntp3.bun" "$tpl3" || exit 1
+# chrony_in BUNDLE: the version of chrony its signed SBOM lists
+chrony_in() { "$bin/mkve-bundle" --sbom spdx "$1" | python3 -c 'import json,sys; print(*[p["versionInfo"] for p in json.load(sys.stdin)["packages"] if p["name"] == "chrony"])'; }
+check "2.0's SBOM has chrony $chrony_new from the local mirror, 1.0's $chrony_old" \
+    test "$(chrony_in "$work/ntp2.bun") $(chrony_in "$work/ntp1.bun")" = "$chrony_new $chrony_old"
 # The qemu part's bundles are built meanwhile.
-ahead ntp-qemu sh -c "'$bin/mkve-bundle' --no-config -q -H qemu -o '$work/ntp1-qemu.bun' '$tpl1' &&
-    '$bin/mkve-bundle' --no-config -q -H qemu -o '$work/ntp2-qemu.bun' '$tpl2'"
+ahead ntp-qemu bash -c "'$bin/mkve-bundle' --no-config -q -H qemu -o '$work/ntp1-qemu.bun' '$tpl1' &&
+    '$bin/mkve-bundle' --no-config -q -H qemu $(printf '%q ' "${mirrors[@]}") -o '$work/ntp2-qemu.bun' '$tpl2'"
 
 # lxc: an operator's edit and chrony's state on 1.0.
 id=$("$bin/mkve-vm" -q create --start "$work/ntp1.bun")
@@ -79,6 +113,10 @@ check "  it says which file it kept" grep -q "kept the machine's /etc/chrony/chr
 check "  info names 2.0" test "$(version_of "$id")" = 2.0
 check "  NTP answers" ntp "$id" 60
 check "  the new base is under it" test -e "$root/etc/mkve-upgrade-test"
+# dpkg_chrony: the version of chrony a dpkg status file on stdin says is installed
+dpkg_chrony() { awk '/^Package: chrony$/ {p = 1} p && /^Version:/ {print $2; exit}'; }
+check "  dpkg there has chrony $chrony_new, the local mirror's" \
+    test "$(dpkg_chrony <"$root/var/lib/dpkg/status")" = "$chrony_new"
 check "  the operator's edit is kept" grep -qx '# the operator' "$root/etc/chrony/chrony.conf"
 check "  the state is kept" grep -qx 'kept state' "$root/var/lib/chrony/mkve-test"
 check "  the operator's other files are kept" grep -qx mine "$root/root/kept"
@@ -232,6 +270,8 @@ vm stop --force "$qid"
 qemu-img convert -U -O raw "$top_img" "$work/flat.img"
 check "  its disk is the new base's with what the guest had made of its seed" sh -c \
     "debugfs -R 'cat /etc/mkve-upgrade-test' '$work/flat.img' 2>/dev/null | grep -qx 2.0 && debugfs -R 'cat /etc/hostname' '$work/flat.img' 2>/dev/null | grep -qx 'ntp-server-$qid' && debugfs -R 'cat /var/lib/mkve/seeded' '$work/flat.img' 2>/dev/null | grep -q 'seeded from'"
+check "  dpkg there has chrony $chrony_new, the local mirror's" \
+    test "$(debugfs -R 'cat /var/lib/dpkg/status' "$work/flat.img" 2>/dev/null | dpkg_chrony)" = "$chrony_new"
 rm -f "$work/flat.img"
 vmn -c "$qemu" upgrade --rollback "$qid"
 check "  rolled back: 1.0, on its old disk again" sh -c \

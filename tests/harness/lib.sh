@@ -195,19 +195,26 @@ tiny_bundle() {
 # succeeded (else it prints the log). stop_ahead, in a suite's cleanup,
 # ends what is still running. COMMAND runs at the lowest CPU and I/O
 # priority (nice 19, ionice idle): the machines the suite is checking, and
-# the daemons that run them, come first.
+# the daemons that run them, come first. Its exit status is kept in
+# $work/NAME.rc: a suite's own bare `wait` may reap it first.
 declare -A ahead_pids=()
 ahead() {
     local name=$1; shift
-    nice -n 19 ionice -c 3 "$@" >"$work/$name.log" 2>&1 &
+    rm -f "$work/$name.rc"
+    (
+        nice -n 19 ionice -c 3 "$@" >"$work/$name.log" 2>&1
+        echo $? >"$work/$name.rc"
+    ) &
     ahead_pids[$name]=$!
 }
 awaited() {
     local pid=${ahead_pids[$1]:-}
     [ -n "$pid" ] || { echo "awaited: nothing named $1 was started" >&2; return 1; }
     unset "ahead_pids[$1]"
-    wait "$pid" && return 0
-    echo "awaited: $1 failed:" >&2
+    wait "$pid" 2>/dev/null
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+    [ "$(cat "$work/$1.rc" 2>/dev/null)" = 0 ] && return 0
+    echo "awaited: $1 failed ($(cat "$work/$1.rc" 2>/dev/null || echo killed)):" >&2
     cat "$work/$1.log" >&2
     return 1
 }

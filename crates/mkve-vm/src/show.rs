@@ -362,7 +362,13 @@ pub fn rollout(all: &[vm::RolloutEntry], as_json: bool) -> Result<()> {
     } else {
         let nodes = all.iter().any(|e| e.node.is_some());
         if nodes {
-            outln!("{:<5} {:<24} {:<8} {:<12} RESULT", "ID", "NAME", "NODE", "VERSION")?;
+            outln!(
+                "{:<5} {:<24} {:<8} {:<12} RESULT",
+                "ID",
+                "NAME",
+                "NODE",
+                "VERSION"
+            )?;
         } else {
             outln!("{:<5} {:<24} {:<12} RESULT", "ID", "NAME", "VERSION")?;
         }
@@ -375,7 +381,13 @@ pub fn rollout(all: &[vm::RolloutEntry], as_json: bool) -> Result<()> {
             };
             if nodes {
                 let node = e.node.as_deref().unwrap_or("(here)");
-                outln!("{:<5} {:<24} {:<8} {:<12} {result}", e.machine, e.name, node, e.version)?;
+                outln!(
+                    "{:<5} {:<24} {:<8} {:<12} {result}",
+                    e.machine,
+                    e.name,
+                    node,
+                    e.version
+                )?;
             } else {
                 outln!("{:<5} {:<24} {:<12} {result}", e.machine, e.name, e.version)?;
             }

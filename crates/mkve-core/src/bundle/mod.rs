@@ -13,7 +13,8 @@ mod read;
 pub mod sbom;
 
 pub use make::{
-    conf_members, head_of, make, pack_root, write, Described, MakeOptions, PackedRoot, RootSource, Signing,
+    conf_members, head_of, make, pack_root, write, Described, MakeOptions, PackedRoot, RootSource,
+    Signing,
 };
 pub use members::{CONF, META, ROOTFS, SIGNATURE};
 pub use meta::{Installed, Meta, Packages, PackedFrom, TemplateRef, FORMAT};

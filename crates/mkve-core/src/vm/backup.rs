@@ -602,6 +602,11 @@ pub fn restore(
     o: &RestoreOptions,
     report: &dyn Report,
 ) -> Result<crate::ids::MachineId> {
+    if input == Path::new("-") && o.bundle.as_deref() == Some(Path::new("-")) {
+        return Err(Error::Usage(
+            "restore - --bundle -: only one of them can come from stdin".into(),
+        ));
+    }
     let reader = crate::files::open_input(input)?;
     restore_from(uris, reader, &crate::files::display_name(input), o, report)
 }
@@ -747,7 +752,9 @@ pub(super) fn restore_from(
             })
         }
     };
-    if crate::fetch::Url::of_arg(&bundle).is_none() && !bundle.exists() {
+    // `-`: a bundle that follows the backup on stdin (restore --node).
+    if crate::fetch::Url::of_arg(&bundle).is_none() && bundle != Path::new("-") && !bundle.exists()
+    {
         return Err(Error::Unavailable {
             what: format!(
                 "the bundle of {} {} ({})",
@@ -755,8 +762,7 @@ pub(super) fn restore_from(
                 manifest.version,
                 bundle.display()
             ),
-            why: "not there, and this node has not its base: give it with --bundle FILE|URL"
-                .into(),
+            why: "not there, and this node has not its base: give it with --bundle FILE|URL".into(),
         });
     }
     let Some(mut e) = pending.filter(|e| name_of(e) == DELTA) else {

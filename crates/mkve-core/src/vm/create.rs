@@ -11,6 +11,7 @@ use super::disk::{
     disk_bytes, find_boot, machine_bytes, make_disk, reachable_by_others, DiskFormat,
 };
 use super::layout::{creating_marker, vms_dir};
+use super::plan::{self, Placement};
 use super::seed;
 use super::spec::{BlkioWeight, CpuShares, DiskSize, MachineName, Memory, Vcpus};
 use super::staging::staging;
@@ -215,16 +216,15 @@ fn check(o: &CreateOptions, hv: Hypervisor) -> Result<()> {
     Ok(())
 }
 
-/// Where a create's machine stands, decided once the bundle's signature
-/// holds (with the base's lock held from then until the machine's
-/// directory names the base).
-enum Plan {
-    /// A private root or disk, as `--no-base` asks.
-    Private,
-    /// On this base, which is there.
-    OnBase(Base, crate::lock::Lock),
-    /// On a base made now, from the root this create unpacks.
-    MakeBase(Kind, String, crate::lock::Lock),
+/// The base a create's machine is to stand on, decided once the bundle's
+/// signature holds (plan.rs), with the base's lock held from then until
+/// the machine's directory names the base.
+struct Held {
+    placement: Placement,
+    /// The base found on the node (`Placement::OnBase`).
+    found: Option<Base>,
+    digest: String,
+    lock: crate::lock::Lock,
 }
 
 /// Create a machine from a bundle; return its ID.
@@ -261,24 +261,30 @@ pub(super) fn create_with(
     let staging = staging(&vms)?;
     let unpacked = staging.path().join("bundle");
     report.progress("verifying the bundle");
-    let plan = RefCell::new(Plan::Private);
+    let held: RefCell<Option<Held>> = RefCell::new(None);
     let decide = |meta: &bundle::Meta| -> Result<bool> {
-        let Some(kind) = Kind::of(meta.hypervisor).filter(|_| !o.no_base) else {
-            return Ok(false);
-        };
-        let Some(digest) = meta.members.get(bundle::ROOTFS) else {
+        let digest = meta.members.get(bundle::ROOTFS);
+        let kind = plan::base_kind(meta.hypervisor, o.no_base, digest.is_some());
+        let (Some(kind), Some(digest)) = (kind, digest) else {
             return Ok(false);
         };
         let lock = base::lock(digest)?;
-        if let Some(b) = base::open(digest)? {
+        let found = base::open(digest)?;
+        let placement = plan::placement(Some(kind), found.is_some());
+        if found.is_some() {
             report.progress(&format!("on base {}", base::short(digest)));
-            *plan.borrow_mut() = Plan::OnBase(b, lock);
-            return Ok(true);
+        } else {
+            base::refuse_remaking(kind, digest)?;
+            report.progress("unpacking the bundle");
         }
-        base::refuse_remaking(kind, digest)?;
-        report.progress("unpacking the bundle");
-        *plan.borrow_mut() = Plan::MakeBase(kind, digest.clone(), lock);
-        Ok(false)
+        let on_base = found.is_some();
+        *held.borrow_mut() = Some(Held {
+            placement,
+            found,
+            digest: digest.clone(),
+            lock,
+        });
+        Ok(on_base)
     };
     let (meta, signed_by) = read_bundle(o, Check::Digests, Some(&unpacked), Some(&decide), report)?;
     let hv = meta.hypervisor;
@@ -295,27 +301,24 @@ pub(super) fn create_with(
         &label.to_string_lossy(),
     )?;
     let rootfs = unpacked.join("rootfs");
-    // A disk base only from a root that can take a seed at its first boot.
-    let plan = match plan.into_inner() {
-        Plan::MakeBase(Kind::Disk, _, _) if !rootfs.join(base::SEED_PROGRAM).is_file() => {
-            report.warning(&format!(
-                "{}: its root has no /{} (hook 06-mkve-seed): the machine gets a private disk, as with --no-base",
-                label.display(),
-                base::SEED_PROGRAM
-            ));
-            Plan::Private
-        }
-        p => p,
-    };
-    if !matches!(plan, Plan::Private) && o.disk_format == Some(DiskFormat::Raw) {
-        return Err(Error::Usage(
-            "--disk-format raw: a machine on a base is a qcow2 overlay of it; add --no-base for a private raw disk".into(),
+    let held = held.into_inner();
+    let plan = plan::settle(
+        hv,
+        held.as_ref().map_or(Placement::Private, |h| h.placement),
+        rootfs.join(base::SEED_PROGRAM).is_file(),
+        o.disk_format,
+    )?;
+    if plan.no_seed_program {
+        report.warning(&format!(
+            "{}: its root has no /{} (hook 06-mkve-seed): the machine gets a private disk, as with --no-base",
+            label.display(),
+            base::SEED_PROGRAM
         ));
     }
     let mut boot = None;
     if hv.boots_disk_image() {
         reachable_by_others(&vms)?;
-        if let Plan::Private = plan {
+        if plan.private_disk {
             boot = Some((
                 find_boot(&unpacked, &label)?,
                 disk_bytes(&unpacked, o.disk_size)?,
@@ -324,27 +327,36 @@ pub(super) fn create_with(
     }
     // The root's size, walked once: a disk base's size and the machine's
     // are reckoned from it, and told before the base is made.
-    let root_bytes = matches!(plan, Plan::MakeBase(..)).then(|| super::disk::root_bytes(&rootfs));
-    if let (Plan::MakeBase(Kind::Disk, _, _), Some(b)) = (&plan, root_bytes) {
+    let making = match plan.placement {
+        Placement::MakeBase(kind) => Some(kind),
+        _ => None,
+    };
+    let root_bytes = making.map(|_| super::disk::root_bytes(&rootfs));
+    if let (Some(Kind::Disk), Some(b)) = (making, root_bytes) {
         machine_bytes(b, o.disk_size)?;
         super::disk::find_boot(&unpacked, &label)?;
     }
     // The root a disk image was made from goes while the domain is
     // defined; joined before this function returns, whichever way.
     let mut removing = Background(None);
-    let made = matches!(plan, Plan::MakeBase(..));
-    let base = match plan {
-        Plan::Private => None,
-        Plan::OnBase(b, lock) => Some((b, lock)),
-        Plan::MakeBase(kind, digest, lock) => {
+    let base = match (plan.placement, held) {
+        (Placement::Private, _) => None,
+        (Placement::OnBase(_), Some(h)) => Some((
+            h.found
+                .ok_or_else(|| Error::Other("create: the base found is not held".into()))?,
+            h.lock,
+        )),
+        (Placement::MakeBase(kind), Some(h)) => {
             let bytes = root_bytes.unwrap_or_else(|| super::disk::root_bytes(&rootfs));
-            let b = base::make(&digest, kind, &meta, &rootfs, bytes, &label, report)?;
+            let b = base::make(&h.digest, kind, &meta, &rootfs, bytes, &label, report)?;
             if kind == Kind::Disk {
                 removing = remove_in_background(&staging, &rootfs)?;
             }
-            Some((b, lock))
+            Some((b, h.lock))
         }
+        (_, None) => return Err(Error::Other("create: no base decided".into())),
     };
+    let made = making.is_some();
     // The machine holds its base from now on; the lock can go. A base this
     // create made goes again if the create fails.
     let mut made_base = MadeBase(None);
@@ -405,55 +417,18 @@ pub(super) fn create_with(
         resolver: net.host,
         label: &label,
     };
-    let disk_format = match &base {
-        Some(_) => DiskFormat::Qcow2,
-        None => o.disk_format.unwrap_or_default(),
-    };
     match &base {
         None => {
             data.apply(&rootfs)?;
             if let Some((boot, size)) = &boot {
-                make_disk(&unpacked, boot, disk_format, *size, report)?;
+                make_disk(&unpacked, boot, plan.disk_format, *size, report)?;
                 removing = remove_in_background(&staging, &rootfs)?;
             }
         }
         Some(b) if b.record.kind == Kind::Disk => {
-            report.progress("making the machine's seed and overlay");
-            let tree = staging.path().join("seed");
-            seed::make_tree(
-                &seed::Source::Image(&b.disk()),
-                &data,
-                staging.path(),
-                &tree,
-                report,
-            )?;
-            seed::make_disk(&tree, &unpacked.join(SEED_DISK), report)?;
-            let size = disk_size.unwrap_or(0);
-            super::disk::make_overlay(
-                &b.disk(),
-                &unpacked.join(DiskFormat::Qcow2.file()),
-                size,
-                report,
-            )?;
+            place_on_disk_base(b, &data, staging.path(), &unpacked, disk_size, report)?
         }
-        Some(b) => {
-            report.progress("making the machine's seed");
-            let upper = unpacked.join("upper");
-            seed::make_tree(
-                &seed::Source::Dir(&b.root()),
-                &data,
-                staging.path(),
-                &upper,
-                report,
-            )?;
-            // The merged root's own mode and owner are the upper layer's.
-            let like = std::fs::symlink_metadata(b.root()).at(b.root())?;
-            seed::copy_owner_and_mode(&upper, &like)?;
-            for d in ["work", "rootfs"] {
-                let p = unpacked.join(d);
-                std::fs::create_dir(&p).map_err(|e| Error::create(&p, e))?;
-            }
-        }
+        Some(b) => place_on_root_base(b, &data, staging.path(), &unpacked, report)?,
     }
     stop()?;
     let dir = if hv == Hypervisor::Openvz {
@@ -514,6 +489,53 @@ pub(super) fn create_with(
     undo.keep();
     made_base.0 = None;
     MachineId::new(id).map_err(Error::Other)
+}
+
+/// A machine on disk base `b`: its seed (`data`) as a seed disk and a
+/// qcow2 overlay of the base's disk of `size` bytes (`None`: the base's),
+/// in `unpacked`, the machine's directory-to-be; `work` for the seed's
+/// tree.
+fn place_on_disk_base(
+    b: &Base,
+    data: &seed::Data,
+    work: &Path,
+    unpacked: &Path,
+    size: Option<u64>,
+    report: &dyn Report,
+) -> Result<()> {
+    report.progress("making the machine's seed and overlay");
+    let tree = work.join("seed");
+    seed::make_tree(&seed::Source::Image(&b.disk()), data, work, &tree, report)?;
+    seed::make_disk(&tree, &unpacked.join(SEED_DISK), report)?;
+    super::disk::make_overlay(
+        &b.disk(),
+        &unpacked.join(DiskFormat::Qcow2.file()),
+        size.unwrap_or(0),
+        report,
+    )
+}
+
+/// A machine on root base `b` (lxc): its seed (`data`) as the overlay's
+/// upper layer, with the mode and owner of the base's root, and the
+/// overlay's work directory and mount point, in `unpacked`.
+fn place_on_root_base(
+    b: &Base,
+    data: &seed::Data,
+    work: &Path,
+    unpacked: &Path,
+    report: &dyn Report,
+) -> Result<()> {
+    report.progress("making the machine's seed");
+    let upper = unpacked.join("upper");
+    seed::make_tree(&seed::Source::Dir(&b.root()), data, work, &upper, report)?;
+    // The merged root's own mode and owner are the upper layer's.
+    let like = std::fs::symlink_metadata(b.root()).at(b.root())?;
+    seed::copy_owner_and_mode(&upper, &like)?;
+    for d in ["work", "rootfs"] {
+        let p = unpacked.join(d);
+        std::fs::create_dir(&p).map_err(|e| Error::create(&p, e))?;
+    }
+    Ok(())
 }
 
 /// The machine's (domain's) name: `--name`, else TEMPLATE-ID; OpenVZ's
@@ -730,8 +752,9 @@ pub fn print_xml(o: &CreateOptions) -> Result<String> {
         }
     };
     // The base it would stand on (made by the create, if not there).
-    let base = match (Kind::of(hv), meta.members.get(bundle::ROOTFS)) {
-        (Some(kind), Some(digest)) if !o.no_base => Some(Base {
+    let digest = meta.members.get(bundle::ROOTFS);
+    let base = match (plan::base_kind(hv, o.no_base, digest.is_some()), digest) {
+        (Some(kind), Some(digest)) => Some(Base {
             dir: super::layout::bases_dir().join(digest),
             record: base::Record {
                 digest: digest.clone(),

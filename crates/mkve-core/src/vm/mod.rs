@@ -51,6 +51,7 @@ mod migrate;
 mod moves;
 mod overlay;
 mod pack;
+mod plan;
 mod receive;
 mod remote;
 mod seed;

@@ -146,12 +146,7 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
 
 impl Request {
     fn of(o: &CreateOptions, print_xml: bool) -> Result<Request> {
-        let keyring = match &o.keyring {
-            Some(k) => Some(crate::digest::hex(
-                &std::fs::read(k).map_err(|e| Error::io(k, e))?,
-            )),
-            None => None,
-        };
+        let keyring = keyring_hex(&o.keyring)?;
         Ok(Request {
             url: url_of(&o.bundle),
             hypervisor: o.hypervisor.map(|h| h.to_string()),
@@ -192,15 +187,7 @@ impl Request {
             self.password.as_deref().map(|p| (from, p)),
             (!self.keys.is_empty()).then_some((from, keys.as_str())),
         )?;
-        let keyring = match &self.keyring {
-            Some(hex) => {
-                let bytes = hex_decode(hex)
-                    .ok_or_else(|| Error::Usage(format!("{label}: the keyring is not hex")))?;
-                std::fs::write(keyring_file, bytes).map_err(|e| Error::create(keyring_file, e))?;
-                Some(keyring_file.to_path_buf())
-            }
-            None => None,
-        };
+        let keyring = keyring_from_hex(&self.keyring, label, keyring_file)?;
         Ok(CreateOptions {
             bundle: PathBuf::from(self.url.as_deref().unwrap_or("-")),
             hypervisor: opt(&self.hypervisor)?,
@@ -264,11 +251,14 @@ pub fn create_on(
     String::from_utf8(out).map_err(|_| Error::Other(format!("node {name}: its answer is not text")))
 }
 
-/// The node's side of [`create_on`]: read the request line from stdin,
-/// then create from the bundle that follows it. Returns what to print
-/// (the ID and a newline, or the domain XML).
-pub fn create_from_stream(report: &dyn Report) -> Result<String> {
-    let label = "(request on stdin)";
+/// How a request on stdin is named in errors.
+const REQUEST_LABEL: &str = "(request on stdin)";
+
+/// The request line a node's side reads first from stdin (through the
+/// process's one buffered stdin, so what follows it stays there), for
+/// `command` (`create`, `restore`). Errors (2): no whole line, not the
+/// request's JSON.
+fn read_request<T: serde::de::DeserializeOwned>(command: &str) -> Result<T> {
     let mut line = Vec::new();
     std::io::stdin()
         .lock()
@@ -277,11 +267,18 @@ pub fn create_from_stream(report: &dyn Report) -> Result<String> {
         .map_err(|e| Error::io("(stdin)", e))?;
     if !line.ends_with(b"\n") {
         return Err(Error::Usage(format!(
-            "{label}: no request line (this is what mkve-vm --node NAME create sends)"
+            "{REQUEST_LABEL}: no request line (this is what mkve-vm --node NAME {command} sends)"
         )));
     }
-    let request: Request =
-        serde_json::from_slice(&line).map_err(|e| Error::Usage(format!("{label}: {e}")))?;
+    serde_json::from_slice(&line).map_err(|e| Error::Usage(format!("{REQUEST_LABEL}: {e}")))
+}
+
+/// The node's side of [`create_on`]: read the request line from stdin,
+/// then create from the bundle that follows it. Returns what to print
+/// (the ID and a newline, or the domain XML).
+pub fn create_from_stream(report: &dyn Report) -> Result<String> {
+    let label = REQUEST_LABEL;
+    let request: Request = read_request("create")?;
     let print = request.print_xml;
     let dir = tempfile::Builder::new()
         .prefix("mkve-create-stream.")
@@ -315,6 +312,8 @@ struct RestoreRequest {
     params: Vec<(String, String)>,
 }
 
+/// The bytes of keyring `k`, hex, as a request carries them. Errors: it
+/// cannot be read (1).
 fn keyring_hex(k: &Option<PathBuf>) -> Result<Option<String>> {
     k.as_ref()
         .map(|k| {
@@ -325,6 +324,8 @@ fn keyring_hex(k: &Option<PathBuf>) -> Result<Option<String>> {
         .transpose()
 }
 
+/// A request's keyring (`keyring_hex`) written to `file`, which is
+/// returned. Errors: not hex (2), `file` cannot be written (73).
 fn keyring_from_hex(hex: &Option<String>, label: &str, file: &Path) -> Result<Option<PathBuf>> {
     let Some(hex) = hex else { return Ok(None) };
     let bytes =
@@ -386,20 +387,8 @@ pub fn restore_from_stream(
     uris: &super::Uris,
     report: &dyn Report,
 ) -> Result<crate::ids::MachineId> {
-    let label = "(request on stdin)";
-    let mut line = Vec::new();
-    std::io::stdin()
-        .lock()
-        .take(REQUEST_MAX)
-        .read_until(b'\n', &mut line)
-        .map_err(|e| Error::io("(stdin)", e))?;
-    if !line.ends_with(b"\n") {
-        return Err(Error::Usage(format!(
-            "{label}: no request line (this is what mkve-vm --node NAME restore sends)"
-        )));
-    }
-    let r: RestoreRequest =
-        serde_json::from_slice(&line).map_err(|e| Error::Usage(format!("{label}: {e}")))?;
+    let label = REQUEST_LABEL;
+    let r: RestoreRequest = read_request("restore")?;
     let dir = tempfile::Builder::new()
         .prefix("mkve-restore-stream.")
         .tempdir()
@@ -612,7 +601,10 @@ mod tests {
             assert_eq!(back, data, "{len} bytes");
             let mut rest = Vec::new();
             r.inner.read_to_end(&mut rest).unwrap();
-            assert_eq!(rest, b"BUNDLE", "{len} bytes: the bundle follows the end mark");
+            assert_eq!(
+                rest, b"BUNDLE",
+                "{len} bytes: the bundle follows the end mark"
+            );
         }
     }
 

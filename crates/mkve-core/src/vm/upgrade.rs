@@ -1082,7 +1082,11 @@ fn upgrade_on(
         return Ok(());
     }
     let told = String::from_utf8_lossy(&out.stderr);
-    let last = told.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let last = told
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
     Err(super::remote::remote_failure(
         n,
         &format!("upgrade of machine {id}"),
