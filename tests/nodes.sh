@@ -644,17 +644,20 @@ fi
 # --max-parallel 2 from n1: the canary, a wave on n1, then a wave across
 # both nodes where the bad one fails and is rolled back: the rollout
 # stops, the last is not tried. Mended and run again, it ends.
-# The fleet's guests stop when asked (an upgrade stops each one): their
-# init a shell that runs /etc/rc and ends on SIGTERM, which libvirt sends
-# to a container's init to shut it down (busybox's init takes SIGTERM
-# for a reboot). Version 2's root has a file more: a new base.
+# The fleet's guests stop when asked (an upgrade stops each one): libvirt
+# asks a container's init to power off through sysvinit's FIFO,
+# /run/initctl, which busybox's init does not read; their init is a shell
+# that runs /etc/rc, then waits on that FIFO and ends. Version 2's root
+# has a file more: a new base.
 cp -a "$root" "$work/fleet-root1" || exit 1
 rm "$work/fleet-root1/sbin/init"
 cat >"$work/fleet-root1/sbin/init" <<'EOF'
 #!/bin/sh
-trap 'kill -TERM -1; exit 0' TERM INT
 /etc/rc
-while :; do sleep 1 & wait $!; done
+mkdir -p /run && rm -f /run/initctl && mkfifo /run/initctl
+head -c 1 /run/initctl >/dev/null
+kill -TERM -1
+exit 0
 EOF
 chmod 755 "$work/fleet-root1/sbin/init"
 cp -a "$work/fleet-root1" "$work/fleet-root2" && echo 2 >"$work/fleet-root2/etc/fleet-version" || exit 1
