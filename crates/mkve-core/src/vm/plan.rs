@@ -97,26 +97,52 @@ mod tests {
             assert_eq!(base_kind(hv, true, true), None, "{hv}: --no-base");
             assert_eq!(base_kind(hv, false, false), None, "{hv}: no root member");
         }
-        assert_eq!(base_kind(Openvz, false, true), None, "vzctl keeps its roots");
+        assert_eq!(
+            base_kind(Openvz, false, true),
+            None,
+            "vzctl keeps its roots"
+        );
         assert_eq!(placement(None, true), Placement::Private);
-        assert_eq!(placement(Some(Kind::Root), true), Placement::OnBase(Kind::Root));
-        assert_eq!(placement(Some(Kind::Disk), false), Placement::MakeBase(Kind::Disk));
+        assert_eq!(
+            placement(Some(Kind::Root), true),
+            Placement::OnBase(Kind::Root)
+        );
+        assert_eq!(
+            placement(Some(Kind::Disk), false),
+            Placement::MakeBase(Kind::Disk)
+        );
     }
 
     #[test]
     fn a_machine_on_a_base_has_a_qcow2_overlay_and_a_private_one_its_format() {
-        for p in [Placement::OnBase(Kind::Disk), Placement::MakeBase(Kind::Disk)] {
+        for p in [
+            Placement::OnBase(Kind::Disk),
+            Placement::MakeBase(Kind::Disk),
+        ] {
             let plan = settle(Qemu, p, true, None).unwrap();
-            assert_eq!((plan.placement, plan.disk_format, plan.private_disk), (p, DiskFormat::Qcow2, false));
-            assert_eq!(settle(Qemu, p, true, Some(DiskFormat::Qcow2)).unwrap().disk_format, DiskFormat::Qcow2);
+            assert_eq!(
+                (plan.placement, plan.disk_format, plan.private_disk),
+                (p, DiskFormat::Qcow2, false)
+            );
+            assert_eq!(
+                settle(Qemu, p, true, Some(DiskFormat::Qcow2))
+                    .unwrap()
+                    .disk_format,
+                DiskFormat::Qcow2
+            );
             let e = settle(Qemu, p, true, Some(DiskFormat::Raw)).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{e}");
             assert!(e.to_string().contains("--no-base"), "{e}");
         }
         let private = settle(Kvm, Placement::Private, true, Some(DiskFormat::Raw)).unwrap();
-        assert_eq!((private.disk_format, private.private_disk), (DiskFormat::Raw, true));
         assert_eq!(
-            settle(Xen, Placement::Private, false, None).unwrap().disk_format,
+            (private.disk_format, private.private_disk),
+            (DiskFormat::Raw, true)
+        );
+        assert_eq!(
+            settle(Xen, Placement::Private, false, None)
+                .unwrap()
+                .disk_format,
             DiskFormat::default()
         );
     }
@@ -127,12 +153,25 @@ mod tests {
         assert_eq!(plan.placement, Placement::Private);
         assert!(plan.no_seed_program && plan.private_disk);
         // Then raw is the operator's choice again.
-        let raw = settle(Qemu, Placement::MakeBase(Kind::Disk), false, Some(DiskFormat::Raw)).unwrap();
+        let raw = settle(
+            Qemu,
+            Placement::MakeBase(Kind::Disk),
+            false,
+            Some(DiskFormat::Raw),
+        )
+        .unwrap();
         assert_eq!(raw.disk_format, DiskFormat::Raw);
         // A base the node has was made from a root that had it; an lxc
         // base needs none (the seed is the upper layer).
-        for p in [Placement::OnBase(Kind::Disk), Placement::MakeBase(Kind::Root)] {
-            let hv = if p == Placement::MakeBase(Kind::Root) { Lxc } else { Qemu };
+        for p in [
+            Placement::OnBase(Kind::Disk),
+            Placement::MakeBase(Kind::Root),
+        ] {
+            let hv = if p == Placement::MakeBase(Kind::Root) {
+                Lxc
+            } else {
+                Qemu
+            };
             let plan = settle(hv, p, false, None).unwrap();
             assert_eq!(plan.placement, p);
             assert!(!plan.no_seed_program);
@@ -141,9 +180,17 @@ mod tests {
 
     #[test]
     fn containers_boot_no_disk_of_their_own() {
-        for p in [Placement::Private, Placement::OnBase(Kind::Root), Placement::MakeBase(Kind::Root)] {
+        for p in [
+            Placement::Private,
+            Placement::OnBase(Kind::Root),
+            Placement::MakeBase(Kind::Root),
+        ] {
             assert!(!settle(Lxc, p, false, None).unwrap().private_disk, "{p:?}");
         }
-        assert!(!settle(Openvz, Placement::Private, false, None).unwrap().private_disk);
+        assert!(
+            !settle(Openvz, Placement::Private, false, None)
+                .unwrap()
+                .private_disk
+        );
     }
 }
