@@ -31,7 +31,9 @@
 # gives one): the test itself reaches nothing outside its namespaces.
 # Live migration keeps its boot ID and its uptime goes on; the guest
 # writes its boot ID into its disk at boot, which must be in the disk on
-# the target.
+# the target. Then a Debian appliance (imap-server) backed up on n1 and
+# restored on n2 (`restore --node`), and a fleet upgraded over both nodes
+# (`upgrade --template --all-nodes`).
 #
 # Run by `make test` after the cargo tests, as root.
 set -uo pipefail

@@ -566,7 +566,7 @@ pub struct RestoreArgs {
     /// The ID to give it [default: the backup's when free, else the next free one]
     #[arg(long, value_name = "ID")]
     pub id: Option<MachineId>,
-    /// Make it from this bundle (a file or URL) [default: where the backup says it came from]
+    /// Make it from this bundle (a file or URL) [default: the bundle's head its base keeps when this node has the base, else where the backup says it came from]
     #[arg(long, value_name = "FILE|URL")]
     pub bundle: Option<PathBuf>,
     #[command(flatten)]

@@ -737,20 +737,19 @@ pub(super) fn restore_from(
         (Some(b), _, _) => (b.clone(), None),
         (None, Some(h), s) => {
             report.progress(&format!(
-                "on base {}, which this node has: its copy of the bundle's head, without the bundle",
+                "on base {}, which this node has: made from the bundle's head the base keeps, without the bundle",
                 super::base::short(&manifest.base)
             ));
             (h, Some(s.clone()))
         }
         (None, None, Some(s)) => (PathBuf::from(s), None),
-        (None, None, None) => {
-            return Err(Error::Unavailable {
-                what: format!("the bundle of {} {}", manifest.template, manifest.version),
-                why: "the backup does not say where it came from and this node has not its base: \
+        (None, None, None) => return Err(Error::Unavailable {
+            what: format!("the bundle of {} {}", manifest.template, manifest.version),
+            why:
+                "the backup does not say where it came from, and this node does not have its base: \
                       give it with --bundle"
                     .into(),
-            })
-        }
+        }),
     };
     // `-`: a bundle that follows the backup on stdin (restore --node).
     if crate::fetch::Url::of_arg(&bundle).is_none() && bundle != Path::new("-") && !bundle.exists()
@@ -762,7 +761,8 @@ pub(super) fn restore_from(
                 manifest.version,
                 bundle.display()
             ),
-            why: "not there, and this node has not its base: give it with --bundle FILE|URL".into(),
+            why: "not there, and this node does not have its base: give it with --bundle FILE|URL"
+                .into(),
         });
     }
     let Some(mut e) = pending.filter(|e| name_of(e) == DELTA) else {
