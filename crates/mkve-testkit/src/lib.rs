@@ -928,10 +928,13 @@ pub fn install_test_rpm(root: &Path) {
     )
     .unwrap();
     let top = work.path().join("top");
+    // Its scriptlets' files in the work directory too, not /var/tmp.
     let r = run(Command::new("rpmbuild")
         .arg("-bb")
         .arg("--define")
         .arg(format!("_topdir {}", top.display()))
+        .arg("--define")
+        .arg(format!("_tmppath {}", work.path().display()))
         .arg(&spec));
     assert_eq!(r.code, 0, "rpmbuild: {}", r.stderr);
     let rpm = top.join(format!("RPMS/{arch}/{name}-1.2-alt1.{arch}.rpm"));
