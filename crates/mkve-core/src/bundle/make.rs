@@ -265,8 +265,11 @@ pub fn pack_root(
     });
     let created = rfc3339(created_secs);
     report.progress("writing the SBOM");
+    // An ALT root's packages, read once for the SBOM and meta.json.
+    let rpms = crate::rpmdb::rpm_packages(root)?;
     let sbom_json = sbom::spdx(
         root,
+        &rpms,
         apt_index,
         &pack_opts.exclude,
         &sbom::Subject {
@@ -282,7 +285,7 @@ pub fn pack_root(
         sha256: rootfs_sha256,
         stats,
         sbom: sbom_json,
-        installed: installed(root)?,
+        installed: installed(root, &rpms),
         created_secs,
     })
 }

@@ -209,11 +209,10 @@ fn is_payload_name(name: &str) -> bool {
     }
 }
 
-/// The packages dpkg says are installed in `root`, and those rpm's
+/// The packages dpkg says are installed in `root`, and `rpms`, those rpm's
 /// database says (an ALT root: `[EPOCH:]VERSION-RELEASE`), sorted; empty
-/// when the root has neither database. Errors: an rpm database that
-/// cannot be read (`rpmdb`).
-pub fn installed(root: &Path) -> Result<Vec<Installed>> {
+/// when the root has neither database.
+pub fn installed(root: &Path, rpms: &[crate::rpmdb::RpmPackage]) -> Vec<Installed> {
     let mut out: Vec<Installed> = crate::dpkg::dpkg_packages(root)
         .into_iter()
         .map(|p| Installed {
@@ -221,16 +220,12 @@ pub fn installed(root: &Path) -> Result<Vec<Installed>> {
             version: p.version,
         })
         .collect();
-    out.extend(
-        crate::rpmdb::rpm_packages(root)?
-            .into_iter()
-            .map(|p| Installed {
-                version: p.evr(),
-                name: p.name,
-            }),
-    );
+    out.extend(rpms.iter().map(|p| Installed {
+        name: p.name.clone(),
+        version: p.evr(),
+    }));
     out.sort();
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
@@ -245,7 +240,7 @@ mod tests {
              Package: gone\nStatus: deinstall ok config-files\nVersion: 1\n\n\
              Package: chrony\nStatus: install ok installed\nArchitecture: amd64\nVersion: 4.3-2\n",
         )]);
-        let got = installed(d.path()).unwrap();
+        let got = installed(d.path(), &[]);
         assert_eq!(
             got,
             vec![

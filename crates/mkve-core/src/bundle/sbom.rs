@@ -69,16 +69,22 @@ struct Package<'a> {
 /// the comment), and one file per regular file no package owns, outside
 /// `excluded` (paths relative to the root), with its sha256 and SHA-1
 /// (which SPDX 2.3 requires of files). The same root and subject give the
-/// same bytes. Errors: an rpm database that cannot be read (`rpmdb`).
+/// same bytes. `rpms` are the root's rpm packages (`rpmdb::rpm_packages`,
+/// read once by the caller for meta.json too). Errors: a file that cannot
+/// be read.
 pub fn spdx(
     root: &Path,
+    rpms: &[crate::rpmdb::RpmPackage],
     index: &[index::Entry],
     excluded: &[PathBuf],
     subject: &Subject,
 ) -> Result<Vec<u8>> {
     let debs = dpkg_packages(root);
-    let rpms = crate::rpmdb::rpm_packages(root)?;
-    let distro = distro(root);
+    let (os_id, os_version) = os_release(root);
+    let distro = os_id
+        .as_deref()
+        .zip(os_version.as_deref())
+        .map(|(i, v)| format!("{i}-{v}"));
     let by_key: BTreeMap<(&str, &str, &str), &index::Entry> = index
         .iter()
         .map(|e| {
@@ -113,7 +119,7 @@ pub fn spdx(
             source: &p.source,
             source_version: &p.source_version,
             maintainer: &p.packager,
-            purl: rpm_purl(p, os_id(root).as_deref(), distro.as_deref()),
+            purl: rpm_purl(p, os_id.as_deref(), distro.as_deref()),
             header_sha256: p.header_sha256.as_deref(),
         }))
         .collect();
@@ -246,32 +252,24 @@ pub fn spdx(
     Ok(v)
 }
 
-/// `debian-12` from the root's `etc/os-release` (`ID`, `VERSION_ID`).
-fn distro(root: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(root.join("etc/os-release"))
+/// The root's `ID` and `VERSION_ID` from its `etc/os-release` (or
+/// `usr/lib/os-release`), the ID lower-case: the distribution of its
+/// purls (`debian-12`) and an rpm purl's namespace (`altlinux`).
+fn os_release(root: &Path) -> (Option<String>, Option<String>) {
+    let Ok(text) = std::fs::read_to_string(root.join("etc/os-release"))
         .or_else(|_| std::fs::read_to_string(root.join("usr/lib/os-release")))
-        .ok()?;
+    else {
+        return (None, None);
+    };
     let get = |k: &str| {
         text.lines().find_map(|l| {
             l.strip_prefix(k)
                 .and_then(|r| r.strip_prefix('='))
                 .map(|v| v.trim().trim_matches('"').to_string())
+                .filter(|v| !v.is_empty())
         })
     };
-    Some(format!("{}-{}", get("ID")?, get("VERSION_ID")?))
-}
-
-/// `altlinux` (or another rpm distribution's ID) from the root's
-/// `etc/os-release`, lower-case: an rpm purl's namespace.
-fn os_id(root: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(root.join("etc/os-release"))
-        .or_else(|_| std::fs::read_to_string(root.join("usr/lib/os-release")))
-        .ok()?;
-    text.lines().find_map(|l| {
-        l.strip_prefix("ID=")
-            .map(|v| v.trim().trim_matches('"').to_ascii_lowercase())
-            .filter(|v| !v.is_empty())
-    })
+    (get("ID").map(|i| i.to_ascii_lowercase()), get("VERSION_ID"))
 }
 
 /// The package URL of an rpm (<https://github.com/package-url/purl-spec>,
@@ -717,8 +715,8 @@ mod tests {
             archive: "deb.debian.org/debian-security".into(),
             origin: "o=Debian,n=bookworm-security".into(),
         }];
-        let bytes = spdx(r.path(), &index, &["etc/hostname".into()], &subject()).unwrap();
-        let again = spdx(r.path(), &index, &["etc/hostname".into()], &subject()).unwrap();
+        let bytes = spdx(r.path(), &[], &index, &["etc/hostname".into()], &subject()).unwrap();
+        let again = spdx(r.path(), &[], &index, &["etc/hostname".into()], &subject()).unwrap();
         assert_eq!(bytes, again, "the same root gives the same bytes");
         let doc: Value = serde_json::from_slice(&bytes).unwrap();
         let pkgs = doc["packages"].as_array().unwrap();
@@ -769,7 +767,7 @@ mod tests {
     #[test]
     fn cyclonedx_carries_the_same_packages() {
         let r = root();
-        let bytes = spdx(r.path(), &[], &[], &subject()).unwrap();
+        let bytes = spdx(r.path(), &[], &[], &[], &subject()).unwrap();
         let bom = to_cyclonedx(&bytes, Path::new("b.bun")).unwrap();
         assert_eq!(bom["specVersion"], "1.5");
         assert_eq!(bom["metadata"]["component"]["name"], "ntp-server");

@@ -920,8 +920,9 @@ pub(super) fn restore_from(
 /// The head of the bundle the machine of `m` was made from that its base
 /// keeps, when this node has the base (`base::heads`): the one of the
 /// same template, version and hypervisor. Its signature is checked by the
-/// create that reads it, as a bundle's is. Errors: the base was changed
-/// (65), a head is not a bundle's (65).
+/// create that reads it, as a bundle's is, and the base's fingerprint
+/// with it. Errors: the base's record is unreadable (65), a head is not a
+/// bundle's (65).
 fn head_for(m: &Manifest) -> Result<Option<PathBuf>> {
     for h in super::base::heads(&m.base)? {
         let f = std::fs::File::open(&h).map_err(|e| Error::io(&h, e))?;

@@ -443,13 +443,16 @@ pub(super) fn keep_head(base: &Base, unpacked: &Path) -> Result<()> {
 }
 
 /// The heads the base `digest` keeps (`keep_head`), when the node has the
-/// base: the bundle files a machine can be made from on it. Errors: the
-/// base was changed after it was made (65).
+/// base whole (its record written): the bundle files a machine can be
+/// made from on it. Its fingerprint is not checked here: the create that
+/// reads a head checks it as it stands on the base. Errors: its record is
+/// unreadable (65).
 pub(super) fn heads(digest: &str) -> Result<Vec<PathBuf>> {
-    let Some(b) = open(digest)? else {
+    let dir = bases_dir().join(digest);
+    if read_record(&dir)?.is_none() {
         return Ok(Vec::new());
-    };
-    let mut out: Vec<PathBuf> = std::fs::read_dir(b.dir.join(HEADS))
+    }
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir.join(HEADS))
         .into_iter()
         .flatten()
         .flatten()
