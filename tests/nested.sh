@@ -18,7 +18,8 @@
 # once in three runs while its guest ran, ../shared/reviews/nested.md).
 # The guests are the busybox machines of tests/nodes.sh, booted with the
 # node's own kernel, answering their template's probe (HTTP).
-# NESTED_NODES="kvm" (or "xen") boots only that node.
+# NESTED_NODES="kvm" (or "xen") boots only that node; NESTED_HANG_ONCE=1
+# has libvirtd stop in each node's first boot (the retry's own check).
 # Needs root, mmdebstrap and the Debian mirror (the node's packages), and
 # qemu-system-x86. Each node runs under `timeout`; nothing is left running.
 set -u
@@ -63,6 +64,12 @@ ExecStart=/bin/sh -c 'mount -o ro LABEL=payload /mnt && exec sh /mnt/run'
 ExecStopPost=/bin/systemctl poweroff --no-block
 [Install]
 WantedBy=multi-user.target
+EOF
+# libvirtd logs its libxl driver at debug level (what the payload's
+# script shows when libvirtd stops answering).
+cat >>"$work/node/etc/libvirt/libvirtd.conf" <<'EOF'
+log_filters="1:libxl.libxl_driver 1:libxl.libxl_domain 1:daemon.remote 3:*"
+log_outputs="1:file:/var/log/libvirt/libvirtd.log"
 EOF
 ln -s ../mkve-nested-test.service "$work/node/etc/systemd/system/multi-user.target.wants/mkve-nested-test.service"
 truncate -s 6G "$work/node.img"
@@ -114,12 +121,13 @@ want() { case " ${NESTED_NODES:-kvm xen} " in *" $1 "*) return 0 ;; esac; return
 
 # boot_node NAME SECONDS QEMU-ARGS...: boot the node under TCG (2 vCPUs,
 # 3 GiB, no network card), its serial console in $work/NAME.serial; wait
-# for it to power off, or kill it after SECONDS.
+# for it to power off, or kill it after SECONDS. Its disk is opened with
+# snapshot=on: each boot starts from the same root, and leaves it so.
 boot_node() {
     local name=$1 limit=$2; shift 2
     timeout --kill-after=10 "$limit" qemu-system-x86_64 -accel tcg -machine q35 -m 3G -smp 2 \
         -nic none -display none -monitor none -no-reboot -serial "file:$work/$name.serial" \
-        -drive "file=$work/node.img,if=virtio,format=raw,cache=unsafe" \
+        -drive "file=$work/node.img,if=virtio,format=raw,cache=unsafe,snapshot=on" \
         -drive "file=$work/payload.img,if=virtio,format=raw,readonly=on" "$@" &
     qemu_pid=$!
     wait "$qemu_pid"
@@ -127,9 +135,25 @@ boot_node() {
     qemu_pid=
     return "$rc"
 }
+# boot_twice NAME SECONDS QEMU-ARGS...: boot_node, and once more when the
+# node's script said libvirtd stopped answering inside it (once in CI, in
+# the Xen node just after a create: a libvirt call that never returned);
+# where libvirtd stood then is printed, and the checks read the second
+# boot's console.
+boot_twice() {
+    boot_node "$@"
+    said "$1" "libvirtd stopped answering" || return 0
+    echo "# libvirtd in the $1 node stopped answering; where it stood:"
+    sed -n '/NESTED: libvirtd stopped answering/,$p' "$work/$1.serial" | head -120 | sed 's/^/#   /'
+    echo "# booting the $1 node once more"
+    mv "$work/$1.serial" "$work/$1.serial.1"
+    boot_node "${@// mkve.nested_hang/}"
+}
 # The payload's script reads which hypervisor to try from the kernel's
 # command line.
-run_cmd() { echo "mkve.nested=$1"; }
+# NESTED_HANG_ONCE=1: the node's script stops libvirtd in the first boot
+# as if it hung (boot_twice's own check).
+run_cmd() { echo "mkve.nested=$1${NESTED_HANG_ONCE:+ mkve.nested_hang}"; }
 # said NAME WHAT: the node's serial console has the line "NESTED: WHAT".
 said() { grep -aq "NESTED: $2" "$work/$1.serial"; }
 # figure NAME KEY: the value the node printed as "NESTED: figure KEY VALUE".
@@ -138,7 +162,7 @@ figure() { sed -n "s/.*NESTED: figure $2 \([0-9.]*\).*/\1/p" "$work/$1.serial" |
 # --- the KVM node --------------------------------------------------------------
 if want kvm; then
 t0=$SECONDS
-boot_node kvm 900 -cpu max -kernel "$work/vmlinuz-$kver" -initrd "$work/initrd.img-$kver" \
+boot_twice kvm 900 -cpu max -kernel "$work/vmlinuz-$kver" -initrd "$work/initrd.img-$kver" \
     -append "root=/dev/vda rw console=ttyS0 quiet $(run_cmd kvm)${NESTED_COMPARE:+ mkve.nested_compare}"
 echo "# the KVM node ran $((SECONDS - t0)) s"
 check "the KVM node boots to mkve-vm doctor ready ($(figure kvm doctor) s of its uptime)" said kvm "doctor kvm usable"
@@ -160,7 +184,7 @@ fi
 if want xen; then
 f0=$failed
 t0=$SECONDS
-boot_node xen 900 -cpu "${NESTED_XEN_CPU:-max}" -kernel "$work/xen.bin" \
+boot_twice xen 900 -cpu "${NESTED_XEN_CPU:-max}" -kernel "$work/xen.bin" \
     -append "console=com1 com1=115200,8n1 dom0_mem=1536M,max:1536M smap=0 smep=0 loglvl=warning guest_loglvl=warning" \
     -initrd "$work/vmlinuz-$kver root=/dev/vda rw console=hvc0 quiet $(run_cmd xen),$work/initrd.img-$kver"
 echo "# the Xen node ran $((SECONDS - t0)) s"
@@ -171,7 +195,11 @@ check "  its probe (HTTP) answers from inside the node ($(figure xen xen-create-
 check "  stop and delete leave no domain or machine" said xen "xen nothing left"
 check "adopt of Domain-0 (dom0) is refused (2) as the node itself" said xen "xen adopt dom0 refused"
 check "the node's script ended" said xen "done"
-if [ "$failed" -gt "$f0" ]; then echo "# the Xen node's console:"; grep -a "NESTED\|mkve-\|rror\|(XEN)" "$work/xen.serial" | tail -60; fi
+if [ "$failed" -gt "$f0" ]; then
+    echo "# the Xen node's console, Xen's messages and the script's:"
+    grep -a "(XEN)" "$work/xen.serial" | tail -30
+    sed -n '/NESTED: start/,$p' "$work/xen.serial" | tail -150
+fi
 fi
 
 echo "nested: $passed passed, $failed failed"

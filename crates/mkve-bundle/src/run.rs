@@ -260,20 +260,7 @@ fn outdated(cli: &Cli, b: &Path, report: &dyn mkve_core::exec::Report) -> Result
                 n.from.clone(),
             ]);
         }
-        let widths: Vec<usize> = (0..6)
-            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-            .collect();
-        for row in &rows {
-            let cells: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            mkve_cli::outln!(
-                "{}",
-                mkve_core::text::printable(cells.join("  ").trim_end())
-            )?;
-        }
+        mkve_cli::print_table(&rows)?;
     }
     let searched: Vec<String> = found
         .archives
@@ -369,26 +356,7 @@ fn audit(cli: &Cli, bundles: &[PathBuf], report: &dyn mkve_core::exec::Report) -
                 .into(),
             ]);
         }
-        let widths: Vec<usize> = (0..8)
-            .map(|i| {
-                table
-                    .iter()
-                    .map(|r| r[i].chars().count())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        for row in &table {
-            let cells: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            mkve_cli::outln!(
-                "{}",
-                mkve_core::text::printable(cells.join("  ").trim_end())
-            )?;
-        }
+        mkve_cli::print_table(&table)?;
     }
     if open.is_empty() {
         return Ok(());

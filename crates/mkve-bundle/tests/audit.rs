@@ -26,12 +26,7 @@ fn audit(env: &Env, bundle: &Path, feed: &str, extra: &[&str]) -> Run {
 #[ignore = "needs root: hooks run by chroot in a busybox root with a device node"]
 fn audit_finds_what_debsecan_finds_and_honours_the_accepted_file() {
     let env = new_env();
-    let (r, b) = env.build_from_busybox(
-        env.cmd().args(["-H", "lxc", "--force-no-sign"]),
-        "ntp-server",
-        "a.bun",
-    );
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let b = env.ntp_bundle("lxc", "a.bun", false);
     let (dir, feed) = debsecan_feed();
     let feed = feed.to_str().unwrap();
 

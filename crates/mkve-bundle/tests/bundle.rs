@@ -25,6 +25,26 @@ fn build(env: &Env, name: &str, extra: &[&str]) -> (Run, PathBuf) {
     )
 }
 
+/// `--info`, `--verify` and `--extract` of the bundle `bad` each refuse
+/// it (65) with `why` in their words, and extract nothing: their runs.
+fn refused_by_every_reader(env: &Env, bad: &Path, why: &str) -> Vec<Run> {
+    let mut runs = Vec::new();
+    for args in [&["--info"][..], &["--verify"], &["--extract"]] {
+        let dest = env.home.path().join("x");
+        let r = run(new_env()
+            .cmd()
+            .args(args)
+            .arg(bad)
+            .args(["--allow-unsigned", "-C"])
+            .arg(&dest));
+        assert_eq!(r.code, 65, "{args:?} {why}: {}", r.stderr);
+        assert!(r.stderr.contains(why), "{args:?}: {}", r.stderr);
+        assert!(!dest.exists(), "{args:?} left {}", dest.display());
+        runs.push(r);
+    }
+    runs
+}
+
 /// One unsigned lxc bundle shared by the tests that only read it.
 fn unsigned_bundle() -> &'static [u8] {
     static B: OnceLock<Vec<u8>> = OnceLock::new();
@@ -41,14 +61,7 @@ fn signed_bundle() -> &'static [u8] {
     static B: OnceLock<Vec<u8>> = OnceLock::new();
     B.get_or_init(|| {
         let env = new_env();
-        let (r, out) = env.build_from_busybox(
-            env.cmd()
-                .env("GNUPGHOME", &signer().home)
-                .args(["-H", "qemu"]),
-            "ntp-server",
-            "signed.bun",
-        );
-        assert_eq!(r.code, 0, "{}", r.stderr);
+        let out = env.ntp_bundle("qemu", "signed.bun", true);
         std::fs::read(out).unwrap()
     })
 }
@@ -794,18 +807,7 @@ fn params_probes_and_state_travel_as_conf_members_and_info_shows_them() {
         meta["members"][&m[member].0] = hexed.into();
         m[0].1 = serde_json::to_vec(&meta).unwrap();
         let (_d, bad) = write_bundle(&assemble(&m));
-        for args in [&["--info"][..], &["--verify"], &["--extract"]] {
-            let dest = env.home.path().join("x");
-            let r = run(new_env()
-                .cmd()
-                .args(args)
-                .arg(&bad)
-                .args(["--allow-unsigned", "-C"])
-                .arg(&dest));
-            assert_eq!(r.code, 65, "{args:?}: {}", r.stderr);
-            assert!(r.stderr.contains(why), "{args:?}: {}", r.stderr);
-            assert!(!dest.exists(), "{args:?} left {}", dest.display());
-        }
+        refused_by_every_reader(&env, &bad, why);
     }
 }
 
@@ -993,22 +995,12 @@ fn meta_fields_are_held_to_the_template_rules_at_read() {
         edit(&mut meta);
         m[0].1 = serde_json::to_vec_pretty(&meta).unwrap();
         let (_d, bad) = write_bundle(&assemble(&m));
-        for args in [&["--info"][..], &["--verify"], &["--extract"]] {
-            let dest = env.home.path().join("x");
-            let r = run(new_env()
-                .cmd()
-                .args(args)
-                .arg(&bad)
-                .args(["--allow-unsigned", "-C"])
-                .arg(&dest));
-            assert_eq!(r.code, 65, "{args:?} {why}: {}", r.stderr);
-            assert!(r.stderr.contains(why), "{args:?}: {}", r.stderr);
+        for r in refused_by_every_reader(&env, &bad, why) {
             assert!(
                 !r.stderr.contains('\u{1b}') && r.stderr.lines().count() == 1,
                 "{}",
                 r.stderr
             );
-            assert!(!dest.exists(), "{args:?} left {}", dest.display());
         }
     }
 }

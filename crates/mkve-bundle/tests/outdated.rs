@@ -92,12 +92,7 @@ fn index(dir: &Path, suite: &str, label: &str) {
 fn outdated_lists_what_the_mirror_has_newer_and_marks_security_updates() {
     let env = new_env();
     // The busybox root's dpkg database: chrony 4.3-2+deb12u1, busybox-static 1:1.35.0-4.
-    let (r, b) = env.build_from_busybox(
-        env.cmd().args(["-H", "lxc", "--force-no-sign"]),
-        "ntp-server",
-        "a.bun",
-    );
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let b = env.ntp_bundle("lxc", "a.bun", false);
     let main = env.make_dir("debian");
     deb(&main, "chrony", "4.3-2+deb12u1");
     deb(&main, "busybox-static", "1:1.35.0-4");

@@ -10,7 +10,7 @@
 // Test code: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -122,20 +122,7 @@ fn published_bundles_are_fetched_checked_against_the_signed_list() {
         ["SHA256SUMS", "SHA256SUMS.gpg", "lxc.bun", "openvz.bun"]
     );
     // What sha256sum and gpgv (as systemd-importd runs gpg) make of it.
-    let ok = Command::new("sha256sum")
-        .args(["-c", "--strict", "SHA256SUMS"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(ok.status.success(), "{ok:?}");
-    let gpgv = Command::new("gpgv")
-        .arg("--keyring")
-        .arg(&signer().keyring)
-        .arg(dir.join("SHA256SUMS.gpg"))
-        .arg(dir.join("SHA256SUMS"))
-        .output()
-        .unwrap();
-    assert!(gpgv.status.success(), "{gpgv:?}");
+    assert_sums_hold(&dir);
     let sig = std::fs::read(dir.join("SHA256SUMS.gpg")).unwrap();
     assert!(!sig.starts_with(b"-----BEGIN"), "a binary signature");
 
@@ -417,6 +404,26 @@ fn a_bundle_that_does_not_verify_is_not_published() {
     r.assert_stderr(2, "also named \"lxc.bun\"");
 }
 
+/// What sha256sum and gpgv (as systemd-importd runs gpg) make of the
+/// published directory `dir`: every file its SHA256SUMS lists matches,
+/// and SHA256SUMS.gpg is the test key's signature of the list.
+fn assert_sums_hold(dir: &Path) {
+    let ok = Command::new("sha256sum")
+        .args(["-c", "--strict", "SHA256SUMS"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{ok:?}");
+    let gpgv = Command::new("gpgv")
+        .arg("--keyring")
+        .arg(&signer().keyring)
+        .arg(dir.join("SHA256SUMS.gpg"))
+        .arg(dir.join("SHA256SUMS"))
+        .output()
+        .unwrap();
+    assert!(gpgv.status.success(), "{gpgv:?}");
+}
+
 /// A one-shot HTTP server on 127.0.0.1 for what python's will not do:
 /// each connection is answered by `answer` (given the request's path),
 /// which writes the whole answer; it serves `count` connections.
@@ -426,16 +433,7 @@ fn serve_raw(count: usize, answer: fn(&str, &mut std::net::TcpStream)) -> u16 {
     std::thread::spawn(move || {
         for _ in 0..count {
             let Ok((mut s, _)) = l.accept() else { return };
-            let mut req = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => req.extend_from_slice(&buf[..n]),
-                }
-            }
-            let text = String::from_utf8_lossy(&req);
-            let path = text.split(' ').nth(1).unwrap_or("").to_string();
+            let path = request_path(&mut s).unwrap_or_default();
             answer(&path, &mut s);
         }
     });
@@ -913,16 +911,9 @@ fn serve_stalling(count: usize, stall: fn(&str) -> Option<usize>) -> u16 {
         for _ in 0..count {
             let Ok((mut s, _)) = l.accept() else { return };
             std::thread::spawn(move || {
-                let mut req = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let text = String::from_utf8_lossy(&req).to_string();
-                let path = text.split(' ').nth(1).unwrap_or("").to_string();
+                let Some(path) = request_path(&mut s) else {
+                    return;
+                };
                 match stall(&path) {
                     None => send_file(path.trim_start_matches('/'), &mut s, false),
                     Some(upto) => {
@@ -1073,20 +1064,7 @@ fn an_older_list_served_in_place_of_a_newer_one_is_refused() {
     assert!(s1 >= now && s1 < now + 600, "serial {s1}, now {now}");
     assert!(s2 > s1, "{s2} after {s1}");
     // Still what sha256sum and gpgv read.
-    let ok = Command::new("sha256sum")
-        .args(["-c", "--strict", "SHA256SUMS"])
-        .current_dir(&v2)
-        .output()
-        .unwrap();
-    assert!(ok.status.success(), "{ok:?}");
-    let gpgv = Command::new("gpgv")
-        .arg("--keyring")
-        .arg(&signer().keyring)
-        .arg(v2.join("SHA256SUMS.gpg"))
-        .arg(v2.join("SHA256SUMS"))
-        .output()
-        .unwrap();
-    assert!(gpgv.status.success(), "{gpgv:?}");
+    assert_sums_hold(&v2);
 
     let served = w.join("served");
     std::fs::create_dir(&served).unwrap();

@@ -22,22 +22,20 @@ fn signed_bundle() -> &'static [u8] {
     static B: OnceLock<Vec<u8>> = OnceLock::new();
     B.get_or_init(|| {
         let env = new_env();
-        let (r, out) = env.build_from_busybox(
-            env.cmd()
-                .env("GNUPGHOME", &signer().home)
-                .args(["-H", "lxc"]),
-            "ntp-server",
-            "signed.bun",
-        );
-        assert_eq!(r.code, 0, "{}", r.stderr);
+        let out = env.ntp_bundle("lxc", "signed.bun", true);
         std::fs::read(out).unwrap()
     })
 }
 
 fn sbom_of(bundle: &Path, format: &str, extra: &[&str]) -> Run {
+    keyed(&["--sbom", format], bundle, extra)
+}
+
+/// mkve-bundle ARGS BUNDLE --keyring (the test key's) EXTRA.
+fn keyed(args: &[&str], bundle: &Path, extra: &[&str]) -> Run {
     run(new_env()
         .cmd()
-        .args(["--sbom", format])
+        .args(args)
         .arg(bundle)
         .arg("--keyring")
         .arg(&signer().keyring)
@@ -170,18 +168,8 @@ fn the_sbom_is_a_signed_member_before_the_root_and_valid_spdx_and_cyclonedx() {
 #[ignore = "needs root: hooks run by chroot in a busybox root with a device node"]
 fn two_builds_with_one_source_date_epoch_give_the_same_sbom() {
     let env = new_env();
-    let (r, b) = env.build_from_busybox(
-        env.cmd().args(["-H", "lxc", "--force-no-sign"]),
-        "ntp-server",
-        "a.bun",
-    );
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let (r, b2) = env.build_from_busybox(
-        env.cmd().args(["-H", "lxc", "--force-no-sign"]),
-        "ntp-server",
-        "b.bun",
-    );
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let b = env.ntp_bundle("lxc", "a.bun", false);
+    let b2 = env.ntp_bundle("lxc", "b.bun", false);
     let (a, b) = (std::fs::read(b).unwrap(), std::fs::read(b2).unwrap());
     let sbom = |x: &[u8]| {
         members(x)
@@ -212,12 +200,7 @@ fn a_changed_sbom_is_refused_and_sbom_reads_nothing_past_it() {
         "{}",
         r.stderr
     );
-    let r = run(new_env()
-        .cmd()
-        .arg("--verify")
-        .arg(&b)
-        .arg("--keyring")
-        .arg(&signer().keyring));
+    let r = keyed(&["--verify"], &b, &[]);
     assert_eq!(r.code, 65, "{}", r.stderr);
 
     // A changed root: --verify refuses it, --sbom never reads it.
@@ -226,12 +209,7 @@ fn a_changed_sbom_is_refused_and_sbom_reads_nothing_past_it() {
     m[i].1[100] ^= 1;
     let (_d, b) = temp_file("b.bun", assemble(&m));
     assert_eq!(sbom_of(&b, "cyclonedx", &[]).code, 0);
-    let r = run(new_env()
-        .cmd()
-        .arg("--verify")
-        .arg(&b)
-        .arg("--keyring")
-        .arg(&signer().keyring));
+    let r = keyed(&["--verify"], &b, &[]);
     assert_eq!(r.code, 65, "{}", r.stderr);
 
     // The signature is checked as --verify checks it.

@@ -150,6 +150,29 @@ pub fn write_stdout(args: std::fmt::Arguments) -> Result<()> {
         .map_err(stdout_error)
 }
 
+/// Print `rows` on stdout as a table: each column as wide as its widest
+/// cell (in characters, as [`printable`] shows it), two spaces between
+/// columns, no trailing blanks; the first row is usually the header.
+/// Errors: stdout's, as [`outln!`]'s.
+pub fn print_table<const N: usize>(rows: &[[String; N]]) -> Result<()> {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| printable(c).into_owned()).collect())
+        .collect();
+    let widths: Vec<usize> = (0..N)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    for r in &rows {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        outln!("{}", cells.join("  ").trim_end())?;
+    }
+    Ok(())
+}
+
 /// Print `v` as pretty JSON on stdout (the `--json` of every tool).
 pub fn print_json(v: &impl serde::Serialize) -> Result<()> {
     let text = json_text(v)?;

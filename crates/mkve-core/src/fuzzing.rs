@@ -185,22 +185,26 @@ pub fn list(data: &[u8]) {
     }
 }
 
+/// What every refusal of a line-based file must say: at least one problem,
+/// each on a line the input has (or on none).
+fn refused_by_line(problems: &[Problem], data: &[u8]) {
+    let lines = String::from_utf8_lossy(data).lines().count();
+    if problems.is_empty() {
+        panic!("refused with no problem told");
+    }
+    for p in problems {
+        if p.line.is_some_and(|n| n == 0 || n > lines) {
+            panic!("an error on line {:?} of {lines} lines", p.line);
+        }
+    }
+}
+
 /// A params declaration (`conf/params`, mkve-template(5)):
 /// `params::parse`. Errors name a line of the input; what is read has
 /// valid names, no name twice, and no required parameter with a default.
 pub fn params(data: &[u8]) {
-    let lines = String::from_utf8_lossy(data).lines().count();
     match crate::params::parse(data, std::path::Path::new("params")) {
-        Err(problems) => {
-            if problems.is_empty() {
-                panic!("refused with no problem told");
-            }
-            for p in &problems {
-                if p.line.is_some_and(|n| n == 0 || n > lines) {
-                    panic!("an error on line {:?} of {lines} lines", p.line);
-                }
-            }
-        }
+        Err(problems) => refused_by_line(&problems, data),
         Ok(ps) => {
             let mut names = std::collections::BTreeSet::new();
             for p in &ps {
@@ -219,18 +223,8 @@ pub fn params(data: &[u8]) {
 /// Errors name a line of the input; what is read is absolute paths that
 /// each pass `state::check`, none twice nor under another.
 pub fn state(data: &[u8]) {
-    let lines = String::from_utf8_lossy(data).lines().count();
     match crate::state::parse(data, std::path::Path::new("state")) {
-        Err(problems) => {
-            if problems.is_empty() {
-                panic!("refused with no problem told");
-            }
-            for p in &problems {
-                if p.line.is_some_and(|n| n == 0 || n > lines) {
-                    panic!("an error on line {:?} of {lines} lines", p.line);
-                }
-            }
-        }
+        Err(problems) => refused_by_line(&problems, data),
         Ok(paths) => {
             for (i, p) in paths.iter().enumerate() {
                 let text = p.to_string_lossy();
@@ -252,15 +246,8 @@ pub fn state(data: &[u8]) {
 /// Errors name a line of the input; a probe read, written back as its
 /// text, reads as the same probe.
 pub fn probes(data: &[u8]) {
-    let lines = String::from_utf8_lossy(data).lines().count();
     match crate::probe::parse(data, std::path::Path::new("probes")) {
-        Err(problems) => {
-            for p in &problems {
-                if p.line.is_some_and(|n| n == 0 || n > lines) {
-                    panic!("an error on line {:?} of {lines} lines", p.line);
-                }
-            }
-        }
+        Err(problems) => refused_by_line(&problems, data),
         Ok(ps) => {
             let text: String = ps.iter().map(|p| format!("{}\n", p.text)).collect();
             match crate::probe::parse(text.as_bytes(), std::path::Path::new("again")) {

@@ -218,6 +218,23 @@ impl Env {
         (r, out)
     }
 
+    /// The fixture template ntp-server built for hypervisor `hv` from the
+    /// busybox root into `name` in the home: signed by [`signer`] when
+    /// `signed`, else with `--force-no-sign`. Asserts the build succeeded;
+    /// the bundle's path.
+    pub fn ntp_bundle(&self, hv: &str, name: &str, signed: bool) -> PathBuf {
+        let mut c = self.cmd();
+        c.args(["-H", hv]);
+        if signed {
+            c.env("GNUPGHOME", &signer().home);
+        } else {
+            c.arg("--force-no-sign");
+        }
+        let (r, out) = self.build_from_busybox(&mut c, "ntp-server", name);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        out
+    }
+
     pub fn write_config(&self, text: &str) -> PathBuf {
         let p = self.home.path().join(".mkve/bundle-config");
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -767,6 +784,22 @@ pub fn complete(bin: &str, words: &[&str], env: &[(&str, &Path)]) -> Vec<String>
 pub struct HttpServer {
     child: std::process::Child,
     pub port: u16,
+}
+
+/// The path of the HTTP request read from `s` up to the end of its head
+/// (the blank line): `/x` of `GET /x HTTP/1.1`; `None` when the client
+/// closed or failed before sending a whole head.
+pub fn request_path(s: &mut impl std::io::Read) -> Option<String> {
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&req);
+    Some(text.split(' ').nth(1).unwrap_or("").to_string())
 }
 
 /// A port on 127.0.0.1 that was free a moment ago (nothing listens there).

@@ -401,12 +401,8 @@ pub struct CreateArgs {
     /// Disk size for qemu, kvm and xen, as 20G (256M to 64T); on a base the root file system grows to it at the first boot [default: 1.5 times the root + 512M, at least 1G]
     #[arg(long, value_name = "SIZE")]
     pub disk_size: Option<DiskSize>,
-    /// Give the template parameter NAME (see mkve-bundle --info)
-    #[arg(long = "param", value_name = "NAME=VALUE")]
-    pub params: Vec<OsString>,
-    /// Give the template parameter NAME from FILE, one trailing newline dropped (- for stdin); for secrets
-    #[arg(long = "param-file", value_name = "NAME=FILE")]
-    pub param_files: Vec<OsString>,
+    #[command(flatten)]
+    pub params: ParamArgs,
     /// When a node mkve.conf lists does not answer, take an ID with what this node knows (it may be one a machine holds there)
     #[arg(long)]
     pub local_ids: bool,
@@ -417,20 +413,8 @@ impl CreateArgs {
     /// before anything is made.
     pub fn options(self, connect: Option<String>) -> Result<CreateOptions> {
         let dash = |p: &Option<PathBuf>| p.as_deref().is_some_and(mkve_cli::is_dash);
-        // Parsed here, not by clap, whose error would repeat the whole
-        // argument (a value may be a secret), and as bytes: the check, and
-        // its words, are core's, as mkve-web's for the same field.
-        let parse = |args: &[OsString], file: bool, opt: &str| -> Result<Vec<Given>> {
-            args.iter()
-                .map(|a| {
-                    Given::parse_bytes(a.as_bytes(), file)
-                        .map_err(|e| Error::Usage(format!("{opt}: {e}")))
-                })
-                .collect()
-        };
-        let param_values = parse(&self.params, false, "--param")?;
-        let param_files = parse(&self.param_files, true, "--param-file")?;
-        let params_dashed = param_files
+        let given = self.params.given()?;
+        let params_dashed = given
             .iter()
             .filter(|g| matches!(g, Given::File(_, f) if mkve_cli::is_dash(f)))
             .count();
@@ -450,7 +434,6 @@ impl CreateArgs {
             ));
         }
         let access = Access::read(self.root_password_file.as_deref(), self.ssh_key.as_deref())?;
-        let given: Vec<Given> = param_values.into_iter().chain(param_files).collect();
         let params = params::read_given(&given)?;
         Ok(CreateOptions {
             bundle: self.bundle,
@@ -518,12 +501,9 @@ pub struct UpgradeArgs {
     pub force: bool,
     #[command(flatten)]
     pub keys: KeyringArgs,
-    /// Give the template parameter NAME (one the new bundle requires, or a new value)
-    #[arg(long = "param", value_name = "NAME=VALUE")]
-    pub params: Vec<OsString>,
-    /// Give the template parameter NAME from FILE, one trailing newline dropped
-    #[arg(long = "param-file", value_name = "NAME=FILE")]
-    pub param_files: Vec<OsString>,
+    // The template's parameters: one the new bundle requires, or a new value.
+    #[command(flatten)]
+    pub params: ParamArgs,
 }
 
 impl UpgradeArgs {
@@ -536,7 +516,7 @@ impl UpgradeArgs {
                 .unwrap_or_default(),
             keyring: self.keys.keyring.clone(),
             allow_unsigned: self.keys.allow_unsigned,
-            params: given_params(&self.params, &self.param_files)?,
+            params: self.params.read()?,
             timeout: std::time::Duration::from_secs(self.timeout),
             force: self.force,
         })
@@ -544,17 +524,44 @@ impl UpgradeArgs {
 }
 
 /// `--param` and `--param-file` values, read.
-fn given_params(params: &[OsString], files: &[OsString]) -> Result<Vec<(String, String)>> {
-    let mut given = Vec::new();
-    for (args, file, opt) in [(params, false, "--param"), (files, true, "--param-file")] {
-        for a in args {
-            given.push(
-                Given::parse_bytes(a.as_bytes(), file)
-                    .map_err(|e| Error::Usage(format!("{opt}: {e}")))?,
-            );
+/// `--param` and `--param-file`: the template's parameters given to
+/// create, upgrade and restore.
+#[derive(Args, Debug, Default)]
+pub struct ParamArgs {
+    /// Give the template parameter NAME (see mkve-bundle --info)
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<OsString>,
+    /// Give the template parameter NAME from FILE, one trailing newline dropped (- for stdin); for secrets
+    #[arg(long = "param-file", value_name = "NAME=FILE")]
+    pub param_files: Vec<OsString>,
+}
+
+impl ParamArgs {
+    /// The values as given, `--param`s first; files not yet read. Parsed
+    /// here, not by clap, whose error would repeat the whole argument (a
+    /// value may be a secret), and as bytes: the check, and its words, are
+    /// core's, as mkve-web's for the same field. Errors: a malformed one
+    /// (usage, 2).
+    pub fn given(&self) -> Result<Vec<Given>> {
+        let mut given = Vec::new();
+        for (args, file, opt) in [
+            (&self.params, false, "--param"),
+            (&self.param_files, true, "--param-file"),
+        ] {
+            for a in args {
+                given.push(
+                    Given::parse_bytes(a.as_bytes(), file)
+                        .map_err(|e| Error::Usage(format!("{opt}: {e}")))?,
+                );
+            }
         }
+        Ok(given)
     }
-    params::read_given(&given)
+
+    /// The values, files read (params.rs's `read_given`).
+    pub fn read(&self) -> Result<Vec<(String, String)>> {
+        params::read_given(&self.given()?)
+    }
 }
 
 /// `restore`'s arguments.
@@ -571,12 +578,9 @@ pub struct RestoreArgs {
     pub bundle: Option<PathBuf>,
     #[command(flatten)]
     pub keys: KeyringArgs,
-    /// Give the template parameter NAME (a secret the backup left out)
-    #[arg(long = "param", value_name = "NAME=VALUE")]
-    pub params: Vec<OsString>,
-    /// Give the template parameter NAME from FILE, one trailing newline dropped
-    #[arg(long = "param-file", value_name = "NAME=FILE")]
-    pub param_files: Vec<OsString>,
+    // The template's parameters: a secret the backup left out.
+    #[command(flatten)]
+    pub params: ParamArgs,
     /// Start it once restored
     #[arg(long)]
     pub start: bool,
@@ -584,7 +588,7 @@ pub struct RestoreArgs {
 
 impl RestoreArgs {
     pub fn options(self, connect: Option<String>) -> Result<vm::RestoreOptions> {
-        let params = given_params(&self.params, &self.param_files)?;
+        let params = self.params.read()?;
         Ok(vm::RestoreOptions {
             id: self.id,
             bundle: self.bundle,

@@ -297,17 +297,7 @@ pub fn audit(a: &SiteAudit, as_json: bool, report: &dyn Report) -> Result<()> {
             ]);
         }
         if rows.len() > 1 {
-            let widths: Vec<usize> = (0..8)
-                .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-                .collect();
-            for r in &rows {
-                let cells: Vec<String> = r
-                    .iter()
-                    .zip(&widths)
-                    .map(|(c, w)| format!("{c:<w$}"))
-                    .collect();
-                outln!("{}", cells.join("  ").trim_end())?;
-            }
+            mkve_cli::print_table(&rows)?;
         }
     }
     if !a.findings.is_empty() {

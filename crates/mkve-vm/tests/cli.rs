@@ -125,18 +125,23 @@ fn print_xml_takes_no_id_and_makes_nothing() {
         "{}",
         r.stdout
     );
-    let r = run(env
-        .cmd()
-        .args([
-            "create",
-            "--print-xml",
-            "--allow-unsigned",
-            "--id",
-            "142",
-            "--no-base",
-        ])
-        .arg(bundle_for(Hypervisor::Qemu)));
-    validate(&r.stdout);
+    let private_xml = |extra: &[&str]| {
+        let r = run(env
+            .cmd()
+            .args([
+                "create",
+                "--print-xml",
+                "--allow-unsigned",
+                "--id",
+                "142",
+                "--no-base",
+            ])
+            .args(extra)
+            .arg(bundle_for(Hypervisor::Qemu)));
+        validate(&r.stdout);
+        r
+    };
+    let r = private_xml(&[]);
     assert!(
         r.stdout.contains("type='raw'")
             && r.stdout.contains("/142/disk.img'")
@@ -144,19 +149,7 @@ fn print_xml_takes_no_id_and_makes_nothing() {
         "{}",
         r.stdout
     );
-    let r = run(env
-        .cmd()
-        .args([
-            "create",
-            "--print-xml",
-            "--allow-unsigned",
-            "--id",
-            "142",
-            "--no-base",
-        ])
-        .args(["--disk-format", "qcow2"])
-        .arg(bundle_for(Hypervisor::Qemu)));
-    validate(&r.stdout);
+    let r = private_xml(&["--disk-format", "qcow2"]);
     assert!(
         r.stdout.contains("type='qcow2'") && r.stdout.contains("/142/disk.qcow2'"),
         "{}",
@@ -836,7 +829,7 @@ fn nix_is_root() -> bool {
 
 #[test]
 fn a_signal_during_a_create_from_a_url_leaves_no_staging_directory() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     use std::os::unix::process::ExitStatusExt;
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
@@ -851,20 +844,10 @@ fn a_signal_during_a_create_from_a_url_leaves_no_staging_directory() {
             let Ok(mut s) = s else { return };
             let v2 = v2.clone();
             std::thread::spawn(move || {
-                let mut req = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let text = String::from_utf8_lossy(&req).to_string();
-                let name = text
-                    .split(' ')
-                    .nth(1)
-                    .unwrap_or("/")
-                    .trim_start_matches('/');
+                let Some(path) = mkve_testkit::request_path(&mut s) else {
+                    return;
+                };
+                let name = path.trim_start_matches('/');
                 let body = std::fs::read(v2.join(name)).unwrap_or_default();
                 let head = format!(
                     "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use mkve_core::vm::{self, Uris};
-use mkve_core::{Error, Result};
+use mkve_core::Result;
 
 /// How long a stop waits for the machine to be off, as `mkve-vm stop`.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -43,7 +43,7 @@ impl Action {
             "reboot" => Action::Reboot,
             "autostart-on" => Action::Autostart { on: true },
             "autostart-off" => Action::Autostart { on: false },
-            w => return Err(Error::Usage(format!("no action {w}"))),
+            w => return Err(crate::request::no_action(w)),
         })
     }
 
@@ -54,12 +54,6 @@ impl Action {
     /// option the action does not take or given twice, a value that is not
     /// UTF-8 or not the option's (`request::query`'s words).
     pub fn from_api(word: &str, query: Option<&str>) -> Result<Action> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Stop {
-            force: Option<String>,
-            timeout: Option<String>,
-        }
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Autostart {
@@ -75,27 +69,11 @@ impl Action {
                 }
             }
             "stop" => {
-                let q: Stop = crate::request::query(query)?;
-                let force = crate::request::flag("force", q.force)?;
-                let waits = q.timeout.is_some();
-                let timeout = match q.timeout {
-                    None => STOP_TIMEOUT,
-                    // The same parse, and words, as mkve-vm stop --timeout.
-                    Some(t) => Duration::from_secs(t.parse::<u64>().map_err(|e| {
-                        Error::Usage(format!(
-                            "the query: timeout={}: {e}",
-                            mkve_core::text::printable(&t)
-                        ))
-                    })?),
-                };
-                if force && waits {
-                    return Err(Error::Usage(
-                        "the query: force=true cannot be used with timeout (a forced stop does \
-                         not wait)"
-                            .into(),
-                    ));
+                let (force, timeout) = crate::request::stop_query(query)?;
+                Action::Stop {
+                    force,
+                    timeout: timeout.unwrap_or(STOP_TIMEOUT),
                 }
-                Action::Stop { force, timeout }
             }
             "autostart" => {
                 let q: Autostart = crate::request::query(query)?;
@@ -103,12 +81,7 @@ impl Action {
                     on: !crate::request::flag("off", q.off)?,
                 }
             }
-            w => {
-                return Err(Error::Usage(format!(
-                    "no action {}",
-                    mkve_core::text::printable(w)
-                )))
-            }
+            w => return Err(crate::request::no_action(w)),
         })
     }
 

@@ -37,15 +37,10 @@ pub enum Act {
 }
 
 impl Act {
-    /// `start` (no options), `stop` (`force=true`, or `timeout=` seconds),
+    /// `start` (no options), `stop` (`force=true`, or `timeout=` seconds:
+    /// request.rs's `stop_query`),
     /// `migrate` (`to=` the node). Errors (2): another word or option.
     pub fn parse(word: &str, query: Option<&str>) -> Result<Act> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Stop {
-            force: Option<String>,
-            timeout: Option<String>,
-        }
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Migrate {
@@ -56,33 +51,12 @@ impl Act {
                 crate::request::query::<NoOptions>(query)?;
                 Act::Start
             }
-            "stop" => {
-                let q: Stop = crate::request::query(query)?;
-                match (q.force.as_deref(), q.timeout) {
-                    (Some("true"), None) => Act::Stop(Duration::ZERO),
-                    (None | Some("false"), None) => Act::Stop(crate::actions::STOP_TIMEOUT),
-                    (None | Some("false"), Some(t)) => {
-                        Act::Stop(Duration::from_secs(t.parse::<u64>().map_err(|e| {
-                            Error::Usage(format!(
-                                "the query: timeout={}: {e}",
-                                mkve_core::text::printable(&t)
-                            ))
-                        })?))
-                    }
-                    _ => {
-                        return Err(Error::Usage(
-                            "the query: force=true or timeout=SECONDS, not both".into(),
-                        ))
-                    }
-                }
-            }
+            "stop" => match crate::request::stop_query(query)? {
+                (true, _) => Act::Stop(Duration::ZERO),
+                (false, t) => Act::Stop(t.unwrap_or(crate::actions::STOP_TIMEOUT)),
+            },
             "migrate" => Act::Migrate(crate::request::query::<Migrate>(query)?.to),
-            w => {
-                return Err(Error::Usage(format!(
-                    "no action {}",
-                    mkve_core::text::printable(w)
-                )))
-            }
+            w => return Err(crate::request::no_action(w)),
         })
     }
 

@@ -158,6 +158,46 @@ pub fn flag(key: &str, v: Option<String>) -> Result<bool> {
     }
 }
 
+/// A stop's query, for machines and Ganeti's instances alike:
+/// `force=true` (no wait) or `timeout=SECONDS` (how long the guest is
+/// given), or neither: whether it is forced, and the wait asked (`None`:
+/// the default). Errors (2): another option, a timeout that is no number,
+/// or both.
+pub fn stop_query(query: Option<&str>) -> Result<(bool, Option<std::time::Duration>)> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Stop {
+        force: Option<String>,
+        timeout: Option<String>,
+    }
+    let q: Stop = self::query(query)?;
+    let force = flag("force", q.force)?;
+    // The same parse, and words, as mkve-vm stop --timeout.
+    let timeout = match q.timeout {
+        None => None,
+        Some(t) => Some(std::time::Duration::from_secs(t.parse::<u64>().map_err(
+            |e| {
+                Error::Usage(format!(
+                    "the query: timeout={}: {e}",
+                    mkve_core::text::printable(&t)
+                ))
+            },
+        )?)),
+    };
+    if force && timeout.is_some() {
+        return Err(Error::Usage(
+            "the query: force=true cannot be used with timeout (a forced stop does not wait)"
+                .into(),
+        ));
+    }
+    Ok((force, timeout))
+}
+
+/// The refusal of an action word no resource has (2).
+pub fn no_action(word: &str) -> Error {
+    Error::Usage(format!("no action {}", mkve_core::text::printable(word)))
+}
+
 /// No options: what every API request but an action's takes.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

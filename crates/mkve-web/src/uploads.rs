@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use mkve_core::bundle::{self, Check, ReadOptions};
-use mkve_core::params::{self, Param};
+use mkve_core::params::Param;
 use mkve_core::sign::SigStatus;
 use mkve_core::{Error, Result};
 use tokio::io::AsyncWriteExt;
@@ -169,11 +169,7 @@ pub fn inspect(config: &Config, inc: Incoming) -> Result<Upload> {
             skip_root: None,
         },
     )?;
-    let params = match report.conf.get(params::MEMBER) {
-        Some(text) => params::parse(text, &inc.path.join(params::MEMBER))
-            .map_err(|mut p| Error::InvalidBundle(p.remove(0)))?,
-        None => Vec::new(),
-    };
+    let params = report.declared_params(&inc.path)?;
     let Incoming {
         dir,
         path,

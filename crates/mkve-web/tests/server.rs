@@ -24,6 +24,13 @@ fn web(dir: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// mkve-web `--listen LISTEN --tls-cert CERT --tls-key KEY`.
+fn web_tls(dir: &Path, listen: &str, cert: &Path, key: &Path) -> Command {
+    let mut c = web(dir, &["--listen", listen]);
+    c.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+    c
+}
+
 /// A server the test started, killed if the test fails before it ends it.
 struct Server(Child);
 
@@ -157,17 +164,7 @@ fn tls_serves_https_with_the_certificate_given() {
         .status()
         .expect("openssl is installed");
     assert!(st.success());
-    let mut server = spawn(&mut web(
-        d.path(),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    ));
+    let mut server = spawn(&mut web_tls(d.path(), "127.0.0.1:0", &cert, &key));
     let child = &mut server.0;
     let url = listening(child);
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
@@ -194,19 +191,9 @@ fn tls_serves_https_with_the_certificate_given() {
     assert_eq!(term(child), Some(0));
 
     // A key that is not the certificate's is told, naming the files.
-    let out = web(
-        d.path(),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            cert.to_str().unwrap(),
-        ],
-    )
-    .output()
-    .unwrap();
+    let out = web_tls(d.path(), "127.0.0.1:0", &cert, &cert)
+        .output()
+        .unwrap();
     assert_eq!(
         out.status.code(),
         Some(65),
@@ -223,16 +210,11 @@ fn tls_serves_https_with_the_certificate_given() {
         "{err}"
     );
     // TLS is for an address, not a socket.
-    let out = web(
+    let out = web_tls(
         d.path(),
-        &[
-            "--listen",
-            "unix:/nonexistent/s",
-            "--tls-cert",
-            "a",
-            "--tls-key",
-            "b",
-        ],
+        "unix:/nonexistent/s",
+        Path::new("a"),
+        Path::new("b"),
     )
     .output()
     .unwrap();

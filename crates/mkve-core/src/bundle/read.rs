@@ -81,6 +81,22 @@ pub struct ReadResult {
     pub provenance: Option<Vec<u8>>,
 }
 
+impl ReadResult {
+    /// The parameters the bundle declares (its `conf/params`, params.rs's
+    /// format), none when it has no such member; read with `Check::Conf`.
+    /// `label` names the bundle. Errors: the member's first bad line (65),
+    /// as `LABEL/conf/params:LINE`.
+    pub fn declared_params(&self, label: &Path) -> Result<Vec<crate::params::Param>> {
+        use crate::params::{parse, MEMBER};
+        match self.conf.get(MEMBER) {
+            Some(text) => {
+                parse(text, &label.join(MEMBER)).map_err(|mut p| Error::InvalidBundle(p.remove(0)))
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
 /// The largest `conf/` member a report carries, in bytes.
 const CONF_KEPT_MAX: u64 = 64 << 10;
 

@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{ext4, Access, Entry, FileKind, Image};
+use super::disk::{Access, Entry, Image};
+use super::ext4::{self, FileKind};
 use crate::error::{Error, Result};
 use crate::exec::Report;
 
@@ -268,7 +269,7 @@ fn is_metacopy(p: &Path) -> bool {
 
 fn host_entry(host: &Path, path: &Path) -> Result<Option<Entry>> {
     match host.symlink_metadata() {
-        Ok(_) => super::host_entry(host, path),
+        Ok(_) => super::disk::host_entry(host, path),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Ok(None),
         Err(e) => Err(Error::io(host, e)),

@@ -181,6 +181,20 @@ fn bundle_of(variant: &str) -> PathBuf {
     bundles_dir().join(format!("{variant}.bun"))
 }
 
+/// Variant `variant`'s bundle on this node, read to its `conf/` (its
+/// signature and digests checked), and its path. Errors: its file (74), a
+/// bundle that does not verify (65).
+fn read_variant(variant: &str) -> Result<(PathBuf, bundle::ReadResult)> {
+    let path = bundle_of(variant);
+    let keyring = keyring();
+    let got = bundle::read(
+        std::fs::File::open(&path).at(&path)?,
+        &path,
+        &read_options(Check::Conf, None, &keyring),
+    )?;
+    Ok((path, got))
+}
+
 /// This node's list of its variants' bundles (empty before a sync).
 fn local_list() -> Result<Sums> {
     let path = bundles_dir().join(sums::FILE);
@@ -266,19 +280,8 @@ fn verify(env: &Env) -> Result<()> {
     let variant = env.variant()?;
     let _lock = lock(Mode::Shared)?;
     let sha = local_sha256(&variant)?;
-    let path = bundle_of(&variant);
-    let keyring = keyring();
-    let got = bundle::read(
-        std::fs::File::open(&path).at(&path)?,
-        &path,
-        &read_options(Check::Conf, None, &keyring),
-    )?;
-    let declared = match got.conf.get(params::MEMBER) {
-        Some(text) => {
-            params::parse(text, &path.join(params::MEMBER)).map_err(Error::InvalidTemplate)?
-        }
-        None => Vec::new(),
-    };
+    let (path, got) = read_variant(&variant)?;
+    let declared = got.declared_params(&path)?;
     params::resolve(&declared, &template_params(env), &label(&variant))?;
     access_of(env)?;
     same_on_every_node(&variant, &sha)
@@ -1165,13 +1168,7 @@ pub fn probes_of(variant: &str) -> Result<Vec<crate::probe::Probe>> {
     check_variant(variant).map_err(Error::Usage)?;
     let _lock = lock(Mode::Shared)?;
     local_sha256(variant)?;
-    let path = bundle_of(variant);
-    let keyring = keyring();
-    let got = bundle::read(
-        std::fs::File::open(&path).at(&path)?,
-        &path,
-        &read_options(Check::Conf, None, &keyring),
-    )?;
+    let (path, got) = read_variant(variant)?;
     match got.conf.get(crate::probe::MEMBER) {
         Some(t) => {
             crate::probe::parse(t, &path.join(crate::probe::MEMBER)).map_err(Error::InvalidTemplate)
@@ -1184,24 +1181,13 @@ pub fn probes_of(variant: &str) -> Result<Vec<crate::probe::Probe>> {
 pub fn variants() -> Result<Vec<Variant>> {
     let _lock = lock(Mode::Shared)?;
     let list = local_list()?;
-    let keyring = keyring();
     let mut out = Vec::new();
     for (file, sha) in list.iter() {
         let Some(name) = file.strip_suffix(".bun") else {
             continue;
         };
-        let path = bundle_of(name);
-        let got = bundle::read(
-            std::fs::File::open(&path).at(&path)?,
-            &path,
-            &read_options(Check::Conf, None, &keyring),
-        )?;
-        let params = match got.conf.get(params::MEMBER) {
-            Some(t) => {
-                params::parse(t, &path.join(params::MEMBER)).map_err(Error::InvalidTemplate)?
-            }
-            None => Vec::new(),
-        };
+        let (path, got) = read_variant(name)?;
+        let params = got.declared_params(&path)?;
         let digest = got
             .meta
             .members
