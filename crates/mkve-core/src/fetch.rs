@@ -199,8 +199,10 @@ fn seconds_of(var: &str, value: Option<&str>, default: Duration) -> Result<Durat
 /// `http_proxy`, `https_proxy`, `no_proxy`; up to 10 redirects. Each phase
 /// (resolve, connect with the TLS handshake, send, the answer's head, each
 /// read of the body) may take the timeout, none of them more; the whole
-/// fetch, the deadline (see [`Session`]).
-fn agent(timeout: Duration) -> ureq::Agent {
+/// fetch, the deadline (see [`Session`]). `unverified`: the server's
+/// certificate is not checked (only for a loopback address: Ganeti's RAPI
+/// on its own node, vm/ganeti_rapi.rs).
+pub(crate) fn agent(timeout: Duration, unverified: bool) -> ureq::Agent {
     use ureq::tls::{RootCerts, TlsConfig};
     let t = Some(timeout);
     ureq::Agent::config_builder()
@@ -209,6 +211,7 @@ fn agent(timeout: Duration) -> ureq::Agent {
         .tls_config(
             TlsConfig::builder()
                 .root_certs(RootCerts::PlatformVerifier)
+                .disable_verification(unverified)
                 .build(),
         )
         .timeout_resolve(t)
@@ -235,7 +238,7 @@ struct Session {
 impl Session {
     fn new() -> Result<Session> {
         let (timeout, limit) = (timeout()?, deadline()?);
-        let agent = agent(timeout);
+        let agent = agent(timeout, false);
         let shut = agent.clone();
         let hook = crate::interrupt::on_signal(move || shut.clone().shutdown());
         Ok(Session {

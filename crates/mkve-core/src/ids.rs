@@ -263,21 +263,8 @@ mod tests {
     fn ids_in_use_come_from_the_domains_records() {
         let conn = crate::libvirt::connect("test:///default").unwrap();
         for (id, name) in [(100, "a"), (104, "b")] {
-            let xml = format!(
-                "<domain type='test'><name>{name}</name><memory>65536</memory><os><type>hvm</type></os>\
-                 <metadata>{}</metadata></domain>",
-                domain::metadata_xml(&domain::Record {
-                    id,
-                    address: NetConfig::default().address_of(id).unwrap(),
-                    template: "t".into(),
-                    version: "1".into(),
-                    bundle: "00".repeat(32),
-                    signed_by: None,
-                    source: None,
-                    adopted: false,
-                })
-            );
-            conn.define(&xml, name).unwrap();
+            let address = NetConfig::default().address_of(id).unwrap();
+            domain::testing::define(&conn, name, id, address);
         }
         // The test driver's own domain "test" has no record and is not counted.
         let used = used_on(&conn).unwrap();

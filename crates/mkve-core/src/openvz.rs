@@ -251,16 +251,7 @@ mod tests {
     }
 
     fn record() -> Record {
-        Record {
-            id: 101,
-            address: "192.0.2.101".parse().unwrap(),
-            template: "ntp-server".into(),
-            version: "1.0".into(),
-            bundle: "ab".repeat(32),
-            signed_by: Some("0123456789ABCDEF0123456789ABCDEF01234567".into()),
-            source: None,
-            adopted: false,
-        }
+        crate::libvirt::domain::testing::record(101, "192.0.2.101".parse().unwrap())
     }
 
     #[test]

@@ -54,6 +54,13 @@ fn hx(mut r: Request<Body>) -> Request<Body> {
     r
 }
 
+/// A form's POST as the page's script sends it (htmx, with the page's
+/// token): the status and the section answered.
+async fn hx_post(app: &mkve_web::Shared, path: &str, token: &str, body: &str) -> (u16, String) {
+    let (status, section, _) = send(app, hx(post(path, Some(token), body))).await;
+    (status, section)
+}
+
 /// A request a script on the node sends (no Origin: no token needed).
 fn script(method: &str, path: &str) -> Request<Body> {
     Request::builder()
@@ -100,11 +107,7 @@ async fn snapshots_are_listed_taken_reverted_when_stopped_and_deleted() {
     // through libvirt: the base a start checks is not there.
     let dom = conn.domain("keep-170").unwrap();
     dom.start("machine 170").unwrap();
-    let (status, section, _) = send(
-        &app,
-        hx(post("/machines/170/snapshots", Some(&token), "name=before")),
-    )
-    .await;
+    let (status, section) = hx_post(&app, "/machines/170/snapshots", &token, "name=before").await;
     assert_eq!(status, 200, "{section}");
     assert!(section.starts_with(r#"<div id="snapshots">"#), "{section}");
     assert!(section.contains("snapshot 170 before: done<"), "{section}");
@@ -149,15 +152,8 @@ async fn snapshots_are_listed_taken_reverted_when_stopped_and_deleted() {
     // Revert: refused while it runs, with the status of core's typed
     // error (usage: 400) and its words, on the page and in the API.
     std::fs::write(dir.join("upper/etc/motd"), "after\n").unwrap();
-    let (status, section, _) = send(
-        &app,
-        hx(post(
-            "/machines/170/snapshots/before/revert",
-            Some(&token),
-            "",
-        )),
-    )
-    .await;
+    let (status, section) =
+        hx_post(&app, "/machines/170/snapshots/before/revert", &token, "").await;
     assert_eq!(status, 400, "{section}");
     assert!(
         section.contains("machine 170 runs: stop it first (mkve-vm stop 170)"),
@@ -191,15 +187,8 @@ async fn snapshots_are_listed_taken_reverted_when_stopped_and_deleted() {
     dom.destroy("machine 170").unwrap();
     let (_, page, _) = send(&app, get("/machines/170")).await;
     assert!(page.contains(r#"data-action="revert""#), "{page}");
-    let (status, section, _) = send(
-        &app,
-        hx(post(
-            "/machines/170/snapshots/before/revert",
-            Some(&token),
-            "",
-        )),
-    )
-    .await;
+    let (status, section) =
+        hx_post(&app, "/machines/170/snapshots/before/revert", &token, "").await;
     assert_eq!(status, 200, "{section}");
     assert!(section.contains("revert 170 before: done"), "{section}");
     assert_eq!(
@@ -208,15 +197,8 @@ async fn snapshots_are_listed_taken_reverted_when_stopped_and_deleted() {
     );
 
     // Delete: one from the page, one through the API.
-    let (status, section, _) = send(
-        &app,
-        hx(post(
-            "/machines/170/snapshots/before/delete",
-            Some(&token),
-            "",
-        )),
-    )
-    .await;
+    let (status, section) =
+        hx_post(&app, "/machines/170/snapshots/before/delete", &token, "").await;
     assert_eq!(status, 200, "{section}");
     assert!(!section.contains(r#"data-snapshot="before""#), "{section}");
     let path = format!("/api/machines/170/snapshots/{auto}");
@@ -322,11 +304,7 @@ async fn a_backup_is_made_here_downloaded_and_dated_on_the_machines_page() {
     assert_eq!(resp.headers()["content-disposition"], disposition);
 
     // From the page (htmx): the section, marked for mkve.js to download.
-    let (status, section, _) = send(
-        &app,
-        hx(post("/machines/171/backup", Some(&token), "unsigned=true")),
-    )
-    .await;
+    let (status, section) = hx_post(&app, "/machines/171/backup", &token, "unsigned=true").await;
     assert_eq!(status, 200, "{section}");
     assert!(
         section.starts_with(r#"<div id="backups" data-download="/machines/171/backup">"#),
@@ -337,11 +315,7 @@ async fn a_backup_is_made_here_downloaded_and_dated_on_the_machines_page() {
         "{section}"
     );
     // A failure: the section with core's words and the status of its kind.
-    let (status, section, _) = send(
-        &app,
-        hx(post("/machines/999/backup", Some(&token), "unsigned=true")),
-    )
-    .await;
+    let (status, section) = hx_post(&app, "/machines/999/backup", &token, "unsigned=true").await;
     assert_eq!(status, 404, "{section}");
     assert!(section.contains("no machine 999"), "{section}");
     assert!(!section.contains("data-download"), "{section}");

@@ -316,6 +316,43 @@ fn container_os(filesystem: &str, source: &str) -> String {
     )
 }
 
+/// Records and domains as the crate's tests make them.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// Machine `id` at `address`, of ntp-server 1.0 from the bundle
+    /// `ab…` (64 hex digits) signed by a made-up fingerprint.
+    pub fn record(id: u32, address: Ipv4Addr) -> Record {
+        Record {
+            id,
+            address,
+            template: "ntp-server".into(),
+            version: "1.0".into(),
+            bundle: "ab".repeat(32),
+            signed_by: Some("0123456789ABCDEF0123456789ABCDEF01234567".into()),
+            source: None,
+            adopted: false,
+        }
+    }
+
+    /// Define on `conn` (the test driver, test:///default) a domain named
+    /// `name` carrying [`record`]`(id, address)` in its metadata.
+    pub fn define(
+        conn: &crate::libvirt::Connection,
+        name: &str,
+        id: u32,
+        address: Ipv4Addr,
+    ) -> crate::libvirt::Dom {
+        let xml = format!(
+            "<domain type='test'><name>{name}</name><memory>65536</memory>\
+             <os><type>hvm</type></os><metadata>{}</metadata></domain>",
+            metadata_xml(&record(id, address))
+        );
+        conn.define(&xml, name).unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,16 +370,7 @@ mod tests {
             },
         };
         VmSpec {
-            record: Record {
-                id: 101,
-                address: Ipv4Addr::new(192, 0, 2, 101),
-                template: "ntp-server".into(),
-                version: "1.0".into(),
-                bundle: "ab".repeat(32),
-                signed_by: Some("0123456789ABCDEF0123456789ABCDEF01234567".into()),
-                source: None,
-                adopted: false,
-            },
+            record: testing::record(101, Ipv4Addr::new(192, 0, 2, 101)),
             name: "ntp-101".into(),
             hypervisor: h,
             memory_mib: 512,

@@ -81,7 +81,8 @@ pub fn configured(engine: Option<&str>) -> Result<Option<Engine>> {
     let (user, pass) = credentials(&creds)?;
     Ok(Some(Engine {
         auth: format!("Basic {}", base64(format!("{user}:{pass}").as_bytes())),
-        agent: agent(on_loopback(&base)),
+        // A loopback RAPI's certificate is Ganeti's own, self-signed.
+        agent: crate::fetch::agent(Duration::from_secs(60), on_loopback(&base)),
         base,
         network: get("ganeti_network")
             .map(|l| l.value.clone())
@@ -120,50 +121,18 @@ fn credentials(path: &Path) -> Result<(String, String)> {
     }
 }
 
+/// Standard base64 (RFC 4648), for the basic authentication header.
+fn base64(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
 fn on_loopback(url: &str) -> bool {
     let rest = url.strip_prefix("https://").unwrap_or(url);
     ["127.", "[::1]", "localhost:", "localhost/"]
         .iter()
         .any(|p| rest.starts_with(p))
         || rest == "localhost"
-}
-
-fn agent(loopback: bool) -> ureq::Agent {
-    use ureq::tls::{RootCerts, TlsConfig};
-    let t = Some(Duration::from_secs(60));
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .user_agent(format!("mkve/{}", env!("CARGO_PKG_VERSION")))
-        .tls_config(
-            TlsConfig::builder()
-                .root_certs(RootCerts::PlatformVerifier)
-                .disable_verification(loopback)
-                .build(),
-        )
-        .timeout_connect(t)
-        .timeout_recv_response(t)
-        .timeout_per_read(t)
-        .build()
-        .into()
-}
-
-/// Standard base64 (RFC 4648), for the basic authentication header.
-fn base64(b: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
-    for c in b.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// An instance, as mkve-vm shows it.

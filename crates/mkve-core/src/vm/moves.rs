@@ -336,21 +336,7 @@ mod tests {
         std::env::set_var("MKVE_LOCKDIR", d.path().join("lock"));
         let id = MachineId::new(141).unwrap();
         let conn = libvirt::connect("test:///default").unwrap();
-        let xml = format!(
-            "<domain type='test'><name>moving-141</name><memory>65536</memory>\
-             <os><type>hvm</type></os><metadata>{}</metadata></domain>",
-            domain::metadata_xml(&domain::Record {
-                id: 141,
-                address: "10.0.0.141".parse().unwrap(),
-                template: "t".into(),
-                version: "1".into(),
-                bundle: "00".repeat(32),
-                signed_by: None,
-                source: None,
-                adopted: false,
-            })
-        );
-        let dom = conn.define(&xml, "moving-141").unwrap();
+        let dom = domain::testing::define(&conn, "moving-141", 141, "10.0.0.141".parse().unwrap());
         let uris = Uris {
             list: vec!["test:///default".into()],
             explicit: true,

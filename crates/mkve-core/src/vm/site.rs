@@ -138,21 +138,7 @@ mod tests {
         let net = NetConfig::from_file(&conf).unwrap();
         let nodes = Nodes::from_file(&conf, &net).unwrap();
         let conn = libvirt::connect("test:///default").unwrap();
-        let xml = format!(
-            "<domain type='test'><name>site-120</name><memory>65536</memory><os><type>hvm</type></os>\
-             <metadata>{}</metadata></domain>",
-            domain::metadata_xml(&domain::Record {
-                id: 120,
-                address: net.address_of(120).unwrap(),
-                template: "t".into(),
-                version: "1".into(),
-                bundle: "00".repeat(32),
-                signed_by: None,
-                source: None,
-                adopted: false,
-            })
-        );
-        let dom = conn.define(&xml, "site-120").unwrap();
+        let dom = domain::testing::define(&conn, "site-120", 120, net.address_of(120).unwrap());
 
         let all = list_nodes(&nodes).unwrap();
         // (Other tests define domains on the same test driver.)
