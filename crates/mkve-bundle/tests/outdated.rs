@@ -31,16 +31,11 @@ fn deb(dir: &Path, name: &str, version: &str) {
     )
     .unwrap();
     let out = pool.join(format!("{name}_{}_amd64.deb", version.replace(':', "%3a")));
-    let st = Command::new("dpkg-deb")
-        .args(["-Zgzip", "--root-owner-group", "--build"])
-        .arg(&tree)
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
+    output_of(
+        Command::new("dpkg-deb")
+            .args(["-Zgzip", "--root-owner-group", "--build"])
+            .arg(&tree)
+            .arg(&out),
     );
     std::fs::remove_dir_all(tree).unwrap();
 }
@@ -49,19 +44,14 @@ fn deb(dir: &Path, name: &str, version: &str) {
 /// dpkg-scanpackages over `pool/`, gzipped, and a Release with `label`
 /// listing both by sha256.
 fn index(dir: &Path, suite: &str, label: &str) {
-    let out = Command::new("dpkg-scanpackages")
-        .args(["--multiversion", "pool", "/dev/null"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let packages = output_of(
+        Command::new("dpkg-scanpackages")
+            .args(["--multiversion", "pool", "/dev/null"])
+            .current_dir(dir),
     );
     let bin = dir.join(format!("dists/{suite}/main/binary-amd64"));
     std::fs::create_dir_all(&bin).unwrap();
-    std::fs::write(bin.join("Packages"), &out.stdout).unwrap();
+    std::fs::write(bin.join("Packages"), &packages).unwrap();
     let gz = Command::new("gzip")
         .args(["-9nc"])
         .arg(bin.join("Packages"))
@@ -80,7 +70,7 @@ fn index(dir: &Path, suite: &str, label: &str) {
         dir.join(format!("dists/{suite}/Release")),
         format!(
             "Origin: Debian\nLabel: {label}\nSuite: {suite}\nCodename: {suite}\nArchitectures: amd64\nComponents: main\nSHA256:\n{}{}",
-            line("Packages", &out.stdout),
+            line("Packages", &packages),
             line("Packages.gz", &gz)
         ),
     )

@@ -61,12 +61,7 @@ fn define(conn: &mkve_core::libvirt::Connection, id: u32, name: &str, bundle: &s
         source: None,
         adopted: false,
     };
-    let xml = format!(
-        "<domain type='test'><name>{name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>\
-         <os><type>hvm</type></os><metadata>{}</metadata></domain>",
-        domain::metadata_xml(&record)
-    );
-    conn.define(&xml, name).unwrap();
+    define_with_record(conn, &record, name);
 }
 
 fn app_with_feed(dir: &Path, feed: Option<&Path>) -> mkve_web::Shared {

@@ -45,18 +45,13 @@ impl Node {
         // when a test failed before it deleted its machines. MKVE_BINDIR:
         // libvirt's lxc hook runs this build's mkve-vm.
         let vm = bin("mkve-vm");
-        let out = Command::new(harness())
-            .args(["start", NS])
-            .env("MKVE_STATEDIR", dir.path().join("state"))
-            .env("MKVE_BINDIR", vm.parent().unwrap())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = mkve_testkit::output_of(
+            Command::new(harness())
+                .args(["start", NS])
+                .env("MKVE_STATEDIR", dir.path().join("state"))
+                .env("MKVE_BINDIR", vm.parent().unwrap()),
         );
-        let uri = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let uri = String::from_utf8_lossy(&out).trim().to_string();
         let d = dir.path();
         std::env::set_var("MKVE_DATADIR", mkve_testkit::top());
         std::env::set_var("MKVE_CONFDIR", d.join("etc"));
@@ -70,13 +65,10 @@ impl Node {
 
     /// Run a tool of the workspace against this node; its stdout.
     fn cli(&self, tool: &str, args: &[&str]) -> String {
-        let out = Command::new(bin(tool)).args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{tool} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        String::from_utf8_lossy(&mkve_testkit::output_of(
+            Command::new(bin(tool)).args(args),
+        ))
+        .into_owned()
     }
 
     fn path(&self) -> &Path {
@@ -88,29 +80,6 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = Command::new(harness()).args(["stop", NS]).status();
     }
-}
-
-fn upload(name: &str, bytes: &[u8], fields: &[(&str, &str)]) -> Request<Body> {
-    let b = "mkveboundary91c3";
-    let mut body = Vec::new();
-    for (k, v) in fields {
-        body.extend_from_slice(
-            format!("--{b}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
-                .as_bytes(),
-        );
-    }
-    body.extend_from_slice(
-        format!(
-            "--{b}\r\nContent-Disposition: form-data; name=\"bundle\"; filename=\"{name}\"\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
-    Request::post("/api/machines")
-        .header("content-type", format!("multipart/form-data; boundary={b}"))
-        .body(Body::from(body))
-        .unwrap()
 }
 
 /// `bundle` with one byte of its root's payload changed.

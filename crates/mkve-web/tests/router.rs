@@ -200,38 +200,12 @@ async fn actions_act_are_logged_and_delete_asks_for_the_id() {
     network::delete(&conn, &net, true).unwrap();
 }
 
-fn multipart(name: &str, bytes: &[u8], fields: &[(&str, &str)]) -> (String, Vec<u8>) {
-    let b = "mkveboundary7d1f";
-    let mut body = Vec::new();
-    for (k, v) in fields {
-        body.extend_from_slice(
-            format!("--{b}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
-                .as_bytes(),
-        );
-    }
-    body.extend_from_slice(
-        format!(
-            "--{b}\r\nContent-Disposition: form-data; name=\"bundle\"; filename=\"{name}\"\r\n\
-             Content-Type: application/octet-stream\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={b}"), body)
-}
-
 #[tokio::test]
 async fn an_upload_that_is_no_bundle_is_refused_in_the_cli_words() {
     let d = dirs("webtest-net");
     let app = app(test_uris(), &d.join("web3"), false);
     let junk = b"this is not a bundle at all, only some bytes\n".repeat(30);
-    let (ty, body) = multipart("junk.bun", &junk, &[("start", "on")]);
-    let req = Request::post("/api/machines")
-        .header("content-type", ty)
-        .body(Body::from(body))
-        .unwrap();
-    let (status, body, _) = send(&app, req).await;
+    let (status, body, _) = send(&app, upload("junk.bun", &junk, &[("start", "on")])).await;
     assert_eq!(status, 422, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["exit"], 65);
@@ -261,12 +235,7 @@ async fn an_upload_over_the_cap_is_refused_and_not_kept() {
     c.dir = d.join("web4");
     c.max_upload = 1000;
     let app = mkve_web::App::new(c).unwrap();
-    let (ty, body) = multipart("big.bun", &[7u8; 5000], &[]);
-    let req = Request::post("/api/machines")
-        .header("content-type", ty)
-        .body(Body::from(body))
-        .unwrap();
-    let (status, body, _) = send(&app, req).await;
+    let (status, body, _) = send(&app, upload("big.bun", &[7u8; 5000], &[])).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("larger than"), "{body}");
     let left = std::fs::read_dir(d.join("web4/uploads")).unwrap().count();

@@ -104,10 +104,15 @@ pub fn define_test_machine(conn: &Connection, id: u32, name: &str) {
         source: None,
         adopted: false,
     };
+    define_with_record(conn, &record, name);
+}
+
+/// Define the domain `name` of the test type carrying `record`.
+pub fn define_with_record(conn: &Connection, record: &domain::Record, name: &str) {
     let xml = format!(
         "<domain type='test'><name>{name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>\
          <os><type>hvm</type></os><metadata>{}</metadata></domain>",
-        domain::metadata_xml(&record)
+        domain::metadata_xml(record)
     );
     conn.define(&xml, name).unwrap();
 }
@@ -171,4 +176,36 @@ pub fn as_cli_prints(msg: &str) -> String {
             }
         })
         .collect()
+}
+
+/// A multipart form as a browser sends an upload: the `fields`, then the
+/// bundle `bytes` as the file `name`. Its content type and body.
+pub fn multipart(name: &str, bytes: &[u8], fields: &[(&str, &str)]) -> (String, Vec<u8>) {
+    let b = "mkveboundary7d1f";
+    let mut body = Vec::new();
+    for (k, v) in fields {
+        body.extend_from_slice(
+            format!("--{b}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{b}\r\nContent-Disposition: form-data; name=\"bundle\"; filename=\"{name}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={b}"), body)
+}
+
+/// `POST /api/machines` of that form.
+pub fn upload(name: &str, bytes: &[u8], fields: &[(&str, &str)]) -> Request<Body> {
+    let (ty, body) = multipart(name, bytes, fields);
+    Request::post("/api/machines")
+        .header("content-type", ty)
+        .body(Body::from(body))
+        .unwrap()
 }
