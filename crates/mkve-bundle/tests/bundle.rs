@@ -100,10 +100,7 @@ fn extract(bundle: &Path, dest: &Path, extra: &[&str]) -> Run {
 #[ignore = "needs root: hooks run by chroot in a busybox root with a device node"]
 fn hooks_run_in_order_in_a_copy_with_conf_and_the_bundle_unpacks() {
     let (_d, b) = write_bundle(unsigned_bundle());
-    let names: Vec<String> = members(unsigned_bundle())
-        .into_iter()
-        .map(|m| m.0)
-        .collect();
+    let names = member_names(unsigned_bundle());
     assert_eq!(
         names,
         [
@@ -728,10 +725,7 @@ fn with_params_bundle(env: &Env) -> PathBuf {
 fn params_probes_and_state_travel_as_conf_members_and_info_shows_them() {
     let env = new_env();
     let b = with_params_bundle(&env);
-    let names: Vec<String> = members(&std::fs::read(&b).unwrap())
-        .into_iter()
-        .map(|m| m.0)
-        .collect();
+    let names = member_names(&std::fs::read(&b).unwrap());
     assert_eq!(
         names,
         [

@@ -657,17 +657,23 @@ fn variable_feed() {
     assert!(r.stdout.contains("CVE-2026-10006"), "{}", r.stdout);
 }
 
+/// `mkve-bundle --allow-unsigned --audit BUNDLE --feed FEED`, as the
+/// config file has it.
+fn audit(env: &Env, bundle: &Path, feed: &Path) -> Run {
+    run(env
+        .cmd()
+        .args(["--allow-unsigned", "--audit"])
+        .arg(bundle)
+        .arg("--feed")
+        .arg(feed))
+}
+
 #[test]
 fn variable_json() {
     let env = new_env();
     let (bundle, _dir, feed) = audited_bundle(&env);
     env.write_config("json=yes\n");
-    let r = run(env
-        .cmd()
-        .args(["--allow-unsigned", "--audit"])
-        .arg(&bundle)
-        .arg("--feed")
-        .arg(&feed));
+    let r = audit(&env, &bundle, &feed);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert_eq!(
         audit_pairs(&r.stdout).into_iter().collect::<Vec<_>>(),
@@ -683,11 +689,6 @@ fn variable_accepted() {
     let accepted = env.home.path().join("accepted");
     std::fs::write(&accepted, "CVE-2026-10006 chrony 2026-12-01 reviewed\n").unwrap();
     env.write_config(&format!("accepted={}\n", accepted.display()));
-    let r = run(env
-        .cmd()
-        .args(["--allow-unsigned", "--audit"])
-        .arg(&bundle)
-        .arg("--feed")
-        .arg(&feed));
+    let r = audit(&env, &bundle, &feed);
     assert_eq!((r.code, r.stdout.as_str()), (0, ""), "{}", r.stderr);
 }

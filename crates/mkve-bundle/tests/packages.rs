@@ -42,14 +42,7 @@ fn the_template_packages_and_the_hypervisor_set_are_installed_and_hooks_run() {
         assert!(!p["version"].as_str().unwrap().is_empty());
     }
     let dest = env.home.path().join("x");
-    run_ok(
-        env.cmd()
-            .arg("--extract")
-            .arg(&out)
-            .arg("-C")
-            .arg(&dest)
-            .arg("--allow-unsigned"),
-    );
+    env.extract(&out, &dest);
     let log = std::fs::read_to_string(dest.join("rootfs/etc/hook-log")).unwrap();
     assert_eq!(log, "01-own\n02-record lxc ntp-server 1.2\n");
     assert!(dest.join("rootfs/usr/sbin/chronyd").is_file());
@@ -206,14 +199,7 @@ fn audit_of_real_bundles_matches_debsecan() {
                 .arg(good(template)),
         );
         let dest = env.home.path().join(template);
-        run_ok(
-            env.cmd()
-                .arg("--extract")
-                .arg(&out)
-                .arg("-C")
-                .arg(&dest)
-                .arg("--allow-unsigned"),
-        );
+        env.extract(&out, &dest);
         let theirs = debsecan_findings(dir.path(), &dest.join("rootfs/var/lib/dpkg/status"));
         let r = run(env
             .cmd()

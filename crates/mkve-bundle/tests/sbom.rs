@@ -82,7 +82,7 @@ fn validate_cyclonedx(dir: &Path, json: &[u8]) -> i32 {
 #[test]
 #[ignore = "needs root: hooks run by chroot in a busybox root with a device node"]
 fn the_sbom_is_a_signed_member_before_the_root_and_valid_spdx_and_cyclonedx() {
-    let names: Vec<String> = members(signed_bundle()).into_iter().map(|m| m.0).collect();
+    let names = member_names(signed_bundle());
     assert_eq!(
         &names[..5],
         [

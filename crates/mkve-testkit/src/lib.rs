@@ -235,6 +235,19 @@ impl Env {
         out
     }
 
+    /// `mkve-bundle --extract BUNDLE -C DEST --allow-unsigned` run by a
+    /// command of this `Env`; asserts it succeeded.
+    pub fn extract(&self, bundle: &Path, dest: &Path) {
+        run_ok(
+            self.cmd()
+                .arg("--extract")
+                .arg(bundle)
+                .arg("-C")
+                .arg(dest)
+                .arg("--allow-unsigned"),
+        );
+    }
+
     pub fn write_config(&self, text: &str) -> PathBuf {
         let p = self.home.path().join(".mkve/bundle-config");
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -568,6 +581,11 @@ pub fn members(bundle: &[u8]) -> Vec<(String, Vec<u8>)> {
             (name, data)
         })
         .collect()
+}
+
+/// The names of a bundle's members, in their order.
+pub fn member_names(bundle: &[u8]) -> Vec<String> {
+    members(bundle).into_iter().map(|m| m.0).collect()
 }
 
 /// An outer tar with these members, in this order.

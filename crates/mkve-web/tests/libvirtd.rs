@@ -65,10 +65,20 @@ impl Node {
 
     /// Run a tool of the workspace against this node; its stdout.
     fn cli(&self, tool: &str, args: &[&str]) -> String {
-        String::from_utf8_lossy(&mkve_testkit::output_of(
-            Command::new(bin(tool)).args(args),
-        ))
-        .into_owned()
+        String::from_utf8_lossy(&mkve_testkit::output_of(Command::new(bin(tool)).args(args)))
+            .into_owned()
+    }
+
+    /// What mkve-vm ARGS, run in the node's directory, says refusing them
+    /// (65).
+    fn refused(&self, args: &[&str]) -> String {
+        let out = Command::new(bin("mkve-vm"))
+            .args(args)
+            .current_dir(self.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(65));
+        String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
     fn path(&self) -> &Path {
@@ -123,15 +133,9 @@ async fn a_machine_made_through_the_api_is_what_the_cli_lists() {
     let (status, body, _) = send(&app, upload("tiny.bun", &bytes, &[])).await;
     assert_eq!(status, 422, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let out = Command::new(bin("mkve-vm"))
-        .args(["create", "tiny.bun"])
-        .current_dir(node.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(65));
     assert_eq!(
         as_cli_prints(v["error"].as_str().unwrap()),
-        String::from_utf8_lossy(&out.stderr)
+        node.refused(&["create", "tiny.bun"])
     );
 
     let fields = [
@@ -176,15 +180,9 @@ async fn a_machine_made_through_the_api_is_what_the_cli_lists() {
     let (status, body, _) = send(&app, upload("tampered.bun", &bad, &private)).await;
     assert_eq!(status, 422, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let out = Command::new(bin("mkve-vm"))
-        .args(["create", "--allow-unsigned", "--no-base", "tampered.bun"])
-        .current_dir(node.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(65));
     assert_eq!(
         as_cli_prints(v["error"].as_str().unwrap()),
-        String::from_utf8_lossy(&out.stderr)
+        node.refused(&["create", "--allow-unsigned", "--no-base", "tampered.bun"])
     );
     assert!(v["error"].as_str().unwrap().starts_with("tampered.bun"));
     let (_, after, _) = send(&app, get("/api/machines")).await;

@@ -34,7 +34,9 @@ async fn the_network_is_asked_where_mkve_net_asks_it() {
         "qemu:///x"
     );
 
-    let cli = mkve_testkit::output_of(std::process::Command::new(bin("mkve-net")).args(["status", "--json"]));
+    let cli = mkve_testkit::output_of(
+        std::process::Command::new(bin("mkve-net")).args(["status", "--json"]),
+    );
     let cli = String::from_utf8(cli).unwrap();
 
     let uris = mkve_web::config::uris_for(None).unwrap();
