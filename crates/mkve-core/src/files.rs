@@ -300,6 +300,21 @@ pub fn copy_tree<'r>(src: &Path, dest: &Path, how: CopyTree) -> Cmd<'r> {
         .arg(dest)
 }
 
+/// cp(1) of the paths `rels` (relative to `from`) into `into` with the
+/// directories leading to them (`cp -a --parents`), everything kept as
+/// [`copy_tree`] keeps it. The command, for the caller to run.
+pub fn copy_parents<'r, P: AsRef<std::ffi::OsStr>>(
+    from: &Path,
+    rels: impl IntoIterator<Item = P>,
+    into: &Path,
+) -> Cmd<'r> {
+    Cmd::new("cp")
+        .args(["-a", "--parents", "--"])
+        .args(rels)
+        .arg(into)
+        .current_dir(from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,7 +45,7 @@ use super::layout::{machine_dir, vms_dir, STAGING_PREFIX};
 use super::manage::find_locked;
 use super::{Machine, Uris};
 use crate::error::{Error, IoContext, Result};
-use crate::exec::{Cmd, Report};
+use crate::exec::Report;
 use crate::hypervisor::Hypervisor;
 use crate::image::{Access, ChangeKind, Image};
 use crate::libvirt::{domain, Dom};
@@ -887,10 +887,11 @@ pub(super) fn restore_from(
         report.progress(&format!("laying the backup on the {what}"));
         if hv == Hypervisor::Lxc {
             let root = super::overlay::mount_point(dir);
-            Cmd::new("cp")
-                .args(["-a", "--remove-destination", "--no-target-directory"])
-                .arg(&delta)
-                .arg(&root)
+            let how = crate::files::CopyTree {
+                replace: true,
+                ..Default::default()
+            };
+            crate::files::copy_tree(&delta, &root, how)
                 .report(report)
                 .run_checked()?;
             for p in &removed {

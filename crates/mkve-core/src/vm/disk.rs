@@ -150,8 +150,30 @@ pub(super) fn mkfs(root: &Path, image: &Path, size: u64, report: &dyn Report) ->
     let f = std::fs::File::create(image).map_err(|e| Error::create(image, e))?;
     f.set_len(size).map_err(|e| Error::create(image, e))?;
     drop(f);
+    mkfs_ext4(root, image, "mkve-root", true, report)
+}
+
+/// mkfs.ext4(8), the one place mkve runs it: an ext4 file system
+/// labelled `label` made in `image` (a file of the size wanted, or a
+/// block device) from the tree `root`, without mounting anything (`-d`);
+/// `journal`: false for a file system written once and read once (the
+/// seed). Errors: the command's (69 when e2fsprogs is missing).
+pub(super) fn mkfs_ext4(
+    root: &Path,
+    image: &Path,
+    label: &str,
+    journal: bool,
+    report: &dyn Report,
+) -> Result<()> {
     Cmd::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "mkve-root", "-d"])
+        .args(["-q", "-F"])
+        .args(
+            (!journal)
+                .then_some(["-O", "^has_journal"])
+                .into_iter()
+                .flatten(),
+        )
+        .args(["-L", label, "-d"])
         .arg(root)
         .arg(image)
         .report(report)
@@ -177,12 +199,7 @@ pub(super) fn make_disk(
     if format == DiskFormat::Qcow2 {
         let qcow2 = unpacked.join(DiskFormat::Qcow2.file());
         report.progress("converting the disk image to qcow2");
-        Cmd::new("qemu-img")
-            .args(["convert", "-f", "raw", "-O", "qcow2"])
-            .arg(&image)
-            .arg(&qcow2)
-            .report(report)
-            .run_checked()?;
+        super::qemu_img::convert(&image, "raw", &qcow2, "qcow2", report)?;
         std::fs::remove_file(&image).at(&image)?;
     }
     Ok(())
@@ -197,13 +214,7 @@ pub(super) fn make_overlay(
     size: u64,
     report: &dyn Report,
 ) -> Result<()> {
-    Cmd::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-        .arg(backing)
-        .arg(overlay)
-        .arg(size.to_string())
-        .report(report)
-        .run_checked()
+    super::qemu_img::create(overlay, "qcow2", Some(size), Some((backing, "raw")), report)
 }
 
 /// The size of the regular files under `root`, in bytes.

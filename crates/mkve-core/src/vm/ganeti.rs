@@ -444,12 +444,7 @@ fn create(env: &Env, report: &dyn Report) -> Result<()> {
         disk.display(),
         size >> 20
     ));
-    Cmd::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "mkve-root", "-d"])
-        .arg(&rootfs)
-        .arg(&disk)
-        .report(report)
-        .run_checked()?;
+    disk::mkfs_ext4(&rootfs, &disk, "mkve-root", true, report)?;
     report.progress(&format!(
         "{name}: {lbl} ({} {}) written{}",
         meta.template.name,

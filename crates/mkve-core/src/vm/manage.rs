@@ -364,12 +364,7 @@ pub fn detach(uris: &Uris, target: &str, report: &dyn Report) -> Result<MachineI
         let disk = dir.join(super::DiskFormat::Qcow2.file());
         let tmp = dir.join(".disk.qcow2.detach");
         report.progress(&format!("copying {}'s disk out of its base", what(&m)));
-        crate::exec::Cmd::new("qemu-img")
-            .args(["convert", "-f", "qcow2", "-O", "qcow2"])
-            .arg(&top.path)
-            .arg(&tmp)
-            .report(report)
-            .run_checked()?;
+        super::qemu_img::convert(&top.path, "qcow2", &tmp, "qcow2", report)?;
         std::fs::rename(&tmp, &disk).map_err(|e| Error::create(&disk, e))?;
         xml = xml.replace(
             &libvirt::esc(&top.path.to_string_lossy()),
@@ -388,10 +383,8 @@ pub fn detach(uris: &Uris, target: &str, report: &dyn Report) -> Result<MachineI
         let tmp = dir.join(".rootfs.detach");
         crate::scratch::remove_tree(&tmp).map_err(|e| Error::io(&tmp, e))?;
         report.progress(&format!("copying {}'s root out of its base", what(&m)));
-        crate::exec::Cmd::new("cp")
-            .args(["-a", "--no-target-directory"])
-            .arg(super::overlay::mount_point(&dir))
-            .arg(&tmp)
+        let root = super::overlay::mount_point(&dir);
+        crate::files::copy_tree(&root, &tmp, Default::default())
             .report(report)
             .run_checked()?;
         super::overlay::unmount(&dir)?;

@@ -221,16 +221,7 @@ pub fn migrate(
 fn blanks(files: &[domain::DomainFile], dir: &Path, report: &dyn Report) -> Result<Vec<Blank>> {
     let mut out = Vec::new();
     for f in files.iter().filter(|f| f.writable) {
-        let info = Cmd::new("qemu-img")
-            .args(["info", "-U", "--output=json"])
-            .arg(&f.path)
-            .report(report)
-            .output_checked()?;
-        let v: serde_json::Value = serde_json::from_slice(&info.stdout)
-            .map_err(|e| Error::Other(format!("qemu-img info {}: {e}", f.path.display())))?;
-        let bytes = v["virtual-size"]
-            .as_u64()
-            .ok_or_else(|| Error::Other(format!("qemu-img info {}: no size", f.path.display())))?;
+        let bytes = super::qemu_img::virtual_size(&f.path, report)?;
         let name = f.path.strip_prefix(dir).unwrap_or(&f.path);
         out.push(Blank {
             file: name.to_string_lossy().into_owned(),

@@ -52,6 +52,7 @@ mod moves;
 mod overlay;
 mod pack;
 mod plan;
+mod qemu_img;
 mod receive;
 mod remote;
 mod seed;

@@ -22,7 +22,7 @@ use super::machine::Uris;
 use super::manage::find_locked;
 use crate::bundle::{self, Described, Meta, PackedFrom, Signing};
 use crate::error::{Error, IoContext, Result};
-use crate::exec::{Cmd, Report};
+use crate::exec::Report;
 use crate::hypervisor::Hypervisor;
 use crate::scratch::Scratch;
 
@@ -321,10 +321,7 @@ fn unseed(root: &Path, base: &Path, report: &dyn Report) -> Result<Vec<PathBuf>>
         }
         remove(&here)?;
         if let Some(there) = there {
-            Cmd::new("cp")
-                .args(["-a", "--no-dereference", "--"])
-                .arg(&there)
-                .arg(&here)
+            crate::files::copy_tree(&there, &here, Default::default())
                 .report(report)
                 .run_checked()?;
         }

@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use super::layout::vms_dir;
 use super::remote::FrameReader;
 use crate::error::{Error, IoContext, Result};
-use crate::exec::Cmd;
 use crate::exec::Report;
 use crate::hypervisor::Hypervisor;
 use crate::ids::MachineId;
@@ -128,12 +127,7 @@ pub fn receive(report: &dyn Report) -> Result<()> {
             "making a blank {} disk of {} bytes",
             b.format, b.bytes
         ));
-        Cmd::new("qemu-img")
-            .args(["create", "-q", "-f", &b.format])
-            .arg(&file)
-            .arg(b.bytes.to_string())
-            .report(report)
-            .run_checked()?;
+        super::qemu_img::create(&file, &b.format, Some(b.bytes), None, report)?;
     }
     let dir = vms.join(id.to_string());
     std::fs::rename(&made, &dir).map_err(|e| Error::create(&dir, e))?;

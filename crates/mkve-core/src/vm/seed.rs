@@ -116,11 +116,7 @@ impl Source<'_> {
                 if there.is_empty() {
                     return Ok(());
                 }
-                Cmd::new("cp")
-                    .args(["-a", "--parents"])
-                    .args(there)
-                    .arg(view)
-                    .current_dir(root)
+                crate::files::copy_parents(root, there, view)
                     .report(report)
                     .run_checked()
             }
@@ -135,11 +131,7 @@ impl Source<'_> {
             Source::Dir(root) => {
                 let ssh = rel.join(".ssh");
                 if root.join(&ssh).symlink_metadata().is_ok() {
-                    return Cmd::new("cp")
-                        .args(["-a", "--parents"])
-                        .arg(&ssh)
-                        .arg(view)
-                        .current_dir(root)
+                    return crate::files::copy_parents(root, [&ssh], view)
                         .report(report)
                         .run_checked();
                 }
@@ -280,12 +272,7 @@ pub(super) fn make_disk(tree: &Path, image: &Path, report: &dyn Report) -> Resul
     std::fs::set_permissions(image, std::os::unix::fs::PermissionsExt::from_mode(0o600))
         .at(image)?;
     drop(f);
-    Cmd::new("mkfs.ext4")
-        .args(["-q", "-F", "-O", "^has_journal", "-L", "mkve-seed", "-d"])
-        .arg(&top)
-        .arg(image)
-        .report(report)
-        .run_checked()?;
+    super::disk::mkfs_ext4(&top, image, "mkve-seed", false, report)?;
     crate::scratch::remove_tree(&top).at(&top)
 }
 

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use super::layout::{frozen_marker, layers_dir, machine_dir, snapshots_dir, STAGING_PREFIX};
 use super::{DomainType, Machine};
 use crate::error::{Error, IoContext, Result};
-use crate::exec::{Cmd, Report};
+use crate::exec::Report;
 use crate::hypervisor::Hypervisor;
 use crate::libvirt::{self, domain, Connection, Dom};
 use crate::scratch::{remove_tree, Scratch};
@@ -199,10 +199,11 @@ fn write_record(dir: &Path, r: &Record) -> Result<()> {
 /// directories) and device nodes kept, blocks shared where the file
 /// system can.
 pub(super) fn copy_tree(src: &Path, dest: &Path, report: &dyn Report) -> Result<()> {
-    Cmd::new("cp")
-        .args(["-a", "--reflink=auto", "--no-target-directory"])
-        .arg(src)
-        .arg(dest)
+    let how = crate::files::CopyTree {
+        reflink: true,
+        ..Default::default()
+    };
+    crate::files::copy_tree(src, dest, how)
         .report(report)
         .run_checked()
 }
@@ -481,12 +482,7 @@ pub(super) fn overlay_on(
     overlay: &Path,
     report: &dyn Report,
 ) -> Result<()> {
-    Cmd::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", format, "-b"])
-        .arg(backing)
-        .arg(overlay)
-        .report(report)
-        .run_checked()
+    super::qemu_img::create(overlay, "qcow2", None, Some((backing, format)), report)
 }
 
 /// [`delete`](super::snapshot::delete) of machine `m` (domain `d`), whose
@@ -622,12 +618,7 @@ fn tidy_layers(dir: &Path, top: &Path, report: &dyn Report) -> Result<()> {
             img.display(),
             child.display()
         ));
-        Cmd::new("qemu-img")
-            .args(["rebase", "-q", "-f", "qcow2", "-F", format, "-b"])
-            .arg(&base)
-            .arg(&child)
-            .report(report)
-            .run_checked()?;
+        super::qemu_img::rebase(&child, &base, format, report)?;
         std::fs::remove_file(&img).at(&img)?;
     }
 }

@@ -679,7 +679,7 @@ fn switch(
         std::fs::create_dir_all(&layers).map_err(|e| Error::create(&layers, e))?;
         let layer = layers.join(format!("upgrade-{}.qcow2", rec.made));
         let tmp = staging.path().join("layer.qcow2");
-        let size = virtual_size(&old_top.path)?;
+        let size = super::qemu_img::virtual_size(&old_top.path, &crate::exec::Silent)?;
         super::disk::make_overlay(&new_base.disk(), &tmp, size, report)?;
         report.progress(&format!("laying {what}'s files on the new base"));
         let mut image = Image::open(&tmp, Access::ReadWrite, report)?;
@@ -736,22 +736,6 @@ fn switch(
     conn.define(&xml, &what)?;
     let _ = d;
     Ok(())
-}
-
-/// A qcow2 or raw image's virtual size, in bytes (`qemu-img info`).
-fn virtual_size(image: &Path) -> Result<u64> {
-    let out = crate::exec::Cmd::new("qemu-img")
-        .args(["info", "--output=json", "-U"])
-        .arg(image)
-        .output_checked()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| Error::Other(format!("qemu-img info {}: {e}", image.display())))?;
-    v["virtual-size"].as_u64().ok_or_else(|| {
-        Error::Other(format!(
-            "qemu-img info {}: no virtual-size",
-            image.display()
-        ))
-    })
 }
 
 /// Parameter values written into `root` (a layer or a delta tree) as the
