@@ -478,71 +478,14 @@ pub fn unpack<R: Read>(
             continue; // "./" itself: dest already exists
         }
         let new_dirs = parents_to_make(&rel, &made).map_err(|why| bad(&rel, &why))?;
-        if made.get(&rel) == Some(&Made::Dir) && kind != EntryType::Directory {
-            return Err(bad(&rel, "replaces a directory"));
-        }
         let link = entry
             .link_name()
             .ok()
             .flatten()
             .map(|l| l.into_owned())
             .unwrap_or_default();
-        let this = match kind {
-            EntryType::Regular | EntryType::Continuous => Made::File,
-            EntryType::Directory => Made::Dir,
-            EntryType::Symlink => {
-                if link.as_os_str().is_empty() {
-                    return Err(bad(&rel, "symbolic link with no target"));
-                }
-                if link.is_absolute() && !opts.absolute_symlinks {
-                    return Err(bad(
-                        &rel,
-                        &format!("symbolic link to absolute path {} refused", link.display()),
-                    ));
-                }
-                if link.is_relative() && !stays_inside(rel.parent().unwrap_or(Path::new("")), &link)
-                {
-                    return Err(bad(
-                        &rel,
-                        &format!("symbolic link to {} points outside", link.display()),
-                    ));
-                }
-                Made::Other
-            }
-            EntryType::Link => {
-                let target = clean_relative(&link).filter(|l| !l.as_os_str().is_empty());
-                let Some(target) = target else {
-                    return Err(bad(
-                        &rel,
-                        &format!("hard link to {} points outside", link.display()),
-                    ));
-                };
-                if made.get(&target) != Some(&Made::File) {
-                    let why = format!(
-                        "hard link to {}, which is not a file unpacked before it",
-                        target.display()
-                    );
-                    return Err(bad(&rel, &why));
-                }
-                Made::File
-            }
-            EntryType::Char | EntryType::Block => {
-                let h = entry.header();
-                let maj = h.device_major().ok().flatten().unwrap_or(0) as u64;
-                let min = h.device_minor().ok().flatten().unwrap_or(0) as u64;
-                if !(opts.devices && device_allowed(&rel, kind, maj, min)) {
-                    return Err(bad(&rel, &device_refused(kind, maj, min)));
-                }
-                Made::Other
-            }
-            EntryType::Fifo => Made::Other,
-            other => {
-                return Err(bad(
-                    &rel,
-                    &format!("unsupported member type {:?}", other.as_byte() as char),
-                ))
-            }
-        };
+        let member = check_member(&rel, kind, &link, entry.header(), &made, opts)
+            .map_err(|why| bad(&rel, &why))?;
         for d in new_dirs {
             if let Some(dest) = dest {
                 std::fs::create_dir(dest.join(&d))
@@ -552,7 +495,7 @@ pub fn unpack<R: Read>(
         }
         // The directory began empty: only a path the archive already made
         // can be in the way of this one.
-        let again = made.insert(rel.clone(), this).is_some();
+        let again = made.insert(rel.clone(), member.made()).is_some();
         count += 1;
         let Some(dest) = dest else { continue };
         let target = dest.join(&rel);
@@ -563,49 +506,12 @@ pub fn unpack<R: Read>(
             bad(&rel, &e.to_string())
         };
         let mtime = entry.header().mtime().unwrap_or(0) as i64;
-        match kind {
-            EntryType::Directory => {
-                entry.unpack(&target).map(drop).map_err(io)?;
-                dir_times.push((target, mtime));
-                continue;
-            }
-            EntryType::Regular | EntryType::Continuous => {
-                if again {
-                    remove_non_dir(&target).map_err(io)?;
-                }
-                unpack_file(&mut entry, &target, root).map_err(io)?
-            }
-            EntryType::Symlink => {
-                if again {
-                    remove_non_dir(&target).map_err(io)?;
-                }
-                entry.unpack(&target).map(drop).map_err(io)?
-            }
-            EntryType::Link => {
-                if again {
-                    remove_non_dir(&target).map_err(io)?;
-                }
-                std::fs::hard_link(
-                    dest.join(clean_relative(&link).unwrap_or_default()),
-                    &target,
-                )
-                .map_err(io)?
-            }
-            EntryType::Char | EntryType::Block => {
-                let h = entry.header();
-                let dev = makedev(
-                    h.device_major().ok().flatten().unwrap_or(0) as u64,
-                    h.device_minor().ok().flatten().unwrap_or(0) as u64,
-                );
-                let sflag = if kind == EntryType::Char {
-                    SFlag::S_IFCHR
-                } else {
-                    SFlag::S_IFBLK
-                };
-                make_node(&target, h, sflag, dev, root).map_err(|e| bad(&rel, &e))?
-            }
-            _ => make_node(&target, entry.header(), SFlag::S_IFIFO, 0, root)
-                .map_err(|e| bad(&rel, &e))?,
+        create_member(&mut entry, &member, dest, &target, again, root).map_err(|e| match e {
+            Failed::Io(e) => io(e),
+            Failed::Refused(why) => bad(&rel, &why),
+        })?;
+        if matches!(member, Member::Dir) {
+            dir_times.push((target, mtime));
         }
     }
     // Deepest first, so setting a directory's time changes no parent's.
@@ -613,6 +519,142 @@ pub fn unpack<R: Read>(
         set_dir_mtime(dir, *mtime).map_err(|e| Error::create(dir.clone(), e))?;
     }
     Ok(count)
+}
+
+/// A member of an archive, checked: what it makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Member {
+    Dir,
+    File,
+    Symlink,
+    /// A hard link to a file the archive made before it (its path in the
+    /// archive).
+    HardLink(PathBuf),
+    /// A character or block device: its kind and number.
+    Device(SFlag, u64),
+    Fifo,
+}
+
+impl Member {
+    /// What the path holds once this member is made, as later members
+    /// care.
+    fn made(&self) -> Made {
+        match self {
+            Member::Dir => Made::Dir,
+            Member::File | Member::HardLink(_) => Made::File,
+            Member::Symlink | Member::Device(..) | Member::Fifo => Made::Other,
+        }
+    }
+}
+
+/// Decide what the member at `rel` (of type `kind`, its link name `link`,
+/// its header `h`) is, before anything of it is made: a directory may not
+/// be replaced by anything else; a symbolic link needs a target, absolute
+/// only where `opts` allow, relative staying inside; a hard link to a file
+/// the archive made before it; a device from the allow-list where `opts`
+/// allow devices; no other type. Pure: it reads only the header and `made`
+/// (what the archive made so far). Errors: why it is refused.
+fn check_member(
+    rel: &Path,
+    kind: EntryType,
+    link: &Path,
+    h: &Header,
+    made: &HashMap<PathBuf, Made>,
+    opts: UnpackOptions,
+) -> std::result::Result<Member, String> {
+    if made.get(rel) == Some(&Made::Dir) && kind != EntryType::Directory {
+        return Err("replaces a directory".into());
+    }
+    Ok(match kind {
+        EntryType::Regular | EntryType::Continuous => Member::File,
+        EntryType::Directory => Member::Dir,
+        EntryType::Symlink => {
+            if link.as_os_str().is_empty() {
+                return Err("symbolic link with no target".into());
+            }
+            if link.is_absolute() && !opts.absolute_symlinks {
+                return Err(format!(
+                    "symbolic link to absolute path {} refused",
+                    link.display()
+                ));
+            }
+            if link.is_relative() && !stays_inside(rel.parent().unwrap_or(Path::new("")), link) {
+                return Err(format!(
+                    "symbolic link to {} points outside",
+                    link.display()
+                ));
+            }
+            Member::Symlink
+        }
+        EntryType::Link => {
+            let target = clean_relative(link).filter(|l| !l.as_os_str().is_empty());
+            let Some(target) = target else {
+                return Err(format!("hard link to {} points outside", link.display()));
+            };
+            if made.get(&target) != Some(&Made::File) {
+                return Err(format!(
+                    "hard link to {}, which is not a file unpacked before it",
+                    target.display()
+                ));
+            }
+            Member::HardLink(target)
+        }
+        EntryType::Char | EntryType::Block => {
+            let maj = h.device_major().ok().flatten().unwrap_or(0) as u64;
+            let min = h.device_minor().ok().flatten().unwrap_or(0) as u64;
+            if !(opts.devices && device_allowed(rel, kind, maj, min)) {
+                return Err(device_refused(kind, maj, min));
+            }
+            let sflag = if kind == EntryType::Char {
+                SFlag::S_IFCHR
+            } else {
+                SFlag::S_IFBLK
+            };
+            Member::Device(sflag, makedev(maj, min))
+        }
+        EntryType::Fifo => Member::Fifo,
+        other => {
+            return Err(format!(
+                "unsupported member type {:?}",
+                other.as_byte() as char
+            ))
+        }
+    })
+}
+
+/// Why a member could not be made.
+enum Failed {
+    /// The file system's error (its kind decides the exit status).
+    Io(std::io::Error),
+    /// A node refused (mknod's words).
+    Refused(String),
+}
+
+/// Make the checked member `m` of `entry` at `target`, inside `dest`;
+/// `again`: the archive made this path before, and the new member
+/// replaces it. `root`: owners kept.
+fn create_member<R: Read>(
+    entry: &mut tar::Entry<R>,
+    m: &Member,
+    dest: &Path,
+    target: &Path,
+    again: bool,
+    root: bool,
+) -> std::result::Result<(), Failed> {
+    if again && !matches!(m, Member::Dir) {
+        remove_non_dir(target).map_err(Failed::Io)?;
+    }
+    match m {
+        Member::Dir | Member::Symlink => entry.unpack(target).map(drop).map_err(Failed::Io),
+        Member::File => unpack_file(entry, target, root).map_err(Failed::Io),
+        Member::HardLink(to) => std::fs::hard_link(dest.join(to), target).map_err(Failed::Io),
+        Member::Device(kind, dev) => {
+            make_node(target, entry.header(), *kind, *dev, root).map_err(Failed::Refused)
+        }
+        Member::Fifo => {
+            make_node(target, entry.header(), SFlag::S_IFIFO, 0, root).map_err(Failed::Refused)
+        }
+    }
 }
 
 /// Set directory `dir`'s access and modification times to `mtime`
@@ -883,6 +925,22 @@ fn make_node(target: &Path, h: &Header, kind: SFlag, dev: u64, root: bool) -> Re
     }
     std::fs::set_permissions(target, std::os::unix::fs::PermissionsExt::from_mode(mode))
         .map_err(|e| e.to_string())?;
+    // Its time, as a file's is kept (opening a FIFO to set it would block).
+    let t = rustix::fs::Timespec {
+        tv_sec: h.mtime().unwrap_or(0) as i64,
+        tv_nsec: 0,
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: t,
+        last_modification: t,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        target,
+        &times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| format!("utimensat: {e}"))?;
     Ok(())
 }
 
@@ -903,6 +961,86 @@ pub fn pack_dir_compressed<W: Write>(
 mod tests {
     use super::*;
     use std::os::unix::fs::{symlink, PermissionsExt};
+
+    /// check_member decides without a file system: what each kind of
+    /// member is, and why one is refused, given what came before it.
+    #[test]
+    fn members_are_decided_before_anything_is_made() {
+        let h = Header::new_gnu();
+        let mut made = HashMap::new();
+        made.insert(PathBuf::from("etc"), Made::Dir);
+        made.insert(PathBuf::from("etc/passwd"), Made::File);
+        made.insert(PathBuf::from("etc/alt"), Made::Other);
+        let rootfs = UnpackOptions::ROOTFS;
+        let plain = UnpackOptions {
+            absolute_symlinks: false,
+            devices: false,
+        };
+        let check = |rel: &str, kind, link: &str, opts| {
+            check_member(Path::new(rel), kind, Path::new(link), &h, &made, opts)
+        };
+        assert_eq!(
+            check("etc/motd", EntryType::Regular, "", plain),
+            Ok(Member::File)
+        );
+        assert_eq!(
+            check("etc", EntryType::Directory, "", plain),
+            Ok(Member::Dir)
+        );
+        assert_eq!(
+            check("etc", EntryType::Regular, "", plain).unwrap_err(),
+            "replaces a directory"
+        );
+        assert_eq!(
+            check("etc/hosts", EntryType::Link, "etc/passwd", plain),
+            Ok(Member::HardLink("etc/passwd".into()))
+        );
+        assert!(check("etc/x", EntryType::Link, "etc/alt", plain)
+            .unwrap_err()
+            .contains("not a file unpacked before it"));
+        assert!(check("etc/x", EntryType::Link, "../etc/passwd", plain)
+            .unwrap_err()
+            .contains("points outside"));
+        assert_eq!(
+            check("bin/sh", EntryType::Symlink, "/bin/busybox", rootfs),
+            Ok(Member::Symlink)
+        );
+        assert!(check("bin/sh", EntryType::Symlink, "/bin/busybox", plain)
+            .unwrap_err()
+            .contains("absolute path"));
+        assert!(check("etc/x", EntryType::Symlink, "../../root", rootfs)
+            .unwrap_err()
+            .contains("points outside"));
+        assert!(check("etc/x", EntryType::Symlink, "", rootfs)
+            .unwrap_err()
+            .contains("no target"));
+        // dev/null (1, 3) from the allow-list, with devices only.
+        let mut null = Header::new_gnu();
+        null.set_device_major(1).unwrap();
+        null.set_device_minor(3).unwrap();
+        let dev = |opts| {
+            check_member(
+                Path::new("dev/null"),
+                EntryType::Char,
+                Path::new(""),
+                &null,
+                &made,
+                opts,
+            )
+        };
+        assert_eq!(
+            dev(rootfs),
+            Ok(Member::Device(SFlag::S_IFCHR, makedev(1, 3)))
+        );
+        assert!(dev(plain).is_err());
+        assert_eq!(
+            check("run/fifo", EntryType::Fifo, "", plain),
+            Ok(Member::Fifo)
+        );
+        assert!(check("x", EntryType::new(b'Z'), "", rootfs)
+            .unwrap_err()
+            .contains("unsupported member type"));
+    }
 
     fn sample_root() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
@@ -978,6 +1116,18 @@ mod tests {
         for (p, t) in [("usr", 1_600_000_000), ("usr/bin", 1_600_000_100)] {
             set_dir_mtime(&src.path().join(p), t).unwrap();
         }
+        // The FIFO's too (set without opening it, which would block).
+        let past = rustix::fs::Timespec {
+            tv_sec: 1_600_000_200,
+            tv_nsec: 0,
+        };
+        let times = rustix::fs::Timestamps {
+            last_access: past,
+            last_modification: past,
+        };
+        let fifo = src.path().join("etc/fifo");
+        rustix::fs::utimensat(rustix::fs::CWD, &fifo, &times, rustix::fs::AtFlags::empty())
+            .unwrap();
         let (bytes, stats) = pack_dir(src.path(), Vec::new(), &PackOptions::default()).unwrap();
         assert_eq!(stats.skipped, vec![PathBuf::from("etc/sock")]);
         let dst = unpacked(&bytes);

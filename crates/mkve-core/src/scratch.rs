@@ -434,19 +434,31 @@ mod tests {
             let e = e.unwrap();
             std::os::unix::fs::lchown(e.path(), Some(nobody), None).unwrap();
         }
-        let status = std::os::unix::process::CommandExt::uid(
-            std::process::Command::new(&exe)
-                .stdout(std::process::Stdio::null())
-                .args([
-                    "scratch::tests::directories_closed_to_their_owner_are_removed_too",
-                    "--exact",
-                    "--test-threads=1",
-                ])
-                .env(CHILD, &top),
-            nobody,
-        )
-        .status()
-        .unwrap();
+        // The copy may be "busy" a moment: another test's fork can hold
+        // its write descriptor until that child execs (ETXTBSY).
+        let status = (0..50)
+            .find_map(|_| {
+                match std::os::unix::process::CommandExt::uid(
+                    std::process::Command::new(&exe)
+                        .stdout(std::process::Stdio::null())
+                        .args([
+                            "scratch::tests::directories_closed_to_their_owner_are_removed_too",
+                            "--exact",
+                            "--test-threads=1",
+                        ])
+                        .env(CHILD, &top),
+                    nobody,
+                )
+                .status()
+                {
+                    Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                        None
+                    }
+                    r => Some(r.unwrap()),
+                }
+            })
+            .expect("the test's copy stayed busy for 5 s");
         assert!(status.success(), "{status}");
         assert!(!top.exists());
     }

@@ -238,12 +238,6 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// libvirt's lxc hook: mount an lxc machine's overlay root before it starts (domain XML on stdin)
-    #[command(name = "__lxc-hook", hide = true)]
-    LxcHook,
-    /// Run the KVM probe in this process (used by doctor)
-    #[command(name = "__probe-kvm", hide = true)]
-    ProbeKvm,
     /// List mkve's machines
     List {
         /// As JSON (keys in mkve-vm(1))
@@ -268,9 +262,6 @@ pub enum Command {
         #[arg(long)]
         all_nodes: bool,
     },
-    /// A node's machines and their bundles' packages, as JSON, for mkve-vm audit on another node
-    #[command(name = "__audit-data", hide = true)]
-    AuditData,
     /// Move a machine to another node: qemu and kvm live, lxc offline (stopped, moved, started there)
     Migrate {
         #[command(flatten)]
@@ -288,6 +279,25 @@ pub enum Command {
     /// Ganeti: the variants of the OS definition mkve, kept the same on every node of the cluster
     #[command(subcommand)]
     Ganeti(GanetiCommand),
+    #[command(flatten)]
+    Internal(Internal),
+}
+
+/// mkve-vm's own plumbing: the hidden `__` subcommands other programs run
+/// (libvirt's lxc hook, Ganeti's OS scripts, mkve-vm on another node over
+/// ssh, doctor's probe), never typed by hand. Their names are the protocol
+/// between nodes and hooks, so they stay as they are.
+#[derive(Subcommand, Debug)]
+pub enum Internal {
+    /// libvirt's lxc hook: mount an lxc machine's overlay root before it starts (domain XML on stdin)
+    #[command(name = "__lxc-hook", hide = true)]
+    LxcHook,
+    /// Run the KVM probe in this process (used by doctor)
+    #[command(name = "__probe-kvm", hide = true)]
+    ProbeKvm,
+    /// A node's machines and their bundles' packages, as JSON, for mkve-vm audit on another node
+    #[command(name = "__audit-data", hide = true)]
+    AuditData,
     /// What the scripts of Ganeti's OS definition mkve run (ganeti-os-interface(7))
     #[command(name = "__ganeti-os", hide = true)]
     GanetiOs {

@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use crate::cli::{self, Cli, Command};
+use crate::cli::{self, Cli, Command, Internal};
 use crate::show;
 use mkve_core::nodes::Nodes;
 use mkve_core::{doctor, kvm, vm, Error, Result};
@@ -13,7 +13,9 @@ pub fn run(cli: Cli) -> Result<()> {
     let report = cli.verbosity.term();
     // Ganeti's: no mkve.conf node scheme, no libvirt.
     match cli.command {
-        Command::GanetiOs { action, .. } => return vm::ganeti::os_action(action, &report),
+        Command::Internal(Internal::GanetiOs { action, .. }) => {
+            return vm::ganeti::os_action(action, &report)
+        }
         Command::Ganeti(cli::GanetiCommand::Sync {
             source,
             keyring,
@@ -72,16 +74,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     json,
                     ..
                 } => audit(&feed, accepted, json, Some(node), None, &report),
-                Command::LxcHook
-                | Command::ProbeKvm
-                | Command::CreateStream
-                | Command::RestoreStream
-                | Command::Receive
-                | Command::Arrived { .. }
-                | Command::AuditData
-                | Command::FinishMove { .. }
-                | Command::Ganeti(_)
-                | Command::GanetiOs { .. } => {
+                Command::Internal(_) | Command::Ganeti(_) => {
                     Err(Error::Usage("--node: not for this command".into()))
                 }
                 c => {
@@ -97,7 +90,7 @@ pub fn run(cli: Cli) -> Result<()> {
     let uris = connections.machines();
     match cli.command {
         Command::Create(args) if args.print_xml => {
-            mkve_cli::out!("{}", vm::print_xml(&args.options(cli.connect.uri)?)?)
+            mkve_cli::out!("{}", vm::domain_xml(&args.options(cli.connect.uri)?)?)
         }
         Command::Create(args) => {
             let o = args.options(cli.connect.uri)?;
@@ -275,7 +268,6 @@ pub fn run(cli: Cli) -> Result<()> {
             let only = if all_nodes { None } else { Some("") };
             audit(&feed, accepted, json, only, Some(&uris), &report)
         }
-        Command::AuditData => mkve_cli::print_json(&vm::node_sboms(&uris)?),
         Command::Migrate {
             target,
             to,
@@ -289,36 +281,45 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             vm::migrate(&uris, &target.machine, &o, &report).map(drop)
         }
-        Command::CreateStream => mkve_cli::out!("{}", vm::create_from_stream(&report)?),
-        Command::RestoreStream => show::id(vm::restore_from_stream(&uris, &report)?),
-        Command::Receive => vm::receive(&report),
-        Command::Arrived { id, uuid } => {
+        Command::Ganeti(_) => Ok(()),
+        Command::Internal(i) => internal(i, &uris, &report),
+        Command::Wait { machines, timeout } => {
+            vm::wait(&uris, &machines, Duration::from_secs(timeout), &report)
+        }
+        Command::Doctor { json } => {
+            let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
+            let probe = || kvm::answers(&exe, "__probe-kvm", Duration::from_secs(5));
+            show::doctor(&doctor::doctor(&connections, probe), json)
+        }
+    }
+}
+
+/// The hidden plumbing (cli.rs's `Internal`), on this node.
+fn internal(i: Internal, uris: &vm::Uris, report: &dyn mkve_core::exec::Report) -> Result<()> {
+    match i {
+        Internal::CreateStream => mkve_cli::out!("{}", vm::create_from_stream(report)?),
+        Internal::RestoreStream => show::id(vm::restore_from_stream(uris, report)?),
+        Internal::Receive => vm::receive(report),
+        Internal::Arrived { id, uuid } => {
             mkve_cli::outln!(
                 "{}",
-                if vm::arrived(&uris, id, &uuid)? {
+                if vm::arrived(uris, id, &uuid)? {
                     "yes"
                 } else {
                     "no"
                 }
             )
         }
-        Command::FinishMove { id } => vm::finish_move(&uris, id, &report),
-        Command::Ganeti(_) | Command::GanetiOs { .. } => Ok(()),
-        Command::Wait { machines, timeout } => {
-            vm::wait(&uris, &machines, Duration::from_secs(timeout), &report)
-        }
-        Command::LxcHook => {
+        Internal::FinishMove { id } => vm::finish_move(uris, id, report),
+        Internal::LxcHook => {
             let mut xml = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut xml)
                 .map_err(|e| Error::io("(stdin)", e))?;
             vm::prepare_lxc_root(&xml)
         }
-        Command::ProbeKvm => kvm::probe().map_err(Error::Other),
-        Command::Doctor { json } => {
-            let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
-            let probe = || kvm::answers(&exe, "__probe-kvm", Duration::from_secs(5));
-            show::doctor(&doctor::doctor(&connections, probe), json)
-        }
+        Internal::ProbeKvm => kvm::probe().map_err(Error::Other),
+        Internal::AuditData => mkve_cli::print_json(&vm::node_sboms(uris)?),
+        Internal::GanetiOs { action, .. } => vm::ganeti::os_action(action, report),
     }
 }
 

@@ -5,7 +5,9 @@ use mkve_cli::{outln, print_json};
 use mkve_core::doctor::Capability;
 use mkve_core::exec::Report;
 use mkve_core::ids::MachineId;
-use mkve_core::vm::{self, BaseInfo, BaseKind, Info, Machine, NodeMachine, SiteAudit, SiteList};
+use mkve_core::vm::{
+    self, BaseInfo, BaseKind, Machine, MachineInfo, NodeMachine, SiteAudit, SiteList,
+};
 use mkve_core::{Error, Result};
 
 /// A new machine's ID, the result of `create`.
@@ -72,7 +74,7 @@ pub fn site(all: &SiteList, as_json: bool, report: &dyn Report) -> Result<()> {
     Ok(())
 }
 
-pub fn info(i: &Info, as_json: bool) -> Result<()> {
+pub fn info(i: &MachineInfo, as_json: bool) -> Result<()> {
     if as_json {
         return print_json(i);
     }

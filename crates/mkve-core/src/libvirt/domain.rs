@@ -56,7 +56,7 @@ pub struct Record {
 }
 
 #[derive(Debug, Clone)]
-pub struct VmSpec {
+pub struct DomainSpec {
     pub record: Record,
     pub name: String,
     pub hypervisor: Hypervisor,
@@ -176,7 +176,7 @@ pub fn files_of(domain_xml: &str) -> std::result::Result<Vec<DomainFile>, String
     Ok(out)
 }
 
-pub fn xml(s: &VmSpec) -> String {
+pub fn xml(s: &DomainSpec) -> String {
     let mut x = String::new();
     let ty = s.hypervisor.domain_type();
     x.push_str(&format!(
@@ -357,7 +357,7 @@ pub(crate) mod testing {
 mod tests {
     use super::*;
 
-    fn spec(h: Hypervisor) -> VmSpec {
+    fn spec(h: Hypervisor) -> DomainSpec {
         let storage = match h {
             Hypervisor::Lxc => Storage::Dir("/var/lib/mkve/vms/101/root".into()),
             Hypervisor::Openvz => Storage::OpenvzTemplate("mkve-101".into()),
@@ -369,7 +369,7 @@ mod tests {
                 seed: None,
             },
         };
-        VmSpec {
+        DomainSpec {
             record: testing::record(101, Ipv4Addr::new(192, 0, 2, 101)),
             name: "ntp-101".into(),
             hypervisor: h,

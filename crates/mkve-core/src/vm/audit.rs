@@ -401,7 +401,10 @@ pub fn audit_machine(
     target: &str,
     feed: &Feed,
     accepted: &[Accepted],
-) -> Result<(super::Info, std::result::Result<Vec<Finding>, String>)> {
+) -> Result<(
+    super::MachineInfo,
+    std::result::Result<Vec<Finding>, String>,
+)> {
     let info = super::manage::infos(uris)?
         .into_iter()
         .filter(|i| i.machine.state != super::MachineState::Orphan)

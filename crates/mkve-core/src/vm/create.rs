@@ -572,10 +572,10 @@ fn spec_for(
     net: &NetConfig,
     dir: &Path,
     base: Option<&Base>,
-) -> Result<domain::VmSpec> {
+) -> Result<domain::DomainSpec> {
     let hv = meta.hypervisor;
     let name = machine_name(o, meta, id)?;
-    Ok(domain::VmSpec {
+    Ok(domain::DomainSpec {
         record: domain::Record {
             id,
             address: net.address_of(id)?,
@@ -727,7 +727,7 @@ pub(super) fn read_bundle_from(
 /// The domain XML `create` would define, touching nothing: no ID is
 /// taken, no file made. The bundle's signature is checked, its payload not
 /// read. The ID is `--id`, or the next free one on the node as it is now.
-pub fn print_xml(o: &CreateOptions) -> Result<String> {
+pub fn domain_xml(o: &CreateOptions) -> Result<String> {
     check_id(o, o.hypervisor)?;
     let (meta, signed_by) = read_bundle(o, Check::Meta, None, None, &crate::report::Silent)?;
     let hv = meta.hypervisor;

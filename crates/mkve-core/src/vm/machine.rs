@@ -1,5 +1,5 @@
 //! What a machine is to the other modules of `vm/`: its listing
-//! (`Machine`, `Info`), its state and domain type, and the URIs machines
+//! (`Machine`, `MachineInfo`), its state and domain type, and the URIs machines
 //! are looked for on (`Uris`, `uris`).
 
 use serde::Serialize;
@@ -95,7 +95,7 @@ pub struct Machine {
 
 /// A machine, with its autostart flag and the bundle's digest.
 #[derive(Debug, Clone, Serialize)]
-pub struct Info {
+pub struct MachineInfo {
     #[serde(flatten)]
     pub machine: Machine,
     pub autostart: bool,

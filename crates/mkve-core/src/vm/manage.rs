@@ -5,7 +5,7 @@
 use super::lookup::{find, orphan_machines, orphans, scan};
 use super::overlay::prepare_root;
 use super::staging::remove_leftovers;
-use super::{Info, Machine, Uris};
+use super::{Machine, MachineInfo, Uris};
 use crate::error::{Error, Result};
 use crate::exec::Report;
 use crate::hypervisor::Hypervisor;
@@ -140,7 +140,7 @@ pub fn autostart(uris: &Uris, target: &str, on: bool) -> Result<()> {
     d.set_autostart(on, &what(&m))
 }
 
-pub fn info(uris: &Uris, target: &str) -> Result<Info> {
+pub fn info(uris: &Uris, target: &str) -> Result<MachineInfo> {
     let (_, d, m) = find(uris, target)?;
     // An upgrade a killed run left is resolved first (under the lock), so
     // what is shown is where the machine stays.
@@ -157,11 +157,11 @@ pub fn info(uris: &Uris, target: &str) -> Result<Info> {
 }
 
 /// `info` without the probes (`probes` empty).
-fn info_of(d: &Dom, m: Machine) -> Result<Info> {
+fn info_of(d: &Dom, m: Machine) -> Result<MachineInfo> {
     let xml = d.xml()?;
     let record = domain::record_of(&xml)
         .ok_or_else(|| Error::Other(format!("machine {}: no mkve record", m.id)))?;
-    Ok(Info {
+    Ok(MachineInfo {
         autostart: d.autostart().unwrap_or(false),
         bundle: record.bundle,
         signed_by: record.signed_by,
@@ -178,11 +178,11 @@ fn info_of(d: &Dom, m: Machine) -> Result<Info> {
 /// addresses), for a page that shows them all often (the web
 /// front-end). Orphans are there as `list` has them (autostart false,
 /// bundle and URI empty).
-pub fn infos(uris: &Uris) -> Result<Vec<Info>> {
+pub fn infos(uris: &Uris) -> Result<Vec<MachineInfo>> {
     let scan = scan(uris)?;
-    let mut all: Vec<Info> = orphan_machines(&scan)?
+    let mut all: Vec<MachineInfo> = orphan_machines(&scan)?
         .into_iter()
-        .map(|m| Info {
+        .map(|m| MachineInfo {
             machine: m,
             autostart: false,
             bundle: String::new(),

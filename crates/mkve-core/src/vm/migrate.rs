@@ -61,7 +61,7 @@ use std::time::Duration;
 
 use super::layout::{moving_mark, vms_dir};
 use super::moves::{remove_mark, Mark, Step};
-use super::receive::{Blank, Define, Header};
+use super::receive::{Answer, Blank, Define, Header, Part, Say};
 use super::remote::{remote_failure, ssh_command, FrameWriter};
 use super::Uris;
 use crate::error::{Error, IoContext, Result};
@@ -313,7 +313,7 @@ impl Moving<'_> {
         let mut undo = self.undo();
         let mut exclude: Vec<PathBuf> = LEFT_BEHIND.iter().map(PathBuf::from).collect();
         exclude.extend(blank.iter().map(|b| PathBuf::from(&b.file)));
-        agent.send_part("dir", self.dir, exclude)?;
+        agent.send_part(Part::Dir, self.dir, exclude)?;
         let there = agent.ready()?;
         network::add_host(
             self.tconn,
@@ -410,12 +410,12 @@ impl Moving<'_> {
         }
         let rootfs = super::overlay::mount_point(self.dir);
         let exclude: Vec<PathBuf> = LEFT_BEHIND.iter().map(PathBuf::from).collect();
-        agent.send_part("dir", self.dir, exclude)?;
+        agent.send_part(Part::Dir, self.dir, exclude)?;
         if rootfs.is_dir() {
             if super::overlay::is_overlay(self.dir) {
                 super::overlay::mount(self.dir)?;
             }
-            agent.send_part("rootfs", &rootfs, Vec::new())?;
+            agent.send_part(Part::Rootfs, &rootfs, Vec::new())?;
         }
         let there = agent.ready()?;
         let xml = rewrite(&self.d.inactive_xml()?, self.dir, &there);
@@ -428,7 +428,7 @@ impl Moving<'_> {
                 self.to.name
             ));
         }
-        agent.define(&Define {
+        agent.define(Define {
             name: self.m.name.clone(),
             xml,
             start: running,
@@ -560,7 +560,7 @@ impl<'c> Agent<'c> {
         let mut line = serde_json::to_vec(header).map_err(|e| Error::Other(e.to_string()))?;
         line.push(b'\n');
         a.write(&line)?;
-        a.expect("ok")?;
+        a.expect(|x| matches!(x, Answer::Ok))?;
         Ok(a)
     }
 
@@ -597,18 +597,22 @@ impl<'c> Agent<'c> {
         }
     }
 
-    /// Read its next line, which must start with `word`; the rest of it.
-    fn expect(&mut self, word: &str) -> Result<String> {
-        match self.talk.read_line()? {
-            Some(l) if l == word => Ok(String::new()),
-            Some(l) if l.starts_with(&format!("{word} ")) => Ok(l[word.len() + 1..].to_string()),
+    /// Say `s` (a line).
+    fn say(&mut self, s: &Say) -> Result<()> {
+        self.write(format!("{s}\n").as_bytes())
+    }
+
+    /// Read its next line, which must be the answer `want` takes.
+    fn expect(&mut self, want: fn(&Answer) -> bool) -> Result<Answer> {
+        match self.talk.read_line()?.as_deref().and_then(Answer::parse) {
+            Some(a) if want(&a) => Ok(a),
             _ => Err(self.failed()),
         }
     }
 
-    /// Send `dir` (but `exclude`) as part `name`.
-    fn send_part(&mut self, name: &str, dir: &Path, exclude: Vec<PathBuf>) -> Result<()> {
-        self.write(format!("part {name}\n").as_bytes())?;
+    /// Send `dir` (but `exclude`) as part `part`.
+    fn send_part(&mut self, part: Part, dir: &Path, exclude: Vec<PathBuf>) -> Result<()> {
+        self.say(&Say::Part(part))?;
         let stdin = self.stdin()?;
         let sent = (|| -> Result<()> {
             let frames = FrameWriter::new(&mut *stdin);
@@ -631,33 +635,35 @@ impl<'c> Agent<'c> {
 
     /// The files are sent; where they are there.
     fn ready(&mut self) -> Result<PathBuf> {
-        self.write(b"end\n")?;
-        self.expect("ready").map(PathBuf::from)
+        self.say(&Say::End)?;
+        match self.expect(|a| matches!(a, Answer::Ready(_)))? {
+            Answer::Ready(dir) => Ok(dir),
+            _ => Err(self.failed()),
+        }
     }
 
     /// Have it define the machine (an offline move), and start it if
     /// asked: what it made there, it removes itself if no `commit` comes.
-    fn define(&mut self, d: &Define) -> Result<()> {
-        let mut line = b"define ".to_vec();
-        serde_json::to_writer(&mut line, d).map_err(|e| Error::Other(e.to_string()))?;
-        line.push(b'\n');
-        self.write(&line)?;
-        self.expect("defined").map(drop)
+    fn define(&mut self, d: Define) -> Result<()> {
+        self.say(&Say::Define(d))?;
+        self.expect(|a| matches!(a, Answer::Defined)).map(drop)
     }
 
     /// Tell it to remove what it made, and wait for it to end.
     fn abort(&mut self) {
         if !self.done {
             self.done = true;
-            let _ = self.stdin().map(|s| s.write_all(b"abort\n"));
+            // Not through write(): its failure would wait for the agent.
+            let abort = format!("{}\n", Say::Abort);
+            let _ = self.stdin().map(|s| s.write_all(abort.as_bytes()));
             let _ = self.talk.wait();
         }
     }
 
     /// Keep what it received: the machine is there.
     fn commit(&mut self) -> Result<()> {
-        self.write(b"commit\n")?;
-        self.expect("committed")?;
+        self.say(&Say::Commit)?;
+        self.expect(|a| matches!(a, Answer::Committed))?;
         self.done = true;
         let (status, stderr) = self.talk.wait()?;
         if !status.success() {

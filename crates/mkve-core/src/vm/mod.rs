@@ -26,7 +26,7 @@
 //!   bundle's SBOM, kept in its directory, against a feed)
 //! - `spec.rs`: what a machine may be (names, resources), checked by every
 //!   way in before anything is made; `machine.rs`: what a machine is to
-//!   the others (`Machine`, `Info`, `Uris`); `layout.rs`: every path
+//!   the others (`Machine`, `MachineInfo`, `Uris`); `layout.rs`: every path
 //!   under `$MKVE_STATEDIR`
 //!
 //! `ganeti.rs` is beside them all: bundles as a Ganeti OS definition
@@ -79,11 +79,11 @@ pub use backup::{
 pub use base::{
     list as bases, prune as prune_bases, short as short_digest, BaseInfo, Kind as BaseKind,
 };
-pub use create::{create, print_xml, CreateOptions};
+pub use create::{create, domain_xml, CreateOptions};
 pub use disk::DiskFormat;
 pub use layout::{bases_dir, StateDir};
 pub use lookup::{find, list};
-pub use machine::{state_of, uris, DomainType, Info, Machine, MachineState, Pending, Uris};
+pub use machine::{state_of, uris, DomainType, Machine, MachineInfo, MachineState, Pending, Uris};
 pub use manage::{
     autostart, console, delete, delete_with, detach, info, infos, open_console, reboot, start, stop,
 };

@@ -52,6 +52,107 @@ pub(super) struct Define {
     pub(super) autostart: bool,
 }
 
+/// The lines the moving side sends after the header (migrate.rs's
+/// `Agent`), each read by [`Say::parse`] and written by its `Display`.
+#[derive(Debug)]
+pub(super) enum Say {
+    /// `part dir` or `part rootfs`: that part follows, as frames.
+    Part(Part),
+    /// `end`: no more parts.
+    End,
+    /// `define JSON`: define the machine (an offline move), and start it
+    /// if asked.
+    Define(Define),
+    /// `commit`: keep what came.
+    Commit,
+    /// `abort`: remove what came.
+    Abort,
+}
+
+/// A part of a move: the machine's directory, or an lxc machine's root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Part {
+    Dir,
+    Rootfs,
+}
+
+impl std::fmt::Display for Say {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Say::Part(Part::Dir) => f.write_str("part dir"),
+            Say::Part(Part::Rootfs) => f.write_str("part rootfs"),
+            Say::End => f.write_str("end"),
+            Say::Define(d) => {
+                let json = serde_json::to_string(d).map_err(|_| std::fmt::Error)?;
+                write!(f, "define {json}")
+            }
+            Say::Commit => f.write_str("commit"),
+            Say::Abort => f.write_str("abort"),
+        }
+    }
+}
+
+impl Say {
+    /// One line as read (its newline trimmed): `None` for a line that is
+    /// no message (or the input's end). Errors: a `define` whose machine
+    /// does not parse (usage, 2).
+    pub(super) fn parse(line: &str) -> Result<Option<Say>> {
+        Ok(Some(match line {
+            "part dir" => Say::Part(Part::Dir),
+            "part rootfs" => Say::Part(Part::Rootfs),
+            "end" => Say::End,
+            "commit" => Say::Commit,
+            "abort" => Say::Abort,
+            l => {
+                match l.strip_prefix("define ") {
+                    Some(json) => Say::Define(serde_json::from_str(json).map_err(|e| {
+                        Error::Usage(format!("(stdin): not a machine to define: {e}"))
+                    })?),
+                    None => return Ok(None),
+                }
+            }
+        }))
+    }
+}
+
+/// The receiving side's answers, a line each.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Answer {
+    /// `ok`: the header is taken (the ID is free here).
+    Ok,
+    /// `ready PATH`: the parts are here, in the machine's directory PATH.
+    Ready(PathBuf),
+    /// `defined`: the machine is defined (and started if asked).
+    Defined,
+    /// `committed`: what came is kept.
+    Committed,
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::Ok => f.write_str("ok"),
+            Answer::Ready(dir) => write!(f, "ready {}", dir.display()),
+            Answer::Defined => f.write_str("defined"),
+            Answer::Committed => f.write_str("committed"),
+        }
+    }
+}
+
+impl Answer {
+    /// One line as read: `None` for one that is no answer.
+    pub(super) fn parse(line: &str) -> Option<Answer> {
+        match line {
+            "ok" => Some(Answer::Ok),
+            "defined" => Some(Answer::Defined),
+            "committed" => Some(Answer::Committed),
+            l => l
+                .strip_prefix("ready ")
+                .map(|d| Answer::Ready(PathBuf::from(d))),
+        }
+    }
+}
+
 /// The target's side of a move (`mkve-vm __receive`, run over ssh by the
 /// source): see migrate.rs's documentation for what it reads and says.
 /// Errors: the ID is taken or busy here (2), the mkve network is missing
@@ -84,7 +185,7 @@ pub fn receive(report: &dyn Report) -> Result<()> {
             "ID {id} is taken here (a machine, its files or a DHCP entry holds it)"
         )));
     }
-    say("ok")?;
+    say(&Answer::Ok)?;
     let staging = super::staging::staging(&vms)?;
     let made = staging.path().join("machine");
     std::fs::create_dir(&made).map_err(|e| Error::create(&made, e))?;
@@ -93,9 +194,9 @@ pub fn receive(report: &dyn Report) -> Result<()> {
         input
             .read_line(&mut line)
             .map_err(|e| Error::io("(stdin)", e))?;
-        match line.trim_end() {
-            "end" => break,
-            "part dir" => unpack_part(
+        match Say::parse(line.trim_end())? {
+            Some(Say::End) => break,
+            Some(Say::Part(Part::Dir)) => unpack_part(
                 &mut input,
                 &made,
                 UnpackOptions {
@@ -103,14 +204,15 @@ pub fn receive(report: &dyn Report) -> Result<()> {
                     devices: false,
                 },
             )?,
-            "part rootfs" => {
+            Some(Say::Part(Part::Rootfs)) => {
                 let root = made.join("rootfs");
                 std::fs::create_dir_all(&root).map_err(|e| Error::create(&root, e))?;
                 unpack_part(&mut input, &root, UnpackOptions::ROOTFS)?
             }
-            other => {
+            _ => {
                 return Err(Error::Usage(format!(
-                    "(stdin): \"{other}\" where a part or its end was expected"
+                    "(stdin): \"{}\" where a part or its end was expected",
+                    crate::text::printable(line.trim_end())
                 )))
             }
         }
@@ -142,24 +244,22 @@ pub fn receive(report: &dyn Report) -> Result<()> {
     };
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).at(&dir)?;
     drop(staging);
-    say(&format!("ready {}", dir.display()))?;
-    let last = loop {
+    say(&Answer::Ready(dir.clone()))?;
+    let aborted = loop {
         line.clear();
         if input.read_line(&mut line).is_err() {
             line.clear();
         }
-        match line.trim_end() {
-            "commit" => {
+        match Say::parse(line.trim_end())? {
+            Some(Say::Commit) => {
                 got.keep();
-                return say("committed");
+                return say(&Answer::Committed);
             }
-            l if l.starts_with("define ") => {
-                let d: Define = serde_json::from_str(&l["define ".len()..])
-                    .map_err(|e| Error::Usage(format!("(stdin): not a machine to define: {e}")))?;
+            Some(Say::Define(d)) => {
                 got.define(&d)?;
-                say("defined")?;
+                say(&Answer::Defined)?;
             }
-            l => break l.to_string(),
+            said => break matches!(said, Some(Say::Abort)),
         }
     };
     // Aborted, or the source went away: what came is removed. A live
@@ -177,7 +277,7 @@ pub fn receive(report: &dyn Report) -> Result<()> {
         got.host = true;
     }
     drop(got);
-    if last == "abort" {
+    if aborted {
         return Ok(());
     }
     Err(Error::Other(format!(
@@ -248,9 +348,49 @@ fn unpack_part(input: &mut impl BufRead, dest: &Path, opts: UnpackOptions) -> Re
 }
 
 /// One line to the source.
-fn say(line: &str) -> Result<()> {
+fn say(answer: &Answer) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}")
+    writeln!(out, "{answer}")
         .and_then(|()| out.flush())
         .map_err(|e| Error::io("(stdout)", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_move_s_lines_read_as_they_are_written() {
+        let d = Define {
+            name: "ntp-101".into(),
+            xml: "<domain/>".into(),
+            start: true,
+            autostart: false,
+        };
+        for say in [
+            Say::Part(Part::Dir),
+            Say::Part(Part::Rootfs),
+            Say::End,
+            Say::Define(d),
+            Say::Commit,
+            Say::Abort,
+        ] {
+            let line = say.to_string();
+            assert!(!line.contains('\n'), "{line}");
+            let back = Say::parse(&line).unwrap().unwrap();
+            assert_eq!(back.to_string(), line);
+        }
+        assert!(Say::parse("part etc").unwrap().is_none());
+        assert!(Say::parse("").unwrap().is_none());
+        assert_eq!(Say::parse("define {").unwrap_err().exit_code(), 2);
+        for a in [
+            Answer::Ok,
+            Answer::Ready("/var/lib/mkve/vms/101".into()),
+            Answer::Defined,
+            Answer::Committed,
+        ] {
+            assert_eq!(Answer::parse(&a.to_string()), Some(a));
+        }
+        assert_eq!(Answer::parse("okay"), None);
+    }
 }

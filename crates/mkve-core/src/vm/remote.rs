@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::create::{create, print_xml, CreateOptions};
+use super::create::{create, domain_xml, CreateOptions};
 use crate::access::Access;
 use crate::error::{Error, Result};
 use crate::exec::{Cmd, Report};
@@ -286,7 +286,7 @@ pub fn create_from_stream(report: &dyn Report) -> Result<String> {
         .map_err(|e| Error::create(std::env::temp_dir(), e))?;
     let o = request.options(label, &dir.path().join("keyring.gpg"))?;
     if print {
-        return print_xml(&o);
+        return domain_xml(&o);
     }
     create(&o, report).map(|id| format!("{id}\n"))
 }

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use maud::Markup;
-use mkve_core::vm::{self, Info, MachineState};
+use mkve_core::vm::{self, MachineInfo, MachineState};
 use mkve_core::Result;
 use serde::Deserialize;
 
@@ -34,7 +34,7 @@ pub fn router() -> Router<Shared> {
 /// The machines, as `mkve-vm list` finds them, with what they show; with
 /// `--feed`, their counts of open vulnerabilities brought up to date
 /// (audits.rs).
-pub async fn infos(app: &Shared) -> Result<Vec<Info>> {
+pub async fn infos(app: &Shared) -> Result<Vec<MachineInfo>> {
     let uris = app.config.uris.clone();
     let list = blocking(move || vm::infos(&uris)).await;
     if let (Ok(l), Some(feed)) = (&list, app.config.feed.clone()) {
@@ -61,7 +61,7 @@ fn audited(app: &App) -> bool {
 /// What mkve-web knows of machine `i` beyond `vm::info`: the signature it
 /// checked when it made it, the probes its page last ran, its open
 /// vulnerabilities, its last backup made here.
-fn known(app: &App, i: &Info) -> Known {
+fn known(app: &App, i: &MachineInfo) -> Known {
     let id = i.machine.id;
     Known {
         signature: app.signatures.of(id, &i.bundle),
@@ -92,7 +92,7 @@ async fn machines_table(State(app): State<Shared>) -> Markup {
 }
 
 /// `vm::info` of `id`, its probes run now and remembered for the list.
-async fn info_now(app: &Shared, id: &str) -> Result<Info> {
+async fn info_now(app: &Shared, id: &str) -> Result<MachineInfo> {
     let uris = app.config.uris.clone();
     let target = id.to_string();
     let info = blocking(move || vm::info(&uris, &target)).await;

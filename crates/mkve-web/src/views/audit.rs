@@ -4,7 +4,7 @@
 
 use maud::{html, Markup};
 use mkve_core::audit::Finding;
-use mkve_core::vm::{self, Info, MachineState};
+use mkve_core::vm::{self, MachineInfo, MachineState};
 use mkve_core::Result;
 
 use super::{error, page};
@@ -13,7 +13,7 @@ use crate::auth::Caller;
 
 /// The machines page's cell for `i`: its count (`None`: not worked out
 /// yet), linking to its page.
-pub fn cell(i: &Info, count: Option<&Count>) -> Markup {
+pub fn cell(i: &MachineInfo, count: Option<&Count>) -> Markup {
     if i.machine.state == MachineState::Orphan {
         return html! {};
     }
@@ -37,7 +37,7 @@ pub fn link(id: impl std::fmt::Display) -> Markup {
 
 /// What `GET /machines/ID/vulnerabilities` found: the machine and its open
 /// findings, or why its packages are not known.
-pub type Found = (Info, std::result::Result<Vec<Finding>, String>);
+pub type Found = (MachineInfo, std::result::Result<Vec<Finding>, String>);
 
 /// GET /machines/ID/vulnerabilities: `found`, or the failure (`Ok(None)`:
 /// mkve-web was started without a feed).
@@ -56,7 +56,7 @@ pub fn vulnerabilities_page(c: &Caller, id: &str, found: &Result<Option<Found>>)
     page(c, "", &title, body)
 }
 
-fn listing(i: &Info, found: &std::result::Result<Vec<Finding>, String>) -> Markup {
+fn listing(i: &MachineInfo, found: &std::result::Result<Vec<Finding>, String>) -> Markup {
     let m = &i.machine;
     html! {
         p { (m.name) ", made from " (m.template) " " (m.version) " (bundle " code { (vm::short_digest(&i.bundle)) } ")" }

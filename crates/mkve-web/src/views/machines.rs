@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use maud::{html, Markup};
 use mkve_core::probe::Outcome;
-use mkve_core::vm::{Info, MachineState, SnapshotInfo};
+use mkve_core::vm::{MachineInfo, MachineState, SnapshotInfo};
 use mkve_core::Result;
 
 use super::{audit, backups, error, page, snapshots, state_class};
@@ -34,7 +34,7 @@ pub struct Known {
 /// What was checked of a machine's bundle's signature: as its record says
 /// (made by mkve-web or mkve-vm); for a machine made before mkve recorded
 /// it, what mkve-web saw if it made it.
-fn signature(i: &Info, known: &Known) -> Markup {
+fn signature(i: &MachineInfo, known: &Known) -> Markup {
     if let Some(f) = &i.signed_by {
         return html! { span title=(format!("good signature by {f}")) { "verified" } };
     }
@@ -50,7 +50,7 @@ fn signature(i: &Info, known: &Known) -> Markup {
 }
 
 /// The probes last run for a machine (on its page), as `2/3 up`.
-fn probes(i: &Info, known: &Known) -> Markup {
+fn probes(i: &MachineInfo, known: &Known) -> Markup {
     match &known.probes {
         Some((time, list)) if !list.is_empty() && i.machine.state == MachineState::Running => {
             let up = list.iter().filter(|o| o.up).count();
@@ -73,7 +73,7 @@ fn action_button(id: &str, word: &str, label: &str, view: &str) -> Markup {
     }
 }
 
-fn actions(i: &Info, view: &str) -> Markup {
+fn actions(i: &MachineInfo, view: &str) -> Markup {
     let id = i.machine.id.to_string();
     html! {
         @match i.machine.state {
@@ -105,10 +105,10 @@ fn actions(i: &Info, view: &str) -> Markup {
 /// action that asked for it (worked, words); `audited`: a column of
 /// vulnerabilities (`--feed`).
 pub fn table(
-    machines: &Result<Vec<Info>>,
+    machines: &Result<Vec<MachineInfo>>,
     flash: Option<(bool, String)>,
     audited: bool,
-    known: &dyn Fn(&Info) -> Known,
+    known: &dyn Fn(&MachineInfo) -> Known,
 ) -> Markup {
     html! {
         div #machines hx-get="/machines/table" hx-trigger=(format!("every {}s", REFRESH.as_secs()))
@@ -163,9 +163,9 @@ pub fn table(
 /// GET /: the machines.
 pub fn machines_page(
     c: &Caller,
-    list: &Result<Vec<Info>>,
+    list: &Result<Vec<MachineInfo>>,
     audited: bool,
-    known: &dyn Fn(&Info) -> Known,
+    known: &dyn Fn(&MachineInfo) -> Known,
 ) -> Markup {
     page(
         c,
@@ -193,10 +193,10 @@ pub struct Extra<'a> {
 /// snapshots and backups.
 pub fn detail(
     id: &str,
-    info: &Result<Info>,
+    info: &Result<MachineInfo>,
     flash: Option<(bool, String)>,
     extra: &Extra,
-    known: &dyn Fn(&Info) -> Known,
+    known: &dyn Fn(&MachineInfo) -> Known,
 ) -> Markup {
     html! {
         div #machine {
@@ -266,9 +266,9 @@ pub fn detail(
 pub fn machine_page(
     c: &Caller,
     id: &str,
-    info: &Result<Info>,
+    info: &Result<MachineInfo>,
     extra: &Extra,
-    known: &dyn Fn(&Info) -> Known,
+    known: &dyn Fn(&MachineInfo) -> Known,
 ) -> Markup {
     let body = html! {
         h1 { "Machine " (id) }

@@ -3,13 +3,13 @@
 
 use maud::{html, Markup};
 use mkve_core::libvirt::network::Status;
-use mkve_core::vm::{Info, MachineState};
+use mkve_core::vm::{MachineInfo, MachineState};
 use mkve_core::Result;
 
 use super::{error, page, state_class};
 use crate::auth::Caller;
 
-fn network_view(s: &Status, machines: &[Info]) -> Markup {
+fn network_view(s: &Status, machines: &[MachineInfo]) -> Markup {
     let state = match (s.defined, s.active) {
         (false, _) => "undefined",
         (true, true) => "active",
@@ -54,8 +54,8 @@ fn network_view(s: &Status, machines: &[Info]) -> Markup {
 }
 
 /// GET /network: `mkve-net status`, and which entries are orphans.
-pub fn network_page(c: &Caller, status: &Result<Status>, list: &[Info]) -> Markup {
-    let orphans: Vec<&Info> = list
+pub fn network_page(c: &Caller, status: &Result<Status>, list: &[MachineInfo]) -> Markup {
+    let orphans: Vec<&MachineInfo> = list
         .iter()
         .filter(|i| i.machine.state == MachineState::Orphan)
         .collect();
