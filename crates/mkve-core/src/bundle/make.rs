@@ -70,27 +70,73 @@ pub struct MakeOptions<'a> {
     pub output: &'a Path,
 }
 
-/// Write the bundle to `out`; return its metadata.
-pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
-    let report = opts.report;
-    let profile = opts.template.profile(opts.hypervisor)?;
-    let mut work = crate::scratch::Scratch::new_in(&std::env::temp_dir(), "mkve-bundle.")?;
-    let mut requested = profile.packages.clone();
-    let mut _layer = None;
-    let mut apt_index = Vec::new();
-    let mut root_source = serde_json::json!({"given": "--rootfs"});
+/// Where a bundle's root comes from, and whether it is copied first:
+/// hooks change the root they run in, and neither a given directory nor
+/// the layer cache's root is ever changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RootPlan {
+    /// The layer cache's root for the template's packages; copied (on the
+    /// cache's file system) when there are hooks.
+    Layer { copy: bool },
+    /// The directory given; copied (reflinked where it can) when there are
+    /// hooks.
+    Dir { copy: bool },
+    /// The archive given, unpacked into the work directory.
+    Archive,
+}
 
-    let root: PathBuf = match (&opts.root, profile.hooks.is_empty()) {
+/// The plan for `source` when the profile has hooks (`hooks`), or not.
+fn plan_root(source: &RootSource, hooks: bool) -> RootPlan {
+    match source {
+        RootSource::Packages { .. } => RootPlan::Layer { copy: hooks },
+        RootSource::Dir(_) => RootPlan::Dir { copy: hooks },
+        RootSource::Archive(_) => RootPlan::Archive,
+    }
+}
+
+/// The root a bundle is made from, prepared as its plan says, with what
+/// the bundle records of it.
+struct Prepared {
+    root: PathBuf,
+    /// The packages asked for (the template's, as resolved).
+    requested: Vec<String>,
+    /// The layer's archive index (empty unless built from packages).
+    apt_index: Vec<roots::index::Entry>,
+    /// The provenance's `root`.
+    source: serde_json::Value,
+    /// Where copies and the packed root go.
+    work: crate::scratch::Scratch,
+    /// The layer, held (its lock) while the root is read.
+    _layer: Option<roots::Layer>,
+}
+
+/// Do `plan` for `opts.root`.
+fn prepare_root(
+    plan: RootPlan,
+    opts: &MakeOptions,
+    profile: &crate::template::Profile,
+) -> Result<Prepared> {
+    let report = opts.report;
+    let work = crate::scratch::Scratch::new_in(&std::env::temp_dir(), "mkve-bundle.")?;
+    let given = |root: PathBuf, work| Prepared {
+        root,
+        requested: profile.packages.clone(),
+        apt_index: Vec::new(),
+        source: serde_json::json!({"given": "--rootfs"}),
+        work,
+        _layer: None,
+    };
+    match (plan, &opts.root) {
         (
+            RootPlan::Layer { copy },
             RootSource::Packages {
                 backend,
                 spec,
                 policy,
             },
-            no_hooks,
         ) => {
             let wanted = profile.wanted_packages(&opts.template.dir)?;
-            requested = wanted.iter().map(|w| w.name.clone()).collect();
+            let requested: Vec<String> = wanted.iter().map(|w| w.name.clone()).collect();
             let spec = RootSpec {
                 packages: requested.clone(),
                 ..spec.clone()
@@ -98,30 +144,34 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
             let b = roots::backend(backend.as_deref())?;
             let layer = roots::layer(b.as_ref(), &spec, *policy, report)
                 .map_err(|e| locate_unknown(e, &wanted))?;
-            let root = if no_hooks {
-                layer.root.clone()
-            } else {
+            let (root, work) = if copy {
                 // Big roots are copied on the cache's file system, not in /tmp.
-                work = work_dir()?;
+                let work = work_dir()?;
                 let copy = work.path().join("root");
                 copy_root(&layer.root, &copy, report)?;
-                copy
+                (copy, work)
+            } else {
+                (layer.root.clone(), work)
             };
-            apt_index = roots::index::load_beside(&layer.root)?;
             let r = &layer.resolved;
-            root_source = serde_json::json!({
-                "backend": r.backend,
-                "suite": r.suite,
-                "mirrors": r.mirrors,
-                "architecture": r.arch,
-                "variant": r.variant,
-                "packages": r.packages,
-            });
-            _layer = Some(layer);
-            root
+            Ok(Prepared {
+                root,
+                requested,
+                apt_index: roots::index::load_beside(&layer.root)?,
+                source: serde_json::json!({
+                    "backend": r.backend,
+                    "suite": r.suite,
+                    "mirrors": r.mirrors,
+                    "architecture": r.arch,
+                    "variant": r.variant,
+                    "packages": r.packages,
+                }),
+                work,
+                _layer: Some(layer),
+            })
         }
-        (RootSource::Dir(d), true) => d.clone(),
-        (RootSource::Dir(d), false) => {
+        (RootPlan::Dir { copy: false }, RootSource::Dir(d)) => Ok(given(d.clone(), work)),
+        (RootPlan::Dir { copy: true }, RootSource::Dir(d)) => {
             let copy = work.path().join("root");
             report.note(&format!("copying {} for the hooks", d.display()));
             let how = files::CopyTree {
@@ -131,9 +181,9 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
             files::copy_tree(d, &copy, how)
                 .report(report)
                 .run_checked()?;
-            copy
+            Ok(given(copy, work))
         }
-        (RootSource::Archive(a), _) => {
+        (RootPlan::Archive, RootSource::Archive(a)) => {
             let dest = work.path().join("root");
             std::fs::create_dir(&dest).at(&dest)?;
             let label = files::display_name(a);
@@ -141,9 +191,29 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
             let input = files::open_input(a)?;
             let r = pack::decompressor(input).at(&label)?;
             pack::unpack(r, Some(&dest), &label, UnpackOptions::ROOTFS)?;
-            dest
+            Ok(given(dest, work))
         }
-    };
+        (plan, source) => Err(Error::Other(format!(
+            "bundle::make: plan {plan:?} for {source:?}"
+        ))),
+    }
+}
+
+/// Write the bundle to `out`; return its metadata. Decided first
+/// (`plan_root`), then done: the root prepared, the hooks run in it, the
+/// root packed with its SBOM, the members written.
+pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
+    let report = opts.report;
+    let profile = opts.template.profile(opts.hypervisor)?;
+    let plan = plan_root(&opts.root, !profile.hooks.is_empty());
+    let Prepared {
+        root,
+        requested,
+        apt_index,
+        source: root_source,
+        work,
+        _layer,
+    } = prepare_root(plan, opts, &profile)?;
 
     let hook_names: Vec<String> = profile.hooks.iter().map(|h| h.name.clone()).collect();
     if !profile.hooks.is_empty() {
@@ -576,6 +646,25 @@ fn refuse_identity(root: &Path, source: &RootSource) -> Result<()> {
 mod tests {
     use super::*;
     use crate::bundle::{read, Check, ReadOptions, SkipRoot};
+
+    /// Where a bundle's root comes from, decided without building or
+    /// copying anything: a copy exactly when hooks will change it.
+    #[test]
+    fn the_root_is_copied_only_for_hooks() {
+        let packages = RootSource::Packages {
+            backend: None,
+            spec: RootSpec::default(),
+            policy: CachePolicy::Use,
+        };
+        let dir = RootSource::Dir("/srv/root".into());
+        let archive = RootSource::Archive("root.tar.zst".into());
+        assert_eq!(plan_root(&packages, false), RootPlan::Layer { copy: false });
+        assert_eq!(plan_root(&packages, true), RootPlan::Layer { copy: true });
+        assert_eq!(plan_root(&dir, false), RootPlan::Dir { copy: false });
+        assert_eq!(plan_root(&dir, true), RootPlan::Dir { copy: true });
+        assert_eq!(plan_root(&archive, true), RootPlan::Archive);
+        assert_eq!(plan_root(&archive, false), RootPlan::Archive);
+    }
 
     /// A bundle of format 2 with a root, a conf member and meta.json
     /// naming both (the root's bytes are never decompressed here).

@@ -377,29 +377,9 @@ pub(super) fn create_with(
         Some(b) if hv.boots_disk_image() => Some(machine_bytes(b.record.root_bytes, o.disk_size)?),
         _ => None,
     };
-    let conn =
-        libvirt::connect(&crate::nodes::Connections::resolve(o.connect.as_deref())?.create(hv))?;
-    let net = crate::nodes::network()?;
-    if !network::status(&conn, &net)?.defined {
-        return Err(Error::Unavailable {
-            what: format!("network {}", net.name),
-            why: format!("not defined on {}: run mkve-net create", conn.uri()),
-        });
-    }
-    // The ID, with its machine lock held until the machine is whole (or
-    // undone): no delete or other operation on it runs meanwhile, and
-    // other creates pass it by, so the IDs lock is needed only to choose.
+    let (conn, net) = connect_with_network(o, hv)?;
     stop()?;
-    let (id, _machine_lock) = {
-        let _ids_lock = ids::lock()?;
-        super::staging::sweep_killed_creates(&conn, &net, report);
-        let mut used = taken_ids(&conn, &net, &vms)?;
-        used.extend(&elsewhere);
-        match o.id.map(MachineId::get) {
-            Some(id) => (id, ids::claim(id, &used, &net, hv, range)?),
-            None => ids::allocate(&used, &net, hv, range)?,
-        }
-    };
+    let (id, _machine_lock) = claim_id(o, hv, &conn, &net, &elsewhere, range, report)?;
     // Until the machine is whole, this marker says a create is making it:
     // if this process is killed, the next create undoes what it made.
     // Owned by the undo at once: a create refused from here on (a bad
@@ -431,27 +411,7 @@ pub(super) fn create_with(
         Some(b) => place_on_root_base(b, &data, staging.path(), &unpacked, report)?,
     }
     stop()?;
-    let dir = if hv == Hypervisor::Openvz {
-        let node = crate::openvz::Node::system();
-        let cached = node.cache_path(id);
-        undo.file = Some(cached.clone());
-        report.progress(&format!("packing the root into {}", cached.display()));
-        crate::openvz::cache_root(&unpacked.join("rootfs"), &cached)?;
-        unpacked.clone()
-    } else {
-        // Not there: an ID with files left is not given out (taken_ids).
-        let dir = vms.join(id.to_string());
-        std::fs::rename(&unpacked, &dir).map_err(|e| Error::create(&dir, e))?;
-        // Made as a private temporary directory; qemu runs as its own user
-        // and must reach the disk, kernel and initrd inside.
-        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .at(&dir)?;
-        undo.dir = Some(dir.clone());
-        if super::overlay::is_overlay(&dir) {
-            super::overlay::mount(&dir)?;
-        }
-        dir
-    };
+    let dir = move_into_place(hv, id, &unpacked, &vms, &mut undo, report)?;
 
     stop()?;
     let spec = spec_for(o, &meta, signed_by, id, &net, &dir, base.as_ref())?;
@@ -489,6 +449,80 @@ pub(super) fn create_with(
     undo.keep();
     made_base.0 = None;
     MachineId::new(id).map_err(Error::Other)
+}
+
+/// The connection a create of `hv` opens, and mkve's network, which must
+/// be defined on it. Errors: libvirt's; the network not defined (69).
+fn connect_with_network(o: &CreateOptions, hv: Hypervisor) -> Result<(Connection, NetConfig)> {
+    let conn =
+        libvirt::connect(&crate::nodes::Connections::resolve(o.connect.as_deref())?.create(hv))?;
+    let net = crate::nodes::network()?;
+    if !network::status(&conn, &net)?.defined {
+        return Err(Error::Unavailable {
+            what: format!("network {}", net.name),
+            why: format!("not defined on {}: run mkve-net create", conn.uri()),
+        });
+    }
+    Ok((conn, net))
+}
+
+/// The machine's ID: `o.id`, or the first free one of this node's `range`
+/// (`elsewhere`: the IDs the other nodes hold), with its machine lock held
+/// until the machine is whole (or undone): no delete or other operation
+/// on it runs meanwhile, and other creates pass it by, so the IDs lock is
+/// needed only to choose. Errors: the ID asked is taken or out of range
+/// (2), none is free (75).
+fn claim_id(
+    o: &CreateOptions,
+    hv: Hypervisor,
+    conn: &Connection,
+    net: &NetConfig,
+    elsewhere: &std::collections::BTreeSet<u32>,
+    range: Option<crate::nodes::IdRange>,
+    report: &dyn Report,
+) -> Result<(u32, crate::lock::Lock)> {
+    let _ids_lock = ids::lock()?;
+    super::staging::sweep_killed_creates(conn, net, report);
+    let mut used = taken_ids(conn, net, &vms_dir())?;
+    used.extend(elsewhere);
+    match o.id.map(MachineId::get) {
+        Some(id) => Ok((id, ids::claim(id, &used, net, hv, range)?)),
+        None => ids::allocate(&used, net, hv, range),
+    }
+}
+
+/// The unpacked machine (`unpacked`) moved where it lives: OpenVZ's root
+/// packed into vzctl's template cache (the unpacked tree stays its
+/// directory until vzctl has it); any other hypervisor's renamed to
+/// `vms/ID` (reachable by qemu's user; an lxc overlay mounted). What it
+/// made is `undo`'s from here.
+fn move_into_place(
+    hv: Hypervisor,
+    id: u32,
+    unpacked: &Path,
+    vms: &Path,
+    undo: &mut Undo,
+    report: &dyn Report,
+) -> Result<PathBuf> {
+    if hv == Hypervisor::Openvz {
+        let node = crate::openvz::Node::system();
+        let cached = node.cache_path(id);
+        undo.file = Some(cached.clone());
+        report.progress(&format!("packing the root into {}", cached.display()));
+        crate::openvz::cache_root(&unpacked.join("rootfs"), &cached)?;
+        return Ok(unpacked.to_path_buf());
+    }
+    // Not there: an ID with files left is not given out (taken_ids).
+    let dir = vms.join(id.to_string());
+    std::fs::rename(unpacked, &dir).map_err(|e| Error::create(&dir, e))?;
+    // Made as a private temporary directory; qemu runs as its own user
+    // and must reach the disk, kernel and initrd inside.
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).at(&dir)?;
+    undo.dir = Some(dir.clone());
+    if super::overlay::is_overlay(&dir) {
+        super::overlay::mount(&dir)?;
+    }
+    Ok(dir)
 }
 
 /// A machine on disk base `b`: its seed (`data`) as a seed disk and a
