@@ -52,6 +52,17 @@ pub struct Cmd<'r> {
     report: &'r dyn Report,
 }
 
+/// The command line as a shell would read it, for logs (shell-words'
+/// quoting: `+ cp -a '/a b' /c`).
+impl std::fmt::Display for Cmd<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let words = std::iter::once(&self.program).chain(&self.args);
+        f.write_str(&shell_words::join(
+            words.map(|w| w.to_string_lossy().into_owned()),
+        ))
+    }
+}
+
 impl<'r> Cmd<'r> {
     pub fn new(program: impl AsRef<OsStr>) -> Self {
         Cmd {
@@ -126,12 +137,6 @@ impl<'r> Cmd<'r> {
     pub fn report(mut self, report: &'r dyn Report) -> Self {
         self.report = report;
         self
-    }
-
-    /// The command line as a shell would read it, for logs.
-    pub fn display(&self) -> String {
-        let words = std::iter::once(&self.program).chain(&self.args);
-        shell_words::join(words.map(|w| w.to_string_lossy().into_owned()))
     }
 
     fn label(&self) -> String {
@@ -225,7 +230,7 @@ impl<'r> Cmd<'r> {
     /// Returns what happened whatever the status; only a program that
     /// cannot start is an error. Check it with [`Finished::check`].
     pub fn run_lines(&self, mut on_line: impl FnMut(&str)) -> Result<Finished> {
-        self.report.note(&format!("+ {}", self.display()));
+        self.report.note(&format!("+ {self}"));
         let mut c = self.command();
         let (reader, writer) = std::io::pipe().map_err(|e| self.spawn_error(e))?;
         let writer2 = writer.try_clone().map_err(|e| self.spawn_error(e))?;
@@ -268,7 +273,7 @@ impl<'r> Cmd<'r> {
     /// Run and capture stdout and stderr apart, whatever the status (as
     /// std's `output`); only a program that cannot start is an error.
     pub fn output(&self) -> Result<Output> {
-        self.report.note(&format!("+ {}", self.display()));
+        self.report.note(&format!("+ {self}"));
         let mut c = self.command();
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
         let child = c.spawn().map_err(|e| self.spawn_error(e))?;
@@ -302,7 +307,7 @@ impl Cmd<'_> {
     /// exit status, whatever it is. Only a program that cannot start is an
     /// error.
     pub fn status_inherited(&self) -> Result<ExitStatus> {
-        self.report.note(&format!("+ {}", self.display()));
+        self.report.note(&format!("+ {self}"));
         let mut c = self.command();
         c.stdin(Stdio::inherit());
         let mut child = c.spawn().map_err(|e| self.spawn_error(e))?;
@@ -315,7 +320,7 @@ impl Cmd<'_> {
     /// that stops reading before `input` ends is no error here (its status
     /// says why it stopped); failing to read `input` is.
     pub fn run_with_input(&self, input: &mut dyn Read) -> Result<(ExitStatus, Vec<u8>)> {
-        self.report.note(&format!("+ {}", self.display()));
+        self.report.note(&format!("+ {self}"));
         let mut c = self.command();
         c.stdin(Stdio::piped()).stdout(Stdio::piped());
         let mut child = c.spawn().map_err(|e| self.spawn_error(e))?;
@@ -336,7 +341,7 @@ impl Cmd<'_> {
     /// process to talk through, and its stderr kept for the error a
     /// failure makes (see [`Talk`]).
     pub fn talk(&self) -> Result<Talk<'_>> {
-        self.report.note(&format!("+ {}", self.display()));
+        self.report.note(&format!("+ {self}"));
         let mut c = self.command();
         c.stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -361,7 +366,7 @@ impl Cmd<'_> {
     /// (`PR_SET_PDEATHSIG`), and stopped by the guard's drop. Start it from
     /// a thread that outlives it (see [`Cmd::kill_with_parent`]).
     pub fn spawn_service(&self) -> Result<Service> {
-        self.report.note(&format!("+ {}", self.display()));
+        self.report.note(&format!("+ {self}"));
         let mut c = self.clone().kill_with_parent().command();
         let (reader, writer) = std::io::pipe().map_err(|e| self.spawn_error(e))?;
         let writer2 = writer.try_clone().map_err(|e| self.spawn_error(e))?;
@@ -471,7 +476,7 @@ impl Cmd<'_> {
     /// this process, does not end it too. It is not waited for past a
     /// moment: it may outlive this process, which is what it is for.
     pub fn spawn_watcher(&self) -> Result<Watcher> {
-        self.report.note(&format!("+ {}", self.display()));
+        self.report.note(&format!("+ {self}"));
         let mut c = self.command();
         c.stdin(Stdio::piped()).stdout(Stdio::null());
         std::os::unix::process::CommandExt::process_group(&mut c, 0);
@@ -753,7 +758,10 @@ mod tests {
 
     #[test]
     fn display_quotes_like_a_shell() {
-        assert_eq!(Cmd::new("sh").args(["-c", "a b"]).display(), "sh -c 'a b'");
+        assert_eq!(
+            Cmd::new("sh").args(["-c", "a b"]).to_string(),
+            "sh -c 'a b'"
+        );
     }
 
     #[test]

@@ -213,7 +213,7 @@ pub fn make(opts: &MakeOptions, out: &mut dyn Write) -> Result<Meta> {
         source: root_source,
         work,
         _layer,
-    } = prepare_root(plan, opts, &profile)?;
+    } = prepare_root(plan, opts, profile)?;
 
     let hook_names: Vec<String> = profile.hooks.iter().map(|h| h.name.clone()).collect();
     if !profile.hooks.is_empty() {

@@ -697,7 +697,7 @@ mod tests {
         // node's shell (and once more here, for display).
         let last = shell_words::quote("'/opt/mkve vm' stop 'web 1'").into_owned();
         assert_eq!(
-            cmd.display(),
+            cmd.to_string(),
             format!("ssh -F /x/ssh_config -t root@10.0.0.2 {last}")
         );
         let Err(e) = ssh_command(&nodes, nodes.get("n3").unwrap(), &[], false) else {
