@@ -97,6 +97,14 @@ pub struct Dom {
     dom: Domain,
 }
 
+/// libvirt's "not valid in the domain's state now" (VIR_ERR_OPERATION_INVALID):
+/// a shutdown or destroy of a domain that is not running, or one the
+/// driver cannot ask yet.
+fn invalid_now(e: &virt::error::Error) -> bool {
+    e.code()
+        .is_known_and(|c| matches!(c, virt::error::ErrorNumber::OperationInvalid))
+}
+
 impl Dom {
     pub fn name(&self) -> Result<String> {
         self.dom.name().map_err(|e| failed("domain name", e))
@@ -175,31 +183,37 @@ impl Dom {
             .map_err(|e| failed(format!("stopping {what}"), e))
     }
 
-    /// Ask the guest to shut down: `Ok(true)` asked, `Ok(false)` the
-    /// driver cannot ask it yet while it runs (libvirt's lxc driver until
-    /// its controller told it the container's init process: "Init process
-    /// ID is not yet known", VIR_ERR_OPERATION_INVALID), `why` then being
-    /// libvirt's words. Errors: any other refusal.
+    /// Ask the guest to shut down: `Ok(true)` asked (or it stopped
+    /// meanwhile: libvirt then says "domain is not running"), `Ok(false)`
+    /// the driver cannot ask it yet while it runs (libvirt's lxc driver
+    /// until its controller told it the container's init process: "Init
+    /// process ID is not yet known"), `why` then being libvirt's words.
+    /// Both refusals are VIR_ERR_OPERATION_INVALID, told apart by whether
+    /// the domain still runs. Errors: any other refusal.
     pub fn shutdown_if_ready(&self, what: &str, why: &mut String) -> Result<bool> {
         match self.dom.shutdown() {
             Ok(_) => Ok(true),
-            Err(e)
-                if e.code()
-                    .is_known_and(|c| matches!(c, virt::error::ErrorNumber::OperationInvalid))
-                    && self.dom.is_active().unwrap_or(false) =>
-            {
-                *why = e.message().to_string();
-                Ok(false)
+            Err(e) if invalid_now(&e) => {
+                if self.dom.is_active().unwrap_or(false) {
+                    *why = e.message().to_string();
+                    Ok(false)
+                } else {
+                    Ok(true)
+                }
             }
             Err(e) => Err(failed(format!("stopping {what}"), e)),
         }
     }
 
-    /// Stop at once (pull the plug).
+    /// Stop at once (pull the plug). A domain that stopped on its own
+    /// meanwhile ("domain is not running") is stopped as asked. Errors:
+    /// libvirt's.
     pub fn destroy(&self, what: &str) -> Result<()> {
-        self.dom
-            .destroy()
-            .map_err(|e| failed(format!("stopping {what}"), e))
+        match self.dom.destroy() {
+            Ok(()) => Ok(()),
+            Err(e) if invalid_now(&e) && !self.dom.is_active().unwrap_or(true) => Ok(()),
+            Err(e) => Err(failed(format!("stopping {what}"), e)),
+        }
     }
 
     pub fn undefine(&self, what: &str) -> Result<()> {
