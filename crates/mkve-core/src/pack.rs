@@ -914,8 +914,9 @@ impl Read for Holey {
     }
 }
 
+/// mknod(2) of `target` as the header says (mode, owners when `root`,
+/// time); `create_member` has removed what the archive put there before.
 fn make_node(target: &Path, h: &Header, kind: SFlag, dev: u64, root: bool) -> Result<(), String> {
-    remove_non_dir(target).map_err(|e| e.to_string())?;
     let mode = h.mode().unwrap_or(0o644) & 0o7777;
     mknod(target, kind, Mode::from_bits_truncate(0o600), dev).map_err(|e| format!("mknod: {e}"))?;
     if root {
@@ -925,9 +926,16 @@ fn make_node(target: &Path, h: &Header, kind: SFlag, dev: u64, root: bool) -> Re
     }
     std::fs::set_permissions(target, std::os::unix::fs::PermissionsExt::from_mode(mode))
         .map_err(|e| e.to_string())?;
-    // Its time, as a file's is kept (opening a FIFO to set it would block).
+    // Its time, as a file's is kept.
+    set_node_mtime(target, h.mtime().unwrap_or(0) as i64).map_err(|e| format!("utimensat: {e}"))
+}
+
+/// Set a node's (a FIFO's, a device's) access and modification times to
+/// `mtime` (seconds since the epoch) by path, without opening it (opening
+/// a FIFO blocks) and without following a link.
+fn set_node_mtime(path: &Path, mtime: i64) -> rustix::io::Result<()> {
     let t = rustix::fs::Timespec {
-        tv_sec: h.mtime().unwrap_or(0) as i64,
+        tv_sec: mtime,
         tv_nsec: 0,
     };
     let times = rustix::fs::Timestamps {
@@ -936,12 +944,10 @@ fn make_node(target: &Path, h: &Header, kind: SFlag, dev: u64, root: bool) -> Re
     };
     rustix::fs::utimensat(
         rustix::fs::CWD,
-        target,
+        path,
         &times,
         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
     )
-    .map_err(|e| format!("utimensat: {e}"))?;
-    Ok(())
 }
 
 /// Pack `root` (a directory) into `out` compressed with `c`.
@@ -1117,17 +1123,7 @@ mod tests {
             set_dir_mtime(&src.path().join(p), t).unwrap();
         }
         // The FIFO's too (set without opening it, which would block).
-        let past = rustix::fs::Timespec {
-            tv_sec: 1_600_000_200,
-            tv_nsec: 0,
-        };
-        let times = rustix::fs::Timestamps {
-            last_access: past,
-            last_modification: past,
-        };
-        let fifo = src.path().join("etc/fifo");
-        rustix::fs::utimensat(rustix::fs::CWD, &fifo, &times, rustix::fs::AtFlags::empty())
-            .unwrap();
+        set_node_mtime(&src.path().join("etc/fifo"), 1_600_000_200).unwrap();
         let (bytes, stats) = pack_dir(src.path(), Vec::new(), &PackOptions::default()).unwrap();
         assert_eq!(stats.skipped, vec![PathBuf::from("etc/sock")]);
         let dst = unpacked(&bytes);
