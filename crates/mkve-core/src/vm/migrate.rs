@@ -560,7 +560,7 @@ impl<'c> Agent<'c> {
         let mut line = serde_json::to_vec(header).map_err(|e| Error::Other(e.to_string()))?;
         line.push(b'\n');
         a.write(&line)?;
-        a.expect(|x| matches!(x, Answer::Ok))?;
+        a.expect(|x| (x == Answer::Ok).then_some(()))?;
         Ok(a)
     }
 
@@ -602,11 +602,18 @@ impl<'c> Agent<'c> {
         self.write(format!("{s}\n").as_bytes())
     }
 
-    /// Read its next line, which must be the answer `want` takes.
-    fn expect(&mut self, want: fn(&Answer) -> bool) -> Result<Answer> {
-        match self.talk.read_line()?.as_deref().and_then(Answer::parse) {
-            Some(a) if want(&a) => Ok(a),
-            _ => Err(self.failed()),
+    /// Read its next line, which must be an answer `want` takes: what it
+    /// makes of it.
+    fn expect<T>(&mut self, want: fn(Answer) -> Option<T>) -> Result<T> {
+        match self
+            .talk
+            .read_line()?
+            .as_deref()
+            .and_then(Answer::parse)
+            .and_then(want)
+        {
+            Some(t) => Ok(t),
+            None => Err(self.failed()),
         }
     }
 
@@ -636,17 +643,17 @@ impl<'c> Agent<'c> {
     /// The files are sent; where they are there.
     fn ready(&mut self) -> Result<PathBuf> {
         self.say(&Say::End)?;
-        match self.expect(|a| matches!(a, Answer::Ready(_)))? {
-            Answer::Ready(dir) => Ok(dir),
-            _ => Err(self.failed()),
-        }
+        self.expect(|a| match a {
+            Answer::Ready(dir) => Some(dir),
+            _ => None,
+        })
     }
 
     /// Have it define the machine (an offline move), and start it if
     /// asked: what it made there, it removes itself if no `commit` comes.
     fn define(&mut self, d: Define) -> Result<()> {
         self.say(&Say::Define(d))?;
-        self.expect(|a| matches!(a, Answer::Defined)).map(drop)
+        self.expect(|a| (a == Answer::Defined).then_some(()))
     }
 
     /// Tell it to remove what it made, and wait for it to end.
@@ -663,7 +670,7 @@ impl<'c> Agent<'c> {
     /// Keep what it received: the machine is there.
     fn commit(&mut self) -> Result<()> {
         self.say(&Say::Commit)?;
-        self.expect(|a| matches!(a, Answer::Committed))?;
+        self.expect(|a| (a == Answer::Committed).then_some(()))?;
         self.done = true;
         let (status, stderr) = self.talk.wait()?;
         if !status.success() {
