@@ -619,8 +619,7 @@ fn variable_valid_for() {
         .arg("--publish")
         .arg(env.home.path().join("pub"))
         .arg(&bundle));
-    assert_eq!(r.code, 65, "{}", r.stderr);
-    assert!(r.stderr.contains("valid_for"), "{}", r.stderr);
+    r.assert_stderr(65, "valid_for");
 }
 
 /// A bundle of a plain root (no hooks, no root needed) whose dpkg database

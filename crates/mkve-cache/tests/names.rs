@@ -31,7 +31,6 @@ fn hsh_pack_says_hsh_pack() {
     assert!(r.stderr.starts_with("hsh-pack: "), "{}", r.stderr);
 
     let r = run(std::process::Command::new(&link).arg("--no-such-option"));
-    assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("Usage: hsh-pack"), "{}", r.stderr);
+    r.assert_stderr(2, "Usage: hsh-pack");
     assert!(!r.stderr.contains("mkve-cache"), "{}", r.stderr);
 }

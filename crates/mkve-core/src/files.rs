@@ -281,6 +281,16 @@ pub struct CopyTree {
     pub replace: bool,
 }
 
+impl CopyTree {
+    /// Everything kept (`cp -a`), data blocks shared where the file system
+    /// can: how a root or a layer is copied.
+    pub const SHARED: CopyTree = CopyTree {
+        modes_only: false,
+        reflink: true,
+        replace: false,
+    };
+}
+
 /// cp(1), the one way mkve copies a tree with its metadata: `src` copied
 /// as `dest` (the copy itself, never a directory it goes into), as `how`
 /// says. The command, for the caller to give its report (and a name for

@@ -62,13 +62,7 @@ fn ip_maps_ids_to_addresses_and_refuses_what_does_not_fit() {
     )
     .unwrap();
     let r = run(env.cmd().args(["ip", "100"]));
-    assert_eq!(r.code, 65);
-    assert!(
-        r.stderr
-            .contains("mkve.conf:1: \"nonsense\" is not an address"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr(65, "mkve.conf:1: \"nonsense\" is not an address");
 }
 
 #[test]

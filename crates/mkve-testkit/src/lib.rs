@@ -934,6 +934,15 @@ pub fn debsecan_findings(
         .collect()
 }
 
+/// The `fileName` of each file an SPDX 2.3 JSON document lists, in order.
+pub fn spdx_file_names(doc: &serde_json::Value) -> Vec<&str> {
+    let files = doc["files"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    files
+        .iter()
+        .filter_map(|f| f["fileName"].as_str())
+        .collect()
+}
+
 /// The (CVE, package) pairs of `mkve-bundle --audit --json`'s output.
 pub fn audit_pairs(json: &str) -> std::collections::BTreeSet<(String, String)> {
     let v: serde_json::Value = serde_json::from_str(json).unwrap();

@@ -12,10 +12,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use mkve_core::bundle::{self, MakeOptions, RootSource, Signing};
 use mkve_core::hypervisor::Hypervisor;
-use mkve_core::template::Template;
 use mkve_testkit::*;
+
+mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mkve-vm");
 
@@ -54,41 +54,17 @@ fn publish(work: &Path) -> PathBuf {
         (Hypervisor::Qemu, tdir),
         (Hypervisor::Lxc, good("with-params")),
     ] {
-        let t = Template::load(&tdir, &hooks_dir(), Some(h)).unwrap();
         let name = if h == Hypervisor::Qemu {
             "svc.bun"
         } else {
             "ctr.bun"
         };
         let bun = work.join(name);
-        let mut out = std::fs::File::create(&bun).unwrap();
-        bundle::make(
-            &MakeOptions {
-                template: &t,
-                hypervisor: h,
-                root: RootSource::Dir(root.clone()),
-                signing: Signing::Key(None),
-                gnupg_home: Some(signer().home.clone()),
-                report: &mkve_core::exec::Silent,
-                output: &bun,
-            },
-            &mut out,
-        )
-        .unwrap();
+        common::signed_bundle(&tdir, h, root.clone(), &bun);
         made.push(bun);
     }
     let dir = work.join("pub");
-    mkve_core::publish::publish(&mkve_core::publish::PublishOptions {
-        dir: &dir,
-        bundles: &made,
-        keyring: &signer().keyring,
-        allow_unsigned: false,
-        sign_key: None,
-        gnupg_home: Some(&signer().home),
-        valid_for: None,
-        report: &mkve_core::exec::Silent,
-    })
-    .unwrap();
+    common::publish(&dir, &made);
     dir
 }
 
@@ -135,12 +111,7 @@ fn a_synced_variant_becomes_a_disk_with_the_instance_s_data() {
         .envs(env.iter().map(|(k, v)| (*k, v.as_os_str())))
         .args(["ganeti", "sync", "--this-node-only", "--json"])
         .arg(&dir));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("ctr.bun: left out: is a bundle for lxc"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr(0, "ctr.bun: left out: is a bundle for lxc");
     let g = w.join("state/ganeti");
     assert_eq!(
         std::fs::read_to_string(g.join("variants.list")).unwrap(),
@@ -159,13 +130,7 @@ fn a_synced_variant_becomes_a_disk_with_the_instance_s_data() {
     // verify: a required parameter missing, an undeclared one, in
     // params.rs's words (2); then the good ones.
     let r = run(ganeti_os(w, "verify", &[("OS_VARIANT", "svc")]).arg("parameters"));
-    assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(
-        r.stderr
-            .contains("mkve+svc needs a parameter: admin_password"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr(2, "mkve+svc needs a parameter: admin_password");
     let r = run(&mut ganeti_os(
         w,
         "verify",
@@ -175,8 +140,7 @@ fn a_synced_variant_becomes_a_disk_with_the_instance_s_data() {
             ("OSP_COLOUR", "red"),
         ],
     ));
-    assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("has no parameter colour"), "{}", r.stderr);
+    r.assert_stderr(2, "has no parameter colour");
     let r = run(&mut ganeti_os(
         w,
         "verify",
@@ -188,8 +152,7 @@ fn a_synced_variant_becomes_a_disk_with_the_instance_s_data() {
         "verify",
         &[("OS_VARIANT", "nosuch"), ("OSP_ADMIN_PASSWORD", "pw")],
     ));
-    assert_eq!(r.code, 69, "{}", r.stderr);
-    assert!(r.stderr.contains("mkve-vm ganeti sync"), "{}", r.stderr);
+    r.assert_stderr(69, "mkve-vm ganeti sync");
 
     // create onto a disk file, as Ganeti's file template gives it.
     let disk = w.join("disk0");
@@ -250,8 +213,7 @@ fn a_synced_variant_becomes_a_disk_with_the_instance_s_data() {
     let mut tiny = create.to_vec();
     tiny[3] = ("DISK_0_PATH", small.to_str().unwrap());
     let r = run(&mut ganeti_os(w, "create", &tiny));
-    assert_eq!(r.code, 73, "{}", r.stderr);
-    assert!(r.stderr.contains("too small"), "{}", r.stderr);
+    r.assert_stderr(73, "too small");
 
     // export, then import into another disk: the same bytes.
     let r = Command::new(BIN)

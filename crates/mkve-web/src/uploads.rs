@@ -162,11 +162,7 @@ pub fn inspect(config: &Config, inc: Incoming) -> Result<Upload> {
         &inc.path,
         &ReadOptions {
             keyring: Some(&keyring),
-            require_signature: false,
-            allow_unsigned: true,
-            check: Check::Conf,
-            unpack_to: None,
-            skip_root: None,
+            ..ReadOptions::lenient(Check::Conf)
         },
     )?;
     let params = report.declared_params(&inc.path)?;

@@ -39,12 +39,8 @@ fn busybox_bundle() -> Vec<u8> {
 fn unpack_as_created(bytes: &[u8], dir: &Path) -> String {
     std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
     let opts = bundle::ReadOptions {
-        keyring: None,
-        require_signature: false,
-        allow_unsigned: true,
-        check: bundle::Check::Digests,
         unpack_to: Some(dir),
-        skip_root: None,
+        ..bundle::ReadOptions::lenient(bundle::Check::Digests)
     };
     let r = bundle::read(bytes, Path::new("(test)"), &opts).unwrap();
     r.meta.members[bundle::ROOTFS].clone()

@@ -174,11 +174,7 @@ fn prepare_root(
         (RootPlan::Dir { copy: true }, RootSource::Dir(d)) => {
             let copy = work.path().join("root");
             report.note(&format!("copying {} for the hooks", d.display()));
-            let how = files::CopyTree {
-                reflink: true,
-                ..Default::default()
-            };
-            files::copy_tree(d, &copy, how)
+            files::copy_tree(d, &copy, files::CopyTree::SHARED)
                 .report(report)
                 .run_checked()?;
             Ok(given(copy, work))
@@ -694,12 +690,9 @@ mod tests {
 
     fn opts<'a>(unpack_to: Option<&'a Path>, skip: Option<&'a SkipRoot<'a>>) -> ReadOptions<'a> {
         ReadOptions {
-            keyring: None,
-            require_signature: false,
-            allow_unsigned: true,
-            check: Check::Digests,
             unpack_to,
             skip_root: skip,
+            ..ReadOptions::lenient(Check::Digests)
         }
     }
 

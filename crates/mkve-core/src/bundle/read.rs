@@ -62,6 +62,22 @@ pub struct ReadOptions<'a> {
     pub skip_root: Option<&'a SkipRoot<'a>>,
 }
 
+impl<'a> ReadOptions<'a> {
+    /// Checks as `check` says with no signature asked for: no keyring (who
+    /// signed is reported, nobody trusted), an unsigned bundle accepted,
+    /// nothing unpacked, the root read. The other fields are set over it.
+    pub fn lenient(check: Check) -> ReadOptions<'a> {
+        ReadOptions {
+            keyring: None,
+            require_signature: false,
+            allow_unsigned: true,
+            check,
+            unpack_to: None,
+            skip_root: None,
+        }
+    }
+}
+
 /// What reading a bundle found: its meta.json and signature, and the
 /// members kept as asked (`conf/`, the SBOM, the provenance).
 #[derive(Debug, Clone)]

@@ -749,12 +749,7 @@ mod tests {
             pkgs[3]["externalRefs"][0]["referenceLocator"],
             "pkg:deb/debian/tzdata@1:2025b-0%2Bdeb12u1?arch=all&distro=debian-12&upstream=tzdata"
         );
-        let files: Vec<&str> = doc["files"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["fileName"].as_str().unwrap())
-            .collect();
+        let files = mkve_testkit::spdx_file_names(&doc);
         // usr/bin/ldd is owned as /bin/ldd through the bin → usr/bin link;
         // etc/hostname is excluded; dpkg's database is never listed.
         assert_eq!(files, ["./etc/hook-log", "./etc/os-release"]);

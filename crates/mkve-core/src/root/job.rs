@@ -121,11 +121,7 @@ fn pack_to(
 /// nodes); a reflink copy where the file system can.
 pub fn copy_root(src: &Path, dest: &Path, report: &dyn Report) -> Result<()> {
     report.progress("copying the package layer");
-    let how = crate::files::CopyTree {
-        reflink: true,
-        ..Default::default()
-    };
-    crate::files::copy_tree(src, dest, how)
+    crate::files::copy_tree(src, dest, crate::files::CopyTree::SHARED)
         .report(report)
         .run_checked()
 }

@@ -507,28 +507,18 @@ fn split(changes: Vec<crate::image::Change>) -> (Vec<PathBuf>, Vec<PathBuf>) {
 /// the machine's images untouched). A running machine's disk is frozen
 /// first by a live external snapshot (snapshot.rs).
 pub(super) fn disk_delta(f: &Source) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
-    let Source {
-        d,
-        m,
-        dir,
-        base,
-        delta,
-        work,
-        running,
-        full,
-        report,
-    } = *f;
-    let (frozen, format) = if running {
+    let (d, m, dir, report) = (f.d, f.m, f.dir, f.report);
+    let (frozen, format) = if f.running {
         let (rel, format) = super::snapshot_store::freeze_disk(d, m, dir, true, report)?;
         (dir.join(rel), format)
     } else {
         let top = super::disk::top_of(&d.inactive_xml()?, &format!("machine {}", m.id))?;
         (top.path, top.format)
     };
-    let view = work.join("view.qcow2");
+    let view = f.work.join("view.qcow2");
     super::snapshot_store::overlay_on(&frozen, &format, &view, report)?;
     let image = Image::open(&view, Access::ReadWrite, report)?;
-    let (changed, removed) = match (base, full) {
+    let (changed, removed) = match (f.base, f.full) {
         (Some(digest), false) => {
             let base_disk = super::layout::bases_dir().join(digest).join("disk.img");
             let b = Image::open(&base_disk, Access::ReadOnly, report)?;
@@ -551,7 +541,7 @@ pub(super) fn disk_delta(f: &Source) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
         let mut chain: Vec<&Path> = p.ancestors().collect();
         chain.reverse();
         for a in chain {
-            let to = delta.join(a.strip_prefix("/").unwrap_or(a));
+            let to = f.delta.join(a.strip_prefix("/").unwrap_or(a));
             if a == Path::new("/") || to.symlink_metadata().is_ok() {
                 continue;
             }
@@ -565,7 +555,7 @@ pub(super) fn disk_delta(f: &Source) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     dirs.sort();
     for a in dirs.iter().rev() {
         if let Some(e) = image.stat(a)? {
-            let to = delta.join(a.strip_prefix("/").unwrap_or(a));
+            let to = f.delta.join(a.strip_prefix("/").unwrap_or(a));
             crate::image::set_mtime(&to, e.mtime)?;
         }
     }
@@ -927,14 +917,7 @@ pub(super) fn restore_from(
 fn head_for(m: &Manifest) -> Result<Option<PathBuf>> {
     for h in super::base::heads(&m.base)? {
         let f = std::fs::File::open(&h).map_err(|e| Error::io(&h, e))?;
-        let opts = crate::bundle::ReadOptions {
-            keyring: None,
-            require_signature: false,
-            allow_unsigned: true,
-            check: crate::bundle::Check::Meta,
-            unpack_to: None,
-            skip_root: None,
-        };
+        let opts = crate::bundle::ReadOptions::lenient(crate::bundle::Check::Meta);
         let meta = crate::bundle::read(f, &h, &opts)?.meta;
         if meta.template.name == m.template
             && meta.template.version == m.version

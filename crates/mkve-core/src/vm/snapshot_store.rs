@@ -199,11 +199,7 @@ fn write_record(dir: &Path, r: &Record) -> Result<()> {
 /// directories) and device nodes kept, blocks shared where the file
 /// system can.
 pub(super) fn copy_tree(src: &Path, dest: &Path, report: &dyn Report) -> Result<()> {
-    let how = crate::files::CopyTree {
-        reflink: true,
-        ..Default::default()
-    };
-    crate::files::copy_tree(src, dest, how)
+    crate::files::copy_tree(src, dest, crate::files::CopyTree::SHARED)
         .report(report)
         .run_checked()
 }

@@ -141,11 +141,7 @@ fn meta_of(
 ) -> Result<(bundle::Meta, String)> {
     let opts = ReadOptions {
         keyring: Some(keyring),
-        require_signature: false,
-        allow_unsigned: true,
-        check: Check::Meta,
-        unpack_to: None,
-        skip_root: None,
+        ..ReadOptions::lenient(Check::Meta)
     };
     match dir {
         Dir::Local(d) => {
