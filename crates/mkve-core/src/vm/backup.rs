@@ -644,144 +644,27 @@ pub(super) fn restore_from(
         sig = Some(read_small(e, SIGNATURE_MAX).map_err(|e| bad(format!("{SIGNATURE}: {e}")))?);
         pending = next()?;
     }
-    let status = match &sig {
-        None => SigStatus::None,
-        Some(s) => {
-            let keyring = o
-                .keyring
-                .clone()
-                .unwrap_or_else(crate::paths::default_keyring);
-            crate::sign::verify_detached(&json, s, Some(&keyring))?
-        }
-    };
-    if !(status.is_valid() || o.allow_unsigned && status == SigStatus::None) {
-        let hint = if status == SigStatus::None {
-            " (--allow-unsigned accepts it)"
-        } else {
-            ""
-        };
-        return Err(Error::signature(
-            &label,
-            format!("{}{hint}", status.describe()),
-        ));
-    }
-    let manifest: Manifest = serde_json::from_slice(&json)
-        .map_err(|e| bad(format!("{MANIFEST}: not a backup's manifest: {e}")))?;
-    if manifest.format != FORMAT {
-        return Err(bad(format!(
-            "{MANIFEST}: format {}, this mkve reads format {FORMAT}",
-            manifest.format
-        )));
-    }
-    // The encrypted secrets: the member the signed manifest names, by its
-    // digest; decrypted only when one of them is not given with --param.
-    let given = |s: &String| o.params.iter().any(|(n, _)| n == s);
-    let mut secrets: BTreeMap<String, String> = BTreeMap::new();
-    if let Some(want) = &manifest.secrets_sha256 {
+    let manifest = checked_manifest(&json, sig.as_deref(), o, &label)?;
+    // The encrypted secrets: the member the signed manifest names.
+    let mut sealed = None;
+    if manifest.secrets_sha256.is_some() {
         let Some(e) = pending.as_mut().filter(|e| name_of(e) == SECRETS) else {
             return Err(bad(format!("no {SECRETS}, which {MANIFEST} names")));
         };
-        let sealed = read_small(e, SECRETS_MAX).map_err(|e| bad(format!("{SECRETS}: {e}")))?;
-        if &hex(&Sha256::digest(&sealed)) != want {
-            return Err(bad(format!(
-                "{SECRETS} is not the one {MANIFEST} names (its sha256 differs): changed since it was made"
-            )));
-        }
-        if !manifest.secrets_included.iter().all(given) {
-            let json = crate::sign::decrypt(&sealed, None)?;
-            secrets = serde_json::from_slice(&json)
-                .map_err(|e| bad(format!("{SECRETS}: not the secret parameters: {e}")))?;
-        }
+        sealed = Some(read_small(e, SECRETS_MAX).map_err(|e| bad(format!("{SECRETS}: {e}")))?);
         pending = next()?;
     } else if pending.as_ref().is_some_and(|e| name_of(e) == SECRETS) {
         return Err(bad(format!("{SECRETS}, which {MANIFEST} does not name")));
     }
+    let secrets = opened_secrets(&manifest, sealed.as_deref(), &o.params, &label)?;
     // Everything the restore needs is asked for before anything is made.
-    let missing: Vec<&String> = manifest
-        .secrets_left_out
-        .iter()
-        .chain(&manifest.secrets_included)
-        .filter(|s| !given(s) && !secrets.contains_key(*s))
-        .collect();
-    if !missing.is_empty() {
-        return Err(Error::Usage(format!(
-            "the backup left out the secret parameter{} {}: give {} with --param NAME=VALUE \
-             (or --param-file)",
-            if missing.len() == 1 { "" } else { "s" },
-            missing
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            if missing.len() == 1 { "it" } else { "them" }
-        )));
-    }
-    // The bundle: --bundle; else the head of it that the machine's base
-    // keeps, when this node has the base (base.rs); else where the backup
-    // says it came from.
-    let head = match &o.bundle {
-        Some(_) => None,
-        None => head_for(&manifest)?,
-    };
-    let (bundle, source) = match (&o.bundle, head, &manifest.source) {
-        (Some(b), _, _) => (b.clone(), None),
-        (None, Some(h), s) => {
-            report.progress(&format!(
-                "on base {}, which this node has: made from the bundle's head the base keeps, without the bundle",
-                super::base::short(&manifest.base)
-            ));
-            (h, Some(s.clone()))
-        }
-        (None, None, Some(s)) => (PathBuf::from(s), None),
-        (None, None, None) => return Err(Error::Unavailable {
-            what: format!("the bundle of {} {}", manifest.template, manifest.version),
-            why:
-                "the backup does not say where it came from, and this node does not have its base: \
-                      give it with --bundle"
-                    .into(),
-        }),
-    };
-    // `-`: a bundle that follows the backup on stdin (restore --node).
-    if crate::fetch::Url::of_arg(&bundle).is_none() && bundle != Path::new("-") && !bundle.exists()
-    {
-        return Err(Error::Unavailable {
-            what: format!(
-                "the bundle of {} {} ({})",
-                manifest.template,
-                manifest.version,
-                bundle.display()
-            ),
-            why: "not there, and this node does not have its base: give it with --bundle FILE|URL"
-                .into(),
-        });
-    }
+    let (bundle, source) = bundle_for(&manifest, o.bundle.as_deref(), report)?;
     let Some(mut e) = pending.filter(|e| name_of(e) == DELTA) else {
         return Err(bad(format!("no {DELTA} after {MANIFEST}")));
     };
-    // The delta, checked against the signed digest before it is used.
     let staging = Scratch::new_in(&vms_dir(), STAGING_PREFIX)?;
     let packed = staging.path().join(DELTA);
-    {
-        let mut f = std::fs::File::create(&packed).map_err(|e| Error::create(&packed, e))?;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut n = 0u64;
-        loop {
-            let k = e.read(&mut buf).map_err(|x| bad(format!("{DELTA}: {x}")))?;
-            if k == 0 {
-                break;
-            }
-            n += k as u64;
-            h.update(&buf[..k]);
-            f.write_all(&buf[..k])
-                .map_err(|x| Error::create(&packed, x))?;
-        }
-        if hex(&h.finalize()) != manifest.delta_sha256 || n != manifest.delta_bytes {
-            return Err(bad(format!(
-                "{DELTA} is not the one {MANIFEST} names (its sha256 or size differs): changed since it was made"
-            )));
-        }
-    }
+    received_delta(&mut e, &manifest, &packed, &label)?;
     // The archive read to its end: what follows it on a stream (a bundle)
     // is the create's.
     drop(e);
@@ -808,39 +691,225 @@ pub(super) fn restore_from(
         || crate::nodes::Nodes::load()?
             .local_range()?
             .is_some_and(|r| !r.contains(manifest.machine.id));
+    let co = restore_create_options(&manifest, &secrets, taken, bundle, source, o, &label)?;
+    // Laid while the create holds the machine: a failure undoes the
+    // create, a kill leaves its marker for the next create's sweep.
+    let mut lay = |d: &Dom, dir: &Path| lay_delta(d, dir, &manifest, &delta, &label, report);
+    let made = super::create::create_with(&co, report, &mut lay)?;
+    drop(staging);
+    Ok(made)
+}
+
+/// The backup's manifest from its bytes `json`, once its detached
+/// signature `sig` is valid against `o.keyring` (or there is none and
+/// `o.allow_unsigned`), and it is of this mkve's [`FORMAT`]. Errors: the
+/// signature (69, 1), the manifest (65).
+fn checked_manifest(
+    json: &[u8],
+    sig: Option<&[u8]>,
+    o: &RestoreOptions,
+    label: &Path,
+) -> Result<Manifest> {
+    let status = match sig {
+        None => SigStatus::None,
+        Some(s) => {
+            let keyring = o
+                .keyring
+                .clone()
+                .unwrap_or_else(crate::paths::default_keyring);
+            crate::sign::verify_detached(json, s, Some(&keyring))?
+        }
+    };
+    if !(status.is_valid() || o.allow_unsigned && status == SigStatus::None) {
+        let hint = if status == SigStatus::None {
+            " (--allow-unsigned accepts it)"
+        } else {
+            ""
+        };
+        return Err(Error::signature(
+            label,
+            format!("{}{hint}", status.describe()),
+        ));
+    }
+    let manifest: Manifest = serde_json::from_slice(json)
+        .map_err(|e| Error::bundle(label, format!("{MANIFEST}: not a backup's manifest: {e}")))?;
+    if manifest.format != FORMAT {
+        return Err(Error::bundle(
+            label,
+            format!(
+                "{MANIFEST}: format {}, this mkve reads format {FORMAT}",
+                manifest.format
+            ),
+        ));
+    }
+    Ok(manifest)
+}
+
+/// The secret parameters a restore needs that `given` does not give:
+/// those the backup left out, and those it carries `sealed` (checked
+/// against the manifest's digest, decrypted only when one of them is not
+/// given). Errors: the sealed member is another one (65), cannot be
+/// decrypted (69), a secret is neither given nor carried (2, naming
+/// them all).
+fn opened_secrets(
+    manifest: &Manifest,
+    sealed: Option<&[u8]>,
+    given: &[(String, String)],
+    label: &Path,
+) -> Result<BTreeMap<String, String>> {
+    let bad = |why: String| Error::bundle(label, why);
+    let given = |s: &String| given.iter().any(|(n, _)| n == s);
+    let mut secrets: BTreeMap<String, String> = BTreeMap::new();
+    if let (Some(want), Some(sealed)) = (&manifest.secrets_sha256, sealed) {
+        if &hex(&Sha256::digest(sealed)) != want {
+            return Err(bad(format!(
+                "{SECRETS} is not the one {MANIFEST} names (its sha256 differs): changed since it was made"
+            )));
+        }
+        if !manifest.secrets_included.iter().all(given) {
+            let json = crate::sign::decrypt(sealed, None)?;
+            secrets = serde_json::from_slice(&json)
+                .map_err(|e| bad(format!("{SECRETS}: not the secret parameters: {e}")))?;
+        }
+    }
+    let missing: Vec<&str> = manifest
+        .secrets_left_out
+        .iter()
+        .chain(&manifest.secrets_included)
+        .filter(|s| !given(s) && !secrets.contains_key(*s))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        let one = missing.len() == 1;
+        return Err(Error::Usage(format!(
+            "the backup left out the secret parameter{} {}: give {} with --param NAME=VALUE \
+             (or --param-file)",
+            if one { "" } else { "s" },
+            missing.join(", "),
+            if one { "it" } else { "them" }
+        )));
+    }
+    Ok(secrets)
+}
+
+/// The bundle to restore from, and the source to record when it is a
+/// base's head: `given` (`--bundle`); else the head of it that the
+/// machine's base keeps, when this node has the base (base.rs); else
+/// where the backup says it came from (`-`: a bundle that follows the
+/// backup on stdin, `restore --node`). Errors: none of them is there (69).
+fn bundle_for(
+    manifest: &Manifest,
+    given: Option<&Path>,
+    report: &dyn Report,
+) -> Result<(PathBuf, Option<Option<String>>)> {
+    let head = match given {
+        Some(_) => None,
+        None => head_for(manifest)?,
+    };
+    let (bundle, source) = match (given, head, &manifest.source) {
+        (Some(b), _, _) => (b.to_path_buf(), None),
+        (None, Some(h), s) => {
+            report.progress(&format!(
+                "on base {}, which this node has: made from the bundle's head the base keeps, without the bundle",
+                super::base::short(&manifest.base)
+            ));
+            (h, Some(s.clone()))
+        }
+        (None, None, Some(s)) => (PathBuf::from(s), None),
+        (None, None, None) => return Err(Error::Unavailable {
+            what: format!("the bundle of {} {}", manifest.template, manifest.version),
+            why:
+                "the backup does not say where it came from, and this node does not have its base: \
+                      give it with --bundle"
+                    .into(),
+        }),
+    };
+    if crate::fetch::Url::of_arg(&bundle).is_none() && bundle != Path::new("-") && !bundle.exists()
+    {
+        return Err(Error::Unavailable {
+            what: format!(
+                "the bundle of {} {} ({})",
+                manifest.template,
+                manifest.version,
+                bundle.display()
+            ),
+            why: "not there, and this node does not have its base: give it with --bundle FILE|URL"
+                .into(),
+        });
+    }
+    Ok((bundle, source))
+}
+
+/// The delta member read from `r` into the file `packed`, checked against
+/// the manifest's signed digest and size before it is used. Errors:
+/// reading it, or another delta (65); writing `packed` (73).
+fn received_delta(
+    r: &mut impl Read,
+    manifest: &Manifest,
+    packed: &Path,
+    label: &Path,
+) -> Result<()> {
+    let bad = |why: String| Error::bundle(label, why);
+    let mut f = std::fs::File::create(packed).map_err(|e| Error::create(packed, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = r.read(&mut buf).map_err(|x| bad(format!("{DELTA}: {x}")))?;
+        if k == 0 {
+            break;
+        }
+        n += k as u64;
+        h.update(&buf[..k]);
+        f.write_all(&buf[..k])
+            .map_err(|x| Error::create(packed, x))?;
+    }
+    if hex(&h.finalize()) != manifest.delta_sha256 || n != manifest.delta_bytes {
+        return Err(bad(format!(
+            "{DELTA} is not the one {MANIFEST} names (its sha256 or size differs): changed since it was made"
+        )));
+    }
+    Ok(())
+}
+
+/// The create a restore makes: the backup's machine (its ID when not
+/// `taken` or `o.id`, its name with its ID), stopped unless `o.start`,
+/// from `bundle`, with its parameters, then the secrets carried that are
+/// not given, then those given. Errors: the manifest's memory or vcpus (65).
+fn restore_create_options(
+    manifest: &Manifest,
+    secrets: &BTreeMap<String, String>,
+    taken: bool,
+    bundle: PathBuf,
+    source: Option<Option<String>>,
+    o: &RestoreOptions,
+    label: &Path,
+) -> Result<super::CreateOptions> {
+    let bad = |why: String| Error::bundle(label, why);
+    let m = &manifest.machine;
     let id = match o.id {
         Some(id) => Some(id),
-        None if !taken => crate::ids::MachineId::new(manifest.machine.id).ok(),
+        None if !taken => crate::ids::MachineId::new(m.id).ok(),
         None => None,
     };
-    let mut params: Vec<(String, String)> = manifest
-        .params
-        .iter()
+    let given = |k: &String| o.params.iter().any(|(n, _)| n == k);
+    let params = (manifest.params.iter())
+        .chain(secrets.iter().filter(|(k, _)| !given(k)))
         .map(|(k, v)| (k.clone(), v.clone()))
+        .chain(o.params.iter().cloned())
         .collect();
-    params.extend(
-        secrets
-            .iter()
-            .filter(|(k, _)| !given(k))
-            .map(|(k, v)| (k.clone(), v.clone())),
-    );
-    params.extend(o.params.iter().cloned());
-    let co = super::CreateOptions {
+    Ok(super::CreateOptions {
         bundle,
-        hypervisor: Some(manifest.machine.hypervisor),
+        hypervisor: Some(m.hypervisor),
         id,
-        name: if id.is_some_and(|i| i.get() == manifest.machine.id) {
-            manifest.machine.name.parse().ok()
+        name: if id.is_some_and(|i| i.get() == m.id) {
+            m.name.parse().ok()
         } else {
             None
         },
-        memory: super::Memory::from_mib(manifest.machine.memory)
+        memory: super::Memory::from_mib(m.memory)
             .map_err(|e| bad(format!("{MANIFEST}: memory: {e}")))?,
-        vcpus: manifest
-            .machine
-            .vcpus
-            .to_string()
-            .parse()
+        vcpus: (m.vcpus.to_string().parse())
             .map_err(|e: String| bad(format!("{MANIFEST}: vcpus: {e}")))?,
         cpu_shares: None,
         blkio_weight: None,
@@ -856,56 +925,62 @@ pub(super) fn restore_from(
         no_base: manifest.full,
         local_ids: false,
         source,
-    };
-    let base = manifest.base.clone();
-    let hv = manifest.machine.hypervisor;
-    let removed = manifest.removed.clone();
-    // Laid while the create holds the machine: a failure undoes the
-    // create, a kill leaves its marker for the next create's sweep.
-    let mut lay = |d: &Dom, dir: &Path| -> Result<()> {
-        let what = format!("machine in {}", dir.display());
-        let record = domain::record_of(&d.inactive_xml()?);
-        if record.as_ref().map(|r| r.bundle.as_str()) != Some(base.as_str()) {
-            return Err(Error::bundle(
-                &label,
-                format!(
-                    "the bundle given is not the one the machine was made from (its root {}, the backup's {base})",
-                    record.map(|r| r.bundle).unwrap_or_default(),
-                ),
-            ));
-        }
-        report.progress(&format!("laying the backup on the {what}"));
-        if hv == Hypervisor::Lxc {
-            let root = super::overlay::mount_point(dir);
-            let how = crate::files::CopyTree {
-                replace: true,
-                ..Default::default()
-            };
-            crate::files::copy_tree(&delta, &root, how)
-                .report(report)
-                .run_checked()?;
-            for p in &removed {
-                let at = root.join(p.strip_prefix("/").unwrap_or(p));
-                if at.is_dir() && !at.is_symlink() {
-                    remove_tree(&at).map_err(|e| Error::io(&at, e))?;
-                } else if at.symlink_metadata().is_ok() {
-                    std::fs::remove_file(&at).at(&at)?;
-                }
+    })
+}
+
+/// The unpacked `delta` laid on the machine the restore's create made
+/// (domain `d`, directory `dir`), once its record says it stands on the
+/// backup's base: copied over an lxc machine's root, written into a disk
+/// machine's top image; then the paths the backup removed removed.
+/// Errors: another bundle given (65); the copy or the image (65, 73).
+fn lay_delta(
+    d: &Dom,
+    dir: &Path,
+    manifest: &Manifest,
+    delta: &Path,
+    label: &Path,
+    report: &dyn Report,
+) -> Result<()> {
+    let what = format!("machine in {}", dir.display());
+    let record = domain::record_of(&d.inactive_xml()?);
+    let base = &manifest.base;
+    if record.as_ref().map(|r| r.bundle.as_str()) != Some(base.as_str()) {
+        return Err(Error::bundle(
+            label,
+            format!(
+                "the bundle given is not the one the machine was made from (its root {}, the backup's {base})",
+                record.map(|r| r.bundle).unwrap_or_default(),
+            ),
+        ));
+    }
+    report.progress(&format!("laying the backup on the {what}"));
+    if manifest.machine.hypervisor == Hypervisor::Lxc {
+        let root = super::overlay::mount_point(dir);
+        let how = crate::files::CopyTree {
+            replace: true,
+            ..Default::default()
+        };
+        crate::files::copy_tree(delta, &root, how)
+            .report(report)
+            .run_checked()?;
+        for p in &manifest.removed {
+            let at = root.join(p.strip_prefix("/").unwrap_or(p));
+            if at.is_dir() && !at.is_symlink() {
+                remove_tree(&at).map_err(|e| Error::io(&at, e))?;
+            } else if at.symlink_metadata().is_ok() {
+                std::fs::remove_file(&at).at(&at)?;
             }
-        } else {
-            let top = super::disk::top_of(&d.inactive_xml()?, &what)?;
-            let mut image = Image::open(&top.path, Access::ReadWrite, report)?;
-            image.write_tree(&delta, Path::new("/"), report)?;
-            for p in &removed {
-                image.remove(p, report)?;
-            }
-            image.close()?;
         }
-        Ok(())
-    };
-    let made = super::create::create_with(&co, report, &mut lay)?;
-    drop(staging);
-    Ok(made)
+    } else {
+        let top = super::disk::top_of(&d.inactive_xml()?, &what)?;
+        let mut image = Image::open(&top.path, Access::ReadWrite, report)?;
+        image.write_tree(delta, Path::new("/"), report)?;
+        for p in &manifest.removed {
+            image.remove(p, report)?;
+        }
+        image.close()?;
+    }
+    Ok(())
 }
 
 /// The head of the bundle the machine of `m` was made from that its base

@@ -260,61 +260,19 @@ pub(super) fn create_with(
     // Verify and unpack first: nothing is made from a bundle that fails.
     let staging = staging(&vms)?;
     let unpacked = staging.path().join("bundle");
-    report.progress("verifying the bundle");
-    let held: RefCell<Option<Held>> = RefCell::new(None);
-    let decide = |meta: &bundle::Meta| -> Result<bool> {
-        let digest = meta.members.get(bundle::ROOTFS);
-        let kind = plan::base_kind(meta.hypervisor, o.no_base, digest.is_some());
-        let (Some(kind), Some(digest)) = (kind, digest) else {
-            return Ok(false);
-        };
-        let lock = base::lock(digest)?;
-        let found = base::open(digest)?;
-        let placement = plan::placement(Some(kind), found.is_some());
-        if found.is_some() {
-            report.progress(&format!("on base {}", base::short(digest)));
-        } else {
-            base::refuse_remaking(kind, digest)?;
-            report.progress("unpacking the bundle");
-        }
-        let on_base = found.is_some();
-        *held.borrow_mut() = Some(Held {
-            placement,
-            found,
-            digest: digest.clone(),
-            lock,
-        });
-        Ok(on_base)
-    };
-    let (meta, signed_by) = read_bundle(o, Check::Digests, Some(&unpacked), Some(&decide), report)?;
+    let Verified {
+        meta,
+        signed_by,
+        label,
+        params,
+        held,
+        plan,
+    } = verify(o, &unpacked, report)?;
     let hv = meta.hypervisor;
-    check(o, hv)?;
-    check_id(o, Some(hv))?;
-    let label = files::display_name(&o.bundle);
     // A signal caught (a create from a URL: interrupt.rs) stops the create
     // at the next of these checks, and what it made is undone.
     let stop = || crate::interrupt::check(&label.to_string_lossy());
-    stop()?;
-    let params = crate::params::resolve(
-        &crate::params::of_unpacked(&unpacked, &label.to_string_lossy())?,
-        &o.params,
-        &label.to_string_lossy(),
-    )?;
     let rootfs = unpacked.join("rootfs");
-    let held = held.into_inner();
-    let plan = plan::settle(
-        hv,
-        held.as_ref().map_or(Placement::Private, |h| h.placement),
-        rootfs.join(base::SEED_PROGRAM).is_file(),
-        o.disk_format,
-    )?;
-    if plan.no_seed_program {
-        report.warning(&format!(
-            "{}: its root has no /{} (hook 06-mkve-seed): the machine gets a private disk, as with --no-base",
-            label.display(),
-            base::SEED_PROGRAM
-        ));
-    }
     let mut boot = None;
     if hv.boots_disk_image() {
         reachable_by_others(&vms)?;
@@ -325,54 +283,20 @@ pub(super) fn create_with(
             ));
         }
     }
-    // The root's size, walked once: a disk base's size and the machine's
-    // are reckoned from it, and told before the base is made.
-    let making = match plan.placement {
-        Placement::MakeBase(kind) => Some(kind),
-        _ => None,
-    };
-    let root_bytes = making.map(|_| super::disk::root_bytes(&rootfs));
-    if let (Some(Kind::Disk), Some(b)) = (making, root_bytes) {
-        machine_bytes(b, o.disk_size)?;
-        super::disk::find_boot(&unpacked, &label)?;
-    }
     // The root a disk image was made from goes while the domain is
-    // defined; joined before this function returns, whichever way.
+    // defined; joined before this function returns, whichever way. A base
+    // this create made goes again if the create fails.
     let mut removing = Background(None);
-    let base = match (plan.placement, held) {
-        (Placement::Private, _) => None,
-        (Placement::OnBase(_), Some(h)) => Some((
-            h.found
-                .ok_or_else(|| Error::Other("create: the base found is not held".into()))?,
-            h.lock,
-        )),
-        (Placement::MakeBase(kind), Some(h)) => {
-            let bytes = root_bytes.unwrap_or_else(|| super::disk::root_bytes(&rootfs));
-            let b = base::make(&h.digest, kind, &meta, &rootfs, bytes, &label, report)?;
-            if kind == Kind::Disk {
-                removing = remove_in_background(&staging, &rootfs)?;
-            }
-            Some((b, h.lock))
-        }
-        (_, None) => return Err(Error::Other("create: no base decided".into())),
-    };
-    let made = making.is_some();
-    // The machine holds its base from now on; the lock can go. A base this
-    // create made goes again if the create fails.
     let mut made_base = MadeBase(None);
-    let base = match base {
-        Some((b, _lock)) => {
-            base::keep_head(&b, &unpacked)?;
-            let r = unpacked.join(base::REF);
-            std::fs::write(&r, format!("{}\n", b.record.digest))
-                .map_err(|e| Error::create(&r, e))?;
-            if made {
-                made_base.0 = Some((b.record.digest.clone(), r, report));
-            }
-            Some(b)
-        }
-        None => None,
-    };
+    let base = hold_base(
+        o,
+        plan.placement,
+        held,
+        &meta,
+        (&staging, &unpacked, &label),
+        (&mut removing, &mut made_base),
+        report,
+    )?;
     let disk_size = match &base {
         Some(b) if hv.boots_disk_image() => Some(machine_bytes(b.record.root_bytes, o.disk_size)?),
         _ => None,
@@ -449,6 +373,146 @@ pub(super) fn create_with(
     undo.keep();
     made_base.0 = None;
     MachineId::new(id).map_err(Error::Other)
+}
+
+/// The base a create's machine stands on, held for it (its digest in
+/// `unpacked`'s `base::REF`, the bundle's head kept): `Placement::OnBase`'s
+/// found while the bundle was read, or `MakeBase`'s made now from the
+/// unpacked root (a disk base's root then goes in the background,
+/// `removing`; the base is undone by `made_base` unless the create keeps
+/// it); none for `Private`. Errors: the machine's disk would not hold the
+/// root (2), no kernel (65), making the base (65, 69, 73).
+fn hold_base<'r>(
+    o: &CreateOptions,
+    placement: Placement,
+    held: Option<Held>,
+    meta: &bundle::Meta,
+    (staging, unpacked, label): (&crate::scratch::Scratch, &Path, &Path),
+    (removing, made_base): (&mut Background, &mut MadeBase<'r>),
+    report: &'r dyn Report,
+) -> Result<Option<Base>> {
+    let rootfs = unpacked.join("rootfs");
+    // The root's size, walked once: a disk base's size and the machine's
+    // are reckoned from it, and told before the base is made.
+    let making = match placement {
+        Placement::MakeBase(kind) => Some(kind),
+        _ => None,
+    };
+    let root_bytes = making.map(|_| super::disk::root_bytes(&rootfs));
+    if let (Some(Kind::Disk), Some(b)) = (making, root_bytes) {
+        machine_bytes(b, o.disk_size)?;
+        super::disk::find_boot(unpacked, label)?;
+    }
+    let base = match (placement, held) {
+        (Placement::Private, _) => None,
+        (Placement::OnBase(_), Some(h)) => Some((
+            h.found
+                .ok_or_else(|| Error::Other("create: the base found is not held".into()))?,
+            h.lock,
+        )),
+        (Placement::MakeBase(kind), Some(h)) => {
+            let bytes = root_bytes.unwrap_or_else(|| super::disk::root_bytes(&rootfs));
+            let b = base::make(&h.digest, kind, meta, &rootfs, bytes, label, report)?;
+            if kind == Kind::Disk {
+                *removing = remove_in_background(staging, &rootfs)?;
+            }
+            Some((b, h.lock))
+        }
+        (_, None) => return Err(Error::Other("create: no base decided".into())),
+    };
+    let made = making.is_some();
+    // The machine holds its base from now on; the lock can go.
+    Ok(match base {
+        Some((b, _lock)) => {
+            base::keep_head(&b, unpacked)?;
+            let r = unpacked.join(base::REF);
+            std::fs::write(&r, format!("{}\n", b.record.digest))
+                .map_err(|e| Error::create(&r, e))?;
+            if made {
+                made_base.0 = Some((b.record.digest.clone(), r, report));
+            }
+            Some(b)
+        }
+        None => None,
+    })
+}
+
+/// What a create knows once its bundle is verified and unpacked: the
+/// bundle's meta.json and signer, its name for messages, the parameters
+/// resolved, the base decided (and locked) while it was read, the plan.
+struct Verified {
+    meta: bundle::Meta,
+    signed_by: Option<String>,
+    label: PathBuf,
+    params: crate::params::Values,
+    held: Option<Held>,
+    plan: plan::Plan,
+}
+
+/// The create's bundle read and verified into `unpacked` (its root read
+/// past when a base on the node holds it), for a hypervisor and ID that
+/// `o` can have, with parameters that resolve. Errors: the bundle's (65,
+/// 69, 1), a hypervisor or an ID `o` cannot have (2, 69), the parameters
+/// (2), a signal caught.
+fn verify(o: &CreateOptions, unpacked: &Path, report: &dyn Report) -> Result<Verified> {
+    report.progress("verifying the bundle");
+    let held: RefCell<Option<Held>> = RefCell::new(None);
+    let decide = |meta: &bundle::Meta| -> Result<bool> {
+        let digest = meta.members.get(bundle::ROOTFS);
+        let kind = plan::base_kind(meta.hypervisor, o.no_base, digest.is_some());
+        let (Some(kind), Some(digest)) = (kind, digest) else {
+            return Ok(false);
+        };
+        let lock = base::lock(digest)?;
+        let found = base::open(digest)?;
+        let placement = plan::placement(Some(kind), found.is_some());
+        if found.is_some() {
+            report.progress(&format!("on base {}", base::short(digest)));
+        } else {
+            base::refuse_remaking(kind, digest)?;
+            report.progress("unpacking the bundle");
+        }
+        let on_base = found.is_some();
+        *held.borrow_mut() = Some(Held {
+            placement,
+            found,
+            digest: digest.clone(),
+            lock,
+        });
+        Ok(on_base)
+    };
+    let (meta, signed_by) = read_bundle(o, Check::Digests, Some(unpacked), Some(&decide), report)?;
+    check(o, meta.hypervisor)?;
+    check_id(o, Some(meta.hypervisor))?;
+    let label = files::display_name(&o.bundle);
+    crate::interrupt::check(&label.to_string_lossy())?;
+    let params = crate::params::resolve(
+        &crate::params::of_unpacked(unpacked, &label.to_string_lossy())?,
+        &o.params,
+        &label.to_string_lossy(),
+    )?;
+    let held = held.into_inner();
+    let plan = plan::settle(
+        meta.hypervisor,
+        held.as_ref().map_or(Placement::Private, |h| h.placement),
+        unpacked.join("rootfs").join(base::SEED_PROGRAM).is_file(),
+        o.disk_format,
+    )?;
+    if plan.no_seed_program {
+        report.warning(&format!(
+            "{}: its root has no /{} (hook 06-mkve-seed): the machine gets a private disk, as with --no-base",
+            label.display(),
+            base::SEED_PROGRAM
+        ));
+    }
+    Ok(Verified {
+        meta,
+        signed_by,
+        label,
+        params,
+        held,
+        plan,
+    })
 }
 
 /// The connection a create of `hv` opens, and mkve's network, which must
