@@ -430,7 +430,7 @@ fn build(
     let root = match &cli.rootfs {
         Some(r) => RootSource::from_arg(r),
         None => RootSource::Packages {
-            backend: cli.root.backend.clone(),
+            backend: cli.root.backend,
             spec: cli.root.spec(vec![]),
             policy: cli.root.policy(),
         },

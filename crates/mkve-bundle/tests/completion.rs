@@ -7,7 +7,7 @@
 use mkve_testkit::*;
 
 #[test]
-fn templates_and_hypervisors_complete() {
+fn templates_hypervisors_and_backends_complete() {
     let bin = env!("CARGO_BIN_EXE_mkve-bundle");
     let data = tempfile::tempdir().unwrap();
     for t in ["ntp-server", "ntp-relay", "web-server"] {
@@ -27,6 +27,10 @@ fn templates_and_hypervisors_complete() {
     assert_eq!(
         complete(bin, &["mkve-bundle", "-H", ""], &env),
         ["openvz", "qemu", "kvm", "lxc", "xen"]
+    );
+    assert_eq!(
+        complete(bin, &["mkve-bundle", "--backend", ""], &env),
+        ["mmdebstrap", "hasher"]
     );
     // The script a shell sources names the tool, not the path it ran from.
     let o = std::process::Command::new(bin)

@@ -370,14 +370,19 @@ fn variable_variant() {
 
 #[test]
 fn variable_backend() {
+    // Refused as it is read, as every variable's bad value is: 65, naming
+    // the file and the variable.
     let env = new_env();
-    env.write_config("backend=nonsense\n");
+    let conf = env.write_config("backend=nonsense\n");
     let r = run(&mut package_build(&env));
     assert_eq!(
-        (r.code, r.stderr.as_str()),
+        (r.code, r.stderr),
         (
-            2,
-            "mkve-bundle: unknown backend \"nonsense\" (known: mmdebstrap, hasher)\n"
+            65,
+            format!(
+                "mkve-bundle: {}: backend: unknown backend \"nonsense\" (known: mmdebstrap, hasher)\n",
+                conf.display()
+            )
         )
     );
 }

@@ -111,7 +111,7 @@ impl Cli {
             });
         }
         Ok(Task::Build(Job {
-            backend: self.root.backend.clone(),
+            backend: self.root.backend,
             spec: self.root.spec(self.packages.clone()),
             policy: self.root.policy(),
             steps: ordered_steps(self, m)?,

@@ -264,8 +264,8 @@ pub struct RootArgs {
     #[arg(long)]
     pub variant: Option<String>,
     /// Backend: mmdebstrap or hasher [default: by the host's distribution]
-    #[arg(long)]
-    pub backend: Option<String>,
+    #[arg(long, add = clap_complete::engine::ArgValueCandidates::new(backends))]
+    pub backend: Option<mkve_core::root::BackendName>,
     /// Do not use or fill the package-layer cache
     #[arg(long, conflicts_with = "refresh")]
     pub no_cache: bool,
@@ -324,6 +324,13 @@ pub struct Connect {
 pub fn hypervisors() -> Vec<clap_complete::engine::CompletionCandidate> {
     mkve_core::hypervisor::Hypervisor::names()
         .map(clap_complete::engine::CompletionCandidate::new)
+        .into()
+}
+
+/// Shell completion candidates for `--backend`.
+pub fn backends() -> Vec<clap_complete::engine::CompletionCandidate> {
+    mkve_core::root::BackendName::ALL
+        .map(|b| clap_complete::engine::CompletionCandidate::new(b.as_str()))
         .into()
 }
 

@@ -14,7 +14,7 @@ use crate::hooks::resolve_in_root;
 
 /// What to set in a new machine's root.
 #[derive(Debug, Default, Clone)]
-pub struct Access {
+pub struct RootLogin {
     /// Root's password, as given (hashed with SHA-512 crypt when applied).
     password: Option<String>,
     /// OpenSSH public keys for root's authorized_keys, one per entry.
@@ -54,11 +54,11 @@ fn is_public_key(line: &str) -> bool {
     })
 }
 
-impl Access {
+impl RootLogin {
     /// Read and check the password file (its first line is the password)
     /// and the key file (OpenSSH public keys, one per line; blank lines
     /// and `#` comments skipped). `-` reads stdin.
-    pub fn read(password_file: Option<&Path>, key_file: Option<&Path>) -> Result<Access> {
+    pub fn read(password_file: Option<&Path>, key_file: Option<&Path>) -> Result<RootLogin> {
         if password_file == Some(Path::new("-")) && key_file == Some(Path::new("-")) {
             return Err(Error::Usage(
                 "--root-password-file and --ssh-key cannot both be read from stdin".into(),
@@ -68,7 +68,7 @@ impl Access {
             .map(|p| read_all(p).map(|t| (p, t)))
             .transpose()?;
         let keys = key_file.map(|k| read_all(k).map(|t| (k, t))).transpose()?;
-        Access::from_texts(
+        RootLogin::from_texts(
             password.as_ref().map(|(p, t)| (*p, t.as_str())),
             keys.as_ref().map(|(k, t)| (*k, t.as_str())),
         )
@@ -82,8 +82,8 @@ impl Access {
     pub fn from_texts(
         password: Option<(&Path, &str)>,
         keys: Option<(&Path, &str)>,
-    ) -> Result<Access> {
-        let mut access = Access::default();
+    ) -> Result<RootLogin> {
+        let mut access = RootLogin::default();
         if let Some((p, text)) = password {
             let first = text.lines().next().unwrap_or("");
             if first.is_empty() {
@@ -330,7 +330,7 @@ mod tests {
     fn the_password_is_hashed_into_shadow_and_checks() {
         let r = root();
         let pw = file("s3cret pass\nignored\n");
-        let a = Access::read(Some(pw.path()), None).unwrap();
+        let a = RootLogin::read(Some(pw.path()), None).unwrap();
         a.apply(r.path(), Path::new("x.bun")).unwrap();
         let shadow = std::fs::read_to_string(r.path().join("etc/shadow")).unwrap();
         let root_line = shadow.lines().next().unwrap();
@@ -354,7 +354,7 @@ mod tests {
         std::fs::remove_file(r.path().join("etc/shadow")).unwrap();
         std::os::unix::fs::symlink(&victim, r.path().join("etc/shadow")).unwrap();
         let pw = file("pw\n");
-        let a = Access::read(Some(pw.path()), None).unwrap();
+        let a = RootLogin::read(Some(pw.path()), None).unwrap();
         // The absolute link is followed inside the root, where no such file is.
         assert!(a.apply(r.path(), Path::new("x.bun")).is_err());
         assert_eq!(
@@ -400,7 +400,7 @@ mod tests {
     fn keys_are_added_once_with_private_modes() {
         let r = root();
         let k = file(&format!("# mine\n\n{KEY}\n"));
-        let a = Access::read(None, Some(k.path())).unwrap();
+        let a = RootLogin::read(None, Some(k.path())).unwrap();
         a.apply(r.path(), Path::new("x.bun")).unwrap();
         a.apply(r.path(), Path::new("x.bun")).unwrap();
         let f = r.path().join("root/.ssh/authorized_keys");
@@ -413,7 +413,7 @@ mod tests {
     #[test]
     fn bad_inputs_name_the_file_and_line() {
         let k = file("ssh-ed25519 AAAAC3Nz op\nnot a key\n");
-        let e = Access::read(None, Some(k.path())).unwrap_err();
+        let e = RootLogin::read(None, Some(k.path())).unwrap_err();
         assert_eq!(
             e.to_string(),
             format!(
@@ -423,17 +423,17 @@ mod tests {
         );
         assert_eq!(e.exit_code(), 65);
         let k = file("-----BEGIN OPENSSH PRIVATE KEY-----\n");
-        let e = Access::read(None, Some(k.path())).unwrap_err();
+        let e = RootLogin::read(None, Some(k.path())).unwrap_err();
         assert!(e
             .to_string()
             .ends_with(":1: is a private key: give the public one (the .pub file)"));
         let k = file("# nothing\n");
-        let e = Access::read(None, Some(k.path())).unwrap_err();
+        let e = RootLogin::read(None, Some(k.path())).unwrap_err();
         assert!(e.to_string().ends_with(": holds no public key"));
         let p = file("\n");
-        let e = Access::read(Some(p.path()), None).unwrap_err();
+        let e = RootLogin::read(Some(p.path()), None).unwrap_err();
         assert!(e.to_string().ends_with(":1: the password is empty"));
-        let e = Access::read(Some(Path::new("-")), Some(Path::new("-"))).unwrap_err();
+        let e = RootLogin::read(Some(Path::new("-")), Some(Path::new("-"))).unwrap_err();
         assert_eq!(e.exit_code(), 2);
     }
 
@@ -442,7 +442,7 @@ mod tests {
         let r = root();
         std::fs::write(r.path().join("etc/shadow"), "daemon:*:1:0:::::\n").unwrap();
         let pw = file("pw\n");
-        let e = Access::read(Some(pw.path()), None)
+        let e = RootLogin::read(Some(pw.path()), None)
             .unwrap()
             .apply(r.path(), Path::new("x.bun"))
             .unwrap_err();

@@ -532,7 +532,7 @@ fn check_conf_tree(conf_dir: &Path, problems: &mut Vec<Problem>) {
 
 /// A package and the list file and line that asked for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Wanted {
+pub struct PackageRequest {
     pub name: String,
     pub file: PathBuf,
     pub line: usize,
@@ -541,15 +541,15 @@ pub struct Wanted {
 impl Profile {
     /// What a root for this profile installs: the template's packages, then
     /// the hypervisor's own set (`$MKVE_DATADIR/hypervisors/<hv>/packages`).
-    pub fn wanted_packages(&self, template_dir: &Path) -> Result<Vec<Wanted>> {
+    pub fn wanted_packages(&self, template_dir: &Path) -> Result<Vec<PackageRequest>> {
         let own = template_dir
             .join("packages-lists")
             .join(self.hypervisor.as_str());
-        let mut out: Vec<Wanted> = self
+        let mut out: Vec<PackageRequest> = self
             .packages
             .iter()
             .zip(&self.package_lines)
-            .map(|(p, l)| Wanted {
+            .map(|(p, l)| PackageRequest {
                 name: p.clone(),
                 file: own.clone(),
                 line: *l,
@@ -579,7 +579,7 @@ impl Profile {
                             format!("\"{name}\" is not a package name"),
                         ));
                     }
-                    out.push(Wanted {
+                    out.push(PackageRequest {
                         name,
                         file: set.clone(),
                         line: n,

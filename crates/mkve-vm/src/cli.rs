@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
 use mkve_cli::{Connect, KeyringArgs, Verbosity};
-use mkve_core::access::Access;
+use mkve_core::access::RootLogin;
 use mkve_core::hypervisor::Hypervisor;
 use mkve_core::ids::MachineId;
 use mkve_core::params::{self, Given};
@@ -443,7 +443,7 @@ impl CreateArgs {
                     .into(),
             ));
         }
-        let access = Access::read(self.root_password_file.as_deref(), self.ssh_key.as_deref())?;
+        let access = RootLogin::read(self.root_password_file.as_deref(), self.ssh_key.as_deref())?;
         let params = params::read_given(&given)?;
         Ok(CreateOptions {
             bundle: self.bundle,

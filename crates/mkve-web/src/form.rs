@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mkve_core::access::Access;
+use mkve_core::access::RootLogin;
 use mkve_core::hypervisor::Hypervisor;
 use mkve_core::ids::MachineId;
 use mkve_core::params::{self, Given};
@@ -97,7 +97,7 @@ pub fn create_options(
             );
         }
     }
-    let access = Access::from_texts(
+    let access = RootLogin::from_texts(
         text("root_password")?.map(|p| (Path::new("root password"), p)),
         text("ssh_key")?.map(|k| (Path::new("SSH key"), k)),
     )?;

@@ -33,7 +33,7 @@ pub enum RootSource {
     /// Built from the template's packages and the hypervisor's set, through
     /// the layer cache; `spec.packages` is filled in from the template.
     Packages {
-        backend: Option<String>,
+        backend: Option<crate::root::BackendName>,
         spec: RootSpec,
         policy: CachePolicy,
     },
@@ -141,7 +141,7 @@ fn prepare_root(
                 packages: requested.clone(),
                 ..spec.clone()
             };
-            let b = roots::backend(backend.as_deref())?;
+            let b = roots::backend(*backend)?;
             let layer = roots::layer(b.as_ref(), &spec, *policy, report)
                 .map_err(|e| locate_unknown(e, &wanted))?;
             let (root, work) = if copy {
@@ -494,7 +494,7 @@ pub fn head_of(unpacked: &Path) -> Result<Vec<u8>> {
 }
 
 /// Name the list file and line of each package the distribution lacks.
-fn locate_unknown(e: Error, wanted: &[crate::template::Wanted]) -> Error {
+fn locate_unknown(e: Error, wanted: &[crate::template::PackageRequest]) -> Error {
     let Error::UnknownPackages { suite, names } = &e else {
         return e;
     };

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::spec::{Backend, Resolved, RootSpec};
+use super::spec::{Backend, ResolvedSpec, RootSpec};
 use crate::error::{Error, IoContext, Result};
 use crate::exec::Report;
 use crate::lock::{Lock, Mode};
@@ -27,7 +27,7 @@ pub enum CachePolicy {
 /// An installed root, cached or temporary, held until dropped.
 pub struct Layer {
     pub root: PathBuf,
-    pub resolved: Resolved,
+    pub resolved: ResolvedSpec,
     /// Whether it came from the cache without building.
     pub hit: bool,
     _hold: Hold,
@@ -114,7 +114,7 @@ pub fn layer(
 /// Build beside `dir` and rename into place; the caller holds the lock.
 fn build_into(
     backend: &dyn Backend,
-    r: &Resolved,
+    r: &ResolvedSpec,
     layers: &Path,
     dir: &Path,
     debs: &Path,
@@ -156,8 +156,8 @@ mod tests {
         fn name(&self) -> &'static str {
             "fake"
         }
-        fn resolve(&self, spec: &RootSpec) -> Result<Resolved> {
-            Ok(Resolved {
+        fn resolve(&self, spec: &RootSpec) -> Result<ResolvedSpec> {
+            Ok(ResolvedSpec {
                 backend: "fake".into(),
                 recipe: 1,
                 suite: "s".into(),
@@ -167,7 +167,7 @@ mod tests {
                 packages: crate::root::package_set(spec.packages.iter().cloned()),
             })
         }
-        fn unknown_packages(&self, r: &Resolved) -> Vec<String> {
+        fn unknown_packages(&self, r: &ResolvedSpec) -> Vec<String> {
             r.packages
                 .iter()
                 .filter(|p| p.starts_with("no-"))
@@ -176,7 +176,7 @@ mod tests {
         }
         fn build(
             &self,
-            r: &Resolved,
+            r: &ResolvedSpec,
             target: &Path,
             _debs: &Path,
             _report: &dyn Report,

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::spec::{package_set, Backend, Resolved, RootSpec};
+use super::spec::{package_set, Backend, ResolvedSpec, RootSpec};
 use crate::error::{Error, IoContext, Result};
 use crate::exec::{Cmd, Report};
 
@@ -25,7 +25,11 @@ impl Hasher {
     }
 
     /// The programs run to make the root, in order.
-    pub fn commands(r: &Resolved, workdir: &Path, apt_config: Option<&Path>) -> Vec<Vec<String>> {
+    pub fn commands(
+        r: &ResolvedSpec,
+        workdir: &Path,
+        apt_config: Option<&Path>,
+    ) -> Vec<Vec<String>> {
         let w = workdir.to_string_lossy().into_owned();
         let mut init = vec!["hsh".to_string(), "--initroot-only".into()];
         init.push(format!("--target={}", r.arch));
@@ -44,7 +48,7 @@ impl Backend for Hasher {
         "hasher"
     }
 
-    fn resolve(&self, spec: &RootSpec) -> Result<Resolved> {
+    fn resolve(&self, spec: &RootSpec) -> Result<ResolvedSpec> {
         let arch = match &spec.arch {
             Some(a) => a.clone(),
             // The kernel's machine, as `uname -m` prints it.
@@ -55,7 +59,7 @@ impl Backend for Hasher {
                 .trim()
                 .to_string(),
         };
-        Ok(Resolved {
+        Ok(ResolvedSpec {
             backend: self.name().into(),
             recipe: 1,
             // hasher takes the repository from apt's configuration.
@@ -67,13 +71,19 @@ impl Backend for Hasher {
         })
     }
 
-    fn unknown_packages(&self, _: &Resolved) -> Vec<String> {
+    fn unknown_packages(&self, _: &ResolvedSpec) -> Vec<String> {
         vec![]
     }
 
     /// hasher keeps downloaded packages in its own work directory, which
     /// persists between builds, so `_debs` is not used.
-    fn build(&self, r: &Resolved, target: &Path, _debs: &Path, report: &dyn Report) -> Result<()> {
+    fn build(
+        &self,
+        r: &ResolvedSpec,
+        target: &Path,
+        _debs: &Path,
+        report: &dyn Report,
+    ) -> Result<()> {
         if nix::unistd::geteuid().is_root() {
             return Err(Error::Unavailable {
                 what: "hasher".into(),

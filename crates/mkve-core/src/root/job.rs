@@ -24,7 +24,7 @@ pub enum Target {
 }
 
 pub struct Job {
-    pub backend: Option<String>,
+    pub backend: Option<super::BackendName>,
     pub spec: RootSpec,
     pub policy: CachePolicy,
     pub steps: Vec<Step>,
@@ -33,7 +33,7 @@ pub struct Job {
 
 /// Build the root, apply the steps, write the target.
 pub fn run(job: &Job, report: &dyn Report) -> Result<()> {
-    let backend = backend(job.backend.as_deref())?;
+    let backend = backend(job.backend)?;
     let layer = layer(backend.as_ref(), &job.spec, job.policy, report)?;
     match &job.target {
         Target::Dir(dest) => {

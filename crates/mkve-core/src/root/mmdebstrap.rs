@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::spec::{package_set, Backend, Resolved, RootSpec};
+use super::spec::{package_set, Backend, ResolvedSpec, RootSpec};
 use crate::error::{Error, Result};
 use crate::exec::{Cmd, Report};
 
@@ -27,7 +27,7 @@ impl Backend for Mmdebstrap {
         "mmdebstrap"
     }
 
-    fn resolve(&self, spec: &RootSpec) -> Result<Resolved> {
+    fn resolve(&self, spec: &RootSpec) -> Result<ResolvedSpec> {
         let suite = match &spec.suite {
             Some(s) => s.clone(),
             None => host_codename().ok_or_else(|| {
@@ -51,7 +51,7 @@ impl Backend for Mmdebstrap {
                 String::from_utf8_lossy(&out.stdout).trim().to_string()
             }
         };
-        Ok(Resolved {
+        Ok(ResolvedSpec {
             backend: self.name().into(),
             recipe: RECIPE,
             suite,
@@ -65,7 +65,7 @@ impl Backend for Mmdebstrap {
         })
     }
 
-    fn unknown_packages(&self, r: &Resolved) -> Vec<String> {
+    fn unknown_packages(&self, r: &ResolvedSpec) -> Vec<String> {
         // The host's apt lists answer at once, but only for the host's own
         // release and sources, and only when they have been fetched.
         let host_arch = Cmd::new("dpkg")
@@ -99,7 +99,13 @@ impl Backend for Mmdebstrap {
         missing
     }
 
-    fn build(&self, r: &Resolved, target: &Path, debs: &Path, report: &dyn Report) -> Result<()> {
+    fn build(
+        &self,
+        r: &ResolvedSpec,
+        target: &Path,
+        debs: &Path,
+        report: &dyn Report,
+    ) -> Result<()> {
         std::fs::create_dir_all(debs).map_err(|e| Error::create(debs, e))?;
         let files = tempfile::Builder::new()
             .prefix("mkve-sources.")
@@ -145,7 +151,7 @@ impl Backend for Mmdebstrap {
 }
 
 /// The command line; apt source texts become files in `files`.
-fn build_args(r: &Resolved, target: &Path, debs: &Path, files: &Path) -> Result<Vec<String>> {
+fn build_args(r: &ResolvedSpec, target: &Path, debs: &Path, files: &Path) -> Result<Vec<String>> {
     let debs = debs
         .to_str()
         .ok_or_else(|| Error::Usage(format!("{}: path is not UTF-8", debs.display())))?;
@@ -304,7 +310,7 @@ mod tests {
 
     #[test]
     fn command_line_keeps_debs_and_passes_source_files() {
-        let r = Resolved {
+        let r = ResolvedSpec {
             backend: "mmdebstrap".into(),
             recipe: RECIPE,
             suite: "bookworm".into(),

@@ -18,7 +18,7 @@ use std::path::Path;
 pub use cache::{layer, CachePolicy, Layer};
 pub use hasher::Hasher;
 pub use mmdebstrap::Mmdebstrap;
-pub use spec::{package_set, Backend, Resolved, RootSpec};
+pub use spec::{package_set, Backend, ResolvedSpec, RootSpec};
 
 use crate::error::{Error, Result};
 
@@ -36,15 +36,52 @@ pub fn pack_options() -> crate::pack::PackOptions {
     }
 }
 
+/// A build-root backend by name (`--backend`, the `backend` variable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendName {
+    /// Debian's mmdebstrap.
+    Mmdebstrap,
+    /// ALT's hasher.
+    Hasher,
+}
+
+impl BackendName {
+    /// Every backend, as `--backend` names it.
+    pub const ALL: [BackendName; 2] = [BackendName::Mmdebstrap, BackendName::Hasher];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendName::Mmdebstrap => "mmdebstrap",
+            BackendName::Hasher => "hasher",
+        }
+    }
+}
+
+impl std::fmt::Display for BackendName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for BackendName {
+    type Err = String;
+
+    /// Errors: a name that is none of them, naming them.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|b| b.as_str() == s)
+            .ok_or_else(|| format!("unknown backend \"{s}\" (known: mmdebstrap, hasher)"))
+    }
+}
+
 /// The backend for this system: mmdebstrap where `/etc/debian_version`
-/// exists, hasher on ALT; `name` chooses one explicitly.
-pub fn backend(name: Option<&str>) -> Result<Box<dyn Backend>> {
+/// exists, hasher on ALT; `name` chooses one explicitly. Errors: neither
+/// system, and no name (69).
+pub fn backend(name: Option<BackendName>) -> Result<Box<dyn Backend>> {
     match name {
-        Some("mmdebstrap") => Ok(Box::new(Mmdebstrap)),
-        Some("hasher") => Ok(Box::new(Hasher::default())),
-        Some(other) => Err(Error::Usage(format!(
-            "unknown backend \"{other}\" (known: mmdebstrap, hasher)"
-        ))),
+        Some(BackendName::Mmdebstrap) => Ok(Box::new(Mmdebstrap)),
+        Some(BackendName::Hasher) => Ok(Box::new(Hasher::default())),
         None if Path::new("/etc/debian_version").exists() => Ok(Box::new(Mmdebstrap)),
         None if Path::new("/etc/altlinux-release").exists() => Ok(Box::new(Hasher::default())),
         None => Err(Error::Unavailable {

@@ -1,5 +1,5 @@
 //! A root as asked for ([`RootSpec`]), as a backend resolves it with its
-//! defaults filled in ([`Resolved`], also the layer cache's key), and the
+//! defaults filled in ([`ResolvedSpec`], also the layer cache's key), and the
 //! [`Backend`] interface each distribution's tool is behind: what
 //! `mmdebstrap.rs`, `hasher.rs` and the cache all share, below them.
 
@@ -25,7 +25,7 @@ pub struct RootSpec {
 /// A `RootSpec` with every default filled in; it is also the cache key, so
 /// everything that changes the installed root must be in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Resolved {
+pub struct ResolvedSpec {
     pub backend: String,
     /// The backend's way of building, numbered: a change to it (new tool
     /// options, say) changes every key, so old layers are not reused.
@@ -39,7 +39,7 @@ pub struct Resolved {
     pub packages: Vec<String>,
 }
 
-impl Resolved {
+impl ResolvedSpec {
     /// The cache key: sha256 of the canonical JSON of the resolved spec.
     pub fn key(&self) -> Result<String> {
         use sha2::Digest;
@@ -52,15 +52,15 @@ impl Resolved {
 pub trait Backend {
     fn name(&self) -> &'static str;
     /// Fill in the defaults.
-    fn resolve(&self, spec: &RootSpec) -> Result<Resolved>;
+    fn resolve(&self, spec: &RootSpec) -> Result<ResolvedSpec>;
     /// Packages that certainly do not exist, when that can be told at once
     /// (before any download); an empty list when it cannot be told.
-    fn unknown_packages(&self, resolved: &Resolved) -> Vec<String>;
+    fn unknown_packages(&self, resolved: &ResolvedSpec) -> Vec<String>;
     /// Install `resolved` into `target`, which does not exist yet. Downloaded
     /// packages are kept in `debs` and reused from there.
     fn build(
         &self,
-        resolved: &Resolved,
+        resolved: &ResolvedSpec,
         target: &Path,
         debs: &Path,
         report: &dyn Report,

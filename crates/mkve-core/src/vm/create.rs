@@ -16,7 +16,7 @@ use super::seed;
 use super::spec::{BlkioWeight, CpuShares, DiskSize, MachineName, Memory, Vcpus};
 use super::staging::staging;
 use super::taken::taken_ids;
-use crate::access::Access;
+use crate::access::RootLogin;
 use crate::bundle::{self, Check, ReadOptions};
 use crate::error::{Error, IoContext, Result};
 use crate::exec::Report;
@@ -47,7 +47,7 @@ pub struct CreateOptions {
     pub allow_unsigned: bool,
     pub start: bool,
     /// Root's password and SSH keys to set before the first boot.
-    pub access: Access,
+    pub access: RootLogin,
     /// The disk image's format for qemu, kvm and xen; `None`: qcow2 on a
     /// base, raw for a private disk.
     pub disk_format: Option<DiskFormat>,

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use super::disk;
 use super::seed;
-use crate::access::Access;
+use crate::access::RootLogin;
 use crate::bundle::{self, Check, HashTee, ReadOptions};
 use crate::error::{Error, IoContext, Result};
 use crate::exec::{Cmd, Report};
@@ -263,11 +263,11 @@ fn template_params(env: &Env) -> Vec<(String, String)> {
 }
 
 /// Root's password and keys from mkve's own OS parameters.
-fn access_of(env: &Env) -> Result<Access> {
+fn access_of(env: &Env) -> Result<RootLogin> {
     let given = env.os_params();
     let pw = given.get(ROOT_PASSWORD);
     let keys = given.get(SSH_KEYS);
-    Access::from_texts(
+    RootLogin::from_texts(
         pw.map(|p| (Path::new(ROOT_PASSWORD), p.as_str())),
         keys.map(|k| (Path::new(SSH_KEYS), k.as_str())),
     )

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::create::{create, domain_xml, CreateOptions};
-use crate::access::Access;
+use crate::access::RootLogin;
 use crate::error::{Error, Result};
 use crate::exec::{Cmd, Report};
 use crate::nodes::{Node, Nodes};
@@ -183,7 +183,7 @@ impl Request {
         }
         let from = Path::new(label);
         let keys = self.keys.join("\n");
-        let access = Access::from_texts(
+        let access = RootLogin::from_texts(
             self.password.as_deref().map(|p| (from, p)),
             (!self.keys.is_empty()).then_some((from, keys.as_str())),
         )?;
@@ -627,7 +627,7 @@ mod tests {
             keyring: Some(ring),
             allow_unsigned: true,
             start: true,
-            access: Access::from_texts(
+            access: RootLogin::from_texts(
                 Some((Path::new("pw"), "s3cret\n")),
                 Some((
                     Path::new("k"),

@@ -1,5 +1,5 @@
 //! A machine's own data: its host name and resolver (`access::set_identity`),
-//! root's password and SSH keys (`Access`), the template's parameters
+//! root's password and SSH keys (`RootLogin`), the template's parameters
 //! (`params::Values`). One set of edits, made by mkve on the node, for
 //! every kind of machine:
 //!
@@ -18,14 +18,15 @@ use std::net::Ipv4Addr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::access::Access;
+use crate::access::RootLogin;
 use crate::error::{Error, IoContext, Result};
-use crate::exec::{Cmd, Report};
+use crate::exec::Report;
+use crate::image::{Access, Image};
 use crate::params::Values;
 
 /// What differs per machine.
 pub(super) struct Data<'a> {
-    pub access: &'a Access,
+    pub access: &'a RootLogin,
     pub params: &'a Values,
     /// The machine's (domain's) name: its host name.
     pub name: &'a str,
@@ -155,8 +156,9 @@ impl Source<'_> {
         }
     }
 
-    /// Copy the directory `/REL` of an image (recursively) into `view`;
-    /// nothing if the image has none.
+    /// Copy the directory `/REL` of an image (recursively, with owners,
+    /// modes and times) into `view`, with the directories leading to it;
+    /// nothing if the image has none. Errors: the image's (`Image::open`).
     fn bring_dir(&self, rel: &Path, view: &Path, report: &dyn Report) -> Result<()> {
         let Source::Image(image) = self else {
             return Ok(());
@@ -164,19 +166,12 @@ impl Source<'_> {
         let dest = view.join(rel);
         let parent = dest.parent().unwrap_or(view);
         std::fs::create_dir_all(parent).map_err(|e| Error::create(parent, e))?;
-        // rdump says "File not found" and succeeds when there is nothing:
-        // the missing directory says it.
+        let image = Image::open(image, Access::ReadOnly, report)?;
         let abs = Path::new("/").join(rel);
-        Cmd::new("debugfs")
-            .arg("-R")
-            .arg(format!(
-                "rdump \"{}\" \"{}\"",
-                abs.display(),
-                parent.display()
-            ))
-            .arg(image)
-            .report(report)
-            .run_checked()
+        if image.stat(&abs)?.is_some() {
+            image.extract(&abs, &dest)?;
+        }
+        image.close()
     }
 }
 
@@ -302,7 +297,7 @@ mod tests {
         std::fs::write(&pw, "secret\n").unwrap();
         let key = d.path().join("key");
         std::fs::write(&key, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq1 me@host\n").unwrap();
-        let access = Access::read(Some(&pw), Some(&key)).unwrap();
+        let access = RootLogin::read(Some(&pw), Some(&key)).unwrap();
         let mut values = Values::default();
         values.0.insert("token".into(), ("s3".into(), true));
         let data = Data {
@@ -387,7 +382,7 @@ mod tests {
         std::fs::write(root.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
         let image = d.path().join("disk.img");
         super::super::disk::mkfs(&root, &image, 16 << 20, &Silent).unwrap();
-        let access = Access::default();
+        let access = RootLogin::default();
         let values = Values::default();
         let data = Data {
             access: &access,
@@ -414,12 +409,10 @@ mod tests {
             std::fs::metadata(&disk).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        let out = Cmd::new("debugfs")
-            .args(["-R", "cat /root/etc/hostname"])
-            .arg(&disk)
-            .output_checked()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("web-7"), "{text}");
+        let seed = Image::open(&disk, Access::ReadOnly, &Silent).unwrap();
+        assert_eq!(
+            seed.read(Path::new("/root/etc/hostname")).unwrap(),
+            b"web-7\n"
+        );
     }
 }
