@@ -635,6 +635,20 @@ if awaited imap; then
     vm 1 --node n2 restore --allow-unsigned --bundle "$work/imap.bun" "$work/cut.bak" 2>"$work/err"; rc=$?
     check "a cut backup sent to n2 is refused there (65), nothing made" bash -c \
         "test $rc = 65 && test \"\$(vm 2 list --json | json 'len(d)')\" = '$before' && test -z \"\$(ls -A '$work/n2/state/vms' | grep -v '^[0-9]*\$' | grep -v '^\.')\""
+    # The backup's ID held on n2 by a machine that moved there (it keeps
+    # its ID): a restore on n1 takes n1's next free ID instead of refusing.
+    H=$(vm 1 -q create --allow-unsigned --id "$I" "$work/lxc.bun")
+    if [ "$H" = "$I" ] && vm 1 migrate --force "$H" n2 >/dev/null 2>"$work/err"; then
+        R3=$(vm 1 -q restore --allow-unsigned --bundle "$work/imap.bun" \
+            --param admin_password=mkve-Restore-1 "$work/imap.bak" 2>"$work/err")
+        check "restore on n1 while n2 holds the backup's ID $I (moved there): n1's next free one (${R3:-none})" \
+            bash -c "test -n '$R3' && test '$R3' != '$I' && test -d '$work/n1/state/vms/$R3'"
+        if [ -n "$R3" ]; then vm 1 delete "$R3"; else cat "$work/err"; fi
+        vm 2 delete "$H"
+    else
+        check "a machine of ID $I ($H) made on n1 and moved to n2" false
+        cat "$work/err"
+    fi
 else
     check "the imap-server bundle was built" false
 fi
@@ -667,6 +681,8 @@ for v in 1 2; do
     d=$work/fleet$v/fleet-guest
     mkdir -p "$work/fleet$v" && cp -a "$template" "$d" || exit 1
     for f in "$d"/version/*; do echo "template_version=$v" >"$f"; done
+    # Version 2 declares a secret, which the second rollout gives.
+    [ "$v" = 2 ] && echo "fleet_token  secret  -  a token the rollout carries" >"$d/params"
     "$bin/mkve-bundle" --no-config -q -H lxc --force-no-sign --rootfs "$work/fleet-root$v" -o "$work/fleet$v.bun" "$d" >/dev/null || exit 1
 done
 fleet=()
@@ -692,10 +708,13 @@ fversions() { vm 1 list --all-nodes --json | json '" ".join(m["version"] for m i
 check "  the failed one is back on 1, the untouched one still on 1" test "$(fversions)" = "2 2 2 1 2 1"
 cp "$work/fleet-root1/etc/rc" "$work/n2/state/vms/$bad/rootfs/etc/rc"
 vm 2 stop "$bad" && vm 2 start "$bad"
-vm 1 upgrade --template fleet-guest --to "$work/fleet2.bun" --all-nodes --allow-unsigned \
-    --canary 1 --max-parallel 2 --timeout 60 >"$work/out" 2>"$work/err"
+vm 1 -v upgrade --template fleet-guest --to "$work/fleet2.bun" --all-nodes --allow-unsigned \
+    --canary 1 --max-parallel 2 --timeout 60 --param fleet_token=Sesame-7 >"$work/out" 2>"$work/err"
 rc=$?
 check "run again, it goes on where it stopped and ends (exit $rc)" test "$rc" = 0
+check "  the secret it was given is on n2's machine, sent on no command line (ssh's stdin)" bash -c \
+    "test \"\$(cat '$work/n2/state/vms/$bad/rootfs/etc/mkve/params/fleet_token')\" = Sesame-7 &&
+     grep -q '__upgrade-stream' '$work/err' && ! grep -q Sesame-7 '$work/err'"
 check "  every machine of the template, on both nodes, is on 2" test "$(fversions)" = "2 2 2 2 2 2"
 check "  and its report names the node of each" grep -q "^$bad .* n2 " "$work/out"
 for f in "${fleet[@]}"; do

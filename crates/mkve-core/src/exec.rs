@@ -337,6 +337,30 @@ impl Cmd<'_> {
         Ok((status, out))
     }
 
+    /// Run with `input` written to its stdin, its stdout and stderr
+    /// captured apart; whatever the status (as [`Cmd::output`]). A program
+    /// that stops reading before `input` ends is no error here (its status
+    /// says why it stopped).
+    pub fn output_with_input(&self, input: &[u8]) -> Result<Output> {
+        self.report.note(&format!("+ {self}"));
+        let mut c = self.command();
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().map_err(|e| self.spawn_error(e))?;
+        let stdin = child.stdin.take();
+        // Written on a thread of its own while the output is read (neither
+        // side waits on a full pipe), and closed once written.
+        std::thread::scope(|s| {
+            if let Some(mut w) = stdin {
+                s.spawn(move || {
+                    let _ = w.write_all(input);
+                });
+            }
+            child.wait_with_output().map_err(|e| self.spawn_error(e))
+        })
+    }
+
     /// Start the program with its stdin and stdout as pipes for this
     /// process to talk through, and its stderr kept for the error a
     /// failure makes (see [`Talk`]).

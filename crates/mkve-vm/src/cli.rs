@@ -313,6 +313,9 @@ pub enum Internal {
     /// A restore sent by mkve-vm --node: the request line, the backup, the bundle, on stdin
     #[command(name = "__restore-stream", hide = true)]
     RestoreStream,
+    /// An upgrade sent by a rollout over nodes (upgrade --template --all-nodes): the request line on stdin
+    #[command(name = "__upgrade-stream", hide = true)]
+    UpgradeStream,
     /// A machine moving here (mkve-vm migrate on its node): its files on stdin
     #[command(name = "__receive", hide = true)]
     Receive,
@@ -450,6 +453,7 @@ impl CreateArgs {
             hypervisor: self.hypervisor,
             id: self.id,
             name: self.name,
+            again: None,
             memory: self.memory,
             vcpus: self.vcpus,
             cpu_shares: self.cpu_shares,

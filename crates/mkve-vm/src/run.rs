@@ -185,7 +185,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Restore(args) => {
             let input = args.backup.clone();
             let o = args.options(cli.connect.uri.clone())?;
-            show::id(vm::restore(&uris, &input, &o, &report)?)
+            show::id(vm::restore(&input, &o, &report)?)
         }
         Command::Pack {
             target,
@@ -298,7 +298,8 @@ pub fn run(cli: Cli) -> Result<()> {
 fn internal(i: Internal, uris: &vm::Uris, report: &dyn mkve_core::exec::Report) -> Result<()> {
     match i {
         Internal::CreateStream => mkve_cli::out!("{}", vm::create_from_stream(report)?),
-        Internal::RestoreStream => show::id(vm::restore_from_stream(uris, report)?),
+        Internal::RestoreStream => show::id(vm::restore_from_stream(report)?),
+        Internal::UpgradeStream => vm::upgrade_from_stream(uris, report).map(drop),
         Internal::Receive => vm::receive(report),
         Internal::Arrived { id, uuid } => {
             mkve_cli::outln!(

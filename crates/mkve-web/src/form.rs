@@ -106,6 +106,7 @@ pub fn create_options(
         hypervisor,
         id: typed::<MachineId>("id", text("id")?)?,
         name: typed::<MachineName>("name", text("name")?)?,
+        again: None,
         memory: typed::<Memory>("memory", text("memory")?)?
             .map_or_else(|| "512M".parse().map_err(Error::Usage), Ok)?,
         vcpus: typed::<Vcpus>("vcpus", text("vcpus")?)?

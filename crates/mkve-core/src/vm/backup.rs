@@ -587,7 +587,6 @@ pub struct RestoreOptions {
 /// base from (69, naming it), what `create` refuses; nothing is left
 /// made then.
 pub fn restore(
-    uris: &Uris,
     input: &Path,
     o: &RestoreOptions,
     report: &dyn Report,
@@ -598,14 +597,13 @@ pub fn restore(
         ));
     }
     let reader = crate::files::open_input(input)?;
-    restore_from(uris, reader, &crate::files::display_name(input), o, report)
+    restore_from(reader, &crate::files::display_name(input), o, report)
 }
 
 /// [`restore`] of the backup read from `reader` (`label` names it in
 /// errors), which is read to its end before the bundle is: a bundle on
 /// stdin may follow it (`restore --node`, remote.rs).
 pub(super) fn restore_from(
-    uris: &Uris,
     reader: Box<dyn Read + Send>,
     label: &Path,
     o: &RestoreOptions,
@@ -682,16 +680,11 @@ pub(super) fn restore_from(
         crate::pack::UnpackOptions::ROOTFS,
     )?;
 
-    // The machine, from its bundle, stopped; with its ID when it is free
-    // here and this node gives it out (mkve.conf's range: a backup of
-    // another node's machine gets one of this node's), else the next.
-    let taken = super::lookup::list(uris)?
-        .iter()
-        .any(|m| m.id.get() == manifest.machine.id)
-        || crate::nodes::Nodes::load()?
-            .local_range()?
-            .is_some_and(|r| !r.contains(manifest.machine.id));
-    let co = restore_create_options(&manifest, &secrets, taken, bundle, source, o, &label)?;
+    // The machine, from its bundle, stopped; with its ID and name when the
+    // ID is free on every node and this node gives it out (mkve.conf's
+    // range: a backup of another node's machine gets one of this node's),
+    // else the next (create's claim_id).
+    let co = restore_create_options(&manifest, &secrets, bundle, source, o, &label)?;
     // Laid while the create holds the machine: a failure undoes the
     // create, a kill leaves its marker for the next create's sweep.
     let mut lay = |d: &Dom, dir: &Path| lay_delta(d, dir, &manifest, &delta, &label, report);
@@ -872,14 +865,13 @@ fn received_delta(
     Ok(())
 }
 
-/// The create a restore makes: the backup's machine (its ID when not
-/// `taken` or `o.id`, its name with its ID), stopped unless `o.start`,
+/// The create a restore makes: the backup's machine again (`o.id`, or
+/// its own ID and name when free), stopped unless `o.start`,
 /// from `bundle`, with its parameters, then the secrets carried that are
 /// not given, then those given. Errors: the manifest's memory or vcpus (65).
 fn restore_create_options(
     manifest: &Manifest,
     secrets: &BTreeMap<String, String>,
-    taken: bool,
     bundle: PathBuf,
     source: Option<Option<String>>,
     o: &RestoreOptions,
@@ -887,11 +879,6 @@ fn restore_create_options(
 ) -> Result<super::CreateOptions> {
     let bad = |why: String| Error::bundle(label, why);
     let m = &manifest.machine;
-    let id = match o.id {
-        Some(id) => Some(id),
-        None if !taken => crate::ids::MachineId::new(m.id).ok(),
-        None => None,
-    };
     let given = |k: &String| o.params.iter().any(|(n, _)| n == k);
     let params = (manifest.params.iter())
         .chain(secrets.iter().filter(|(k, _)| !given(k)))
@@ -901,12 +888,9 @@ fn restore_create_options(
     Ok(super::CreateOptions {
         bundle,
         hypervisor: Some(m.hypervisor),
-        id,
-        name: if id.is_some_and(|i| i.get() == m.id) {
-            m.name.parse().ok()
-        } else {
-            None
-        },
+        id: o.id,
+        name: None,
+        again: (crate::ids::MachineId::new(m.id).ok()).map(|id| (id, m.name.parse().ok())),
         memory: super::Memory::from_mib(m.memory)
             .map_err(|e| bad(format!("{MANIFEST}: memory: {e}")))?,
         vcpus: (m.vcpus.to_string().parse())

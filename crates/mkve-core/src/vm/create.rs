@@ -37,6 +37,10 @@ pub struct CreateOptions {
     pub hypervisor: Option<Hypervisor>,
     pub id: Option<MachineId>,
     pub name: Option<MachineName>,
+    /// The machine this create makes again (a restore's): its ID when no
+    /// `id` is given and the ID is free on every node and in this node's
+    /// range, with its name; else the next free ID, named as `name` says.
+    pub again: Option<(MachineId, Option<MachineName>)>,
     pub memory: Memory,
     pub vcpus: Vcpus,
     pub cpu_shares: Option<CpuShares>,
@@ -530,7 +534,7 @@ fn connect_with_network(o: &CreateOptions, hv: Hypervisor) -> Result<(Connection
     Ok((conn, net))
 }
 
-/// The machine's ID: `o.id`, or the first free one of this node's `range`
+/// The machine's ID: `o.id`, `o.again`'s when free, or the first free one of this node's `range`
 /// (`elsewhere`: the IDs the other nodes hold), with its machine lock held
 /// until the machine is whole (or undone): no delete or other operation
 /// on it runs meanwhile, and other creates pass it by, so the IDs lock is
@@ -549,10 +553,19 @@ fn claim_id(
     super::staging::sweep_killed_creates(conn, net, report);
     let mut used = taken_ids(conn, net, &vms_dir())?;
     used.extend(elsewhere);
-    match o.id.map(MachineId::get) {
-        Some(id) => Ok((id, ids::claim(id, &used, net, hv, range)?)),
-        None => ids::allocate(&used, net, hv, range),
+    if let Some(id) = o.id.map(MachineId::get) {
+        return Ok((id, ids::claim(id, &used, net, hv, range)?));
     }
+    if let Some((id, _)) = &o.again {
+        // Not free (taken here or on another node, outside the range, or
+        // past the network): the next free one, as for any create.
+        match ids::claim(id.get(), &used, net, hv, range) {
+            Ok(lock) => return Ok((id.get(), lock)),
+            Err(Error::Usage(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    ids::allocate(&used, net, hv, range)
 }
 
 /// The unpacked machine (`unpacked`) moved where it lives: OpenVZ's root
@@ -653,7 +666,12 @@ pub(super) fn source_of(bundle: &Path) -> Option<String> {
 }
 
 fn machine_name(o: &CreateOptions, meta: &bundle::Meta, id: u32) -> Result<String> {
-    Ok(match &o.name {
+    let again = o
+        .again
+        .as_ref()
+        .filter(|(again, _)| again.get() == id)
+        .and_then(|(_, name)| name.as_ref());
+    Ok(match o.name.as_ref().or(again) {
         _ if !meta.hypervisor.takes_names() => id.to_string(),
         Some(n) => n.to_string(),
         None => MachineName::new(&format!("{}-{id}", meta.template.name))

@@ -99,7 +99,8 @@ pub use snapshot_store::{check_name as check_snapshot_name, Record as SnapshotRe
 pub use spec::{BlkioWeight, CpuShares, DiskSize, MachineName, Memory, Vcpus};
 pub use updates::{compare_versions, update_for, update_of, Update};
 pub use upgrade::{
-    commit as commit_upgrade, rollback as rollback_upgrade, rollout, upgrade, Conflict,
-    Outcome as RolloutOutcome, RolloutEntry, RolloutOptions, UpgradeOptions, UpgradeSummary,
+    commit as commit_upgrade, rollback as rollback_upgrade, rollout, upgrade, upgrade_from_stream,
+    Conflict, Outcome as RolloutOutcome, RolloutEntry, RolloutOptions, UpgradeOptions,
+    UpgradeSummary,
 };
 pub use wait::{probe_once, probes_of, wait};

@@ -193,6 +193,7 @@ impl Request {
             hypervisor: opt(&self.hypervisor)?,
             id: opt(&self.id)?,
             name: opt(&self.name)?,
+            again: None,
             memory: parse(&self.memory)?,
             vcpus: parse(&self.vcpus)?,
             cpu_shares: opt(&self.cpu_shares)?,
@@ -258,7 +259,7 @@ const REQUEST_LABEL: &str = "(request on stdin)";
 /// process's one buffered stdin, so what follows it stays there), for
 /// `command` (`create`, `restore`). Errors (2): no whole line, not the
 /// request's JSON.
-fn read_request<T: serde::de::DeserializeOwned>(command: &str) -> Result<T> {
+pub(super) fn read_request<T: serde::de::DeserializeOwned>(command: &str) -> Result<T> {
     let mut line = Vec::new();
     std::io::stdin()
         .lock()
@@ -383,10 +384,7 @@ pub fn restore_on(
 /// The node's side of [`restore_on`]: the request line from stdin, then
 /// the backup that follows it, then the bundle when one follows. Returns
 /// the new machine's ID.
-pub fn restore_from_stream(
-    uris: &super::Uris,
-    report: &dyn Report,
-) -> Result<crate::ids::MachineId> {
+pub fn restore_from_stream(report: &dyn Report) -> Result<crate::ids::MachineId> {
     let label = REQUEST_LABEL;
     let r: RestoreRequest = read_request("restore")?;
     let dir = tempfile::Builder::new()
@@ -413,7 +411,7 @@ pub fn restore_from_stream(
     // The global stdin, buffered once: what the frames' reader read ahead
     // is there for the bundle's.
     let archive = Box::new(FrameReader::new(std::io::stdin()));
-    super::backup::restore_from(uris, archive, Path::new("(backup on stdin)"), &o, report)
+    super::backup::restore_from(archive, Path::new("(backup on stdin)"), &o, report)
 }
 
 /// Frames a reader's bytes as [`FrameWriter`] writes them, with the end
@@ -618,6 +616,7 @@ mod tests {
             hypervisor: Some(crate::hypervisor::Hypervisor::Lxc),
             id: Some("205".parse().unwrap()),
             name: Some("web".parse().unwrap()),
+            again: None,
             memory: "1G".parse::<Memory>().unwrap(),
             vcpus: "2".parse::<Vcpus>().unwrap(),
             cpu_shares: Some("512".parse().unwrap()),

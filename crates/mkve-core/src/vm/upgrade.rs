@@ -36,7 +36,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::layout::{machine_dir, upgrade_dir, vms_dir, STAGING_PREFIX};
 use super::manage::find_locked;
@@ -1025,10 +1025,43 @@ pub fn rollout(uris: &Uris, o: &RolloutOptions, report: &dyn Report) -> Result<V
     Ok(entries)
 }
 
+/// What a rollout sends a node to upgrade one of its machines
+/// (mkve-vm(1), NODES): one line of JSON on ssh's stdin, so that the
+/// parameters, secret ones among them, stand on no command line. The node
+/// checks each value again, as its command line would.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpgradeRequest {
+    machine: String,
+    /// A URL, or a path the node has.
+    bundle: PathBuf,
+    timeout_secs: u64,
+    force: bool,
+    allow_unsigned: bool,
+    params: Vec<(String, String)>,
+}
+
+/// The node's side of a rollout's [`upgrade_on`]: the request line from
+/// stdin, then the upgrade, checked with this node's keyring. Errors:
+/// no request line or a bad one (2); the upgrade's.
+pub fn upgrade_from_stream(uris: &Uris, report: &dyn Report) -> Result<UpgradeSummary> {
+    let r: UpgradeRequest = super::remote::read_request("upgrade")?;
+    let o = UpgradeOptions {
+        bundle: r.bundle,
+        keyring: None,
+        allow_unsigned: r.allow_unsigned,
+        params: r.params,
+        timeout: Duration::from_secs(r.timeout_secs),
+        force: r.force,
+    };
+    upgrade(uris, &r.machine, &o, report)
+}
+
 /// Upgrade machine `id` on node `node` by its `mkve-vm upgrade` over ssh,
-/// with the options of `o` on its command line (the bundle as given: a URL,
-/// or a path the node has). Errors: ssh did not reach the node (69), the
-/// upgrade failed there (its status, and the last line it told on stderr).
+/// the options of `o` sent as an [`UpgradeRequest`] (the bundle as given:
+/// a URL, or a path the node has). Errors: ssh did not reach the node
+/// (69), the upgrade failed there (its status, and the last line it told
+/// on stderr).
 fn upgrade_on(
     nodes: &crate::nodes::Nodes,
     node: &str,
@@ -1041,27 +1074,20 @@ fn upgrade_on(
         Some(_) => o.bundle.clone(),
         None => std::path::absolute(&o.bundle).map_err(|e| Error::io(&o.bundle, e))?,
     };
-    let mut args: Vec<String> = vec![
-        "-q".into(),
-        "upgrade".into(),
-        id.into(),
-        bundle.to_string_lossy().into_owned(),
-        "--timeout".into(),
-        o.timeout.as_secs().to_string(),
-    ];
-    if o.force {
-        args.push("--force".into());
-    }
-    if o.allow_unsigned {
-        args.push("--allow-unsigned".into());
-    }
-    for (k, v) in &o.params {
-        args.push("--param".into());
-        args.push(format!("{k}={v}"));
-    }
+    let request = UpgradeRequest {
+        machine: id.into(),
+        bundle,
+        timeout_secs: o.timeout.as_secs(),
+        force: o.force,
+        allow_unsigned: o.allow_unsigned,
+        params: o.params.clone(),
+    };
+    let mut line = serde_json::to_vec(&request).map_err(|e| Error::Other(e.to_string()))?;
+    line.push(b'\n');
+    let args = ["-q".into(), "__upgrade-stream".into()];
     let out = super::remote::ssh_command(nodes, n, &args, false)?
         .report(report)
-        .output()?;
+        .output_with_input(&line)?;
     if out.status.success() {
         return Ok(());
     }
@@ -1086,6 +1112,23 @@ fn upgrade_on(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rollout_s_request_is_one_line_read_back_whole_and_strict() {
+        let r = UpgradeRequest {
+            machine: "5001".into(),
+            bundle: "/srv/fleet 2.bun".into(),
+            timeout_secs: 60,
+            force: false,
+            allow_unsigned: true,
+            params: vec![("fleet_token".into(), "Sesame 7\\\"".into())],
+        };
+        let line = serde_json::to_string(&r).unwrap();
+        assert!(!line.contains('\n'), "{line}");
+        assert_eq!(serde_json::from_str::<UpgradeRequest>(&line).unwrap(), r);
+        let unknown = line.replace("\"force\"", "\"forced\"");
+        assert!(serde_json::from_str::<UpgradeRequest>(&unknown).is_err());
+    }
 
     #[test]
     fn seed_paths_are_never_conflicts() {
