@@ -337,17 +337,22 @@ impl Cmd<'_> {
         Ok((status, out))
     }
 
-    /// Run with `input` written to its stdin, its stdout and stderr
-    /// captured apart; whatever the status (as [`Cmd::output`]). A program
-    /// that stops reading before `input` ends is no error here (its status
-    /// says why it stopped).
-    pub fn output_with_input(&self, input: &[u8]) -> Result<Output> {
+    /// Started (and told) with its stdin, stdout and stderr as pipes.
+    fn spawn_piped(&self) -> Result<std::process::Child> {
         self.report.note(&format!("+ {self}"));
         let mut c = self.command();
         c.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = c.spawn().map_err(|e| self.spawn_error(e))?;
+        c.spawn().map_err(|e| self.spawn_error(e))
+    }
+
+    /// Run with `input` written to its stdin, its stdout and stderr
+    /// captured apart; whatever the status (as [`Cmd::output`]). A program
+    /// that stops reading before `input` ends is no error here (its status
+    /// says why it stopped).
+    pub fn output_with_input(&self, input: &[u8]) -> Result<Output> {
+        let mut child = self.spawn_piped()?;
         let stdin = child.stdin.take();
         // Written on a thread of its own while the output is read (neither
         // side waits on a full pipe), and closed once written.
@@ -365,12 +370,7 @@ impl Cmd<'_> {
     /// process to talk through, and its stderr kept for the error a
     /// failure makes (see [`Talk`]).
     pub fn talk(&self) -> Result<Talk<'_>> {
-        self.report.note(&format!("+ {self}"));
-        let mut c = self.command();
-        c.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().map_err(|e| self.spawn_error(e))?;
+        let mut child = self.spawn_piped()?;
         let stderr = read_on_thread(child.stderr.take());
         Ok(Talk {
             stdin: child.stdin.take(),

@@ -264,25 +264,18 @@ pub(super) fn create_with(
     // Verify and unpack first: nothing is made from a bundle that fails.
     let staging = staging(&vms)?;
     let unpacked = staging.path().join("bundle");
-    let Verified {
-        meta,
-        signed_by,
-        label,
-        params,
-        held,
-        plan,
-    } = verify(o, &unpacked, report)?;
-    let hv = meta.hypervisor;
+    let v = verify(o, &unpacked, report)?;
+    let hv = v.meta.hypervisor;
     // A signal caught (a create from a URL: interrupt.rs) stops the create
     // at the next of these checks, and what it made is undone.
-    let stop = || crate::interrupt::check(&label.to_string_lossy());
+    let stop = || crate::interrupt::check(&v.label.to_string_lossy());
     let rootfs = unpacked.join("rootfs");
     let mut boot = None;
     if hv.boots_disk_image() {
         reachable_by_others(&vms)?;
-        if plan.private_disk {
+        if v.plan.private_disk {
             boot = Some((
-                find_boot(&unpacked, &label)?,
+                find_boot(&unpacked, &v.label)?,
                 disk_bytes(&unpacked, o.disk_size)?,
             ));
         }
@@ -294,10 +287,10 @@ pub(super) fn create_with(
     let mut made_base = MadeBase(None);
     let base = hold_base(
         o,
-        plan.placement,
-        held,
-        &meta,
-        (&staging, &unpacked, &label),
+        v.plan.placement,
+        v.held,
+        &v.meta,
+        (&staging, &unpacked, &v.label),
         (&mut removing, &mut made_base),
         report,
     )?;
@@ -317,19 +310,19 @@ pub(super) fn create_with(
     let marker = creating_marker(&vms, id);
     std::fs::write(&marker, b"").map_err(|e| Error::create(&marker, e))?;
     undo.marker = Some(marker);
-    let name = machine_name(o, &meta, id)?;
+    let name = machine_name(o, &v.meta, id)?;
     let data = seed::Data {
         access: &o.access,
-        params: &params,
+        params: &v.params,
         name: &name,
         resolver: net.host,
-        label: &label,
+        label: &v.label,
     };
     match &base {
         None => {
             data.apply(&rootfs)?;
             if let Some((boot, size)) = &boot {
-                make_disk(&unpacked, boot, plan.disk_format, *size, report)?;
+                make_disk(&unpacked, boot, v.plan.disk_format, *size, report)?;
                 removing = remove_in_background(&staging, &rootfs)?;
             }
         }
@@ -342,7 +335,7 @@ pub(super) fn create_with(
     let dir = move_into_place(hv, id, &unpacked, &vms, &mut undo, report)?;
 
     stop()?;
-    let spec = spec_for(o, &meta, signed_by, id, &net, &dir, base.as_ref())?;
+    let spec = spec_for(o, &v.meta, v.signed_by, id, &net, &dir, base.as_ref())?;
     let xml = domain::xml(&spec);
     report.note(&format!("defining {}:\n{xml}", spec.name));
     let what = format!("machine {id} ({})", spec.name);
