@@ -44,47 +44,15 @@ pub fn run(cli: Cli) -> Result<()> {
     if let Some(node) = cli.node.as_deref() {
         let nodes = Nodes::load()?;
         if !nodes.is_this(node) {
-            return match cli.command {
-                Command::Create(args) => {
-                    let print = args.print_xml;
-                    let o = args.options(cli.connect.uri)?;
-                    mkve_cli::out!("{}", vm::create_on(&nodes, node, &o, print, &report)?)
-                }
-                Command::Restore(args) => {
-                    let input = args.backup.clone();
-                    let o = args.options(cli.connect.uri)?;
-                    mkve_cli::out!("{}", vm::restore_on(&nodes, node, &input, &o, &report)?)
-                }
-                Command::List {
-                    all_nodes: true, ..
-                }
-                | Command::Audit {
-                    all_nodes: true, ..
-                } => Err(Error::Usage(
-                    "--node and --all-nodes: give one (every node is listed from here)".into(),
-                )),
-                Command::Upgrade(args) if args.all_nodes => Err(Error::Usage(
-                    "--node and --all-nodes: give one (every node is listed from here)".into(),
-                )),
-                // The feed and the accepted file are this host's: the
-                // node is asked for its machines' packages only.
-                Command::Audit {
-                    feed,
-                    accepted,
-                    json,
-                    ..
-                } => audit(&feed, accepted, json, Some(node), None, &report),
-                Command::Internal(_) | Command::Ganeti(_) => {
-                    Err(Error::Usage("--node: not for this command".into()))
-                }
-                c => {
-                    let tty =
-                        matches!(c, Command::Console { .. }) && std::io::stdin().is_terminal();
-                    vm::forward(&nodes, node, &cli::forwarded_args()?, tty)
-                }
-            };
+            return on_node(cli.command, cli.connect.uri, &nodes, node, &report);
         }
     }
+    here(cli, report)
+}
+
+/// What the command line asks of this node: one call into mkve-core per
+/// subcommand, with the libvirt connections decided once.
+fn here(cli: Cli, report: mkve_cli::Term) -> Result<()> {
     // Which libvirt each job opens, decided once (nodes::Connections).
     let connections = mkve_core::nodes::Connections::resolve(cli.connect.uri.as_deref())?;
     let uris = connections.machines();
@@ -290,6 +258,57 @@ pub fn run(cli: Cli) -> Result<()> {
             let exe = std::env::current_exe().map_err(|e| Error::io("/proc/self/exe", e))?;
             let probe = || kvm::answers(&exe, "__probe-kvm", Duration::from_secs(5));
             show::doctor(&doctor::doctor(&connections, probe), json)
+        }
+    }
+}
+
+/// The command sent to `node`, another node of mkve.conf: a create or
+/// restore streamed there, an audit asked for its packages, anything else
+/// run there by its own mkve-vm over ssh. Errors: a command that is not
+/// for another node (2); the node's.
+fn on_node(
+    command: Command,
+    uri: Option<String>,
+    nodes: &Nodes,
+    node: &str,
+    report: &mkve_cli::Term,
+) -> Result<()> {
+    match command {
+        Command::Create(args) => {
+            let print = args.print_xml;
+            let o = args.options(uri)?;
+            mkve_cli::out!("{}", vm::create_on(nodes, node, &o, print, report)?)
+        }
+        Command::Restore(args) => {
+            let input = args.backup.clone();
+            let o = args.options(uri)?;
+            mkve_cli::out!("{}", vm::restore_on(nodes, node, &input, &o, report)?)
+        }
+        Command::List {
+            all_nodes: true, ..
+        }
+        | Command::Audit {
+            all_nodes: true, ..
+        } => Err(Error::Usage(
+            "--node and --all-nodes: give one (every node is listed from here)".into(),
+        )),
+        Command::Upgrade(args) if args.all_nodes => Err(Error::Usage(
+            "--node and --all-nodes: give one (every node is listed from here)".into(),
+        )),
+        // The feed and the accepted file are this host's: the
+        // node is asked for its machines' packages only.
+        Command::Audit {
+            feed,
+            accepted,
+            json,
+            ..
+        } => audit(&feed, accepted, json, Some(node), None, report),
+        Command::Internal(_) | Command::Ganeti(_) => {
+            Err(Error::Usage("--node: not for this command".into()))
+        }
+        c => {
+            let tty = matches!(c, Command::Console { .. }) && std::io::stdin().is_terminal();
+            vm::forward(nodes, node, &cli::forwarded_args()?, tty)
         }
     }
 }
