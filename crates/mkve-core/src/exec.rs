@@ -24,18 +24,30 @@ use crate::error::{Error, Result};
 use crate::process_error::ProcessError;
 pub use crate::report::{Report, Silent};
 
-/// Whether `program` is an executable file in a `$PATH` directory.
-pub fn on_path(program: &str) -> bool {
+/// The administrator's directories, searched after `$PATH`: a normal
+/// user's PATH on Debian lacks them (/etc/profile), while the programs
+/// mkve runs from them (mkfs.ext4, debugfs, ip…) run for anyone. sudo's
+/// `secure_path` and su's `ENV_SUPATH` name the same.
+const ADMIN_DIRS: [&str; 3] = ["/usr/local/sbin", "/usr/sbin", "/sbin"];
+
+/// Where `program` (a bare name) is found: the first `$PATH` directory
+/// that has it as an executable file, else the first of [`ADMIN_DIRS`].
+pub fn find_program(program: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p).any(|d| {
-                std::fs::metadata(d.join(program))
-                    .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                    .unwrap_or(false)
-            })
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(ADMIN_DIRS.iter().map(PathBuf::from))
+        .map(|d| d.join(program))
+        .find(|p| {
+            std::fs::metadata(p)
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
         })
-        .unwrap_or(false)
+}
+
+/// Whether `program` can be run by its bare name ([`find_program`]).
+pub fn on_path(program: &str) -> bool {
+    find_program(program).is_some()
 }
 
 /// A program to run: built up, then run by one of the calls below.
@@ -146,7 +158,13 @@ impl<'r> Cmd<'r> {
     }
 
     fn command(&self) -> Command {
-        let mut c = Command::new(&self.program);
+        // A bare name found only in the administrator's directories is
+        // run from there; any other, as the system looks it up.
+        let found = (self.program.to_str())
+            .filter(|p| !p.contains('/'))
+            .and_then(find_program)
+            .filter(|p| ADMIN_DIRS.iter().any(|d| p.starts_with(d)));
+        let mut c = Command::new(found.as_deref().unwrap_or(Path::new(&self.program)));
         c.args(&self.args);
         if self.env_clear {
             c.env_clear();
@@ -197,7 +215,7 @@ impl<'r> Cmd<'r> {
             Error::Unavailable {
                 what: self.label(),
                 why: format!(
-                    "{} is not installed or not in PATH",
+                    "{} is not installed (not in PATH, nor in /usr/local/sbin, /usr/sbin or /sbin)",
                     self.program.to_string_lossy()
                 ),
             }

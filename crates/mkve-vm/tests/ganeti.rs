@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mkve_core::hypervisor::Hypervisor;
+use mkve_core::image::{Access, Image};
 use mkve_testkit::*;
 
 mod common;
@@ -84,13 +85,11 @@ fn ganeti_os(work: &Path, action: &str, vars: &[(&str, &str)]) -> Command {
     c
 }
 
-fn debugfs_cat(disk: &Path, file: &str) -> String {
-    let out = Command::new("debugfs")
-        .args(["-R", &format!("cat {file}")])
-        .arg(disk)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// The file `file` of the ext4 file system on `disk`, read as mkve reads
+/// a disk (mkve_core::image), as text.
+fn disk_file(disk: &Path, file: &str) -> String {
+    let image = Image::open(disk, Access::ReadOnly, &mkve_core::exec::Silent).unwrap();
+    String::from_utf8_lossy(&image.read(Path::new(file)).unwrap()).into_owned()
 }
 
 #[test]
@@ -177,28 +176,22 @@ fn a_synced_variant_becomes_a_disk_with_the_instance_s_data() {
     let r = run(&mut ganeti_os(w, "create", &create));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!r.stderr.contains("s3cret") && !r.stdout.contains("s3cret"));
-    assert_eq!(debugfs_cat(&disk, "/etc/hostname"), "svc1.example.org\n");
-    assert!(debugfs_cat(&disk, "/etc/mkve/network")
+    assert_eq!(disk_file(&disk, "/etc/hostname"), "svc1.example.org\n");
+    assert!(disk_file(&disk, "/etc/mkve/network")
         .contains("address=192.0.2.100\nprefix=24\ngateway=192.0.2.1\nmac=aa:00:00:12:34:56\n"));
     assert!(
-        debugfs_cat(&disk, "/etc/systemd/network/40-mkve-ganeti.network")
+        disk_file(&disk, "/etc/systemd/network/40-mkve-ganeti.network")
             .contains("Address=192.0.2.100/24")
     );
     assert_eq!(
-        debugfs_cat(&disk, "/etc/mkve/params/admin_password"),
+        disk_file(&disk, "/etc/mkve/params/admin_password"),
         "s3cret"
     );
-    assert_eq!(debugfs_cat(&disk, "/etc/mkve/params/motd"), "hello");
-    let stat = Command::new("debugfs")
-        .args(["-R", "stat /etc/mkve/params/admin_password"])
-        .arg(&disk)
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&stat.stdout).contains("Mode:  0600"),
-        "{}",
-        String::from_utf8_lossy(&stat.stdout)
-    );
+    assert_eq!(disk_file(&disk, "/etc/mkve/params/motd"), "hello");
+    let image = Image::open(&disk, Access::ReadOnly, &mkve_core::exec::Silent).unwrap();
+    let secret = image.stat(Path::new("/etc/mkve/params/admin_password"));
+    assert_eq!(secret.unwrap().unwrap().mode, 0o600);
+    image.close().unwrap();
     // The staging directory went.
     assert!(dir_names(&w.join("state/ganeti/staging"))
         .iter()
@@ -254,8 +247,8 @@ fn a_synced_variant_becomes_a_disk_with_the_instance_s_data() {
         ],
     ));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(debugfs_cat(&disk, "/etc/hostname"), "svc9.example.org\n");
-    assert!(debugfs_cat(&disk, "/etc/hosts").contains("127.0.1.1\tsvc9.example.org\n"));
+    assert_eq!(disk_file(&disk, "/etc/hostname"), "svc9.example.org\n");
+    assert!(disk_file(&disk, "/etc/hosts").contains("127.0.1.1\tsvc9.example.org\n"));
 
     // A bundle changed on the node after the sync: create refuses it.
     let bun = w.join("state/ganeti/bundles/svc.bun");

@@ -901,7 +901,13 @@ mod tests {
         image.close().unwrap();
         fsck_clean(&machine);
         let changes = diff(&machine, &base, &Silent).unwrap();
-        assert_eq!(summary(&changes), expected());
+        // The tree written gives "/" its owner: mkfs made "/" root's, so a
+        // normal user's tree changes it.
+        let mut want = expected();
+        if std::fs::metadata(d.path().join("tree")).unwrap().uid() != 0 {
+            want.insert(0, ("/".into(), ChangeKind::Changed));
+        }
+        assert_eq!(summary(&changes), want);
         let short = changes
             .iter()
             .find(|c| c.path == Path::new("/etc/short"))
