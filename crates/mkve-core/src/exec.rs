@@ -33,16 +33,19 @@ const ADMIN_DIRS: [&str; 3] = ["/usr/local/sbin", "/usr/sbin", "/sbin"];
 /// Where `program` (a bare name) is found: the first `$PATH` directory
 /// that has it as an executable file, else the first of [`ADMIN_DIRS`].
 pub fn find_program(program: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(ADMIN_DIRS.iter().map(PathBuf::from))
-        .map(|d| d.join(program))
-        .find(|p| {
-            std::fs::metadata(p)
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
+    let dirs = std::env::split_paths(&path).chain(ADMIN_DIRS.iter().map(PathBuf::from));
+    find_in(dirs, program)
+}
+
+/// The first of `dirs` that has `program` as an executable file.
+fn find_in(dirs: impl IntoIterator<Item = PathBuf>, program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    dirs.into_iter().map(|d| d.join(program)).find(|p| {
+        std::fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    })
 }
 
 /// Whether `program` can be run by its bare name ([`find_program`]).
@@ -744,6 +747,26 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_program_is_the_first_executable_file_of_its_name() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let [a, b, c, e] = ["a", "b", "c", "e"].map(|n| d.path().join(n));
+        for x in [&a, &b, &c, &e] {
+            std::fs::create_dir(x).unwrap();
+        }
+        std::fs::create_dir(a.join("prog")).unwrap(); // a directory
+        std::fs::write(b.join("prog"), "").unwrap(); // not executable
+        for x in [&c, &e] {
+            std::fs::write(x.join("prog"), "").unwrap();
+            std::fs::set_permissions(x.join("prog"), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+        }
+        let dirs = [a.clone(), b.clone(), c.clone(), e.clone()];
+        assert_eq!(find_in(dirs, "prog"), Some(c.join("prog")));
+        assert_eq!(find_in([a, b], "prog"), None);
+    }
 
     #[test]
     fn failure_names_the_program_status_and_last_lines() {
