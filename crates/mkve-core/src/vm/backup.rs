@@ -738,10 +738,9 @@ fn checked_manifest(
     Ok(manifest)
 }
 
-/// The secret parameters a restore needs that `given` does not give:
-/// those the backup left out, and those it carries `sealed` (checked
-/// against the manifest's digest, decrypted only when one of them is not
-/// given). Errors: the sealed member is another one (65), cannot be
+/// The secret parameters the backup carries `sealed` that `given` does
+/// not give (checked against the manifest's digest, decrypted only when
+/// one of them is not given); every secret it left out must be given. Errors: the sealed member is another one (65), cannot be
 /// decrypted (69), a secret is neither given nor carried (2, naming
 /// them all).
 fn opened_secrets(
@@ -763,6 +762,7 @@ fn opened_secrets(
             let json = crate::sign::decrypt(sealed, None)?;
             secrets = serde_json::from_slice(&json)
                 .map_err(|e| bad(format!("{SECRETS}: not the secret parameters: {e}")))?;
+            secrets.retain(|k, _| !given(k));
         }
     }
     let missing: Vec<&str> = manifest
@@ -879,9 +879,8 @@ fn restore_create_options(
 ) -> Result<super::CreateOptions> {
     let bad = |why: String| Error::bundle(label, why);
     let m = &manifest.machine;
-    let given = |k: &String| o.params.iter().any(|(n, _)| n == k);
     let params = (manifest.params.iter())
-        .chain(secrets.iter().filter(|(k, _)| !given(k)))
+        .chain(secrets)
         .map(|(k, v)| (k.clone(), v.clone()))
         .chain(o.params.iter().cloned())
         .collect();

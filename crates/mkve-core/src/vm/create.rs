@@ -264,11 +264,8 @@ pub(super) fn create_with(
     // Verify and unpack first: nothing is made from a bundle that fails.
     let staging = staging(&vms)?;
     let unpacked = staging.path().join("bundle");
-    let v = verify(o, &unpacked, report)?;
+    let mut v = verify(o, &unpacked, report)?;
     let hv = v.meta.hypervisor;
-    // A signal caught (a create from a URL: interrupt.rs) stops the create
-    // at the next of these checks, and what it made is undone.
-    let stop = || crate::interrupt::check(&v.label.to_string_lossy());
     let rootfs = unpacked.join("rootfs");
     let mut boot = None;
     if hv.boots_disk_image() {
@@ -281,19 +278,13 @@ pub(super) fn create_with(
         }
     }
     // The root a disk image was made from goes while the domain is
-    // defined; joined before this function returns, whichever way. A base
-    // this create made goes again if the create fails.
-    let mut removing = Background(None);
-    let mut made_base = MadeBase(None);
-    let base = hold_base(
-        o,
-        v.plan.placement,
-        v.held,
-        &v.meta,
-        (&staging, &unpacked, &v.label),
-        (&mut removing, &mut made_base),
-        report,
-    )?;
+    // defined (`removing`); joined before this function returns, whichever
+    // way. A base this create made goes again if the create fails.
+    let (base, mut removing, mut made_base) =
+        hold_base(&mut v, o.disk_size, &staging, &unpacked, report)?;
+    // A signal caught (a create from a URL: interrupt.rs) stops the create
+    // at the next of these checks, and what it made is undone.
+    let stop = || crate::interrupt::check(&v.label.to_string_lossy());
     let disk_size = match &base {
         Some(b) if hv.boots_disk_image() => Some(machine_bytes(b.record.root_bytes, o.disk_size)?),
         _ => None,
@@ -373,21 +364,23 @@ pub(super) fn create_with(
 }
 
 /// The base a create's machine stands on, held for it (its digest in
-/// `unpacked`'s `base::REF`, the bundle's head kept): `Placement::OnBase`'s
-/// found while the bundle was read, or `MakeBase`'s made now from the
-/// unpacked root (a disk base's root then goes in the background,
-/// `removing`; the base is undone by `made_base` unless the create keeps
-/// it); none for `Private`. Errors: the machine's disk would not hold the
-/// root (2), no kernel (65), making the base (65, 69, 73).
+/// `unpacked`'s `base::REF`, the bundle's head kept): the one `v` found
+/// while the bundle was read (`Placement::OnBase`), or one made now from
+/// the unpacked root (`MakeBase`); none for `Private`. With it, a disk
+/// base's root going in the background (its guard joins it), and the
+/// guard that undoes a base made here unless the create keeps it.
+/// Errors: the machine's disk would not hold the root (2), no kernel
+/// (65), making the base (65, 69, 73).
 fn hold_base<'r>(
-    o: &CreateOptions,
-    placement: Placement,
-    held: Option<Held>,
-    meta: &bundle::Meta,
-    (staging, unpacked, label): (&crate::scratch::Scratch, &Path, &Path),
-    (removing, made_base): (&mut Background, &mut MadeBase<'r>),
+    v: &mut Verified,
+    disk_size: Option<DiskSize>,
+    staging: &crate::scratch::Scratch,
+    unpacked: &Path,
     report: &'r dyn Report,
-) -> Result<Option<Base>> {
+) -> Result<(Option<Base>, Background, MadeBase<'r>)> {
+    let (placement, meta, label) = (v.plan.placement, &v.meta, v.label.as_path());
+    let mut removing = Background(None);
+    let mut made_base = MadeBase(None);
     let rootfs = unpacked.join("rootfs");
     // The root's size, walked once: a disk base's size and the machine's
     // are reckoned from it, and told before the base is made.
@@ -397,10 +390,10 @@ fn hold_base<'r>(
     };
     let root_bytes = making.map(|_| super::disk::root_bytes(&rootfs));
     if let (Some(Kind::Disk), Some(b)) = (making, root_bytes) {
-        machine_bytes(b, o.disk_size)?;
+        machine_bytes(b, disk_size)?;
         super::disk::find_boot(unpacked, label)?;
     }
-    let base = match (placement, held) {
+    let base = match (placement, v.held.take()) {
         (Placement::Private, _) => None,
         (Placement::OnBase(_), Some(h)) => Some((
             h.found
@@ -411,7 +404,7 @@ fn hold_base<'r>(
             let bytes = root_bytes.unwrap_or_else(|| super::disk::root_bytes(&rootfs));
             let b = base::make(&h.digest, kind, meta, &rootfs, bytes, label, report)?;
             if kind == Kind::Disk {
-                *removing = remove_in_background(staging, &rootfs)?;
+                removing = remove_in_background(staging, &rootfs)?;
             }
             Some((b, h.lock))
         }
@@ -419,7 +412,7 @@ fn hold_base<'r>(
     };
     let made = making.is_some();
     // The machine holds its base from now on; the lock can go.
-    Ok(match base {
+    let base = match base {
         Some((b, _lock)) => {
             base::keep_head(&b, unpacked)?;
             let r = unpacked.join(base::REF);
@@ -431,7 +424,8 @@ fn hold_base<'r>(
             Some(b)
         }
         None => None,
-    })
+    };
+    Ok((base, removing, made_base))
 }
 
 /// What a create knows once its bundle is verified and unpacked: the
